@@ -1,0 +1,55 @@
+# detector: every set-up step a newcomer needs is behind `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SAMPLES := data/samples
+OUT    ?= out/samples
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast lint format bench samples model golden html-check clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install detector with its dev tools (idempotent)
+
+run: $(STAMP) ## Run the nightly job on the bundled sample world and print its summary
+	$(BIN)/detector run $(SAMPLES)/logs --out $(OUT) \
+		--practitioners $(SAMPLES)/practitioners.csv --geoip-dir $(SAMPLES)/geoip
+
+test: $(STAMP) ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -n 2 tests
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(BIN)/python -m pytest -n 2 -m 'not slow' tests
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check detector tests bench
+	$(BIN)/ruff format --check detector tests bench
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix detector tests bench
+	$(BIN)/ruff format detector tests bench
+
+bench: $(STAMP) ## Benchmark ingestion and the nightly job (lines/s, peak memory); not a test
+	$(BIN)/python bench/run.py
+
+samples: $(STAMP) ## Regenerate data/samples with `detector simulate` (documented seed)
+	rm -rf $(SAMPLES)
+	$(BIN)/detector simulate --out $(SAMPLES) --accounts 3000 --days 3 --seed 7
+
+model: $(STAMP) ## Retrain the shipped model on a simulated world (not data/samples)
+	$(BIN)/python -m detector.score.reproduce
+
+golden: $(STAMP) ## Regenerate the golden end-to-end expectations from data/samples
+	$(BIN)/python -m tests.golden --update
+
+clean: ## Remove the virtual environment and outputs
+	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""Command-line adapter: parse options, call one library function, print a summary.
+
+Diagnostics go to stderr so that stdout stays machine-readable. Exit codes: 0 done, 1 failed
+(a bug or a run that could not finish), 2 bad usage or input, 3 the night needs attention
+(``run --fail-on``), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from detector import __version__
+from detector.errors import DetectorError
+
+app = typer.Typer(
+    name="detector",
+    help="Detect credential abuse against mail accounts (IMAP/POP/SMTP) and recommend scoped measures.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def guarded(fn: F) -> F:
+    """Turn errors into one line on stderr and a meaningful exit code; no traceback for users."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except DetectorError as e:
+            err(f"detector: error: {e}")
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err("detector: interrupted")
+            raise typer.Exit(130) from None
+        except Exception as e:
+            if os.environ.get("DETECTOR_DEBUG"):
+                raise
+            err(f"detector: internal error: {type(e).__name__}: {e} (set DETECTOR_DEBUG=1 for a traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"detector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """detector: mail-account credential-abuse detector."""
+
+
+Paths = Annotated[list[str], typer.Argument(help="Log files, directories (recursive), globs, or - for stdin.")]
+Year = Annotated[
+    int | None, typer.Option(help="Year of RFC 3164 stamps (default: inferred from file modification times).")
+]
+Timezone = Annotated[str, typer.Option(help="Time zone of time stamps without an offset.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+@guarded
+def ingest(
+    paths: Paths,
+    out: Annotated[Path, typer.Option(help="Events Parquet file to write.")],
+    year: Year = None,
+    timezone: Timezone = "UTC",
+    config: ConfigOpt = None,
+) -> None:
+    """Parse authentication logs into canonical events (Parquet), with a quarantine of bad lines."""
+    from detector import config as cfgmod
+    from detector.ingest import ingest_to_parquet
+
+    cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
+    result = ingest_to_parquet(paths, out, cfg.ingest)
+    typer.echo(result.summary_text())
+
+
+@config_app.command("show")
+@guarded
+def config_show(config: ConfigOpt = None) -> None:
+    """Print the effective configuration (defaults overridden by --config) as TOML."""
+    import tomli_w
+
+    from detector import config as cfgmod
+
+    data = cfgmod.load(config).to_dict()
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if v is not None}
+        if isinstance(x, tuple):
+            return list(x)
+        return x
+
+    typer.echo(tomli_w.dumps(clean(data)))
+
+
+def main() -> None:
+    app(prog_name="detector")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
