@@ -1,0 +1,1 @@
+"""Log ingestion: files -> canonical events (see docs/ingest.md)."""

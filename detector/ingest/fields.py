@@ -1,0 +1,108 @@
+"""Small expression helpers shared by the parsers: cutting fields, canonical addresses, output.
+
+Everything here returns ``pl.Expr`` (or maps a LazyFrame), so parsers stay vectorised.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import polars as pl
+
+from detector.ingest.registry import KIND
+from detector.schema import EVENT_SCHEMA, C
+
+MSG = "message"
+
+
+def after(expr: pl.Expr, marker: str) -> pl.Expr:
+    """The text after the first ``marker`` (null where it is missing)."""
+    pos = expr.str.find(marker, literal=True)
+    return pl.when(pos.is_not_null()).then(expr.str.slice(pos + len(marker)))
+
+
+def before(expr: pl.Expr, marker: str) -> pl.Expr:
+    """The text before the first ``marker`` (the whole text where it is missing)."""
+    pos = expr.str.find(marker, literal=True)
+    return pl.when(pos.is_not_null()).then(expr.str.slice(0, pos)).otherwise(expr)
+
+
+def between(expr: pl.Expr, start: str, end: str) -> pl.Expr:
+    """The text between ``start`` and the next ``end`` (to the end of text if ``end`` is missing)."""
+    return before(after(expr, start), end)
+
+
+def kv(expr: pl.Expr, key: str, end: str = ",") -> pl.Expr:
+    """Value of ``key=`` up to ``end``; ``key`` must include its leading separator, e.g. ``" rip="``."""
+    return between(expr, key, end)
+
+
+def angle(expr: pl.Expr, key: str) -> pl.Expr:
+    """Value of ``key=<...>`` (Dovecot ``user=<x>``, Postfix ``from=<x>``); empty gives null."""
+    v = between(expr, f"{key}=<", ">")
+    return pl.when(v.str.len_bytes() > 0).then(v)
+
+
+def _canon_one(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _canon_v6(s: pl.Series) -> pl.Series:
+    mask = s.str.contains(":", literal=True).fill_null(False)
+    if not mask.any():
+        return s
+    uniq = s.filter(mask).unique().to_list()
+    mapping = {u: _canon_one(u) for u in uniq}
+    return s.replace(mapping)
+
+
+def canonical_ip(expr: pl.Expr) -> pl.Expr:
+    """Canonical address text: brackets and ``%zone`` removed, IPv6 compressed lower case,
+    ``::ffff:a.b.c.d`` -> ``a.b.c.d``; IPv6 text that is not an address becomes null.
+
+    IPv4 text is kept as is (its shape is already canonical); IPv6 goes through
+    :mod:`ipaddress` once per distinct value, which is cheap because such values are few.
+    """
+    t = expr.str.strip_chars("[] ").str.replace(r"%.*$", "")
+    t = pl.when(t.str.len_bytes() > 0).then(t)
+    return t.map_batches(_canon_v6, return_dtype=pl.String)
+
+
+def to_int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
+    """Leading digits of ``expr`` as an integer (null where there are none)."""
+    return expr.str.extract(r"^\s*(\d+)", 1).cast(dtype, strict=False)
+
+
+OUTPUT_SCHEMA = pl.Schema({**EVENT_SCHEMA, KIND: pl.String})
+
+
+def finish(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Exactly the EVENT_SCHEMA columns + ``kind``, cast, missing ones as nulls."""
+    have = lf.collect_schema()
+    return lf.select(
+        [
+            (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in OUTPUT_SCHEMA.items()
+        ]
+    )
+
+
+__all__ = [
+    "MSG",
+    "OUTPUT_SCHEMA",
+    "C",
+    "after",
+    "angle",
+    "before",
+    "between",
+    "canonical_ip",
+    "finish",
+    "kv",
+    "to_int",
+]
