@@ -73,12 +73,23 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    window: str = "1d"
+    """Time bucket for per-window counts (polars duration: 30m, 6h, 1d)."""
+    baseline_alpha: float = 5.0
+    """Pseudo-count pulling an account's value frequencies towards the population (smoothing)."""
+    cold_start_successes: int = 5
+    """Accounts with fewer earlier successful logins lean on the population (no 'new network' flags)."""
+
+
+@dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     enrich: EnrichConfig = field(default_factory=EnrichConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-detector parameters, ``[detectors.brute_force] min_failures = 20``; ``enabled = false`` disables one."""
 
