@@ -1,0 +1,54 @@
+"""Mailu admin (Flask) log: authentication attempts refused by the rate limiter.
+
+Mailu's front is nginx (see :mod:`.nginx_mail`); its admin container logs
+``[time] WARNING in limiter: Authentication attempt from <ip> [for <user>] has been rate-limited.``
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.ingest.fields import canonical_ip
+from detector.ingest.parsers._common import EVENT, PROGRAM, M, done, has, kind, lower_or_null, program_starts
+from detector.ingest.registry import LineParser, register
+from detector.schema import Action, C, Outcome
+
+_FLASK = r"^(?:\[[^\]]+\] )?(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) in [\w.]+: "
+_LIMITED = "has been rate-limited"
+
+
+def claims() -> pl.Expr:
+    flask = M.str.contains(_FLASK).fill_null(False)
+    return program_starts("mailu") | ((PROGRAM.is_null() | program_starts("admin")) & flask)
+
+
+def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
+    limited = has("Authentication attempt from ") & has(_LIMITED)
+    parts = M.str.extract_groups(r"Authentication attempt from (\S+?)(?: for (\S+))? has been rate-limited")
+    out = lf.with_columns(parts.alias("_p")).with_columns(
+        pl.lit("mailu").alias(C.DAEMON),
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.POLICY).alias(C.OUTCOME),
+        lower_or_null(pl.col("_p").struct.field("2")).alias(C.ACCOUNT),
+        canonical_ip(pl.col("_p").struct.field("1")).alias(C.SOURCE_IP),
+        pl.lit(1).alias(C.ATTEMPTS),
+        pl.lit("rate-limited").alias(C.REASON),
+        kind(
+            [
+                (limited, EVENT),
+                (has("Invalid user ") | has("undecodable"), "noise:bad_request"),
+                (M.str.contains(r"(?i)^(?:\[[^\]]+\] )?(?:DEBUG|INFO) in ").fill_null(False), "noise:info"),
+            ]
+        ),
+    )
+    return done(out)
+
+
+PARSER = register(
+    LineParser(
+        name="mailu",
+        claims=claims,
+        parse=parse,
+        doc="Mailu admin 'Authentication attempt from <ip> has been rate-limited' lines (login refused by policy).",
+    )
+)

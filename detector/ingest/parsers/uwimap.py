@@ -1,0 +1,88 @@
+"""UW IMAP (``imapd``/``ipop3d``): ``Login``/``Authenticated`` successes, ``Login failed`` and
+``AUTHENTICATE ... failure`` failures, ``Logout``/``Autologout`` session ends."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.ingest.fields import after, before, between, canonical_ip
+from detector.ingest.parsers._common import EVENT, PROGRAM, M, done, has, kind, lower_or_null, mechanism
+from detector.ingest.registry import LineParser, register
+from detector.schema import Action, C, Outcome, Service
+
+
+def claims() -> pl.Expr:
+    return PROGRAM.is_in(["imapd", "ipop3d", "ipop2d", "imapd-ssl", "ipop3d-ssl"]).fill_null(False)
+
+
+def _starts(text: str) -> pl.Expr:
+    return M.str.starts_with(text).fill_null(False)
+
+
+def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
+    failed = _starts("Login failed ") | _starts("Login excessive login failures ")
+    disabled = _starts("Login disabled ")
+    auth_failed = M.str.contains(r"^AUTHENTICATE \S+ failure ").fill_null(False)
+    success = _starts("Login user=") | _starts("Authenticated user=")
+    session_end = _starts("Logout user=") | _starts("Autologout user=")
+    login = failed | disabled | auth_failed | success
+    host = after(M, " host=")
+    service = (
+        pl.when(PROGRAM.str.contains("pop", literal=True).fill_null(False))
+        .then(pl.lit(Service.POP3))
+        .otherwise(pl.lit(Service.IMAP))
+    )
+    method = pl.coalesce(M.str.extract(r"^AUTHENTICATE (\S+) failure", 1), M.str.extract(r" mech=(\S+)", 1))
+    out = lf.with_columns(
+        pl.lit("uwimap").alias(C.DAEMON),
+        service.alias(C.SERVICE),
+        pl.when(session_end).then(pl.lit(Action.LOGOUT)).otherwise(pl.lit(Action.LOGIN)).alias(C.ACTION),
+        pl.when(success)
+        .then(pl.lit(Outcome.SUCCESS))
+        .when(disabled)
+        .then(pl.lit(Outcome.DISABLED))
+        .when(login)
+        .then(pl.lit(Outcome.FAILURE))
+        .alias(C.OUTCOME),
+        lower_or_null(M.str.extract(r"(?:^|\s)user=(\S+)", 1)).alias(C.ACCOUNT),
+        canonical_ip(between(host, "[", "]")).alias(C.SOURCE_IP),
+        pl.when(method.is_not_null()).then(mechanism(method)).alias(C.AUTH_METHOD),
+        pl.when(PROGRAM.str.ends_with("-ssl").fill_null(False)).then(pl.lit(True)).alias(C.TLS),
+        pl.lit(1).alias(C.ATTEMPTS),
+        pl.when(failed | disabled | auth_failed)
+        .then(before(M, " user=").str.replace(r" host=.*$", ""))
+        .alias(C.REASON),
+        kind(
+            [
+                (login | session_end, EVENT),
+                (has(" service init from "), "noise:connect"),
+                (
+                    _starts("Command stream end of file")
+                    | _starts("Killed ")
+                    | _starts("Kiss of death")
+                    | _starts("Connection reset")
+                    | _starts("Unexpected client disconnect")
+                    | _starts("Broken pipe")
+                    | _starts("Autologout host=")
+                    | _starts("Logout host="),
+                    "noise:disconnect",
+                ),
+                (
+                    _starts("Preauthenticated user=") | _starts("Auth user=") | _starts("Moved "),
+                    "noise:session",
+                ),
+                (has("SSL") | has("TLS"), "noise:tls"),
+            ]
+        ),
+    )
+    return done(out)
+
+
+PARSER = register(
+    LineParser(
+        name="uwimap",
+        claims=claims,
+        parse=parse,
+        doc="UW IMAP imapd/ipop3d 'Login', 'Authenticated', 'Login failed', 'AUTHENTICATE X failure', 'Logout' lines.",
+    )
+)
