@@ -108,6 +108,49 @@ def ingest(
     typer.echo(result.summary_text())
 
 
+@app.command("run")
+@guarded
+def run_cmd(
+    paths: Paths,
+    out: Annotated[Path, typer.Option(help="Directory for the reports (Parquet, summary.json, report.html).")],
+    state: Annotated[Path | None, typer.Option(help="State directory carried across nights.")] = None,
+    practitioners: Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")] = None,
+    geoip_dir: Annotated[
+        Path | None, typer.Option(help="Directory of GeoIP .mmdb files (default: searched as enrichment does).")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped models/default.skops).")] = None,
+    config: ConfigOpt = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(help="Exit 3 when the night needs attention: compromised, targeted, or a risk threshold."),
+    ] = None,
+    pseudonymize: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            envvar="DETECTOR_PSEUDONYMIZE_KEY",
+            help="Replace account names in the reports with keyed hashes (or set DETECTOR_PSEUDONYMIZE_KEY).",
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground-truth incidents for the replay comparison (optional).")
+    ] = None,
+    log_format: Annotated[LogFormat, typer.Option(help="text on a terminal, json under cron.")] = LogFormat.text,
+    year: Year = None,
+    timezone: Annotated[str | None, typer.Option(help="Time zone of time stamps without an offset.")] = None,
+) -> None:
+    """Run the nightly job: ingest, enrich, detect, score, recommend; publish reports; print the summary."""
+    from detector.runner import run_command
+
+    code = run_command(
+        paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
+        config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
+        log_format=log_format.value, year=year, timezone=timezone,
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
+
+
 @config_app.command("show")
 @guarded
 def config_show(config: ConfigOpt = None) -> None:

@@ -1,0 +1,490 @@
+"""The nightly job: ingest -> enrich -> detect -> score -> recommend -> report, with state across nights.
+
+:func:`run` is the one orchestrator. It stages every output in ``OUT/.tmp-<run id>/`` and renames
+the files into ``OUT`` only once all of them are written (``summary.json`` last), so a run that
+fails or is killed leaves the previous reports intact and no half-written file. The state directory
+is updated after the reports are published, atomically (see :mod:`detector.state`). Stage results
+are not kept on long-lived objects: everything a run produced is in its :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from detector import __version__, schema
+from detector.config import Config
+from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed
+from detector.logging_setup import LOGGER, log
+from detector.report import contract
+from detector.report.parquet import write_parquet
+from detector.schema import C
+
+STEPS: tuple[str, ...] = (
+    "ingest",
+    "enrich",
+    "detect",
+    "score",
+    "events",
+    "recommend",
+    "replay",
+    "reports",
+    "state",
+    "publish",
+)
+"""The steps of a run, in order (progress callbacks receive these names)."""
+
+MODEL_NAME = "default.skops"
+
+
+@dataclass(frozen=True)
+class FailOn:
+    """When a night needs attention (exit code 3): ``compromised``, ``targeted``, or a risk threshold."""
+
+    verdicts: tuple[str, ...] = ()
+    threshold: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> FailOn | None:
+        if text is None:
+            return None
+        t = text.strip().lower()
+        if t == "compromised":
+            return cls(verdicts=("compromised",))
+        if t == "targeted":
+            return cls(verdicts=("compromised", "targeted"))
+        try:
+            value = float(t)
+        except ValueError:
+            raise ConfigError(
+                f"--fail-on must be compromised, targeted or a risk threshold in [0, 1], got {text!r}"
+            ) from None
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"--fail-on threshold must be in [0, 1], got {value}")
+        return cls(threshold=value)
+
+    def check(self, accounts: pl.DataFrame) -> str | None:
+        """Why the night needs attention, or ``None``."""
+        if self.verdicts:
+            counts = accounts.filter(pl.col("verdict").is_in(self.verdicts)).group_by("verdict").len()
+            found = {r["verdict"]: r["len"] for r in counts.iter_rows(named=True)}
+            if found:
+                return ", ".join(f"{n} {v}" for v, n in sorted(found.items()))
+            return None
+        assert self.threshold is not None
+        n = accounts.filter(pl.col(C.RISK_SCORE) >= self.threshold).height
+        return f"{n} accounts with risk >= {self.threshold:g}" if n else None
+
+    def describe(self) -> str:
+        if self.threshold is not None:
+            return f"risk>={self.threshold:g}"
+        return "targeted" if "targeted" in self.verdicts else "compromised"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run published."""
+
+    run_id: str
+    out_dir: Path
+    files: tuple[Path, ...]
+    summary: dict[str, Any]
+    attention: str | None = None
+    """Why the night needs attention under ``fail_on`` (``None``: it does not, or no ``fail_on``)."""
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.attention else 0
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def default_model_path() -> Path:
+    """The shipped model: package data first (installed wheels), then ``models/`` next to the repo."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "data" / MODEL_NAME, here.parent / "models" / MODEL_NAME]
+    for p in candidates:
+        if p.exists():
+            return p
+    raise ModelError(
+        "no default model found",
+        path=candidates[-1],
+        hint="pass --model FILE, or run `make model` to train one",
+    )
+
+
+@contextlib.contextmanager
+def _locked_out_dir(out_dir: Path) -> Iterator[None]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise InputError(f"cannot write the output directory: {e.strerror}", path=out_dir) from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise InputError("output directory is in use by another run", path=out_dir) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+class _Steps:
+    """Times each step, logs it, and tells the progress callback."""
+
+    def __init__(self, logger: logging.Logger, progress: Callable[[str], None] | None) -> None:
+        self.logger = logger
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.progress is not None:
+            self.progress(name)
+        start = time.perf_counter()
+        yield
+        took = time.perf_counter() - start
+        self.timings[name] = round(took, 3)
+        log(self.logger, logging.INFO, f"{name} done", step=name, seconds=round(took, 3))
+
+
+def _frame(x: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return x.collect() if isinstance(x, pl.LazyFrame) else x
+
+
+def _conform(df: pl.DataFrame | pl.LazyFrame, columns: tuple[schema.Column, ...]) -> pl.LazyFrame:
+    return schema.conform(df.lazy(), pl.Schema(schema.dtypes(columns)))
+
+
+def _inputs_meta(inputs: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"path": str(i.path), "size": int(i.size), "sha256": str(i.sha256)} for i in inputs]
+
+
+def _window(events: pl.LazyFrame) -> tuple[datetime | None, datetime | None]:
+    row = events.select(
+        pl.col(C.TIMESTAMP).min().alias("start"), pl.col(C.TIMESTAMP).max().alias("end")
+    ).collect()
+    return row["start"][0], row["end"][0]
+
+
+TEXT_COLUMNS = ("reason", "reasons", "evidence")
+"""Free-text report columns that may name accounts."""
+ENTITY_COLUMNS = {
+    "recommendations.parquet": ("target_type", "target"),
+    "findings.parquet": ("entity_type", "entity"),
+}
+"""(type column, value column) pairs whose value is an account where the type says so."""
+
+
+def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Any) -> dict[str, pl.DataFrame]:
+    """Replace account names in every report table: account columns, entity columns and free text."""
+    pseudo.learn(tables["accounts.parquet"].get_column(C.ACCOUNT).to_list())
+    for name, (kind, value) in ENTITY_COLUMNS.items():
+        df = tables[name]
+        pseudo.learn(df.filter(pl.col(kind) == "account").get_column(value).to_list())
+    out: dict[str, pl.DataFrame] = {}
+    for name, df in tables.items():
+        exprs = []
+        for col, dtype in df.schema.items():
+            if col == C.ACCOUNT:
+                exprs.append(pseudo.column(col))
+            elif col == C.RAW:
+                exprs.append(pl.lit(None, dtype=pl.String).alias(col))
+            elif col in TEXT_COLUMNS and dtype == pl.String:
+                exprs.append(pseudo.text(pl.col(col)).alias(col))
+            elif col in TEXT_COLUMNS and dtype == pl.List(pl.String):
+                exprs.append(pseudo.text_list(col))
+        if name in ENTITY_COLUMNS:
+            kind, value = ENTITY_COLUMNS[name]
+            exprs.append(
+                pl.when(pl.col(kind) == "account")
+                .then(pseudo.column(value))
+                .otherwise(pl.col(value))
+                .alias(value)
+            )
+        out[name] = df.with_columns(exprs) if exprs else df
+    return out
+
+
+def _publish(staging: Path, out_dir: Path, names: Sequence[str]) -> tuple[Path, ...]:
+    """Rename staged files into ``out_dir`` (each rename is atomic; summary.json comes last)."""
+    published = []
+    for name in names:
+        src = staging / name
+        dst = out_dir / name
+        os.replace(src, dst)
+        published.append(dst)
+    fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tuple(published)
+
+
+def run(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    state_dir: str | Path | None = None,
+    practitioners: str | Path | None = None,
+    geoip_dir: str | Path | None = None,
+    model_path: str | Path | None = None,
+    cfg: Config | None = None,
+    fail_on: str | FailOn | None = None,
+    pseudonymize_key: str | None = None,
+    labels: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> RunResult:
+    """Run the nightly job on ``paths`` and publish its reports in ``out_dir``.
+
+    Args:
+        paths: log files, directories, globs.
+        out_dir: where the reports go (created if missing).
+        state_dir: state carried across nights; ``None`` analyses the input window alone.
+        practitioners: the practitioner directory (CSV), if any.
+        geoip_dir: GeoIP databases; ``None`` searches where enrichment looks.
+        model_path: the scoring model; ``None`` uses the shipped default.
+        cfg: the effective configuration.
+        fail_on: ``compromised``, ``targeted`` or a risk threshold: sets ``RunResult.attention``.
+        pseudonymize_key: replace account names in the reports with keyed hashes.
+        labels: ground-truth incidents for the replay comparison (otherwise the tool's verdicts).
+        progress: called with each step name as it starts.
+        clock: the wall clock (tests).
+
+    Raises:
+        DetectorError: bad input, configuration, model or state (exit 2), or RunFailed (exit 1).
+    """
+    cfg = cfg or Config()
+    rule = fail_on if isinstance(fail_on, FailOn) or fail_on is None else FailOn.parse(fail_on)
+    clock = clock or (lambda: datetime.now(UTC))
+    started = clock()
+    run_id = new_run_id(started)
+    logger = logging.getLogger(LOGGER)
+    out = Path(out_dir)
+    if not paths:
+        raise InputError("no input paths given")
+    with _locked_out_dir(out):
+        for stale in out.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = out / f".tmp-{run_id}"
+        staging.mkdir()
+        try:
+            if state_dir is not None:
+                from detector.state import locked
+
+                with locked(state_dir):
+                    return _run(
+                        paths, out, staging, run_id, started, logger, progress, cfg, rule,
+                        state_dir=Path(state_dir), practitioners=practitioners, geoip_dir=geoip_dir,
+                        model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
+                    )  # fmt: skip
+            return _run(
+                paths, out, staging, run_id, started, logger, progress, cfg, rule,
+                state_dir=None, practitioners=practitioners, geoip_dir=geoip_dir,
+                model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
+            )  # fmt: skip
+        except DetectorError:
+            raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if os.environ.get("DETECTOR_DEBUG"):
+                raise
+            raise RunFailed(f"run failed, previous reports kept: {type(e).__name__}: {e}") from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(
+    paths: Sequence[str | Path],
+    out: Path,
+    staging: Path,
+    run_id: str,
+    started: datetime,
+    logger: logging.Logger,
+    progress: Callable[[str], None] | None,
+    cfg: Config,
+    rule: FailOn | None,
+    *,
+    state_dir: Path | None,
+    practitioners: str | Path | None,
+    geoip_dir: str | Path | None,
+    model_path: str | Path | None,
+    pseudonymize_key: str | None,
+    labels: str | Path | None,
+) -> RunResult:
+    from detector.detect import detect
+    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.features.baseline import History, update_history
+    from detector.ingest import ingest
+    from detector.recommend import recommend, replay
+    from detector.report import RunData, write_reports
+    from detector.report.pseudonymize import Pseudonymizer
+    from detector.score import load_model, score
+    from detector.state import State, load_state, prune, save_state
+
+    step = _Steps(logger, progress)
+    warnings: list[str] = []
+    log(logger, logging.INFO, "run started", run_id=run_id, inputs=len(paths), out=str(out))
+
+    # Everything that can be wrong with the inputs is checked before the long steps.
+    state = load_state(state_dir) if state_dir is not None else State()
+    history = History.from_frames(state.history) if state.history else History.empty()
+    model_file = Path(model_path) if model_path is not None else default_model_path()
+    model = load_model(model_file)
+    geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
+    geoip = find_databases(geo_dir)
+    directory = load_practitioners(practitioners) if practitioners is not None else None
+    label_frame = None
+    if labels is not None:
+        from detector.labels import read_labels
+
+        label_frame = read_labels(labels)
+
+    with step("ingest"):
+        ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
+    warnings.extend(ingested.warnings)
+    inputs = _inputs_meta(ingested.inputs)
+    with step("enrich"):
+        enriched = enrich(
+            ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
+        )
+    warnings.extend(enriched.warnings)
+    for w in ingested.warnings + enriched.warnings:
+        log(logger, logging.WARNING, w)
+    with step("detect"):
+        detection = detect(enriched.events, cfg, history)
+    with step("score"):
+        scores = score(detection, model, cfg)
+
+    pseudo = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
+    meta: dict[str, Any] = {
+        contract.Meta.TOOL_VERSION: __version__,
+        contract.Meta.REPORT_VERSION: contract.REPORT_VERSION,
+        contract.Meta.SCHEMA_VERSION: schema.SCHEMA_VERSION,
+        contract.Meta.RUN_ID: run_id,
+        contract.Meta.CREATED_AT: started.isoformat(),
+        contract.Meta.INPUTS: inputs,
+        contract.Meta.MODEL_ID: getattr(model, "model_id", model_file.name),
+        contract.Meta.MODEL_CARD_SHA256: getattr(model, "card_sha256", None),
+        contract.Meta.GEOIP: enriched.metadata,
+        contract.Meta.CONFIG_SHA256: cfg.digest(),
+        contract.Meta.PSEUDONYMIZED: "true" if pseudo else "false",
+    }
+
+    with step("events"):
+        scored = _conform(scores.events, contract.BY_NAME["events.parquet"].columns())
+        start, end = _window(scored)
+        meta[contract.Meta.WINDOW_START] = start.isoformat() if start else None
+        meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
+        events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
+        raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
+        write_parquet(scored, raw_events, events_meta)
+        events = pl.scan_parquet(raw_events)
+        if pseudo:
+            write_parquet(
+                events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
+            )
+
+    with step("recommend"):
+        now = end or started
+        plan = _frame(recommend(scores, detection, cfg, now))
+    with step("replay"):
+        comparison = replay(plan, events, label_frame, cfg)
+
+    tables = {
+        "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
+        "sources.parquet": _frame(_conform(scores.sources, schema.SOURCE_COLUMNS)),
+        "recommendations.parquet": _frame(_conform(plan, schema.RECOMMENDATION_COLUMNS)),
+        "findings.parquet": _frame(
+            _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
+        ),
+        "campaigns.parquet": _frame(
+            _conform(detection.campaigns, contract.BY_NAME["campaigns.parquet"].columns())
+        ),
+        "quarantine.parquet": _frame(_conform(ingested.quarantine, schema.QUARANTINE_COLUMNS)),
+    }
+    if pseudo:
+        tables = _pseudonymize_tables(tables, pseudo)
+    attention = rule.check(tables["accounts.parquet"]) if rule else None
+
+    with step("reports"):
+        data = RunData(
+            meta=meta,
+            events=pl.scan_parquet(staging / "events.parquet"),
+            tables=tables,
+            lines_read=int(ingested.lines_read),
+            noise=dict(ingested.noise),
+            replay=comparison,
+            replay_labelled=label_frame is not None,
+            warnings=tuple(warnings),
+            fail_on=rule.describe() if rule else None,
+            attention=attention,
+        )
+        summary = write_reports(data, staging)
+
+    new_state = None
+    if state_dir is not None:
+        with step("state"):
+            seen = state.processed()
+            new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
+            if new_paths:
+                fresh = events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths))
+                history = update_history(history, fresh)
+            else:
+                log(logger, logging.INFO, "inputs already in the state: history not updated again")
+            horizon_end = end or started
+            history = history.prune(horizon_end - timedelta(days=cfg.state.horizon_days))
+            shared = enriched.shared if new_paths else state.shared
+            campaigns = _merge_campaigns(state.campaigns, detection.campaigns)
+            new_state = State(
+                history=history.to_frames(),
+                shared=prune(shared, horizon_end, cfg.state.horizon_days) if shared is not None else None,
+                campaigns=prune(campaigns, horizon_end, cfg.state.horizon_days),
+                manifest=state.manifest,
+                run_id=run_id,
+            ).with_inputs(inputs, run_id, started)
+
+    with step("publish"):
+        files = _publish(staging, out, contract.ALL_FILES)
+        if state_dir is not None and new_state is not None:
+            save_state(state_dir, new_state, run_id=run_id, now=started)
+
+    log(logger, logging.INFO, "run finished", run_id=run_id, attention=attention, **step.timings)
+    return RunResult(
+        run_id=run_id,
+        out_dir=out,
+        files=files,
+        summary=summary,
+        attention=attention,
+        warnings=tuple(warnings),
+        timings=step.timings,
+    )
+
+
+def _merge_campaigns(previous: pl.DataFrame | None, current: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Campaign infrastructure seen so far: this night's campaigns replace earlier rows of the same id."""
+    now = _frame(current)
+    if previous is None or previous.is_empty():
+        return now
+    keep = previous.filter(~pl.col(C.CAMPAIGN).is_in(now.get_column(C.CAMPAIGN).implode()))
+    return pl.concat([keep, now.select(previous.columns)], how="vertical_relaxed")

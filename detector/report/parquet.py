@@ -1,0 +1,65 @@
+"""Writing Parquet reports with key-value metadata that pyarrow, DuckDB, pandas and Spark can read.
+
+The metadata goes into the Arrow schema that pyarrow embeds, so it appears both as the Parquet
+footer's key-value metadata (``pl.read_parquet_metadata``, DuckDB's ``parquet_kv_metadata``) and as
+``pyarrow.parquet.read_schema(path).metadata``. Lazy frames are written batch by batch, so a
+large events table is never held in memory twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from detector.report.contract import META_PREFIX
+
+ROW_GROUP_ROWS = 512 * 1024
+
+
+def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """``detector.``-prefixed string values; non-strings become JSON."""
+    return {
+        f"{META_PREFIX}{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+        for k, v in meta.items()
+    }
+
+
+def write_parquet(frame: pl.LazyFrame | pl.DataFrame, path: Path, meta: dict[str, Any]) -> int:
+    """Write ``frame`` to ``path`` with ``meta`` as key-value metadata; return the row count."""
+    kv = encode_metadata(meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(frame, pl.DataFrame):
+        table = frame.to_arrow()
+        pq.write_table(
+            table.replace_schema_metadata(kv), path, compression="zstd", row_group_size=ROW_GROUP_ROWS
+        )
+        return table.num_rows
+    arrow_schema: pa.Schema = frame.clear().collect().to_arrow().schema.with_metadata(kv)
+    rows = 0
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as writer:
+        for batch in frame.collect_batches(chunk_size=ROW_GROUP_ROWS):
+            table = batch.to_arrow().cast(arrow_schema)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            rows += table.num_rows
+    return rows
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``detector.`` key-value metadata of a report (keys without prefix, JSON decoded)."""
+    raw = pq.read_metadata(path).metadata or {}
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = k.decode()
+        if not key.startswith(META_PREFIX):
+            continue
+        text = v.decode()
+        try:
+            out[key[len(META_PREFIX) :]] = json.loads(text)
+        except ValueError:
+            out[key[len(META_PREFIX) :]] = text
+    return out

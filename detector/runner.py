@@ -1,0 +1,92 @@
+"""Terminal side of ``detector run``: logging, progress bars, the printed summary, the exit code.
+
+Kept out of :mod:`detector.cli` so the CLI stays a thin adapter and out of :mod:`detector.pipeline`
+so the library never touches the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from detector import config as cfgmod
+from detector.logging_setup import setup
+from detector.pipeline import STEPS, FailOn, run
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[object]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("start", total=len(STEPS))
+        seen: list[str] = []
+
+        def advance(step: str) -> None:
+            if seen:
+                bar.advance(task)
+            seen.append(step)
+            bar.update(task, description=step)
+
+        yield advance
+
+
+def run_command(
+    paths: Sequence[str],
+    out: Path,
+    *,
+    state: Path | None,
+    practitioners: Path | None,
+    geoip_dir: Path | None,
+    model: Path | None,
+    config: Path | None,
+    fail_on: str | None,
+    pseudonymize: str | None,
+    labels: Path | None,
+    log_format: str,
+    year: int | None,
+    timezone: str | None,
+) -> int:
+    """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``)."""
+    interactive = log_format == "text" and sys.stderr.isatty()
+    setup(log_format, level=logging.WARNING if interactive else logging.INFO)
+    rule = FailOn.parse(fail_on)
+    cfg = cfgmod.load(config)
+    overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
+    if overrides:
+        cfg = cfg.replace(ingest=overrides)
+    with _progress(interactive) as progress:
+        result = run(
+            list(paths),
+            out,
+            state_dir=state,
+            practitioners=practitioners,
+            geoip_dir=geoip_dir,
+            model_path=model,
+            cfg=cfg,
+            fail_on=rule,
+            pseudonymize_key=pseudonymize,
+            labels=labels,
+            progress=progress,  # type: ignore[arg-type]
+        )
+    from detector.report.summary import print_summary
+
+    print_summary(result.summary, Console(soft_wrap=False))
+    Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
+    return result.exit_code
