@@ -1,0 +1,99 @@
+"""Detection stage: features, baseline, campaigns, explainable detectors -> :class:`Detection`.
+
+``detect(events, cfg, history)`` takes enriched events (every column of ``schema.EVENT_SCHEMA``
+and ``schema.ENRICH_COLUMNS``) and returns the events numbered and annotated (``event_id``,
+``FEATURE_COLUMNS``, ``baseline_score``, ``detectors``, ``techniques``, ``campaign``), one row
+per finding (``FINDING_SCHEMA``) and one row per campaign (``CAMPAIGN_SCHEMA``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+from detector import schema
+from detector.config import Config
+from detector.detect.campaigns import assign_campaigns, campaign_table
+from detector.detect.findings import CAMPAIGN_SCHEMA, FINDING_SCHEMA, empty_findings, finalise
+from detector.detect.registry import REGISTRY, Configured, Detector, configure, get, register
+from detector.errors import ConfigError
+from detector.features import FEATURE_COLUMNS, HIT_DETECTORS, History, build_features, finish_features
+from detector.schema import C
+
+__all__ = [
+    "CAMPAIGN_SCHEMA",
+    "FINDING_SCHEMA",
+    "REGISTRY",
+    "Detection",
+    "Detector",
+    "configure",
+    "detect",
+    "get",
+    "register",
+]
+
+_DURATION = re.compile(r"^\d+(us|ms|s|m|h|d|w)$")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Result of the detection stage."""
+
+    events: pl.LazyFrame
+    findings: pl.DataFrame
+    campaigns: pl.DataFrame
+
+
+def _per_event(findings: pl.DataFrame) -> pl.DataFrame:
+    """event_id -> detectors (all that fired), techniques (attack detectors only)."""
+    hits = findings.select("detector", "technique", "kind", "event_ids").explode("event_ids")
+    return (
+        hits.rename({"event_ids": C.EVENT_ID})
+        .drop_nulls(C.EVENT_ID)
+        .group_by(C.EVENT_ID)
+        .agg(
+            pl.col("detector").unique().sort().alias(C.DETECTORS),
+            pl.col("technique").filter(pl.col("kind") == "attack").unique().sort().alias(C.TECHNIQUES),
+        )
+    )
+
+
+def run_detectors(frame: pl.DataFrame, configured: dict[str, Configured]) -> pl.DataFrame:
+    """Every enabled detector over the feature frame; their findings in FINDING_SCHEMA."""
+    lf = frame.lazy()
+    plans = [finalise(c.detector.fn(lf, c.params), c.detector) for c in configured.values() if c.enabled]
+    if not plans:
+        return empty_findings()
+    return pl.concat(pl.collect_all(plans)).sort("start", "detector", "entity", "finding_id")
+
+
+def detect(events: pl.LazyFrame | pl.DataFrame, cfg: Config, history: History | None = None) -> Detection:
+    """Run features, baseline, campaign grouping and every enabled detector."""
+    if not _DURATION.match(cfg.features.window):
+        raise ConfigError(
+            f"[features] window must be a duration such as 6h or 1d, got {cfg.features.window!r}"
+        )
+    configured = configure(cfg)
+    lf = events.lazy()
+    schema.check(lf.collect_schema(), schema.ENRICHED_SCHEMA, what="enriched events")
+    frame = build_features(lf, cfg.features, history).collect()
+    params = {n: c.params for n, c in configured.items()}
+    enabled = {n: c.enabled for n, c in configured.items()}
+    frame = assign_campaigns(frame, params, enabled)
+    findings = run_detectors(frame, configured)
+    per_event = _per_event(findings)
+    empty_list = pl.lit([], pl.List(pl.String))
+    annotated = frame.join(per_event, on=C.EVENT_ID, how="left", maintain_order="left").with_columns(
+        pl.col(C.DETECTORS).fill_null(empty_list),
+        pl.col(C.TECHNIQUES).fill_null(empty_list),
+    )
+    annotated = annotated.with_columns(
+        pl.col(C.DETECTORS).list.contains(name).cast(pl.Float64).alias(f"hit_{name}")
+        for name in HIT_DETECTORS
+    )
+    campaigns = campaign_table(annotated)
+    out = finish_features(annotated.lazy())
+    keep = [c for c in out.collect_schema().names() if c not in FEATURE_COLUMNS] + list(FEATURE_COLUMNS)
+    return Detection(events=out.select(keep), findings=findings, campaigns=campaigns)

@@ -1,0 +1,202 @@
+"""Group attacking sources into campaigns instead of judging each address alone.
+
+Sources are nodes of a graph whose edges are shared keys: an account both tried, a busy hour in
+which both were active, the same /24 (/64), the same password hash. Connected components are found
+by vectorised min-label propagation (a few joins per round), so thousands of sources cost
+milliseconds. Three kinds of campaign, each with stable ids:
+
+- ``cs-``: credential stuffing (T1110.004): sources with few accounts and at most a couple of tries
+  per account, linked by target accounts, busy hours and prefixes;
+- ``ps-``: password spraying (T1110.003): sources trying many accounts, linked by prefix and
+  password hash;
+- ``db-``: distributed brute force (T1110.001): the many sources against one account in a window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from detector.detect.findings import CAMPAIGN_SCHEMA, stable_ids
+from detector.features import BUCKET
+from detector.features import expressions as x
+from detector.schema import C
+
+NODE, KEY, LABEL = "_node", "_key", "_label"
+
+
+def components(edges: pl.DataFrame, max_rounds: int = 200) -> pl.DataFrame:
+    """Connected components of a bipartite node-key graph: node -> smallest node of its component."""
+    edges = edges.select(NODE, KEY).unique()
+    labels = edges.select(NODE).unique().with_columns(pl.col(NODE).alias(LABEL))
+    for _ in range(max_rounds):
+        by_key = edges.join(labels, on=NODE).group_by(KEY).agg(pl.col(LABEL).min())
+        new = edges.join(by_key, on=KEY).group_by(NODE).agg(pl.col(LABEL).min())
+        # pointer jumping: follow the label's own label once (halves the rounds on long chains)
+        new = (
+            new.join(new.rename({NODE: LABEL, LABEL: "_l2"}), on=LABEL, how="left")
+            .with_columns(pl.min_horizontal(LABEL, pl.col("_l2").fill_null(pl.col(LABEL))).alias(LABEL))
+            .drop("_l2")
+        )
+        changed = (
+            new.join(labels, on=NODE, suffix="_old").filter(pl.col(LABEL) != pl.col(f"{LABEL}_old")).height
+        )
+        labels = new
+        if changed == 0:
+            break
+    return labels
+
+
+def _stuffing_candidates(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
+    """Failed logins of sources that look like a stuffing proxy (few accounts, 1-2 tries each)."""
+    dbf_target = (pl.col("acct_fail_sources") >= dbf.min_sources) & (
+        pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source
+    )
+    usual = (pl.col("acct_prefix_logins") > 0).cast(pl.Float64).mean().over(BUCKET, C.SOURCE_IP)
+    return df.filter(
+        x.is_failed()
+        & pl.col(C.SOURCE_IP).is_not_null()
+        & (pl.col("src_max_tries_per_account") <= stuffing.max_tries_per_account)
+        & (pl.col("src_accounts") <= stuffing.max_accounts_per_source)
+        & (pl.col("src_success_share") <= stuffing.max_success_share)
+        & (pl.col("_n_legit") < stuffing.max_legit_accounts)
+        & ~dbf_target
+    ).filter(usual < 0.5)
+
+
+def _stuffing(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
+    cand = _stuffing_candidates(df, stuffing, dbf)
+    if cand.is_empty():
+        return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
+    slot = pl.col(C.TIMESTAMP).dt.truncate(stuffing.slot_window)
+    busy = cand.with_columns(slot.alias("_slot")).with_columns(
+        pl.col(C.SOURCE_IP).n_unique().over("_slot").alias("_slot_sources")
+    )
+    edges = pl.concat(
+        [
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("a:" + pl.col(C.ACCOUNT)).alias(KEY)),
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("p:" + pl.col(C.PREFIX)).alias(KEY)),
+            busy.filter(pl.col("_slot_sources") >= stuffing.min_sources).select(
+                pl.col(C.SOURCE_IP).alias(NODE), ("t:" + pl.col("_slot").cast(pl.String)).alias(KEY)
+            ),
+        ]
+    ).drop_nulls()
+    comp = components(edges)
+    stats = (
+        cand.join(comp, left_on=C.SOURCE_IP, right_on=NODE)
+        .group_by(LABEL)
+        .agg(
+            pl.col(C.SOURCE_IP).n_unique().alias("_ns"),
+            pl.col(C.ACCOUNT).n_unique().alias("_na"),
+            pl.col(C.TIMESTAMP).min().alias("_t0"),
+        )
+        .filter((pl.col("_ns") >= stuffing.min_sources) & (pl.col("_na") >= stuffing.min_accounts))
+        .with_columns(stable_ids("cs-", [LABEL, "_t0"]).alias(C.CAMPAIGN))
+    )
+    return comp.join(stats.select(LABEL, C.CAMPAIGN), on=LABEL).select(
+        pl.col(NODE).alias(C.SOURCE_IP), C.CAMPAIGN
+    )
+
+
+def spraying_sources(spray: Any) -> pl.Expr:
+    """Source-level spraying rule (shared with the detector): many accounts, few tries each, mostly failing."""
+    return (
+        (pl.col("src_accounts") >= spray.min_accounts)
+        & (pl.col("src_failures") <= spray.max_tries_per_account * pl.col("src_accounts"))
+        & (pl.col("src_success_share") <= spray.max_success_share)
+    )
+
+
+def _spraying(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
+    cand = df.filter(x.is_failed() & pl.col(C.SOURCE_IP).is_not_null() & spraying_sources(spray))
+    if cand.is_empty():
+        return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
+    edges = pl.concat(
+        [
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("p:" + pl.col(C.PREFIX)).alias(KEY)),
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("h:" + pl.col(C.PASSWORD_HASH)).alias(KEY)),
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("s:" + pl.col(C.SOURCE_IP)).alias(KEY)),
+        ]
+    ).drop_nulls()
+    comp = components(edges)
+    first = (
+        cand.join(comp, left_on=C.SOURCE_IP, right_on=NODE)
+        .group_by(LABEL)
+        .agg(pl.col(C.TIMESTAMP).min().alias("_t0"))
+        .with_columns(stable_ids("ps-", [LABEL, "_t0"]).alias(C.CAMPAIGN))
+    )
+    return comp.join(first.select(LABEL, C.CAMPAIGN), on=LABEL).select(
+        pl.col(NODE).alias(C.SOURCE_IP), C.CAMPAIGN
+    )
+
+
+def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
+    hit = df.filter(
+        x.is_failed()
+        & (pl.col("acct_fail_sources") >= dbf.min_sources)
+        & (pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source)
+    )
+    if hit.is_empty():
+        return pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
+    ids = (
+        hit.group_by(BUCKET, C.ACCOUNT)
+        .agg(pl.col(C.TIMESTAMP).min().alias("_t0"))
+        .with_columns(stable_ids("db-", [C.ACCOUNT, "_t0"]).alias(C.CAMPAIGN))
+    )
+    return hit.join(ids, on=[BUCKET, C.ACCOUNT]).select(C.EVENT_ID, C.CAMPAIGN)
+
+
+def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> pl.DataFrame:
+    """Add ``campaign``, ``campaign_sources`` and ``campaign_accounts`` to the feature frame."""
+    df = df.with_columns(pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0).alias("_n_legit"))
+    parts = []
+    if enabled.get("password_spraying", True):
+        sp = _spraying(df, params["password_spraying"])
+        parts.append(df.select(C.EVENT_ID, C.SOURCE_IP).join(sp, on=C.SOURCE_IP).drop(C.SOURCE_IP))
+    if enabled.get("credential_stuffing", True):
+        cs = _stuffing(df, params["credential_stuffing"], params["distributed_brute_force"])
+        parts.append(df.select(C.EVENT_ID, C.SOURCE_IP).join(cs, on=C.SOURCE_IP).drop(C.SOURCE_IP))
+    if enabled.get("distributed_brute_force", True):
+        parts.append(_distributed(df, params["distributed_brute_force"]))
+    per_event = (
+        pl.concat(parts).group_by(C.EVENT_ID, maintain_order=True).agg(pl.col(C.CAMPAIGN).first())
+        if parts
+        else pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
+    )
+    out = df.join(per_event, on=C.EVENT_ID, how="left", maintain_order="left")
+    sizes = (
+        out.filter(pl.col(C.CAMPAIGN).is_not_null())
+        .group_by(C.CAMPAIGN)
+        .agg(
+            pl.col(C.SOURCE_IP).n_unique().alias("campaign_sources"),
+            pl.col(C.ACCOUNT).n_unique().alias("campaign_accounts"),
+        )
+    )
+    return out.join(sizes, on=C.CAMPAIGN, how="left", maintain_order="left").drop("_n_legit")
+
+
+TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001"}
+
+
+def campaign_table(events: pl.DataFrame) -> pl.DataFrame:
+    """One row per campaign (CAMPAIGN_SCHEMA)."""
+    camp = events.filter(pl.col(C.CAMPAIGN).is_not_null())
+    technique = pl.col(C.CAMPAIGN).str.slice(0, 3).replace_strict(TECHNIQUE_BY_PREFIX, default=None)
+    out = (
+        camp.group_by(C.CAMPAIGN)
+        .agg(
+            pl.col(C.SOURCE_IP).drop_nulls().unique().sort().alias("sources"),
+            pl.col(C.PREFIX).drop_nulls().unique().sort().alias("prefixes"),
+            pl.col(C.ASN).drop_nulls().unique().sort().alias("asns"),
+            pl.col(C.SOURCE_IP).n_unique().cast(pl.Int64).alias("n_sources"),
+            pl.col(C.ACCOUNT).filter(x.is_login()).n_unique().cast(pl.Int64).alias("accounts_targeted"),
+            pl.when(x.is_login()).then(x.attempts()).otherwise(0).sum().cast(pl.Int64).alias("attempts"),
+            x.is_success().sum().cast(pl.Int64).alias("successes"),
+            pl.col(C.TIMESTAMP).min().alias("start"),
+            pl.col(C.TIMESTAMP).max().alias("end"),
+        )
+        .with_columns(technique.alias("technique"))
+        .sort("start", C.CAMPAIGN)
+    )
+    return out.select([pl.col(n).cast(t) for n, t in CAMPAIGN_SCHEMA.items()])

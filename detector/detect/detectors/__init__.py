@@ -1,0 +1,5 @@
+"""Built-in detectors, one module per family; importing this package registers them."""
+
+from detector.detect.detectors import access, attacks, benign
+
+__all__ = ["access", "attacks", "benign"]

@@ -1,0 +1,177 @@
+"""Benign explainers: patterns that look like attacks but are not, and that lower the risk.
+
+They fire as findings of ``kind = "benign"``; their ``technique`` is the one whose false positive
+they explain. Scoring treats their hits as evidence against an attack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from detector.detect.detectors.common import detector, ramp, spans
+from detector.detect.findings import evidence
+from detector.features import BUCKET
+from detector.features import expressions as x
+from detector.schema import C
+
+BENIGN = "Benign explanation"
+
+
+@dataclass(frozen=True)
+class StaleParams:
+    min_failures: int = 6
+    """Failures from one source against one account in the window."""
+    max_gap_cv: float = 0.5
+    """Steady rhythm: the spread (coefficient of variation) of the gaps between failures at most this."""
+    min_gap_seconds: float = 60.0
+    """Median gap at least this (a device polling, not a script)."""
+
+
+@detector(
+    StaleParams,
+    name="stale_password_device",
+    technique="T1110.001",
+    tactic=BENIGN,
+    severity="info",
+    kind="benign",
+    description="A device retrying one (stale) password at a steady rhythm from a network the account logs in from successfully.",
+    false_positives="An attacker on the same home network or a compromised device of the user retrying slowly (rare); a slow brute force that spoofs a steady rhythm from the user's own ISP prefix.",
+    triage="Tell the user to update the password on the device (phone, tablet, old laptop); nothing to block.",
+    affected="Nobody: it lowers risk. Acting on the underlying failures would lock out the user's own device.",
+)
+def stale_password_device(lf: pl.LazyFrame, p: StaleParams) -> pl.LazyFrame:
+    cond = (
+        x.is_failed()
+        & pl.col(C.ACCOUNT).is_not_null()
+        & (pl.col("pair_failures") >= p.min_failures)
+        & (pl.col("pair_passwords") <= 1)
+        & (pl.col("pair_usual_logins") > 0)
+        & (pl.col("pair_gap_cv") <= p.max_gap_cv)
+        & (pl.col("pair_gap_median_s") >= p.min_gap_seconds)
+        & ~(pl.col(C.IS_HOSTING).fill_null(False) | pl.col(C.IS_TOR).fill_null(False))
+    )
+    return (
+        lf.filter(cond)
+        .group_by(BUCKET, C.ACCOUNT, C.SOURCE_IP)
+        .agg(
+            pl.col("_fa").sum().alias("failures"),
+            pl.col("pair_gap_cv").first().round(3).alias("gap_cv"),
+            pl.col("pair_gap_median_s").first().round(1).alias("median_gap_s"),
+            pl.col("pair_usual_logins").max().alias("logins_from_prefix"),
+            *spans(),
+        )
+        .with_columns(
+            pl.lit("account").alias("entity_type"),
+            pl.col(C.ACCOUNT).alias("entity"),
+            ramp(pl.col("failures"), p.min_failures, 5).alias("score"),
+            evidence(
+                source_ip=pl.col(C.SOURCE_IP),
+                failures=pl.col("failures"),
+                gap_cv=pl.col("gap_cv"),
+                median_gap_s=pl.col("median_gap_s"),
+                logins_from_prefix=pl.col("logins_from_prefix"),
+            ).alias("evidence"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class TypoParams:
+    max_failures: int = 3
+    """At most this many failures before the success."""
+    max_gap_seconds: float = 300.0
+    """The success follows the last failure within this many seconds, from the same source."""
+
+
+@detector(
+    TypoParams,
+    name="typo_then_success",
+    technique="T1078",
+    tactic=BENIGN,
+    severity="info",
+    kind="benign",
+    description="One to a few failures followed shortly by a success from the same source: a mistyped password.",
+    false_positives="An attacker who knows the password and mistypes it (the success itself is then judged by suspicious_success).",
+    triage="Nothing to do unless the source is unusual for the account.",
+    affected="Nobody: it lowers risk.",
+)
+def typo_then_success(lf: pl.LazyFrame, p: TypoParams) -> pl.LazyFrame:
+    closing = x.is_success() & (pl.col("_seg_gap_s") <= p.max_gap_seconds)
+    seg_ok = closing.any().over(C.ACCOUNT, C.SOURCE_IP, "_seg")
+    cond = (
+        pl.col(C.ACCOUNT).is_not_null()
+        & pl.col("seg_failures").is_between(1, p.max_failures)
+        & (x.is_failed() | x.is_success())
+        & seg_ok
+    )
+    return (
+        lf.filter(x.is_login())
+        .filter(cond)
+        .group_by(C.ACCOUNT, C.SOURCE_IP, "_seg")
+        .agg(pl.col("seg_failures").max().alias("failures"), *spans())
+        .with_columns(
+            pl.lit("account").alias("entity_type"),
+            pl.col(C.ACCOUNT).alias("entity"),
+            pl.lit(0.8).alias("score"),
+            evidence(source_ip=pl.col(C.SOURCE_IP), failures=pl.col("failures")).alias("evidence"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SharedParams:
+    min_ip_accounts: int = 3
+    """Distinct accounts logging in successfully from the address (enrichment's ip_legit_accounts)."""
+    min_prefix_accounts: int = 10
+    """...or from its prefix (prefix_legit_accounts)."""
+    min_success_share: float = 0.3
+    """The address's attempts mostly succeed (an attacking address succeeds rarely)."""
+
+
+@detector(
+    SharedParams,
+    name="shared_address",
+    technique="T1110",
+    tactic=BENIGN,
+    severity="info",
+    kind="benign",
+    description="An address or prefix (CGNAT, hospital NAT, VPN exit) behind which many accounts log in successfully; failures from it are mostly its users' mistakes.",
+    false_positives="A commercial VPN exit shared by legitimate users and attackers: the attacker's own events are still judged by the attack detectors.",
+    triage="Do not block the address; act on accounts instead.",
+    affected="Every user behind the address would be hit by a block (see legit_accounts).",
+)
+def shared_address(lf: pl.LazyFrame, p: SharedParams) -> pl.LazyFrame:
+    shared = (pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0) >= p.min_ip_accounts) | (
+        pl.col(C.PREFIX_LEGIT_ACCOUNTS).fill_null(0) >= p.min_prefix_accounts
+    )
+    cond = (
+        x.is_login()
+        & pl.col(C.SOURCE_IP).is_not_null()
+        & shared
+        & (pl.col("src_success_share") >= p.min_success_share)
+        & ~(pl.col(C.IS_HOSTING).fill_null(False) | pl.col(C.IS_TOR).fill_null(False))
+    )
+    return (
+        lf.filter(cond)
+        .group_by(BUCKET, C.SOURCE_IP)
+        .agg(
+            pl.col(C.IP_LEGIT_ACCOUNTS).max().alias("legit_accounts"),
+            pl.col(C.PREFIX_LEGIT_ACCOUNTS).max().alias("prefix_legit_accounts"),
+            pl.col("_fa").sum().alias("failures"),
+            pl.col("_ok").sum().alias("successes"),
+            *spans(),
+        )
+        .with_columns(
+            pl.lit("source_ip").alias("entity_type"),
+            pl.col(C.SOURCE_IP).alias("entity"),
+            ramp(pl.col("legit_accounts").fill_null(0).cast(pl.Float64), p.min_ip_accounts, 5).alias("score"),
+            evidence(
+                legit_accounts=pl.col("legit_accounts"),
+                prefix_legit_accounts=pl.col("prefix_legit_accounts"),
+                failures=pl.col("failures"),
+                successes=pl.col("successes"),
+            ).alias("evidence"),
+        )
+    )

@@ -1,0 +1,124 @@
+"""Per-event features over enriched events: window statistics, behavioural baseline, flags.
+
+:func:`build_features` turns enriched events into the frame every detector reads;
+``FEATURE_COLUMNS`` lists the numeric per-event columns the model uses (all Float64, no nulls,
+once :func:`finish_features` has run in ``detector.detect``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.config import FeaturesConfig
+from detector.features import expressions, windows
+from detector.features.baseline import TRAITS, History, add_baseline, prior_col, update_history
+from detector.features.windows import BUCKET, SORT_KEYS
+from detector.schema import C
+
+HIT_DETECTORS: tuple[str, ...] = (
+    "brute_force",
+    "password_spraying",
+    "credential_stuffing",
+    "distributed_brute_force",
+    "suspicious_success",
+    "atypical_travel",
+    "mailbox_download",
+    "send_burst",
+    "stale_password_device",
+    "typo_then_success",
+    "shared_address",
+)
+"""Built-in detectors; each has a ``hit_<name>`` 0/1 feature."""
+
+BASE_FEATURES: tuple[str, ...] = (
+    "src_attempts",
+    "src_failures",
+    "src_accounts",
+    "src_unknown_share",
+    "src_success_share",
+    "src_passwords",
+    "src_max_tries_per_account",
+    "prefix_accounts",
+    "prefix_sources",
+    "asn_accounts",
+    "asn_sources",
+    "acct_failures_before",
+    "acct_failures",
+    "acct_fail_sources",
+    "acct_max_fail_per_source",
+    "pair_failures",
+    "pair_passwords",
+    "pair_gap_cv",
+    "pair_gap_median_s",
+    "seg_failures",
+    "acct_prior_successes",
+    "acct_prefix_logins",
+    "pair_usual_logins",
+    "is_new_ip",
+    "is_new_prefix",
+    "is_new_asn",
+    "is_new_country",
+    "src_is_hosting",
+    "src_is_vpn",
+    "src_is_tor",
+    "acct_is_practitioner",
+    "src_legit_accounts",
+    "src_prefix_legit_accounts",
+    C.BASELINE_SCORE,
+    "travel_km",
+    "travel_speed_kmh",
+    "download_log_ratio",
+    "send_recipients_hour",
+    "send_messages_hour",
+    "acct_new_network_login_before",
+    "campaign_sources",
+    "campaign_accounts",
+)
+
+FEATURE_COLUMNS: tuple[str, ...] = BASE_FEATURES + tuple(f"hit_{n}" for n in HIT_DETECTORS)
+"""Numeric per-event columns on ``Detection.events`` (Float64, nulls filled with 0)."""
+
+__all__ = [
+    "BASE_FEATURES",
+    "BUCKET",
+    "FEATURE_COLUMNS",
+    "HIT_DETECTORS",
+    "SORT_KEYS",
+    "History",
+    "build_features",
+    "expressions",
+    "finish_features",
+    "update_history",
+]
+
+
+def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | None = None) -> pl.LazyFrame:
+    """Sorted, numbered events with baseline and window statistics (internal ``_`` columns kept)."""
+    history = history or History.empty()
+    lf = windows.prepare(lf, cfg.window)
+    lf = add_baseline(lf, history, alpha=cfg.baseline_alpha, cold_start=cfg.cold_start_successes)
+    lf = windows.source_stats(lf)
+    lf = windows.account_stats(lf)
+    lf = windows.typo_stats(lf)
+    lf = windows.travel_stats(lf)
+    return windows.volume_stats(lf, history.volumes)
+
+
+def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Cast every feature to Float64 with nulls as 0, and drop internal columns."""
+    have = lf.collect_schema().names()
+    copies = {
+        "src_is_hosting": C.IS_HOSTING,
+        "src_is_vpn": C.IS_VPN,
+        "src_is_tor": C.IS_TOR,
+        "acct_is_practitioner": C.IS_PRACTITIONER,
+        "src_legit_accounts": C.IP_LEGIT_ACCOUNTS,
+        "src_prefix_legit_accounts": C.PREFIX_LEGIT_ACCOUNTS,
+    }
+    feats = [
+        pl.col(copies.get(c, c)).cast(pl.Float64).fill_null(0.0).fill_nan(0.0).alias(c)
+        for c in FEATURE_COLUMNS
+    ]
+    out = lf.with_columns(feats)
+    drop = [c for c in have if c.startswith("_")] + [prior_col(t) for t in TRAITS if prior_col(t) in have]
+    return out.drop(drop, strict=False)

@@ -1,0 +1,271 @@
+"""Per-account behavioural baseline: a likelihood-ratio score in the spirit of Freeman et al.
+
+"Who Are You? A Statistical Approach to Measuring User Authenticity" (NDSS 2016) scores a login by
+how much more likely its traits are for the population (a stand-in for an attacker) than for the
+account itself. For each login and each trait ``f`` (address, prefix, ASN, country, service, auth
+method, TLS)::
+
+    score = sum_f log( p(v_f | population) / p(v_f | account) )
+
+    p(v | account)    = (c_account(v) + alpha * p(v | population)) / (n_account + alpha)
+    p(v | population) = (c_population(v) + 1) / (n_population + V_f + 1)
+
+``c_account`` counts the account's successful logins with that value strictly before the event:
+the carried :class:`History` plus cumulative counts within the window (frame sorted by time). The
+pseudo-count ``alpha`` smooths rare values towards the population; an account with no history
+scores 0 (no evidence either way) and one with few successes leans on the population: that is the
+cold-start rule, made explicit by the ``cold_start_successes`` threshold below which the
+``is_new_*`` flags stay 0. Higher scores mean "less like this account's own history".
+
+State is an explicit small table (:class:`History`) that the nightly job stores across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from detector.errors import StateError
+from detector.schema import UTC_US, Action, C, Outcome
+
+FEATURE = "feature"
+VALUE = "value"
+COUNT = "count"
+LAST_SEEN = "last_seen"
+METRIC = "metric"
+
+TRAITS: tuple[str, ...] = (
+    C.SOURCE_IP,
+    C.PREFIX,
+    C.ASN,
+    C.COUNTRY,
+    C.SERVICE,
+    C.AUTH_METHOD,
+    C.TLS,
+)
+"""Traits of a login compared with the account's history (each one term of the score)."""
+
+VOLUME_METRICS: tuple[str, ...] = (C.BYTES_OUT, C.RECIPIENTS)
+"""Per-session volumes whose log-scale mean/variance per account is carried for post-login norms."""
+
+ACCOUNT_HISTORY_SCHEMA = pl.Schema(
+    {C.ACCOUNT: pl.String, FEATURE: pl.String, VALUE: pl.String, COUNT: pl.Int64, LAST_SEEN: UTC_US}
+)
+POPULATION_SCHEMA = pl.Schema({FEATURE: pl.String, VALUE: pl.String, COUNT: pl.Int64})
+VOLUME_SCHEMA = pl.Schema(
+    {C.ACCOUNT: pl.String, METRIC: pl.String, "n": pl.Int64, "mean_log": pl.Float64, "m2_log": pl.Float64}
+)
+_FRAMES = {"accounts": ACCOUNT_HISTORY_SCHEMA, "population": POPULATION_SCHEMA, "volumes": VOLUME_SCHEMA}
+
+
+@dataclass(frozen=True)
+class History:
+    """What earlier nights taught: per-account trait counts, population counts, volume norms.
+
+    ``accounts``: account, feature, value, count, last_seen (successful logins only);
+    ``population``: feature, value, count; ``volumes``: account, metric, n, mean_log, m2_log
+    (log1p of bytes_out per logout, recipients per sent message).
+    """
+
+    accounts: pl.DataFrame
+    population: pl.DataFrame
+    volumes: pl.DataFrame
+
+    @classmethod
+    def empty(cls) -> History:
+        return cls(*(pl.DataFrame(schema=s) for s in _FRAMES.values()))
+
+    def to_frames(self) -> dict[str, pl.DataFrame]:
+        return {"accounts": self.accounts, "population": self.population, "volumes": self.volumes}
+
+    @classmethod
+    def from_frames(cls, frames: dict[str, pl.DataFrame]) -> History:
+        """Rebuild from :meth:`to_frames` output; raise StateError on a missing or mistyped table."""
+        out = {}
+        for name, schema in _FRAMES.items():
+            if name not in frames:
+                raise StateError(f"history lacks table {name!r}")
+            df = frames[name]
+            for col, dtype in schema.items():
+                if col not in df.columns:
+                    raise StateError(f"history table {name!r} lacks column {col!r}")
+                if df.schema[col] != dtype:
+                    raise StateError(
+                        f"history table {name!r} column {col!r} is {df.schema[col]}, expected {dtype}"
+                    )
+            out[name] = df.select(list(schema))
+        return cls(**out)
+
+    def prune(self, before: datetime) -> History:
+        """Drop per-account values last seen before ``before`` (the state horizon)."""
+        return History(self.accounts.filter(pl.col(LAST_SEEN) >= before), self.population, self.volumes)
+
+    @property
+    def n_accounts(self) -> int:
+        return self.accounts.get_column(C.ACCOUNT).n_unique()
+
+
+def trait_value(name: str) -> pl.Expr:
+    """A trait as text, nulls as the empty string (so every login counts once per trait)."""
+    return pl.col(name).cast(pl.String).fill_null("")
+
+
+def is_success() -> pl.Expr:
+    return (pl.col(C.ACTION) == Action.LOGIN) & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+
+
+def _long_successes(events: pl.LazyFrame) -> pl.LazyFrame:
+    succ = events.filter(is_success() & pl.col(C.ACCOUNT).is_not_null())
+    return pl.concat(
+        [
+            succ.select(C.ACCOUNT, pl.lit(t).alias(FEATURE), trait_value(t).alias(VALUE), pl.col(C.TIMESTAMP))
+            for t in TRAITS
+        ]
+    )
+
+
+def _volumes(events: pl.LazyFrame) -> pl.LazyFrame:
+    parts = [
+        events.filter(pl.col(m).is_not_null() & pl.col(C.ACCOUNT).is_not_null())
+        .group_by(C.ACCOUNT)
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col(m).cast(pl.Float64).log1p().mean().alias("mean_log"),
+            ((pl.col(m).cast(pl.Float64).log1p() - pl.col(m).cast(pl.Float64).log1p().mean()) ** 2)
+            .sum()
+            .alias("m2_log"),
+        )
+        .with_columns(pl.lit(m).alias(METRIC))
+        for m in VOLUME_METRICS
+    ]
+    return pl.concat(parts).select(list(VOLUME_SCHEMA))
+
+
+def _merge_volumes(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
+    """Chan et al.'s parallel combination of (n, mean, M2)."""
+    j = a.join(b, on=[C.ACCOUNT, METRIC], how="full", coalesce=True, suffix="_b").with_columns(
+        pl.col("n", "n_b").fill_null(0),
+        pl.col("mean_log", "mean_log_b", "m2_log", "m2_log_b").fill_null(0.0),
+    )
+    n = pl.col("n") + pl.col("n_b")
+    delta = pl.col("mean_log_b") - pl.col("mean_log")
+    return j.select(
+        C.ACCOUNT,
+        METRIC,
+        n.alias("n"),
+        (pl.col("mean_log") + delta * pl.col("n_b") / n).alias("mean_log"),
+        (pl.col("m2_log") + pl.col("m2_log_b") + delta**2 * pl.col("n") * pl.col("n_b") / n).alias("m2_log"),
+    )
+
+
+def update_history(history: History | None, events: pl.LazyFrame | pl.DataFrame) -> History:
+    """Fold a window's successful logins (and session volumes) into ``history``."""
+    history = history or History.empty()
+    lf = events.lazy()
+    new_acc = (
+        _long_successes(lf)
+        .group_by(C.ACCOUNT, FEATURE, VALUE)
+        .agg(pl.len().cast(pl.Int64).alias(COUNT), pl.col(C.TIMESTAMP).max().alias(LAST_SEEN))
+    )
+    accounts = (
+        pl.concat([history.accounts.lazy(), new_acc.select(list(ACCOUNT_HISTORY_SCHEMA))])
+        .group_by(C.ACCOUNT, FEATURE, VALUE)
+        .agg(pl.col(COUNT).sum(), pl.col(LAST_SEEN).max())
+        .sort(C.ACCOUNT, FEATURE, VALUE)
+    )
+    population = (
+        pl.concat(
+            [
+                history.population.lazy(),
+                new_acc.group_by(FEATURE, VALUE).agg(pl.col(COUNT).sum()).select(list(POPULATION_SCHEMA)),
+            ]
+        )
+        .group_by(FEATURE, VALUE)
+        .agg(pl.col(COUNT).sum())
+        .sort(FEATURE, VALUE)
+    )
+    volumes = _merge_volumes(history.volumes.lazy(), _volumes(lf)).sort(C.ACCOUNT, METRIC)
+    acc, pop, vol = pl.collect_all([accounts, population, volumes])
+    return History(acc.select(list(ACCOUNT_HISTORY_SCHEMA)), pop, vol.select(list(VOLUME_SCHEMA)))
+
+
+def prior_col(trait: str) -> str:
+    return f"_prior_{trait}"
+
+
+PRIOR_N = "acct_prior_successes"
+"""Successful logins of the account before the event (history + window)."""
+
+
+def add_baseline(
+    lf: pl.LazyFrame, history: History | None, *, alpha: float = 5.0, cold_start: int = 5
+) -> pl.LazyFrame:
+    """Add ``baseline_score``, ``acct_prior_successes`` and ``is_new_<trait>`` flags.
+
+    ``lf`` must be sorted by time (ties in a fixed order); counts are strictly before each row.
+    """
+    history = history or History.empty()
+    succ = is_success().cast(pl.Int64)
+    hist_acc = history.accounts.lazy()
+    hist_n = (
+        hist_acc.filter(pl.col(FEATURE) == C.SERVICE)
+        .group_by(C.ACCOUNT)
+        .agg(pl.col(COUNT).sum().alias("_hist_n"))
+    )
+    out = lf.with_columns(_succ=succ).join(hist_n, on=C.ACCOUNT, how="left", maintain_order="left")
+    out = out.with_columns(
+        (pl.col("_succ").cum_sum().over(C.ACCOUNT) - pl.col("_succ") + pl.col("_hist_n").fill_null(0)).alias(
+            PRIOR_N
+        )
+    )
+    pop_window = _long_successes(lf).group_by(FEATURE, VALUE).agg(pl.len().cast(pl.Int64).alias("_pw"))
+    pop = (
+        pl.concat([history.population.lazy().rename({COUNT: "_pw"}), pop_window])
+        .group_by(FEATURE, VALUE)
+        .agg(pl.col("_pw").sum())
+    )
+    pop_tot = pop.group_by(FEATURE).agg(pl.col("_pw").sum().alias("_ptot"), pl.len().alias("_pv"))
+    pop = pop.join(pop_tot, on=FEATURE).with_columns(
+        ((pl.col("_pw") + 1) / (pl.col("_ptot") + pl.col("_pv") + 1)).alias("_pp")
+    )
+    pop_unseen = pop_tot.with_columns((1 / (pl.col("_ptot") + pl.col("_pv") + 1)).alias("_pu"))
+    terms = []
+    for t in TRAITS:
+        v = f"_v_{t}"
+        ha = hist_acc.filter(pl.col(FEATURE) == t).select(
+            C.ACCOUNT, pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hc")
+        )
+        pt = pop.filter(pl.col(FEATURE) == t).select(pl.col(VALUE).alias(v), "_pp")
+        pu = pop_unseen.select(pl.col(FEATURE).alias("_f"), "_pu")
+        out = (
+            out.with_columns(trait_value(t).alias(v), pl.lit(t).alias("_f"))
+            .join(ha, on=[C.ACCOUNT, v], how="left", maintain_order="left")
+            .join(pt, on=v, how="left", maintain_order="left")
+            .join(pu, on="_f", how="left", maintain_order="left")
+            .with_columns(
+                (
+                    pl.col("_succ").cum_sum().over(C.ACCOUNT, v)
+                    - pl.col("_succ")
+                    + pl.col("_hc").fill_null(0)
+                ).alias(prior_col(t)),
+                pl.coalesce("_pp", "_pu", pl.lit(1.0)).alias(f"_p_{t}"),
+            )
+            .drop("_hc", "_pp", "_pu", "_f", v)
+        )
+        p_pop = pl.col(f"_p_{t}")
+        p_acc = (pl.col(prior_col(t)) + alpha * p_pop) / (pl.col(PRIOR_N) + alpha)
+        terms.append((p_pop / p_acc).log())
+    cold = pl.col(PRIOR_N) < cold_start
+    return out.with_columns(
+        pl.sum_horizontal(terms).fill_nan(0.0).fill_null(0.0).alias(C.BASELINE_SCORE),
+        *[
+            pl.when(cold | pl.col(C.ACCOUNT).is_null() | pl.col(t).is_null())
+            .then(0)
+            .otherwise((pl.col(prior_col(t)) == 0).cast(pl.Int8))
+            .cast(pl.Int8)
+            .alias(f"is_new_{name}")
+            for t, name in ((C.SOURCE_IP, "ip"), (C.PREFIX, "prefix"), (C.ASN, "asn"), (C.COUNTRY, "country"))
+        ],
+    ).drop("_succ", "_hist_n", *[f"_p_{t}" for t in TRAITS])
