@@ -1,1 +1,321 @@
-"""Log ingestion: files -> canonical events (see docs/ingest.md)."""
+"""Log ingestion: files -> canonical events (see docs/ingest.md).
+
+``ingest(paths, cfg, work_dir)`` streams every input in batches of ``cfg.chunk_bytes``:
+read (``sources``) -> envelope (``envelope``) -> the registered parsers (``registry``) ->
+``correlate`` -> events appended to ``work_dir/events.parquet`` one row group per batch, so memory
+stays bounded. Lines that are not events are counted as noise by kind or quarantined with their
+file, line number and reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from detector.config import IngestConfig
+from detector.errors import InputError
+from detector.ingest import correlate as corr
+from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
+from detector.ingest.fields import OUTPUT_SCHEMA
+from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, parsers
+from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
+from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, C
+
+__all__ = ["IngestResult", "ingest", "ingest_to_parquet"]
+
+PRIVATE = (corr.STAGE, corr.QID, corr.SMTPD)
+CARRY = timedelta(seconds=900)
+"""Rows of a batch later than its last stamp minus this wait for the next batch before being
+correlated for good (longest gap between lines of one attempt we join)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ingestion produced and observed."""
+
+    events: pl.LazyFrame
+    events_path: Path
+    quarantine: pl.DataFrame
+    noise: dict[str, int]
+    inputs: list[tuple[str, int | None, str]]
+    lines_read: int
+    warnings: list[str]
+    elapsed: float
+    event_count: int = 0
+    claimed: int = 0
+
+    def summary_text(self) -> str:
+        ev = self.events.collect()
+        out = [
+            f"lines read     {self.lines_read:>12,} from {len(self.inputs)} input(s)",
+            f"events         {len(ev):>12,}",
+        ]
+        if len(ev):
+            grp = (
+                ev.group_by(C.DAEMON, C.ACTION, C.OUTCOME).agg(pl.len().alias("n")).sort("n", descending=True)
+            )
+            for d, a, o, n in grp.iter_rows():
+                out.append(f"  {d or '-'}/{a or '-'}/{o or '-':<22} {n:>10,}")
+        out.append(f"noise          {sum(self.noise.values()):>12,}")
+        for k, n in sorted(self.noise.items(), key=lambda kv: -kv[1])[:8]:
+            out.append(f"  {k:<32} {n:>10,}")
+        out.append(f"quarantined    {len(self.quarantine):>12,}")
+        if len(self.quarantine):
+            for r, n in (
+                self.quarantine.group_by("reason").agg(pl.len()).sort("len", descending=True).iter_rows()
+            ):
+                out.append(f"  {r:<32} {n:>10,}")
+        for w in self.warnings[:10]:
+            out.append(f"warning: {w}")
+        rate = self.lines_read / self.elapsed if self.elapsed > 0 else 0.0
+        out.append(f"time           {self.elapsed:>11.2f}s ({rate:,.0f} lines/s)")
+        return "\n".join(out)
+
+
+@dataclass
+class _Run:
+    cfg: IngestConfig
+    writer: _EventWriter
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    noise: Counter = field(default_factory=Counter)
+    lines: int = 0
+    claimed: int = 0
+    rid: int = 0
+
+
+class _EventWriter:
+    """Appends event batches as row groups; remembers whether time order held across batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+        self.last: datetime | None = None
+        self.ordered = True
+        self.count = 0
+        self.arrow_schema = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
+
+    def write(self, df: pl.DataFrame) -> None:
+        if df.is_empty():
+            return
+        df = df.sort(C.TIMESTAMP, maintain_order=True, nulls_last=True)
+        first, last = df[C.TIMESTAMP].min(), df[C.TIMESTAMP].max()
+        if self.last is not None and first is not None and first < self.last:
+            self.ordered = False
+        if last is not None and (self.last is None or last > self.last):
+            self.last = last
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.arrow_schema, compression="zstd")
+        self.writer.write_table(df.to_arrow().cast(self.arrow_schema))
+        self.count += len(df)
+
+    def close(self) -> None:
+        if self.writer is None:
+            pl.DataFrame(schema=EVENT_SCHEMA).write_parquet(self.path)
+            return
+        self.writer.close()
+        if not self.ordered:
+            tmp = self.path.with_suffix(".unsorted.parquet")
+            os.replace(self.path, tmp)
+            pl.scan_parquet(tmp).sort(C.TIMESTAMP, maintain_order=True, nulls_last=True).sink_parquet(
+                self.path
+            )
+            tmp.unlink()
+
+
+def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path) -> IngestResult:
+    """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc)."""
+    started = time.perf_counter()
+    files = expand(list(paths))
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, _EventWriter(work_dir / "events.parquet"))
+    inputs: list[tuple[str, int | None, str]] = []
+    warnings: list[str] = []
+    tables = 0
+    for inp in files:
+        if inp.is_table:
+            df = read_table(inp).collect()
+            run.writer.write(df)
+            run.lines += len(df)
+            tables += 1
+            inputs.append((inp.path, inp.size, _sha256(inp.path)))
+            continue
+        log = ReadLog()
+        _ingest_text(inp, run, log)
+        inputs.append((inp.path, log.bytes_read if inp.path == "-" else inp.size, log.sha256))
+        warnings.extend(log.warnings)
+        if log.quarantine:
+            run.quarantine.append(pl.DataFrame(log.quarantine, schema=QUARANTINE_SCHEMA))
+        if log.lines == 0:
+            warnings.append(f"{inp.path}: empty input (0 lines)")
+    run.writer.close()
+    quarantine = (
+        pl.concat(run.quarantine, how="vertical")
+        if run.quarantine
+        else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    )
+    text_lines = run.lines
+    if run.claimed == 0 and tables == 0 and text_lines > 0:
+        first = quarantine.filter(pl.col("reason") != "truncated_stream").head(1)
+        where = f" (first: {first[C.SOURCE_FILE][0]}:{first[C.LINE_NUMBER][0]})" if len(first) else ""
+        raise InputError(f"no recognisable mail log line in {text_lines:,} line(s){where}")
+    bad = quarantine.filter(pl.col("reason") == "invalid_utf8").height
+    if bad:
+        warnings.append(f"{bad:,} line(s) with invalid UTF-8 quarantined")
+    return IngestResult(
+        events=pl.scan_parquet(run.writer.path),
+        events_path=run.writer.path,
+        quarantine=quarantine,
+        noise=dict(run.noise),
+        inputs=inputs,
+        lines_read=run.lines,
+        warnings=warnings,
+        elapsed=time.perf_counter() - started,
+        event_count=run.writer.count,
+        claimed=run.claimed,
+    )
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
+    state: dict = {}
+    pending: pl.DataFrame | None = None
+    for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
+        run.lines += len(batch)
+        parsed = _parse_batch(batch, inp, run, state)
+        pending = _settle(parsed, pending, run, final=False)
+    if pending is not None and not pending.is_empty():
+        _settle(pending.clear(), pending, run, final=True)
+
+
+def _quarantine(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
+    return rows.select(
+        C.SOURCE_FILE,
+        C.LINE_NUMBER,
+        reason.alias("reason"),
+        pl.col(C.RAW).str.slice(0, RAW_CUT).alias(C.RAW),
+    )
+
+
+def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) -> pl.DataFrame:
+    cfg = run.cfg
+    long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
+    too_long = batch.filter(long)
+    if not too_long.is_empty():
+        run.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
+        batch = batch.filter(~long)
+    env = parse_envelope(
+        batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
+    ).collect()
+    bad_env = env.filter(~pl.col(ENVELOPE_OK))
+    if not bad_env.is_empty():
+        reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
+        run.quarantine.append(_quarantine(bad_env, reason))
+    env = env.filter(pl.col(ENVELOPE_OK))
+    registered = parsers()
+    which = pl.lit(None, pl.Int32)
+    for i, p in reversed(list(enumerate(registered))):
+        which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
+    env = env.with_columns(_parser=which)
+    unclaimed = env.filter(pl.col("_parser").is_null())
+    _count_unclaimed(unclaimed, run)
+    claimed = env.filter(pl.col("_parser").is_not_null())
+    run.claimed += len(claimed)
+    outs = []
+    for i, p in enumerate(registered):
+        part = claimed.filter(pl.col("_parser") == i)
+        if part.is_empty():
+            continue
+        out = p.parse(part.lazy().select(ENVELOPE_SCHEMA.names()))
+        have = out.collect_schema()
+        out = out.select(
+            [pl.col(n).cast(t) for n, t in OUTPUT_SCHEMA.items()]
+            + [(pl.col(k) if k in have else pl.lit(None)).cast(pl.String).alias(k) for k in PRIVATE]
+        )
+        outs.append(out)
+    if not outs:
+        return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)})
+    parsed = pl.concat(pl.collect_all(outs), how="vertical")
+    # lines that are not events: unparsed ones and invalid UTF-8 go to the quarantine
+    flags = claimed.select(C.LINE_NUMBER, "invalid_utf8", C.RAW)
+    parsed = parsed.join(flags.select(C.LINE_NUMBER, "invalid_utf8"), on=C.LINE_NUMBER, how="left")
+    to_q = parsed.filter((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
+    if not to_q.is_empty():
+        q = to_q.select(C.SOURCE_FILE, C.LINE_NUMBER, KIND, "invalid_utf8").join(
+            flags.select(C.LINE_NUMBER, C.RAW), on=C.LINE_NUMBER, how="left"
+        )
+        reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("unparsed"))
+        run.quarantine.append(_quarantine(q, reason))
+        parsed = parsed.filter(
+            ~((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
+        )
+    parsed = parsed.drop("invalid_utf8")
+    parsed = parsed.with_columns(pl.int_range(run.rid, run.rid + len(parsed), dtype=pl.Int64).alias(corr.RID))
+    run.rid += len(parsed)
+    return parsed
+
+
+def _count_unclaimed(unclaimed: pl.DataFrame, run: _Run) -> None:
+    if unclaimed.is_empty():
+        return
+    bad = unclaimed.filter(pl.col("invalid_utf8"))
+    if not bad.is_empty():
+        run.quarantine.append(_quarantine(bad, pl.lit("invalid_utf8")))
+    n = len(unclaimed) - len(bad)
+    if n:
+        run.noise["noise:unclaimed"] += n
+
+
+def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, final: bool) -> pl.DataFrame:
+    """Correlate ``pending`` + ``parsed``; write what is settled, return what must wait."""
+    rows = parsed if pending is None or pending.is_empty() else pl.concat([pending, parsed], how="vertical")
+    if rows.is_empty():
+        return rows
+    out = corr.correlate(rows)
+    if final:
+        settled = out
+        waiting_ids = pl.Series(corr.RID, [], dtype=pl.Int64)
+    else:
+        cutoff = rows[C.TIMESTAMP].max() - CARRY
+        when = pl.coalesce(corr.PARTNER, C.TIMESTAMP)
+        wait = pl.col(corr.STAGE).is_not_null() & (when > cutoff)
+        settled = out.filter(~wait)
+        waiting_ids = out.filter(wait)[corr.RID]
+    events = settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names())
+    run.writer.write(events)
+    noise = settled.filter(pl.col(KIND) != "event")[KIND].value_counts()
+    for k, n in noise.iter_rows():
+        run.noise[k] += n
+    return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
+
+
+def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:
+    """Ingest ``paths`` into ``out`` (written under a temporary name, then renamed) and the
+    quarantine into ``<out stem>.quarantine.parquet`` next to it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
+        result = ingest(paths, cfg, Path(tmp))
+        os.replace(result.events_path, out)
+    qpath = out.with_name(f"{out.stem}.quarantine.parquet")
+    qtmp = qpath.with_name(f".{qpath.name}.tmp")
+    result.quarantine.write_parquet(qtmp)
+    os.replace(qtmp, qpath)
+    return replace(result, events=pl.scan_parquet(out), events_path=out)

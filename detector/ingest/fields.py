@@ -82,15 +82,19 @@ def to_int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
 OUTPUT_SCHEMA = pl.Schema({**EVENT_SCHEMA, KIND: pl.String})
 
 
-def finish(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Exactly the EVENT_SCHEMA columns + ``kind``, cast, missing ones as nulls."""
+def finish(lf: pl.LazyFrame, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """Exactly the EVENT_SCHEMA columns + ``kind``, cast, missing ones as nulls.
+
+    ``keep`` names private String columns (``_stage``, ...) a parser passes on to
+    :mod:`detector.ingest.correlate`; they are added as nulls when missing.
+    """
     have = lf.collect_schema()
-    return lf.select(
-        [
-            (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
-            for name, dtype in OUTPUT_SCHEMA.items()
-        ]
-    )
+    cols = [
+        (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in OUTPUT_SCHEMA.items()
+    ]
+    cols += [(pl.col(k) if k in have else pl.lit(None)).cast(pl.String).alias(k) for k in keep]
+    return lf.select(cols)
 
 
 __all__ = [

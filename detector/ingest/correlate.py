@@ -1,0 +1,274 @@
+"""Joining lines that describe one attempt, so that each attempt counts once.
+
+* Dovecot two-line failure: an ``auth``/``auth-worker`` passdb line and the ``*-login`` line of
+  the same session (joined on host + session id, or on host + ip + account within
+  :data:`LOGIN_WINDOW` when there is no session id). The auth line stays the event (account,
+  reason, password hash) and takes service, TLS, method, local address and attempts from the
+  login line; the login line becomes ``noise:merged``.
+* Postfix smtpd sessions (lines of one smtpd process between two ``disconnect from``): a SASL
+  warning makes ``lost connection after AUTH`` and ``disconnect ... auth=0/N`` of the same session
+  ``noise:merged``; a ``lost connection after AUTH`` does the same to the disconnect counter.
+* Postfix with Dovecot SASL: the Dovecot auth line with the same host and address within
+  :data:`SASL_WINDOW` (join_asof) gives the Postfix failure its account, reason and password
+  hash, and becomes ``noise:merged``.
+* Postfix ``qmgr`` ``from=`` lines joined on host + queue id to the authenticated ``client=``
+  line become ``send`` events.
+
+Works on an eager frame of parsed rows (one batch plus the rows carried over from the previous
+batch). Every merged row gets ``_partner_ts``, the time of the row that absorbed it, so that the
+caller can decide which rows are settled and which to carry into the next batch.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from detector.ingest.registry import KIND
+from detector.schema import UTC_US, C
+
+STAGE, QID, SMTPD, RID, PARTNER = "_stage", "_qid", "_smtpd", "_rid", "_partner_ts"
+MERGED = "noise:merged"
+LOGIN_WINDOW = timedelta(seconds=60)
+SASL_WINDOW = timedelta(seconds=2)
+EVENT = pl.col(KIND) == "event"
+
+
+def correlate(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows in (parsed, with ``_rid``), the same rows out with merges applied."""
+    if PARTNER not in rows.columns:
+        rows = rows.with_columns(pl.lit(None, UTC_US).alias(PARTNER))
+    cand = rows.filter(pl.col(STAGE).is_not_null())
+    if cand.is_empty():
+        return rows
+    other = rows.filter(pl.col(STAGE).is_null())
+    cand = cand.with_columns(_h=pl.col(C.HOST).fill_null(""))
+    for step in (_dovecot_pam, _dovecot_pairs, _postfix_sessions, _postfix_dovecot_sasl, _postfix_sends):
+        cand = step(cand)
+    return pl.concat([other, cand.drop("_h")], how="vertical")
+
+
+def _apply(df: pl.DataFrame, upd: pl.DataFrame) -> pl.DataFrame:
+    """Overwrite ``df`` cells with the non-null cells of ``upd`` (keyed by ``_rid``)."""
+    if upd.is_empty():
+        return df
+    upd = upd.unique(RID, keep="first")
+    cols = [c for c in upd.columns if c != RID]
+    joined = df.join(upd.rename({c: f"{c}__u" for c in cols}), on=RID, how="left")
+    return joined.with_columns(
+        [pl.coalesce(pl.col(f"{c}__u"), pl.col(c)).cast(df.schema[c]).alias(c) for c in cols]
+    ).select(df.columns)
+
+
+def _merged(rids: pl.Series, partner_ts: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame({RID: rids, KIND: pl.repeat(MERGED, len(rids), eager=True), PARTNER: partner_ts})
+
+
+def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
+    """A ``pam_unix(dovecot:auth)`` line next to the passdb line of the same attempt counts once."""
+    pam = cand.filter((pl.col(STAGE) == "dv_pam") & EVENT).sort(C.TIMESTAMP)
+    auth = cand.filter((pl.col(STAGE) == "dv_auth") & EVENT).sort(C.TIMESTAMP)
+    if pam.is_empty() or auth.is_empty():
+        return cand
+    m = pam.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP).join_asof(
+        auth.select(pl.col(C.TIMESTAMP).alias("_ats"), pl.col(C.TIMESTAMP), "_h", C.SOURCE_IP),
+        on=C.TIMESTAMP,
+        by=["_h", C.SOURCE_IP],
+        strategy="nearest",
+        tolerance=SASL_WINDOW,
+        check_sortedness=False,
+    )
+    m = m.filter(pl.col("_ats").is_not_null())
+    return _apply(cand, _merged(m[RID], m["_ats"]))
+
+
+def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
+    auth = cand.filter(pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT)
+    login = cand.filter((pl.col(STAGE) == "dv_login_fail") & EVENT)
+    if auth.is_empty() or login.is_empty():
+        return cand
+    lcols = [
+        pl.col(RID).alias("_lrid"),
+        pl.col(C.TIMESTAMP).alias("_lts"),
+        pl.col(C.SERVICE).alias("_service"),
+        pl.col(C.TLS).alias("_tls"),
+        pl.col(C.AUTH_METHOD).alias("_method"),
+        pl.col(C.LOCAL_IP).alias("_lip"),
+        pl.col(C.SOURCE_PORT).alias("_port"),
+        pl.col(C.SESSION_ID).alias("_session"),
+        pl.col(C.ATTEMPTS).alias("_n"),
+    ]
+    by_session = (
+        auth.filter(pl.col(C.SESSION_ID).is_not_null())
+        .select(RID, C.TIMESTAMP, "_h", C.SESSION_ID)
+        .join(
+            login.filter(pl.col(C.SESSION_ID).is_not_null()).select("_h", C.SESSION_ID, *lcols),
+            on=["_h", C.SESSION_ID],
+            how="inner",
+        )
+    )
+    rest_a = auth.filter(~pl.col(RID).is_in(by_session[RID].implode()))
+    rest_l = login.filter(~pl.col(RID).is_in(by_session["_lrid"].implode()))
+    near = (
+        rest_a.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP, C.ACCOUNT)
+        .filter(pl.col(C.ACCOUNT).is_not_null() & pl.col(C.SOURCE_IP).is_not_null())
+        .sort(C.TIMESTAMP)
+        .join_asof(
+            rest_l.select(pl.col(C.TIMESTAMP), "_h", C.SOURCE_IP, C.ACCOUNT, *lcols)
+            .filter(pl.col(C.ACCOUNT).is_not_null())
+            .sort(C.TIMESTAMP),
+            on=C.TIMESTAMP,
+            by=["_h", C.SOURCE_IP, C.ACCOUNT],
+            strategy="forward",
+            tolerance=LOGIN_WINDOW,
+            check_sortedness=False,
+        )
+        .filter(pl.col("_lrid").is_not_null())
+    )
+    pairs = pl.concat(
+        [
+            by_session.select(RID, C.TIMESTAMP, *[c.meta.output_name() for c in lcols]),
+            near.select(RID, C.TIMESTAMP, *[c.meta.output_name() for c in lcols]),
+        ],
+        how="vertical_relaxed",
+    )
+    if pairs.is_empty():
+        return cand
+    pairs = pairs.sort(C.TIMESTAMP).with_columns(
+        _k=pl.len().over("_lrid"),
+        _i=pl.int_range(pl.len()).over("_lrid"),
+        _last=pl.col(C.TIMESTAMP).max().over("_lrid"),
+    )
+    attempts = (
+        pl.when(pl.col("_i") == pl.col("_k") - 1)
+        .then(pl.max_horizontal(pl.col("_n").fill_null(1) - pl.col("_k") + 1, pl.lit(1)))
+        .otherwise(1)
+    )
+    upd_auth = pairs.select(
+        RID,
+        pl.col("_service").alias(C.SERVICE),
+        pl.col("_tls").alias(C.TLS),
+        pl.col("_method").alias(C.AUTH_METHOD),
+        pl.col("_lip").alias(C.LOCAL_IP),
+        pl.col("_port").alias(C.SOURCE_PORT),
+        pl.col("_session").alias(C.SESSION_ID),
+        attempts.cast(pl.Int32).alias(C.ATTEMPTS),
+    )
+    cand = _apply(cand, upd_auth)
+    gone = pairs.group_by("_lrid").agg(pl.col("_last").first())
+    return _apply(cand, _merged(gone["_lrid"], gone["_last"]))
+
+
+def _postfix_sessions(cand: pl.DataFrame) -> pl.DataFrame:
+    stages = ["pf_sasl_fail", "pf_after_auth", "pf_disconnect", "pf_boundary"]
+    s = cand.filter(pl.col(STAGE).is_in(stages))
+    if s.is_empty():
+        return cand
+    disc = pl.col(STAGE).is_in(["pf_disconnect", "pf_boundary"])
+    s = (
+        s.sort(["_h", SMTPD, C.TIMESTAMP, C.LINE_NUMBER])
+        .with_columns(_seq=disc.cast(pl.Int32).cum_sum().shift(1, fill_value=0).over(["_h", SMTPD]))
+        .with_columns(
+            _warn_ts=pl.col(C.TIMESTAMP)
+            .filter((pl.col(STAGE) == "pf_sasl_fail") & EVENT)
+            .max()
+            .over(["_h", SMTPD, "_seq"]),
+            _after_ts=pl.col(C.TIMESTAMP)
+            .filter((pl.col(STAGE) == "pf_after_auth") & EVENT)
+            .max()
+            .over(["_h", SMTPD, "_seq"]),
+        )
+    )
+    after = s.filter((pl.col(STAGE) == "pf_after_auth") & EVENT & pl.col("_warn_ts").is_not_null())
+    dis = s.filter(
+        (pl.col(STAGE) == "pf_disconnect")
+        & EVENT
+        & (pl.col("_warn_ts").is_not_null() | pl.col("_after_ts").is_not_null())
+    )
+    upd = pl.concat(
+        [
+            _merged(after[RID], after["_warn_ts"]),
+            _merged(dis[RID], dis.select(pl.coalesce("_warn_ts", "_after_ts")).to_series()),
+        ]
+    )
+    return _apply(cand, upd)
+
+
+def _postfix_dovecot_sasl(cand: pl.DataFrame) -> pl.DataFrame:
+    pf = cand.filter((pl.col(STAGE) == "pf_sasl_fail") & EVENT).sort(C.TIMESTAMP)
+    dv = cand.filter((pl.col(STAGE) == "dv_auth") & EVENT & pl.col(C.SERVICE).is_null()).sort(C.TIMESTAMP)
+    if pf.is_empty() or dv.is_empty():
+        return cand
+    m = (
+        pf.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP)
+        .join_asof(
+            dv.select(
+                pl.col(C.TIMESTAMP),
+                pl.col(C.TIMESTAMP).alias("_dts"),
+                "_h",
+                C.SOURCE_IP,
+                pl.col(RID).alias("_drid"),
+                pl.col(C.ACCOUNT).alias("_acc"),
+                pl.col(C.REASON).alias("_reason"),
+                pl.col(C.PASSWORD_HASH).alias("_hash"),
+                pl.col(C.OUTCOME).alias("_outcome"),
+            ),
+            on=C.TIMESTAMP,
+            by=["_h", C.SOURCE_IP],
+            strategy="nearest",
+            tolerance=SASL_WINDOW,
+            check_sortedness=False,
+        )
+        .filter(pl.col("_drid").is_not_null())
+        .unique("_drid", keep="first")
+    )
+    if m.is_empty():
+        return cand
+    cur = cand.filter(pl.col(RID).is_in(m[RID].implode())).select(RID, pl.col(C.ACCOUNT).alias("_own"))
+    m = m.join(cur, on=RID, how="left")
+    upd_pf = m.select(
+        RID,
+        pl.coalesce("_own", "_acc").alias(C.ACCOUNT),
+        pl.col("_reason").alias(C.REASON),
+        pl.col("_hash").alias(C.PASSWORD_HASH),
+        pl.col("_outcome").alias(C.OUTCOME),
+    )
+    cand = _apply(cand, upd_pf)
+    return _apply(cand, _merged(m["_drid"], m[C.TIMESTAMP]))
+
+
+def _postfix_sends(cand: pl.DataFrame) -> pl.DataFrame:
+    q = cand.filter(pl.col(STAGE) == "pf_qmgr")
+    if q.is_empty():
+        return cand
+    q = q.sort(C.TIMESTAMP).with_columns(_first=pl.int_range(pl.len()).over(["_h", QID]) == 0)
+    clients = cand.filter((pl.col(STAGE) == "pf_client") & EVENT).unique(["_h", QID], keep="last")
+    m = (
+        q.filter("_first")
+        .select(RID, "_h", QID)
+        .join(
+            clients.select(
+                "_h",
+                QID,
+                pl.col(C.ACCOUNT),
+                pl.col(C.SOURCE_IP),
+                pl.col(C.SOURCE_PORT),
+                pl.col(C.AUTH_METHOD),
+                pl.col(C.SERVICE),
+            ),
+            on=["_h", QID],
+            how="inner",
+        )
+    )
+    upd = m.select(
+        RID,
+        C.ACCOUNT,
+        C.SOURCE_IP,
+        C.SOURCE_PORT,
+        C.AUTH_METHOD,
+        C.SERVICE,
+        pl.repeat("event", len(m), eager=True).alias(KIND),
+    )
+    repeats = q.filter(~pl.col("_first")).select(RID, pl.repeat("noise:qmgr_repeat", pl.len()).alias(KIND))
+    return _apply(_apply(cand, upd), repeats)

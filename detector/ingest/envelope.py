@@ -1,0 +1,278 @@
+"""Splitting each raw line into its envelope: timestamp (UTC, us), host, program, pid, message.
+
+Recognised envelopes (one vectorised pass, the format chosen per row from its first bytes):
+
+* RFC 3164 ``Nov 23 03:14:15 host prog[pid]: msg`` (an optional ``<PRI>`` in front, fractional
+  seconds allowed). The year is ``year`` if given, else the most recent year that does not put
+  the line more than a day after ``reference`` (the file's modification time).
+* RFC 5424 ``<PRI>1 2026-11-23T03:14:15.123Z host app procid msgid [sd] msg``.
+* ISO 8601 ``2026-11-23T03:14:15.123456+01:00 host prog[pid]: msg`` (rsyslog high precision,
+  journald ``short-iso``; ``Z``, ``+01:00`` and ``+0100`` offsets).
+* Dovecot's own ``log_path`` ``2026-11-23 03:14:15 imap-login: Info: Login: ...`` (no host).
+
+Stamps without an offset are read in ``timezone``. ``program`` is the tag as written without
+``[pid]`` (``dovecot``, ``postfix/submission/smtpd``, ``auth-worker(12)`` in ``log_path`` files);
+``message`` is the rest after ``: ``, with a leading ``Info: ``-style level removed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from detector.schema import UTC_US, C
+
+ENVELOPE_OK = "envelope_ok"
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1
+    )
+}
+
+_MONTH_TEXT = {m: f"{i:02d}" for m, i in MONTHS.items()}
+
+_BSD = r"^(?:<\d{1,3}>)?([A-Z][a-z]{2})[ ]+(\d{1,2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
+_ISO = r"^(?:<\d{1,3}>)?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) (.*)$"
+_DOVECOT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
+_5424 = r"^<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$"
+# host (optional: absent in log_path files), tag, [pid], message
+_TAG = r"^(?:([^\s:\[\]]+) )?([^\s\[\]:]+(?:\([^)\s]*\))?(?:<[^>\s]*>)*)(?:\[(\d+)\])?: ?(.*)$"
+_LEVEL = r"^(?:Info|Warning|Error|Fatal|Panic|Debug|Notice): "
+
+
+def _naive(expr: pl.Expr, fmt: str) -> pl.Expr:
+    return expr.str.to_datetime(fmt, time_unit="us", strict=False)
+
+
+def _localize(naive: pl.Expr, timezone: str) -> pl.Expr:
+    if timezone == "UTC":
+        return naive.dt.replace_time_zone("UTC")
+    return naive.dt.replace_time_zone(
+        timezone, ambiguous="earliest", non_existent="null"
+    ).dt.convert_time_zone("UTC")
+
+
+def _iso_stamp(text: pl.Expr, timezone: str) -> pl.Expr:
+    """ISO 8601 text with or without offset -> UTC."""
+    t = text.str.replace(",", ".", literal=True)
+    has_offset = t.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$")
+    with_offset = t.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False)
+    without = _localize(_naive(t.str.replace("T", " ", literal=True), "%Y-%m-%d %H:%M:%S%.f"), timezone)
+    return pl.when(has_offset).then(with_offset).otherwise(without)
+
+
+def _bsd_stamp(
+    mon: pl.Expr,
+    day: pl.Expr,
+    clock: pl.Expr,
+    year: pl.Expr | int | None,
+    timezone: str,
+    limit: datetime | None = None,
+) -> pl.Expr:
+    """RFC 3164 parts -> UTC. With ``limit`` (and no ``year``), the year is the latest that keeps the
+    stamp at or before ``limit`` (compared as ``MM-DD HH:MM:SS`` text in ``timezone``)."""
+    month = mon.replace_strict(_MONTH_TEXT, default=None, return_dtype=pl.String)
+    md = pl.concat_str(
+        [month, pl.lit("-"), day.str.replace(" ", "0", literal=True), pl.lit(" "), clock.str.head(8)]
+    )
+    if limit is not None:
+        local = limit.astimezone(ZoneInfo(timezone))
+        y = (
+            pl.when(md <= local.strftime("%m-%d %H:%M:%S"))
+            .then(pl.lit(str(local.year)))
+            .otherwise(pl.lit(str(local.year - 1)))
+        )
+    else:
+        y = year.cast(pl.String) if isinstance(year, pl.Expr) else pl.lit(str(year))
+    frac = clock.str.slice(8)
+    text = pl.concat_str([y, pl.lit("-"), md, frac])
+    return _localize(_naive(text, "%Y-%m-%d %H:%M:%S%.f"), timezone)
+
+
+def parse_envelope(
+    lines: pl.LazyFrame,
+    *,
+    timezone: str = "UTC",
+    year: int | None = None,
+    reference: datetime | None = None,
+    year_state: dict | None = None,
+) -> pl.LazyFrame:
+    """``lines`` (with ``raw``) -> + timestamp, host, program, pid, message, ``envelope_ok``.
+
+    ``reference`` (UTC) is the file's modification time used to infer RFC 3164 years.
+    ``year_state`` (a dict kept per file across its batches) carries the last month seen so that,
+    with a fixed ``year``, a file that crosses New Year moves on to the next year.
+
+    The common shapes are cut at fixed positions (fast); the rest goes through full regexes.
+    Row order is not preserved.
+    """
+    raw = pl.col(C.RAW)
+    dash = raw.str.slice(4, 1) == "-"
+    sep10 = raw.str.slice(10, 1)
+    fmt = (
+        pl.when(
+            raw.str.slice(0, 3).is_in(list(MONTHS))
+            & (raw.str.slice(3, 1) == " ")
+            & (raw.str.slice(6, 1) == " ")
+            & (raw.str.slice(9, 1) == ":")
+            & (raw.str.slice(15, 1) == " ")
+        )
+        .then(pl.lit(1, pl.Int8))
+        .when(dash & (sep10 == "T"))
+        .then(pl.lit(2, pl.Int8))
+        .when(dash & (sep10 == " ") & (raw.str.slice(19, 1) == " "))
+        .then(pl.lit(3, pl.Int8))
+        .otherwise(pl.lit(0, pl.Int8))
+    )
+    lf = lines.with_columns(_fmt=fmt)
+    bsd = lf.filter(pl.col("_fmt") == 1).with_columns(
+        _mon=raw.str.slice(0, 3),
+        _day=raw.str.slice(4, 2),
+        _clock=raw.str.slice(7, 8),
+        _rest=raw.str.slice(16),
+    )
+    bsd = _bsd_years(bsd, year, reference, timezone, year_state).rename({"_ts_bsd": "_ts"})
+    bsd = bsd.drop("_mon", "_day", "_clock")
+    sp = raw.str.find(" ", literal=True)
+    iso = lf.filter(pl.col("_fmt") == 2).with_columns(
+        _ts=_iso_stamp(raw.str.head(sp), timezone), _rest=raw.str.slice(sp + 1)
+    )
+    dov = lf.filter(pl.col("_fmt") == 3).with_columns(
+        _ts=_localize(_naive(raw.str.head(19), "%Y-%m-%d %H:%M:%S"), timezone), _rest=raw.str.slice(20)
+    )
+    fast = _split_tag(pl.concat([bsd, iso, dov], how="diagonal_relaxed"))
+    slow = _slow(lf.filter(pl.col("_fmt") == 0), timezone, year, reference)
+    both = pl.concat([fast, slow], how="diagonal_relaxed")
+    msg = pl.col("_msg")
+    level = (
+        pl.when(msg.str.starts_with("Info: "))
+        .then(6)
+        .when(msg.str.starts_with("Warning: ") | msg.str.starts_with("Debug: "))
+        .then(pl.when(msg.str.starts_with("W")).then(9).otherwise(7))
+        .when(
+            msg.str.starts_with("Error: ") | msg.str.starts_with("Fatal: ") | msg.str.starts_with("Panic: ")
+        )
+        .then(7)
+        .otherwise(0)
+    )
+    return (
+        both.with_columns(
+            pl.col("_ts").cast(UTC_US).alias(C.TIMESTAMP),
+            pl.col("_host").alias(C.HOST),
+            pl.col("_prog").alias("program"),
+            pl.col("_pid").cast(pl.Int64, strict=False).alias("pid"),
+            msg.str.slice(level).alias("message"),
+        )
+        .with_columns(
+            (
+                pl.col(C.TIMESTAMP).is_not_null()
+                & pl.col("program").is_not_null()
+                & pl.col("message").is_not_null()
+            ).alias(ENVELOPE_OK)
+        )
+        .drop("_fmt", "_ts", "_host", "_prog", "_pid", "_msg")
+    )
+
+
+def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``_rest`` = ``[host ]tag[pid]: message`` -> ``_host``, ``_prog``, ``_pid``, ``_msg`` by position."""
+    rest = pl.col("_rest")
+    sp = rest.str.find(" ", literal=True)
+    colon = rest.str.find(": ", literal=True)
+    colon = pl.when(colon.is_null() & rest.str.ends_with(":")).then(rest.str.len_bytes() - 1).otherwise(colon)
+    has_host = sp < colon
+    start = pl.when(has_host).then(sp + 1).otherwise(0)
+    lf = lf.with_columns(
+        _host=pl.when(has_host).then(rest.str.head(sp)),
+        _tagpid=rest.str.slice(start, colon - start),
+        _msg=rest.str.slice(colon + 2),
+    )
+    tagpid = pl.col("_tagpid")
+    ok = colon.is_not_null() & ~tagpid.str.contains(" ", literal=True) & (tagpid.str.len_bytes() > 0)
+    has_pid = tagpid.str.ends_with("]")
+    return lf.with_columns(
+        _prog=pl.when(ok).then(pl.when(has_pid).then(tagpid.str.replace(r"\[\d*\]$", "")).otherwise(tagpid)),
+        _pid=pl.when(ok & has_pid).then(tagpid.str.extract(r"\[(\d+)\]$", 1)),
+        _msg=pl.when(ok).then(pl.col("_msg")),
+    ).drop("_tagpid", "_rest")
+
+
+def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime | None) -> pl.LazyFrame:
+    """The rows the fixed-position cut does not fit: full regexes (RFC 5424, <PRI>, fractions, ...)."""
+    raw = pl.col(C.RAW)
+    lf = lf.with_columns(_bsd=raw.str.extract_groups(_BSD)).with_columns(
+        _mon=pl.col("_bsd").struct.field("1"),
+        _day=pl.col("_bsd").struct.field("2"),
+        _clock=pl.col("_bsd").struct.field("3"),
+    )
+    lf = _bsd_years(lf, year, reference, timezone, None)
+    lf = lf.with_columns(
+        _iso=raw.str.extract_groups(_ISO),
+        _dov=raw.str.extract_groups(_DOVECOT),
+        _r5=raw.str.extract_groups(_5424),
+    )
+    is_bsd = pl.col("_bsd").struct.field("4").is_not_null()
+    is_iso = pl.col("_iso").struct.field("1").is_not_null()
+    is_dov = pl.col("_dov").struct.field("1").is_not_null()
+    is_5424 = pl.col("_r5").struct.field("1").is_not_null()
+    lf = lf.with_columns(
+        _ts=pl.when(is_bsd)
+        .then(pl.col("_ts_bsd"))
+        .when(is_5424)
+        .then(_iso_stamp(pl.col("_r5").struct.field("1"), timezone))
+        .when(is_iso)
+        .then(_iso_stamp(pl.col("_iso").struct.field("1"), timezone))
+        .when(is_dov)
+        .then(_iso_stamp(pl.col("_dov").struct.field("1"), timezone)),
+        _rest=pl.when(is_bsd)
+        .then(pl.col("_bsd").struct.field("4"))
+        .when(is_iso & ~is_5424)
+        .then(pl.col("_iso").struct.field("2"))
+        .when(is_dov)
+        .then(pl.col("_dov").struct.field("2")),
+    )
+    lf = lf.with_columns(_tag=pl.col("_rest").str.extract_groups(_TAG), _ts=pl.col("_ts").cast(UTC_US))
+    tag = pl.col("_tag").struct
+    r5 = pl.col("_r5").struct
+    lf = lf.with_columns(
+        _host=pl.when(is_5424).then(r5.field("2")).otherwise(tag.field("1")),
+        _prog=pl.when(is_5424).then(r5.field("3")).otherwise(tag.field("2")),
+        _pid=pl.when(is_5424).then(r5.field("4")).otherwise(tag.field("3")),
+        _msg=pl.when(is_5424).then(r5.field("5")).otherwise(tag.field("4")),
+    ).with_columns(_host=pl.when(pl.col("_host") != "-").then(pl.col("_host")))
+    return lf.drop("_bsd", "_mon", "_day", "_clock", "_rest", "_ts_bsd", "_iso", "_dov", "_r5", "_tag")
+
+
+def _bsd_years(
+    lf: pl.LazyFrame, year: int | None, reference: datetime | None, timezone: str, state: dict | None
+) -> pl.LazyFrame:
+    """Add ``_ts_bsd``: RFC 3164 stamps with their inferred (or given) year."""
+    mon, day, clock = pl.col("_mon"), pl.col("_day"), pl.col("_clock")
+    if year is not None:
+        month = mon.replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+        prev_month = (state or {}).get("month")
+        prev = month.forward_fill().shift(1)
+        if prev_month is not None:
+            prev = prev.fill_null(prev_month)
+        wrap = (prev - month > 6).fill_null(False).cast(pl.Int32)
+        start = (state or {}).get("crossed", 0)
+        years = pl.lit(year + start, dtype=pl.Int32) + wrap.cum_sum()
+        out = lf.with_columns(_ts_bsd=_bsd_stamp(mon, day, clock, years, timezone))
+        if state is not None:
+            tail = (
+                out.select(
+                    month.drop_nulls().last().alias("m"),
+                    wrap.sum().alias("w"),
+                )
+                .collect()
+                .row(0)
+            )
+            if tail[0] is not None:
+                state["month"] = tail[0]
+            state["crossed"] = start + int(tail[1] or 0)
+        return out
+    ref = reference or datetime.now().astimezone()
+    return lf.with_columns(_ts_bsd=_bsd_stamp(mon, day, clock, None, timezone, limit=ref + timedelta(days=1)))

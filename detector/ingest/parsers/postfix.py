@@ -1,0 +1,222 @@
+"""Postfix (any instance or service name: ``postfix/submission/smtpd``, ``postfix-in/smtpd``, ...).
+
+Line kinds:
+
+* smtpd ``QID: client=host[ip], sasl_method=M, sasl_username=u``: login success (and the queue
+  id that ``correlate`` joins to qmgr's ``from=`` line for a ``send`` event).
+* smtpd ``warning: host[ip](:port)?: SASL M authentication failed: reason(, sasl_username=u)?``:
+  failure (account filled by ``correlate`` from Dovecot's auth line where Postfix omits it).
+* smtpd ``lost connection|timeout|too many errors after AUTH from host[ip]``: an attempt of
+  unknown outcome; ``disconnect from host[ip] ... auth=S/A ...`` with S < A: A-S failed
+  attempts. Both count only where no SASL warning of the same smtpd session exists.
+* qmgr ``QID: from=<a>, size=N, nrcpt=N``: joined to the authenticated ``client=`` line.
+
+Everything else of Postfix is noise by kind (connect, disconnect, NOQUEUE reject, cleanup,
+delivery agents, postscreen, ...).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.ingest.fields import after, before, between, canonical_ip, finish, to_int
+from detector.ingest.registry import KIND, LineParser, register
+from detector.schema import Action, C, Outcome, Service
+
+STAGE = "_stage"
+QID = "_qid"
+SESSION = "_smtpd"
+"""Private columns read by ``correlate``: stage, queue id, and smtpd process (program + pid)."""
+KEEP = (STAGE, QID, SESSION)
+
+
+def claims() -> pl.Expr:
+    return pl.col("program").str.starts_with("postfix")
+
+
+def _service(program: pl.Expr) -> pl.Expr:
+    middle = program.str.count_matches("/", literal=True) >= 2
+    sub = program.str.contains("submission", literal=True) | program.str.contains("smtps", literal=True)
+    return pl.when(middle & sub).then(pl.lit(Service.SUBMISSION)).otherwise(pl.lit(Service.SMTP))
+
+
+def _addr(hostpart: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """``host[ip]`` or ``host[ip]:port`` -> (canonical ip, port)."""
+    ip = between(hostpart, "[", "]")
+    port = to_int(after(hostpart, "]:"), pl.Int32)
+    return canonical_ip(ip), port
+
+
+def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
+    prog, msg = pl.col("program"), pl.col("message")
+    smtpd = prog.str.ends_with("/smtpd")
+    line = (
+        pl.when(smtpd & msg.str.contains(": client=", literal=True))
+        .then(
+            pl.when(msg.str.contains("sasl_username=", literal=True))
+            .then(pl.lit("client"))
+            .otherwise(pl.lit("noise:client"))
+        )
+        .when(
+            smtpd
+            & msg.str.contains(" authentication failed", literal=True)
+            & msg.str.starts_with("warning: ")
+        )
+        .then(pl.lit("sasl_fail"))
+        .when(smtpd & msg.str.contains(" after AUTH from ", literal=True))
+        .then(pl.lit("after_auth"))
+        .when(smtpd & msg.str.starts_with("disconnect from ") & msg.str.contains(" auth=0", literal=True))
+        .then(pl.lit("disconnect_auth"))
+        .when(msg.str.contains(": from=<", literal=True) & prog.str.ends_with("/qmgr"))
+        .then(pl.lit("qmgr"))
+        .when(smtpd & msg.str.starts_with("connect from "))
+        .then(pl.lit("noise:connect"))
+        .when(smtpd & msg.str.starts_with("disconnect from "))
+        .then(pl.lit("noise:disconnect"))
+        .when(msg.str.starts_with("NOQUEUE: "))
+        .then(pl.lit("noise:noqueue"))
+        .when(
+            smtpd
+            & msg.str.contains("SASL", literal=True)
+            & msg.str.contains("authentication fail", literal=True)
+        )
+        .then(pl.lit("unparsed"))
+        .when(smtpd)
+        .then(pl.lit("noise:smtpd_other"))
+        .otherwise(pl.concat_str([pl.lit("noise:postfix_"), prog.str.split("/").list.last()]))
+    )
+    lf = lf.with_columns(
+        _line=line, _smtpd=pl.concat_str([prog, pl.lit("["), pl.col("pid").cast(pl.String), pl.lit("]")])
+    )
+    kind = pl.col("_line")
+    special = ["client", "sasl_fail", "after_auth", "disconnect_auth", "qmgr"]
+    rest = lf.filter(~kind.is_in(special)).with_columns(
+        pl.col("_line").alias(KIND),
+        pl.lit("postfix").alias(C.DAEMON),
+        pl.when(kind == "noise:disconnect").then(pl.lit("pf_boundary")).alias(STAGE),
+    )
+    common = [pl.lit("postfix").alias(C.DAEMON), _service(prog).alias(C.SERVICE)]
+    return pl.concat(
+        [
+            finish(_client(lf.filter(kind == "client")).with_columns(common), keep=KEEP),
+            finish(_sasl_fail(lf.filter(kind == "sasl_fail")).with_columns(common), keep=KEEP),
+            finish(_after_auth(lf.filter(kind == "after_auth")).with_columns(common), keep=KEEP),
+            finish(_disconnect(lf.filter(kind == "disconnect_auth")).with_columns(common), keep=KEEP),
+            finish(
+                _qmgr(lf.filter(kind == "qmgr")).with_columns(pl.lit("postfix").alias(C.DAEMON)), keep=KEEP
+            ),
+            finish(rest, keep=KEEP),
+        ],
+        how="vertical",
+    )
+
+
+def _client(lf: pl.LazyFrame) -> pl.LazyFrame:
+    msg = pl.col("message")
+    ip, port = _addr(between(msg, "client=", ","))
+    user = between(pl.concat_str([msg, pl.lit(",")]), "sasl_username=", ",")
+    return lf.with_columns(
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.SUCCESS).alias(C.OUTCOME),
+        user.str.to_lowercase().alias(C.ACCOUNT),
+        ip.alias(C.SOURCE_IP),
+        port.alias(C.SOURCE_PORT),
+        between(msg, "sasl_method=", ",").str.to_uppercase().alias(C.AUTH_METHOD),
+        before(msg, ": ").alias(C.SESSION_ID),
+        pl.lit(1).alias(C.ATTEMPTS),
+        pl.when(ip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        pl.lit("pf_client").alias(STAGE),
+        before(msg, ": ").alias(QID),
+    )
+
+
+def _sasl_fail(lf: pl.LazyFrame) -> pl.LazyFrame:
+    msg = pl.col("message")
+    body = msg.str.slice(len("warning: "))
+    sasl = body.str.find(": SASL ", literal=True)
+    hostpart = body.str.head(sasl)
+    ip, port = _addr(hostpart)
+    tail = body.str.slice(sasl + len(": SASL "))
+    method = before(tail, " ")
+    reason = after(tail, "authentication failed: ")
+    user = after(reason, ", sasl_username=")
+    reason = before(reason, ", sasl_username=")
+    reason = (
+        pl.when(reason.is_in(["UGFzc3dvcmQ6", "VXNlcm5hbWU6", ""]))
+        .then(pl.lit("authentication failure"))
+        .otherwise(reason)
+    )
+    return lf.with_columns(
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.FAILURE).alias(C.OUTCOME),
+        user.str.to_lowercase().alias(C.ACCOUNT),
+        ip.alias(C.SOURCE_IP),
+        port.alias(C.SOURCE_PORT),
+        method.str.to_uppercase().alias(C.AUTH_METHOD),
+        pl.lit(1).alias(C.ATTEMPTS),
+        reason.alias(C.REASON),
+        pl.when(ip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        pl.lit("pf_sasl_fail").alias(STAGE),
+    )
+
+
+def _after_auth(lf: pl.LazyFrame) -> pl.LazyFrame:
+    msg = pl.col("message")
+    ip, port = _addr(after(msg, " after AUTH from "))
+    return lf.with_columns(
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.UNKNOWN).alias(C.OUTCOME),
+        ip.alias(C.SOURCE_IP),
+        port.alias(C.SOURCE_PORT),
+        pl.lit(1).alias(C.ATTEMPTS),
+        before(msg, " from ").alias(C.REASON),
+        pl.when(ip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        pl.lit("pf_after_auth").alias(STAGE),
+    )
+
+
+def _disconnect(lf: pl.LazyFrame) -> pl.LazyFrame:
+    msg = pl.concat_str([pl.col("message"), pl.lit(" ")])
+    ip, port = _addr(between(msg, "disconnect from ", " "))
+    auth = between(msg, " auth=", " ")
+    ok = to_int(before(auth, "/"), pl.Int32)
+    tried = to_int(after(auth, "/"), pl.Int32)
+    failed = tried - ok
+    return lf.with_columns(
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.FAILURE).alias(C.OUTCOME),
+        ip.alias(C.SOURCE_IP),
+        port.alias(C.SOURCE_PORT),
+        failed.alias(C.ATTEMPTS),
+        pl.lit("auth command failed").alias(C.REASON),
+        pl.when(failed.fill_null(0) <= 0)
+        .then(pl.lit("noise:disconnect"))
+        .when(ip.is_null())
+        .then(pl.lit("unparsed"))
+        .otherwise(pl.lit("event"))
+        .alias(KIND),
+        pl.lit("pf_disconnect").alias(STAGE),
+    )
+
+
+def _qmgr(lf: pl.LazyFrame) -> pl.LazyFrame:
+    msg = pl.concat_str([pl.col("message"), pl.lit(",")])
+    return lf.with_columns(
+        pl.lit(Action.SEND).alias(C.ACTION),
+        to_int(between(msg, "nrcpt=", ","), pl.Int32).alias(C.RECIPIENTS),
+        to_int(between(msg, "size=", ",")).alias(C.MESSAGE_SIZE),
+        before(msg, ": ").alias(C.SESSION_ID),
+        pl.lit("noise:qmgr").alias(KIND),
+        pl.lit("pf_qmgr").alias(STAGE),
+        before(msg, ": ").alias(QID),
+    )
+
+
+PARSER = register(
+    LineParser(
+        name="postfix",
+        claims=claims,
+        parse=parse,
+        doc="Postfix smtpd SASL logins and failures, AUTH disconnect counters, qmgr sends joined to the login.",
+    )
+)

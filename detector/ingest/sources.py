@@ -1,0 +1,327 @@
+"""Reading inputs: expand paths, decompress, and cut the bytes into batches of numbered lines.
+
+Text inputs become frames of (``source_file``, ``line_number``, ``raw``, ``invalid_utf8``), one
+per ``chunk_bytes`` of decompressed text cut at the last newline, so memory is bounded by the
+chunk size whatever the file size. Problems that concern bytes rather than lines (a truncated
+compressed stream, a line longer than ``max_line_bytes`` that spans chunks) become quarantine
+records instead of errors: the run goes on with what could be read.
+
+Tabular inputs (``.parquet``, ``.csv``, ``.jsonl``/``.ndjson``) already hold canonical events and
+are read as they are, after a schema check.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import polars as pl
+
+from detector.errors import InputError, SchemaError
+from detector.schema import EVENT_SCHEMA, C, check, conform
+
+RAW_CUT = 4096
+"""Quarantined raw text is cut to this many bytes."""
+STDIN = "-"
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
+TABULAR = (".parquet", ".csv", ".jsonl", ".ndjson")
+LINE_SCHEMA = pl.Schema(
+    {C.SOURCE_FILE: pl.String, C.LINE_NUMBER: pl.Int64, C.RAW: pl.String, "invalid_utf8": pl.Boolean}
+)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input as found on disk (or stdin)."""
+
+    path: str
+    size: int | None
+    mtime: datetime | None
+
+    @property
+    def is_table(self) -> bool:
+        return _suffix(self.path) in TABULAR
+
+
+@dataclass
+class ReadLog:
+    """What reading one input observed besides its lines (filled while the batches stream)."""
+
+    sha256: str = ""
+    bytes_read: int = 0
+    lines: int = 0
+    quarantine: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_ROTATION = re.compile(r"^(?P<base>.*?)(?:\.(?P<n>\d+))?(?P<comp>\.(?:gz|bz2|xz|zst))?$")
+_DATED = re.compile(r"^(?P<base>.*?)-(?P<date>\d{8}(?:\d{2})?)(?P<comp>\.(?:gz|bz2|xz|zst))?$")
+
+
+def rotation_key(path: str) -> tuple:
+    """Sort key that puts a rotated set oldest first: ``x.2.gz``, ``x.1``, ``x``; ``x-20261121``, ``x``."""
+    name = str(path)
+    dated = _DATED.match(name)
+    if dated:
+        return (dated["base"], 0, dated["date"])
+    m = _ROTATION.match(name)
+    assert m is not None
+    n = int(m["n"]) if m["n"] is not None else -1
+    return (m["base"], 0 if n >= 0 else 1, -n)
+
+
+def _suffix(path: str) -> str:
+    name = path.lower()
+    for ext in COMPRESSED:
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+    return Path(name).suffix
+
+
+def expand(paths: list[str] | tuple[str, ...]) -> list[InputFile]:
+    """Files named, found under directories (recursively) or matched by globs, plus ``-``.
+
+    Each argument keeps its place; the files one argument yields are in rotation order, oldest
+    first. A path that matches nothing is an :class:`InputError`.
+    """
+    out: list[InputFile] = []
+    seen: set[str] = set()
+    for arg in paths:
+        arg = str(arg)
+        if arg == STDIN:
+            out.append(InputFile(STDIN, None, None))
+            continue
+        p = Path(arg)
+        if p.is_dir():
+            found = [str(f) for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")]
+        elif p.exists():
+            found = [arg]
+        elif glob.has_magic(arg):
+            found = [f for f in glob.glob(arg, recursive=True) if Path(f).is_file()]
+            if not found:
+                raise InputError("no file matches this pattern", path=arg)
+        else:
+            raise InputError("no such file or directory", path=arg)
+        for f in sorted(found, key=rotation_key):
+            if f in seen:
+                continue
+            seen.add(f)
+            st = os.stat(f)
+            out.append(InputFile(f, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+    if not out:
+        raise InputError(f"no input files in {', '.join(map(str, paths)) or 'the arguments'}")
+    return out
+
+
+class _Hashing:
+    """A read-through wrapper that hashes and counts the bytes of the file as stored."""
+
+    def __init__(self, raw: BinaryIO, log: ReadLog) -> None:
+        self.raw = raw
+        self.log = log
+        self.h = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.h.update(data)
+        self.log.bytes_read += len(data)
+        return data
+
+    def readinto(self, b) -> int:  # used by gzip/bz2/lzma
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.closed
+
+    def flush(self) -> None:
+        pass
+
+
+def _open(inp: InputFile, log: ReadLog) -> tuple[_Hashing, BinaryIO]:
+    if inp.path == STDIN:
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            raw = open(inp.path, "rb")  # noqa: SIM115  (closed by the caller)
+        except OSError as e:
+            raise InputError(f"cannot read: {e.strerror}", path=inp.path) from e
+    hashed = _Hashing(raw, log)
+    name = inp.path.lower()
+    if name.endswith(".gz"):
+        return hashed, gzip.GzipFile(fileobj=hashed, mode="rb")  # type: ignore[arg-type]
+    if name.endswith(".bz2"):
+        return hashed, bz2.BZ2File(hashed, "rb")  # type: ignore[arg-type]
+    if name.endswith(".xz"):
+        return hashed, lzma.LZMAFile(hashed, "rb")  # type: ignore[arg-type]
+    if name.endswith(".zst"):
+        import zstandard
+
+        return hashed, zstandard.ZstdDecompressor().stream_reader(hashed, read_across_frames=True)  # type: ignore[return-value]
+    return hashed, hashed  # type: ignore[return-value]
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    import zstandard
+
+    return (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+
+
+def _frame(source: str, first: int, buf: bytes) -> pl.DataFrame:
+    """Numbered lines of ``buf`` (which ends with a newline)."""
+    try:
+        text = buf.decode("utf-8")
+        bad = False
+    except UnicodeDecodeError:
+        text = buf.decode("utf-8", errors="replace")
+        bad = True
+    lines = pl.Series(C.RAW, [text[:-1]]).str.split("\n").explode()
+    lines = lines.str.strip_suffix("\r")
+    n = len(lines)
+    return pl.DataFrame(
+        {
+            C.SOURCE_FILE: pl.repeat(source, n, dtype=pl.String, eager=True),
+            C.LINE_NUMBER: pl.int_range(first, first + n, dtype=pl.Int64, eager=True),
+            C.RAW: lines,
+            "invalid_utf8": lines.str.contains("\ufffd", literal=True)
+            if bad
+            else pl.repeat(False, n, dtype=pl.Boolean, eager=True),
+        }
+    )
+
+
+def read_lines(inp: InputFile, chunk_bytes: int, max_line_bytes: int, log: ReadLog) -> Iterator[pl.DataFrame]:
+    """Batches of numbered lines of one text input (see module doc); fills ``log`` as it goes."""
+    hashed, stream = _open(inp, log)
+    source = inp.path
+    line = 1
+    carry = b""
+    skipping = False  # inside an over-long line that spans reads
+    chunk_bytes = max(1024, chunk_bytes)
+    try:
+        while True:
+            try:
+                block = stream.read(chunk_bytes)
+            except _stream_errors() as e:
+                log.quarantine.append(
+                    {
+                        C.SOURCE_FILE: source,
+                        C.LINE_NUMBER: line,
+                        "reason": "truncated_stream",
+                        C.RAW: f"{type(e).__name__}: {e}"[:RAW_CUT],
+                    }
+                )
+                log.warnings.append(f"{source}: compressed stream ends early ({e}); kept the lines before it")
+                block = b""
+            if not block:
+                break
+            if skipping:
+                nl = block.find(b"\n")
+                if nl < 0:
+                    continue
+                block = block[nl + 1 :]
+                skipping = False
+                line += 1
+            buf = carry + block if carry else block
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) > max_line_bytes:
+                    log.quarantine.append(_too_long(source, line, buf))
+                    carry = b""
+                    skipping = True
+                else:
+                    carry = buf
+                continue
+            carry = buf[cut + 1 :]
+            if len(carry) > max_line_bytes:
+                # the tail is already too long: quarantine it now and skip the rest of it
+                frame = _frame(source, line, buf[: cut + 1])
+                line += len(frame)
+                yield frame
+                log.quarantine.append(_too_long(source, line, carry))
+                carry = b""
+                skipping = True
+                continue
+            frame = _frame(source, line, buf[: cut + 1])
+            line += len(frame)
+            yield frame
+        if carry and not skipping:
+            frame = _frame(source, line, carry + b"\n")
+            line += len(frame)
+            yield frame
+        elif skipping:
+            line += 1
+    finally:
+        if stream is not hashed:
+            stream.close()
+        if inp.path != STDIN:
+            hashed.close()
+        log.sha256 = hashed.h.hexdigest()
+        log.lines = line - 1
+
+
+def _too_long(source: str, line: int, buf: bytes) -> dict:
+    return {
+        C.SOURCE_FILE: source,
+        C.LINE_NUMBER: line,
+        "reason": "too_long",
+        C.RAW: buf[:RAW_CUT].decode("utf-8", errors="replace"),
+    }
+
+
+def read_table(inp: InputFile) -> pl.LazyFrame:
+    """A tabular input of canonical events, checked against EVENT_SCHEMA (SchemaError names the column)."""
+    path = inp.path
+    suffix = _suffix(path)
+    try:
+        if suffix == ".parquet":
+            lf = pl.scan_parquet(path)
+        elif suffix == ".csv":
+            lf = pl.scan_csv(path, schema_overrides=_text_overrides(path))
+        else:
+            lf = pl.scan_ndjson(path, schema_overrides=_text_overrides(path))
+        have = lf.collect_schema()
+    except (pl.exceptions.ComputeError, OSError) as e:
+        raise InputError(f"cannot read table: {e}", path=path) from e
+    if suffix == ".parquet":
+        check(have, EVENT_SCHEMA, what="events table", path=path)
+        return lf.select(EVENT_SCHEMA.names())
+    for name in EVENT_SCHEMA.names():
+        if name not in have:
+            check(have, EVENT_SCHEMA, what="events table", path=path)
+    lf = lf.with_columns(
+        pl.col(C.TIMESTAMP).cast(pl.String).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
+    )
+    lf = conform(lf, EVENT_SCHEMA)
+    try:
+        lf.head(1000).collect()
+    except pl.exceptions.PolarsError as e:
+        raise SchemaError(f"events table has a value of the wrong type: {e}", path=path) from e
+    return lf
+
+
+def _text_overrides(path: str) -> dict[str, pl.DataType]:
+    """Read text-like columns as strings (CSV/JSON type inference would turn '1234' into an int)."""
+    return {
+        name: pl.String for name, dtype in EVENT_SCHEMA.items() if dtype == pl.String or name == C.TIMESTAMP
+    }
