@@ -178,3 +178,16 @@ def test_missing_column_is_schema_error() -> None:
 def test_raw_directory_frame_is_checked() -> None:
     with pytest.raises(EnrichmentError, match="account"):
         enrich(events(), geoip=None, practitioners=pl.DataFrame({"mail": ["a@x"]}))
+
+
+def test_corrupt_search_tree_raises_naming_file(dbs: GeoIPDatabases, tmp_path: Path) -> None:
+    assert dbs.city is not None
+    data = bytearray(dbs.city.path.read_bytes())
+    tree_end = data.index(b"\xab\xcd\xefMaxMind.com") // 2
+    data[:tree_end] = b"\xff" * tree_end
+    bad = tmp_path / "GeoLite2-City.mmdb"
+    bad.write_bytes(bytes(data))
+    found = find_databases(tmp_path)  # the metadata is intact
+    with pytest.raises(EnrichmentError, match="corrupt") as e:
+        enrich(events(), geoip=found, practitioners=None)
+    assert e.value.path == str(bad)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.enrich.geoip import (
     ADDRESS_SCHEMA,
     ENV_VAR,
+    PRIVATE_V4,
     GeoIPDatabases,
     classify,
     describe,
@@ -224,3 +228,21 @@ def test_lookup_without_databases() -> None:
     out = lookup_addresses(["203.0.113.7"], None)
     assert out.select(pl.col(C.COUNTRY, C.ASN, C.IS_TOR).is_null().all()).row(0) == (True, True, True)
     assert out[C.PREFIX][0] == "203.0.113.0/24"
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_ipv6_prefixes_match_ipaddress(value: int) -> None:
+    text = str(ipaddress.IPv6Address(value))
+    if ipaddress.IPv6Address(value).ipv4_mapped is not None:
+        return
+    row = classify([text]).row(0, named=True)
+    assert row[C.PREFIX] == str(ipaddress.IPv6Network((value, 64), strict=False))
+    assert row[C.PREFIX48] == str(ipaddress.IPv6Network((value, 48), strict=False))
+
+
+@given(st.integers(min_value=0, max_value=(1 << 32) - 1))
+def test_ipv4_classification_matches_ipaddress(value: int) -> None:
+    ip = ipaddress.IPv4Address(value)
+    row = classify([str(ip)]).row(0, named=True)
+    assert row[C.PREFIX] == str(ipaddress.IPv4Network((value, 24), strict=False))
+    assert row[C.IS_PRIVATE] == any(ip in ipaddress.IPv4Network(n) for n in PRIVATE_V4)

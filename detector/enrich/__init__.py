@@ -42,8 +42,12 @@ __all__ = [
     "load_practitioners",
     "lookup_addresses",
     "merge_shared",
+    "merge_shared_counts",
     "shared_address_counts",
 ]
+
+merge_shared_counts = merge_shared
+"""Alias of :func:`merge_shared` (``merge_shared_counts(previous_or_None, tonight)``)."""
 
 _NEEDED = (C.TIMESTAMP, C.ACTION, C.OUTCOME, C.ACCOUNT, C.SOURCE_IP)
 _KIND_COLUMNS = {
@@ -159,8 +163,9 @@ def enrich(
                 "directory; the first entry of each account is used"
             )
 
-    out = lf.join(addresses.lazy(), on=C.SOURCE_IP, how="left", maintain_order="left")
-    out = add_shared_columns(out, shared)
+    # Shared counts are per address too (the prefix is a function of the address): one join.
+    per_address = add_shared_columns(addresses.lazy(), shared).collect()
+    out = lf.join(per_address.lazy(), on=C.SOURCE_IP, how="left", maintain_order="left")
     out = add_practitioner_columns(out, directory)
     kept = [c for c in have.names() if c not in enrich_names]
     out = out.select([*kept, *(pl.col(c.name).cast(c.dtype) for c in ENRICH_COLUMNS)])

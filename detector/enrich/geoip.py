@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,8 +67,11 @@ PRIVATE_V4: tuple[str, ...] = (
     "240.0.0.0/4",
 )
 PRIVATE_V6: tuple[str, ...] = ("::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8")
-_PRIVATE_V6_NETS = tuple(ipaddress.IPv6Network(n) for n in PRIVATE_V6)
 _PRIVATE_V4_NETS = tuple(ipaddress.IPv4Network(n) for n in PRIVATE_V4)
+_PRIVATE_V4_RANGES = tuple((int(n.network_address), int(n.broadcast_address)) for n in _PRIVATE_V4_NETS)
+_PRIVATE_V6_RANGES = tuple(
+    (int(n.network_address), int(n.broadcast_address)) for n in map(ipaddress.IPv6Network, PRIVATE_V6)
+)
 
 GEO_COLUMNS = (C.COUNTRY, C.CITY, C.LATITUDE, C.LONGITUDE, C.ASN, C.AS_ORG, C.IS_HOSTING, C.IS_VPN, C.IS_TOR)
 ADDRESS_SCHEMA = pl.Schema(
@@ -224,34 +228,54 @@ def ipv4_prefix24(column: str = C.SOURCE_IP) -> pl.Expr:
     return pl.col(column).str.replace(r"\.\d{1,3}$", ".0") + pl.lit("/24")
 
 
+def _v6_prefix(value: int, groups: int) -> str:
+    """``"2001:db8:1::/48"``-style text of the first ``groups`` 16-bit groups of ``value``.
+
+    The zero run after the kept groups is always the longest, so the compressed form is the
+    kept groups without their trailing zeros, then ``::`` (what ``ipaddress`` prints, faster).
+    """
+    kept = [(value >> (112 - 16 * i)) & 0xFFFF for i in range(groups)]
+    while kept and kept[-1] == 0:
+        kept.pop()
+    return ":".join(f"{g:x}" for g in kept) + f"::/{16 * groups}"
+
+
+def _v6_int(text: str) -> int | None:
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except OSError:
+        pass
+    try:
+        ip = ipaddress.ip_address(text)  # scoped (fe80::1%eth0) and other forms inet_pton refuses
+    except ValueError:
+        return None
+    return int(ip) if ip.version == 6 else (0xFFFF << 32) | int(ip)
+
+
 def _ipv6_rows(addresses: Sequence[str]) -> pl.DataFrame:
-    """Classify and cut prefixes of the non-IPv4 distinct addresses (Python's ipaddress)."""
+    """Classify and cut prefixes of the non-IPv4 distinct addresses (Python, one pass)."""
     canonical: list[str | None] = []
     private: list[bool | None] = []
     p64: list[str | None] = []
     p48: list[str | None] = []
     for text in addresses:
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
+        value = _v6_int(text)
+        if value is None:
             canonical.append(None)
             private.append(None)
             p64.append(None)
             p48.append(None)
-            continue
-        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-        if mapped is not None or isinstance(ip, ipaddress.IPv4Address):
-            v4 = mapped or ip
-            canonical.append(str(v4))
-            private.append(any(v4 in n for n in _PRIVATE_V4_NETS))
-            p64.append(str(ipaddress.IPv4Network((int(v4), 24), strict=False)))
+        elif value >> 32 == 0xFFFF:  # ::ffff:a.b.c.d is an IPv4 client
+            v4 = value & 0xFFFFFFFF
+            canonical.append(str(ipaddress.IPv4Address(v4)))
+            private.append(any(lo <= v4 <= hi for lo, hi in _PRIVATE_V4_RANGES))
+            p64.append(f"{ipaddress.IPv4Address(v4 & 0xFFFFFF00)}/24")
             p48.append(None)
-            continue
-        bare = ipaddress.IPv6Address(int(ip))  # drop a %zone
-        canonical.append(str(bare))
-        private.append(any(bare in n for n in _PRIVATE_V6_NETS))
-        p64.append(str(ipaddress.IPv6Network((int(bare), 64), strict=False)))
-        p48.append(str(ipaddress.IPv6Network((int(bare), 48), strict=False)))
+        else:
+            canonical.append(text.split("%", 1)[0])
+            private.append(any(lo <= value <= hi for lo, hi in _PRIVATE_V6_RANGES))
+            p64.append(_v6_prefix(value, 4))
+            p48.append(_v6_prefix(value, 3))
     return pl.DataFrame(
         {
             C.SOURCE_IP: list(addresses),
