@@ -64,6 +64,12 @@ class PlanConfig:
     """CIDRs and AS<n> that are never blocked (own networks, the health insurer, partners)."""
     shutdown: bool = False
     """External access is shut down: plan reopening waves."""
+    prefix_min_sources: int = 2
+    """Attacking addresses in one /24 (/64) that widen a block to the prefix (a campaign's: 1)."""
+    asn_min_sources: int = 3
+    """Attacking addresses in one AS that widen a block to the AS (only with no legitimate user)."""
+    restrict_unseen: bool = True
+    """Restrict targeted accounts with no legitimate login in the window to the allow-listed networks."""
 
 
 @dataclass(frozen=True)

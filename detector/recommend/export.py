@@ -1,0 +1,336 @@
+"""Exports of a plan to the enforcement points: nftables, Postfix, Dovecot, CrowdSec, CSV, JSON.
+
+Only measures still in force at export time are written; durations and timeouts count from then.
+Targets a format cannot express (an AS number in nftables, an IPv6 key in a passwd-file) are listed
+as comments, never silently dropped. Every format is documented with an example in
+``docs/response-plan.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from detector.errors import ConfigError
+from detector.recommend import nets
+from detector.schema import RECOMMENDATION_SCHEMA, Service
+
+FORMATS = (
+    "nftables",
+    "postfix",
+    "dovecot",
+    "dovecot-deny-ips",
+    "dovecot-deny-users",
+    "dovecot-allow-nets",
+    "crowdsec",
+    "csv",
+    "json",
+)
+
+SERVICE_PORTS: dict[str, tuple[int, ...]] = {
+    Service.IMAP: (143, 993),
+    Service.POP3: (110, 995),
+    Service.SMTP: (25,),
+    Service.SUBMISSION: (465, 587),
+    Service.MANAGESIEVE: (4190,),
+    Service.WEBMAIL: (80, 443),
+}
+"""TCP ports an nftables rule matches for each service ("all" = every mail service listed here)."""
+
+POSTFIX_SERVICES = {Service.SMTP, Service.SUBMISSION}
+MAX_EXPANDED = 256
+"""A Dovecot deny list keyed by address expands IPv4 CIDRs up to this many addresses (/24)."""
+
+
+def _now(now: datetime | None) -> datetime:
+    return (now or datetime.now(UTC)).astimezone(UTC)
+
+
+def _active(plan: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    return plan.filter(pl.col("expires_at").is_null() | (pl.col("expires_at") > now))
+
+
+def _seconds(expires: datetime | None, now: datetime) -> int | None:
+    return None if expires is None else max(1, int((expires - now).total_seconds()))
+
+
+def _blocks(plan: pl.DataFrame, now: datetime) -> list[dict[str, Any]]:
+    rows = _active(plan.filter(pl.col("action") == "block"), now).to_dicts()
+    for r in rows:
+        r["net"] = nets.parse_net(r["target"] or "")
+        r["services"] = sorted(r["services"] or [])
+    return [r for r in rows if r["net"] is not None]
+
+
+def _short(text: str | None, n: int = 120) -> str:
+    t = (text or "").replace("\n", " ").replace('"', "'")
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def _header(title: str, now: datetime, comment: str = "#") -> list[str]:
+    return [
+        f"{comment} detector response plan: {title}",
+        f"{comment} generated {now.isoformat(timespec='seconds')}",
+    ]
+
+
+def _drop_covered(items: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """Drop networks inside another of the same list (an interval set refuses overlaps)."""
+    items = sorted(items, key=lambda x: (x[0].prefixlen, int(x[0].network_address)))
+    kept: list[tuple[Any, dict[str, Any]]] = []
+    for net, row in items:
+        if not any(net.subnet_of(k) for k, _ in kept if k.version == net.version):
+            kept.append((net, row))
+    return sorted(kept, key=lambda x: (int(x[0].network_address), x[0].prefixlen))
+
+
+def to_nftables(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """An ``inet detector`` table: one interval set per address family and service scope, with a
+    timeout per element, and a drop rule per set on the services' ports. Load with ``nft -f``
+    (it replaces the previous ``detector`` table)."""
+    now = _now(now)
+    groups: dict[tuple[str, ...], dict[int, list[tuple[Any, dict[str, Any]]]]] = {}
+    skipped = []
+    for r in _blocks(plan, now):
+        if r["net"].kind == nets.ASN:
+            skipped.append(r)
+            continue
+        net = ipaddress.ip_network(nets.cidr_text(r["net"]))
+        groups.setdefault(tuple(r["services"]), {4: [], 6: []})[net.version].append((net, r))
+    lines = _header("nftables sets (load with: nft -f FILE)", now)
+    lines += [
+        f"# not expressible in nftables (AS number): {r['target']} ({r['measure_id']})" for r in skipped
+    ]
+    lines += ["table inet detector {", "}", "delete table inet detector", "table inet detector {"]
+    rules = []
+    for services in sorted(groups):
+        scope = "_".join(services) if services else "all"
+        ports = sorted({p for s in (services or SERVICE_PORTS) for p in SERVICE_PORTS.get(s, ())})
+        for version, family, addr_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+            name = f"blocked_v{version}_{scope}"
+            members = _drop_covered(groups[services][version])
+            lines += [f"\tset {name} {{", f"\t\ttype {addr_type}", "\t\tflags interval, timeout"]
+            if members:
+                elements = []
+                for net, r in members:
+                    text = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+                    elements.append(
+                        f'{text} timeout {_seconds(r["expires_at"], now) or 86400}s comment "{r["measure_id"]}"'
+                    )
+                lines.append("\t\telements = { " + ", ".join(elements) + " }")
+            lines.append("\t}")
+            if ports:
+                rules.append(f"\t\t{family} saddr @{name} tcp dport {{ {', '.join(map(str, ports))} }} drop")
+    lines += [
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter - 10; policy accept;",
+        *rules,
+        "\t}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_postfix(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """A ``check_client_access`` CIDR table (``cidr:/etc/postfix/detector_access``): blocks that
+    cover SMTP or submission, ``<network> REJECT <text>``."""
+    now = _now(now)
+    lines = _header("Postfix check_client_access cidr table", now)
+    lines.append("# smtpd_client_restrictions = check_client_access cidr:/etc/postfix/detector_access, ...")
+    body = []
+    for r in _blocks(plan, now):
+        if r["services"] and not POSTFIX_SERVICES & set(r["services"]):
+            continue
+        if r["net"].kind == nets.ASN:
+            lines.append(f"# not expressible in a cidr table (AS number): {r['target']} ({r['measure_id']})")
+            continue
+        until = (
+            r["expires_at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+            if r["expires_at"]
+            else "further notice"
+        )
+        body.append(
+            f"{r['net'].text} REJECT 5.7.1 access refused after credential attacks ({r['measure_id']}, until {until})"
+        )
+    return "\n".join(lines + body) + "\n"
+
+
+def to_dovecot_deny_ips(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """A passwd-file of blocked IPv4 addresses, for a deny passdb keyed by the client address.
+
+    IPv4 CIDRs up to /24 are expanded to their addresses; wider ones, IPv6 (a passwd-file key
+    cannot hold ``:``) and AS numbers are listed as comments for the firewall exports.
+    """
+    now = _now(now)
+    lines = _header("Dovecot deny passdb keyed by client address", now)
+    lines += [
+        "# passdb {",
+        "#   driver = passwd-file",
+        "#   args = username_format=%{rip} /etc/dovecot/detector-deny-ips",
+        "#   deny = yes",
+        "# }",
+    ]
+    body: list[str] = []
+    for r in _blocks(plan, now):
+        net = r["net"]
+        if net.kind == nets.ASN or net.version == 6:
+            lines.append(f"# not expressible here (use nftables/crowdsec): {r['target']} ({r['measure_id']})")
+            continue
+        network = ipaddress.ip_network(nets.cidr_text(net))
+        if network.num_addresses > MAX_EXPANDED:
+            lines.append(f"# too wide to expand (use nftables/crowdsec): {r['target']} ({r['measure_id']})")
+            continue
+        hosts = [network.network_address] if network.num_addresses == 1 else list(network)
+        body += [str(h) for h in hosts]
+    return "\n".join(lines + sorted(set(body), key=lambda a: int(ipaddress.ip_address(a)))) + "\n"
+
+
+def to_dovecot_deny_users(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """A passwd-file of locked accounts, for a deny passdb keyed by user name."""
+    now = _now(now)
+    lines = _header("Dovecot deny passdb of locked accounts", now)
+    lines += [
+        "# passdb {",
+        "#   driver = passwd-file",
+        "#   args = /etc/dovecot/detector-deny-users",
+        "#   deny = yes",
+        "# }",
+    ]
+    locked = _active(plan.filter(pl.col("action") == "lock_account"), now).get_column("target").to_list()
+    return "\n".join(lines + sorted(set(locked))) + "\n"
+
+
+def to_dovecot_allow_nets(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """A passwd-file with the ``allow_nets`` extra field of each restricted account.
+
+    ``local`` is always allowed (internal lookups such as LMTP delivery); AS numbers cannot be
+    expressed in ``allow_nets`` and are listed in a comment above the account's line.
+    """
+    now = _now(now)
+    lines = _header("Dovecot allow_nets for restricted accounts", now)
+    lines += [
+        "# passdb {",
+        "#   driver = passwd-file",
+        "#   args = /etc/dovecot/detector-allow-nets",
+        "#   skip = unauthenticated",
+        "#   result_success = continue-ok",
+        "# }",
+    ]
+    rows = _active(plan.filter(pl.col("action") == "restrict_account"), now).to_dicts()
+    for r in sorted(rows, key=lambda r: r["target"]):
+        parsed = [nets.parse_net(t) for t in r["allowed_networks"] or []]
+        asns = [p.text for p in parsed if p is not None and p.kind == nets.ASN]
+        cidrs = sorted({p.text for p in parsed if p is not None and p.kind != nets.ASN})
+        if asns:
+            lines.append(f"# {r['target']}: AS numbers not expressible in allow_nets: {', '.join(asns)}")
+        lines.append(f"{r['target']}:::::::allow_nets={','.join(['local', *cidrs])}")
+    return "\n".join(lines) + "\n"
+
+
+def to_crowdsec(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """A ``cscli decisions import -i FILE.json`` list: Ip, Range and AS scopes, ban, duration."""
+    now = _now(now)
+    out = []
+    for r in _blocks(plan, now):
+        net = r["net"]
+        scope, value = {
+            nets.IP: ("Ip", net.text),
+            nets.CIDR: ("Range", net.text),
+            nets.ASN: ("AS", str(net.asn)),
+        }[net.kind]
+        out.append(
+            {
+                "duration": f"{_seconds(r['expires_at'], now) or 86400}s",
+                "origin": "detector",
+                "reason": f"detector {r['measure_id']}: {_short(r['reason'])}",
+                "scope": scope,
+                "type": "ban",
+                "value": value,
+            }
+        )
+    return json.dumps(out, indent=2) + "\n"
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def to_json(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """The whole plan (every measure, also expired ones) as a JSON list of objects."""
+    return (
+        json.dumps([_jsonable(r) for r in plan.select(list(RECOMMENDATION_SCHEMA)).to_dicts()], indent=1)
+        + "\n"
+    )
+
+
+def to_csv(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """The whole plan as CSV; list columns joined with ``;``, times in ISO 8601."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    names = list(RECOMMENDATION_SCHEMA)
+    writer.writerow(names)
+    for r in plan.select(names).iter_rows():
+        writer.writerow(
+            [
+                ";".join(v)
+                if isinstance(v, list)
+                else v.isoformat()
+                if isinstance(v, datetime)
+                else ""
+                if v is None
+                else v
+                for v in r
+            ]
+        )
+    return buf.getvalue()
+
+
+def to_dovecot(plan: pl.DataFrame, now: datetime | None = None) -> str:
+    """The three Dovecot files one after the other, each under a ``# ==== file: NAME ====`` line."""
+    parts = [
+        ("detector-deny-ips", to_dovecot_deny_ips),
+        ("detector-deny-users", to_dovecot_deny_users),
+        ("detector-allow-nets", to_dovecot_allow_nets),
+    ]
+    return "".join(f"# ==== file: {name} ====\n{fn(plan, now)}" for name, fn in parts)
+
+
+_WRITERS = {
+    "nftables": to_nftables,
+    "postfix": to_postfix,
+    "dovecot": to_dovecot,
+    "dovecot-deny-ips": to_dovecot_deny_ips,
+    "dovecot-deny-users": to_dovecot_deny_users,
+    "dovecot-allow-nets": to_dovecot_allow_nets,
+    "crowdsec": to_crowdsec,
+    "csv": to_csv,
+    "json": to_json,
+}
+
+
+def export(plan: pl.DataFrame, fmt: str, *, now: datetime | None = None) -> str:
+    """The plan in an enforcement point's format (:data:`FORMATS`).
+
+    Args:
+        plan: the plan (``RECOMMENDATION_SCHEMA``).
+        fmt: one of :data:`FORMATS`.
+        now: export time (default: now); measures expired by then are left out and timeouts and
+            durations count from it.
+
+    Raises:
+        ConfigError: unknown format.
+    """
+    from detector.errors import did_you_mean
+
+    if fmt not in _WRITERS:
+        raise ConfigError(
+            f"unknown export format {fmt!r}",
+            hint=did_you_mean(fmt, FORMATS) or f"one of {', '.join(FORMATS)}",
+        )
+    return _WRITERS[fmt](plan, now)

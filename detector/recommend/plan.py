@@ -1,0 +1,678 @@
+"""The scoped response plan: blocks, account measures, monitoring and reopening, one row per measure.
+
+``recommend`` reads what scoring decided (``Scores.sources`` and ``Scores.accounts`` verdicts,
+the scored events) and what detection found (findings, campaigns), and returns
+:data:`detector.schema.RECOMMENDATION_SCHEMA` rows sorted by action, then practitioners first, then
+risk. The columns are a public contract documented in ``docs/response-plan.md``.
+
+A legitimate login, the unit of collateral, is a successful login to an account that scoring did not
+call compromised, or to a compromised account from outside the attackers' addresses with a low
+event risk: an uncompromised account's successful logins can only be its owner's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from detector.config import Config
+from detector.recommend import nets, scope
+from detector.recommend.reopen import reopen_rows
+from detector.schema import RECOMMENDATION_SCHEMA, UTC_US, Action, C, Outcome, conform
+
+BLOCK = "block"
+LOCK = "lock_account"
+RESET = "reset_credentials"
+RESTRICT = "restrict_account"
+REOPEN = "reopen"
+MONITOR = "monitor"
+ACTIONS = (BLOCK, LOCK, RESET, RESTRICT, REOPEN, MONITOR)
+
+TARGET_IP = "ip"
+TARGET_CIDR = "cidr"
+TARGET_ASN = "asn"
+TARGET_ACCOUNT = "account"
+
+MALICIOUS = "malicious"
+SUSPICIOUS = "suspicious"
+COMPROMISED = "compromised"
+TARGETED = "targeted"
+CLEAN = "clean"
+
+MAX_FINDING_IDS = 50
+"""Finding ids listed in a measure's evidence (the total is always given)."""
+
+_EVENT_COLUMNS = {
+    C.TIMESTAMP: UTC_US,
+    C.ACCOUNT: pl.String,
+    C.SOURCE_IP: pl.String,
+    C.PREFIX: pl.String,
+    C.PREFIX48: pl.String,
+    C.ASN: pl.Int64,
+    C.AS_ORG: pl.String,
+    C.SERVICE: pl.String,
+    C.ACTION: pl.String,
+    C.OUTCOME: pl.String,
+    C.IS_PRACTITIONER: pl.Boolean,
+    C.RISK_SCORE: pl.Float64,
+    C.TECHNIQUES: pl.List(pl.String),
+    C.CAMPAIGN: pl.String,
+}
+
+
+def _frame(obj: Any, name: str) -> pl.DataFrame | None:
+    value = getattr(obj, name, None)
+    if value is None:
+        return None
+    return value.collect() if isinstance(value, pl.LazyFrame) else value
+
+
+def _events(scores: Any) -> pl.DataFrame:
+    """The columns of the scored events the plan needs (missing ones as nulls), logins only."""
+    lf = scores.events.lazy()
+    have = lf.collect_schema()
+    return (
+        lf.select(
+            [(pl.col(n) if n in have else pl.lit(None)).cast(t).alias(n) for n, t in _EVENT_COLUMNS.items()]
+        )
+        .filter(pl.col(C.ACTION) == Action.LOGIN)
+        .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
+        .collect()
+    )
+
+
+def _finding_index(detection: Any) -> pl.DataFrame:
+    """``entity_type``, ``entity``, ``finding_id`` of attack findings (benign explainers excluded)."""
+    findings = _frame(detection, "findings")
+    schema = {"entity_type": pl.String, "entity": pl.String, "finding_id": pl.String}
+    if findings is None or not {"entity", "finding_id"} <= set(findings.columns):
+        return pl.DataFrame(schema=schema)
+    if "kind" in findings.columns:
+        findings = findings.filter(pl.col("kind").fill_null("attack") != "benign")
+    if "entity_type" not in findings.columns:
+        findings = findings.with_columns(pl.lit(None, pl.String).alias("entity_type"))
+    return findings.select([pl.col(k).cast(v) for k, v in schema.items()]).unique().sort("finding_id")
+
+
+def _findings_for(keys: pl.DataFrame, index: pl.DataFrame, entity_type: str) -> pl.DataFrame:
+    """Per ``measure`` key: ids of findings whose entity is one of its ``entity`` values."""
+    return keys.join(
+        index.filter(pl.col("entity_type") == entity_type).drop("entity_type"), on="entity", how="inner"
+    ).select("measure", "finding_id")
+
+
+def _evidence_json(**fields: pl.Expr) -> pl.Expr:
+    return pl.struct(**fields).struct.json_encode().alias("evidence")
+
+
+def measure_id(action: str, target_type: str, target: str, services: list[str] | None) -> str:
+    """Stable id of a measure: the same measure gets the same id every night."""
+    text = "\x1f".join([action, target_type, target, ",".join(sorted(services or []))])
+    return "M" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def _attackers(sources: pl.DataFrame) -> pl.Expr:
+    verdict = pl.col("verdict")
+    return (verdict == MALICIOUS) | ((verdict == SUSPICIOUS) & pl.col(C.CAMPAIGN).is_not_null())
+
+
+def is_legit(attacker_ips: list[str], compromised: list[str], threshold: float) -> pl.Expr:
+    """A legitimate successful login: not risky, and not a compromised account's login from an attacker."""
+    risky = (pl.col(C.RISK_SCORE).fill_null(0.0) >= threshold) | (
+        pl.col(C.ACCOUNT).is_in(compromised) & pl.col(C.SOURCE_IP).is_in(attacker_ips)
+    )
+    return (
+        (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+        & pl.col(C.ACCOUNT).is_not_null()
+        & pl.col(C.SOURCE_IP).is_not_null()
+        & ~risky
+    )
+
+
+def _legit(events: pl.DataFrame) -> pl.DataFrame:
+    return (
+        events.filter(pl.col("_legit"))
+        .select(list(scope.LEGIT_COLUMNS))
+        .unique()
+        .sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True)
+    )
+
+
+def _attack_stats(attack: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Per source or per account: attacked services (expanded; [] = all), techniques, counts."""
+    return attack.group_by(by).agg(
+        pl.when(pl.col(C.SERVICE).is_null().any())
+        .then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.col(C.SERVICE).drop_nulls().unique().sort().implode())
+        .first()
+        .alias(scope.SERVICES),
+        pl.col(C.TECHNIQUES)
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .drop_nulls()
+        .unique()
+        .sort()
+        .alias(C.TECHNIQUES),
+        pl.len().cast(pl.Int64).alias("_attempts"),
+        (pl.col(C.OUTCOME) == Outcome.SUCCESS).sum().cast(pl.Int64).alias("_successes"),
+        pl.col(C.ACCOUNT).drop_nulls().n_unique().cast(pl.Int64).alias("_accounts"),
+        pl.col(C.SOURCE_IP).drop_nulls().n_unique().cast(pl.Int64).alias("_sources"),
+        pl.col(C.CAMPAIGN).drop_nulls().unique().sort().alias("_campaigns"),
+        pl.col(C.TIMESTAMP).max().alias("_last"),
+    )
+
+
+def _expand(services: pl.Expr) -> pl.Expr:
+    return scope.expand_services_expr(services)
+
+
+def _blocks(
+    scoping: scope.Scoping,
+    attackers: pl.DataFrame,
+    attack: pl.DataFrame,
+    findings: pl.DataFrame,
+    now: datetime,
+    cfg: Config,
+) -> pl.DataFrame:
+    blocks = scoping.blocks.with_row_index("measure")
+    if blocks.is_empty():
+        return pl.DataFrame()
+    members = blocks.select("measure", pl.col(scope.SOURCES).alias(C.SOURCE_IP)).explode(C.SOURCE_IP)
+    per_source = members.join(attackers, on=C.SOURCE_IP, how="left")
+    events = members.join(attack, on=C.SOURCE_IP, how="inner")
+    stats = _attack_stats(events, "measure")
+    ids = pl.concat(
+        [
+            _findings_for(members.rename({C.SOURCE_IP: "entity"}), findings, "source_ip"),
+            _findings_for(blocks.select("measure", pl.col(scope.KEY).alias("entity")), findings, "prefix"),
+            _findings_for(blocks.select("measure", pl.col(scope.KEY).alias("entity")), findings, "asn"),
+            _findings_for(
+                per_source.select("measure", pl.col(C.CAMPAIGN).alias("entity")).drop_nulls(),
+                findings,
+                "campaign",
+            ),
+        ]
+    ).unique()
+    ids = ids.sort("finding_id").group_by("measure").agg(pl.col("finding_id").alias("_findings"))
+    src = per_source.group_by("measure").agg(
+        pl.col(C.RISK_SCORE).max().alias("_risk"),
+        pl.col(C.RISK_SCORE).mean().alias("_confidence"),
+        pl.col("attempts").sum().alias("_src_attempts"),
+        pl.col("failures").sum().alias("_failures"),
+        pl.col(C.AS_ORG).drop_nulls().first().alias("_as_org"),
+        pl.col(C.CAMPAIGN).drop_nulls().unique().sort().alias("_src_campaigns"),
+    )
+    b = (
+        blocks.join(src, on="measure", how="left")
+        .join(stats.drop(scope.SERVICES), on="measure", how="left")
+        .join(ids, on="measure", how="left")
+        .with_columns(
+            pl.col("_findings").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.coalesce("_src_attempts", "_attempts").fill_null(0).alias("_attempts"),
+            pl.col("_accounts").fill_null(0),
+            pl.col("_successes").fill_null(0),
+            pl.col(C.TECHNIQUES).fill_null(pl.lit([], pl.List(pl.String))),
+            pl.concat_list(
+                pl.col("_src_campaigns"), pl.col("_campaigns").fill_null(pl.lit([], pl.List(pl.String)))
+            )
+            .list.unique()
+            .list.sort()
+            .alias("_campaigns"),
+        )
+    )
+    n = pl.col(scope.SOURCES).list.len()
+    services_text = (
+        pl.when(pl.col(scope.SERVICES).list.len() > 0)
+        .then(pl.lit(" on ") + pl.col(scope.SERVICES).list.join("/"))
+        .otherwise(pl.lit(""))
+    )
+    campaign_text = (
+        pl.when(pl.col("_campaigns").list.len() > 0)
+        .then(pl.lit(" (campaign ") + pl.col("_campaigns").list.join(", ") + pl.lit(")"))
+        .otherwise(pl.lit(""))
+    )
+    level = pl.col(scope.LEVEL)
+    what = (
+        pl.when(level == scope.LEVEL_IP)
+        .then(
+            pl.format(
+                "{} made {} login attempts against {} accounts", pl.col(scope.KEY), "_attempts", "_accounts"
+            )
+        )
+        .when(level == scope.LEVEL_ASN)
+        .then(
+            pl.format(
+                "{} attacking addresses in {} ({}) made {} login attempts against {} accounts",
+                n,
+                pl.col(scope.KEY),
+                pl.col("_as_org").fill_null("unknown organisation"),
+                "_attempts",
+                "_accounts",
+            )
+        )
+        .otherwise(
+            pl.format(
+                "{} attacking addresses in {} made {} login attempts against {} accounts",
+                n,
+                pl.col(scope.KEY),
+                "_attempts",
+                "_accounts",
+            )
+        )
+    )
+    spare = (
+        pl.when(level == scope.LEVEL_ASN)
+        .then(pl.lit("; nobody logs in legitimately from this network"))
+        .when(pl.col(scope.COLLATERAL) == 0)
+        .then(pl.lit("; no legitimate login from it"))
+        .otherwise(
+            pl.format("; {} legitimate accounts would be hit (within budget)", pl.col(scope.COLLATERAL))
+        )
+    )
+    return b.select(
+        pl.lit(BLOCK).alias("action"),
+        pl.when(level == scope.LEVEL_IP)
+        .then(pl.lit(TARGET_IP))
+        .when(level == scope.LEVEL_ASN)
+        .then(pl.lit(TARGET_ASN))
+        .otherwise(pl.lit(TARGET_CIDR))
+        .alias("target_type"),
+        pl.col(scope.KEY).alias("target"),
+        pl.col(scope.SERVICES).alias("services"),
+        pl.lit(None, pl.List(pl.String)).alias("allowed_networks"),
+        pl.lit(None, pl.Int32).alias("wave"),
+        pl.lit(now + timedelta(hours=cfg.plan.block_hours)).cast(UTC_US).alias("expires_at"),
+        pl.col("_risk").fill_null(0.0).alias(C.RISK_SCORE),
+        pl.col("_confidence").fill_null(0.0).alias("confidence"),
+        pl.concat_str([what, services_text, campaign_text, spare]).alias("reason"),
+        pl.col(C.TECHNIQUES),
+        _evidence_json(
+            sources=n,
+            attempts="_attempts",
+            failures=pl.col("_failures").fill_null(0),
+            successes="_successes",
+            accounts="_accounts",
+            campaigns="_campaigns",
+            findings=pl.col("_findings").list.head(MAX_FINDING_IDS),
+            findings_total=pl.col("_findings").list.len(),
+        ),
+        pl.col(scope.COLLATERAL).alias("collateral_accounts"),
+        pl.col(scope.COLLATERAL_PRACT).alias("collateral_practitioners"),
+        pl.lit(False).alias("_practitioner"),
+    )
+
+
+def _known_networks(legit: pl.DataFrame, attacker_asns: list[int], allow: list[str]) -> pl.DataFrame:
+    """Per account: the networks it logs in from legitimately (``allowed_networks``).
+
+    Its /24 (IPv4) or /48 (IPv6) prefixes, and its AS numbers except those attackers also use
+    (there only its prefixes), plus the allow-listed networks.
+    """
+    prefixes = legit.select(C.ACCOUNT, pl.coalesce(C.PREFIX48, C.PREFIX).alias("net"))
+    asns = legit.filter(pl.col(C.ASN).is_not_null() & ~pl.col(C.ASN).is_in(attacker_asns)).select(
+        C.ACCOUNT, pl.format("AS{}", pl.col(C.ASN)).alias("net")
+    )
+    return (
+        pl.concat([prefixes, asns])
+        .drop_nulls()
+        .unique()
+        .sort(C.ACCOUNT, "net")
+        .group_by(C.ACCOUNT, maintain_order=True)
+        .agg(pl.col("net").alias("_known"))
+        .with_columns(
+            pl.concat_list(pl.col("_known"), pl.lit(sorted(allow), pl.List(pl.String))).alias(
+                "allowed_networks"
+            )
+        )
+    )
+
+
+def _account_rows(
+    accounts: pl.DataFrame,
+    attack: pl.DataFrame,
+    legit: pl.DataFrame,
+    attacker_asns: list[int],
+    findings: pl.DataFrame,
+    cfg: Config,
+    now: datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Reset/lock compromised accounts, restrict targeted ones; returns (rows, restricted accounts)."""
+    real = attack.filter(pl.col(C.ACCOUNT).is_not_null())
+    stats = (
+        _attack_stats(real, C.ACCOUNT)
+        .with_columns(_expand(pl.col(scope.SERVICES)).alias(scope.SERVICES))
+        .rename({C.TECHNIQUES: "_attack_techniques"})
+        .join(
+            real.group_by(C.ACCOUNT).agg((pl.col(C.OUTCOME) != Outcome.UNKNOWN_USER).any().alias("_exists")),
+            on=C.ACCOUNT,
+        )
+    )
+    known = _known_networks(legit, attacker_asns, list(cfg.plan.allowlist))
+    has_legit = legit.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_has_legit"))
+    ids = (
+        _findings_for(
+            accounts.select(pl.col(C.ACCOUNT).alias("measure"), pl.col(C.ACCOUNT).alias("entity")),
+            findings,
+            "account",
+        )
+        .sort("finding_id")
+        .group_by("measure")
+        .agg(pl.col("finding_id").alias("_findings"))
+        .rename({"measure": C.ACCOUNT})
+    )
+    a = (
+        accounts.join(stats, on=C.ACCOUNT, how="full", coalesce=True)
+        .join(known, on=C.ACCOUNT, how="left")
+        .join(has_legit, on=C.ACCOUNT, how="left")
+        .join(ids, on=C.ACCOUNT, how="left")
+        .with_columns(
+            pl.col("verdict").fill_null(TARGETED),
+            pl.col("_has_legit").fill_null(False),
+            pl.col(C.IS_PRACTITIONER).fill_null(False),
+            pl.col(C.RISK_SCORE).fill_null(0.0),
+            pl.col("_findings").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col("_sources").fill_null(0),
+            pl.coalesce(pl.col(C.TECHNIQUES), pl.lit([], pl.List(pl.String))).alias(C.TECHNIQUES),
+            pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))),
+        )
+        .with_columns(
+            pl.concat_list(
+                C.TECHNIQUES, pl.col("_attack_techniques").fill_null(pl.lit([], pl.List(pl.String)))
+            )
+            .list.unique()
+            .list.sort()
+            .alias(C.TECHNIQUES)
+        )
+    )
+    compromised = a.filter(pl.col("verdict") == COMPROMISED)
+    targeted = a.filter(
+        (pl.col("verdict") != COMPROMISED)
+        & ((pl.col("verdict") == TARGETED) | pl.col("_exists").fill_null(False))
+    )
+    if not cfg.plan.restrict_unseen:
+        targeted = targeted.filter(pl.col("_known").is_not_null())
+    evidence = _evidence_json(
+        sources="_sources",
+        attempts=pl.col("attempts").fill_null(pl.col("_attempts")).fill_null(0),
+        failures=pl.col("failures").fill_null(0),
+        successes=pl.col("successes").fill_null(0),
+        attack_attempts=pl.col("_attempts").fill_null(0),
+        campaigns=pl.col("_campaigns").fill_null(pl.lit([], pl.List(pl.String))),
+        findings=pl.col("_findings").list.head(MAX_FINDING_IDS),
+        findings_total=pl.col("_findings").list.len(),
+    )
+    own = pl.col("_has_legit").cast(pl.Int64)
+    own_pract = (pl.col("_has_legit") & pl.col(C.IS_PRACTITIONER)).cast(pl.Int64)
+    why = pl.col("reasons").list.join("; ")
+
+    def rows(frame: pl.DataFrame, action: str, **cols: pl.Expr) -> pl.DataFrame:
+        base = {
+            "action": pl.lit(action),
+            "target_type": pl.lit(TARGET_ACCOUNT),
+            "target": pl.col(C.ACCOUNT),
+            "services": pl.lit(None, pl.List(pl.String)),
+            "allowed_networks": pl.lit(None, pl.List(pl.String)),
+            "wave": pl.lit(None, pl.Int32),
+            "expires_at": pl.lit(None, UTC_US),
+            C.RISK_SCORE: pl.col(C.RISK_SCORE),
+            "confidence": pl.col(C.RISK_SCORE),
+            C.TECHNIQUES: pl.col(C.TECHNIQUES),
+            "evidence": evidence,
+            "collateral_accounts": own,
+            "collateral_practitioners": own_pract,
+            "_practitioner": pl.col(C.IS_PRACTITIONER),
+        }
+        base.update(cols)
+        return frame.select(**base)
+
+    out = [
+        rows(
+            compromised,
+            RESET,
+            reason=pl.concat_str(
+                [pl.lit("compromised: "), why, pl.lit("; the attacker's copy of the password stops working")]
+            ),
+        )
+    ]
+    if cfg.plan.lock_while_active:
+        out.append(
+            rows(
+                compromised,
+                LOCK,
+                expires_at=pl.lit(now + timedelta(hours=cfg.plan.block_hours)).cast(UTC_US),
+                reason=pl.concat_str([pl.lit("compromised and the attacker may still be active: "), why]),
+            )
+        )
+    networks_text = (
+        pl.when(pl.col("_known").is_null())
+        .then(pl.lit("only from allow-listed networks (no legitimate login seen)"))
+        .otherwise(pl.format("only from the {} networks it used", pl.col("_known").list.len()))
+    )
+    services_text = (
+        pl.when(pl.col(scope.SERVICES).list.len() > 0)
+        .then(pl.lit(" on ") + pl.col(scope.SERVICES).list.join("/"))
+        .otherwise(pl.lit(""))
+    )
+    out.append(
+        rows(
+            targeted,
+            RESTRICT,
+            services=pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String))),
+            allowed_networks=pl.col("allowed_networks").fill_null(
+                pl.lit(sorted(cfg.plan.allowlist), pl.List(pl.String))
+            ),
+            expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
+            confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
+            reason=pl.format(
+                "targeted by {} attacking source(s) ({} attempts){}; logins {}",
+                pl.col("_sources"),
+                pl.col("_attempts").fill_null(0),
+                services_text,
+                networks_text,
+            ),
+            collateral_accounts=pl.lit(0, pl.Int64),
+            collateral_practitioners=pl.lit(0, pl.Int64),
+        )
+    )
+    watch = a.filter(
+        (pl.col("verdict") == SUSPICIOUS) & ~pl.col(C.ACCOUNT).is_in(targeted.get_column(C.ACCOUNT).to_list())
+    )
+    out.append(
+        rows(
+            watch,
+            MONITOR,
+            reason=pl.concat_str([pl.lit("suspicious account, not worth acting on yet: "), why]),
+            collateral_accounts=pl.lit(0, pl.Int64),
+            collateral_practitioners=pl.lit(0, pl.Int64),
+        )
+    )
+    return pl.concat(out, how="vertical_relaxed"), targeted.select(C.ACCOUNT)
+
+
+def _source_monitors(sources: pl.DataFrame, scoping: scope.Scoping, attackers: pl.DataFrame) -> pl.DataFrame:
+    """Monitor rows: attacking sources left unblocked (and why), and suspicious sources."""
+    unblocked = scoping.unblocked.join(sources, on=C.SOURCE_IP, how="left").with_columns(
+        pl.format(
+            "attacking source not blocked: {} ({} legitimate accounts behind it); its targets are restricted instead",
+            pl.col(scope.WHY),
+            pl.col(scope.COLLATERAL),
+        ).alias("reason")
+    )
+    watch = sources.filter(
+        (pl.col("verdict") == SUSPICIOUS)
+        & ~pl.col(C.SOURCE_IP).is_in(attackers.get_column(C.SOURCE_IP).to_list())
+    )
+    watch = watch.with_columns(
+        pl.lit("suspicious source, not worth acting on yet").alias("reason"),
+        pl.lit(0, pl.Int64).alias(scope.COLLATERAL),
+        pl.lit(0, pl.Int64).alias(scope.COLLATERAL_PRACT),
+    )
+    both = pl.concat(
+        [
+            f.select(
+                C.SOURCE_IP,
+                "reason",
+                C.RISK_SCORE,
+                "attempts",
+                "failures",
+                "successes",
+                "accounts_targeted",
+                pl.col(scope.COLLATERAL).cast(pl.Int64),
+                pl.col(scope.COLLATERAL_PRACT).cast(pl.Int64),
+            )
+            for f in (unblocked, watch)
+        ]
+    )
+    return both.select(
+        pl.lit(MONITOR).alias("action"),
+        pl.lit(TARGET_IP).alias("target_type"),
+        pl.col(C.SOURCE_IP).alias("target"),
+        pl.lit(None, pl.List(pl.String)).alias("services"),
+        pl.lit(None, pl.List(pl.String)).alias("allowed_networks"),
+        pl.lit(None, pl.Int32).alias("wave"),
+        pl.lit(None, UTC_US).alias("expires_at"),
+        pl.col(C.RISK_SCORE).fill_null(0.0),
+        pl.col(C.RISK_SCORE).fill_null(0.0).alias("confidence"),
+        "reason",
+        pl.lit([], pl.List(pl.String)).alias(C.TECHNIQUES),
+        _evidence_json(
+            attempts=pl.col("attempts").fill_null(0),
+            failures=pl.col("failures").fill_null(0),
+            successes=pl.col("successes").fill_null(0),
+            accounts=pl.col("accounts_targeted").fill_null(0),
+        ),
+        pl.col(scope.COLLATERAL).alias("collateral_accounts"),
+        pl.col(scope.COLLATERAL_PRACT).alias("collateral_practitioners"),
+        pl.lit(False).alias("_practitioner"),
+    )
+
+
+def finish(rows: pl.DataFrame) -> pl.DataFrame:
+    """Stable order (action, practitioners first, risk, target), stable ids, the public schema."""
+    rank = {a: i for i, a in enumerate(ACTIONS)}
+    if "_practitioner" not in rows.columns:
+        rows = rows.with_columns(pl.lit(False).alias("_practitioner"))
+    rows = rows.with_columns(
+        pl.col("action").replace_strict(rank, default=len(ACTIONS), return_dtype=pl.Int32).alias("_rank"),
+        pl.col("services").fill_null(pl.lit([], pl.List(pl.String))),
+    ).sort(
+        ["_rank", "wave", "_practitioner", C.RISK_SCORE, "target"],
+        descending=[False, False, True, True, False],
+        nulls_last=True,
+        maintain_order=True,
+    )
+    ids = [
+        measure_id(a, t, g, s)
+        for a, t, g, s in zip(
+            rows.get_column("action").to_list(),
+            rows.get_column("target_type").to_list(),
+            rows.get_column("target").to_list(),
+            rows.get_column("services").to_list(),
+            strict=True,
+        )
+    ]
+    rows = rows.with_columns(pl.Series("measure_id", ids, dtype=pl.String))
+    return conform(rows.lazy(), RECOMMENDATION_SCHEMA).collect()
+
+
+def recommend(
+    scores: Any,
+    detection: Any,
+    cfg: Config,
+    now: datetime,
+    *,
+    known_networks: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The response plan for a scored window (one row per measure, ``RECOMMENDATION_SCHEMA``).
+
+    Args:
+        scores: ``Scores`` (``events`` with risk, ``accounts`` and ``sources`` with verdicts).
+        detection: ``Detection`` (``findings``, ``campaigns``); may be ``None``.
+        cfg: the configuration (``cfg.plan`` budgets, durations, allowlist, shutdown).
+        now: when the plan takes effect; ``expires_at`` counts from it.
+        known_networks: optional history (``account``, ``net``: CIDR or ``AS<n>``) of networks
+            accounts logged in from legitimately before the window; added to ``allowed_networks``.
+
+    Raises:
+        ConfigError: an allowlist entry is neither an address, a CIDR nor ``AS<n>``.
+    """
+    nets.parse_nets(cfg.plan.allowlist)
+    events = _events(scores)
+    sources = _frame(scores, "sources")
+    accounts = _frame(scores, "accounts")
+    findings = _finding_index(detection)
+    attackers = sources.filter(_attackers(sources))
+    attacker_ips = attackers.get_column(C.SOURCE_IP).to_list()
+    compromised = (
+        accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).str.to_lowercase().to_list()
+    )
+    events = events.with_columns(
+        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
+    )
+    attack = events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
+    legit = _legit(events)
+    per_source = _attack_stats(attack, C.SOURCE_IP).select(C.SOURCE_IP, scope.SERVICES)
+    attackers = (
+        attackers.join(per_source, on=C.SOURCE_IP, how="left")
+        .join(
+            events.select(C.SOURCE_IP, pl.col(C.PREFIX48).alias("_p48")).drop_nulls().unique(C.SOURCE_IP),
+            on=C.SOURCE_IP,
+            how="left",
+        )
+        .with_columns(
+            _expand(pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String)))).alias(scope.SERVICES),
+            pl.col("_p48").alias(C.PREFIX48),
+        )
+        .sort(C.SOURCE_IP)
+    )
+    addresses = events.select(C.SOURCE_IP, C.ASN).unique()
+    scoping = scope.choose_blocks(attackers, legit, cfg.plan, addresses)
+    attacker_asns = attackers.get_column(C.ASN).drop_nulls().unique().to_list()
+    if known_networks is not None:
+        extra = known_networks.select(pl.col(C.ACCOUNT).str.to_lowercase(), pl.col("net").alias(C.PREFIX))
+        legit = pl.concat(
+            [
+                legit,
+                extra.select(
+                    [
+                        pl.col(k).cast(v) if k in extra.columns else pl.lit(None, v).alias(k)
+                        for k, v in scope.LEGIT_COLUMNS.items()
+                    ]
+                ),
+            ]
+        )
+    account_rows, restricted = _account_rows(
+        accounts.with_columns(pl.col(C.ACCOUNT).str.to_lowercase()),
+        attack,
+        legit,
+        attacker_asns,
+        findings,
+        cfg,
+        now,
+    )
+    parts = [
+        _blocks(scoping, attackers, attack, findings, now, cfg),
+        account_rows,
+        _source_monitors(sources, scoping, attackers),
+    ]
+    if cfg.plan.shutdown:
+        parts.append(reopen_rows(accounts, restricted.get_column(C.ACCOUNT).to_list()))
+    parts = [p for p in parts if p.width]
+    return finish(pl.concat([conform_partial(p) for p in parts], how="vertical_relaxed"))
+
+
+def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:
+    """Cast a part to the plan's dtypes, keeping the private ``_practitioner`` sort key."""
+    cols = [
+        pl.col(n).cast(t) if n in rows.columns else pl.lit(None, t).alias(n)
+        for n, t in RECOMMENDATION_SCHEMA.items()
+        if n != "measure_id"
+    ]
+    extra = (
+        [pl.col("_practitioner").fill_null(False)]
+        if "_practitioner" in rows.columns
+        else [pl.lit(False).alias("_practitioner")]
+    )
+    return rows.select(*cols, *extra)

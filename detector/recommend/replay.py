@@ -1,0 +1,459 @@
+"""What-if replay: apply a plan (and the alternatives) to a log and count who gets through.
+
+Strategies, side by side:
+
+- ``plan``: the plan's blocks, locks and restrictions, in force from the start of the log until
+  each measure's ``expires_at``; a credential reset makes the attacker's successful logins to the
+  account fail.
+- ``shutdown``: a blanket shutdown of external access (every login from outside private and
+  allow-listed networks refused).
+- ``fail2ban``: fail2ban's default jail: 5 failures from one address within 10 minutes ban it for
+  10 minutes (refused attempts are not logged, so they do not count towards the next ban).
+- ``none``: no action.
+
+Per strategy: attack login attempts stopped, attacker logins that still succeed (of those that
+succeed with no action), legitimate logins refused (of legitimate successful logins), for all
+accounts and for practitioners. Truth comes from labels (``is_attack``) where given, else from the
+tool's own verdicts, and the result says which.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from detector.config import Config
+from detector.recommend import nets
+from detector.schema import UTC_US, Action, C, Outcome
+
+IS_ATTACK = "is_attack"
+STRATEGIES = ("plan", "shutdown", "fail2ban", "none")
+TRUTH_LABELS = "labels"
+TRUTH_VERDICTS = "verdicts"
+
+F2B_MAXRETRY = 5
+F2B_FINDTIME = timedelta(minutes=10)
+F2B_BANTIME = timedelta(minutes=10)
+
+_NEEDED = {
+    C.TIMESTAMP: UTC_US,
+    C.ACCOUNT: pl.String,
+    C.SOURCE_IP: pl.String,
+    C.ASN: pl.Int64,
+    C.SERVICE: pl.String,
+    C.ACTION: pl.String,
+    C.OUTCOME: pl.String,
+    C.IS_PRACTITIONER: pl.Boolean,
+    C.IS_PRIVATE: pl.Boolean,
+    IS_ATTACK: pl.Boolean,
+}
+
+TABLE_SCHEMA = pl.Schema(
+    {
+        "strategy": pl.String,
+        "attack_attempts": pl.Int64,
+        "attack_stopped": pl.Int64,
+        "attack_stopped_pct": pl.Float64,
+        "attacker_logins": pl.Int64,
+        "attacker_logins_succeeding": pl.Int64,
+        "attacker_logins_pct": pl.Float64,
+        "legit_logins": pl.Int64,
+        "legit_refused": pl.Int64,
+        "legit_refused_pct": pl.Float64,
+        "practitioner_logins": pl.Int64,
+        "practitioner_refused": pl.Int64,
+        "practitioner_refused_pct": pl.Float64,
+    }
+)
+"""Columns of :attr:`ReplayResult.table` (one row per strategy, in :data:`STRATEGIES` order)."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Side-by-side outcome of the strategies on one log.
+
+    Attributes:
+        table: one row per strategy (:data:`TABLE_SCHEMA`); percentages in [0, 100], null when
+            the denominator is 0.
+        truth: ``"labels"`` (ground truth given) or ``"verdicts"`` (the tool's own verdicts).
+        logins: login events replayed.
+        notes: caveats to print with the table.
+    """
+
+    table: pl.DataFrame
+    truth: str
+    logins: int
+    notes: tuple[str, ...] = field(default=())
+
+    def row(self, strategy: str) -> dict[str, Any]:
+        return self.table.filter(pl.col("strategy") == strategy).row(0, named=True)
+
+    def render(self, width: int = 110) -> str:
+        """The comparison as a text table (rich), with the source of truth stated."""
+        from rich.console import Console
+        from rich.table import Table
+
+        def cell(pct: float | None, num: int, den: int) -> str:
+            return "n/a" if pct is None else f"{pct:.1f}% ({num}/{den})"
+
+        table = Table(title="What-if replay", title_justify="left")
+        for name in (
+            "strategy",
+            "attack attempts stopped",
+            "attacker logins succeeding",
+            "legit logins refused",
+            "practitioners refused",
+        ):
+            table.add_column(name, justify="left" if name == "strategy" else "right")
+        for r in self.table.iter_rows(named=True):
+            table.add_row(
+                r["strategy"],
+                cell(r["attack_stopped_pct"], r["attack_stopped"], r["attack_attempts"]),
+                cell(r["attacker_logins_pct"], r["attacker_logins_succeeding"], r["attacker_logins"]),
+                cell(r["legit_refused_pct"], r["legit_refused"], r["legit_logins"]),
+                cell(r["practitioner_refused_pct"], r["practitioner_refused"], r["practitioner_logins"]),
+            )
+        console = Console(width=width, record=True, file=_Null(), color_system=None)
+        console.print(table)
+        truth = (
+            "truth: labels (is_attack)"
+            if self.truth == TRUTH_LABELS
+            else "truth: the tool's own verdicts (no labels given): attack = what detector itself calls an attack"
+        )
+        lines = [console.export_text().rstrip(), truth, *self.notes]
+        return "\n".join(lines) + "\n"
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+def _prepare(events: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    lf = events.lazy()
+    have = lf.collect_schema()
+    return (
+        lf.select([(pl.col(n) if n in have else pl.lit(None)).cast(t).alias(n) for n, t in _NEEDED.items()])
+        .filter(pl.col(C.ACTION) == Action.LOGIN)
+        .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
+        .sort(C.TIMESTAMP, maintain_order=True)
+        .with_row_index("_i")
+        .collect()
+    )
+
+
+def _private(ips: pl.Series) -> pl.DataFrame:
+    """``source_ip`` -> ``is_private`` for the distinct addresses (where enrichment did not say)."""
+    uniq = ips.drop_nulls().unique().to_list()
+    flags = []
+    for text in uniq:
+        try:
+            a = ipaddress.ip_address(text)
+            flags.append(bool(a.is_private or a.is_loopback or a.is_link_local))
+        except ValueError:
+            flags.append(False)
+    return pl.DataFrame(
+        {C.SOURCE_IP: uniq, "_private": flags}, schema={C.SOURCE_IP: pl.String, "_private": pl.Boolean}
+    )
+
+
+def _covers_service() -> pl.Expr:
+    return (
+        pl.col("services").is_null()
+        | (pl.col("services").list.len() == 0)
+        | pl.col(C.SERVICE).is_null()
+        | pl.col("services").list.contains(pl.col(C.SERVICE))
+    )
+
+
+def _in_force() -> pl.Expr:
+    return pl.col("expires_at").is_null() | (pl.col(C.TIMESTAMP) < pl.col("expires_at"))
+
+
+def _with_nets(rows: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Canonical ``net`` text of a target column (address -> /32 or /128), dropping unparsable ones."""
+    texts = rows.get_column(column).to_list()
+    parsed = [nets.parse_net(t) if t is not None else None for t in texts]
+    canon = [None if p is None else (p.text if p.kind == nets.ASN else nets.cidr_text(p)) for p in parsed]
+    return rows.with_columns(pl.Series(nets.NET, canon, dtype=pl.String)).filter(
+        pl.col(nets.NET).is_not_null()
+    )
+
+
+def _network_hits(ev: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
+    """Events (``_i`` and rule columns) whose address or AS falls inside a rule's ``net``."""
+    parsed = [nets.parse_net(t) for t in rules.get_column(nets.NET).unique().to_list()]
+    pairs = nets.containing(ev.get_column(C.SOURCE_IP), [p for p in parsed if p is not None])
+    by_net = ev.join(pairs, on=C.SOURCE_IP, how="inner")
+    by_asn = ev.filter(pl.col(C.ASN).is_not_null()).with_columns(
+        pl.format("AS{}", pl.col(C.ASN)).alias(nets.NET)
+    )
+    return pl.concat([by_net, by_asn.select(by_net.columns)]).join(rules, on=nets.NET, how="inner")
+
+
+def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """``_i`` of the logins the plan refuses, and ``_reset``: attacker successes a reset defeats.
+
+    Returns a frame ``_i``, ``refused`` (bool), ``reset`` (bool: the account's credentials were
+    reset by the plan, so a success with the old password fails).
+    """
+    ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE)
+    refused: list[pl.Series] = []
+    blocks = plan.filter(pl.col("action") == "block").select("target", "services", "expires_at")
+    if blocks.height:
+        rules = _with_nets(blocks, "target").drop("target")
+        hits = _network_hits(ev, rules).filter(_covers_service() & _in_force())
+        refused.append(hits.get_column("_i"))
+    locks = plan.filter(pl.col("action") == "lock_account").select(
+        pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "expires_at"
+    )
+    if locks.height:
+        refused.append(ev.join(locks, on=C.ACCOUNT).filter(_in_force()).get_column("_i"))
+    restricts = plan.filter(pl.col("action") == "restrict_account").select(
+        pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "services", "allowed_networks", "expires_at"
+    )
+    if restricts.height:
+        cand = ev.join(restricts, on=C.ACCOUNT).filter(_covers_service() & _in_force())
+        allowed = (
+            cand.select("_i", C.SOURCE_IP, C.ASN, pl.col("allowed_networks").alias(nets.NET))
+            .explode(nets.NET)
+            .filter(pl.col(nets.NET).is_not_null())
+        )
+        allowed = _with_nets(allowed, nets.NET) if allowed.height else allowed
+        parsed = [nets.parse_net(t) for t in allowed.get_column(nets.NET).unique().to_list()]
+        pairs = nets.containing(allowed.get_column(C.SOURCE_IP), [x for x in parsed if x is not None])
+        ok = pl.concat(
+            [
+                allowed.join(pairs, on=[C.SOURCE_IP, nets.NET], how="semi").select("_i"),
+                allowed.filter(pl.format("AS{}", pl.col(C.ASN)) == pl.col(nets.NET)).select("_i"),
+            ]
+        )
+        refused.append(cand.join(ok.select("_i").unique(), on="_i", how="anti").get_column("_i"))
+    resets = plan.filter(pl.col("action") == "reset_credentials").get_column("target").str.to_lowercase()
+    all_refused = pl.concat(refused).unique() if refused else pl.Series("_i", [], dtype=pl.UInt32)
+    return events.select(
+        "_i",
+        pl.col("_i").is_in(all_refused.implode()).alias("refused"),
+        pl.col(C.ACCOUNT).is_in(resets.implode()).fill_null(False).alias("reset"),
+    )
+
+
+def shutdown_refusals(events: pl.DataFrame, cfg: Config) -> pl.Series:
+    """Blanket shutdown: refuse every login from outside private and allow-listed networks."""
+    allow = nets.parse_nets(cfg.plan.allowlist)
+    private = events.join(_private(events.get_column(C.SOURCE_IP)), on=C.SOURCE_IP, how="left").select(
+        pl.coalesce(C.IS_PRIVATE, "_private").fill_null(False)
+    )
+    inside = pl.Series([False] * events.height)
+    if allow:
+        rules = pl.DataFrame({nets.NET: [n.text if n.kind == nets.ASN else nets.cidr_text(n) for n in allow]})
+        hits = _network_hits(events.select("_i", C.SOURCE_IP, C.ASN), rules).get_column("_i").unique()
+        inside = events.get_column("_i").is_in(hits.implode())
+    return ~(private.to_series() | inside)
+
+
+def fail2ban_bans(
+    events: pl.DataFrame,
+    *,
+    maxretry: int = F2B_MAXRETRY,
+    findtime: timedelta = F2B_FINDTIME,
+    bantime: timedelta = F2B_BANTIME,
+) -> pl.DataFrame:
+    """Ban windows (``source_ip``, ``start``, ``end``) of a fail2ban jail over failed logins.
+
+    A ban starts at the ``maxretry``-th failure within ``findtime`` counted since the previous ban
+    ended, and lasts ``bantime``. Failures during a ban were refused by the firewall, so they never
+    reach the log fail2ban reads and do not count. Vectorised over sources: each round finds every
+    source's next ban at once (``searchsorted`` on sorted failure times), so the Python loop runs
+    once per ban of the most-banned source, never per event. Loopback sources are ignored, like
+    fail2ban's default ``ignoreip``.
+    """
+    schema = {C.SOURCE_IP: pl.String, "start": UTC_US, "end": UTC_US}
+    f = (
+        events.filter(
+            pl.col(C.OUTCOME).is_in(list(Outcome.FAILED))
+            & pl.col(C.SOURCE_IP).is_not_null()
+            & ~pl.col(C.SOURCE_IP).str.starts_with("127.")
+            & (pl.col(C.SOURCE_IP) != "::1")
+        )
+        .select(C.SOURCE_IP, pl.col(C.TIMESTAMP).cast(UTC_US).dt.epoch("us").alias("t"))
+        .sort(C.SOURCE_IP, "t")
+    )
+    if f.height < maxretry:
+        return pl.DataFrame(schema=schema)
+    code = f.select(pl.col(C.SOURCE_IP).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    t = f.get_column("t").to_numpy().astype(np.int64)
+    find_us, ban_us = int(findtime.total_seconds() * 1e6), int(bantime.total_seconds() * 1e6)
+    t0 = int(t.min())
+    span = int(t.max()) - t0 + ban_us + 1
+    n_src = int(code.max()) + 1
+    if span * n_src >= 2**62:
+        raise OverflowError("replay window too long for the fail2ban simulation")
+    key = code * span + (t - t0)
+    n = t.size
+    k = maxretry - 1
+    ready = np.zeros(n, dtype=bool)
+    ready[k:] = (code[k:] == code[:-k]) & (t[k:] - t[:-k] <= find_us) if k else True
+    idx = np.where(ready, np.arange(n), n)
+    next_ready = np.minimum.accumulate(idx[::-1])[::-1]
+    next_ready = np.append(next_ready, n)
+    src = np.arange(n_src)
+    cursor = np.full(n_src, t0, dtype=np.int64)
+    bans_src, bans_t = [], []
+    while src.size:
+        j0 = np.searchsorted(key, src * span + (cursor - t0), side="left")
+        cand = np.minimum(j0 + k, n)
+        i = next_ready[cand]
+        ok = (i < n) & (code[np.minimum(i, n - 1)] == src)
+        src, i = src[ok], i[ok]
+        bans_src.append(src)
+        bans_t.append(t[i])
+        cursor = t[i] + ban_us
+    names = f.get_column(C.SOURCE_IP).unique(maintain_order=True)
+    s = np.concatenate(bans_src) if bans_src else np.array([], dtype=np.int64)
+    st = np.concatenate(bans_t) if bans_t else np.array([], dtype=np.int64)
+    return (
+        pl.DataFrame({"_code": s, "_t": st})
+        .with_columns(
+            pl.col("_code").map_batches(lambda c: names.gather(c), return_dtype=pl.String).alias(C.SOURCE_IP),
+            pl.from_epoch("_t", time_unit="us").dt.replace_time_zone("UTC").cast(UTC_US).alias("start"),
+        )
+        .with_columns((pl.col("start") + bantime).alias("end"))
+        .select(list(schema))
+        .sort(C.SOURCE_IP, "start")
+    )
+
+
+def fail2ban_refusals(events: pl.DataFrame, **jail: Any) -> pl.Series:
+    """Logins refused by fail2ban: from a banned source after its ban started and before it ends."""
+    bans = fail2ban_bans(events, **jail)
+    if bans.is_empty():
+        return pl.Series([False] * events.height)
+    ev = events.select("_i", C.SOURCE_IP, pl.col(C.TIMESTAMP).cast(UTC_US)).sort(C.TIMESTAMP)
+    hit = ev.filter(pl.col(C.SOURCE_IP).is_not_null()).join_asof(
+        bans.sort("start"),
+        left_on=C.TIMESTAMP,
+        right_on="start",
+        by=C.SOURCE_IP,
+        strategy="backward",
+        allow_exact_matches=False,
+    )
+    refused = hit.filter(pl.col(C.TIMESTAMP) < pl.col("end")).get_column("_i")
+    return events.get_column("_i").is_in(refused.implode())
+
+
+def _truth(
+    events: pl.LazyFrame | pl.DataFrame, labels: pl.DataFrame | None, cfg: Config
+) -> tuple[pl.LazyFrame, str]:
+    if labels is not None:
+        from detector.labels import label_events
+
+        return label_events(events.lazy(), labels).lazy(), TRUTH_LABELS
+    have = events.lazy().collect_schema()
+    if IS_ATTACK in have:
+        return events.lazy(), TRUTH_LABELS
+    return own_verdicts(events, cfg), TRUTH_VERDICTS
+
+
+def own_verdicts(events: pl.LazyFrame | pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+    """``is_attack`` from detector's own scoring: an event scored at or above the source threshold,
+    or from a source scored malicious. Events that are not yet scored go through detection and
+    scoring first (with the default model)."""
+    lf = events.lazy()
+    have = lf.collect_schema()
+    malicious: list[str] = []
+    if C.RISK_SCORE not in have:
+        from detector.detect import detect
+        from detector.score import score
+
+        detection = detect(lf, cfg)
+        scores = score(detection, None, cfg)
+        lf = scores.events.lazy()
+        sources = scores.sources.lazy().collect() if hasattr(scores.sources, "lazy") else scores.sources
+        malicious = sources.filter(pl.col("verdict") == "malicious").get_column(C.SOURCE_IP).to_list()
+    return lf.with_columns(
+        (
+            (pl.col(C.RISK_SCORE).fill_null(0.0) >= cfg.scoring.source_malicious)
+            | pl.col(C.SOURCE_IP).is_in(malicious)
+        )
+        .fill_null(False)
+        .alias(IS_ATTACK)
+    )
+
+
+def _pct(num: pl.Expr, den: pl.Expr) -> pl.Expr:
+    return pl.when(den > 0).then(100.0 * num / den)
+
+
+def _summary(ev: pl.DataFrame, strategy: str, refused: pl.Series, defeated: pl.Series) -> dict[str, Any]:
+    frame = ev.select(
+        pl.col(IS_ATTACK).fill_null(False).alias("a"),
+        (pl.col(C.OUTCOME) == Outcome.SUCCESS).fill_null(False).alias("s"),
+        pl.col(C.IS_PRACTITIONER).fill_null(False).alias("p"),
+    ).with_columns(refused.alias("r"), defeated.alias("d"))
+    a, s, p, r, d = (pl.col(x) for x in "asprd")
+    legit = ~a & s
+    return frame.select(
+        pl.lit(strategy).alias("strategy"),
+        a.sum().alias("attack_attempts"),
+        (a & (r | (s & d))).sum().alias("attack_stopped"),
+        (a & s).sum().alias("attacker_logins"),
+        (a & s & ~r & ~d).sum().alias("attacker_logins_succeeding"),
+        legit.sum().alias("legit_logins"),
+        (legit & r).sum().alias("legit_refused"),
+        (legit & p).sum().alias("practitioner_logins"),
+        (legit & p & r).sum().alias("practitioner_refused"),
+    ).row(0, named=True)
+
+
+def replay(
+    plan: pl.DataFrame,
+    events: pl.LazyFrame | pl.DataFrame,
+    labels: pl.DataFrame | None,
+    cfg: Config,
+) -> ReplayResult:
+    """Apply the plan, a blanket shutdown, fail2ban and no action to ``events``; compare.
+
+    Args:
+        plan: a plan (``RECOMMENDATION_SCHEMA``), e.g. ``recommendations.parquet`` of the day before.
+        events: enriched events of the day to replay (``is_practitioner``, ``asn``, ``is_private``
+            used where present); with an ``is_attack`` column they count as labelled.
+        labels: ground truth (``detector.labels.read_labels``), or ``None``.
+        cfg: configuration (allowlist for the shutdown; thresholds for the own verdicts).
+    """
+    lf, truth = _truth(events, labels, cfg)
+    ev = _prepare(lf)
+    none = pl.Series([False] * ev.height)
+    p = plan_refusals(plan, ev)
+    rows = [
+        _summary(ev, "plan", p.get_column("refused"), p.get_column("reset")),
+        _summary(ev, "shutdown", shutdown_refusals(ev, cfg), none),
+        _summary(ev, "fail2ban", fail2ban_refusals(ev), none),
+        _summary(ev, "none", none, none),
+    ]
+    table = (
+        pl.DataFrame(rows)
+        .with_columns(
+            _pct(pl.col("attack_stopped"), pl.col("attack_attempts")).alias("attack_stopped_pct"),
+            _pct(pl.col("attacker_logins_succeeding"), pl.col("attacker_logins")).alias(
+                "attacker_logins_pct"
+            ),
+            _pct(pl.col("legit_refused"), pl.col("legit_logins")).alias("legit_refused_pct"),
+            _pct(pl.col("practitioner_refused"), pl.col("practitioner_logins")).alias(
+                "practitioner_refused_pct"
+            ),
+        )
+        .select([pl.col(n).cast(t) for n, t in TABLE_SCHEMA.items()])
+    )
+    notes = []
+    if ev.get_column(C.IS_PRACTITIONER).null_count() == ev.height and ev.height:
+        notes.append("no practitioner directory: practitioner figures are empty")
+    return ReplayResult(table=table, truth=truth, logins=ev.height, notes=tuple(notes))

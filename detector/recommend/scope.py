@@ -1,0 +1,309 @@
+"""Choosing the scope of blocks: address, prefix, /48, AS number, within a collateral budget.
+
+The collateral of a scope is the set of accounts with a legitimate successful login from inside it
+(on the services the block would cover), practitioners counted apart. Widening is evidence-led:
+a prefix (or an IPv6 /48) is blocked when several attacking addresses share it or a campaign uses
+it, an AS number only when several attacking addresses share it *and* nobody legitimate logs in
+from it on any service. What cannot be blocked (shared addresses, allow-listed networks, collateral
+over budget) is returned with the reason, so that the plan protects the targeted accounts instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from detector.config import PlanConfig
+from detector.recommend import nets
+from detector.schema import C, Service
+
+KEY = "key"
+LEVEL = "level"
+SERVICES = "services"
+SOURCES = "sources"
+COLLATERAL = "collateral_accounts"
+COLLATERAL_PRACT = "collateral_practitioners"
+WHY = "why"
+
+LEVEL_IP = "ip"
+LEVEL_PREFIX = "prefix"
+LEVEL_PREFIX48 = "prefix48"
+LEVEL_ASN = "asn"
+
+SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
+    Service.SMTP: (Service.SMTP, Service.SUBMISSION),
+    Service.SUBMISSION: (Service.SMTP, Service.SUBMISSION),
+}
+"""Services that are one door for an attacker: SMTP AUTH on port 25 and on submission."""
+
+WHY_ALLOWLISTED = "allow-listed network"
+WHY_SHARED = "shared address with legitimate users"
+WHY_BUDGET = "legitimate users behind it exceed the collateral budget"
+
+ATTACKER_COLUMNS = {
+    C.SOURCE_IP: pl.String,
+    C.PREFIX: pl.String,
+    C.PREFIX48: pl.String,
+    C.ASN: pl.Int64,
+    C.CAMPAIGN: pl.String,
+    "shared_address": pl.Boolean,
+    SERVICES: pl.List(pl.String),
+}
+"""What :func:`choose_blocks` needs per attacking source (more columns are carried along)."""
+
+LEGIT_COLUMNS = {
+    C.ACCOUNT: pl.String,
+    C.IS_PRACTITIONER: pl.Boolean,
+    C.SOURCE_IP: pl.String,
+    C.PREFIX: pl.String,
+    C.PREFIX48: pl.String,
+    C.ASN: pl.Int64,
+    C.SERVICE: pl.String,
+}
+"""One row per distinct legitimate successful login (account, where from, which service)."""
+
+
+@dataclass(frozen=True)
+class Scoping:
+    """Result of :func:`choose_blocks`.
+
+    Attributes:
+        blocks: one row per block: ``level`` (ip, prefix, prefix48, asn), ``key`` (the address,
+            CIDR or ``AS<n>``), ``services`` (empty = all), ``sources`` (attacking addresses
+            covered), ``collateral_accounts``, ``collateral_practitioners``.
+        unblocked: attacking sources left unblocked, with ``why`` and their own collateral.
+    """
+
+    blocks: pl.DataFrame
+    unblocked: pl.DataFrame
+
+
+def expand_services(services: list[str] | None) -> list[str]:
+    """Attacked services -> the services a measure covers (SMTP AUTH covers submission too); [] = all."""
+    if not services:
+        return []
+    out = set()
+    for s in services:
+        out.update(SERVICE_GROUPS.get(s, (s,)))
+    return sorted(out)
+
+
+def expand_services_expr(services: pl.Expr) -> pl.Expr:
+    """Vectorised :func:`expand_services` over a list column."""
+    smtp = services.list.contains(Service.SMTP) | services.list.contains(Service.SUBMISSION)
+    extra = (
+        pl.when(smtp)
+        .then(pl.lit([Service.SMTP, Service.SUBMISSION]))
+        .otherwise(pl.lit([], pl.List(pl.String)))
+    )
+    return pl.concat_list(services, extra).list.unique().list.sort()
+
+
+def services_union() -> pl.Expr:
+    """Aggregate the ``services`` of grouped rows: [] (all) when any row covers all services."""
+    return (
+        pl.when(pl.col(SERVICES).list.len().min() == 0)
+        .then(pl.lit([], pl.List(pl.String)))
+        .otherwise(
+            pl.col(SERVICES).list.explode(keep_nulls=False, empty_as_null=False).unique().sort().implode()
+        )
+        .first()
+        .alias(SERVICES)
+    )
+
+
+def keyed(frame: pl.DataFrame | pl.LazyFrame, level: str) -> pl.Expr:
+    """The scope key of a frame's rows at ``level`` as text (``AS<n>`` for AS numbers)."""
+    if level == LEVEL_ASN:
+        return pl.when(pl.col(C.ASN).is_not_null()).then(pl.format("AS{}", pl.col(C.ASN))).alias(KEY)
+    column = {LEVEL_IP: C.SOURCE_IP, LEVEL_PREFIX: C.PREFIX, LEVEL_PREFIX48: C.PREFIX48}[level]
+    return pl.col(column).alias(KEY)
+
+
+def collateral(
+    cands: pl.DataFrame, legit: pl.DataFrame, level: str, *, all_services: bool = False
+) -> pl.DataFrame:
+    """Add collateral counts to candidates (``key``, ``services``) at ``level``.
+
+    A legitimate login counts when it comes from inside the key and its service is one the
+    candidate covers (every service when ``services`` is empty or ``all_services``; a login of
+    unknown service always counts).
+    """
+    hits = (
+        cands.select(KEY, SERVICES)
+        .join(legit.select(keyed(legit, level), C.SERVICE, C.ACCOUNT, C.IS_PRACTITIONER), on=KEY, how="inner")
+        .filter(
+            pl.lit(all_services)
+            | (pl.col(SERVICES).list.len().fill_null(0) == 0)
+            | pl.col(C.SERVICE).is_null()
+            | pl.col(SERVICES).list.contains(pl.col(C.SERVICE))
+        )
+        .group_by(KEY)
+        .agg(
+            pl.col(C.ACCOUNT).n_unique().cast(pl.Int64).alias(COLLATERAL),
+            pl.col(C.ACCOUNT)
+            .filter(pl.col(C.IS_PRACTITIONER).fill_null(False))
+            .n_unique()
+            .cast(pl.Int64)
+            .alias(COLLATERAL_PRACT),
+        )
+    )
+    return cands.join(hits, on=KEY, how="left").with_columns(
+        pl.col(COLLATERAL).fill_null(0), pl.col(COLLATERAL_PRACT).fill_null(0)
+    )
+
+
+def _within(cfg: PlanConfig, *, zero: bool = False) -> pl.Expr:
+    acc = 0 if zero else cfg.collateral_budget_accounts
+    pra = 0 if zero else cfg.collateral_budget_practitioners
+    return (pl.col(COLLATERAL) <= acc) & (pl.col(COLLATERAL_PRACT) <= pra)
+
+
+def _allowlisted_keys(keys: list[str], allow: list[nets.Net], addresses: pl.DataFrame) -> set[str]:
+    """Keys (addresses, CIDRs, AS<n>) that overlap an allow-listed network.
+
+    An AS number is allow-listed when listed itself, or when an address seen in the logs inside an
+    allow-listed CIDR belongs to it.
+    """
+    if not allow:
+        return set()
+    out = set()
+    allowed_asns = {n.text for n in allow if n.kind == nets.ASN}
+    if any(n.kind != nets.ASN for n in allow) and addresses.height:
+        inside = nets.containing(addresses.get_column(C.SOURCE_IP), allow)
+        allowed_asns |= set(
+            addresses.join(inside, on=C.SOURCE_IP, how="semi")
+            .select(pl.format("AS{}", pl.col(C.ASN)))
+            .drop_nulls()
+            .to_series()
+            .to_list()
+        )
+    for k in keys:
+        net = nets.parse_net(k)
+        if net is None:
+            continue
+        if net.kind == nets.ASN:
+            if net.text in allowed_asns:
+                out.add(k)
+        elif any(a.kind != nets.ASN and nets.overlaps(net, a) for a in allow):
+            out.add(k)
+    return out
+
+
+def _groups(attackers: pl.DataFrame, level: str) -> pl.DataFrame:
+    return (
+        attackers.with_columns(keyed(attackers, level))
+        .filter(pl.col(KEY).is_not_null())
+        .group_by(KEY)
+        .agg(
+            pl.col(C.SOURCE_IP).unique().sort().alias(SOURCES),
+            services_union(),
+            pl.col(C.CAMPAIGN).drop_nulls().n_unique().alias("_campaigns"),
+            pl.col(C.PREFIX).n_unique().alias("_prefixes"),
+        )
+        .with_columns(pl.col(SOURCES).list.len().alias("_n"), pl.lit(level).alias(LEVEL))
+        .sort(KEY)
+    )
+
+
+def choose_blocks(
+    attackers: pl.DataFrame,
+    legit: pl.DataFrame,
+    cfg: PlanConfig,
+    addresses: pl.DataFrame | None = None,
+) -> Scoping:
+    """Cover attacking sources with blocks of the right width (see module doc).
+
+    Args:
+        attackers: one row per attacking source (:data:`ATTACKER_COLUMNS`); ``services`` are the
+            services it attacked, already expanded (:func:`expand_services`), [] = all.
+        legit: distinct legitimate successful logins (:data:`LEGIT_COLUMNS`).
+        cfg: budgets, widening thresholds and the allowlist.
+        addresses: ``source_ip`` and ``asn`` of the addresses seen, to tell which AS numbers hold
+            allow-listed CIDRs (defaults to the attackers' and legitimate logins' addresses).
+    """
+    allow = nets.parse_nets(cfg.allowlist)
+    legit = legit.select([pl.col(k).cast(v) for k, v in LEGIT_COLUMNS.items()])
+    if addresses is None:
+        addresses = pl.concat(
+            [attackers.select(C.SOURCE_IP, C.ASN), legit.select(C.SOURCE_IP, C.ASN)]
+        ).unique()
+    left = attackers
+    blocks: list[pl.DataFrame] = []
+
+    def unblock(frame: pl.DataFrame, why: str) -> pl.DataFrame:
+        return frame.select(C.SOURCE_IP).with_columns(pl.lit(why).alias(WHY))
+
+    listed = _allowlisted_keys(
+        sorted(
+            set(left.get_column(C.SOURCE_IP).drop_nulls().to_list())
+            | {f"AS{a}" for a in left.get_column(C.ASN).drop_nulls().to_list()}
+        ),
+        allow,
+        addresses,
+    )
+    is_listed = pl.col(C.SOURCE_IP).is_in(sorted(listed)) | pl.format("AS{}", pl.col(C.ASN)).is_in(
+        sorted(listed)
+    ).fill_null(False)
+    unblocked = [unblock(left.filter(is_listed), WHY_ALLOWLISTED)]
+    left = left.filter(~is_listed)
+    shared = pl.col("shared_address").fill_null(False)
+    unblocked.append(unblock(left.filter(shared), WHY_SHARED))
+    left = left.filter(~shared)
+
+    def take(level: str, eligible: pl.Expr, *, zero: bool = False, all_services: bool = False) -> None:
+        nonlocal left
+        groups = _groups(left, level).filter(eligible)
+        if groups.is_empty():
+            return
+        if all_services:
+            groups = groups.with_columns(pl.lit([], pl.List(pl.String)).alias(SERVICES))
+        groups = collateral(groups, legit, level, all_services=all_services)
+        bad = _allowlisted_keys(groups.get_column(KEY).to_list(), allow, addresses)
+        chosen = groups.filter(_within(cfg, zero=zero) & ~pl.col(KEY).is_in(sorted(bad)))
+        if chosen.is_empty():
+            return
+        blocks.append(chosen.select(LEVEL, KEY, SERVICES, SOURCES, COLLATERAL, COLLATERAL_PRACT))
+        covered = chosen.get_column(SOURCES).explode().to_list()
+        left = left.filter(~pl.col(C.SOURCE_IP).is_in(covered))
+
+    take(LEVEL_ASN, pl.col("_n") >= cfg.asn_min_sources, zero=True, all_services=True)
+    take(LEVEL_PREFIX48, (pl.col("_prefixes") >= 2) | ((pl.col("_campaigns") > 0) & (pl.col("_n") >= 2)))
+    take(LEVEL_PREFIX, (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0))
+    singles = collateral(left.select(keyed(left, LEVEL_IP), SERVICES), legit, LEVEL_IP)
+    ok = singles.filter(_within(cfg))
+    if ok.height:
+        blocks.append(
+            ok.select(
+                pl.lit(LEVEL_IP).alias(LEVEL),
+                KEY,
+                SERVICES,
+                pl.concat_list(pl.col(KEY)).alias(SOURCES),
+                COLLATERAL,
+                COLLATERAL_PRACT,
+            )
+        )
+    unblocked.append(
+        unblock(left.filter(~pl.col(C.SOURCE_IP).is_in(ok.get_column(KEY).to_list())), WHY_BUDGET)
+    )
+    block_schema = {
+        LEVEL: pl.String,
+        KEY: pl.String,
+        SERVICES: pl.List(pl.String),
+        SOURCES: pl.List(pl.String),
+        COLLATERAL: pl.Int64,
+        COLLATERAL_PRACT: pl.Int64,
+    }
+    all_blocks = (
+        pl.concat([b.cast(block_schema) for b in blocks]) if blocks else pl.DataFrame(schema=block_schema)
+    )
+    left_out = pl.concat(unblocked).unique(C.SOURCE_IP, keep="first", maintain_order=True)
+    left_out = collateral(
+        left_out.join(attackers.select(C.SOURCE_IP, SERVICES), on=C.SOURCE_IP, how="left").rename(
+            {C.SOURCE_IP: KEY}
+        ),
+        legit,
+        LEVEL_IP,
+    ).rename({KEY: C.SOURCE_IP})
+    return Scoping(blocks=all_blocks, unblocked=left_out.sort(C.SOURCE_IP))
