@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -149,6 +150,71 @@ def run_cmd(
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
+
+
+PlanOpt = Annotated[Path, typer.Option("--plan", help="The plan: recommendations.parquet (or a JSON export).")]
+
+
+@app.command("replay")
+@guarded
+def replay_cmd(
+    paths: Paths,
+    plan: PlanOpt,
+    labels: Annotated[
+        Path | None, typer.Option(help="Ground-truth incidents; without them the tool's own verdicts are used.")
+    ] = None,
+    geoip_dir: Annotated[Path | None, typer.Option(help="Directory of GeoIP .mmdb files.")] = None,
+    practitioners: Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")] = None,
+    model: Annotated[Path | None, typer.Option(help="Model for the own verdicts (default: the shipped one).")] = None,
+    config: ConfigOpt = None,
+    year: Year = None,
+    timezone: Timezone = "UTC",
+) -> None:
+    """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
+    from detector import config as cfgmod
+    from detector.recommend.replay import replay_logs
+
+    cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
+    result = replay_logs(
+        paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
+    )
+    typer.echo(result.render(), nl=False)
+
+
+class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
+    nftables = "nftables"
+    postfix = "postfix"
+    dovecot = "dovecot"
+    dovecot_deny_ips = "dovecot-deny-ips"
+    dovecot_deny_users = "dovecot-deny-users"
+    dovecot_allow_nets = "dovecot-allow-nets"
+    crowdsec = "crowdsec"
+    csv = "csv"
+    json = "json"
+
+
+@app.command("export")
+@guarded
+def export_cmd(
+    plan: PlanOpt,
+    format: Annotated[ExportFormat, typer.Option("--format", help="Enforcement point format.")],
+    out: Annotated[Path | None, typer.Option(help="File to write (default: standard output).")] = None,
+    now: Annotated[
+        datetime | None,
+        typer.Option(help="Export as of this UTC time: measures expired by then are left out (default: now)."),
+    ] = None,
+) -> None:
+    """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
+    from datetime import UTC
+
+    from detector.recommend.export import export_plan_file
+
+    at = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
+    text = export_plan_file(plan, format.value, out, now=at)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        err(f"detector: wrote {format.value} export to {out}")
 
 
 @config_app.command("show")

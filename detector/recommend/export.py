@@ -12,7 +12,9 @@ import csv
 import io
 import ipaddress
 import json
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -334,3 +336,28 @@ def export(plan: pl.DataFrame, fmt: str, *, now: datetime | None = None) -> str:
             hint=did_you_mean(fmt, FORMATS) or f"one of {', '.join(FORMATS)}",
         )
     return _WRITERS[fmt](plan, now)
+
+
+def export_plan_file(
+    plan_path: str | Path, fmt: str, out: str | Path | None = None, *, now: datetime | None = None
+) -> str:
+    """Read a plan file, export it as ``fmt`` and write it to ``out`` atomically (if given); returns the text.
+
+    Raises:
+        InputError: the plan cannot be read, or ``out`` cannot be written.
+        SchemaError: the plan is not a plan.
+        ConfigError: unknown format.
+    """
+    from detector.errors import InputError
+    from detector.recommend.replay import read_plan
+
+    text = export(read_plan(plan_path), fmt, now=now)
+    if out is not None:
+        target = Path(out)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as e:
+            raise InputError(f"cannot write the export: {e.strerror}", path=target) from e
+    return text

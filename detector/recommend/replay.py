@@ -20,8 +20,10 @@ tool's own verdicts, and the result says which.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -345,6 +347,7 @@ def fail2ban_refusals(events: pl.DataFrame, **jail: Any) -> pl.Series:
         by=C.SOURCE_IP,
         strategy="backward",
         allow_exact_matches=False,
+        check_sortedness=False,
     )
     refused = hit.filter(pl.col(C.TIMESTAMP) < pl.col("end")).get_column("_i")
     return events.get_column("_i").is_in(refused.implode())
@@ -363,21 +366,23 @@ def _truth(
     return own_verdicts(events, cfg), TRUTH_VERDICTS
 
 
-def own_verdicts(events: pl.LazyFrame | pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+def own_verdicts(
+    events: pl.LazyFrame | pl.DataFrame, cfg: Config, *, model_path: str | Path | None = None
+) -> pl.LazyFrame:
     """``is_attack`` from detector's own scoring: an event scored at or above the source threshold,
-    or from a source scored malicious. Events that are not yet scored go through detection and
-    scoring first (with the default model)."""
+    or from a source scored malicious. Events not yet scored are detected and scored first (with
+    ``model_path`` or the shipped model)."""
     lf = events.lazy()
-    have = lf.collect_schema()
     malicious: list[str] = []
-    if C.RISK_SCORE not in have:
+    if C.RISK_SCORE not in lf.collect_schema():
         from detector.detect import detect
-        from detector.score import score
+        from detector.pipeline import default_model_path
+        from detector.score import load_model, score
 
-        detection = detect(lf, cfg)
-        scores = score(detection, None, cfg)
+        model = load_model(model_path if model_path is not None else default_model_path())
+        scores = score(detect(lf, cfg), model, cfg)
         lf = scores.events.lazy()
-        sources = scores.sources.lazy().collect() if hasattr(scores.sources, "lazy") else scores.sources
+        sources = scores.sources.collect() if isinstance(scores.sources, pl.LazyFrame) else scores.sources
         malicious = sources.filter(pl.col("verdict") == "malicious").get_column(C.SOURCE_IP).to_list()
     return lf.with_columns(
         (
@@ -457,3 +462,67 @@ def replay(
     if ev.get_column(C.IS_PRACTITIONER).null_count() == ev.height and ev.height:
         notes.append("no practitioner directory: practitioner figures are empty")
     return ReplayResult(table=table, truth=truth, logins=ev.height, notes=tuple(notes))
+
+
+def read_plan(path: str | Path) -> pl.DataFrame:
+    """A plan from ``recommendations.parquet`` (or a JSON export), checked against the contract.
+
+    Raises:
+        InputError: the file does not exist or cannot be read.
+        SchemaError: a column is missing or of the wrong type.
+    """
+    from detector.errors import InputError
+    from detector.schema import RECOMMENDATION_SCHEMA, check
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("plan file not found", path=p)
+    try:
+        if p.suffix == ".json":
+            frame = pl.DataFrame(json.loads(p.read_text(encoding="utf-8")), infer_schema_length=None)
+            frame = frame.with_columns(pl.col("expires_at").str.to_datetime(time_zone="UTC", time_unit="us"))
+            frame = frame.select([pl.col(n).cast(t) for n, t in RECOMMENDATION_SCHEMA.items()])
+        else:
+            frame = pl.read_parquet(p)
+    except (OSError, pl.exceptions.PolarsError, ValueError) as e:
+        raise InputError(f"cannot read the plan: {e}", path=p) from e
+    check(frame.schema, RECOMMENDATION_SCHEMA, what="plan", path=str(p))
+    return frame
+
+
+def replay_logs(
+    paths: list[str],
+    plan_path: str | Path,
+    cfg: Config,
+    *,
+    labels: str | Path | None = None,
+    geoip_dir: str | Path | None = None,
+    practitioners: str | Path | None = None,
+    model_path: str | Path | None = None,
+) -> ReplayResult:
+    """Ingest and enrich ``paths`` (typically the day after the plan) and :func:`replay` the plan.
+
+    Without labels, the day is also detected and scored (with ``model_path`` or the shipped model)
+    to tell attacks from legitimate logins by the tool's own verdicts.
+    """
+    import tempfile
+
+    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.ingest import ingest
+
+    plan = read_plan(plan_path)
+    label_frame = None
+    if labels is not None:
+        from detector.labels import read_labels
+
+        label_frame = read_labels(labels)
+    geo = find_databases(str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir)
+    directory = load_practitioners(practitioners) if practitioners is not None else None
+    with tempfile.TemporaryDirectory(prefix="detector-replay-") as work:
+        ingested = ingest([str(p) for p in paths], cfg.ingest, Path(work))
+        events = enrich(ingested.events, geoip=geo, practitioners=directory, cfg=cfg.enrich).events
+        if label_frame is None:
+            events = own_verdicts(events, cfg, model_path=model_path)
+        result = replay(plan, events.collect(), label_frame, cfg)
+    notes = (*result.notes, *ingested.warnings[:3])
+    return ReplayResult(table=result.table, truth=result.truth, logins=result.logins, notes=tuple(notes))
