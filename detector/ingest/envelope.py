@@ -12,7 +12,10 @@ Recognised envelopes (one vectorised pass, the format chosen per row from its fi
 
 Stamps without an offset are read in ``timezone``. ``program`` is the tag as written without
 ``[pid]`` (``dovecot``, ``postfix/submission/smtpd``, ``auth-worker(12)`` in ``log_path`` files);
-``message`` is the rest after ``: ``, with a leading ``Info: ``-style level removed.
+``message`` is the rest after ``: ``, with a leading ``Info: ``-style level removed. A line with
+a time stamp but no ``[host ]tag: `` (Exim's main log, nginx, Zimbra, ...) keeps ``program`` and
+``host`` null and the whole text after the stamp as ``message``; generic stamps
+``YYYY-MM-DD HH:MM:SS[,.]fff``, ``YYYY/MM/DD ...`` and ``[...]``-bracketed ones are accepted.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ _MONTH_TEXT = {m: f"{i:02d}" for m, i in MONTHS.items()}
 _BSD = r"^(?:<\d{1,3}>)?([A-Z][a-z]{2})[ ]+(\d{1,2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
 _ISO = r"^(?:<\d{1,3}>)?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) (.*)$"
 _DOVECOT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
+_GENERIC = (
+    r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)\]?[ ,]+(.*)$"
+)
 _5424 = r"^<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$"
 # host (optional: absent in log_path files), tag, [pid], message
 _TAG = r"^(?:([^\s:\[\]]+) )?([^\s\[\]:]+(?:\([^)\s]*\))?(?:<[^>\s]*>)*)(?:\[(\d+)\])?: ?(.*)$"
@@ -167,11 +173,7 @@ def parse_envelope(
             msg.str.slice(level).alias("message"),
         )
         .with_columns(
-            (
-                pl.col(C.TIMESTAMP).is_not_null()
-                & pl.col("program").is_not_null()
-                & pl.col("message").is_not_null()
-            ).alias(ENVELOPE_OK)
+            (pl.col(C.TIMESTAMP).is_not_null() & pl.col("message").is_not_null()).alias(ENVELOPE_OK)
         )
         .drop("_fmt", "_ts", "_host", "_prog", "_pid", "_msg")
     )
@@ -196,7 +198,8 @@ def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.with_columns(
         _prog=pl.when(ok).then(pl.when(has_pid).then(tagpid.str.replace(r"\[\d*\]$", "")).otherwise(tagpid)),
         _pid=pl.when(ok & has_pid).then(tagpid.str.extract(r"\[(\d+)\]$", 1)),
-        _msg=pl.when(ok).then(pl.col("_msg")),
+        _host=pl.when(ok).then(pl.col("_host")),
+        _msg=pl.when(ok).then(pl.col("_msg")).otherwise(rest),
     ).drop("_tagpid", "_rest")
 
 
@@ -213,11 +216,14 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         _iso=raw.str.extract_groups(_ISO),
         _dov=raw.str.extract_groups(_DOVECOT),
         _r5=raw.str.extract_groups(_5424),
+        _gen=raw.str.extract_groups(_GENERIC),
     )
     is_bsd = pl.col("_bsd").struct.field("4").is_not_null()
     is_iso = pl.col("_iso").struct.field("1").is_not_null()
     is_dov = pl.col("_dov").struct.field("1").is_not_null()
     is_5424 = pl.col("_r5").struct.field("1").is_not_null()
+    is_gen = pl.col("_gen").struct.field("1").is_not_null()
+    gen_stamp = pl.col("_gen").struct.field("1").str.replace_all("/", "-", literal=True)
     lf = lf.with_columns(
         _ts=pl.when(is_bsd)
         .then(pl.col("_ts_bsd"))
@@ -226,13 +232,17 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_iso)
         .then(_iso_stamp(pl.col("_iso").struct.field("1"), timezone))
         .when(is_dov)
-        .then(_iso_stamp(pl.col("_dov").struct.field("1"), timezone)),
+        .then(_iso_stamp(pl.col("_dov").struct.field("1"), timezone))
+        .when(is_gen)
+        .then(_iso_stamp(gen_stamp, timezone)),
         _rest=pl.when(is_bsd)
         .then(pl.col("_bsd").struct.field("4"))
         .when(is_iso & ~is_5424)
         .then(pl.col("_iso").struct.field("2"))
         .when(is_dov)
-        .then(pl.col("_dov").struct.field("2")),
+        .then(pl.col("_dov").struct.field("2"))
+        .when(is_gen)
+        .then(pl.col("_gen").struct.field("2")),
     )
     lf = lf.with_columns(_tag=pl.col("_rest").str.extract_groups(_TAG), _ts=pl.col("_ts").cast(UTC_US))
     tag = pl.col("_tag").struct
@@ -241,9 +251,11 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         _host=pl.when(is_5424).then(r5.field("2")).otherwise(tag.field("1")),
         _prog=pl.when(is_5424).then(r5.field("3")).otherwise(tag.field("2")),
         _pid=pl.when(is_5424).then(r5.field("4")).otherwise(tag.field("3")),
-        _msg=pl.when(is_5424).then(r5.field("5")).otherwise(tag.field("4")),
+        _msg=pl.when(is_5424).then(r5.field("5")).otherwise(pl.coalesce(tag.field("4"), pl.col("_rest"))),
     ).with_columns(_host=pl.when(pl.col("_host") != "-").then(pl.col("_host")))
-    return lf.drop("_bsd", "_mon", "_day", "_clock", "_rest", "_ts_bsd", "_iso", "_dov", "_r5", "_tag")
+    return lf.drop(
+        "_bsd", "_mon", "_day", "_clock", "_rest", "_ts_bsd", "_iso", "_dov", "_r5", "_gen", "_tag"
+    )
 
 
 def _bsd_years(

@@ -9,8 +9,10 @@ Input of ``parse`` -- a LazyFrame holding only the rows the parser claimed, with
 ``timestamp``    Datetime(us, UTC)   when the line was logged
 ``host``         String              syslog host; null for Dovecot's own ``log_path`` files
 ``program``      String              ``dovecot``, ``imap-login``, ``postfix/submission/smtpd``,
-                                     ``auth-worker`` (the ``(N)`` of ``auth-worker(N)`` is kept
-                                     in ``pid`` when there is no ``[pid]``), ...
+                                     ``auth-worker(12)``,
+                                     ``imap(user)<pid><session>`` in ``log_path``
+                                     files, ...; null when the line has a time
+                                     stamp but no ``tag:`` (Exim main log, ...)
 ``pid``          Int64 (nullable)    the ``[pid]`` of the envelope
 ``message``      String              the text after ``prog[pid]: `` and after Dovecot's
                                      ``Info: ``/``Warning: ``/``Error: `` level, if any

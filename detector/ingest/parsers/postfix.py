@@ -73,6 +73,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("noise:connect"))
         .when(smtpd & msg.str.starts_with("disconnect from "))
         .then(pl.lit("noise:disconnect"))
+        .when(msg.str.contains("SASL authentication failed; server ", literal=True))
+        .then(pl.lit("noise:smtp_client_auth"))
         .when(msg.str.starts_with("NOQUEUE: "))
         .then(pl.lit("noise:noqueue"))
         .when(
