@@ -51,5 +51,13 @@ model: $(STAMP) ## Retrain the shipped model on a simulated world (not data/samp
 golden: $(STAMP) ## Regenerate the golden end-to-end expectations from data/samples
 	$(BIN)/python -m tests.golden --update
 
+html-check: $(STAMP) ## Render out/samples/report.html in headless Chromium (installs Debian's chromium if missing)
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(MAKE) run
+	$(BIN)/python -m pytest -q -p no:randomly tests/test_report_browser.py
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,2600 \
+		--screenshot=$(OUT)/report.png file://$(abspath $(OUT))/report.html
+	@echo "screenshot: $(OUT)/report.png"
+
 clean: ## Remove the virtual environment and outputs
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

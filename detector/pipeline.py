@@ -435,7 +435,7 @@ def _run(
             lines_read=int(ingested.lines_read),
             noise=dict(ingested.noise),
             replay=comparison,
-            replay_labelled=label_frame is not None,
+            replay_labelled=getattr(comparison, "truth", None) == "labels",
             warnings=tuple(warnings),
             fail_on=rule.describe() if rule else None,
             attention=attention,

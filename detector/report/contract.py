@@ -111,3 +111,22 @@ ALL_FILES: tuple[str, ...] = (*(r.name for r in PARQUET_REPORTS), REPORT_HTML, S
 """Every published file, in publishing order (summary.json last: it marks a complete run)."""
 
 BY_NAME = {r.name: r for r in PARQUET_REPORTS}
+
+
+def type_name(dtype: pl.DataType) -> str:
+    """A short, engine-neutral name of a column type (``timestamp[us, UTC]``, ``list<string>``)."""
+    if isinstance(dtype, pl.Datetime):
+        return f"timestamp[{dtype.time_unit}, {dtype.time_zone or 'naive'}]"
+    if isinstance(dtype, pl.List):
+        return f"list<{type_name(dtype.inner)}>"
+    return {pl.String: "string", pl.Boolean: "bool"}.get(dtype, str(dtype).lower())
+
+
+def markdown_tables() -> str:
+    """The column tables of every Parquet report, as Markdown (pasted into docs/reports.md)."""
+    out = []
+    for r in PARQUET_REPORTS:
+        out.append(f"### `{r.name}`\n\n{r.doc}\n\n| column | type | meaning |\n|---|---|---|")
+        out.extend(f"| `{c.name}` | `{type_name(c.dtype)}` | {c.doc} |" for c in r.columns())
+        out.append("")
+    return "\n".join(out)

@@ -69,7 +69,7 @@ def stacked_bars(
     totals: dict[Any, float] = {}
     for r in rows:
         totals[r[x]] = totals.get(r[x], 0) + (r[value] or 0)
-    top = _nice_max(max(totals.values()))
+    top = max(_nice_max(max(totals.values())), 4.0)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     bw = pw / len(xs)
     out = [

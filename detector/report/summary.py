@@ -190,6 +190,37 @@ def replay_rows(result: Any) -> list[dict[str, Any]] | None:
     raise TypeError(f"unexpected replay result {type(result).__name__}")
 
 
+STRATEGY_NAMES = {
+    "plan": "the plan",
+    "shutdown": "blanket shutdown",
+    "fail2ban": "fail2ban",
+    "none": "no action",
+}
+REPLAY_VIEW: tuple[tuple[str, str, str, str], ...] = (
+    ("attacks stopped", "attack_stopped_pct", "attack_stopped", "attack_attempts"),
+    ("attackers in", "attacker_logins_pct", "attacker_logins_succeeding", "attacker_logins"),
+    ("legit refused", "legit_refused_pct", "legit_refused", "legit_logins"),
+    ("pract. refused", "practitioner_refused_pct", "practitioner_refused", "practitioner_logins"),
+)
+"""(heading, percentage, count, denominator) of the replay table's columns shown to people."""
+
+
+def replay_view(rows: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """The replay comparison as display strings: ``97.0% (970/1000)`` per strategy and measure."""
+    if not rows:
+        return []
+    if not all(pct in rows[0] for _, pct, _, _ in REPLAY_VIEW):
+        return [{k: _fmt_num(v) for k, v in r.items()} for r in rows]
+    out = []
+    for r in rows:
+        view = {"strategy": STRATEGY_NAMES.get(r.get("strategy"), str(r.get("strategy")))}
+        for head, pct, num, den in REPLAY_VIEW:
+            p = r.get(pct)
+            view[head] = "n/a" if p is None else f"{p:.1f}% ({r.get(num):,}/{r.get(den):,})"
+        out.append(view)
+    return out
+
+
 def build_summary(run: RunData) -> dict[str, Any]:
     """The summary document (``summary.json``) of a run."""
     t = run.tables
@@ -265,7 +296,12 @@ def build_summary(run: RunData) -> dict[str, Any]:
                 )
             ),
         },
-        "replay": {"labelled": run.replay_labelled, "strategies": replay_rows(run.replay)},
+        "replay": {
+            "labelled": run.replay_labelled,
+            "notes": list(getattr(run.replay, "notes", ()) or ()),
+            "strategies": (rows := replay_rows(run.replay)),
+            "view": replay_view(rows),
+        },
         "charts": {
             "bucket": every,
             "attempts": by_outcome,
@@ -335,7 +371,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     )
     camps = summary["campaigns"]
     parts.append(_line(f"\nCampaigns: {camps['total']}", style="bold"))
-    for c in camps["top"][:4]:
+    for c in camps["top"][:3]:
         parts.append(
             _line(
                 f"  {c.get('campaign')}  {c.get('technique') or ''}  {_fmt_num(c.get('n_sources'))} sources, "
@@ -365,17 +401,30 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     if rows:
         label = "labels" if summary["replay"]["labelled"] else "the tool's own verdicts (no labels)"
         table = Table(title=f"Replay on the analysed day, judged by {label}", title_justify="left", box=None)
-        cols = list(rows[0].keys())
-        for col in cols:
-            table.add_column(col.replace("_", " "), justify="left" if col == cols[0] else "right")
-        for row in rows:
-            table.add_row(*(_fmt_num(row.get(c)) for c in cols))
+        compact = all(pct in rows[0] for _, pct, _, _ in REPLAY_VIEW)
+        heads = ["strategy", *(h for h, *_ in REPLAY_VIEW)] if compact else list(rows[0])
+        for i, head in enumerate(heads):
+            table.add_column(
+                head,
+                justify="left" if i == 0 else "right",
+                no_wrap=True,
+                overflow="ellipsis",
+                min_width=16 * (i == 0),
+            )
+        for r in rows:
+            if compact:
+                cells = [STRATEGY_NAMES.get(r["strategy"], str(r["strategy"]))]
+                for _, pct, _, _ in REPLAY_VIEW:
+                    cells.append("n/a" if r[pct] is None else f"{r[pct]:.1f}%")
+            else:
+                cells = [_fmt_num(r.get(h)) for h in heads]
+            table.add_row(*cells)
         parts.append(_line(""))
         parts.append(table)
-    for w in summary["warnings"][:2]:
+    for w in summary["warnings"][:1]:
         parts.append(_line(f"warning: {w}", style="yellow"))
-    if len(summary["warnings"]) > 2:
-        parts.append(_line(f"... {len(summary['warnings']) - 2} more warnings in summary.json", style="dim"))
+    if len(summary["warnings"]) > 1:
+        parts.append(_line(f"... {len(summary['warnings']) - 1} more warnings in summary.json", style="dim"))
     if r.get("attention"):
         parts.append(_line(f"NEEDS ATTENTION (--fail-on {r['fail_on']}): {r['attention']}", style="bold red"))
     return Group(*parts)

@@ -1,0 +1,142 @@
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from detector.errors import StateError
+from detector.features.baseline import History, update_history
+from detector.schema import ENRICHED_SCHEMA, C, conform
+from detector.state import (
+    MANIFEST_SCHEMA,
+    STATE_FILE,
+    STATE_VERSION,
+    State,
+    load_state,
+    locked,
+    prune,
+    save_state,
+)
+
+NOW = datetime(2025, 3, 2, tzinfo=UTC)
+
+
+def _events() -> pl.DataFrame:
+    rows = {
+        C.TIMESTAMP: [datetime(2025, 3, 1, h, tzinfo=UTC) for h in (1, 2, 3)],
+        C.ACTION: ["login"] * 3,
+        C.OUTCOME: ["success", "success", "failure"],
+        C.ACCOUNT: ["a@x.org", "b@x.org", "a@x.org"],
+        C.SOURCE_IP: ["192.0.2.1", "192.0.2.2", "198.51.100.7"],
+        C.PREFIX: ["192.0.2.0/24", "192.0.2.0/24", "198.51.100.0/24"],
+    }
+    return conform(pl.DataFrame(rows).lazy(), ENRICHED_SCHEMA).collect()
+
+
+def _state(run_id: str = "r1") -> State:
+    history = update_history(History.empty(), _events())
+    inputs = [{"path": "/logs/a.log", "size": 10, "sha256": "aa"}]
+    shared = pl.DataFrame(
+        {"scope": ["ip"], "key": ["192.0.2.1"], "legit_accounts": [2], "last_seen": [NOW]},
+        schema={
+            "scope": pl.String,
+            "key": pl.String,
+            "legit_accounts": pl.Int32,
+            "last_seen": pl.Datetime("us", "UTC"),
+        },
+    )
+    return State(history=history.to_frames(), shared=shared, run_id=run_id).with_inputs(inputs, run_id, NOW)
+
+
+def test_missing_directory_is_an_empty_state(tmp_path):
+    s = load_state(tmp_path / "nope")
+    assert s.is_empty and s.history == {} and s.manifest.schema == MANIFEST_SCHEMA
+
+
+def test_round_trip(tmp_path):
+    s = _state()
+    save_state(tmp_path, s, run_id="r1", now=NOW)
+    back = load_state(tmp_path)
+    assert back.run_id == "r1"
+    assert back.processed() == {"aa"}
+    for name, frame in s.history.items():
+        assert back.history[name].equals(frame)
+    assert back.shared.equals(s.shared)
+    History.from_frames(back.history)  # the detection stage accepts it
+
+
+def test_save_replaces_previous_generation(tmp_path):
+    save_state(tmp_path, _state("r1"), run_id="r1", now=NOW)
+    save_state(tmp_path, _state("r2"), run_id="r2", now=NOW)
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    assert doc["generation"] == 2 and doc["run_id"] == "r2"
+    files = sorted(p.name for p in tmp_path.glob("*.parquet"))
+    assert all(".g2." in f for f in files), files
+
+
+def test_with_inputs_is_idempotent():
+    s = _state()
+    again = s.with_inputs([{"path": "/other/name.log", "size": 10, "sha256": "aa"}], "r2", NOW)
+    assert again.manifest.height == 1
+
+
+def test_corrupt_table_is_an_error(tmp_path):
+    save_state(tmp_path, _state(), run_id="r1", now=NOW)
+    victim = next(tmp_path.glob("history.accounts.*.parquet"))
+    victim.write_bytes(victim.read_bytes()[:-20] + b"x" * 20)
+    with pytest.raises(StateError, match="corrupt"):
+        load_state(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        "{not json",
+        json.dumps({"format": "something-else"}),
+        json.dumps({"format": "detector-state", "version": STATE_VERSION + 1, "tables": {}}),
+        json.dumps({"format": "detector-state", "version": STATE_VERSION, "tables": {}}),
+    ],
+    ids=["invalid-json", "other-format", "newer-version", "no-manifest"],
+)
+def test_bad_index_is_an_error(tmp_path, index):
+    (tmp_path / STATE_FILE).write_text(index)
+    with pytest.raises(StateError) as e:
+        load_state(tmp_path)
+    assert e.value.exit_code == 2
+
+
+def test_missing_table_is_an_error(tmp_path):
+    save_state(tmp_path, _state(), run_id="r1", now=NOW)
+    next(tmp_path.glob("shared.*.parquet")).unlink()
+    with pytest.raises(StateError, match="missing"):
+        load_state(tmp_path)
+
+
+def test_tables_without_index_are_an_error(tmp_path):
+    save_state(tmp_path, _state(), run_id="r1", now=NOW)
+    (tmp_path / STATE_FILE).unlink()
+    with pytest.raises(StateError, match=r"state\.json is missing"):
+        load_state(tmp_path)
+
+
+def test_lock_refuses_a_second_run(tmp_path):
+    with locked(tmp_path), pytest.raises(StateError, match="in use"), locked(tmp_path):
+        pass
+    with locked(tmp_path):  # released
+        pass
+
+
+@pytest.mark.parametrize(
+    ("column", "days_old", "kept"),
+    [("last_seen", 10, 1), ("last_seen", 100, 0), ("end", 100, 0), ("processed_at", 89, 1)],
+)
+def test_prune_by_horizon(column, days_old, kept):
+    from datetime import timedelta
+
+    df = pl.DataFrame({column: [NOW - timedelta(days=days_old)]}, schema={column: pl.Datetime("us", "UTC")})
+    assert prune(df, NOW, 90).height == kept
+
+
+def test_prune_keeps_frames_without_time():
+    df = pl.DataFrame({"feature": ["asn"], "count": [3]})
+    assert prune(df, NOW, 1).height == 1
