@@ -1,0 +1,177 @@
+"""Calibrated classifiers that follow the scikit-learn estimator contract.
+
+Each estimator wraps a :class:`~sklearn.ensemble.HistGradientBoostingClassifier` in a
+:class:`~sklearn.calibration.CalibratedClassifierCV`, so that ``predict_proba`` is a probability a
+threshold in the configuration can mean something against. ``__init__`` only stores parameters,
+``fit`` returns ``self``, learned state lives in trailing-underscore attributes, and every
+prediction checks that the estimator is fitted. Three instances make a model: one per login, one
+per account (compromised or not) and one per source address (malicious or not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+SMALL = 200_000
+"""Below this many rows, fit and predict on one thread: OpenMP threads that wait for a busy core
+cost far more than they save on small data (seconds instead of milliseconds)."""
+
+
+def _threads(n_rows: int) -> Any:
+    return threadpool_limits(limits=1) if n_rows < SMALL else contextlib.nullcontext()
+
+
+class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees with cross-validated probability calibration.
+
+    Args:
+        max_iter: Boosting iterations.
+        learning_rate: Shrinkage of each tree.
+        max_leaf_nodes: Leaves per tree.
+        min_samples_leaf: Smallest leaf; larger values smooth rare patterns.
+        l2_regularization: L2 penalty on leaf values.
+        calibration: ``"isotonic"`` or ``"sigmoid"`` (Platt); sigmoid suits few positives.
+        cv: Calibration folds (lowered to the size of the smallest class when that is smaller).
+        random_state: Seed of the fold split and the trees.
+    """
+
+    def __init__(
+        self,
+        max_iter: int = 200,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 20,
+        l2_regularization: float = 0.0,
+        calibration: str = "isotonic",
+        cv: int = 3,
+        random_state: int | None = 0,
+    ) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.calibration = calibration
+        self.cv = cv
+        self.random_state = random_state
+
+    def _booster(self) -> HistGradientBoostingClassifier:
+        return HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the trees and their calibration; returns ``self``."""
+        if self.calibration not in ("isotonic", "sigmoid"):
+            raise ValueError(f"calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}")
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
+        codes = encoder.transform(y)
+        smallest = int(np.bincount(codes).min())
+        folds = min(self.cv, smallest)
+        if folds >= 2:
+            split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+            self.estimator_ = CalibratedClassifierCV(self._booster(), method=self.calibration, cv=split)
+        else:
+            # Too few samples of one class to hold any out: uncalibrated trees are the honest answer.
+            self.estimator_ = self._booster()
+        with _threads(len(X)):
+            self.estimator_.fit(X, codes, sample_weight=sample_weight)
+        self.n_iter_ = self.max_iter
+        return self
+
+    def predict_proba(self, X):
+        """Calibrated class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        with _threads(len(X)):
+            return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        """The most probable class."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def positive_proba(self, X):
+        """Probability of the last (positive) class of a binary problem."""
+        return self.predict_proba(X)[:, -1]
+
+
+class LoginRiskClassifier(CalibratedBoostingClassifier):
+    """Is this login (or session event) part of an attack? Over event features and detector evidence."""
+
+
+class AccountCompromiseClassifier(CalibratedBoostingClassifier):
+    """Is this account compromised? Over per-account aggregates of login risk and evidence.
+
+    Few accounts are compromised in a night, so the defaults use Platt calibration and small leaves.
+    """
+
+    def __init__(
+        self,
+        max_iter: int = 150,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 5,
+        l2_regularization: float = 1.0,
+        calibration: str = "sigmoid",
+        cv: int = 3,
+        random_state: int | None = 0,
+    ) -> None:
+        super().__init__(
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=min_samples_leaf,
+            l2_regularization=l2_regularization,
+            calibration=calibration,
+            cv=cv,
+            random_state=random_state,
+        )
+
+
+class SourceRiskClassifier(CalibratedBoostingClassifier):
+    """Is this source address malicious? Over per-source aggregates of login risk and evidence."""
+
+    def __init__(
+        self,
+        max_iter: int = 150,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 10,
+        l2_regularization: float = 1.0,
+        calibration: str = "isotonic",
+        cv: int = 3,
+        random_state: int | None = 0,
+    ) -> None:
+        super().__init__(
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=min_samples_leaf,
+            l2_regularization=l2_regularization,
+            calibration=calibration,
+            cv=cv,
+            random_state=random_state,
+        )

@@ -1,0 +1,412 @@
+"""Risk scores and verdicts per event, account and source, with reasons in plain words.
+
+:func:`score` turns a :class:`~detector.detect.Detection` into :class:`Scores`:
+
+- events get ``risk_score``: the login model's calibrated probability, or without a model the
+  rule-based fallback :func:`rule_event_risk` (from the severities of the detectors that fired);
+- accounts (``schema.ACCOUNT_SCHEMA``) get a compromise risk from the account model (fallback: the
+  riskiest successful login), a verdict from ``cfg.scoring`` thresholds, reasons and counts;
+- sources (``schema.SOURCE_SCHEMA``) get a maliciousness risk from the source model (fallback: the
+  riskiest event from the address), a verdict, their campaign and whether legitimate users share them.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from detector.config import Config
+from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
+from detector.score import aggregates as agg
+from detector.score.io import Model
+
+RISK = C.RISK_SCORE
+
+SEVERITY_WEIGHT: dict[str, float] = {"info": 0.05, "low": 0.2, "medium": 0.45, "high": 0.7, "critical": 0.9}
+"""Fallback risk of an event on which one attack detector of this severity fired."""
+UNKNOWN_DETECTOR_WEIGHT = 0.3
+BENIGN_DAMPING = 0.25
+"""Fallback: a benign explainer (stale password, typo, shared address) multiplies the risk by this."""
+
+
+class Verdict:
+    COMPROMISED = "compromised"
+    TARGETED = "targeted"
+    SUSPICIOUS = "suspicious"
+    CLEAN = "clean"
+    MALICIOUS = "malicious"
+    BENIGN = "benign"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scored events (``risk_score`` added), accounts and sources; ``model_id`` is ``None`` for rules."""
+
+    events: pl.DataFrame
+    accounts: pl.DataFrame
+    sources: pl.DataFrame
+    model_id: str | None = None
+
+
+@functools.cache
+def _registry_meta() -> dict[str, tuple[str, str, str]]:
+    try:
+        from detector.detect import registry
+
+        registry._load_builtins()
+        return {n: (d.technique, d.kind, d.severity) for n, d in registry.REGISTRY.items()}
+    except ImportError:
+        return {}
+
+
+def detector_meta(names: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
+    """``detector, technique, kind, weight`` for the registered detectors plus ``names``."""
+    meta = dict(_registry_meta())
+    for n in names:
+        meta.setdefault(n, ("", "attack", ""))
+    rows = [
+        (n, t or None, k, SEVERITY_WEIGHT.get(s, UNKNOWN_DETECTOR_WEIGHT))
+        for n, (t, k, s) in sorted(meta.items())
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={"detector": pl.String, "technique": pl.String, "kind": pl.String, "weight": pl.Float64},
+        orient="row",
+    )
+
+
+def _fired(events: pl.LazyFrame, meta: pl.DataFrame) -> pl.LazyFrame:
+    """One row per (event, detector that fired), with the detector's metadata."""
+    return (
+        events.select(C.EVENT_ID, pl.col(C.DETECTORS).alias("detector"))
+        .explode("detector")
+        .drop_nulls("detector")
+        .join(meta.lazy(), on="detector", how="left")
+        .with_columns(pl.col("kind").fill_null("attack"), pl.col("weight").fill_null(UNKNOWN_DETECTOR_WEIGHT))
+    )
+
+
+def rule_event_risk(events: pl.DataFrame) -> np.ndarray:
+    """Fallback event risk: ``1 - prod(1 - weight)`` over attack detectors, damped by benign ones."""
+    names = events.get_column(C.DETECTORS).explode().drop_nulls().unique().to_list()
+    per_event = (
+        _fired(events.lazy(), detector_meta(names))
+        .group_by(C.EVENT_ID)
+        .agg(
+            (pl.when(pl.col("kind") == "attack").then((1 - pl.col("weight")).log()).otherwise(0.0).sum())
+            .exp()
+            .alias("_keep"),
+            (pl.col("kind") == "benign").any().alias("_benign"),
+        )
+        .with_columns(
+            ((1 - pl.col("_keep")) * pl.when(pl.col("_benign")).then(BENIGN_DAMPING).otherwise(1.0)).alias(
+                RISK
+            )
+        )
+    )
+    out = events.lazy().select(C.EVENT_ID).join(per_event, on=C.EVENT_ID, how="left", maintain_order="left")
+    return out.select(pl.col(RISK).fill_null(0.0)).collect().to_series().to_numpy()
+
+
+def _positive(model: Any, x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return np.zeros(0)
+    return model.positive_proba(x)
+
+
+def score_events(events: pl.DataFrame, model: Model | None) -> pl.DataFrame:
+    if model is None:
+        risk = rule_event_risk(events)
+    else:
+        risk = _positive(model.event, agg.event_matrix(events, model.event_features))
+    return events.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+
+
+def _verdict_source(cfg: Config) -> pl.Expr:
+    s = cfg.scoring
+    return (
+        pl.when(pl.col(RISK) >= s.source_malicious)
+        .then(pl.lit(Verdict.MALICIOUS))
+        .when(pl.col(RISK) >= s.source_suspicious)
+        .then(pl.lit(Verdict.SUSPICIOUS))
+        .otherwise(pl.lit(Verdict.BENIGN))
+    )
+
+
+def source_table(
+    events: pl.DataFrame, model: Model | None, cfg: Config, detector_names: tuple[str, ...]
+) -> pl.DataFrame:
+    """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``)."""
+    lf = events.lazy()
+    feats = agg.source_aggregates(lf, detector_names).collect()
+    if model is not None and model.source is not None:
+        risk = _positive(model.source, agg.matrix(feats, model.source_features))
+    else:
+        risk = feats.get_column("src_risk_max").to_numpy()
+    feats = feats.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
+    calm = ok & (pl.col(RISK) < cfg.scoring.source_suspicious)
+    facts = (
+        lf.filter(pl.col(C.SOURCE_IP).is_not_null())
+        .group_by(C.SOURCE_IP)
+        .agg(
+            pl.col(C.PREFIX).drop_nulls().first(),
+            pl.col(C.ASN).drop_nulls().first(),
+            pl.col(C.AS_ORG).drop_nulls().first(),
+            pl.col(C.COUNTRY).drop_nulls().first(),
+            pl.col(C.CAMPAIGN).drop_nulls().mode().sort().first().alias(C.CAMPAIGN),
+            pl.col(C.ACCOUNT).filter(login).n_unique().cast(pl.Int64).alias("accounts_targeted"),
+            pl.when(login).then(agg.attempts()).otherwise(0).sum().alias("attempts"),
+            pl.when(bad).then(agg.attempts()).otherwise(0).sum().alias("failures"),
+            ok.cast(pl.Int64).sum().alias("successes"),
+            pl.col(C.ACCOUNT).filter(calm).n_unique().cast(pl.Int64).alias("_calm"),
+            pl.col(C.ACCOUNT).filter(ok & ~calm).n_unique().cast(pl.Int64).alias("_risky"),
+            pl.col(C.IP_LEGIT_ACCOUNTS).max().fill_null(0).cast(pl.Int64).alias("_known"),
+        )
+    )
+    out = (
+        facts.join(feats.lazy().select(C.SOURCE_IP, RISK), on=C.SOURCE_IP, how="left")
+        .with_columns(
+            pl.max_horizontal("_calm", (pl.col("_known") - pl.col("_risky")).clip(lower_bound=0)).alias(
+                "legit_accounts"
+            ),
+            _verdict_source(cfg).alias("verdict"),
+        )
+        .with_columns(
+            (pl.col("legit_accounts") >= cfg.scoring.shared_address_min_accounts).alias("shared_address")
+        )
+        .sort(RISK, C.SOURCE_IP, descending=[True, False])
+    )
+    return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()
+
+
+def _verdict_account(cfg: Config) -> pl.Expr:
+    s = cfg.scoring
+    return (
+        pl.when(pl.col(RISK) >= s.account_compromised)
+        .then(pl.lit(Verdict.COMPROMISED))
+        .when(pl.col(RISK) >= s.account_suspicious)
+        .then(pl.lit(Verdict.SUSPICIOUS))
+        .when(pl.col("_targeted"))
+        .then(pl.lit(Verdict.TARGETED))
+        .otherwise(pl.lit(Verdict.CLEAN))
+    )
+
+
+def _words(name: pl.Expr) -> pl.Expr:
+    return name.str.replace_all("_", " ")
+
+
+def _plural(n: pl.Expr, one: str, many: str) -> pl.Expr:
+    return pl.format("{} {}", n, pl.when(n == 1).then(pl.lit(one)).otherwise(pl.lit(many)))
+
+
+def _campaign(col: pl.Expr, template: str) -> pl.Expr:
+    return pl.when(col.is_not_null()).then(pl.format(template, col)).otherwise(pl.lit(""))
+
+
+def _network(prefix: str = "") -> pl.Expr:
+    """``203.0.113.5 (AS64500 HostCo, hosting)`` from the columns ``{prefix}source_ip`` etc."""
+    c = functools.partial(lambda p, n: pl.col(p + n), prefix)
+    kind = (
+        pl.when(c(C.IS_TOR).fill_null(False))
+        .then(pl.lit(", Tor exit"))
+        .when(c(C.IS_VPN).fill_null(False))
+        .then(pl.lit(", VPN"))
+        .when(c(C.IS_HOSTING).fill_null(False))
+        .then(pl.lit(", hosting"))
+        .otherwise(pl.lit(""))
+    )
+    asn = (
+        pl.when(c(C.ASN).is_not_null())
+        .then(pl.format("AS{} {}", c(C.ASN), c(C.AS_ORG).fill_null("")))
+        .otherwise(pl.lit("unknown network"))
+    )
+    country = pl.when(c(C.COUNTRY).is_not_null()).then(pl.format(", {}", c(C.COUNTRY))).otherwise(pl.lit(""))
+    return pl.format("{} ({}{}{})", c(C.SOURCE_IP), asn.str.strip_chars(), country, kind)
+
+
+def account_reasons(events: pl.LazyFrame, sources: pl.DataFrame, meta: pl.DataFrame) -> pl.LazyFrame:
+    """``account, reasons, techniques, _targeted``: plain-word reasons from the account's events."""
+    ok, bad = agg.is_success(), agg.is_failure()
+    src_bad = sources.lazy().select(
+        C.SOURCE_IP, pl.col("verdict").is_in([Verdict.MALICIOUS, Verdict.SUSPICIOUS]).alias("_src_bad")
+    )
+    ev = events.filter(pl.col(C.ACCOUNT).is_not_null()).join(src_bad, on=C.SOURCE_IP, how="left")
+    ev = ev.with_columns(pl.col("_src_bad").fill_null(False))
+    have = ev.collect_schema().names()
+    new_country = pl.col("is_new_country") > 0 if "is_new_country" in have else pl.lit(False)
+    new_asn = pl.col("is_new_asn") > 0 if "is_new_asn" in have else pl.lit(False)
+    risky_ok = ok & ((pl.col(RISK) >= agg.RISKY) | pl.col("_src_bad"))
+    top_cols = [C.SOURCE_IP, C.ASN, C.AS_ORG, C.COUNTRY, C.IS_HOSTING, C.IS_VPN, C.IS_TOR, C.CAMPAIGN]
+    top = (
+        ev.filter(risky_ok)
+        .sort(RISK, descending=True)
+        .group_by(C.ACCOUNT)
+        .agg(
+            *[pl.col(n).first().alias(f"top_{n}") for n in top_cols],
+            pl.len().alias("_n_risky_ok"),
+            new_country.first().alias("_new_country"),
+            new_asn.first().alias("_new_asn"),
+        )
+    )
+    counts = ev.group_by(C.ACCOUNT).agg(
+        pl.when(bad).then(agg.attempts()).otherwise(0).sum().alias("_failures"),
+        pl.col(C.SOURCE_IP).filter(bad).n_unique().alias("_fail_sources"),
+        pl.when(bad & pl.col("_src_bad")).then(agg.attempts()).otherwise(0).sum().alias("_bad_failures"),
+        pl.col(C.SOURCE_IP).filter(bad & pl.col("_src_bad")).n_unique().alias("_bad_sources"),
+        pl.col(C.CAMPAIGN).filter(bad).drop_nulls().mode().sort().first().alias("_fail_campaign"),
+        (bad & (pl.col(C.CAMPAIGN).is_not_null() | pl.col("_src_bad"))).any().alias("_targeted"),
+    )
+    fired = (
+        _fired(ev.select(C.EVENT_ID, C.ACCOUNT, C.DETECTORS), meta)
+        .join(ev.select(C.EVENT_ID, C.ACCOUNT), on=C.EVENT_ID)
+        .group_by(C.ACCOUNT, "detector", "technique", "kind")
+        .agg(pl.len().alias("n"))
+    )
+    detector_text = (
+        pl.when(pl.col("kind") == "benign")
+        .then(
+            pl.format(
+                "explained as benign: {} ({})",
+                _words(pl.col("detector")),
+                _plural(pl.col("n"), "event", "events"),
+            )
+        )
+        .otherwise(
+            pl.format(
+                "{}{} on {}",
+                _words(pl.col("detector")),
+                pl.when(pl.col("technique").is_not_null())
+                .then(pl.format(" ({})", pl.col("technique")))
+                .otherwise(pl.lit("")),
+                _plural(pl.col("n"), "event", "events"),
+            )
+        )
+    )
+    per_detector = (
+        fired.sort(["kind", "n", "detector"], descending=[False, True, False])
+        .group_by(C.ACCOUNT, maintain_order=True)
+        .agg(
+            detector_text.alias("_detector_reasons"),
+            pl.col("technique")
+            .filter(pl.col("kind") == "attack")
+            .drop_nulls()
+            .unique()
+            .sort()
+            .alias(C.TECHNIQUES),
+        )
+    )
+    success_reason = pl.when(pl.col("_n_risky_ok").fill_null(0) > 0).then(
+        pl.format(
+            "{} from {}{}{}",
+            _plural(pl.col("_n_risky_ok"), "successful login", "successful logins"),
+            _network("top_"),
+            pl.when(pl.col("_failures") > 0)
+            .then(pl.format(" after {}", _plural(pl.col("_failures"), "failed attempt", "failed attempts")))
+            .otherwise(pl.lit("")),
+            _campaign(pl.col("top_" + C.CAMPAIGN), " from campaign {}"),
+        )
+    )
+    new_net = (
+        pl.when(pl.col("_new_country").fill_null(False))
+        .then(pl.format("first login ever from country {}", pl.col("top_" + C.COUNTRY)))
+        .when(pl.col("_new_asn").fill_null(False))
+        .then(pl.format("first login ever from AS{}", pl.col("top_" + C.ASN)))
+    )
+    attacked = pl.when(pl.col("_bad_failures") > 0).then(
+        pl.format(
+            "{} from {} seen attacking{}",
+            _plural(pl.col("_bad_failures"), "failed attempt", "failed attempts"),
+            _plural(pl.col("_bad_sources"), "source", "sources"),
+            _campaign(pl.col("_fail_campaign"), " (campaign {})"),
+        )
+    )
+    return (
+        counts.join(top, on=C.ACCOUNT, how="left")
+        .join(per_detector, on=C.ACCOUNT, how="left")
+        .select(
+            C.ACCOUNT,
+            pl.concat_list(
+                pl.concat_list(success_reason, new_net, attacked).list.drop_nulls(),
+                pl.col("_detector_reasons").fill_null(pl.lit([], pl.List(pl.String))),
+            ).alias("reasons"),
+            pl.col(C.TECHNIQUES).fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col("_targeted"),
+        )
+    )
+
+
+def account_table(
+    events: pl.DataFrame,
+    sources: pl.DataFrame,
+    model: Model | None,
+    cfg: Config,
+    detector_names: tuple[str, ...],
+) -> pl.DataFrame:
+    """Per-account compromise risk, verdict, reasons and counts (``ACCOUNT_SCHEMA``)."""
+    lf = events.lazy()
+    feats = agg.account_aggregates(lf, detector_names).collect()
+    if model is not None and model.account is not None:
+        risk = _positive(model.account, agg.matrix(feats, model.account_features))
+    else:
+        risk = feats.get_column("acc_risk_success_max").to_numpy()
+    feats = feats.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
+    facts = (
+        lf.filter(pl.col(C.ACCOUNT).is_not_null())
+        .group_by(C.ACCOUNT)
+        .agg(
+            pl.col(C.IS_PRACTITIONER).fill_null(False).any(),
+            pl.col(C.PROFESSION).drop_nulls().first(),
+            pl.when(login).then(agg.attempts()).otherwise(0).sum().alias("attempts"),
+            pl.when(bad).then(agg.attempts()).otherwise(0).sum().alias("failures"),
+            ok.cast(pl.Int64).sum().alias("successes"),
+            pl.col(C.SOURCE_IP).drop_nulls().n_unique().cast(pl.Int64).alias("distinct_sources"),
+            pl.col(C.COUNTRY).drop_nulls().unique().sort().alias("countries"),
+            pl.col(C.TIMESTAMP).min().alias("first_seen"),
+            pl.col(C.TIMESTAMP).max().alias("last_seen"),
+        )
+    )
+    reasons = account_reasons(lf, sources, detector_meta(detector_names))
+    out = (
+        facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
+        .join(reasons, on=C.ACCOUNT, how="left")
+        .with_columns(pl.col("_targeted").fill_null(False))
+        .with_columns(_verdict_account(cfg).alias("verdict"))
+        .with_columns(
+            pl.when(pl.col("verdict") == Verdict.CLEAN)
+            .then(pl.col("reasons").list.eval(pl.element().filter(pl.element().str.starts_with("explained"))))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons")
+        )
+        .sort(RISK, C.ACCOUNT, descending=[True, False])
+    )
+    return out.select([pl.col(n).cast(t) for n, t in ACCOUNT_SCHEMA.items()]).collect()
+
+
+def score(detection: Any, model: Model | None, cfg: Config) -> Scores:
+    """Score a detection: per-event risk, per-account and per-source verdicts with reasons.
+
+    Args:
+        detection: ``detector.detect.Detection`` (``.events`` LazyFrame or DataFrame).
+        model: A loaded :class:`Model`, or ``None`` for the rule-based fallback.
+        cfg: Configuration; ``cfg.scoring`` holds the verdict thresholds.
+    """
+    events = detection.events
+    events = events.collect() if isinstance(events, pl.LazyFrame) else events
+    names = tuple(model.detector_names) if model is not None else _fired_names(events)
+    events = score_events(events, model)
+    sources = source_table(events, model, cfg, names)
+    accounts = account_table(events, sources, model, cfg, names)
+    return Scores(
+        events=events, accounts=accounts, sources=sources, model_id=model.model_id if model else None
+    )
+
+
+def _fired_names(events: pl.DataFrame) -> tuple[str, ...]:
+    return tuple(sorted(events.get_column(C.DETECTORS).explode().drop_nulls().unique().to_list()))

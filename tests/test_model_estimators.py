@@ -1,0 +1,61 @@
+"""The model's estimators obey scikit-learn's contract (its own estimator checks)."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from detector.score.model import (
+    AccountCompromiseClassifier,
+    CalibratedBoostingClassifier,
+    LoginRiskClassifier,
+    SourceRiskClassifier,
+)
+
+FAST = {"max_iter": 5, "cv": 2}
+
+
+def _expected_failures(estimator) -> dict[str, str]:
+    # The same exemption scikit-learn grants HistGradientBoostingClassifier itself: histogram
+    # binning makes a weight of 2 differ slightly from a repeated row.
+    reason = "sample_weight is not equivalent to repeating samples (binning, as in HistGradientBoosting)"
+    return {"check_sample_weight_equivalence_on_dense_data": reason}
+
+
+@parametrize_with_checks(
+    [
+        LoginRiskClassifier(**FAST),
+        AccountCompromiseClassifier(**FAST),
+        SourceRiskClassifier(**FAST),
+    ],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_estimator_checks(estimator, check) -> None:
+    check(estimator)
+
+
+def test_probabilities_are_calibrated_and_separate() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    y = (X[:, 0] + 0.3 * rng.normal(size=600) > 1.0).astype(int)
+    clf = LoginRiskClassifier(max_iter=30).fit(X, y)
+    p = clf.positive_proba(X)
+    assert ((p >= 0) & (p <= 1)).all()
+    assert p[y == 1].mean() > 0.6 > 0.2 > p[y == 0].mean()
+
+
+def test_unfitted_refuses_to_predict() -> None:
+    with pytest.raises(NotFittedError):
+        CalibratedBoostingClassifier().predict_proba(np.zeros((2, 2)))
+
+
+def test_one_sample_of_a_class_falls_back_to_uncalibrated_trees() -> None:
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.array([0] * 9 + [1])
+    clf = AccountCompromiseClassifier(max_iter=5, min_samples_leaf=1).fit(X, y)
+    assert clf.predict_proba(X).shape == (10, 2)
+
+
+def test_bad_calibration_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="calibration"):
+        CalibratedBoostingClassifier(calibration="platt").fit(np.zeros((4, 1)), [0, 1, 0, 1])

@@ -1,0 +1,147 @@
+"""Verdicts, reasons and tables of ``score`` on hand-made frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from score_frames import FEATURES, Det, attack_world, detection, event, frame
+
+from detector.config import Config
+from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
+from detector.score import Model, score
+from detector.score import aggregates as agg
+from detector.score.verdicts import _verdict_account, _verdict_source
+
+
+class Column:
+    """A stand-in estimator whose probability is one input column (clipped to [0, 1])."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def positive_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x[:, self.index], 0, 1)
+
+
+def stub_model() -> Model:
+    names = agg.event_feature_names(FEATURES)
+    acc = ("acc_risk_success_max", "acc_risk_max")
+    src = ("src_risk_max",)
+    return Model(
+        event=Column(names.index("f_fail_rate")),
+        account=Column(0),
+        source=Column(0),
+        event_features=names,
+        account_features=acc,
+        source_features=src,
+        detector_names=("credential_stuffing", "suspicious_success", "typo_then_success"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("risk", "targeted", "compromised_at", "expected"),
+    [
+        (0.9, False, 0.5, "compromised"),
+        (0.5, False, 0.5, "compromised"),
+        (0.49, True, 0.5, "suspicious"),
+        (0.1, True, 0.5, "targeted"),
+        (0.1, False, 0.5, "clean"),
+        (0.6, False, 0.7, "suspicious"),
+    ],
+)
+def test_account_verdict_thresholds(risk, targeted, compromised_at, expected) -> None:
+    cfg = Config().replace(scoring={"account_compromised": compromised_at})
+    df = pl.DataFrame({C.RISK_SCORE: [risk], "_targeted": [targeted]})
+    assert df.select(_verdict_account(cfg)).item() == expected
+
+
+def test_account_verdicts_on_a_five_row_frame() -> None:
+    df = pl.DataFrame(
+        {C.RISK_SCORE: [0.95, 0.5, 0.3, 0.05, 0.0], "_targeted": [True, False, False, True, False]}
+    )
+    got = df.select(_verdict_account(Config()).alias("v"))["v"].to_list()
+    assert got == ["compromised", "compromised", "suspicious", "targeted", "clean"]
+
+
+@pytest.mark.parametrize(
+    ("risk", "expected"),
+    [(0.99, "malicious"), (0.5, "malicious"), (0.3, "suspicious"), (0.2, "suspicious"), (0.1, "benign")],
+)
+def test_source_verdict_thresholds(risk, expected) -> None:
+    df = pl.DataFrame({C.RISK_SCORE: [risk]})
+    assert df.select(_verdict_source(Config())).item() == expected
+
+
+@pytest.fixture(scope="module")
+def scored():
+    return score(detection(attack_world()), stub_model(), Config())
+
+
+def test_tables_follow_the_schema(scored) -> None:
+    assert scored.accounts.schema == ACCOUNT_SCHEMA
+    assert scored.sources.schema == SOURCE_SCHEMA
+    assert scored.events[C.RISK_SCORE].is_between(0, 1).all()
+
+
+def test_victim_is_compromised_with_reasons_in_plain_words(scored) -> None:
+    victim = scored.accounts.filter(pl.col(C.ACCOUNT) == "victim").row(0, named=True)
+    assert victim["verdict"] == "compromised"
+    assert victim["reasons"][0] == (
+        "1 successful login from 198.51.100.7 (AS64500 HostCo, FR, hosting) after 3 failed attempts from campaign cs-1"
+    )
+    assert any(
+        r.startswith("first login ever from") or "failed attempts from 1 source" in r
+        for r in victim["reasons"]
+    )
+    assert victim["attempts"] == 4 and victim["failures"] == 3 and victim["successes"] == 1
+    assert victim["countries"] == ["FR"]
+
+
+def test_accounts_only_tried_are_targeted(scored) -> None:
+    u0 = scored.accounts.filter(pl.col(C.ACCOUNT) == "u0").row(0, named=True)
+    assert u0["verdict"] == "targeted"
+    assert u0["reasons"][0] == "1 failed attempt from 1 source seen attacking (campaign cs-1)"
+
+
+def test_quiet_user_is_clean_without_reasons(scored) -> None:
+    quiet = scored.accounts.filter(pl.col(C.ACCOUNT) == "quiet").row(0, named=True)
+    assert (quiet["verdict"], quiet["reasons"], quiet["risk_score"]) == ("clean", [], 0.0)
+
+
+def test_attacking_source_is_malicious_with_its_campaign(scored) -> None:
+    src = scored.sources.filter(pl.col(C.SOURCE_IP) == "198.51.100.7").row(0, named=True)
+    assert (src["verdict"], src["campaign"], src["accounts_targeted"]) == ("malicious", "cs-1", 7)
+    assert (src["attempts"], src["failures"], src["successes"]) == (10, 9, 1)
+    assert src["shared_address"] is False
+
+
+@pytest.mark.parametrize(("min_accounts", "shared"), [(3, True), (4, False)])
+def test_shared_address_needs_enough_legitimate_accounts(min_accounts, shared) -> None:
+    rows = [event(f"nurse{i}", "192.0.2.50", "success", legit=3) for i in range(3)]
+    rows.append(event("someone", "203.0.113.1", "success"))
+    cfg = Config().replace(scoring={"shared_address_min_accounts": min_accounts})
+    src = score(detection(rows), stub_model(), cfg).sources.filter(pl.col(C.SOURCE_IP) == "192.0.2.50")
+    assert src.row(0, named=True)["legit_accounts"] == 3
+    assert src.row(0, named=True)["shared_address"] is shared
+
+
+def test_rule_fallback_without_a_model() -> None:
+    s = score(detection(attack_world()), None, Config())
+    assert s.model_id is None
+    risk = dict(zip(s.accounts[C.ACCOUNT], s.accounts[C.RISK_SCORE], strict=True))
+    assert risk["victim"] > risk["u0"] >= risk["quiet"] == 0.0
+    assert s.events.filter(pl.col(C.DETECTORS).list.len() == 0)[C.RISK_SCORE].max() == 0.0
+    assert s.events[C.RISK_SCORE].is_between(0, 1).all()
+
+
+def test_practitioner_is_carried() -> None:
+    s = score(detection([event("doc", "203.0.113.2", practitioner=True)]), None, Config())
+    row = s.accounts.row(0, named=True)
+    assert (row["is_practitioner"], row["profession"], row["verdict"]) == (True, "nurse", "clean")
+
+
+def test_empty_detection_gives_empty_tables() -> None:
+    s = score(Det(frame([event("x", "203.0.113.2")]).head(0).lazy()), stub_model(), Config())
+    assert s.accounts.height == 0 and s.sources.height == 0
+    assert s.accounts.schema == ACCOUNT_SCHEMA
