@@ -101,6 +101,6 @@ def test_untrusted_type_is_refused(tmp_path) -> None:
     from detector.score.io import library_versions, sha256_file
 
     card_file.write_text(json.dumps({"sha256": sha256_file(model_file), "versions": library_versions()}))
-    with pytest.raises(ModelError, match="not trusted: collections.Counter"):
+    with pytest.raises(ModelError, match=r"not trusted: collections\.Counter"):
         load_model(model_file)
     assert "collections.Counter" not in TRUSTED_TYPES
