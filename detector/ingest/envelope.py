@@ -127,7 +127,7 @@ def parse_envelope(
             & (raw.str.slice(15, 1) == " ")
         )
         .then(pl.lit(1, pl.Int8))
-        .when(dash & (sep10 == "T"))
+        .when(dash & (sep10 == "T") & ~raw.str.head(40).str.contains(",", literal=True))
         .then(pl.lit(2, pl.Int8))
         .when(dash & (sep10 == " ") & (raw.str.slice(19, 1) == " "))
         .then(pl.lit(3, pl.Int8))
