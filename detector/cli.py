@@ -217,6 +217,33 @@ def export_cmd(
         err(f"detector: wrote {format.value} export to {out}")
 
 
+@app.command()
+@guarded
+def simulate(
+    out: Annotated[Path, typer.Option(help="Directory to write the world into (logs, directory, GeoIP, labels).")],
+    accounts: Annotated[int, typer.Option(help="Number of mail accounts.")] = 3000,
+    days: Annotated[int, typer.Option(help="Number of days of logs.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed and options give the same bytes.")] = 7,
+    practitioner_share: Annotated[float, typer.Option(help="Share of accounts held by health practitioners.")] = 0.35,
+    start: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC), default 2026-11-16.")
+    ] = None,
+) -> None:
+    """Write a reproducible labelled mail world: logs, practitioner directory, GeoIP databases, incidents."""
+    from detector.simulate import DEFAULT_START
+    from detector.simulate import simulate as run_simulation
+
+    result = run_simulation(
+        out,
+        accounts=accounts,
+        days=days,
+        seed=seed,
+        practitioner_share=practitioner_share,
+        start=start.date() if start is not None else DEFAULT_START,
+    )
+    typer.echo(result.summary_text())
+
+
 @config_app.command("show")
 @guarded
 def config_show(config: ConfigOpt = None) -> None:
