@@ -105,21 +105,21 @@ def main() -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for distinct in args.distinct:
             events = make_events(args.events, address_pool(nets, distinct, rng), seed=distinct)
-            best: tuple[float, float, float] | None = None
+            best: tuple[float, float, float, float] | None = None
             for _ in range(args.repeat):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 result = enrich(events.lazy(), geoip=dbs, practitioners=directory, cfg=EnrichConfig())
                 out = result.events.collect()
-                total = time.perf_counter() - t0
+                total, cpu = time.perf_counter() - t0, time.process_time() - c0
                 secs = result.metadata["seconds"]
                 if best is None or total < best[2]:
-                    best = (secs["scan"], secs["lookup"], total)
+                    best = (secs["scan"], secs["lookup"], total, cpu)
             assert best is not None and out.height == args.events
-            scan, lookup, total = best
+            scan, lookup, total, cpu = best
             per_addr = lookup / distinct * 1e6
             print(
                 f"| {args.events:,} | {distinct:,} | {scan:.2f} | {lookup:.2f} | {per_addr:.1f} | "
-                f"{total:.2f} | {total / args.events * 1e6:.2f} |"
+                f"{total:.2f} | {cpu:.2f} |"
             )
 
 

@@ -191,3 +191,10 @@ def test_corrupt_search_tree_raises_naming_file(dbs: GeoIPDatabases, tmp_path: P
     with pytest.raises(EnrichmentError, match="corrupt") as e:
         enrich(events(), geoip=found, practitioners=None)
     assert e.value.path == str(bad)
+
+
+def test_empty_events(dbs: GeoIPDatabases, directory: pl.DataFrame) -> None:
+    result = enrich(pl.LazyFrame(schema=EVENT_SCHEMA), geoip=dbs, practitioners=directory)
+    out = result.events.collect()
+    assert out.height == 0 and out.schema == ENRICHED_SCHEMA
+    assert result.metadata["addresses"]["distinct"] == 0

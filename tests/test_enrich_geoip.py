@@ -168,6 +168,7 @@ def test_corrupt_file_given_directly_to_lookup(tmp_path: Path) -> None:
         ("fd12:3456:789a:1::1", True, "fd12:3456:789a:1::/64", "fd12:3456:789a::/48"),
         ("::ffff:203.0.113.7", False, "203.0.113.0/24", None),
         ("::ffff:10.0.0.1", True, "10.0.0.0/24", None),
+        ("010.001.002.003", True, "10.1.2.0/24", None),
     ],
 )
 def test_classify(ip: str, private: bool, prefix: str, prefix48: str | None) -> None:
@@ -199,6 +200,7 @@ def test_classify_is_one_row_per_distinct_address() -> None:
         ("2001:db8:1:ff::1", ("FR", "Paris", 48.85, 4_200_000_000, "IPv6 ISP", False, False, False, False)),
         ("::ffff:203.0.113.7", ("FR", "Lyon", 45.75, 64500, "Example Telecom", False, False, False, False)),
         ("10.0.0.1", (None, None, None, None, None, None, None, None, True)),
+        ("203.000.113.007", ("FR", "Lyon", 45.75, 64500, "Example Telecom", False, False, False, False)),
     ],
 )
 def test_lookup(dbs: GeoIPDatabases, ip: str, expected: tuple) -> None:
@@ -246,3 +248,20 @@ def test_ipv4_classification_matches_ipaddress(value: int) -> None:
     row = classify([str(ip)]).row(0, named=True)
     assert row[C.PREFIX] == str(ipaddress.IPv4Network((value, 24), strict=False))
     assert row[C.IS_PRIVATE] == any(ip in ipaddress.IPv4Network(n) for n in PRIVATE_V4)
+
+
+def test_ipv4_only_dbip_style_database(tmp_path: Path) -> None:
+    """A DB-IP-style Country database holding IPv4 only: IPv6 addresses are simply not found."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=4, database_type="DBIP-Country-Lite", languages=["en"], description="t")
+    writer.insert_network(
+        IPSet(["203.0.113.0/24"]), {"country": {"iso_code": "FR", "names": {"en": "France"}}}
+    )
+    writer.to_db_file(str(tmp_path / "dbip-country-lite-2025-01.mmdb"))
+    found = find_databases(tmp_path)
+    assert found.city is not None and found.city.database_type == "DBIP-Country-Lite"
+    out = lookup_addresses(["203.0.113.9", "2001:db8::1"], found)
+    got = dict(zip(out[C.SOURCE_IP], out[C.COUNTRY], strict=True))
+    assert got == {"203.0.113.9": "FR", "2001:db8::1": None}

@@ -206,13 +206,22 @@ def ipv4_valid() -> pl.Expr:
     return pl.col(C.SOURCE_IP).str.contains(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 
 
+def _octets(column: str) -> list[pl.Expr]:
+    octets = pl.col(column).str.split(".")
+    return [octets.list.get(i, null_on_oob=True).cast(pl.Int64, strict=False) for i in range(4)]
+
+
 def ipv4_int(column: str = C.SOURCE_IP) -> pl.Expr:
     """The IPv4 address in ``column`` as an integer (null if any octet is out of range)."""
-    octets = pl.col(column).str.split(".")
-    parts = [octets.list.get(i, null_on_oob=True).cast(pl.Int64, strict=False) for i in range(4)]
+    parts = _octets(column)
     value = parts[0] * 16777216 + parts[1] * 65536 + parts[2] * 256 + parts[3]
     in_range = pl.all_horizontal([p.is_between(0, 255) for p in parts])
     return pl.when(in_range).then(value)
+
+
+def ipv4_canonical(column: str = C.SOURCE_IP) -> pl.Expr:
+    """Dotted quad without leading zeros (``"010.1.2.3"`` -> ``"10.1.2.3"``)."""
+    return pl.concat_str([p.cast(pl.String) for p in _octets(column)], separator=".")
 
 
 def ipv4_private(value: pl.Expr) -> pl.Expr:
@@ -306,11 +315,12 @@ def classify(addresses: pl.Series | Sequence[str]) -> pl.DataFrame:
     v4 = (
         frame.filter(is_v4)
         .with_columns(ipv4_int().alias("_int"))
+        .with_columns(pl.when(pl.col("_int").is_not_null()).then(ipv4_canonical()).alias("lookup_ip"))
         .select(
             C.SOURCE_IP,
-            pl.when(pl.col("_int").is_not_null()).then(pl.col(C.SOURCE_IP)).alias("lookup_ip"),
+            "lookup_ip",
             ipv4_private(pl.col("_int")).alias(C.IS_PRIVATE),
-            pl.when(pl.col("_int").is_not_null()).then(ipv4_prefix24()).alias(C.PREFIX),
+            ipv4_prefix24("lookup_ip").alias(C.PREFIX),
             pl.lit(None, pl.String).alias(C.PREFIX48),
         )
     )
@@ -333,6 +343,8 @@ def _lookup(reader: Any, ip: str, path: Path) -> dict[str, Any] | None:
         return reader.get(ip)
     except maxminddb.InvalidDatabaseError as e:
         raise EnrichmentError(f"corrupt GeoIP database: {e}", path=path) from e
+    except ValueError:  # an IPv6 address in an IPv4-only database
+        return None
 
 
 def lookup_addresses(
