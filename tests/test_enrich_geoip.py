@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.enrich.geoip import (
@@ -232,6 +232,7 @@ def test_lookup_without_databases() -> None:
     assert out[C.PREFIX][0] == "203.0.113.0/24"
 
 
+@settings(deadline=None, max_examples=200)
 @given(st.integers(min_value=0, max_value=(1 << 128) - 1))
 def test_ipv6_prefixes_match_ipaddress(value: int) -> None:
     text = str(ipaddress.IPv6Address(value))
@@ -242,6 +243,7 @@ def test_ipv6_prefixes_match_ipaddress(value: int) -> None:
     assert row[C.PREFIX48] == str(ipaddress.IPv6Network((value, 48), strict=False))
 
 
+@settings(deadline=None, max_examples=200)
 @given(st.integers(min_value=0, max_value=(1 << 32) - 1))
 def test_ipv4_classification_matches_ipaddress(value: int) -> None:
     ip = ipaddress.IPv4Address(value)
