@@ -368,7 +368,7 @@ def _account_rows(
         .join(has_legit, on=C.ACCOUNT, how="left")
         .join(ids, on=C.ACCOUNT, how="left")
         .with_columns(
-            pl.col("verdict").fill_null(TARGETED),
+            pl.col("verdict").fill_null(CLEAN),
             pl.col("_has_legit").fill_null(False),
             pl.col(C.IS_PRACTITIONER).fill_null(False),
             pl.col(C.RISK_SCORE).fill_null(0.0),
@@ -601,13 +601,18 @@ def recommend(
     nets.parse_nets(cfg.plan.allowlist)
     events = _events(scores)
     sources = _frame(scores, "sources")
-    accounts = _frame(scores, "accounts")
+    practitioners = events.filter(pl.col(C.IS_PRACTITIONER).fill_null(False)).get_column(C.ACCOUNT).unique()
+    accounts = _frame(scores, "accounts").with_columns(
+        pl.col(C.ACCOUNT).str.to_lowercase(),
+        (
+            pl.col(C.IS_PRACTITIONER).fill_null(False)
+            | pl.col(C.ACCOUNT).str.to_lowercase().is_in(practitioners.implode())
+        ).alias(C.IS_PRACTITIONER),
+    )
     findings = _finding_index(detection)
     attackers = sources.filter(_attackers(sources))
     attacker_ips = attackers.get_column(C.SOURCE_IP).to_list()
-    compromised = (
-        accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).str.to_lowercase().to_list()
-    )
+    compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(
         is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
     )

@@ -268,7 +268,12 @@ def choose_blocks(
         covered = chosen.get_column(SOURCES).explode().to_list()
         left = left.filter(~pl.col(C.SOURCE_IP).is_in(covered))
 
-    take(LEVEL_ASN, pl.col("_n") >= cfg.asn_min_sources, zero=True, all_services=True)
+    take(
+        LEVEL_ASN,
+        (pl.col("_n") >= cfg.asn_min_sources) & (pl.col("_prefixes") >= 2),
+        zero=True,
+        all_services=True,
+    )
     take(LEVEL_PREFIX48, (pl.col("_prefixes") >= 2) | ((pl.col("_campaigns") > 0) & (pl.col("_n") >= 2)))
     take(LEVEL_PREFIX, (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0))
     singles = collateral(left.select(keyed(left, LEVEL_IP), SERVICES), legit, LEVEL_IP)

@@ -1,0 +1,253 @@
+"""Exports to the enforcement points, each parsed back (and checked by the real tool where installed)."""
+
+import csv
+import io
+import ipaddress
+import json
+import re
+import shutil
+import subprocess
+from datetime import timedelta
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+from detector.errors import ConfigError
+from detector.recommend import FORMATS, export
+from detector.schema import RECOMMENDATION_SCHEMA, C
+from tests.recommend_frames import NOW
+
+BASE = {
+    "services": [],
+    "allowed_networks": None,
+    "wave": None,
+    "expires_at": NOW + timedelta(hours=24),
+    C.RISK_SCORE: 0.9,
+    "confidence": 0.9,
+    "reason": 'spray "quoted" reason',
+    C.TECHNIQUES: ["T1110.003"],
+    "evidence": "{}",
+    "collateral_accounts": 0,
+    "collateral_practitioners": 0,
+}
+ROWS = [
+    {"measure_id": "M1", "action": "block", "target_type": "ip", "target": "198.51.100.7"},
+    {"measure_id": "M2", "action": "block", "target_type": "cidr", "target": "203.0.113.0/24"},
+    {"measure_id": "M3", "action": "block", "target_type": "cidr", "target": "2001:db8:1:2::/64"},
+    {"measure_id": "M4", "action": "block", "target_type": "asn", "target": "AS64666"},
+    {
+        "measure_id": "M5",
+        "action": "block",
+        "target_type": "ip",
+        "target": "192.0.2.9",
+        "services": ["smtp", "submission"],
+    },
+    {
+        "measure_id": "M6",
+        "action": "block",
+        "target_type": "ip",
+        "target": "192.0.2.10",
+        "services": ["imap"],
+    },
+    {
+        "measure_id": "M7",
+        "action": "block",
+        "target_type": "ip",
+        "target": "192.0.2.11",
+        "expires_at": NOW - timedelta(hours=1),
+    },
+    {"measure_id": "M8", "action": "lock_account", "target_type": "account", "target": "mallory@example.org"},
+    {
+        "measure_id": "M9",
+        "action": "reset_credentials",
+        "target_type": "account",
+        "target": "mallory@example.org",
+        "expires_at": None,
+    },
+    {
+        "measure_id": "M10",
+        "action": "restrict_account",
+        "target_type": "account",
+        "target": "alice@example.org",
+        "services": ["imap"],
+        "allowed_networks": ["198.51.100.0/24", "AS64600", "2001:db8:9::/48"],
+        "expires_at": NOW + timedelta(hours=72),
+    },
+    {
+        "measure_id": "M11",
+        "action": "monitor",
+        "target_type": "ip",
+        "target": "192.0.2.99",
+        "expires_at": None,
+    },
+]
+PLAN = pl.DataFrame([{**BASE, **r} for r in ROWS], schema=RECOMMENDATION_SCHEMA)
+
+
+def out(fmt):
+    return export(PLAN, fmt, now=NOW)
+
+
+def body(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_unknown_format_is_a_config_error():
+    with pytest.raises(ConfigError, match="did you mean nftables"):
+        export(PLAN, "nftable", now=NOW)
+
+
+def nft_elements(text):
+    sets = {}
+    for name, elements in re.findall(r"set (\S+) \{[^}]*?(?:elements = \{ ([^}]*) \})?\s*\}", text):
+        sets[name] = [tuple(e.split()[0::2][:2]) for e in elements.split(", ")] if elements else []
+    return sets
+
+
+def test_nftables_parsed_back():
+    text = out("nftables")
+    sets = nft_elements(text)
+    assert sets["blocked_v4_all"] == [("198.51.100.7", "86400s"), ("203.0.113.0/24", "86400s")]
+    assert sets["blocked_v6_all"] == [("2001:db8:1:2::/64", "86400s")]
+    assert sets["blocked_v4_smtp_submission"] == [("192.0.2.9", "86400s")]
+    assert sets["blocked_v4_imap"] == [("192.0.2.10", "86400s")]
+    assert "192.0.2.11" not in text  # expired
+    assert "# not expressible in nftables (AS number): AS64666 (M4)" in text
+    assert "ip saddr @blocked_v4_smtp_submission tcp dport { 25, 465, 587 } drop" in text
+    assert "ip6 saddr @blocked_v6_all tcp dport" in text
+
+
+def test_nftables_drops_addresses_inside_a_blocked_prefix():
+    rows = [*ROWS[:2], {"measure_id": "X", "action": "block", "target_type": "ip", "target": "203.0.113.9"}]
+    plan = pl.DataFrame([{**BASE, **r} for r in rows], schema=RECOMMENDATION_SCHEMA)
+    assert "203.0.113.9" not in export(plan, "nftables", now=NOW)
+
+
+def _nft_usable():
+    nft = shutil.which("nft")
+    if not nft:
+        return None
+    probe = subprocess.run(
+        [nft, "-c", "-f", "-"], input="table inet probe_detector { }\n", capture_output=True, text=True
+    )
+    return nft if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(_nft_usable() is None, reason="nft not installed or `nft -c` needs privileges here")
+def test_nftables_checked_by_nft(tmp_path):
+    f = tmp_path / "plan.nft"
+    f.write_text(out("nftables"))
+    r = subprocess.run([_nft_usable(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    empty = tmp_path / "empty.nft"
+    empty.write_text(export(PLAN.head(0), "nftables", now=NOW))
+    assert subprocess.run([_nft_usable(), "-c", "-f", str(empty)], capture_output=True).returncode == 0
+
+
+def test_postfix_cidr_table_parsed_back():
+    lines = body(out("postfix"))
+    table = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    assert set(table) == {"198.51.100.7", "203.0.113.0/24", "2001:db8:1:2::/64", "192.0.2.9"}
+    assert all(v.startswith("REJECT 5.7.1 ") for v in table.values())
+    assert "M2" in table["203.0.113.0/24"]
+    for key in table:
+        ipaddress.ip_network(key)
+
+
+@pytest.mark.skipif(shutil.which("postmap") is None, reason="postmap (postfix) not installed")
+def test_postfix_table_checked_by_postmap(tmp_path):
+    f = tmp_path / "detector_access"
+    f.write_text(out("postfix"))
+    for addr, hit in (("203.0.113.77", True), ("2001:db8:1:2::1", True), ("192.0.2.10", False)):
+        r = subprocess.run(["postmap", "-q", addr, f"cidr:{f}"], capture_output=True, text=True)
+        assert (r.returncode == 0 and r.stdout.startswith("REJECT")) == hit, (addr, r.stdout, r.stderr)
+
+
+def test_dovecot_deny_ips_parsed_back():
+    text = out("dovecot-deny-ips")
+    keys = body(text)
+    assert "198.51.100.7" in keys and "203.0.113.0" in keys and "203.0.113.255" in keys
+    assert len([k for k in keys if k.startswith("203.0.113.")]) == 256
+    assert all(":" not in k for k in keys)  # passwd-file keys cannot hold IPv6
+    assert "2001:db8:1:2::/64 (M3)" in text and "AS64666" in text
+    assert "username_format=%{rip}" in text and "deny = yes" in text
+
+
+def test_dovecot_deny_users_and_allow_nets_parsed_back():
+    assert body(out("dovecot-deny-users")) == ["mallory@example.org"]
+    lines = body(out("dovecot-allow-nets"))
+    assert len(lines) == 1
+    fields = lines[0].split(":", 7)  # passwd-file: the rest after the 7th colon is the extra fields
+    assert len(fields) == 8 and fields[0] == "alice@example.org"
+    extra = dict(kv.split("=", 1) for kv in fields[7].split())
+    assert extra["allow_nets"].split(",") == ["local", "198.51.100.0/24", "2001:db8:9::/48"]
+    assert "AS64600" in out("dovecot-allow-nets")
+
+
+def test_dovecot_combined_has_the_three_files():
+    text = out("dovecot")
+    assert [m for m in re.findall(r"# ==== file: (\S+) ====", text)] == [
+        "detector-deny-ips",
+        "detector-deny-users",
+        "detector-allow-nets",
+    ]
+
+
+def test_crowdsec_decisions_parsed_back():
+    decisions = json.loads(out("crowdsec"))
+    by_value = {d["value"]: d for d in decisions}
+    assert by_value["198.51.100.7"]["scope"] == "Ip"
+    assert by_value["203.0.113.0/24"]["scope"] == "Range"
+    assert by_value["64666"]["scope"] == "AS"
+    assert "192.0.2.11" not in by_value
+    for d in decisions:
+        assert set(d) == {"duration", "origin", "reason", "scope", "type", "value"}
+        assert d["type"] == "ban" and re.fullmatch(r"\d+s", d["duration"])
+    assert by_value["198.51.100.7"]["duration"] == "86400s"
+
+
+def test_csv_parsed_back():
+    rows = list(csv.DictReader(io.StringIO(out("csv"))))
+    assert len(rows) == PLAN.height and list(rows[0]) == list(RECOMMENDATION_SCHEMA)
+    alice = next(r for r in rows if r["measure_id"] == "M10")
+    assert alice["allowed_networks"].split(";") == ["198.51.100.0/24", "AS64600", "2001:db8:9::/48"]
+    assert alice["reason"] == 'spray "quoted" reason'
+
+
+def test_json_parsed_back():
+    records = json.loads(out("json"))
+    assert [r["measure_id"] for r in records] == PLAN.get_column("measure_id").to_list()
+    back = pl.DataFrame(records).with_columns(
+        pl.col("expires_at").str.to_datetime(time_zone="UTC", time_unit="us")
+    )
+    assert back.get_column("expires_at").to_list() == PLAN.get_column("expires_at").to_list()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cli_export_writes_every_format(tmp_path, fmt):
+    plan_file = tmp_path / "recommendations.parquet"
+    PLAN.write_parquet(plan_file)
+    target = tmp_path / f"out.{fmt}"
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--plan",
+            str(plan_file),
+            "--format",
+            fmt,
+            "--out",
+            str(target),
+            "--now",
+            "2026-03-03T00:00:00",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == out(fmt)
+
+
+def test_cli_export_missing_plan_is_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["export", "--plan", str(tmp_path / "nope.parquet"), "--format", "csv"])
+    assert result.exit_code == 2

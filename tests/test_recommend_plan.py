@@ -1,0 +1,283 @@
+"""The response plan on tiny hand-made worlds: scope widening, shared addresses, allowlist, accounts."""
+
+import json
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from detector.config import Config
+from detector.errors import ConfigError
+from detector.recommend import recommend, waves
+from detector.recommend.plan import measure_id
+from detector.schema import RECOMMENDATION_SCHEMA, C
+from tests.recommend_frames import NOW, Detection, ev, world
+
+
+def plan_for(rows, srcs, accs=None, detection=None, **plan_cfg):
+    cfg = Config().replace(plan=plan_cfg) if plan_cfg else Config()
+    return recommend(world(rows, srcs, accs), detection or Detection(), cfg, NOW)
+
+
+def blocks(plan):
+    return plan.filter(pl.col("action") == "block")
+
+
+def by(plan, action):
+    return plan.filter(pl.col("action") == action)
+
+
+def spray(ips, accounts=("u0", "u1", "u2"), **kw):
+    return [ev(ip, a, **kw) for ip in ips for a in accounts]
+
+
+def test_schema_and_contract_columns():
+    plan = plan_for(spray(["203.0.113.5"]), [{C.SOURCE_IP: "203.0.113.5"}])
+    assert plan.schema == RECOMMENDATION_SCHEMA
+    b = blocks(plan).row(0, named=True)
+    assert b["expires_at"] == NOW + timedelta(hours=24)
+    assert b["reason"] and b["techniques"] == ["T1110.003"]
+    evidence = json.loads(b["evidence"])
+    assert evidence["attempts"] == 10 and evidence["accounts"] == 3
+    assert {"findings", "findings_total"} <= evidence.keys()
+
+
+def test_single_attacker_gets_an_address_block():
+    plan = plan_for(spray(["203.0.113.5"]), [{C.SOURCE_IP: "203.0.113.5"}])
+    assert blocks(plan).select("target_type", "target").rows() == [("ip", "203.0.113.5")]
+
+
+def test_malicious_slash24_without_legit_users_becomes_a_cidr_block():
+    ips = ["203.0.113.5", "203.0.113.6", "203.0.113.7"]
+    plan = plan_for(spray(ips), [{C.SOURCE_IP: ip} for ip in ips])
+    b = blocks(plan)
+    assert b.select("target_type", "target").rows() == [("cidr", "203.0.113.0/24")]
+    assert b.row(0, named=True)["collateral_accounts"] == 0
+
+
+def test_prefix_with_a_legit_user_falls_back_to_addresses():
+    ips = ["203.0.113.5", "203.0.113.6"]
+    rows = [*spray(ips), ev("203.0.113.50", "alice", "success")]
+    plan = plan_for(rows, [{C.SOURCE_IP: ip} for ip in ips])
+    assert sorted(blocks(plan).get_column("target").to_list()) == ips
+    assert blocks(plan).get_column("target_type").unique().to_list() == ["ip"]
+
+
+def test_collateral_budget_allows_the_prefix():
+    ips = ["203.0.113.5", "203.0.113.6"]
+    rows = [*spray(ips), ev("203.0.113.50", "alice", "success", practitioner=True)]
+    srcs = [{C.SOURCE_IP: ip} for ip in ips]
+    strict = plan_for(rows, srcs, collateral_budget_accounts=1)
+    assert blocks(strict).get_column("target_type").to_list() == ["ip", "ip"]
+    loose = plan_for(rows, srcs, collateral_budget_accounts=1, collateral_budget_practitioners=1)
+    b = blocks(loose).row(0, named=True)
+    assert (b["target"], b["collateral_accounts"], b["collateral_practitioners"]) == ("203.0.113.0/24", 1, 1)
+
+
+def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
+    cgnat = "100.64.1.1"
+    rows = [
+        ev(cgnat, "alice", "success", asn=64501),
+        ev(cgnat, "bob", "success", asn=64501, practitioner=True),
+        ev(cgnat, "carol", "success", asn=64501),
+        *[ev(cgnat, a, asn=64501) for a in ("alice", "bob", "dave")],
+    ]
+    srcs = [{C.SOURCE_IP: cgnat, "shared_address": True, C.ASN: 64501, "legit_accounts": 3}]
+    plan = plan_for(rows, srcs)
+    assert blocks(plan).is_empty()
+    restricted = by(plan, "restrict_account")
+    assert set(restricted.get_column("target")) == {"alice", "bob", "dave"}
+    assert restricted.get_column("target")[0] == "bob"  # practitioners first
+    bob = restricted.row(0, named=True)
+    assert bob["allowed_networks"] == ["100.64.1.0/24"]  # its AS is the attacker's: prefix only
+    assert bob["services"] == ["imap"] and bob["expires_at"] == NOW + timedelta(hours=72)
+    monitor = by(plan, "monitor").filter(pl.col("target") == cgnat).row(0, named=True)
+    assert "shared address" in monitor["reason"] and monitor["collateral_accounts"] == 3
+
+
+def test_allowed_networks_include_the_accounts_own_asn_and_prefix():
+    rows = [ev("198.51.100.9", "alice", "success", asn=64600), *spray(["203.0.113.5"], ("alice",))]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}])
+    alice = by(plan, "restrict_account").row(0, named=True)
+    assert alice["allowed_networks"] == ["198.51.100.0/24", "AS64600"]
+
+
+@pytest.mark.parametrize("entry", ["203.0.113.0/24", "203.0.113.5", "AS64500", "203.0.0.0/16"])
+def test_allowlisted_networks_are_never_blocked(entry):
+    ips = ["203.0.113.5", "203.0.113.6", "203.0.113.7"]
+    plan = plan_for(spray(ips), [{C.SOURCE_IP: ip} for ip in ips], allowlist=(entry,))
+    targets = blocks(plan).get_column("target").to_list()
+    assert "203.0.113.0/24" not in targets and "203.0.113.5" not in targets
+    assert "AS64500" not in targets
+
+
+def test_restrictions_keep_allowlisted_networks():
+    rows = [ev("198.51.100.9", "alice", "success", asn=64600), *spray(["203.0.113.5"], ("alice",))]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], allowlist=("192.0.2.0/24",))
+    assert "192.0.2.0/24" in by(plan, "restrict_account").row(0, named=True)["allowed_networks"]
+
+
+def test_bad_allowlist_entry_is_a_config_error():
+    with pytest.raises(ConfigError, match="not-a-net"):
+        plan_for(spray(["203.0.113.5"]), [{C.SOURCE_IP: "203.0.113.5"}], allowlist=("not-a-net",))
+
+
+def test_asn_block_only_when_nobody_legit_is_behind_it():
+    ips = ["203.0.113.5", "198.51.100.6", "192.0.2.7"]
+    srcs = [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips]
+    rows = spray(ips, asn=64666)
+    plan = plan_for(rows, srcs)
+    assert blocks(plan).select("target_type", "target").rows() == [("asn", "AS64666")]
+    with_legit = plan_for([*rows, ev("192.0.2.200", "zoe", "success", asn=64666, service="pop3")], srcs)
+    assert "asn" not in blocks(with_legit).get_column("target_type").to_list()
+
+
+def test_asn_needs_enough_attacking_addresses():
+    ips = ["203.0.113.5", "198.51.100.6"]
+    plan = plan_for(spray(ips, asn=64666), [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips])
+    assert "asn" not in blocks(plan).get_column("target_type").to_list()
+
+
+def test_ipv6_slash64_block():
+    ips = ["2001:db8:1:2::5", "2001:db8:1:2::6"]
+    plan = plan_for(spray(ips), [{C.SOURCE_IP: ip} for ip in ips])
+    assert blocks(plan).select("target_type", "target").rows() == [("cidr", "2001:db8:1:2::/64")]
+
+
+def test_ipv6_slash48_when_several_slash64_attack():
+    ips = ["2001:db8:1:2::5", "2001:db8:1:3::6"]
+    plan = plan_for(spray(ips), [{C.SOURCE_IP: ip} for ip in ips])
+    assert blocks(plan).select("target_type", "target").rows() == [("cidr", "2001:db8:1::/48")]
+
+
+def test_ipv6_slash48_with_a_legit_user_narrows_to_slash64():
+    ips = ["2001:db8:1:2::5", "2001:db8:1:2::6", "2001:db8:1:3::6"]
+    rows = [*spray(ips), ev("2001:db8:1:3::99", "alice", "success")]
+    plan = plan_for(rows, [{C.SOURCE_IP: ip} for ip in ips])
+    assert sorted(blocks(plan).get_column("target").to_list()) == ["2001:db8:1:2::/64", "2001:db8:1:3::6"]
+
+
+def test_campaign_prefix_widens_with_a_single_address():
+    plan = plan_for(
+        spray(["203.0.113.5"], campaign="ps-1"), [{C.SOURCE_IP: "203.0.113.5", C.CAMPAIGN: "ps-1"}]
+    )
+    b = blocks(plan).row(0, named=True)
+    assert b["target"] == "203.0.113.0/24" and "ps-1" in b["reason"]
+    assert json.loads(b["evidence"])["campaigns"] == ["ps-1"]
+
+
+def test_smtp_only_attack_is_scoped_to_smtp_and_submission():
+    plan = plan_for(spray(["203.0.113.5"], service="submission"), [{C.SOURCE_IP: "203.0.113.5"}])
+    assert blocks(plan).row(0, named=True)["services"] == ["smtp", "submission"]
+
+
+def test_protocol_scoping_spares_legit_users_of_other_services():
+    ip = "203.0.113.5"
+    rows = [*spray([ip], service="smtp"), ev(ip, "alice", "success", service="imap")]
+    plan = plan_for(rows, [{C.SOURCE_IP: ip}])
+    b = blocks(plan).row(0, named=True)
+    assert (b["target"], b["services"], b["collateral_accounts"]) == (ip, ["smtp", "submission"], 0)
+
+
+def test_compromised_account_reset_and_optional_lock():
+    rows = [*spray(["203.0.113.5"], ("mallory",)), ev("203.0.113.5", "mallory", "success", risk=0.95)]
+    accs = [
+        {C.ACCOUNT: "mallory", "verdict": "compromised", C.RISK_SCORE: 0.9, "reasons": ["login after spray"]}
+    ]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs)
+    assert by(plan, "reset_credentials").get_column("target").to_list() == ["mallory"]
+    assert by(plan, "lock_account").is_empty()
+    assert "mallory" not in by(plan, "restrict_account").get_column("target").to_list()
+    locked = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs, lock_while_active=True)
+    lock = by(locked, "lock_account").row(0, named=True)
+    assert lock["target"] == "mallory" and lock["expires_at"] == NOW + timedelta(hours=24)
+
+
+def test_attackers_success_does_not_count_as_collateral():
+    rows = [*spray(["203.0.113.5"], ("mallory",)), ev("203.0.113.5", "mallory", "success", risk=0.95)]
+    accs = [{C.ACCOUNT: "mallory", "verdict": "compromised", C.RISK_SCORE: 0.9}]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs)
+    assert blocks(plan).get_column("target").to_list() == ["203.0.113.5"]
+
+
+def test_unknown_users_are_not_restricted():
+    rows = [ev("203.0.113.5", "nobody", "unknown_user"), *spray(["203.0.113.5"], ("u0",))]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], [{C.ACCOUNT: "u0"}])
+    assert by(plan, "restrict_account").get_column("target").to_list() == ["u0"]
+
+
+def test_restrict_unseen_can_be_switched_off():
+    plan = plan_for(spray(["203.0.113.5"], ("u0",)), [{C.SOURCE_IP: "203.0.113.5"}], restrict_unseen=False)
+    assert by(plan, "restrict_account").is_empty()
+
+
+def test_suspicious_entities_are_monitored():
+    rows = [ev("198.51.100.3", "eve", "failure"), ev("198.51.100.3", "eve", "success")]
+    plan = plan_for(
+        rows,
+        [{C.SOURCE_IP: "198.51.100.3", "verdict": "suspicious", C.RISK_SCORE: 0.3}],
+        [{C.ACCOUNT: "eve", "verdict": "suspicious", C.RISK_SCORE: 0.3}],
+    )
+    assert set(plan.get_column("action")) == {"monitor"}
+    assert set(plan.get_column("target")) == {"198.51.100.3", "eve"}
+
+
+def test_findings_are_cited_in_evidence():
+    findings = pl.DataFrame(
+        {
+            "finding_id": ["F1", "F2", "F3"],
+            "entity_type": ["source_ip", "account", "source_ip"],
+            "entity": ["203.0.113.5", "u0", "198.51.100.1"],
+            "kind": ["attack", "attack", "attack"],
+        }
+    )
+    plan = plan_for(
+        spray(["203.0.113.5"], ("u0",)),
+        [{C.SOURCE_IP: "203.0.113.5"}],
+        detection=Detection(findings=findings),
+    )
+    assert json.loads(blocks(plan).row(0, named=True)["evidence"])["findings"] == ["F1"]
+    assert json.loads(by(plan, "restrict_account").row(0, named=True)["evidence"])["findings"] == ["F2"]
+
+
+def test_measure_ids_are_stable_and_order_is_deterministic():
+    ips = ["203.0.113.5", "198.51.100.6"]
+    a = plan_for(spray(ips), [{C.SOURCE_IP: ip} for ip in ips])
+    b = plan_for(list(reversed(spray(ips))), [{C.SOURCE_IP: ip} for ip in reversed(ips)])
+    assert a.equals(b)
+    assert a.get_column("measure_id").n_unique() == a.height
+    assert measure_id("block", "ip", "203.0.113.5", ["imap"]) == a.filter(
+        pl.col("target") == "203.0.113.5"
+    ).item(0, "measure_id")
+
+
+def test_empty_world_gives_an_empty_plan():
+    plan = plan_for([ev("198.51.100.9", "alice", "success")], [])
+    assert plan.is_empty() and plan.schema == RECOMMENDATION_SCHEMA
+
+
+def test_reopening_waves_order_and_summary():
+    rows = [ev("198.51.100.9", a, "success") for a in ("doc", "doc2", "pat", "pat2", "mal")]
+    rows += spray(["203.0.113.5"], ("doc2", "pat2"))
+    accs = [
+        {C.ACCOUNT: "doc", C.IS_PRACTITIONER: True},
+        {C.ACCOUNT: "doc2", C.IS_PRACTITIONER: True, "verdict": "targeted", C.RISK_SCORE: 0.2},
+        {C.ACCOUNT: "pat"},
+        {C.ACCOUNT: "pat2", "verdict": "targeted", C.RISK_SCORE: 0.3},
+        {C.ACCOUNT: "mal", "verdict": "compromised", C.RISK_SCORE: 0.9},
+    ]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs, shutdown=True)
+    reopen = by(plan, "reopen")
+    assert reopen.select("target", "wave").rows() == [
+        ("doc", 1),
+        ("doc2", 2),
+        ("pat", 3),
+        ("mal", 4),
+        ("pat2", 4),
+    ]
+    assert "credential reset" in reopen.filter(pl.col("target") == "mal").item(0, "reason")
+    summary = waves(plan)
+    assert summary.get_column("accounts").to_list() == [1, 1, 1, 2]
+    assert summary.get_column("practitioners").to_list() == [1, 1, 0, 0]
+    assert summary.filter(pl.col("wave") == 4).item(0, "expected_compromised") == pytest.approx(1.2)
+    assert by(plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs), "reopen").is_empty()
