@@ -244,6 +244,70 @@ def simulate(
     typer.echo(result.summary_text())
 
 
+EventsOpt = Annotated[
+    Path, typer.Option("--events", help="Logs (file or directory) or a canonical events Parquet from `detector ingest`.")
+]
+LabelsOpt = Annotated[Path, typer.Option("--labels", help="Incidents file (labels/incidents.csv from `detector simulate`).")]
+GeoipOpt = Annotated[Path | None, typer.Option(help="Directory of GeoIP .mmdb files.")]
+PractitionersOpt = Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")]
+
+
+@app.command()
+@guarded
+def train(
+    events: EventsOpt,
+    labels: LabelsOpt,
+    out: Annotated[Path, typer.Option(help="Model to write: models/NAME gives NAME.skops and NAME.card.json.")],
+    geoip_dir: GeoipOpt = None,
+    practitioners: PractitionersOpt = None,
+    config: ConfigOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds and the trees.")] = 0,
+) -> None:
+    """Train the scoring model on labelled logs (ingest, enrich and detect run internally)."""
+    from detector import config as cfgmod
+    from detector.score.train import train as train_model
+
+    result = train_model(
+        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config), random_state=seed
+    )
+    typer.echo(result.summary_text())
+
+
+@app.command()
+@guarded
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model file (NAME.skops, with NAME.card.json beside it).")],
+    events: EventsOpt,
+    labels: LabelsOpt,
+    geoip_dir: GeoipOpt = None,
+    practitioners: PractitionersOpt = None,
+    config: ConfigOpt = None,
+    write_card: Annotated[bool, typer.Option(help="Record the figures in the model card.")] = True,
+) -> None:
+    """Measure a model on labelled logs: precision/recall, PR-AUC, detection rate at low FPR, per family."""
+    from detector import config as cfgmod
+    from detector.score.evaluate import evaluate as evaluate_model
+
+    result = evaluate_model(
+        model, events, labels, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config), write=write_card
+    )
+    typer.echo(result.summary_text())
+
+
+@app.command()
+@guarded
+def explain(
+    target: Annotated[str, typer.Argument(help="An account or a source address.")],
+    run: Annotated[Path, typer.Option("--run", help="Output directory of `detector run`.")],
+    lines: Annotated[int, typer.Option(help="How many of the riskiest log lines to show.")] = 20,
+) -> None:
+    """Show the verdict on an account or address, the findings behind it and the raw log lines."""
+    from detector.score.explain import explain as explain_target
+    from detector.score.explain import render
+
+    render(explain_target(target, run, max_lines=lines))
+
+
 @config_app.command("show")
 @guarded
 def config_show(config: ConfigOpt = None) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from detector.schema import ENRICHED_SCHEMA, C
+from detector.score import Model
+from detector.score import aggregates as agg
 
 FEATURES = ("f_fail_rate", "f_new_net", C.BASELINE_SCORE)
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -229,3 +232,28 @@ def synthetic_world(seed: int = 0, accounts: int = 60) -> tuple[pl.DataFrame, se
         compromised.add(f"user{i}")
     df = frame(rows).with_columns(pl.Series("is_attack", labels))
     return df, compromised
+
+
+class Column:
+    """A stand-in estimator whose probability is one input column (clipped to [0, 1])."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def positive_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x[:, self.index], 0, 1)
+
+
+def stub_model() -> Model:
+    names = agg.event_feature_names(FEATURES)
+    acc = ("acc_risk_success_max", "acc_risk_max")
+    src = ("src_risk_max",)
+    return Model(
+        event=Column(names.index("f_fail_rate")),
+        account=Column(0),
+        source=Column(0),
+        event_features=names,
+        account_features=acc,
+        source_features=src,
+        detector_names=("credential_stuffing", "suspicious_success", "typo_then_success"),
+    )

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pytest
-from score_frames import FEATURES, Det, attack_world, detection, event, frame
+from score_frames import Det, attack_world, detection, event, frame, stub_model
 
 from detector.config import Config
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
-from detector.score import Model, score
-from detector.score import aggregates as agg
+from detector.score import score
 from detector.score.verdicts import _verdict_account, _verdict_source
-
-
-class Column:
-    """A stand-in estimator whose probability is one input column (clipped to [0, 1])."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def positive_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(x[:, self.index], 0, 1)
-
-
-def stub_model() -> Model:
-    names = agg.event_feature_names(FEATURES)
-    acc = ("acc_risk_success_max", "acc_risk_max")
-    src = ("src_risk_max",)
-    return Model(
-        event=Column(names.index("f_fail_rate")),
-        account=Column(0),
-        source=Column(0),
-        event_features=names,
-        account_features=acc,
-        source_features=src,
-        detector_names=("credential_stuffing", "suspicious_success", "typo_then_success"),
-    )
 
 
 @pytest.mark.parametrize(
