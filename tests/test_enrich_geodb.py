@@ -132,3 +132,31 @@ def test_empty_databases_are_readable(tmp_path: Path) -> None:
 def test_bad_networks(tmp_path: Path, nets: list[NetworkInfo]) -> None:
     with pytest.raises(ValueError):
         write_geoip_databases(tmp_path, nets, EPOCH)
+
+
+def test_simulated_world_databases_give_the_planned_answers(tmp_path: Path) -> None:
+    """The simulator's address plan, written by this writer, read back through enrichment."""
+    import ipaddress
+
+    import polars as pl
+
+    from detector.enrich import find_databases, lookup_addresses
+    from detector.simulate import simulate
+
+    simulate(tmp_path, accounts=60, days=1, seed=5)
+    plan = pl.read_csv(tmp_path / "geoip" / "address-plan.csv", infer_schema_length=0)
+    # One address per planned network that no more specific network overrides.
+    nets = [ipaddress.ip_network(c) for c in plan["cidr"]]
+    probes = {}
+    for i, net in enumerate(nets):
+        ip = net.network_address + (net.num_addresses - 1 if net.num_addresses > 1 else 0)
+        if not any(other != net and ip in other and other.prefixlen > net.prefixlen for other in nets):
+            probes[str(ip)] = plan.row(i, named=True)
+    assert len(probes) > len(nets) // 2
+    out = lookup_addresses(list(probes), find_databases(tmp_path / "geoip"))
+    for row in out.iter_rows(named=True):
+        want = probes[row["source_ip"]]
+        assert row["country"] == (want["country"] or None), row
+        assert row["asn"] == (int(want["asn"]) if want["asn"] else None), row
+        assert row["is_vpn"] == (want["is_vpn"] == "true"), row
+        assert row["is_tor"] == (want["is_tor"] == "true"), row
