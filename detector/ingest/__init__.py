@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from detector.config import IngestConfig
 from detector.errors import InputError
 from detector.ingest import correlate as corr
+from detector.ingest import registry
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
-from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, parsers
+from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
 from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
 from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, C
 
@@ -229,7 +230,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
         run.quarantine.append(_quarantine(bad_env, reason))
     env = env.filter(pl.col(ENVELOPE_OK))
-    registered = parsers()
+    registered = registry.parsers()  # not `parsers`: importing the subpackage rebinds that name
     which = pl.lit(None, pl.Int32)
     for i, p in reversed(list(enumerate(registered))):
         which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
