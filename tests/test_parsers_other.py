@@ -409,6 +409,13 @@ EVENTS = [
     ),
     pytest.param(
         "exchange",
+        "00000000000000A4,3,192.0.2.30",
+        '993,198.51.100.125:51003,yan,100,30,30,login,,"R=""a2 NO LOGIN failed."";ErrMsg=AuthFailed:LogonDenied",',
+        dict(outcome="failure", account="yan", source_ip="198.51.100.125", service="imap"),
+        id="exchange-record-split-at-an-endpoint-colon",
+    ),
+    pytest.param(
+        "exchange",
         None,
         '00000000000000A3,2,192.0.2.30:143,198.51.100.124:51002,xena,100,30,30,login,,"R=""a1 OK LOGIN completed."";Msg=""Proxy:mbx01:1993:SSL""",',
         dict(outcome="success", account="xena", service="imap"),

@@ -37,10 +37,17 @@ _OUTCOMES = (
 )
 
 
+def _text() -> pl.Expr:
+    """The CSV record after the stamp. A syslog-style tag split may have cut it at the first
+    ``:`` of an endpoint (``program`` then holds CSV fields); such a split is undone here."""
+    split = PROGRAM.str.contains(",", literal=True).fill_null(False)
+    text = pl.when(split).then(pl.concat_str([PROGRAM, pl.lit(":"), M])).otherwise(M)
+    return text.str.replace(_STAMP, "")
+
+
 def claims() -> pl.Expr:
-    return PROGRAM.is_null() & M.str.contains(rf"^(?:[^,]*,){{1,2}}\d+{_TWO_ENDPOINTS}").fill_null(
-        False
-    ) | PROGRAM.is_null() & M.str.contains(_STAMP + rf"(?:[^,]*,){{1,2}}\d+{_TWO_ENDPOINTS}").fill_null(False)
+    no_tag = PROGRAM.is_null() | PROGRAM.str.contains(",", literal=True).fill_null(False)
+    return no_tag & _text().str.contains(rf"^(?:[^,]*,){{1,2}}\d+{_TWO_ENDPOINTS}").fill_null(False)
 
 
 def _is_endpoint(expr: pl.Expr) -> pl.Expr:
@@ -52,7 +59,7 @@ def _ip(endpoint: pl.Expr) -> pl.Expr:
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    body = M.str.replace(_STAMP, "")
+    body = _text()
     lf = lf.with_columns(body.str.split(",").alias("_f"), body.alias("_body"))
     f = pl.col("_f")
     smtp_layout = _is_endpoint(f.list.get(3, null_on_oob=True)) & _is_endpoint(
