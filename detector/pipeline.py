@@ -174,7 +174,12 @@ def _conform(df: pl.DataFrame | pl.LazyFrame, columns: tuple[schema.Column, ...]
 
 
 def _inputs_meta(inputs: Sequence[Any]) -> list[dict[str, Any]]:
-    return [{"path": str(i.path), "size": int(i.size), "sha256": str(i.sha256)} for i in inputs]
+    """Ingestion's input manifest (``(path, size, sha256)`` tuples) as JSON-ready dicts."""
+    out = []
+    for i in inputs:
+        path, size, sha = (i.path, i.size, i.sha256) if hasattr(i, "sha256") else tuple(i)
+        out.append({"path": str(path), "size": None if size is None else int(size), "sha256": str(sha)})
+    return out
 
 
 def _window(events: pl.LazyFrame) -> tuple[datetime | None, datetime | None]:

@@ -65,7 +65,7 @@ def run_command(
 ) -> int:
     """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``)."""
     interactive = log_format == "text" and sys.stderr.isatty()
-    setup(log_format, level=logging.WARNING if interactive else logging.INFO)
+    setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
     rule = FailOn.parse(fail_on)
     cfg = cfgmod.load(config)
     overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}

@@ -1,0 +1,195 @@
+"""End-to-end `detector run` on a small hand-made night: reports, metadata, exit codes, atomicity, state."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from detector.cli import app
+from detector.errors import ConfigError
+from detector.pipeline import FailOn
+from detector.report import contract
+from detector.report.parquet import read_metadata
+from detector.report.pseudonymize import pseudonym
+from detector.state import STATE_FILE, load_state
+from tests.run_fixtures import DAY, write_night, write_practitioners
+
+RUNNER = CliRunner()
+MODEL = Path(__file__).resolve().parents[1] / "models" / "default.skops"
+needs_model = pytest.mark.skipif(not MODEL.exists(), reason="models/default.skops not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("night")
+    return {
+        "logs": write_night(d / "logs").parent,
+        "next": write_night(d / "next", DAY + timedelta(days=1)).parent,
+        "practitioners": write_practitioners(d / "practitioners.csv"),
+    }
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None):
+    return RUNNER.invoke(app, [str(a) for a in args], env=env)
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and p.name != ".lock"}
+
+
+def _state_tables(state: Path) -> dict[str, pl.DataFrame]:
+    s = load_state(state)
+    return {**{f"h.{k}": v for k, v in s.history.items()}, "shared": s.shared, "campaigns": s.campaigns}
+
+
+@needs_model
+def test_run_end_to_end(night, tmp_path, monkeypatch):
+    out, state = tmp_path / "out", tmp_path / "state"
+    args = (
+        "run", night["logs"], "--out", out, "--state", state, "--practitioners", night["practitioners"],
+        "--fail-on", "compromised", "--log-format", "json",
+    )  # fmt: skip
+    first = cli(*args)
+    assert first.exit_code == 3, first.output  # the victim account is compromised
+
+    # structured logs: every stderr line is one JSON object, the last one closes the run
+    logs = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
+    assert logs and logs[-1]["msg"] == "run finished" and logs[-1]["attention"]
+    assert all(line.startswith("{") for line in first.stderr.splitlines() if not line.startswith("reports:"))
+    assert "Compromised accounts: 1" in first.stdout and "victim@example.org" in first.stdout
+
+    # every report is there, with the contract's columns and the run's metadata
+    names = {p.name for p in out.iterdir()}
+    assert set(contract.ALL_FILES) <= names and not any(n.startswith(".tmp-") for n in names)
+    summary = json.loads((out / "summary.json").read_text())
+    run_id = summary["run"]["run_id"]
+    for report in contract.PARQUET_REPORTS:
+        meta = read_metadata(out / report.name)
+        assert set(contract.Meta.ALL) <= set(meta), report.name
+        assert meta["run_id"] == run_id and meta["report"] == report.name
+        assert meta["inputs"][0]["sha256"] and meta["inputs"][0]["size"] > 0
+        assert meta["window_start"].startswith("2025-03-01")
+        assert pl.read_parquet_schema(out / report.name) == dict(report.schema())
+    assert pl.read_parquet(out / "quarantine.parquet").height == 2
+    accounts = pl.read_parquet(out / "accounts.parquet")
+    assert accounts.filter(pl.col("verdict") == "compromised")["account"].to_list() == ["victim@example.org"]
+
+    # the same night again: same verdicts, the state is not counted twice
+    tables = _state_tables(state)
+    second = cli(*args)
+    assert second.exit_code == 3, second.output
+    again = _state_tables(state)
+    for name, frame in tables.items():
+        assert again[name].equals(frame), name
+    assert load_state(state).manifest.height == 1
+
+    # a failure in a late stage publishes nothing and keeps the state
+    before, state_before = _snapshot(out), (state / STATE_FILE).read_bytes()
+
+    def boom(summary):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("detector.report.html.render_html", boom)
+    failed = cli(*args)
+    assert failed.exit_code == 1
+    assert "disk on fire" in failed.stderr and "previous reports kept" in failed.stderr
+    assert _snapshot(out) == before
+    assert not list(out.glob(".tmp-*"))
+    assert (state / STATE_FILE).read_bytes() == state_before
+    monkeypatch.undo()
+
+    # the next night folds in: two inputs in the manifest, history grows
+    third = cli(
+        "run", night["next"], "--out", out, "--state", state, "--practitioners", night["practitioners"]
+    )
+    assert third.exit_code == 0, third.output
+    assert load_state(state).manifest.height == 2
+
+
+@needs_model
+def test_run_pseudonymized(night, tmp_path):
+    out = tmp_path / "out"
+    res = cli("run", night["logs"], "--out", out, env={"DETECTOR_PSEUDONYMIZE_KEY": "k1"})
+    assert res.exit_code == 0, res.output  # no --fail-on: attention does not change the exit code
+    victim = pseudonym("k1", "victim@example.org")
+    accounts = pl.read_parquet(out / "accounts.parquet")
+    assert victim in accounts["account"].to_list()
+    for name in contract.ALL_FILES:
+        data = (out / name).read_bytes()
+        if name.endswith(".parquet"):
+            data = pl.read_parquet(out / name).write_ndjson().encode()
+        assert b"@example.org" not in data, name
+    assert read_metadata(out / "events.parquet")["pseudonymized"] is True
+    assert victim in res.stdout
+
+
+@needs_model
+def test_corrupt_state_is_a_usage_error(night, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / STATE_FILE).write_text('{"format": "detector-state", "version": 999, "tables": {}}')
+    res = cli("run", night["logs"], "--out", tmp_path / "out", "--state", state)
+    assert res.exit_code == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "state format version" in res.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+@needs_model
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fail-on", "sometimes"], "--fail-on"),
+        (["--config", "/nonexistent.toml"], "configuration file not found"),
+        (["--model", "/nonexistent.skops"], ""),
+    ],
+)
+def test_bad_usage_exits_2(night, tmp_path, args, message):
+    res = cli("run", night["logs"], "--out", tmp_path / "out", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr and res.stderr.startswith("detector: error:")
+
+
+def test_missing_input_exits_2(tmp_path):
+    res = cli("run", tmp_path / "nope.log", "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_config_file_is_used(night, tmp_path):
+    cfg = tmp_path / "detector.toml"
+    cfg.write_text("[scoring]\naccount_compromised = 1.5\n")
+    shown = cli("config", "show", "--config", cfg)
+    assert shown.exit_code == 0 and "account_compromised = 1.5" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "rows", "fires"),
+    [
+        ("compromised", ["compromised"], True),
+        ("compromised", ["targeted"], False),
+        ("targeted", ["targeted"], True),
+        ("0.8", ["clean"], True),
+        ("0.95", ["compromised"], False),
+    ],
+)
+def test_fail_on(text, rows, fires):
+    accounts = pl.DataFrame({"verdict": rows, "risk_score": [0.9] * len(rows)})
+    assert (FailOn.parse(text).check(accounts) is not None) == fires
+
+
+@pytest.mark.parametrize("text", ["", "1.5", "-0.1", "sometimes"])
+def test_fail_on_rejects(text):
+    with pytest.raises(ConfigError):
+        FailOn.parse(text)
+
+
+def test_run_is_documented_and_help_exits_0():
+    res = cli("run", "--help")
+    assert res.exit_code == 0 and "--fail-on" in res.stdout
+    assert os.path.exists(Path(__file__).resolve().parents[1] / "docs" / "operations.md")
