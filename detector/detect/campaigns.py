@@ -24,6 +24,13 @@ from detector.features import expressions as x
 from detector.schema import C
 
 NODE, KEY, LABEL = "_node", "_key", "_label"
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(duration: str) -> float:
+    """Seconds in a validated polars duration such as ``30m`` or ``1h``."""
+    unit = duration.lstrip("0123456789")
+    return int(duration[: len(duration) - len(unit)]) * _UNITS[unit]
 
 
 def components(edges: pl.DataFrame, max_rounds: int = 200) -> pl.DataFrame:
@@ -69,17 +76,24 @@ def _stuffing(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
     cand = _stuffing_candidates(df, stuffing, dbf)
     if cand.is_empty():
         return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
-    slot = pl.col(C.TIMESTAMP).dt.truncate(stuffing.slot_window)
-    busy = cand.with_columns(slot.alias("_slot")).with_columns(
-        pl.col(C.SOURCE_IP).n_unique().over("_slot").alias("_slot_sources")
-    )
+    # two grids of time slots offset by half a slot, so that busy consecutive slots chain up
+    half = pl.duration(seconds=_seconds(stuffing.slot_window) / 2)
+    grids = [
+        pl.col(C.TIMESTAMP).dt.truncate(stuffing.slot_window),
+        (pl.col(C.TIMESTAMP) + half).dt.truncate(stuffing.slot_window),
+    ]
+    slots = [
+        cand.select(pl.col(C.SOURCE_IP).alias(NODE), (f"t{i}:" + g.cast(pl.String)).alias(KEY))
+        .with_columns(pl.col(NODE).n_unique().over(KEY).alias("_n"))
+        .filter(pl.col("_n") >= stuffing.min_sources)
+        .drop("_n")
+        for i, g in enumerate(grids)
+    ]
     edges = pl.concat(
         [
             cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("a:" + pl.col(C.ACCOUNT)).alias(KEY)),
             cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("p:" + pl.col(C.PREFIX)).alias(KEY)),
-            busy.filter(pl.col("_slot_sources") >= stuffing.min_sources).select(
-                pl.col(C.SOURCE_IP).alias(NODE), ("t:" + pl.col("_slot").cast(pl.String)).alias(KEY)
-            ),
+            *slots,
         ]
     ).drop_nulls()
     comp = components(edges)

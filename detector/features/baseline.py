@@ -207,53 +207,55 @@ def add_baseline(
     ``lf`` must be sorted by time (ties in a fixed order); counts are strictly before each row.
     """
     history = history or History.empty()
-    succ = is_success().cast(pl.Int64)
-    hist_acc = history.accounts.lazy()
-    hist_n = (
-        hist_acc.filter(pl.col(FEATURE) == C.SERVICE)
-        .group_by(C.ACCOUNT)
-        .agg(pl.col(COUNT).sum().alias("_hist_n"))
-    )
-    out = lf.with_columns(_succ=succ).join(hist_n, on=C.ACCOUNT, how="left", maintain_order="left")
-    out = out.with_columns(
-        (pl.col("_succ").cum_sum().over(C.ACCOUNT) - pl.col("_succ") + pl.col("_hist_n").fill_null(0)).alias(
-            PRIOR_N
+    has_history = history.accounts.height > 0 or history.population.height > 0
+    succ = pl.col("_succ")
+    out = lf.with_columns(_succ=is_success().cast(pl.Int64))
+    hist_n = pl.lit(0, pl.Int64)
+    if has_history:
+        acc_n = (
+            history.accounts.lazy()
+            .filter(pl.col(FEATURE) == C.SERVICE)
+            .group_by(C.ACCOUNT)
+            .agg(pl.col(COUNT).sum().alias("_hist_n"))
         )
+        out = out.join(acc_n, on=C.ACCOUNT, how="left", maintain_order="left")
+        hist_n = pl.col("_hist_n").fill_null(0)
+    out = out.with_columns((succ.cum_sum().over(C.ACCOUNT) - succ + hist_n).alias(PRIOR_N))
+    pop_hist = history.population.group_by(FEATURE).agg(
+        pl.col(COUNT).sum().alias("tot"), pl.len().alias("nv")
     )
-    pop_window = _long_successes(lf).group_by(FEATURE, VALUE).agg(pl.len().cast(pl.Int64).alias("_pw"))
-    pop = (
-        pl.concat([history.population.lazy().rename({COUNT: "_pw"}), pop_window])
-        .group_by(FEATURE, VALUE)
-        .agg(pl.col("_pw").sum())
-    )
-    pop_tot = pop.group_by(FEATURE).agg(pl.col("_pw").sum().alias("_ptot"), pl.len().alias("_pv"))
-    pop = pop.join(pop_tot, on=FEATURE).with_columns(
-        ((pl.col("_pw") + 1) / (pl.col("_ptot") + pl.col("_pv") + 1)).alias("_pp")
-    )
-    pop_unseen = pop_tot.with_columns((1 / (pl.col("_ptot") + pl.col("_pv") + 1)).alias("_pu"))
     terms = []
     for t in TRAITS:
         v = f"_v_{t}"
-        ha = hist_acc.filter(pl.col(FEATURE) == t).select(
-            C.ACCOUNT, pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hc")
-        )
-        pt = pop.filter(pl.col(FEATURE) == t).select(pl.col(VALUE).alias(v), "_pp")
-        pu = pop_unseen.select(pl.col(FEATURE).alias("_f"), "_pu")
-        out = (
-            out.with_columns(trait_value(t).alias(v), pl.lit(t).alias("_f"))
-            .join(ha, on=[C.ACCOUNT, v], how="left", maintain_order="left")
-            .join(pt, on=v, how="left", maintain_order="left")
-            .join(pu, on="_f", how="left", maintain_order="left")
-            .with_columns(
-                (
-                    pl.col("_succ").cum_sum().over(C.ACCOUNT, v)
-                    - pl.col("_succ")
-                    + pl.col("_hc").fill_null(0)
-                ).alias(prior_col(t)),
-                pl.coalesce("_pp", "_pu", pl.lit(1.0)).alias(f"_p_{t}"),
+        out = out.with_columns(trait_value(t).alias(v))
+        hc = pl.lit(0, pl.Int64)
+        pc = pl.lit(0, pl.Int64)
+        if has_history:
+            ha = history.accounts.lazy().filter(pl.col(FEATURE) == t)
+            hp = history.population.lazy().filter(pl.col(FEATURE) == t)
+            out = out.join(
+                ha.select(C.ACCOUNT, pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hc")),
+                on=[C.ACCOUNT, v],
+                how="left",
+                maintain_order="left",
+            ).join(
+                hp.select(pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hp")),
+                on=v,
+                how="left",
+                maintain_order="left",
             )
-            .drop("_hc", "_pp", "_pu", "_f", v)
-        )
+            hc, pc = pl.col("_hc").fill_null(0), pl.col("_hp").fill_null(0)
+        ph = pop_hist.filter(pl.col(FEATURE) == t)
+        hist_tot = int(ph["tot"].sum()) if ph.height else 0
+        hist_nv = int(ph["nv"].sum()) if ph.height else 0
+        # population: window successes plus carried counts, add-one smoothed over the values seen
+        pop_count = succ.sum().over(v) + pc
+        pop_total = succ.sum() + hist_tot
+        pop_values = pl.col(v).filter(succ == 1).n_unique() + hist_nv
+        out = out.with_columns(
+            (succ.cum_sum().over(C.ACCOUNT, v) - succ + hc).alias(prior_col(t)),
+            ((pop_count + 1) / (pop_total + pop_values + 1)).cast(pl.Float64).alias(f"_p_{t}"),
+        ).drop(v, *(["_hc", "_hp"] if has_history else []))
         p_pop = pl.col(f"_p_{t}")
         p_acc = (pl.col(prior_col(t)) + alpha * p_pop) / (pl.col(PRIOR_N) + alpha)
         terms.append((p_pop / p_acc).log())
@@ -268,4 +270,4 @@ def add_baseline(
             .alias(f"is_new_{name}")
             for t, name in ((C.SOURCE_IP, "ip"), (C.PREFIX, "prefix"), (C.ASN, "asn"), (C.COUNTRY, "country"))
         ],
-    ).drop("_succ", "_hist_n", *[f"_p_{t}" for t in TRAITS])
+    ).drop("_succ", "_hist_n", *[f"_p_{t}" for t in TRAITS], strict=False)

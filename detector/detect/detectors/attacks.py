@@ -190,7 +190,7 @@ class StuffingParams:
     """A candidate source tries each account at most this often."""
     max_accounts_per_source: int = 5
     """And at most this many accounts (more is judged by password_spraying)."""
-    max_success_share: float = 0.3
+    max_success_share: float = 0.5
     """And succeeds on at most this share of its attempts."""
     max_legit_accounts: int = 3
     """Sources where this many accounts log in legitimately are not candidates (shared addresses)."""

@@ -1,0 +1,127 @@
+"""Behavioural baseline: likelihood ratio against the account's own history, History round trips."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import pytest
+
+from detector.config import FeaturesConfig
+from detector.errors import StateError
+from detector.features import FEATURE_COLUMNS, History, build_features, update_history
+from detector.features.baseline import add_baseline
+from detector.features.testing import make_events
+from detector.features.windows import prepare
+
+HOME = {"source_ip": "192.0.2.10", "asn": 3215, "country": "FR"}
+AWAY = {"source_ip": "203.0.113.9", "asn": 64500, "country": "RO", "is_hosting": True}
+
+
+def _routine(account: str, n: int, start: int = 0, **kw: object) -> list[dict]:
+    return [{"t": start + i * 3600, "account": account, **HOME, **kw} for i in range(n)]
+
+
+def _score(rows: list[dict], history: History | None = None, **kw: object) -> pl.DataFrame:
+    lf = prepare(make_events(rows), "1d")
+    return add_baseline(lf, history, **kw).collect()
+
+
+def test_usual_network_scores_lower_than_new_asn():
+    rows = _routine("alice@example.org", 10) + _routine(
+        "bob@example.org", 10, source_ip="198.51.100.4", asn=1
+    )
+    rows += [
+        {"t": 40000, "account": "alice@example.org", **HOME},
+        {"t": 40001, "account": "alice@example.org", **AWAY},
+    ]
+    df = _score(rows)
+    usual, new = df.filter(pl.col("timestamp") >= df["timestamp"].max() - pl.duration(seconds=1))[
+        "baseline_score"
+    ].to_list()
+    assert usual < 0 < new
+    last = df.sort("event_id").tail(1)
+    assert last["is_new_asn"][0] == 1 and last["is_new_country"][0] == 1
+
+
+def test_cold_start_account_scores_zero_and_no_new_flags():
+    df = _score([{"t": 1, **AWAY}, {"t": 2, **HOME}], cold_start=5)
+    assert df["baseline_score"][0] == 0.0  # no history at all: no evidence either way
+    assert abs(df["baseline_score"][1]) < 2.0  # one earlier login: leans on the population
+    assert df["is_new_asn"].sum() == 0
+
+
+def test_counts_are_strictly_before_the_event():
+    df = _score(_routine("alice@example.org", 4))
+    assert df["acct_prior_successes"].to_list() == [0, 1, 2, 3]
+    assert df["_prior_source_ip"].to_list() == [0, 1, 2, 3]
+
+
+def test_history_makes_the_first_login_of_the_night_familiar():
+    past = make_events(
+        _routine("alice@example.org", 8) + _routine("bob@example.org", 8, source_ip="198.51.100.4", asn=1)
+    )
+    hist = update_history(None, past)
+    tonight = [
+        {"t": 90000, "account": "alice@example.org", **HOME},
+        {"t": 90001, "account": "alice@example.org", **AWAY},
+    ]
+    cold = _score(tonight)
+    warm = _score(tonight, hist)
+    assert warm["acct_prior_successes"].to_list() == [8, 9]
+    assert warm["baseline_score"][0] < cold["baseline_score"][0]
+    assert warm["baseline_score"][1] > warm["baseline_score"][0]
+    assert warm["is_new_asn"].to_list() == [0, 1]
+
+
+def test_update_history_counts_successes_only_and_merges():
+    rows = [*_routine("alice@example.org", 3), {"t": 99, "outcome": "failure", **AWAY}]
+    h1 = update_history(History.empty(), make_events(rows))
+    acc = h1.accounts.filter(pl.col("feature") == "asn")
+    assert acc["value"].to_list() == ["3215"] and acc["count"].to_list() == [3]
+    h2 = update_history(h1, make_events(rows))
+    assert h2.accounts.filter(pl.col("feature") == "asn")["count"].to_list() == [6]
+    assert h2.population.filter(pl.col("feature") == "country")["count"].to_list() == [6]
+
+
+def test_volume_norm_merges_like_one_batch():
+    rows = [{"t": i, "action": "logout", "bytes_out": 1000 * (i + 1)} for i in range(6)]
+    one = update_history(None, make_events(rows)).volumes
+    two = update_history(update_history(None, make_events(rows[:2])), make_events(rows[2:])).volumes
+    a = one.filter(pl.col("metric") == "bytes_out").row(0, named=True)
+    b = two.filter(pl.col("metric") == "bytes_out").row(0, named=True)
+    assert a["n"] == b["n"] == 6
+    assert a["mean_log"] == pytest.approx(b["mean_log"]) and a["m2_log"] == pytest.approx(b["m2_log"])
+
+
+def test_history_round_trip_and_validation():
+    h = update_history(None, make_events(_routine("alice@example.org", 3)))
+    again = History.from_frames(h.to_frames())
+    assert again.accounts.equals(h.accounts) and again.population.equals(h.population)
+    frames = h.to_frames()
+    with pytest.raises(StateError, match="lacks table"):
+        History.from_frames({k: v for k, v in frames.items() if k != "volumes"})
+    with pytest.raises(StateError, match="count"):
+        History.from_frames(
+            {**frames, "accounts": frames["accounts"].with_columns(pl.col("count").cast(pl.Float64))}
+        )
+    assert History.empty().n_accounts == 0
+
+
+def test_prune_drops_old_values():
+    h = update_history(None, make_events(_routine("alice@example.org", 3)))
+    late = h.accounts["last_seen"].max()
+    assert h.prune(late).accounts.height == h.accounts.height
+    assert h.prune(late + timedelta(seconds=1)).accounts.height == 0
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_build_features_eager_or_lazy(lazy: bool):
+    lf = make_events(_routine("alice@example.org", 3))
+    out = build_features(lf if lazy else lf.collect().lazy(), FeaturesConfig()).collect()
+    base = [
+        c
+        for c in FEATURE_COLUMNS
+        if not c.startswith(("hit_", "campaign_", "src_is", "acct_is", "src_legit", "src_prefix_legit"))
+    ]
+    assert set(base) <= set(out.columns)
