@@ -114,6 +114,42 @@ def _known_proxies(rng: np.random.Generator, sessions: pl.DataFrame) -> list[str
     return [ip for ip, k in zip(used, keep, strict=True) if k]
 
 
+@dataclass(frozen=True)
+class World:
+    """Everything generated before rendering; ``rng`` goes on drawing for the renderer."""
+
+    rng: np.random.Generator
+    population: population.Population
+    life: benign.LifeEvents
+    sessions: pl.DataFrame
+    """One row per connection (``detector.simulate.sessions.SESSION_SCHEMA``), attacks included."""
+    labels: pl.DataFrame
+    """Incidents rows, ``start``/``end`` as UTC microseconds."""
+    compromises: list[attacks.Compromise]
+    dropped: int
+    """Legitimate sessions left out because an (address, account) label row would have covered them."""
+
+
+def build_world(
+    accounts: int = 3000,
+    days: int = 3,
+    seed: int = 7,
+    practitioner_share: float = 0.35,
+    start: dt.date = DEFAULT_START,
+) -> World:
+    """Draw the population, its legitimate sessions, the campaigns and the labels (nothing written)."""
+    _check(accounts, days, practitioner_share)
+    rng = np.random.default_rng(seed)
+    pop = population.build(rng, accounts, practitioner_share)
+    life = benign.life_events(rng, pop, start, days)
+    legit = benign.generate(rng, pop, life, start, days)
+    attack, wins = attacks.generate(rng, pop, life, start, days)
+    sessions = pl.concat([legit, attack])
+    labels = truth.derive_labels(sessions)
+    clash = truth.conflicts(sessions, labels)
+    return World(rng, pop, life, sessions.filter(~clash), labels, wins, int(clash.sum()))
+
+
 def simulate(
     out_dir: str | Path,
     accounts: int = 3000,
@@ -123,18 +159,10 @@ def simulate(
     start: dt.date = DEFAULT_START,
 ) -> SimulationResult:
     """Write a complete labelled world to ``out_dir`` (created; existing files are overwritten)."""
-    _check(accounts, days, practitioner_share)
     began = time.perf_counter()
     out = Path(out_dir)
-    rng = np.random.default_rng(seed)
-    pop = population.build(rng, accounts, practitioner_share)
-    life = benign.life_events(rng, pop, start, days)
-    legit = benign.generate(rng, pop, life, start, days)
-    attack, wins = attacks.generate(rng, pop, life, start, days)
-    sessions = pl.concat([legit, attack])
-    labels = truth.derive_labels(sessions)
-    clash = truth.conflicts(sessions, labels)
-    sessions = sessions.filter(~clash)
+    w = build_world(accounts, days, seed, practitioner_share, start)
+    rng, pop, life, sessions, labels, wins = w.rng, w.population, w.life, w.sessions, w.labels, w.compromises
 
     prepared = render.prepare(rng, sessions)
     parts = [
@@ -169,7 +197,7 @@ def simulate(
         directory,
         life,
         wins,
-        int(clash.sum()),
+        w.dropped,
     )
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -100,6 +100,11 @@ def _unknown_accounts(rng: np.random.Generator, k: int, known: set[str]) -> np.n
     return np.unique(pool)[rng.permutation(len(np.unique(pool)))][:k]
 
 
+def _unless(ok: np.ndarray, hashes: pl.Series) -> pl.Series:
+    """Password hashes of the failed tries (a success logs none)."""
+    return pl.select(pl.when(pl.Series(ok)).then(None).otherwise(hashes.cast(pl.String))).to_series()
+
+
 def _service(rng: np.random.Generator, k: int, smtp_share: float) -> tuple[np.ndarray, np.ndarray]:
     smtp = rng.random(k) < smtp_share
     method = np.where(smtp | (rng.random(k) < 0.3), "LOGIN", "PLAIN")
@@ -157,7 +162,7 @@ def credential_stuffing(
                 duration=np.where(ok, rng.integers(20 * US, 90 * US, k), rng.integers(2 * US, 4 * US, k)),
                 bytes_in=np.where(ok, rng.integers(60, 300, k), 0),
                 bytes_out=np.where(ok, rng.integers(600, 5000, k), 0),
-                pw_hash=pl.Series(np.where(ok, None, hashes.gather(pl.Series(todo)).to_numpy())),
+                pw_hash=_unless(ok, hashes.gather(pl.Series(todo))),
                 behaviour="credential_stuffing",
                 campaign=campaign,
                 technique=STUFFING,
@@ -218,7 +223,7 @@ def password_spraying(
                 duration=np.where(ok, rng.integers(20 * US, 60 * US, k), rng.integers(2 * US, 4 * US, k)),
                 bytes_in=np.where(ok, rng.integers(60, 300, k), 0),
                 bytes_out=np.where(ok, rng.integers(600, 5000, k), 0),
-                pw_hash=pl.Series(np.where(ok, None, password_hash(password))),
+                pw_hash=_unless(ok, pl.repeat(password_hash(password), k, eager=True)),
                 behaviour="password_spraying",
                 campaign=campaign,
                 technique=SPRAYING,
@@ -266,7 +271,7 @@ def brute_force(
                     duration=np.where(ok, 40 * US, attempts * rng.integers(2 * US, 4 * US, k)),
                     bytes_in=np.where(ok, 150, 0),
                     bytes_out=np.where(ok, 2400, 0),
-                    pw_hash=pl.Series(np.where(ok, None, random_hashes(rng, k).to_numpy())),
+                    pw_hash=_unless(ok, random_hashes(rng, k)),
                     behaviour="brute_force",
                     campaign=campaign,
                     technique=BRUTE,
@@ -317,6 +322,17 @@ def distributed_brute_force(
 INFRA = ("hosting", "vpn", "tor")
 
 
+def _attacker_address(rng: np.random.Generator, infra: str, city: int) -> int:
+    if infra == "hosting":
+        return plan.hosting_base(int(rng.integers(0, 2)), int(rng.integers(0, 3))) + int(rng.integers(2, 250))
+    if infra == "vpn":
+        loc = int(rng.integers(0, len(plan.VPN_LOCATIONS)))
+        return plan.vpn_exit(loc, int(rng.integers(0, plan.VPN_EXITS_PER_LOCATION)))
+    if infra == "tor":
+        return plan.tor_exit(int(rng.integers(0, plan.TOR_EXITS)))
+    return int(_domestic_other(rng, 1, np.array([city]))[0])
+
+
 def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, days: int) -> pl.DataFrame:
     """What the attacker does with each account: logins from its infrastructure, bulk IMAP downloads, SMTP bursts.
 
@@ -325,33 +341,26 @@ def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, d
     end = day_start(start, days)
     parts = []
     for k, win in enumerate(sorted(wins, key=lambda w: (w.ts, w.account))):
-        infra = "residential_same_city" if k == 0 else INFRA[k % len(INFRA)]
-        if infra == "hosting":
-            ip = plan.hosting_base(int(rng.integers(0, 2)), int(rng.integers(0, 3))) + int(
-                rng.integers(2, 250)
-            )
-        elif infra == "vpn":
-            ip = plan.vpn_exit(
-                int(rng.integers(0, len(plan.VPN_LOCATIONS))),
-                int(rng.integers(0, plan.VPN_EXITS_PER_LOCATION)),
-            )
-        elif infra == "tor":
-            ip = plan.tor_exit(int(rng.integers(0, plan.TOR_EXITS)))
-        else:
-            ip = int(_domestic_other(rng, 1, np.array([win.city]))[0])
         t0 = win.ts + int(rng.integers(10 * MINUTE, 8 * HOUR))
-        logins = int(rng.integers(2, 5))
-        ts = t0 + np.sort(rng.integers(0, 30 * HOUR, logins))
+        span = max(end - HOUR - t0, MINUTE)
+        logins = int(rng.integers(3, 6))
+        ts = t0 + np.sort(rng.integers(0, min(30 * HOUR, span), logins))
         ts = ts[ts < end - HOUR]
         m = len(ts)
         if m == 0:
             continue
-        text = plan.v4_text(np.array([ip]))[0]
+        # The attacker rotates through its infrastructure; one victim is entered from its own city.
+        infra = [INFRA[(k + j) % len(INFRA)] for j in range(m)]
+        if k == 0:
+            infra[0] = "residential_same_city"
+        own = {name: _attacker_address(rng, name, win.city) for name in sorted(set(infra))}
+        ips = plan.v4_text(np.array([own[name] for name in infra]))
+        text = ips[0]
         reads = frame(
             m,
             ts=ts,
             account=win.account,
-            ip=text,
+            ip=ips,
             service="imap",
             outcome="success",
             method="PLAIN",
@@ -362,7 +371,7 @@ def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, d
                 rng.integers(300_000_000, 2_500_000_000, m),
                 rng.integers(20_000, 5_000_000, m),
             ),
-            behaviour=f"takeover_{infra}",
+            behaviour=pl.Series([f"takeover_{name}" for name in infra]),
             campaign=win.campaign,
             technique=TAKEOVER,
             compromised=True,

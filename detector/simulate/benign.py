@@ -54,13 +54,16 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
     n = pop.size
     order = rng.permutation(n)
     n_trav, n_mov, n_stale = max(2, n // 100), max(2, n // 150), max(2, n // 800)
-    eligible = pop.has_desktop | pop.uses_webmail
+    eligible = (pop.has_desktop | pop.uses_webmail) & (pop.carrier >= 0)
     cand = order[eligible[order]]
     trav_idx = cand[:n_trav]
     rest = np.setdiff1d(order, trav_idx, assume_unique=True)
     rest = rest[rng.permutation(len(rest))]
-    mov_idx = rest[:n_mov]
-    stale_cand = rest[n_mov:]
+    # Movers are active desktop users, so that their new address shows.
+    movable = rest[pop.has_desktop[rest] & (pop.activity[rest] > 0.6)]
+    mov_idx = movable[:n_mov]
+    stale_cand = np.setdiff1d(rest, mov_idx, assume_unique=True)
+    stale_cand = stale_cand[rng.permutation(len(stale_cand))]
     stale_idx = stale_cand[pop.has_desktop[stale_cand]][:n_stale]
 
     traveller = np.zeros(n, dtype=bool)
@@ -72,10 +75,11 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
     trip_city = np.zeros(n, dtype=np.int64)
     trip_city[trav_idx] = rng.integers(0, plan.TRAVEL_CITIES, n_trav)
 
+    n_mov = len(mov_idx)
     mover = np.zeros(n, dtype=bool)
     mover[mov_idx] = True
     move_ts = np.full(n, np.iinfo(np.int64).max)
-    move_ts[mov_idx] = day_start(start, 0) + rng.integers(0, days, n_mov) * DAY + 12 * HOUR
+    move_ts[mov_idx] = day_start(start, 0) + rng.integers(0, max(1, days - 1), n_mov) * DAY + 12 * HOUR
     new_isp = pop.isp.copy()
     new_isp[mov_idx] = (pop.isp[mov_idx] + rng.integers(1, len(plan.ISPS), n_mov)) % len(plan.ISPS)
     new_city = pop.city.copy()
@@ -121,7 +125,7 @@ def _day(
     n = pop.size
     workday = weekday(start, day) < 5
     on_trip = life.traveller & (life.trip_first <= day) & (day <= life.trip_last)
-    active = (rng.random(n) < pop.activity * (1.0 if workday else 0.7)) | on_trip
+    active = (rng.random(n) < pop.activity * (1.0 if workday else 0.7)) | on_trip | life.mover
 
     k_phone = rng.poisson(3.0, n) * (active & (pop.carrier >= 0))
     k_desk = rng.poisson(2.0 if workday else 0.8, n) * (active & pop.has_desktop)
@@ -245,7 +249,10 @@ def _day(
 
 def _typos(rng: np.random.Generator, sessions: pl.DataFrame) -> pl.DataFrame:
     """One or two wrong passwords typed just before a successful login."""
-    rows = sessions.filter(pl.Series(rng.random(sessions.height) < 0.004))
+    pick = rng.random(sessions.height) < 0.004
+    if sessions.height and not pick.any():
+        pick[rng.integers(0, sessions.height)] = True
+    rows = sessions.filter(pl.Series(pick))
     tries = np.where(rng.random(rows.height) < 0.7, 1, 2)
     idx = np.repeat(np.arange(rows.height), tries)
     nth = np.concatenate([np.arange(t) for t in tries]) if len(tries) else np.zeros(0, dtype=np.int64)

@@ -169,7 +169,7 @@ def build(rng: np.random.Generator, n: int, practitioner_share: float) -> Popula
     has_phone = rng.random(n) < 0.78
     carrier = np.where(has_phone, rng.choice(len(plan.CARRIERS), n, p=np.array(plan.CARRIER_SHARE)), -1)
     has_desktop = rng.random(n) < 0.6
-    uses_pop3 = has_desktop & (rng.random(n) < 0.15)
+    uses_pop3 = _at_least(rng, has_desktop & (rng.random(n) < 0.15), has_desktop, 2)
     uses_webmail = (rng.random(n) < 0.3) | ~(has_desktop | has_phone)
     is_practitioner = rng.random(n) < practitioner_share
     prof_names = np.array([p for p, _ in PROFESSIONS], dtype=object)
@@ -210,6 +210,10 @@ def build(rng: np.random.Generator, n: int, practitioner_share: float) -> Popula
     u = rng.random(n)
     workplace_kind = np.where(is_practitioner & (u < 0.38), 1, np.where(is_practitioner & (u < 0.55), 2, 0))
     workplace_kind = np.where(~is_practitioner & (u < 0.05), 1, workplace_kind)
+    # Even a tiny world has a hospital team and a clinic team.
+    for kind in (1, 2):
+        free = is_practitioner & (workplace_kind == 0)
+        workplace_kind[_at_least(rng, workplace_kind == kind, free, 3) & free] = kind
     hosp_city = np.array([c for _, c in hospitals])
     clin_city = np.array([c for _, c in clinics])
     workplace = np.zeros(n, dtype=np.int64)
@@ -221,8 +225,10 @@ def build(rng: np.random.Generator, n: int, practitioner_share: float) -> Popula
         # first local workplace when any and chosen, else any
         first_local = np.where(local.any(axis=1), local.argmax(axis=1), rand_any)
         workplace[who] = np.where(pick_local, first_local, rand_any)
-    vpn_user = rng.random(n) < 0.025
+    vpn_user = _at_least(rng, rng.random(n) < 0.025, has_desktop | uses_webmail, 2)
     activity = np.clip(rng.beta(5, 1.6, n), 0.05, 0.98)
+    # Workers, VPN and POP3 users read mail every day.
+    activity = np.where(vpn_user | uses_pop3 | (workplace_kind > 0), np.maximum(activity, 0.92), activity)
     return Population(
         account=account,
         city=city,
@@ -245,6 +251,17 @@ def build(rng: np.random.Generator, n: int, practitioner_share: float) -> Popula
         hospital_nat=hospital_nat,
         clinic_nat=clinic_nat,
     )
+
+
+def _at_least(rng: np.random.Generator, mask: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
+    """``mask``, with random ``eligible`` members added until it has ``k`` (tiny worlds keep every habit)."""
+    missing = k - int(mask.sum())
+    if missing <= 0:
+        return mask
+    pool = np.flatnonzero(eligible & ~mask)
+    out = mask.copy()
+    out[pool[rng.permutation(len(pool))[:missing]]] = True
+    return out
 
 
 def _luhn_digit(body: np.ndarray) -> np.ndarray:

@@ -30,8 +30,8 @@ SERVERS = ("imap1", "imap2", "smtp1")
 
 
 def file_name(server: str, day: int, days: int) -> str:
-    """imap2 is always gzip-compressed; imap1 and smtp1 are compressed once rotated (all days but the last)."""
-    gz = server == "imap2" or day < days - 1
+    """imap1's newest file is plain text; every other file is gzip-compressed (rotated or compressed by rsyslog)."""
+    gz = server != "imap1" or day < days - 1
     return f"{server}-mail.log{'.gz' if gz else ''}"
 
 
