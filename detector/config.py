@@ -68,8 +68,8 @@ class PlanConfig:
     """Attacking addresses in one /24 (/64) that widen a block to the prefix (a campaign's: 1)."""
     asn_min_sources: int = 3
     """Attacking addresses in one AS that widen a block to the AS (only with no legitimate user)."""
-    restrict_unseen: bool = True
-    """Restrict targeted accounts with no legitimate login in the window to the allow-listed networks."""
+    restrict_unseen_min_attempts: int = 10
+    """Attack attempts that get an account with no known legitimate login restricted (0: never)."""
 
 
 @dataclass(frozen=True)

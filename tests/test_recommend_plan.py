@@ -86,7 +86,7 @@ def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
     plan = plan_for(rows, srcs)
     assert blocks(plan).is_empty()
     restricted = by(plan, "restrict_account")
-    assert set(restricted.get_column("target")) == {"alice", "bob", "dave"}
+    assert set(restricted.get_column("target")) == {"alice", "bob"}  # dave: unseen, attacked once
     assert restricted.get_column("target")[0] == "bob"  # practitioners first
     bob = restricted.row(0, named=True)
     assert bob["allowed_networks"] == ["100.64.1.0/24"]  # its AS is the attacker's: prefix only
@@ -202,13 +202,18 @@ def test_attackers_success_does_not_count_as_collateral():
 
 def test_unknown_users_are_not_restricted():
     rows = [ev("203.0.113.5", "nobody", "unknown_user"), *spray(["203.0.113.5"], ("u0",))]
+    rows.append(ev("198.51.100.9", "u0", "success"))
     plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], [{C.ACCOUNT: "u0"}])
     assert by(plan, "restrict_account").get_column("target").to_list() == ["u0"]
 
 
-def test_restrict_unseen_can_be_switched_off():
-    plan = plan_for(spray(["203.0.113.5"], ("u0",)), [{C.SOURCE_IP: "203.0.113.5"}], restrict_unseen=False)
-    assert by(plan, "restrict_account").is_empty()
+@pytest.mark.parametrize(("threshold", "restricted"), [(10, ["u0"]), (11, []), (0, [])])
+def test_accounts_without_known_networks_restricted_only_when_attacked_hard(threshold, restricted):
+    rows = [ev(f"203.0.113.{i}", "u0") for i in range(5) for _ in range(2)]
+    plan = plan_for(
+        rows, [{C.SOURCE_IP: f"203.0.113.{i}"} for i in range(5)], restrict_unseen_min_attempts=threshold
+    )
+    assert by(plan, "restrict_account").get_column("target").to_list() == restricted
 
 
 def test_suspicious_entities_are_monitored():
@@ -231,11 +236,8 @@ def test_findings_are_cited_in_evidence():
             "kind": ["attack", "attack", "attack"],
         }
     )
-    plan = plan_for(
-        spray(["203.0.113.5"], ("u0",)),
-        [{C.SOURCE_IP: "203.0.113.5"}],
-        detection=Detection(findings=findings),
-    )
+    rows = [*spray(["203.0.113.5"], ("u0",)), ev("198.51.100.9", "u0", "success")]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], detection=Detection(findings=findings))
     assert json.loads(blocks(plan).row(0, named=True)["evidence"])["findings"] == ["F1"]
     assert json.loads(by(plan, "restrict_account").row(0, named=True)["evidence"])["findings"] == ["F2"]
 

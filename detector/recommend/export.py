@@ -46,6 +46,8 @@ SERVICE_PORTS: dict[str, tuple[int, ...]] = {
 """TCP ports an nftables rule matches for each service ("all" = every mail service listed here)."""
 
 POSTFIX_SERVICES = {Service.SMTP, Service.SUBMISSION}
+PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1", "fc00::/7")
+"""Restrictions apply to external addresses: Dovecot's ``allow_nets`` always lists these."""
 MAX_EXPANDED = 256
 """A Dovecot deny list keyed by address expands IPv4 CIDRs up to this many addresses (/24)."""
 
@@ -211,8 +213,8 @@ def to_dovecot_deny_users(plan: pl.DataFrame, now: datetime | None = None) -> st
 def to_dovecot_allow_nets(plan: pl.DataFrame, now: datetime | None = None) -> str:
     """A passwd-file with the ``allow_nets`` extra field of each restricted account.
 
-    ``local`` is always allowed (internal lookups such as LMTP delivery); AS numbers cannot be
-    expressed in ``allow_nets`` and are listed in a comment above the account's line.
+    ``local`` (internal lookups such as LMTP delivery) and private addresses are always allowed;
+    AS numbers cannot be expressed in ``allow_nets`` and are listed in a comment above the line.
     """
     now = _now(now)
     lines = _header("Dovecot allow_nets for restricted accounts", now)
@@ -231,7 +233,7 @@ def to_dovecot_allow_nets(plan: pl.DataFrame, now: datetime | None = None) -> st
         cidrs = sorted({p.text for p in parsed if p is not None and p.kind != nets.ASN})
         if asns:
             lines.append(f"# {r['target']}: AS numbers not expressible in allow_nets: {', '.join(asns)}")
-        lines.append(f"{r['target']}:::::::allow_nets={','.join(['local', *cidrs])}")
+        lines.append(f"{r['target']}:::::::allow_nets={','.join(['local', *PRIVATE_NETS, *cidrs])}")
     return "\n".join(lines) + "\n"
 
 

@@ -57,6 +57,9 @@ _EVENT_COLUMNS = {
     C.ACTION: pl.String,
     C.OUTCOME: pl.String,
     C.IS_PRACTITIONER: pl.Boolean,
+    C.IS_HOSTING: pl.Boolean,
+    C.IS_VPN: pl.Boolean,
+    C.IS_TOR: pl.Boolean,
     C.RISK_SCORE: pl.Float64,
     C.TECHNIQUES: pl.List(pl.String),
     C.CAMPAIGN: pl.String,
@@ -304,15 +307,17 @@ def _blocks(
     )
 
 
-def _known_networks(legit: pl.DataFrame, attacker_asns: list[int], allow: list[str]) -> pl.DataFrame:
+def _known_networks(legit: pl.DataFrame, own_attackers: pl.DataFrame, allow: list[str]) -> pl.DataFrame:
     """Per account: the networks it logs in from legitimately (``allowed_networks``).
 
-    Its /24 (IPv4) or /48 (IPv6) prefixes, and its AS numbers except those attackers also use
-    (there only its prefixes), plus the allow-listed networks.
+    Its /24 (IPv4) or /48 (IPv6) prefixes, and its AS numbers except those its own attackers came
+    from (there only its prefixes), plus the allow-listed networks.
     """
     prefixes = legit.select(C.ACCOUNT, pl.coalesce(C.PREFIX48, C.PREFIX).alias("net"))
-    asns = legit.filter(pl.col(C.ASN).is_not_null() & ~pl.col(C.ASN).is_in(attacker_asns)).select(
-        C.ACCOUNT, pl.format("AS{}", pl.col(C.ASN)).alias("net")
+    asns = (
+        legit.filter(pl.col(C.ASN).is_not_null())
+        .join(own_attackers, on=[C.ACCOUNT, C.ASN], how="anti")
+        .select(C.ACCOUNT, pl.format("AS{}", pl.col(C.ASN)).alias("net"))
     )
     return (
         pl.concat([prefixes, asns])
@@ -333,7 +338,6 @@ def _account_rows(
     accounts: pl.DataFrame,
     attack: pl.DataFrame,
     legit: pl.DataFrame,
-    attacker_asns: list[int],
     findings: pl.DataFrame,
     cfg: Config,
     now: datetime,
@@ -349,7 +353,8 @@ def _account_rows(
             on=C.ACCOUNT,
         )
     )
-    known = _known_networks(legit, attacker_asns, list(cfg.plan.allowlist))
+    own_attackers = real.select(C.ACCOUNT, C.ASN).drop_nulls().unique()
+    known = _known_networks(legit, own_attackers, list(cfg.plan.allowlist))
     has_legit = legit.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_has_legit"))
     ids = (
         _findings_for(
@@ -391,8 +396,13 @@ def _account_rows(
         (pl.col("verdict") != COMPROMISED)
         & ((pl.col("verdict") == TARGETED) | pl.col("_exists").fill_null(False))
     )
-    if not cfg.plan.restrict_unseen:
-        targeted = targeted.filter(pl.col("_known").is_not_null())
+    targeted = targeted.filter(
+        pl.col("_known").is_not_null()
+        | (
+            pl.lit(cfg.plan.restrict_unseen_min_attempts > 0)
+            & (pl.col("_attempts").fill_null(0) >= cfg.plan.restrict_unseen_min_attempts)
+        )
+    )
     evidence = _evidence_json(
         sources="_sources",
         attempts=pl.col("attempts").fill_null(pl.col("_attempts")).fill_null(0),
@@ -549,6 +559,28 @@ def _source_monitors(sources: pl.DataFrame, scoping: scope.Scoping, attackers: p
     )
 
 
+def known_networks(history: Any) -> pl.DataFrame:
+    """``account``, ``net`` (CIDR or ``AS<n>``) from the baseline history's successful logins.
+
+    Pass the result as ``recommend(..., known_networks=...)`` so that restrictions also allow the
+    networks an account used on earlier nights. Accepts a ``History`` or its ``accounts`` table.
+    """
+    table = getattr(history, "accounts", history)
+    schema = {C.ACCOUNT: pl.String, "net": pl.String}
+    if table is None or table.is_empty():
+        return pl.DataFrame(schema=schema)
+    feature, value = pl.col("feature"), pl.col("value")
+    return (
+        table.filter(feature.is_in([C.PREFIX, C.ASN]) & (value != ""))
+        .select(
+            pl.col(C.ACCOUNT).str.to_lowercase(),
+            pl.when(feature == C.ASN).then(pl.lit("AS") + value).otherwise(value).alias("net"),
+        )
+        .unique()
+        .sort(C.ACCOUNT, "net")
+    )
+
+
 def finish(rows: pl.DataFrame) -> pl.DataFrame:
     """Stable order (action, practitioners first, risk, target), stable ids, the public schema."""
     rank = {a: i for i, a in enumerate(ACTIONS)}
@@ -618,7 +650,20 @@ def recommend(
     )
     attack = events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
     legit = _legit(events)
-    per_source = _attack_stats(attack, C.SOURCE_IP).select(C.SOURCE_IP, scope.SERVICES)
+    per_source = (
+        _attack_stats(attack, C.SOURCE_IP)
+        .select(C.SOURCE_IP, scope.SERVICES)
+        .join(
+            events.group_by(C.SOURCE_IP).agg(
+                pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR)
+                .fill_null(False)
+                .any()
+                .alias(scope.ANONYMOUS)
+            ),
+            on=C.SOURCE_IP,
+            how="left",
+        )
+    )
     attackers = (
         attackers.join(per_source, on=C.SOURCE_IP, how="left")
         .join(
@@ -634,7 +679,6 @@ def recommend(
     )
     addresses = events.select(C.SOURCE_IP, C.ASN).unique()
     scoping = scope.choose_blocks(attackers, legit, cfg.plan, addresses)
-    attacker_asns = attackers.get_column(C.ASN).drop_nulls().unique().to_list()
     if known_networks is not None:
         extra = known_networks.select(pl.col(C.ACCOUNT).str.to_lowercase(), pl.col("net").alias(C.PREFIX))
         legit = pl.concat(
@@ -652,7 +696,6 @@ def recommend(
         accounts.with_columns(pl.col(C.ACCOUNT).str.to_lowercase()),
         attack,
         legit,
-        attacker_asns,
         findings,
         cfg,
         now,

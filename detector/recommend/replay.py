@@ -4,7 +4,7 @@ Strategies, side by side:
 
 - ``plan``: the plan's blocks, locks and restrictions, in force from the start of the log until
   each measure's ``expires_at``; a credential reset makes the attacker's successful logins to the
-  account fail.
+  account fail; restrictions apply to external addresses (private ones are the provider's own).
 - ``shutdown``: a blanket shutdown of external access (every login from outside private and
   allow-listed networks refused).
 - ``fail2ban``: fail2ban's default jail: 5 failures from one address within 10 minutes ban it for
@@ -140,15 +140,24 @@ class _Null:
 
 
 def _prepare(events: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """Login events in time order with a row id ``_i``; ``is_private`` filled in where enrichment did not say."""
     lf = events.lazy()
     have = lf.collect_schema()
-    return (
+    ev = (
         lf.select([(pl.col(n) if n in have else pl.lit(None)).cast(t).alias(n) for n, t in _NEEDED.items()])
         .filter(pl.col(C.ACTION) == Action.LOGIN)
         .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
         .sort(C.TIMESTAMP, maintain_order=True)
         .with_row_index("_i")
         .collect()
+    )
+    missing = ev.filter(pl.col(C.IS_PRIVATE).is_null()).get_column(C.SOURCE_IP)
+    if missing.len() == 0:
+        return ev
+    return (
+        ev.join(_private(missing), on=C.SOURCE_IP, how="left", maintain_order="left")
+        .with_columns(pl.coalesce(C.IS_PRIVATE, "_private").fill_null(False).alias(C.IS_PRIVATE))
+        .drop("_private")
     )
 
 
@@ -207,7 +216,7 @@ def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     Returns a frame ``_i``, ``refused`` (bool), ``reset`` (bool: the account's credentials were
     reset by the plan, so a success with the old password fails).
     """
-    ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE)
+    ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
     refused: list[pl.Series] = []
     blocks = plan.filter(pl.col("action") == "block").select("target", "services", "expires_at")
     if blocks.height:
@@ -223,7 +232,9 @@ def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "services", "allowed_networks", "expires_at"
     )
     if restricts.height:
-        cand = ev.join(restricts, on=C.ACCOUNT).filter(_covers_service() & _in_force())
+        cand = ev.join(restricts, on=C.ACCOUNT).filter(
+            _covers_service() & _in_force() & ~pl.col(C.IS_PRIVATE).fill_null(False)
+        )
         allowed = (
             cand.select("_i", C.SOURCE_IP, C.ASN, pl.col("allowed_networks").alias(nets.NET))
             .explode(nets.NET)
@@ -251,9 +262,7 @@ def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
 def shutdown_refusals(events: pl.DataFrame, cfg: Config) -> pl.Series:
     """Blanket shutdown: refuse every login from outside private and allow-listed networks."""
     allow = nets.parse_nets(cfg.plan.allowlist)
-    private = events.join(_private(events.get_column(C.SOURCE_IP)), on=C.SOURCE_IP, how="left").select(
-        pl.coalesce(C.IS_PRIVATE, "_private").fill_null(False)
-    )
+    private = events.select(pl.col(C.IS_PRIVATE).fill_null(False))
     inside = pl.Series([False] * events.height)
     if allow:
         rules = pl.DataFrame({nets.NET: [n.text if n.kind == nets.ASN else nets.cidr_text(n) for n in allow]})

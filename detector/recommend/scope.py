@@ -2,8 +2,8 @@
 
 The collateral of a scope is the set of accounts with a legitimate successful login from inside it
 (on the services the block would cover), practitioners counted apart. Widening is evidence-led:
-a prefix (or an IPv6 /48) is blocked when several attacking addresses share it or a campaign uses
-it, an AS number only when several attacking addresses share it *and* nobody legitimate logs in
+a prefix (or an IPv6 /48) is blocked when several attacking addresses share it, a campaign uses
+it, or it is hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next), an AS number only when several attacking addresses share it *and* nobody legitimate logs in
 from it on any service. What cannot be blocked (shared addresses, allow-listed networks, collateral
 over budget) is returned with the reason, so that the plan protects the targeted accounts instead.
 """
@@ -25,6 +25,8 @@ SOURCES = "sources"
 COLLATERAL = "collateral_accounts"
 COLLATERAL_PRACT = "collateral_practitioners"
 WHY = "why"
+ANONYMOUS = "anonymous"
+"""Attacker column: the source is hosting, VPN or Tor infrastructure (widens to its prefix)."""
 
 LEVEL_IP = "ip"
 LEVEL_PREFIX = "prefix"
@@ -201,6 +203,9 @@ def _groups(attackers: pl.DataFrame, level: str) -> pl.DataFrame:
             services_union(),
             pl.col(C.CAMPAIGN).drop_nulls().n_unique().alias("_campaigns"),
             pl.col(C.PREFIX).n_unique().alias("_prefixes"),
+            (
+                pl.col(ANONYMOUS).fill_null(False).any() if ANONYMOUS in attackers.columns else pl.lit(False)
+            ).alias("_anonymous"),
         )
         .with_columns(pl.col(SOURCES).list.len().alias("_n"), pl.lit(level).alias(LEVEL))
         .sort(KEY)
@@ -275,7 +280,10 @@ def choose_blocks(
         all_services=True,
     )
     take(LEVEL_PREFIX48, (pl.col("_prefixes") >= 2) | ((pl.col("_campaigns") > 0) & (pl.col("_n") >= 2)))
-    take(LEVEL_PREFIX, (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0))
+    take(
+        LEVEL_PREFIX,
+        (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0) | pl.col("_anonymous"),
+    )
     singles = collateral(left.select(keyed(left, LEVEL_IP), SERVICES), legit, LEVEL_IP)
     ok = singles.filter(_within(cfg))
     if ok.height:

@@ -1,0 +1,105 @@
+"""Quality of the response plan on a held-out simulated world: plan from day N, replayed on day N+1.
+
+Simulates a world (seed different from the model's training world), runs the nightly stages day by
+day with history carried over (ingest, enrich, detect, score with the shipped model, or the rule
+fallback when there is none), builds the plan from day N and replays it, with labels, on day N+1
+beside a blanket shutdown, fail2ban's default jail and no action. Prints the table and a JSON line.
+
+    .venv/bin/python bench/plan_quality.py [--seed 11] [--accounts 3000] [--days 4] [--day N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+
+
+def main(argv: list[str] | None = None) -> int:
+    from detector.config import Config
+    from detector.detect import detect
+    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.features.baseline import History, update_history
+    from detector.ingest import ingest
+    from detector.labels import label_events, read_labels
+    from detector.recommend import recommend, replay
+    from detector.recommend.plan import known_networks
+    from detector.score import load_model, score
+    from detector.simulate import simulate
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--accounts", type=int, default=3000)
+    ap.add_argument("--days", type=int, default=4)
+    ap.add_argument("--day", type=int, default=None, help="day N (1-based) whose plan is replayed on N+1")
+    ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
+    ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
+    args = ap.parse_args(argv)
+    cfg = Config()
+    day_n = args.day or args.days - 1
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
+        world = args.world or Path(tmp) / "world"
+        if args.world is None:
+            simulate(world, accounts=args.accounts, days=args.days, seed=args.seed)
+        model = None
+        if not args.no_model:
+            try:
+                from detector.pipeline import default_model_path
+
+                model = load_model(default_model_path())
+            except Exception as e:  # no shipped model yet: rule fallback
+                print(f"(no model: {e}; rule fallback)", file=sys.stderr)
+        geoip = find_databases(str(world / "geoip"))
+        directory = load_practitioners(world / "practitioners.csv")
+        labels = read_labels(world / "labels" / "incidents.csv")
+        days = sorted(p for p in (world / "logs").iterdir() if p.is_dir())
+        history, shared = History.empty(), None
+        plan = None
+        for i, day in enumerate(days[: day_n + 1], start=1):
+            ingested = ingest([str(day)], cfg.ingest, Path(tmp) / f"work{i}")
+            enriched = enrich(
+                ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
+            )
+            events = enriched.events.collect()
+            if i == day_n:
+                detection = detect(events, cfg, history)
+                scores = score(detection, model, cfg)
+                now = events.get_column("timestamp").max() + timedelta(seconds=1)
+                plan = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
+            history = update_history(history, events.lazy())
+            shared = enriched.shared
+        nxt = days[day_n]
+        ingested = ingest([str(nxt)], cfg.ingest, Path(tmp) / "next")
+        events = enrich(
+            ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
+        ).events
+        result = replay(plan, label_events(events, labels).collect(), None, cfg)
+    print(
+        f"world seed {args.seed}, {args.accounts} accounts; plan from day {day_n} replayed on day {day_n + 1}"
+    )
+    print(plan.group_by("action", "target_type").len().sort("action", "target_type"))
+    print(result.render())
+    print(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "day": day_n,
+                "model": model is not None,
+                "seconds": round(time.perf_counter() - started, 1),
+                "table": result.table.to_dicts(),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    pl.Config.set_tbl_rows(30)
+    sys.exit(main())
