@@ -5,6 +5,7 @@ compromised`` (see docs/labels.md). An event is an attack event when some row's 
 (``source_ip``, ``account``) all equal the event's and the event's timestamp lies in
 ``[start, end]`` (an empty bound is open). Where several rows match, the most specific wins: rows
 naming both an address and an account, then ``compromised`` rows, then the earliest start.
+Events without an address inherit the label of their session (same ``host`` and ``session_id``).
 """
 
 from __future__ import annotations
@@ -185,7 +186,9 @@ def label_events(events: pl.LazyFrame, labels: pl.DataFrame | str | Path) -> pl.
     """Add ``is_attack``, ``label_campaign`` and ``label_technique`` to every event (row order kept).
 
     ``events`` needs ``timestamp``, ``source_ip`` and ``account``. Three equi-joins (address only,
-    account only, both) instead of a cross product, so it scales with events x matching rows.
+    account only, both) instead of a cross product, so it scales with events x matching rows. Where
+    ``host`` and ``session_id`` exist, an event without an address (a session end) takes the label
+    of the addressed events of its session.
     """
     rules = _as_labels(labels).with_row_index("_rule")
     lf = events.lazy()
@@ -237,11 +240,32 @@ def label_events(events: pl.LazyFrame, labels: pl.DataFrame | str | Path) -> pl.
         .first()
         .select("_event", pl.col(C.CAMPAIGN).alias(LABEL_CAMPAIGN), pl.col(TECHNIQUE).alias(LABEL_TECHNIQUE))
     )
+    out = lf.with_row_index("_event").join(best, on="_event", how="left", maintain_order="left")
+    if C.SESSION_ID in have and C.HOST in have:
+        out = _inherit_from_session(out)
+    return out.with_columns(pl.col(LABEL_TECHNIQUE).is_not_null().alias(IS_ATTACK)).drop("_event")
+
+
+def _inherit_from_session(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Events without an address (a Dovecot session end) take the label of their session's login."""
+    key = [C.HOST, C.SESSION_ID]
+    sessions = (
+        lf.filter(
+            pl.col(C.SOURCE_IP).is_not_null()
+            & pl.col(C.SESSION_ID).is_not_null()
+            & pl.col(LABEL_TECHNIQUE).is_not_null()
+        )
+        .group_by(key)
+        .agg(pl.col(LABEL_CAMPAIGN).first().alias("_camp"), pl.col(LABEL_TECHNIQUE).first().alias("_tech"))
+    )
+    orphan = pl.col(C.SOURCE_IP).is_null() & pl.col(LABEL_TECHNIQUE).is_null()
     return (
-        lf.with_row_index("_event")
-        .join(best, on="_event", how="left", maintain_order="left")
-        .with_columns(pl.col(LABEL_TECHNIQUE).is_not_null().alias(IS_ATTACK))
-        .drop("_event")
+        lf.join(sessions, on=key, how="left", maintain_order="left")
+        .with_columns(
+            pl.when(orphan).then(pl.col("_camp")).otherwise(pl.col(LABEL_CAMPAIGN)).alias(LABEL_CAMPAIGN),
+            pl.when(orphan).then(pl.col("_tech")).otherwise(pl.col(LABEL_TECHNIQUE)).alias(LABEL_TECHNIQUE),
+        )
+        .drop("_camp", "_tech")
     )
 
 

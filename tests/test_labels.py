@@ -193,3 +193,19 @@ def test_compromised_accounts_and_attack_sources(labels: pl.DataFrame) -> None:
     assert by_ip["203.0.113.9"]["exclusive"] is True
     assert by_ip["185.213.0.10"]["exclusive"] is False
     assert by_ip["185.213.0.10"]["accounts"] == ["alice@x.example"]
+
+
+def test_session_end_without_address_inherits_its_login_label(labels: pl.DataFrame) -> None:
+    frame = pl.LazyFrame(
+        {
+            C.TIMESTAMP: [t(11), t(11, 20), t(11, 20)],
+            C.HOST: ["imap1", "imap1", "imap2"],
+            C.SESSION_ID: ["s1", "s1", "s1"],
+            C.SOURCE_IP: ["185.213.0.10", None, None],
+            C.ACCOUNT: ["bob@x.example", "bob@x.example", "bob@x.example"],
+        },
+        schema_overrides={C.TIMESTAMP: pl.Datetime("us", "UTC")},
+    )
+    out = label_events(frame, labels).collect()
+    assert out[IS_ATTACK].to_list() == [True, True, False]
+    assert out[LABEL_TECHNIQUE].to_list()[:2] == ["account_takeover", "account_takeover"]
