@@ -230,20 +230,19 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
         run.quarantine.append(_quarantine(bad_env, reason))
     env = env.filter(pl.col(ENVELOPE_OK))
-    registered = registry.parsers()  # not `parsers`: importing the subpackage rebinds that name
-    which = pl.lit(None, pl.Int32)
-    for i, p in reversed(list(enumerate(registered))):
-        which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
-    env = env.with_columns(_parser=which)
-    unclaimed = env.filter(pl.col("_parser").is_null())
-    _count_unclaimed(unclaimed, run)
-    claimed = env.filter(pl.col("_parser").is_not_null())
-    run.claimed += len(claimed)
     outs = []
-    for i, p in enumerate(registered):
-        part = claimed.filter(pl.col("_parser") == i)
+    remaining = env
+    for p in registry.parsers():  # not `parsers`: importing the subpackage rebinds that name
+        # each parser only sees what the earlier ones left: the cheap Dovecot and Postfix claims
+        # take most lines, so the other daemons' claims run on few rows
+        if remaining.is_empty():
+            break
+        mask = remaining.select(p.claims().fill_null(False)).to_series()
+        part = remaining.filter(mask)
         if part.is_empty():
             continue
+        remaining = remaining.filter(~mask)
+        run.claimed += len(part)
         out = p.parse(part.lazy().select(ENVELOPE_SCHEMA.names()))
         have = out.collect_schema()
         out = out.select(
@@ -251,12 +250,17 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             + [(pl.col(k) if k in have else pl.lit(None)).cast(pl.String).alias(k) for k in PRIVATE]
         )
         outs.append(out)
+    _count_unclaimed(remaining, run)
+    claimed = env
     if not outs:
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)})
     parsed = pl.concat(pl.collect_all(outs), how="vertical")
     # lines that are not events: unparsed ones and invalid UTF-8 go to the quarantine
     flags = claimed.select(C.LINE_NUMBER, "invalid_utf8", C.RAW)
-    parsed = parsed.join(flags.select(C.LINE_NUMBER, "invalid_utf8"), on=C.LINE_NUMBER, how="left")
+    if flags["invalid_utf8"].any():
+        parsed = parsed.join(flags.select(C.LINE_NUMBER, "invalid_utf8"), on=C.LINE_NUMBER, how="left")
+    else:
+        parsed = parsed.with_columns(invalid_utf8=pl.lit(False))
     to_q = parsed.filter((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
     if not to_q.is_empty():
         q = to_q.select(C.SOURCE_FILE, C.LINE_NUMBER, KIND, "invalid_utf8").join(
@@ -295,8 +299,8 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
         waiting_ids = pl.Series(corr.RID, [], dtype=pl.Int64)
     else:
         cutoff = rows[C.TIMESTAMP].max() - CARRY
-        when = pl.coalesce(corr.PARTNER, C.TIMESTAMP)
-        wait = pl.col(corr.STAGE).is_not_null() & (when > cutoff)
+        # everything later than the cutoff waits, so that batches are written in time order
+        wait = pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff
         settled = out.filter(~wait)
         waiting_ids = out.filter(wait)[corr.RID]
     events = settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names())

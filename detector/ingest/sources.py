@@ -16,6 +16,7 @@ import bz2
 import glob
 import gzip
 import hashlib
+import io
 import lzma
 import os
 import re
@@ -188,15 +189,15 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
 
 
 def _frame(source: str, first: int, buf: bytes) -> pl.DataFrame:
-    """Numbered lines of ``buf`` (which ends with a newline)."""
+    """Numbered lines of ``buf`` (which ends with a newline); invalid UTF-8 replaced and flagged."""
+    bad = False
     try:
-        text = buf.decode("utf-8")
-        bad = False
-    except UnicodeDecodeError:
-        text = buf.decode("utf-8", errors="replace")
+        lines = pl.read_lines(io.BytesIO(buf), name=C.RAW).get_column(C.RAW)
+    except pl.exceptions.ComputeError:
+        lines = pl.Series(C.RAW, buf.decode("utf-8", errors="replace")[:-1].split("\n")).str.strip_suffix(
+            "\r"
+        )
         bad = True
-    lines = pl.Series(C.RAW, [text[:-1]]).str.split("\n").explode()
-    lines = lines.str.strip_suffix("\r")
     n = len(lines)
     return pl.DataFrame(
         {

@@ -63,10 +63,11 @@ def _text() -> pl.Expr:
 
 
 def _strip_level(body: pl.Expr) -> pl.Expr:
-    out = body
-    for lvl in _LEVELS:
-        out = pl.when(out.str.starts_with(lvl)).then(out.str.slice(len(lvl))).otherwise(out)
-    return out
+    """Remove a leading ``Info: ``-style level with one slice."""
+    n = pl.lit(0)
+    for lvl in reversed(_LEVELS):
+        n = pl.when(body.str.starts_with(lvl)).then(pl.lit(len(lvl))).otherwise(n)
+    return body.str.slice(n)
 
 
 def _given_password(text: pl.Expr) -> pl.Expr:
@@ -121,59 +122,69 @@ def _outcome_of_reason(reason: pl.Expr) -> pl.Expr:
     )
 
 
+def _looks_failed(body: pl.Expr) -> pl.Expr:
+    b = body.str.to_lowercase()
+    return (
+        b.str.contains("mismatch", literal=True)
+        | b.str.contains("unknown user", literal=True)
+        | b.str.contains("authentication fail", literal=True)
+        | b.str.contains("auth failed", literal=True)
+    )
+
+
 def _service(proc: pl.Expr) -> pl.Expr:
     name = proc.str.replace(r"[(<].*$", "")
     return name.replace_strict(_SERVICES, default=None, return_dtype=pl.String)
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    text = _text()
-    lf = lf.with_columns(_t=text)
+    lf = lf.with_columns(_t=_text())
     t = pl.col("_t")
     colon = t.str.find(": ", literal=True)
     lf = lf.with_columns(_proc=t.str.head(colon), _body=_strip_level(t.str.slice(colon + 2)))
     proc, body = pl.col("_proc"), pl.col("_body")
     is_login_proc = proc.str.ends_with("-login")
     is_auth_proc = proc.str.starts_with("auth")
-    is_mail_proc = proc.str.contains(r"^(?:imap|pop3|submission|managesieve)\(", literal=False)
+    is_mail_proc = (
+        proc.str.starts_with("imap(")
+        | proc.str.starts_with("pop3(")
+        | proc.str.starts_with("submission(")
+        | proc.str.starts_with("managesieve(")
+    )
     line = (
-        pl.when(is_login_proc & body.str.starts_with("Login: "))
-        .then(pl.lit("login_ok"))
-        .when(is_login_proc & body.str.contains("(auth failed", literal=True))
-        .then(pl.lit("login_fail"))
-        .when(is_login_proc & body.str.contains("disallowed plaintext auth", literal=True))
-        .then(pl.lit("login_policy"))
-        .when(is_auth_proc & body.str.contains(_PASSDB))
-        .then(pl.lit("auth"))
-        .when(
-            is_mail_proc
-            & (body.str.contains(" in=", literal=True) | body.str.contains("retr=", literal=True))
+        pl.when(is_login_proc)
+        .then(
+            pl.when(body.str.starts_with("Login: "))
+            .then(pl.lit("login_ok"))
+            .when(body.str.contains("(auth failed", literal=True))
+            .then(pl.lit("login_fail"))
+            .when(body.str.contains("disallowed plaintext auth", literal=True))
+            .then(pl.lit("login_policy"))
+            .otherwise(pl.lit("noise:dovecot_login"))
         )
-        .then(pl.lit("logout"))
+        .when(is_auth_proc)
+        .then(pl.lit("auth"))
+        .when(is_mail_proc)
+        .then(
+            pl.when(body.str.contains(" in=", literal=True) | body.str.contains("retr=", literal=True))
+            .then(pl.lit("logout"))
+            .otherwise(pl.lit("noise:dovecot_mail"))
+        )
         .when(t.str.starts_with("pam_unix(") & t.str.contains("authentication failure", literal=True))
         .then(pl.lit("pam"))
-        .when(is_login_proc)
-        .then(pl.lit("noise:dovecot_login"))
-        .when(is_auth_proc & (body.str.contains("(?i)mismatch|unknown user|authentication fail|auth failed")))
-        .then(pl.lit("unparsed"))
-        .when(is_auth_proc)
-        .then(pl.lit("noise:dovecot_auth"))
-        .when(is_mail_proc)
-        .then(pl.lit("noise:dovecot_mail"))
         .otherwise(pl.lit("noise:dovecot_other"))
     )
     lf = lf.with_columns(_line=line)
     kind = pl.col("_line")
-    events = lf.filter(kind.is_in(["login_ok", "login_fail", "login_policy", "auth", "logout", "pam"]))
-    rest = lf.filter(
-        ~kind.is_in(["login_ok", "login_fail", "login_policy", "auth", "logout", "pam"])
-    ).with_columns(pl.col("_line").alias(KIND), pl.lit("dovecot").alias(C.DAEMON))
+    rest = lf.filter(kind.str.starts_with("noise:")).with_columns(
+        pl.col("_line").alias(KIND), pl.lit("dovecot").alias(C.DAEMON)
+    )
     return pl.concat(
         [
-            finish(_login(events.filter(kind.str.starts_with("login_"))), keep=(STAGE,)),
-            finish(_auth(events.filter(kind == "auth")), keep=(STAGE,)),
-            finish(_logout(events.filter(kind == "logout")), keep=(STAGE,)),
-            finish(_pam(events.filter(kind == "pam")), keep=(STAGE,)),
+            finish(_login(lf.filter(kind.str.starts_with("login_"))), keep=(STAGE,)),
+            finish(_auth(lf.filter(kind == "auth")), keep=(STAGE,)),
+            finish(_logout(lf.filter(kind == "logout")), keep=(STAGE,)),
+            finish(_pam(lf.filter(kind == "pam")), keep=(STAGE,)),
             finish(rest, keep=(STAGE,)),
         ],
         how="vertical",
@@ -234,7 +245,9 @@ def _auth(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
         _given_password(reason_full).alias(C.PASSWORD_HASH),
-        pl.when(outcome.is_null())
+        pl.when(g.field("1").is_null() & _looks_failed(pl.col("_body")))
+        .then(pl.lit("unparsed"))
+        .when(outcome.is_null())
         .then(pl.lit("noise:dovecot_auth"))
         .when(g.field("3").str.len_bytes() == 0)
         .then(pl.lit("noise:dovecot_auth_local"))

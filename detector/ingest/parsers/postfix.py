@@ -47,6 +47,42 @@ def _addr(hostpart: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return canonical_ip(ip), port
 
 
+_AGENTS = (
+    "qmgr",
+    "cleanup",
+    "smtp",
+    "lmtp",
+    "local",
+    "virtual",
+    "pipe",
+    "postscreen",
+    "dnsblog",
+    "anvil",
+    "pickup",
+    "bounce",
+    "master",
+    "tlsproxy",
+    "scache",
+    "error",
+    "discard",
+    "verify",
+    "trivial-rewrite",
+)
+
+
+def _process() -> pl.Expr:
+    """``program[pid]``: one smtpd process, whose sessions ``correlate`` separates."""
+    return pl.concat_str([pl.col("program"), pl.lit("["), pl.col("pid").cast(pl.String), pl.lit("]")])
+
+
+def _noise_of(prog: pl.Expr) -> pl.Expr:
+    """``noise:postfix_<agent>`` for the usual agents (a few literal suffix tests), else ``noise:postfix_other``."""
+    out = pl.lit("noise:postfix_other")
+    for agent in reversed(_AGENTS):
+        out = pl.when(prog.str.ends_with("/" + agent)).then(pl.lit(f"noise:postfix_{agent}")).otherwise(out)
+    return out
+
+
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
     smtpd = prog.str.ends_with("/smtpd")
@@ -85,19 +121,18 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("unparsed"))
         .when(smtpd)
         .then(pl.lit("noise:smtpd_other"))
-        .otherwise(pl.concat_str([pl.lit("noise:postfix_"), prog.str.split("/").list.last()]))
+        .otherwise(_noise_of(prog))
     )
-    lf = lf.with_columns(
-        _line=line, _smtpd=pl.concat_str([prog, pl.lit("["), pl.col("pid").cast(pl.String), pl.lit("]")])
-    )
+    lf = lf.with_columns(_line=line)
     kind = pl.col("_line")
     special = ["client", "sasl_fail", "after_auth", "disconnect_auth", "qmgr"]
     rest = lf.filter(~kind.is_in(special)).with_columns(
         pl.col("_line").alias(KIND),
         pl.lit("postfix").alias(C.DAEMON),
         pl.when(kind == "noise:disconnect").then(pl.lit("pf_boundary")).alias(STAGE),
+        pl.when(kind == "noise:disconnect").then(_process()).alias(SESSION),
     )
-    common = [pl.lit("postfix").alias(C.DAEMON), _service(prog).alias(C.SERVICE)]
+    common = [pl.lit("postfix").alias(C.DAEMON), _service(prog).alias(C.SERVICE), _process().alias(SESSION)]
     return pl.concat(
         [
             finish(_client(lf.filter(kind == "client")).with_columns(common), keep=KEEP),

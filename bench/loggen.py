@@ -1,0 +1,138 @@
+"""A large, realistic mixed Dovecot 2.3 + Postfix syslog for benchmarks (not a test fixture).
+
+Roughly what a small provider's ``mail.log`` holds: IMAP/POP3 logins and session ends, password
+guessing against Dovecot (two lines per failure: the ``auth-worker`` passdb line and the
+``imap-login`` disconnect) and against Postfix submission (Dovecot SASL), authenticated
+submissions with their qmgr line, and the usual delivery and connection noise.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _stamp(t: datetime) -> str:
+    return f"{MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S}"
+
+
+def generate(path: Path, lines: int, seed: int = 7, start: datetime | None = None) -> int:
+    """Write about ``lines`` lines to ``path``; returns the number written."""
+    rng = random.Random(seed)
+    t0 = start or datetime(2026, 11, 20, tzinfo=UTC)
+    users = [f"user{i}@example.org" for i in range(20000)]
+    homes = [
+        f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        for _ in range(5000)
+    ]
+    bots = [
+        f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        for _ in range(300)
+    ]
+    v6 = [f"2001:db8:{i:x}::{rng.randrange(1, 65535):x}" for i in range(200)]
+    step = 86400 * 3 / max(lines, 1)
+    written = 0
+    n = 0
+    buf: list[str] = []
+    with open(path, "w", encoding="utf-8") as f:
+        while written < lines:
+            t = t0 + timedelta(seconds=n * step)
+            n += 1
+            s = _stamp(t)
+            r = rng.random()
+            sess = f"{rng.getrandbits(64):016x}"[:16]
+            pid = rng.randrange(1000, 60000)
+            if r < 0.16:
+                u, ip = rng.choice(users), rng.choice(homes + v6[:20])
+                buf.append(
+                    f"{s} mx1 dovecot: imap-login: Login: user=<{u}>, method=PLAIN, rip={ip}, lip=192.0.2.10, "
+                    f"mpid={pid}, TLS, session=<{sess}>"
+                )
+                buf.append(
+                    f"{s} mx1 dovecot: imap({u})<{pid}><{sess}>: Disconnected: Logged out in={rng.randrange(50, 9000)} "
+                    f"out={rng.randrange(500, 900000)} deleted=0 expunged=0 trashed=0 hdr_count=0 hdr_bytes=0 body_count=0 body_bytes=0"
+                )
+            elif r < 0.22:
+                u, ip = rng.choice(users), rng.choice(homes)
+                buf.append(
+                    f"{s} mx1 dovecot: pop3-login: Login: user=<{u}>, method=PLAIN, rip={ip}, lip=192.0.2.10, "
+                    f"mpid={pid}, TLS, session=<{sess}>"
+                )
+                k = rng.randrange(0, 9)
+                size = k * rng.randrange(2000, 90000)
+                buf.append(
+                    f"{s} mx1 dovecot: pop3({u})<{pid}><{sess}>: Disconnected: Logged out top=0/0, retr={k}/{size}, "
+                    f"del={k}/{k}, size={size}"
+                )
+            elif r < 0.42:
+                u, ip = rng.choice(users), rng.choice(bots + v6)
+                w = rng.randrange(1, 9)
+                buf.append(
+                    f"{s} mx1 dovecot: auth-worker({pid}): passwd-file({u},{ip},<{sess}>): Password mismatch"
+                )
+                buf.append(
+                    f"{s} mx1 dovecot: imap-login: Disconnected: Aborted login by logging out (auth failed, 1 attempts in {w} secs): "
+                    f"user=<{u}>, method=PLAIN, rip={ip}, lip=192.0.2.10, TLS, session=<{sess}>"
+                )
+            elif r < 0.50:
+                ip = rng.choice(bots)
+                u = f"admin{rng.randrange(50)}@example.org"
+                buf.append(f"{s} mx1 postfix/submission/smtpd[{pid}]: connect from unknown[{ip}]")
+                buf.append(f"{s} mx1 dovecot: auth: passwd-file({u},{ip}): unknown user")
+                buf.append(
+                    f"{s} mx1 postfix/submission/smtpd[{pid}]: warning: unknown[{ip}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+                )
+                buf.append(
+                    f"{s} mx1 postfix/submission/smtpd[{pid}]: lost connection after AUTH from unknown[{ip}]"
+                )
+                buf.append(
+                    f"{s} mx1 postfix/submission/smtpd[{pid}]: disconnect from unknown[{ip}] ehlo=1 auth=0/1 commands=1/2"
+                )
+            elif r < 0.58:
+                u, ip = rng.choice(users), rng.choice(homes)
+                qid = f"{rng.getrandbits(40):010X}"
+                buf.append(f"{s} mx1 postfix/submission/smtpd[{pid}]: connect from client.example.net[{ip}]")
+                buf.append(
+                    f"{s} mx1 postfix/submission/smtpd[{pid}]: {qid}: client=client.example.net[{ip}], sasl_method=PLAIN, sasl_username={u}"
+                )
+                buf.append(f"{s} mx1 postfix/cleanup[{pid + 1}]: {qid}: message-id=<{sess}@example.org>")
+                buf.append(
+                    f"{s} mx1 postfix/qmgr[812]: {qid}: from=<{u}>, size={rng.randrange(900, 4000000)}, nrcpt={rng.randrange(1, 6)} (queue active)"
+                )
+                buf.append(
+                    f"{s} mx1 postfix/smtp[{pid + 2}]: {qid}: to=<someone@example.com>, relay=mx.example.com[198.51.100.20]:25, "
+                    f"delay=0.4, delays=0.1/0/0.1/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)"
+                )
+                buf.append(f"{s} mx1 postfix/qmgr[812]: {qid}: removed")
+                buf.append(
+                    f"{s} mx1 postfix/submission/smtpd[{pid}]: disconnect from client.example.net[{ip}] ehlo=1 auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6"
+                )
+            elif r < 0.85:
+                ip = rng.choice(bots + homes)
+                qid = f"{rng.getrandbits(40):010X}"
+                buf.append(f"{s} mx1 postfix/smtpd[{pid}]: connect from mail.example.net[{ip}]")
+                buf.append(f"{s} mx1 postfix/smtpd[{pid}]: {qid}: client=mail.example.net[{ip}]")
+                buf.append(
+                    f"{s} mx1 postfix/qmgr[812]: {qid}: from=<news@example.net>, size=5120, nrcpt=1 (queue active)"
+                )
+                buf.append(
+                    f"{s} mx1 dovecot: lmtp({rng.choice(users)})<{pid}><{sess}>: msgid=<{sess}@example.net>: saved mail to INBOX"
+                )
+                buf.append(
+                    f"{s} mx1 postfix/smtpd[{pid}]: disconnect from mail.example.net[{ip}] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5"
+                )
+            else:
+                buf.append(
+                    f"{s} mx1 CRON[{pid}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"
+                )
+            if len(buf) >= 50000:
+                f.write("\n".join(buf) + "\n")
+                written += len(buf)
+                buf.clear()
+        if buf:
+            f.write("\n".join(buf) + "\n")
+            written += len(buf)
+    return written

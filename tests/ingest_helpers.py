@@ -1,0 +1,34 @@
+"""Helpers for the ingestion tests: run the real pipeline on a few hand-written lines."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from detector.config import IngestConfig
+from detector.ingest import IngestResult, ingest
+
+MTIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def write_log(path: Path, lines: list[str], mtime: datetime = MTIME) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    os.utime(path, (mtime.timestamp(), mtime.timestamp()))
+    return path
+
+
+def run(tmp_path: Path, lines: list[str], name: str = "mail.log", **cfg) -> tuple[pl.DataFrame, IngestResult]:
+    """Ingest ``lines`` written to one file; returns (events, result)."""
+    log = write_log(tmp_path / name, lines)
+    result = ingest([str(log)], IngestConfig(**cfg), tmp_path / "work")
+    return result.events.collect(), result
+
+
+def one(tmp_path: Path, line: str, **cfg) -> dict:
+    """The single event one line becomes (fails if it becomes none or several)."""
+    events, result = run(tmp_path, [line], **cfg)
+    assert len(events) == 1, (events, result.noise, result.quarantine)
+    return events.row(0, named=True)
