@@ -135,3 +135,13 @@ def narrowed(
     events = finish(fields(lf.filter(is_event)))
     others = finish(lf.filter(~is_event))
     return pl.concat([events, others], how="vertical")
+
+
+def narrowed_columns(lf: pl.LazyFrame, columns: Sequence[pl.Expr]) -> pl.LazyFrame:
+    """Like ``lf.with_columns(columns)`` followed by :func:`finish`, but only the ``kind`` and
+    ``daemon`` expressions run on every row; the field expressions run on the event rows only."""
+    by_name = {e.meta.output_name(): e for e in columns}
+    lf = lf.with_columns(by_name.pop(KIND), by_name.pop(C.DAEMON))
+    is_event = pl.col(KIND) == EVENT
+    events = finish(lf.filter(is_event).with_columns(by_name.values()))
+    return pl.concat([events, finish(lf.filter(~is_event))], how="vertical")

@@ -9,10 +9,10 @@ from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
     M,
-    done,
     has,
     kind,
     lower_or_null,
+    narrowed_columns,
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
@@ -62,7 +62,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(True)
     )
     pop3 = service == Service.POP3
-    out = lf.with_columns(
+    columns = [
         pl.lit("courier").alias(C.DAEMON),
         service.alias(C.SERVICE),
         pl.when(session_end).then(pl.lit(Action.LOGOUT)).otherwise(pl.lit(Action.LOGIN)).alias(C.ACTION),
@@ -106,8 +106,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (has("error,relay="), "noise:reject"),
             ]
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.ingest.fields import after, canonical_ip
-from detector.ingest.parsers._common import EVENT, M, done, kind, lower_or_null, program_starts
+from detector.ingest.parsers._common import EVENT, M, kind, lower_or_null, narrowed_columns, program_starts
 from detector.ingest.registry import LineParser, register
 from detector.schema import Action, C, Outcome, Service
 
@@ -20,7 +20,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     failed = M.str.starts_with(_FAILURE).fill_null(False)
     rest = after(M, _FAILURE).str.strip_chars()
     parts = M.str.extract_groups(r"^authentication failure (?:(\S+) )?(\S+)\s*$")
-    out = lf.with_columns(parts.alias("_p")).with_columns(
+    lf = lf.with_columns(parts.alias("_p"))
+    columns = [
         pl.lit("cucipop").alias(C.DAEMON),
         pl.lit(Service.POP3).alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -30,8 +31,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         pl.lit("authentication failure").alias(C.REASON),
         kind([(failed, EVENT)]),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

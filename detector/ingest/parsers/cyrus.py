@@ -10,11 +10,11 @@ from detector.ingest.parsers._common import (
     PROGRAM,
     M,
     by_words,
-    done,
     has,
     kind,
     lower_or_null,
     mechanism,
+    narrowed_columns,
 )
 from detector.ingest.registry import LineParser, register
 from detector.schema import Action, C, Outcome, Service
@@ -73,7 +73,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Service.MANAGESIEVE))
         .otherwise(pl.lit(Service.IMAP))
     )
-    out = lf.with_columns(
+    columns = [
         pl.lit("cyrus").alias(C.DAEMON),
         service.alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -112,8 +112,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (M.str.starts_with("Logout: ") | has("autologout"), "noise:logout"),
             ]
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

@@ -11,9 +11,9 @@ from detector.ingest.parsers._common import (
     PROGRAM,
     M,
     by_words,
-    done,
     kind,
     lower_or_null,
+    narrowed_columns,
     service_from_port,
 )
 from detector.ingest.registry import LineParser, register
@@ -104,7 +104,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     method = pl.when(~smtp_layout & command.is_in(["authenticate", "auth"])).then(
         f.list.get(9, null_on_oob=True).str.strip_chars().str.to_uppercase()
     )
-    out = lf.with_columns(
+    columns = [
         pl.lit("exchange").alias(C.DAEMON),
         service_from_port(local.str.extract(r":(\d+)$", 1)).alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -126,8 +126,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         kind(
             [(failed | ok, EVENT), (pl.lit(True), "noise:protocol")],
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

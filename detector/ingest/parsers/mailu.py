@@ -9,7 +9,16 @@ from __future__ import annotations
 import polars as pl
 
 from detector.ingest.fields import canonical_ip
-from detector.ingest.parsers._common import EVENT, PROGRAM, M, done, has, kind, lower_or_null, program_starts
+from detector.ingest.parsers._common import (
+    EVENT,
+    PROGRAM,
+    M,
+    has,
+    kind,
+    lower_or_null,
+    narrowed_columns,
+    program_starts,
+)
 from detector.ingest.registry import LineParser, register
 from detector.schema import Action, C, Outcome
 
@@ -25,7 +34,8 @@ def claims() -> pl.Expr:
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     limited = has("Authentication attempt from ") & has(_LIMITED)
     parts = M.str.extract_groups(r"Authentication attempt from (\S+?)(?: for (\S+))? has been rate-limited")
-    out = lf.with_columns(parts.alias("_p")).with_columns(
+    lf = lf.with_columns(parts.alias("_p"))
+    columns = [
         pl.lit("mailu").alias(C.DAEMON),
         pl.lit(Action.LOGIN).alias(C.ACTION),
         pl.lit(Outcome.POLICY).alias(C.OUTCOME),
@@ -40,8 +50,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (M.str.contains(r"(?i)^(?:\[[^\]]+\] )?(?:DEBUG|INFO) in ").fill_null(False), "noise:info"),
             ]
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

@@ -10,10 +10,10 @@ from detector.ingest.parsers._common import (
     EVENT,
     M,
     by_words,
-    done,
     has,
     kind,
     lower_or_null,
+    narrowed_columns,
     program_starts,
     service_from_port,
 )
@@ -56,7 +56,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     server = between(M, ", server: ", ",")
     port = server.str.extract(r":(\d+)$", 1)
     reason = pl.when(failed).then(between(M, _FAILED + '"', '"'))
-    out = lf.with_columns(
+    columns = [
         pl.lit("nginx").alias(C.DAEMON),
         service_from_port(port).alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -81,7 +81,10 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (has("proxied session done") | has("upstream timed out"), "noise:session_end"),
                 (has("SSL_") | has("ssl handshake") | has("SSL handshake"), "noise:tls"),
                 (has("could not be resolved") | has("while in resolving"), "noise:resolve"),
-                (has(', request: "') | has("directory index") | has('open() "'), "noise:http"),
+                (
+                    has(', request: "') | has("directory index") | has('open() "') | has(" HTTP/"),
+                    "noise:http",
+                ),
                 (
                     has("client sent invalid") | has("client sent too long") | has("client timed out"),
                     "noise:protocol",
@@ -89,8 +92,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (has("auth http server") & ~has(_FAILED), "noise:auth_backend"),
             ]
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

@@ -6,7 +6,16 @@ from __future__ import annotations
 import polars as pl
 
 from detector.ingest.fields import after, before, between, canonical_ip
-from detector.ingest.parsers._common import EVENT, PROGRAM, M, done, has, kind, lower_or_null, mechanism
+from detector.ingest.parsers._common import (
+    EVENT,
+    PROGRAM,
+    M,
+    has,
+    kind,
+    lower_or_null,
+    mechanism,
+    narrowed_columns,
+)
 from detector.ingest.registry import LineParser, register
 from detector.schema import Action, C, Outcome, Service
 
@@ -33,7 +42,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(pl.lit(Service.IMAP))
     )
     method = pl.coalesce(M.str.extract(r"^AUTHENTICATE (\S+) failure", 1), M.str.extract(r" mech=(\S+)", 1))
-    out = lf.with_columns(
+    columns = [
         pl.lit("uwimap").alias(C.DAEMON),
         service.alias(C.SERVICE),
         pl.when(session_end).then(pl.lit(Action.LOGOUT)).otherwise(pl.lit(Action.LOGIN)).alias(C.ACTION),
@@ -74,8 +83,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 (has("SSL") | has("TLS"), "noise:tls"),
             ]
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

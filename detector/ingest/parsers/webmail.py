@@ -17,11 +17,11 @@ from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
     M,
-    done,
     first,
     has,
     kind,
     lower_or_null,
+    narrowed_columns,
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
@@ -71,7 +71,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
             (rc_imap, M.str.extract(r"from [^ ]+?\.\s+(.*?)(?: in /\S+ on line \d+.*)?$", 1)),
         ]
     ).cast(pl.String)
-    out = lf.with_columns(
+    columns = [
         pl.when(sogo | program_starts("sogo"))
         .then(pl.lit("sogo"))
         .otherwise(pl.lit("roundcube"))
@@ -97,8 +97,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
             ],
             hint=M.str.contains(r"(?i)login|authenticat").fill_null(False),
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(

@@ -11,11 +11,11 @@ from detector.ingest.parsers._common import (
     PROGRAM,
     M,
     by_words,
-    done,
     first,
     has,
     kind,
     lower_or_null,
+    narrowed_columns,
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
@@ -74,7 +74,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     address = pl.coalesce(_ctx("oip"), _ctx("ip")).str.split(",").list.first().str.strip_chars()
     account = pl.coalesce(between(M, _FAILED, "]"), M.str.extract(r" account=([^;\s]+)", 1), _ctx("name"))
-    out = lf.with_columns(
+    columns = [
         pl.lit("zimbra").alias(C.DAEMON),
         service.alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -96,8 +96,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
             ],
             hint=M.str.contains(r"(?i)authentication failed|login failed|invalid password").fill_null(False),
         ),
-    )
-    return done(out)
+    ]
+    return narrowed_columns(lf, columns)
 
 
 PARSER = register(
