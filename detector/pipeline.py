@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -116,16 +117,28 @@ def new_run_id(now: datetime) -> str:
 
 
 def default_model_path() -> Path:
-    """The shipped model: package data first (installed wheels), then ``models/`` next to the repo."""
+    """The model used without ``--model``.
+
+    In order: ``$DETECTOR_MODEL``; ``detector/data/default.skops`` (package data of an installed
+    wheel); ``models/default.skops`` next to the source tree (a checkout, an editable install);
+    ``<prefix>/share/detector/models/default.skops``.
+    """
+    env = os.environ.get("DETECTOR_MODEL")
+    if env:
+        return Path(env)
     here = Path(__file__).resolve().parent
-    candidates = [here / "data" / MODEL_NAME, here.parent / "models" / MODEL_NAME]
+    candidates = [
+        here / "data" / MODEL_NAME,
+        here.parent / "models" / MODEL_NAME,
+        Path(sys.prefix) / "share" / "detector" / "models" / MODEL_NAME,
+    ]
     for p in candidates:
         if p.exists():
             return p
     raise ModelError(
         "no default model found",
-        path=candidates[-1],
-        hint="pass --model FILE, or run `make model` to train one",
+        path=candidates[1],
+        hint="pass --model FILE or set DETECTOR_MODEL; `make model` trains one",
     )
 
 

@@ -1,0 +1,87 @@
+"""Benchmark of the whole nightly job (`detector run`) on a large simulated night.
+
+The night is ``bench/loggen.py``'s mixed Dovecot + Postfix syslog (logins, session ends, password
+guessing, submissions, delivery noise), enriched with the GeoIP databases and practitioner
+directory of a small ``detector simulate`` world. The job runs as a separate ``detector run``
+process, as cron would run it; we report wall time, lines/s, CPU time, peak resident memory of
+that process and the duration of each step (from its JSON log).
+
+    python bench/nightly.py --lines 2000000        # or: make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def bench_nightly(lines: int = 2_000_000, workdir: Path | None = None) -> dict[str, Any]:
+    """Run `detector run` on a night of about ``lines`` lines; return the measured figures."""
+    from loggen import generate
+
+    from detector.simulate import simulate
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        root = Path(tmp)
+        world = root / "world"
+        simulate(world, accounts=300, days=1, seed=11)
+        logs = root / "logs"
+        logs.mkdir()
+        written = generate(logs / "mail.log", lines)
+        size = (logs / "mail.log").stat().st_size
+        detector = Path(sys.executable).with_name("detector")
+        cmd = [
+            str(detector), "run", str(logs), "--out", str(root / "out"),
+            "--practitioners", str(world / "practitioners.csv"), "--geoip-dir", str(world / "geoip"),
+            "--year", "2026", "--log-format", "json",
+        ]  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"})
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode not in (0, 3):
+            raise RuntimeError(f"detector run exited {proc.returncode}: {proc.stderr[-2000:]}")
+        logs_json = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+        finished = next(x for x in reversed(logs_json) if x.get("msg") == "run finished")
+        steps = {k: v for k, v in finished.items() if isinstance(v, float)}
+        events = json.loads((root / "out" / "summary.json").read_text())["night"]["events"]
+    return {
+        "lines": written,
+        "bytes": size,
+        "events": events,
+        "seconds": round(wall, 2),
+        "lines_per_s": round(written / wall),
+        "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
+        "peak_rss_mib": round(after.ru_maxrss / 1024),
+        "steps": steps,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Benchmark the whole nightly job.")
+    ap.add_argument("--lines", type=int, default=2_000_000, help="log lines in the night")
+    args = ap.parse_args(argv)
+    r = bench_nightly(args.lines)
+    print(
+        f"nightly job: {r['lines']:,} lines ({r['bytes'] / 2**20:,.0f} MiB, {r['events']:,} events) in "
+        f"{r['seconds']:.1f} s = {r['lines_per_s']:,} lines/s; CPU {r['cpu_seconds']:.1f} s; "
+        f"peak RSS {r['peak_rss_mib']:,} MiB"
+    )
+    print("  steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
