@@ -579,6 +579,12 @@ NOISE = [
         "noise:inbound_smtp",
     ),
     (
+        "nginx_mail",
+        "nginx",
+        '198.51.100.200 - - [23/Nov/2026:03:14:15 +0000] "GET /admin HTTP/1.1" 403 10 "-" "probe"',
+        "noise:http",
+    ),
+    (
         "zimbra",
         None,
         "WARN  [qtp1-12:smtp://mta:7073/service/admin/soap/] [name=sam@example.org;oip=198.51.100.112;oproto=smtp;] SoapEngine - handler exception",
