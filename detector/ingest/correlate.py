@@ -111,7 +111,7 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
     rest_a = auth.filter(~pl.col(RID).is_in(by_session[RID].implode()))
     rest_l = login.filter(~pl.col(RID).is_in(by_session["_lrid"].implode()))
     near = (
-        rest_a.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP, C.ACCOUNT)
+        rest_a.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP, C.ACCOUNT, pl.col(C.SESSION_ID).alias("_asession"))
         .filter(pl.col(C.ACCOUNT).is_not_null() & pl.col(C.SOURCE_IP).is_not_null())
         .sort(C.TIMESTAMP)
         .join_asof(
@@ -124,7 +124,10 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
             tolerance=LOGIN_WINDOW,
             check_sortedness=False,
         )
-        .filter(pl.col("_lrid").is_not_null())
+        # different session ids mean different sessions: the address fallback is for lines without one
+        .filter(
+            pl.col("_lrid").is_not_null() & (pl.col("_asession").is_null() | pl.col("_session").is_null())
+        )
     )
     pairs = pl.concat(
         [
