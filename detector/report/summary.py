@@ -365,8 +365,13 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     parts.append(
         _line(
             f"Accounts: {verdicts.get('compromised', 0)} compromised, {verdicts.get('targeted', 0)} targeted, "
-            f"{verdicts.get('suspicious', 0)} suspicious ({acc['practitioners_affected']} practitioners); "
-            f"sources: {src.get('malicious', 0)} malicious, {src.get('suspicious', 0)} suspicious"
+            f"{verdicts.get('suspicious', 0)} suspicious ({acc['practitioners_affected']} practitioners)"
+        )
+    )
+    parts.append(
+        _line(
+            f"Sources: {src.get('malicious', 0)} malicious, {src.get('suspicious', 0)} suspicious, "
+            f"{summary['sources']['shared']} shared addresses"
         )
     )
     camps = summary["campaigns"]
@@ -390,7 +395,8 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     if acc["targeted_total"] > 3:
         parts.append(_line(f"  ... and {acc['targeted_total'] - 3} more", style="dim"))
     actions = ", ".join(f"{k} {v}" for k, v in plan["by_action"].items()) or "none"
-    parts.append(_line(f"\nPlan: {plan['measures']} measures ({actions})", style="bold"))
+    parts.append(_line(f"\nPlan: {plan['measures']} measures", style="bold"))
+    parts.append(_line(f"  {actions}"))
     parts.append(
         _line(
             f"  collateral: {plan['collateral_accounts']} accounts with legitimate logins, "

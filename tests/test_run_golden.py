@@ -1,0 +1,34 @@
+"""Golden end-to-end run on data/samples: key counts must match tests/golden/samples.json (`make golden`)."""
+
+import json
+
+import pytest
+from rich.console import Console
+
+from detector.report import contract
+from detector.report.parquet import read_metadata
+from detector.report.summary import print_summary
+from tests.golden import GOLDEN, SAMPLES, key_counts, run_samples
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (SAMPLES / "logs").exists(), reason="data/samples not generated (make samples)"),
+]
+
+
+def test_samples_match_golden(tmp_path):
+    result = run_samples(tmp_path / "out")
+    got = key_counts(result.summary)
+    want = json.loads(GOLDEN.read_text())
+    assert got == want, "behaviour changed on data/samples: review, then `make golden`"
+
+    meta = read_metadata(tmp_path / "out" / "events.parquet")
+    assert meta["geoip"], "sample GeoIP databases recorded"
+    assert meta["model_id"] and meta["model_card_sha256"]
+    assert {i["path"].rsplit("/", 1)[-1] for i in meta["inputs"]}
+    for name in contract.ALL_FILES:
+        assert (tmp_path / "out" / name).exists()
+
+    console = Console(width=100, record=True)
+    print_summary(result.summary, console)
+    assert len(console.export_text().splitlines()) <= 40
