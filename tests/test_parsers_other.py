@@ -14,6 +14,7 @@ import pytest
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, get, parsers
 from detector.schema import C
+from tests.ingest_helpers import run
 
 MINE = (
     "exim",
@@ -671,3 +672,37 @@ def test_every_parser_is_registered_documented_and_keeps_rows(name: str) -> None
     assert out.height == 3
     assert sorted(out[C.LINE_NUMBER].to_list()) == [1, 2, 3]
     assert all(k in ("event", "unparsed") or k.startswith("noise:") for k in out[KIND].to_list())
+
+
+E2E_LINES = [
+    "Nov 22 03:14:15 mx1 exim[2001]: plain_srv authenticator failed for (laptop) [198.51.100.23]:40122: 535 Incorrect authentication data (set_id=anna@example.org)",
+    "2026-11-22 03:14:16 login authenticator failed for (desk) [198.51.100.24]:40123: 535 Incorrect authentication data (set_id=bert)",
+    "2026-11-22 03:14:16.250 [4242] 1kXyZa-000Abc-Q1 <= carl@example.org H=(pc) [198.51.100.4]:51000 I=[192.0.2.1]:587 P=esmtpsa X=TLS1.3:x:256 CV=no A=dovecot_plain:carl@example.org S=2048 id=m1@example.org",
+    "Nov 22 03:14:17 mx1 imapd-ssl[300]: LOGIN FAILED, user=dora@example.org, ip=[::ffff:198.51.100.61]",
+    "Nov 22 03:14:18 mx1 cyrus/imaps[301]: badlogin: pc.example.net [198.51.100.81] plaintext frank SASL(-13): authentication failure: checkpass failed",
+    "Nov 22 03:14:19 mx1 imapd[302]: Login failed user=hank auth=hank host=pc.example.net [198.51.100.90]",
+    'Nov 22 03:14:20 mx1 smtpd[303]: 0a1b2c3d4e5f6a7b smtp event=failed-command address=198.51.100.94 host=x.example.net command="AUTH PLAIN (...)" result="535 Authentication failed"',
+    '2026/11/22 03:14:21 [info] 9#9: *120 client login failed: "Authentication credentials invalid" while in http auth state, client: 198.51.100.100, server: 0.0.0.0:993, login: "mia@example.org"',
+    "2026-11-22 03:14:22,456 INFO  [qtp1-10:https://mail.example.org:7071/service/soap/AuthRequest] [name=quinn@example.org;oip=198.51.100.110;ua=ZimbraWebClient;] SoapEngine - handler exception: authentication failed for [quinn@example.org], invalid password",
+    '2026-11-22T03:14:23.456Z,00000000000000A1,4,192.0.2.30:993,198.51.100.120:51000,vera,120,40,30,authenticate,PLAIN,"R=""4 NO AUTHENTICATE failed."";ErrMsg=AuthFailed:LogonDenied",',
+    "[2026-11-22 03:14:24,444] WARNING in limiter: Authentication attempt from 198.51.100.130 has been rate-limited.",
+    "Nov 22 03:14:25 web roundcube: <x1y2z3> Failed login for zoe@example.org from 198.51.100.140 in session x1y2z3a4 (error: 0)",
+    "Nov 22 03:14:26 web sogod [4321]: SOGoRootPage Login from '198.51.100.143' for user 'beth' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0",
+    "Nov 22 03:14:27 mx1 cucipop[304]: authentication failure jack 198.51.100.93",
+    "Nov 22 03:14:28 mx1 exim[2001]: 1kXyZa-000Abc-Q1 => d@example.net R=dnslookup T=remote_smtp H=mx.example.net [192.0.2.40]",
+]
+
+
+def test_end_to_end_every_daemon_through_ingest(tmp_path) -> None:
+    events, result = run(tmp_path, E2E_LINES, year=2026)
+    got = {r[C.LINE_NUMBER]: r for r in events.iter_rows(named=True)}
+    want_ips = {
+        1: "198.51.100.23", 2: "198.51.100.24", 3: "198.51.100.4", 4: "198.51.100.61", 5: "198.51.100.81",
+        6: "198.51.100.90", 7: "198.51.100.94", 8: "198.51.100.100", 9: "198.51.100.110", 10: "198.51.100.120",
+        11: "198.51.100.130", 12: "198.51.100.140", 13: "198.51.100.143", 14: "198.51.100.93",
+    }  # fmt: skip
+    assert {n: got[n][C.SOURCE_IP] for n in got} == want_ips
+    assert got[3][C.ACTION] == "send" and got[13][C.DAEMON] == "sogo"
+    assert got[2][C.TIMESTAMP] == datetime(2026, 11, 22, 3, 14, 16, tzinfo=UTC)
+    assert result.quarantine.height == 0
+    assert sum(result.noise.values()) == 1
