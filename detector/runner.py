@@ -7,6 +7,7 @@ so the library never touches the terminal.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,37 @@ def run_command(
     timezone: str | None,
 ) -> int:
     """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``)."""
+
+    def _terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the staging directory is removed
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run_command(
+            paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
+            config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
+            log_format=log_format, year=year, timezone=timezone,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(
+    paths: Sequence[str],
+    out: Path,
+    *,
+    state: Path | None,
+    practitioners: Path | None,
+    geoip_dir: Path | None,
+    model: Path | None,
+    config: Path | None,
+    fail_on: str | None,
+    pseudonymize: str | None,
+    labels: Path | None,
+    log_format: str,
+    year: int | None,
+    timezone: str | None,
+) -> int:
     interactive = log_format == "text" and sys.stderr.isatty()
     setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
     rule = FailOn.parse(fail_on)
