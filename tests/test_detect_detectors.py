@@ -299,14 +299,47 @@ def test_success_after_guessing():
     assert "after_failures" in reasons(d)
 
 
-def test_success_from_new_anonymous_network_with_history():
-    d = run([*routine(8), {"t": 50000, "account": ALICE, **HOSTING}])
-    assert "new_anonymous_network" in reasons(d)
+VPN = {"source_ip": "185.213.0.10", "asn": 209850, "country": "FR", "is_vpn": True}
 
 
-def test_no_new_network_flag_during_cold_start():
+def test_success_from_hosting_never_used_by_the_account():
     d = run([*routine(2), {"t": 50000, "account": ALICE, **HOSTING}])
-    assert fired(d, "suspicious_success").is_empty()
+    assert "anonymous_network" in reasons(d)
+
+
+@pytest.mark.parametrize(("history", "fires"), [(2, False), (8, True)])
+def test_new_vpn_needs_enough_history(history: int, fires: bool):
+    d = run([*routine(history), {"t": 50000, "account": ALICE, **VPN}])
+    assert (not fired(d, "suspicious_success").is_empty()) is fires
+    if fires:
+        assert "new_vpn" in reasons(d)
+
+
+def test_later_logins_from_the_same_source_follow():
+    later = [{"t": 50000 + 600 * i, "account": ALICE, **HOSTING} for i in range(5)]
+    d = run([*routine(8), *later])
+    f = fired(d, "suspicious_success").row(0, named=True)
+    assert len(f["event_ids"]) == 5 and json.loads(f["evidence"])["followed_logins"] == 4
+    off = run([*routine(8), *later], suspicious_success={"follow_source": False})
+    assert len(fired(off, "suspicious_success")["event_ids"][0]) == 1
+
+
+def test_login_whose_session_downloads_the_mailbox():
+    rows = [*routine(8), *sessions([1_000_000] * 5)]
+    rows += [
+        {"t": 60000, "account": ALICE, "session_id": "s1", **HOME},
+        {
+            "t": 60500,
+            "account": ALICE,
+            "action": "logout",
+            "session_id": "s1",
+            "bytes_out": 900_000_000,
+            "source_ip": None,
+        },
+    ]
+    d = run(rows)
+    assert "bulk_download" in reasons(d)
+    assert len(fired(d, "mailbox_download")["event_ids"][0]) == 2  # the logout and its login
 
 
 @pytest.mark.parametrize(
@@ -327,9 +360,9 @@ def test_usual_logins_are_not_suspicious(rows: list[dict[str, Any]]):
 
 def test_history_carried_across_nights_flags_new_network():
     hist = update_history(None, make_events(routine(8)))
-    d = run([{"t": 90000, "account": ALICE, **HOME}, {"t": 90100, "account": ALICE, **HOSTING}], history=hist)
-    assert "new_anonymous_network" in reasons(d)
-    assert run([{"t": 90100, "account": ALICE, **HOSTING}]).findings.is_empty()
+    d = run([{"t": 90000, "account": ALICE, **HOME}, {"t": 90100, "account": ALICE, **VPN}], history=hist)
+    assert "new_vpn" in reasons(d)
+    assert run([{"t": 90100, "account": ALICE, **VPN}]).findings.filter(pl.col("kind") == "attack").is_empty()
 
 
 # atypical travel ---------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def _stuffing_candidates(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFr
         pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source
     )
     usual = (pl.col("acct_prefix_logins") > 0).cast(pl.Float64).mean().over(BUCKET, C.SOURCE_IP)
+    # a source that got in after failing on the same account is a user mistyping, not a proxy
+    retried = (x.is_success() & (pl.col("seg_failures") >= 1)).any().over(BUCKET, C.SOURCE_IP)
+    df = df.filter(~retried)
     return df.filter(
         x.is_failed()
         & pl.col(C.SOURCE_IP).is_not_null()

@@ -71,6 +71,9 @@ BASE_FEATURES: tuple[str, ...] = (
     "send_recipients_hour",
     "send_messages_hour",
     "acct_new_network_login_before",
+    "session_bytes_out",
+    "session_download_log_ratio",
+    "session_recipients_hour",
     "campaign_sources",
     "campaign_accounts",
 )
@@ -101,7 +104,8 @@ def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | Non
     lf = windows.account_stats(lf)
     lf = windows.typo_stats(lf)
     lf = windows.travel_stats(lf)
-    return windows.volume_stats(lf, history.volumes)
+    lf = windows.volume_stats(lf, history.volumes)
+    return windows.session_stats(lf)
 
 
 def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:

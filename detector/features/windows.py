@@ -55,7 +55,7 @@ def source_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     lf = lf.with_columns(
         pl.col("_att").sum().over(over).alias("src_attempts"),
         pl.col(C.PASSWORD_HASH)
-        .filter(x.is_failed())
+        .filter(x.is_failed() & pl.col(C.PASSWORD_HASH).is_not_null())
         .n_unique()
         .over(over)
         .cast(pl.Int64)
@@ -92,7 +92,7 @@ def account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         .alias("acct_fail_sources"),
         fa.sum().over([*over, C.SOURCE_IP]).alias("pair_failures"),
         pl.col(C.PASSWORD_HASH)
-        .filter(x.is_failed())
+        .filter(x.is_failed() & pl.col(C.PASSWORD_HASH).is_not_null())
         .n_unique()
         .over([*over, C.SOURCE_IP])
         .cast(pl.Int64)
@@ -216,4 +216,33 @@ def volume_stats(lf: pl.LazyFrame, volumes: pl.DataFrame) -> pl.LazyFrame:
             .alias("acct_new_network_login_before"),
         )
         .drop("_hn", "_hmean")
+    )
+
+
+def session_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Link the rows of one session (account + session id): its login, its volumes.
+
+    Dovecot logs the traffic on a logout line without the client address; the login line of the same
+    session has it. ``_session_login`` is the event id of the session's successful login.
+    """
+    key = [C.ACCOUNT, C.SESSION_ID]
+    has = pl.col(C.SESSION_ID).is_not_null()
+    return lf.with_columns(
+        pl.when(has)
+        .then(pl.col(C.EVENT_ID).filter(x.is_success()).first().over(key))
+        .otherwise(None)
+        .alias("_session_login"),
+        pl.when(has)
+        .then(pl.col(C.BYTES_OUT).max().over(key))
+        .otherwise(pl.col(C.BYTES_OUT))
+        .fill_null(0)
+        .alias("session_bytes_out"),
+        pl.when(has)
+        .then(pl.col("download_log_ratio").max().over(key))
+        .otherwise(pl.col("download_log_ratio"))
+        .alias("session_download_log_ratio"),
+        pl.when(has)
+        .then(pl.col("send_recipients_hour").max().over(key))
+        .otherwise(pl.col("send_recipients_hour"))
+        .alias("session_recipients_hour"),
     )

@@ -11,6 +11,7 @@ from detector.detect.detectors.common import detector, ramp, spans
 from detector.detect.findings import evidence
 from detector.features import BUCKET
 from detector.features import expressions as x
+from detector.features.baseline import prior_col
 from detector.schema import C
 
 
@@ -24,8 +25,19 @@ class SuspiciousSuccessParams:
     """Failures from the same source since the account's previous success there (a guessed password)."""
     min_baseline_score: float = 8.0
     """A new ASN alone fires when the baseline score reaches this."""
-    new_country: bool = True
-    """Fire on a new ASN in a new country (travellers: low score)."""
+    new_country: bool = False
+    """Also fire on a new ASN in a new country alone (off: travellers; the model sees is_new_country)."""
+    stale_min_gap_seconds: float = 60.0
+    """Failures before the success retried one password, or came at a slow steady rhythm (gap CV <= 0.5,
+    median gap at least this): a stale-password device, not guessing."""
+    session_min_bytes: int = 50_000_000
+    """The login's session downloaded at least this many bytes..."""
+    session_min_ratio: float = 20.0
+    """...and this many times the account's norm (see mailbox_download)."""
+    session_min_recipients: int = 100
+    """The login's session sent to this many recipients within an hour (see send_burst)."""
+    follow_source: bool = True
+    """Also flag the account's later successes from the same address (or the same hosting/VPN/Tor ASN)."""
 
 
 @detector(
@@ -35,8 +47,8 @@ class SuspiciousSuccessParams:
     tactic="Initial Access",
     severity="high",
     kind="attack",
-    description="A successful login from a source or campaign seen attacking, after a run of failures from the same source, or from a network the account never used (new ASN that is hosting/VPN/Tor, in a new country, or far from the account's baseline).",
-    false_positives="Travellers and movers (new country or ISP); a user who finally remembers the password after many tries; a legitimate user on a commercial VPN exit that attackers also use.",
+    description="A successful login from a source or campaign seen attacking, after a run of failures from the same source, from a network the account never used (hosting or Tor never seen for the account, a new VPN, a new ASN in a new country or far from the baseline), or whose session then downloaded the mailbox or sent a burst; later logins of the account from the same address (or hosting/VPN/Tor ASN) follow.",
+    false_positives="Travellers and movers (new country or ISP); a user who finally remembers the password after many tries; a legitimate user on a commercial VPN exit that attackers also use; a new phone synchronising the whole mailbox.",
     triage="Open the evidence reasons; compare the login with the account's usual networks and clients; look at what followed (mailbox_download, send_burst); ask the user.",
     affected="Resetting credentials or locking affects the account's owner only; blocking the source affects others behind it.",
 )
@@ -45,32 +57,66 @@ def suspicious_success(lf: pl.LazyFrame, p: SuspiciousSuccessParams) -> pl.LazyF
         (pl.col("src_accounts") >= p.attacker_min_accounts)
         & (pl.col("src_success_share") <= p.attacker_max_success_share)
     )
-    after_failures = pl.col("seg_failures") >= p.min_prior_failures
     new_asn = pl.col("is_new_asn") == 1
-    anonymous = new_asn & x.is_anonymiser()
-    country = new_asn & (pl.col("is_new_country") == 1) & pl.lit(p.new_country)
-    unusual = new_asn & (pl.col(C.BASELINE_SCORE) >= p.min_baseline_score)
+    hosting_or_tor = pl.col(C.IS_HOSTING).fill_null(False) | pl.col(C.IS_TOR).fill_null(False)
+    never_asn = pl.col(prior_col(C.ASN)) == 0
     reasons = {
         "attacking_source": attacker,
-        "after_failures": after_failures,
-        "new_anonymous_network": anonymous,
+        "after_failures": (pl.col("seg_failures") >= p.min_prior_failures)
+        & (pl.col("pair_passwords") != 1)
+        & ~(
+            (pl.col("pair_gap_cv") <= 0.5) & (pl.col("pair_gap_median_s") >= p.stale_min_gap_seconds)
+        ).fill_null(False),
+        "anonymous_network": (never_asn & hosting_or_tor) | (new_asn & hosting_or_tor),
+        "new_vpn": new_asn & pl.col(C.IS_VPN).fill_null(False),
+        "bulk_download": (pl.col("session_bytes_out") >= p.session_min_bytes)
+        & (pl.col("session_download_log_ratio") >= math.log(max(p.session_min_ratio, 1.0))),
+        "send_burst": pl.col("session_recipients_hour") >= p.session_min_recipients,
+        "new_country": new_asn & (pl.col("is_new_country") == 1) & pl.lit(p.new_country),
+        "unusual_network": new_asn & (pl.col(C.BASELINE_SCORE) >= p.min_baseline_score),
     }
-    reasons |= {"new_country": country, "unusual_network": unusual}
-    weights = {"attacking_source": 0.9, "after_failures": 0.75, "new_anonymous_network": 0.6}
-    weights |= {"new_country": 0.4, "unusual_network": 0.45}
+    weights = {
+        "attacking_source": 0.9,
+        "after_failures": 0.75,
+        "anonymous_network": 0.6,
+        "new_vpn": 0.4,
+        "bulk_download": 0.7,
+        "send_burst": 0.7,
+        "new_country": 0.4,
+        "unusual_network": 0.45,
+    }
     flags = {k: v.fill_null(False) for k, v in reasons.items()}
     strength = pl.max_horizontal([pl.when(f).then(weights[k]).otherwise(0.0) for k, f in flags.items()])
     n = pl.sum_horizontal([f.cast(pl.Int32) for f in flags.values()])
+    # later logins from the same address (or hosting/VPN/Tor ASN) follow the first suspicious one
+    follow = (
+        pl.when(x.is_anonymiser() & pl.col(C.ASN).is_not_null())
+        .then(pl.lit("AS") + pl.col(C.ASN).cast(pl.String))
+        .otherwise(pl.col(C.SOURCE_IP))
+    )
+    key = [C.ACCOUNT, "_follow"]
+    ts = pl.col(C.TIMESTAMP)
+    first_flag = ts.filter(pl.col("_s") > 0).min().over(key)
+    followed = (ts > first_flag).fill_null(False) & pl.lit(p.follow_source)
     return (
         lf.filter(x.is_success() & pl.col(C.ACCOUNT).is_not_null())
         .with_columns(
-            **{f"_r_{k}": f for k, f in flags.items()}, _s=strength + 0.1 * (n - 1).clip(lower_bound=0)
+            **{f"_r_{k}": f for k, f in flags.items()},
+            _s=strength + 0.1 * (n - 1).clip(lower_bound=0),
+            _follow=follow,
+        )
+        .with_columns(
+            _followed=followed & (pl.col("_s") == 0),
+            _s=pl.max_horizontal("_s", pl.col("_s").max().over(key) * followed.cast(pl.Float64)),
         )
         .filter(pl.col("_s") > 0)
-        .group_by(BUCKET, C.ACCOUNT, C.SOURCE_IP)
+        .group_by(C.ACCOUNT, "_follow")
         .agg(
             pl.col("_s").max().alias("score"),
             *[pl.col(f"_r_{k}").any().alias(k) for k in flags],
+            pl.col("_followed").sum().alias("followed_logins"),
+            pl.col(C.SOURCE_IP).n_unique().alias("sources"),
+            pl.col(C.SOURCE_IP).first(),
             pl.col("src_accounts").max(),
             pl.col("seg_failures").max(),
             pl.col(C.BASELINE_SCORE).max().round(2),
@@ -84,11 +130,13 @@ def suspicious_success(lf: pl.LazyFrame, p: SuspiciousSuccessParams) -> pl.LazyF
             pl.col(C.ACCOUNT).alias("entity"),
             evidence(
                 source_ip=pl.col(C.SOURCE_IP),
+                sources=pl.col("sources"),
                 asn=pl.col(C.ASN),
                 country=pl.col(C.COUNTRY),
                 source_failed_accounts=pl.col("src_accounts"),
                 failures_before=pl.col("seg_failures"),
                 baseline_score=pl.col(C.BASELINE_SCORE),
+                followed_logins=pl.col("followed_logins"),
                 **{k: pl.col(k) for k in flags},
             ).alias("evidence"),
         )
@@ -188,7 +236,9 @@ def mailbox_download(lf: pl.LazyFrame, p: DownloadParams) -> pl.LazyFrame:
             pl.col("download_log_ratio").max().exp().round(1).alias("ratio"),
             pl.len().alias("sessions"),
             *spans(),
+            pl.col("_session_login").drop_nulls().alias("_logins"),
         )
+        .with_columns(pl.concat_list("event_ids", "_logins").list.unique().alias("event_ids"))
         .with_columns(
             pl.lit("account").alias("entity_type"),
             pl.col(C.ACCOUNT).alias("entity"),

@@ -27,6 +27,8 @@ class StaleParams:
     """Steady rhythm: the spread (coefficient of variation) of the gaps between failures at most this."""
     min_gap_seconds: float = 60.0
     """Median gap at least this (a device polling, not a script)."""
+    require_usual_network: bool = True
+    """Where no password hash is logged, the source's prefix must have seen a success of the account earlier."""
 
 
 @detector(
@@ -36,7 +38,7 @@ class StaleParams:
     tactic=BENIGN,
     severity="info",
     kind="benign",
-    description="A device retrying one (stale) password at a steady rhythm from a network the account logs in from successfully.",
+    description="A device retrying one (stale) password at a steady, slow rhythm from one residential source: the same password hash every time, or, where hashes are not logged, from a network the account logged in from.",
     false_positives="An attacker on the same home network or a compromised device of the user retrying slowly (rare); a slow brute force that spoofs a steady rhythm from the user's own ISP prefix.",
     triage="Tell the user to update the password on the device (phone, tablet, old laptop); nothing to block.",
     affected="Nobody: it lowers risk. Acting on the underlying failures would lock out the user's own device.",
@@ -47,7 +49,11 @@ def stale_password_device(lf: pl.LazyFrame, p: StaleParams) -> pl.LazyFrame:
         & pl.col(C.ACCOUNT).is_not_null()
         & (pl.col("pair_failures") >= p.min_failures)
         & (pl.col("pair_passwords") <= 1)
-        & (pl.col("pair_usual_logins") > 0)
+        & (
+            (pl.col("pair_usual_logins") > 0)
+            | (pl.col("pair_passwords") == 1)
+            | pl.lit(not p.require_usual_network)
+        )
         & (pl.col("pair_gap_cv") <= p.max_gap_cv)
         & (pl.col("pair_gap_median_s") >= p.min_gap_seconds)
         & ~(pl.col(C.IS_HOSTING).fill_null(False) | pl.col(C.IS_TOR).fill_null(False))
