@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from detector.errors import InputError, SchemaError
+from detector.errors import InputError, SchemaError, did_you_mean
 from detector.schema import EVENT_SCHEMA, C, check, conform
 
 RAW_CUT = 4096
@@ -76,11 +76,12 @@ def rotation_key(path: str) -> tuple:
     name = str(path)
     dated = _DATED.match(name)
     if dated:
-        return (dated["base"], 0, dated["date"])
+        return (dated["base"], 0, 0, dated["date"])
     m = _ROTATION.match(name)
     assert m is not None
-    n = int(m["n"]) if m["n"] is not None else -1
-    return (m["base"], 0 if n >= 0 else 1, -n)
+    if m["n"] is None:
+        return (m["base"], 1, 0, "")
+    return (m["base"], 0, -int(m["n"]), "")
 
 
 def _suffix(path: str) -> str:
@@ -309,7 +310,9 @@ def read_table(inp: InputFile) -> pl.LazyFrame:
         return lf.select(EVENT_SCHEMA.names())
     for name in EVENT_SCHEMA.names():
         if name not in have:
-            check(have, EVENT_SCHEMA, what="events table", path=path)
+            raise SchemaError(
+                f"events table lacks column {name!r}", path=path, hint=did_you_mean(name, have.names())
+            )
     lf = lf.with_columns(
         pl.col(C.TIMESTAMP).cast(pl.String).str.to_datetime(time_zone="UTC", time_unit="us", strict=False)
     )

@@ -1,0 +1,172 @@
+"""Inputs: expansion, rotation order, compression, tabular inputs and every kind of bad input."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+
+from detector.config import IngestConfig
+from detector.errors import InputError, SchemaError
+from detector.ingest import ingest
+from detector.ingest.sources import expand, rotation_key
+from tests.ingest_helpers import run, write_log
+
+GOOD = "Nov 22 10:00:01 mx1 dovecot: auth: passwd-file(ann@x.org,192.0.2.50): Password mismatch"
+
+
+def good_lines(n: int) -> list[str]:
+    return [
+        f"Nov 22 10:{i // 60 % 60:02d}:{i % 60:02d} mx1 dovecot: auth: passwd-file(u{i}@x.org,192.0.2.50): Password mismatch"
+        for i in range(n)
+    ]
+
+
+def ingest_paths(tmp_path: Path, paths: list, **cfg):
+    return ingest([str(p) for p in paths], IngestConfig(**cfg), tmp_path / "work")
+
+
+def test_rotation_key_orders_oldest_first():
+    names = ["mail.log", "mail.log.1", "mail.log.10.gz", "mail.log.2.gz"]
+    assert sorted(names, key=rotation_key) == ["mail.log.10.gz", "mail.log.2.gz", "mail.log.1", "mail.log"]
+    assert sorted(["m-20261121", "m-20261120.gz"], key=rotation_key) == ["m-20261120.gz", "m-20261121"]
+
+
+def test_directory_is_recursive_and_rotation_ordered(tmp_path):
+    d = tmp_path / "logs"
+    (d / "sub").mkdir(parents=True)
+    write_log(d / "mail.log", [GOOD])
+    (d / "mail.log.1").write_text(GOOD + "\n")
+    (d / "mail.log.2.gz").write_bytes(gzip.compress((GOOD + "\n").encode()))
+    write_log(d / "sub" / "other.log", [GOOD])
+    got = [Path(f.path).name for f in expand([str(d)])]
+    assert got == ["mail.log.2.gz", "mail.log.1", "mail.log", "other.log"]
+
+
+def test_glob(tmp_path):
+    for name in ("a.log", "b.log", "c.txt"):
+        write_log(tmp_path / name, [GOOD])
+    assert [Path(f.path).name for f in expand([str(tmp_path / "*.log")])] == ["a.log", "b.log"]
+
+
+@pytest.mark.parametrize("arg", ["nope.log", "nothing-*.log"])
+def test_missing_path_is_an_input_error(tmp_path, arg):
+    with pytest.raises(InputError) as e:
+        expand([str(tmp_path / arg)])
+    assert str(tmp_path / arg) in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [(".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress), (".zst", zstandard.compress)],
+)
+def test_compressed_inputs(tmp_path, suffix, compress):
+    path = tmp_path / f"mail.log{suffix}"
+    path.write_bytes(compress("\n".join(good_lines(50)).encode() + b"\n"))
+    result = ingest_paths(tmp_path, [path])
+    assert result.lines_read == 50
+    assert result.events.collect()["line_number"].to_list() == list(range(1, 51))
+    assert result.inputs[0][0] == str(path) and len(result.inputs[0][2]) == 64
+
+
+def test_truncated_gzip_keeps_what_was_read(tmp_path):
+    data = gzip.compress("\n".join(good_lines(3000)).encode() + b"\n")
+    path = tmp_path / "mail.log.gz"
+    path.write_bytes(data[: len(data) // 2])
+    result = ingest_paths(tmp_path, [path], chunk_bytes=4096)
+    n = result.events.collect().height
+    assert 0 < n < 3000
+    q = result.quarantine.filter(reason="truncated_stream")
+    assert len(q) == 1
+    assert any("ends early" in w for w in result.warnings)
+
+
+def test_binary_junk_is_quarantined_and_the_run_goes_on(tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(b for b in range(256) if b != 10) * 40 + b"\n\x00\x01\x02\n")
+    good = write_log(tmp_path / "mail.log", [GOOD])
+    result = ingest_paths(tmp_path, [junk, good])
+    assert result.events.collect().height == 1
+    assert set(result.quarantine["reason"]) <= {"no_envelope", "invalid_utf8"}
+    assert result.quarantine.height == 2
+
+
+def test_invalid_utf8(tmp_path):
+    path = tmp_path / "mail.log"
+    path.write_bytes(
+        b"Nov 22 10:00:01 mx1 dovecot: auth: passwd-file(j\xffrg@x.org,192.0.2.51): Password mismatch\n"
+        b"Nov 22 10:00:02 mx1 dovecot: master: \xfe\xfe odd\n"
+    )
+    result = ingest_paths(tmp_path, [path])
+    ev = result.events.collect()
+    assert ev["account"].to_list() == ["j\ufffdrg@x.org"]
+    q = result.quarantine
+    assert q["reason"].to_list() == ["invalid_utf8"] and q["line_number"].to_list() == [2]
+
+
+def test_megabyte_line(tmp_path):
+    path = tmp_path / "mail.log"
+    path.write_text(GOOD + "\n" + "A" * 2_000_000 + "\n" + GOOD + "\n", encoding="utf-8")
+    result = ingest_paths(tmp_path, [path], chunk_bytes=65536, max_line_bytes=100_000)
+    assert result.events.collect()["line_number"].to_list() == [1, 3]
+    q = result.quarantine
+    assert q["reason"].to_list() == ["too_long"] and q["line_number"].to_list() == [2]
+    assert len(q["raw"][0]) == 4096
+
+
+def test_long_line_inside_one_chunk(tmp_path):
+    path = tmp_path / "mail.log"
+    path.write_text(GOOD + "\n" + "B" * 5000 + "\n" + GOOD + "\n", encoding="utf-8")
+    result = ingest_paths(tmp_path, [path], max_line_bytes=1000)
+    assert result.quarantine["line_number"].to_list() == [2]
+    assert result.events.collect().height == 2
+
+
+def test_empty_file_is_a_warning(tmp_path):
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    result = ingest_paths(tmp_path, [empty])
+    assert result.lines_read == 0 and result.events.collect().is_empty()
+    assert any("empty" in w for w in result.warnings)
+
+
+def test_unknown_format_alone_is_an_input_error(tmp_path):
+    path = write_log(tmp_path / "x.log", ["just some text", "and more"])
+    with pytest.raises(InputError, match="no recognisable"):
+        ingest_paths(tmp_path, [path])
+
+
+def test_other_programs_are_counted_noise(tmp_path):
+    ev, result = run(tmp_path, [GOOD, "Nov 22 10:00:02 mx1 sshd[3]: Accepted publickey for root"])
+    assert len(ev) == 1 and result.noise == {"noise:unclaimed": 1}
+
+
+def test_tabular_parquet_and_csv_inputs(tmp_path):
+    ev, _ = run(tmp_path, [GOOD])
+    pq = tmp_path / "ev.parquet"
+    ev.write_parquet(pq)
+    csv = tmp_path / "ev.csv"
+    ev.write_csv(csv)
+    back = ingest_paths(tmp_path, [pq, csv], chunk_bytes=4096).events.collect()
+    assert back.height == 2 and back["account"].to_list() == ["ann@x.org", "ann@x.org"]
+
+
+def test_tabular_input_missing_a_column(tmp_path):
+    ev, _ = run(tmp_path, [GOOD])
+    bad = tmp_path / "bad.csv"
+    ev.drop("source_ip").write_csv(bad)
+    with pytest.raises(SchemaError, match="source_ip"):
+        ingest_paths(tmp_path, [bad])
+
+
+def test_quarantine_schema(tmp_path):
+    _, result = run(tmp_path, [GOOD, "junk"])
+    from detector.schema import QUARANTINE_SCHEMA
+
+    assert result.quarantine.schema == QUARANTINE_SCHEMA
+    assert isinstance(result.quarantine, pl.DataFrame)
