@@ -22,7 +22,9 @@ from tests.run_fixtures import DAY, write_night, write_practitioners
 
 RUNNER = CliRunner()
 MODEL = Path(__file__).resolve().parents[1] / "models" / "default.skops"
-needs_model = pytest.mark.skipif(not MODEL.exists(), reason="models/default.skops not shipped yet")
+needs_model = pytest.mark.skipif(
+    not MODEL.exists() and not os.environ.get("DETECTOR_MODEL"), reason="models/default.skops not shipped yet"
+)
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +164,19 @@ def test_missing_input_exits_2(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@needs_model
 def test_config_file_is_used(night, tmp_path):
     cfg = tmp_path / "detector.toml"
-    cfg.write_text("[scoring]\naccount_compromised = 1.5\n")
+    cfg.write_text("[scoring]\naccount_compromised = 1.01\n")
     shown = cli("config", "show", "--config", cfg)
-    assert shown.exit_code == 0 and "account_compromised = 1.5" in shown.stdout
+    assert shown.exit_code == 0 and "account_compromised = 1.01" in shown.stdout
+    out = tmp_path / "out"
+    res = cli("run", night["logs"], "--out", out, "--config", cfg, "--fail-on", "compromised")
+    assert res.exit_code == 0, res.output  # nothing reaches the raised threshold
+    assert "Compromised accounts: 0" in res.stdout
+    from detector import config as cfgmod
+
+    assert read_metadata(out / "accounts.parquet")["config_sha256"] == cfgmod.load(cfg).digest()
 
 
 @pytest.mark.parametrize(
