@@ -262,14 +262,18 @@ def train(
     practitioners: PractitionersOpt = None,
     config: ConfigOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds and the trees.")] = 0,
+    max_iter: Annotated[
+        int | None, typer.Option(help="Boosting iterations per estimator (default: each one's own; fewer is faster).")
+    ] = None,
 ) -> None:
     """Train the scoring model on labelled logs (ingest, enrich and detect run internally)."""
     from detector import config as cfgmod
     from detector.score.train import train as train_model
 
     result = train_model(
-        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config), random_state=seed
-    )
+        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config),
+        random_state=seed, max_iter=max_iter,
+    )  # fmt: skip
     typer.echo(result.summary_text())
 
 

@@ -118,3 +118,13 @@ def test_empty_detection_gives_empty_tables() -> None:
     s = score(Det(frame([event("x", "203.0.113.2")]).head(0).lazy()), stub_model(), Config())
     assert s.accounts.height == 0 and s.sources.height == 0
     assert s.accounts.schema == ACCOUNT_SCHEMA
+
+
+def test_model_reading_a_feature_the_detection_lacks_is_refused() -> None:
+    import dataclasses
+
+    from detector.errors import ModelError
+
+    model = dataclasses.replace(stub_model(), event_features=("f_fail_rate", "f_gone"))
+    with pytest.raises(ModelError, match="lacks: f_gone"):
+        score(detection(attack_world()), model, Config())

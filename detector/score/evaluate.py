@@ -13,6 +13,7 @@ Figures (all written to the model card under ``metrics``):
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,8 @@ import polars as pl
 from sklearn.metrics import average_precision_score, roc_curve
 
 from detector.config import Config
-from detector.schema import C
+from detector.schema import C, Outcome
+from detector.score.aggregates import attempts, is_failure, is_login, is_success
 from detector.score.io import load_model, read_card, write_card
 from detector.score.train import (
     IS_ATTACK,
@@ -35,9 +37,6 @@ from detector.score.train import (
     with_labels,
 )
 from detector.score.verdicts import Scores, Verdict, score
-
-TRAP_POPULATIONS: tuple[str, ...] = ("stale_password", "typo", "traveller", "cgnat", "hospital_nat")
-"""Benign look-alike populations that must never be judged compromised."""
 
 
 def _pr_auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -98,15 +97,76 @@ def family_metrics(events: pl.DataFrame) -> dict[str, dict[str, Any]]:
     return out
 
 
-def trap_accounts(labels: pl.DataFrame, events: pl.DataFrame | None = None) -> dict[str, list[str]]:
-    """Accounts of each benign trap population, from the labels (or the simulator's event tags)."""
-    from detector import labels as labmod
+TRAP_KINDS = {"cgnat": ("mobile",), "hospital_nat": ("hospital", "clinic")}
+"""Address-plan kinds (``geoip/address-plan.csv`` of a simulated world) behind each shared-address trap."""
 
-    finder = getattr(labmod, "trap_accounts", None)
-    if finder is not None:
-        got = finder(labels)
-        return {str(k): sorted(set(v)) for k, v in got.items()}
-    return {}
+
+def _plan_networks(plan_csv: Path) -> dict[str, list[Any]]:
+    plan = pl.read_csv(plan_csv, columns=["cidr", "kind"])
+    out: dict[str, list[Any]] = {}
+    for trap, kinds in TRAP_KINDS.items():
+        cidrs = plan.filter(pl.col("kind").is_in(kinds)).get_column("cidr").to_list()
+        out[trap] = [ipaddress.ip_network(c) for c in cidrs]
+    return out
+
+
+def trap_accounts(
+    labelled: pl.DataFrame, compromised: set[str], plan_csv: str | Path | None = None
+) -> dict[str, list[str]]:
+    """Accounts of each benign look-alike population, from labelled events (and the world's address plan).
+
+    The simulator's manifest counts its behaviours but does not list their accounts, so they are
+    recognised from what they do, on events the labels call benign, leaving out accounts the labels
+    call compromised:
+
+    - ``stale_password``: at least 20 failed logins from one address (a device retrying);
+    - ``typo``: a failed login followed within 10 minutes by a success from the same address;
+    - ``traveller``: a successful login from outside the country most of the account's logins come from;
+    - ``cgnat`` / ``hospital_nat``: a successful login from a carrier's CGNAT range or a hospital or
+      clinic NAT of the address plan (needs ``plan_csv``).
+    """
+    ok, bad = is_success(), is_failure()
+    benign = labelled.lazy().filter(~pl.col(IS_ATTACK) & pl.col(C.ACCOUNT).is_not_null())
+    benign = benign.filter(~pl.col(C.ACCOUNT).is_in(list(compromised)))
+    out: dict[str, list[str]] = {}
+    stale = (
+        benign.filter(bad)
+        .group_by(C.ACCOUNT, C.SOURCE_IP)
+        .agg(attempts().sum().alias("n"))
+        .filter(pl.col("n") >= 20)
+    )
+    out["stale_password"] = stale.select(C.ACCOUNT).unique().collect().get_column(C.ACCOUNT).to_list()
+    seq = (
+        benign.filter(is_login())
+        .sort(C.TIMESTAMP)
+        .with_columns(
+            pl.col(C.OUTCOME).shift(1).over(C.ACCOUNT, C.SOURCE_IP).alias("_prev"),
+            pl.col(C.TIMESTAMP).shift(1).over(C.ACCOUNT, C.SOURCE_IP).alias("_prev_ts"),
+        )
+    )
+    typo = seq.filter(
+        ok
+        & pl.col("_prev").is_in(Outcome.FAILED)
+        & ((pl.col(C.TIMESTAMP) - pl.col("_prev_ts")) <= pl.duration(minutes=10))
+    )
+    out["typo"] = typo.select(C.ACCOUNT).unique().collect().get_column(C.ACCOUNT).to_list()
+    home = (
+        benign.filter(ok & pl.col(C.COUNTRY).is_not_null())
+        .group_by(C.ACCOUNT)
+        .agg(pl.col(C.COUNTRY).mode().sort().first().alias("_home"))
+    )
+    away = benign.filter(ok).join(home, on=C.ACCOUNT).filter(pl.col(C.COUNTRY) != pl.col("_home"))
+    away = away.filter(~(pl.col(C.IS_VPN).fill_null(False) | pl.col(C.IS_HOSTING).fill_null(False)))
+    out["traveller"] = away.select(C.ACCOUNT).unique().collect().get_column(C.ACCOUNT).to_list()
+    if plan_csv is not None and Path(plan_csv).exists():
+        pairs = benign.filter(ok).select(C.ACCOUNT, C.SOURCE_IP).unique().collect()
+        ips = pairs.get_column(C.SOURCE_IP).unique().drop_nulls().to_list()
+        for trap, nets in _plan_networks(Path(plan_csv)).items():
+            inside = [ip for ip in ips if any(ipaddress.ip_address(ip) in n for n in nets)]
+            out[trap] = (
+                pairs.filter(pl.col(C.SOURCE_IP).is_in(inside)).get_column(C.ACCOUNT).unique().to_list()
+            )
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def account_metrics(scores: Scores, compromised: set[str], traps: dict[str, list[str]]) -> dict[str, Any]:
@@ -155,15 +215,16 @@ def source_metrics(scores: Scores, labelled: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def metrics_for(scores: Scores, labels: pl.DataFrame) -> dict[str, Any]:
-    """Every figure for scored events against labels."""
+def metrics_for(scores: Scores, labels: pl.DataFrame, plan_csv: str | Path | None = None) -> dict[str, Any]:
+    """Every figure for scored events against labels (``plan_csv``: a simulated world's address plan)."""
     labelled = with_labels(scores.events, labels)
+    compromised = compromised_set(labels)
     y = labelled.get_column(IS_ATTACK).to_numpy().astype(int)
     p = labelled.get_column(C.RISK_SCORE).to_numpy()
     return {
         "events": binary_metrics(y, p),
         "families": family_metrics(labelled),
-        "accounts": account_metrics(scores, compromised_set(labels), trap_accounts(labels, labelled)),
+        "accounts": account_metrics(scores, compromised, trap_accounts(labelled, compromised, plan_csv)),
         "sources": source_metrics(scores, labelled),
     }
 
@@ -233,13 +294,14 @@ def evaluate_prepared(
     *,
     cfg: Config | None = None,
     world: dict[str, Any] | None = None,
+    plan_csv: str | Path | None = None,
     write: bool = True,
 ) -> EvalResult:
     """Score a prepared detection with the model at ``model_path`` and measure it against ``labels``."""
     cfg = cfg or Config()
     model = load_model(model_path)
     scores = score(prepared.detection, model, cfg)
-    m = metrics_for(scores, labels)
+    m = metrics_for(scores, labels, plan_csv)
     m["targets"] = quality_targets(m)
     m["evaluated_on"] = prepared.source
     m["world"] = world or {}
@@ -271,5 +333,6 @@ def evaluate(
 
     load_model(model_path)
     labels = read_labels(labels_path)
+    plan = Path(geoip_dir) / "address-plan.csv" if geoip_dir is not None else None
     prepared = prepare(events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners)
-    return evaluate_prepared(prepared, labels, model_path, cfg=cfg, world=world, write=write)
+    return evaluate_prepared(prepared, labels, model_path, cfg=cfg, world=world, plan_csv=plan, write=write)

@@ -41,7 +41,9 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
         max_leaf_nodes: Leaves per tree.
         min_samples_leaf: Smallest leaf; larger values smooth rare patterns.
         l2_regularization: L2 penalty on leaf values.
-        calibration: ``"isotonic"`` or ``"sigmoid"`` (Platt); sigmoid suits few positives.
+        calibration: ``"isotonic"`` or ``"sigmoid"`` (Platt); sigmoid suits few positives. The
+            calibrator is fitted on out-of-fold predictions and one booster on all rows is kept
+            (``ensemble=False``): a third of the size and prediction time of an ensemble.
         cv: Calibration folds (lowered to the size of the smallest class when that is smaller).
         random_state: Seed of the fold split and the trees.
     """
@@ -92,7 +94,9 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
         folds = min(self.cv, smallest)
         if folds >= 2:
             split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
-            self.estimator_ = CalibratedClassifierCV(self._booster(), method=self.calibration, cv=split)
+            self.estimator_ = CalibratedClassifierCV(
+                self._booster(), method=self.calibration, cv=split, ensemble=False
+            )
         else:
             # Too few samples of one class to hold any out: uncalibrated trees are the honest answer.
             self.estimator_ = self._booster()

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import Config
+from detector.errors import ModelError
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
 from detector.score import aggregates as agg
 from detector.score.io import Model
@@ -122,6 +123,15 @@ def score_events(events: pl.DataFrame, model: Model | None) -> pl.DataFrame:
     if model is None:
         risk = rule_event_risk(events)
     else:
+        missing = [
+            n for n in model.event_features if n not in events.columns and n not in agg.EXTRA_EVENT_FEATURES
+        ]
+        if missing:
+            raise ModelError(
+                f"model {model.model_id} reads features this detection lacks: {', '.join(missing[:5])}",
+                path=model.path,
+                hint="the model was trained on another version of detector.features: retrain with `make model`",
+            )
         risk = _positive(model.event, agg.event_matrix(events, model.event_features))
     return events.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
 
