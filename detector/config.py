@@ -68,6 +68,10 @@ class PlanConfig:
     """Attacking addresses in one /24 (/64) that widen a block to the prefix (a campaign's: 1)."""
     asn_min_sources: int = 3
     """Attacking addresses in one AS that widen a block to the AS (only with no legitimate user)."""
+    restrict_min_attempts: int = 5
+    """Attack attempts that get a targeted account restricted even though its attackers are blocked."""
+    restrict_min_sources: int = 3
+    """Attacking sources that get a targeted account restricted even though they are blocked."""
     restrict_unseen_min_attempts: int = 10
     """Attack attempts that get an account with no known legitimate login restricted (0: never)."""
 

@@ -97,7 +97,7 @@ def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
 
 def test_allowed_networks_include_the_accounts_own_asn_and_prefix():
     rows = [ev("198.51.100.9", "alice", "success", asn=64600), *spray(["203.0.113.5"], ("alice",))]
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}])
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], restrict_min_attempts=1)
     alice = by(plan, "restrict_account").row(0, named=True)
     assert alice["allowed_networks"] == ["198.51.100.0/24", "AS64600"]
 
@@ -113,7 +113,9 @@ def test_allowlisted_networks_are_never_blocked(entry):
 
 def test_restrictions_keep_allowlisted_networks():
     rows = [ev("198.51.100.9", "alice", "success", asn=64600), *spray(["203.0.113.5"], ("alice",))]
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], allowlist=("192.0.2.0/24",))
+    plan = plan_for(
+        rows, [{C.SOURCE_IP: "203.0.113.5"}], allowlist=("192.0.2.0/24",), restrict_min_attempts=1
+    )
     assert "192.0.2.0/24" in by(plan, "restrict_account").row(0, named=True)["allowed_networks"]
 
 
@@ -203,8 +205,40 @@ def test_attackers_success_does_not_count_as_collateral():
 def test_unknown_users_are_not_restricted():
     rows = [ev("203.0.113.5", "nobody", "unknown_user"), *spray(["203.0.113.5"], ("u0",))]
     rows.append(ev("198.51.100.9", "u0", "success"))
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], [{C.ACCOUNT: "u0"}])
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], [{C.ACCOUNT: "u0"}], restrict_min_attempts=1)
     assert by(plan, "restrict_account").get_column("target").to_list() == ["u0"]
+
+
+def known(account):
+    return ev("198.51.100.9", account, "success", asn=64600)
+
+
+@pytest.mark.parametrize(
+    ("rows", "srcs", "restricted"),
+    [
+        # one attempt from a blocked address: monitored, not restricted
+        ([known("u0"), ev("203.0.113.5", "u0")], [{C.SOURCE_IP: "203.0.113.5"}], []),
+        # five attempts: it will come back from elsewhere
+        ([known("u0"), *[ev("203.0.113.5", "u0") for _ in range(5)]], [{C.SOURCE_IP: "203.0.113.5"}], ["u0"]),
+        # three attacking sources
+        (
+            [known("u0"), *[ev(f"203.0.11{i}.5", "u0") for i in range(3)]],
+            [{C.SOURCE_IP: f"203.0.11{i}.5"} for i in range(3)],
+            ["u0"],
+        ),
+        # an attacker that cannot be blocked (shared address)
+        (
+            [known("u0"), ev("100.64.0.1", "u0")],
+            [{C.SOURCE_IP: "100.64.0.1", "shared_address": True}],
+            ["u0"],
+        ),
+    ],
+)
+def test_targeted_accounts_restricted_when_exposed(rows, srcs, restricted):
+    plan = plan_for(rows, srcs)
+    assert by(plan, "restrict_account").get_column("target").to_list() == restricted
+    if not restricted:
+        assert "all blocked" in by(plan, "monitor").filter(pl.col("target") == "u0").item(0, "reason")
 
 
 @pytest.mark.parametrize(("threshold", "restricted"), [(10, ["u0"]), (11, []), (0, [])])
@@ -237,7 +271,9 @@ def test_findings_are_cited_in_evidence():
         }
     )
     rows = [*spray(["203.0.113.5"], ("u0",)), ev("198.51.100.9", "u0", "success")]
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], detection=Detection(findings=findings))
+    plan = plan_for(
+        rows, [{C.SOURCE_IP: "203.0.113.5"}], detection=Detection(findings=findings), restrict_min_attempts=1
+    )
     assert json.loads(blocks(plan).row(0, named=True)["evidence"])["findings"] == ["F1"]
     assert json.loads(by(plan, "restrict_account").row(0, named=True)["evidence"])["findings"] == ["F2"]
 

@@ -341,15 +341,28 @@ def _account_rows(
     findings: pl.DataFrame,
     cfg: Config,
     now: datetime,
+    blocked_sources: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Reset/lock compromised accounts, restrict targeted ones; returns (rows, restricted accounts)."""
-    real = attack.filter(pl.col(C.ACCOUNT).is_not_null())
+    """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
+
+    A targeted account is exposed (and restricted) when some of its attackers are not blocked by
+    the plan (shared addresses, collateral over budget), or when it was attacked hard (many
+    attempts or many sources: the attack will come back from new addresses). A lightly targeted
+    account whose attackers are all blocked is monitored instead: restricting it would only cost
+    its owner logins from a new network.
+    """
+    real = attack.filter(pl.col(C.ACCOUNT).is_not_null()).with_columns(
+        (~pl.col(C.SOURCE_IP).is_in(blocked_sources)).alias("_unblocked")
+    )
     stats = (
         _attack_stats(real, C.ACCOUNT)
         .with_columns(_expand(pl.col(scope.SERVICES)).alias(scope.SERVICES))
         .rename({C.TECHNIQUES: "_attack_techniques"})
         .join(
-            real.group_by(C.ACCOUNT).agg((pl.col(C.OUTCOME) != Outcome.UNKNOWN_USER).any().alias("_exists")),
+            real.group_by(C.ACCOUNT).agg(
+                (pl.col(C.OUTCOME) != Outcome.UNKNOWN_USER).any().alias("_exists"),
+                pl.col("_unblocked").sum().alias("_unblocked"),
+            ),
             on=C.ACCOUNT,
         )
     )
@@ -396,13 +409,17 @@ def _account_rows(
         (pl.col("verdict") != COMPROMISED)
         & ((pl.col("verdict") == TARGETED) | pl.col("_exists").fill_null(False))
     )
-    targeted = targeted.filter(
-        pl.col("_known").is_not_null()
-        | (
-            pl.lit(cfg.plan.restrict_unseen_min_attempts > 0)
-            & (pl.col("_attempts").fill_null(0) >= cfg.plan.restrict_unseen_min_attempts)
-        )
+    p = cfg.plan
+    attempts = pl.col("_attempts").fill_null(0)
+    exposed = (
+        (pl.col("_unblocked").fill_null(0) > 0)
+        | (attempts >= p.restrict_min_attempts)
+        | (pl.col("_sources") >= p.restrict_min_sources)
     )
+    unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
+    restrict = exposed & (pl.col("_known").is_not_null() | unseen_ok)
+    covered = targeted.filter(~restrict)
+    targeted = targeted.filter(restrict)
     evidence = _evidence_json(
         sources="_sources",
         attempts=pl.col("attempts").fill_null(pl.col("_attempts")).fill_null(0),
@@ -487,13 +504,28 @@ def _account_rows(
         )
     )
     watch = a.filter(
-        (pl.col("verdict") == SUSPICIOUS) & ~pl.col(C.ACCOUNT).is_in(targeted.get_column(C.ACCOUNT).to_list())
+        (pl.col("verdict") == SUSPICIOUS)
+        & ~pl.col(C.ACCOUNT).is_in(targeted.get_column(C.ACCOUNT).to_list())
+        & ~pl.col(C.ACCOUNT).is_in(covered.get_column(C.ACCOUNT).to_list())
     )
     out.append(
         rows(
             watch,
             MONITOR,
             reason=pl.concat_str([pl.lit("suspicious account, not worth acting on yet: "), why]),
+            collateral_accounts=pl.lit(0, pl.Int64),
+            collateral_practitioners=pl.lit(0, pl.Int64),
+        )
+    )
+    out.append(
+        rows(
+            covered,
+            MONITOR,
+            reason=pl.format(
+                "targeted by {} attacking source(s) ({} attempts), all blocked by this plan; not restricted",
+                pl.col("_sources"),
+                attempts,
+            ),
             collateral_accounts=pl.lit(0, pl.Int64),
             collateral_practitioners=pl.lit(0, pl.Int64),
         )
@@ -699,6 +731,7 @@ def recommend(
         findings,
         cfg,
         now,
+        scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),

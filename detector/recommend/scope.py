@@ -3,8 +3,9 @@
 The collateral of a scope is the set of accounts with a legitimate successful login from inside it
 (on the services the block would cover), practitioners counted apart. Widening is evidence-led:
 a prefix (or an IPv6 /48) is blocked when several attacking addresses share it, a campaign uses
-it, or it is hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next), an AS number only when several attacking addresses share it *and* nobody legitimate logs in
-from it on any service. What cannot be blocked (shared addresses, allow-listed networks, collateral
+it, or it is hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next); an AS
+number when attacking addresses in several of its prefixes share it, or when it is hosting/VPN/Tor
+infrastructure, and only when nobody legitimate logs in from it on any service. What cannot be blocked (shared addresses, allow-listed networks, collateral
 over budget) is returned with the reason, so that the plan protects the targeted accounts instead.
 """
 
@@ -275,7 +276,7 @@ def choose_blocks(
 
     take(
         LEVEL_ASN,
-        (pl.col("_n") >= cfg.asn_min_sources) & (pl.col("_prefixes") >= 2),
+        ((pl.col("_n") >= cfg.asn_min_sources) & (pl.col("_prefixes") >= 2)) | pl.col("_anonymous"),
         zero=True,
         all_services=True,
     )
