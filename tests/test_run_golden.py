@@ -13,6 +13,10 @@ from tests.golden import GOLDEN, SAMPLES, key_counts, run_samples
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (SAMPLES / "logs").exists(), reason="data/samples not generated (make samples)"),
+    pytest.mark.skipif(
+        not (SAMPLES.parents[1] / "models" / "default.skops").exists(),
+        reason="models/default.skops not shipped yet",
+    ),
 ]
 
 
