@@ -1,0 +1,148 @@
+"""Benchmarks (``make bench``): lines/s and peak memory, each in a child process. Not a test.
+
+    .venv/bin/python bench/run.py                 # 2 million lines
+    .venv/bin/python bench/run.py --lines 10000000
+    .venv/bin/python bench/run.py --only ingest
+
+Each benchmark is a function ``(ctx) -> list[Row]`` in :data:`BENCHES`; add one (e.g. the nightly
+job end to end) by writing such a function and appending it. Timings are wall clock and CPU of
+the child process; peak memory is the child's maximum resident set size (``wait4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = ROOT / ".venv" / "bin"
+sys.path.insert(0, str(HERE))
+
+
+@dataclass(frozen=True)
+class Row:
+    bench: str
+    what: str
+    lines: int
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.wall_s if self.wall_s else 0.0
+
+
+@dataclass
+class Context:
+    work: Path
+    lines: int
+    log: Path | None = None
+
+    def mail_log(self) -> Path:
+        """The generated mixed log (made once per run)."""
+        if self.log is None:
+            from loggen import generate
+
+            self.log = self.work / "mail.log"
+            t = time.perf_counter()
+            n = generate(self.log, self.lines)
+            print(
+                f"generated {n:,} lines ({self.log.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.0f}s"
+            )
+            self.lines = n
+        return self.log
+
+
+def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedProcess | None]:
+    """Run ``cmd``; (wall seconds, CPU seconds, peak RSS MiB) of the child."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+    done = subprocess.CompletedProcess(cmd, 0, out, err)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, done
+
+
+def bench_ingest(ctx: Context) -> list[Row]:
+    """`detector ingest` against the per-line Python `re` reference, on the same log."""
+    log = ctx.mail_log()
+    rows = []
+    wall, cpu, mib, done = measure(
+        [str(BIN / "detector"), "ingest", str(log), "--out", str(ctx.work / "events.parquet")]
+    )
+    events = (
+        next((ln.split()[1] for ln in done.stdout.splitlines() if ln.startswith("events")), "?")
+        if done
+        else "?"
+    )
+    rows.append(Row("ingest", "detector ingest (polars)", ctx.lines, wall, cpu, mib, f"{events} events"))
+    wall, cpu, mib, _ = measure(
+        [
+            str(BIN / "python"),
+            str(HERE / "reference_parser.py"),
+            str(log),
+            str(ctx.work / "reference.parquet"),
+        ]
+    )
+    rows.append(Row("ingest", "per-line Python re reference", ctx.lines, wall, cpu, mib))
+    return rows
+
+
+BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [("ingest", bench_ingest)]
+"""Name and function of every benchmark, in the order they run."""
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'bench':<8} {'what':<32} {'lines':>12} {'wall s':>8} {'cpu s':>8} {'lines/s':>12} {'peak MiB':>9}  note"
+    out = [head, "-" * len(head)]
+    for r in rows:
+        out.append(
+            f"{r.bench:<8} {r.what:<32} {r.lines:>12,} {r.wall_s:>8.1f} {r.cpu_s:>8.1f} {r.rate:>12,.0f} {r.peak_mib:>9,.0f}  {r.note}"
+        )
+    by = {}
+    for r in rows:
+        by.setdefault(r.bench, []).append(r)
+    for name, group in by.items():
+        if len(group) >= 2 and group[1].wall_s:
+            out.append(f"{name}: {group[1].wall_s / group[0].wall_s:.1f}x the reference (wall clock)")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=2_000_000, help="lines of generated log (default 2,000,000)")
+    ap.add_argument(
+        "--only", action="append", choices=[n for n, _ in BENCHES], help="run only these benchmarks"
+    )
+    ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="detector-bench-") as tmp:
+        work = a.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        ctx = Context(work, a.lines)
+        rows: list[Row] = []
+        for name, fn in BENCHES:
+            if a.only and name not in a.only:
+                continue
+            rows += fn(ctx)
+        print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
