@@ -23,6 +23,7 @@ MINE = (
     "uwimap",
     "cucipop",
     "opensmtpd",
+    "sendmail",
     "nginx_mail",
     "zimbra",
     "exchange",
@@ -301,6 +302,37 @@ EVENTS = [
         dict(outcome="policy_refused", source_ip="198.51.100.96"),
         id="opensmtpd-auth-not-supported",
     ),
+    # --- Sendmail
+    pytest.param(
+        "sendmail",
+        "sm-mta",
+        "AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=Kurt, relay=pc.example.net [198.51.100.97]",
+        dict(
+            outcome="failure",
+            account="kurt",
+            source_ip="198.51.100.97",
+            auth_method="LOGIN",
+            service="smtp",
+            reason="authentication failure (-13) SASL(-13): authentication failure: checkpass failed",
+        ),
+        id="sendmail-auth-failure-with-user",
+    ),
+    pytest.param(
+        "sendmail",
+        "sendmail",
+        "AUTH failure (PLAIN): user not found (-20) SASL(-20): user not found: no secret in database, relay=[2001:db8::97]",
+        dict(outcome="unknown_user", account=None, source_ip="2001:db8::97", auth_method="PLAIN"),
+        id="sendmail-auth-unknown-user",
+    ),
+    pytest.param(
+        "sendmail",
+        "sm-mta",
+        "AUTH=server, relay=pc.example.net [198.51.100.98], authid=lars@example.org, mech=CRAM-MD5, bits=0",
+        dict(
+            outcome="success", account="lars@example.org", source_ip="198.51.100.98", auth_method="CRAM-MD5"
+        ),
+        id="sendmail-auth-server-success",
+    ),
     # --- nginx mail proxy
     pytest.param(
         "nginx_mail",
@@ -566,6 +598,24 @@ NOISE = [
         "noise:connect",
     ),
     ("opensmtpd", "smtpd", "1a1b2c3d4e5f6a7b smtp disconnected reason=quit", "noise:disconnect"),
+    (
+        "sendmail",
+        "sm-mta",
+        "ruleset=check_rcpt, arg1=<x@example.net>, relay=[198.51.100.99], reject=550 5.7.1 <x@example.net>... Relaying denied",
+        "noise:reject",
+    ),
+    (
+        "sendmail",
+        "sm-mta",
+        "[198.51.100.99] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA",
+        "noise:connect",
+    ),
+    (
+        "sendmail",
+        "sm-mta",
+        "STARTTLS=server, relay=[198.51.100.99], version=TLSv1.3, verify=NO, bits=256",
+        "noise:tls",
+    ),
     ("nginx_mail", "nginx", "*124 client 192.0.2.9:4444 connected to 0.0.0.0:25", "noise:connect"),
     (
         "nginx_mail",

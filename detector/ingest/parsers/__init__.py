@@ -19,6 +19,7 @@ MODULES: tuple[str, ...] = (
     "uwimap",
     "cucipop",
     "opensmtpd",
+    "sendmail",
     "nginx_mail",
     "zimbra",
     "exchange",

@@ -1,0 +1,89 @@
+"""Sendmail (``sendmail``/``sm-mta``): SMTP AUTH successes (``AUTH=server``) and failures
+(``AUTH failure (MECH): ...``)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.ingest.fields import after, between, canonical_ip
+from detector.ingest.parsers._common import (
+    EVENT,
+    M,
+    by_words,
+    has,
+    kind,
+    lower_or_null,
+    mechanism,
+    narrowed_columns,
+    program_starts,
+)
+from detector.ingest.registry import LineParser, register
+from detector.schema import Action, C, Outcome, Service
+
+_OK = "AUTH=server, relay="
+_FAILED = "AUTH failure ("
+
+_OUTCOMES = (
+    ("user not found", Outcome.UNKNOWN_USER),
+    ("no such user", Outcome.UNKNOWN_USER),
+    ("temporary failure", Outcome.TEMPFAIL),
+    ("(-4)", Outcome.TEMPFAIL),
+    ("disabled", Outcome.DISABLED),
+    ("expired", Outcome.DISABLED),
+)
+
+
+def claims() -> pl.Expr:
+    return program_starts("sendmail", "sm-mta", "sm-msp")
+
+
+def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
+    ok, failed = has(_OK), has(_FAILED)
+    relay = after(M, "relay=")
+    reason = pl.when(failed).then(M.str.extract(r"^AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1))
+    columns = [
+        pl.lit("sendmail").alias(C.DAEMON),
+        pl.lit(Service.SMTP).alias(C.SERVICE),
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.when(ok)
+        .then(pl.lit(Outcome.SUCCESS))
+        .otherwise(by_words(pl.coalesce(reason, pl.lit("")), _OUTCOMES, Outcome.FAILURE))
+        .alias(C.OUTCOME),
+        lower_or_null(pl.when(ok).then(between(M, "authid=", ",")).otherwise(between(M, "user=", ","))).alias(
+            C.ACCOUNT
+        ),
+        canonical_ip(between(relay, "[", "]")).alias(C.SOURCE_IP),
+        mechanism(pl.when(ok).then(between(M, "mech=", ",")).otherwise(between(M, _FAILED, ")"))).alias(
+            C.AUTH_METHOD
+        ),
+        pl.lit(1).alias(C.ATTEMPTS),
+        reason.alias(C.REASON),
+        kind(
+            [
+                (ok | failed, EVENT),
+                (has("STARTTLS") | has("TLS handshake") | has("tls_"), "noise:tls"),
+                (has("reject=") | has("Relaying denied") | has("User unknown") | has("DSN:"), "noise:reject"),
+                (has("from=<") | has("to=<") | has("stat=") | has("Message accepted"), "noise:delivery"),
+                (
+                    has("did not issue")
+                    | has("lost input channel")
+                    | has("timeout waiting")
+                    | has("collect: ")
+                    | has("Connection rate limit"),
+                    "noise:connect",
+                ),
+                (has("AUTH warning") | has("AUTH: available"), "noise:daemon"),
+            ]
+        ),
+    ]
+    return narrowed_columns(lf, columns)
+
+
+PARSER = register(
+    LineParser(
+        name="sendmail",
+        claims=claims,
+        parse=parse,
+        doc="Sendmail 'AUTH=server, relay=..., authid=' successes and 'AUTH failure (MECH): ...' failures.",
+    )
+)
