@@ -112,6 +112,21 @@ EVENTS = [
     ),
     pytest.param(
         "exim",
+        "exim",
+        "dovecot_login authenticator failed for H=(WORKSTATION) [203.0.113.41]:60414 I=[192.0.2.1]:465 Ci=7781: 535 Incorrect authentication data (set_id=Dana@Example.org)",
+        dict(
+            outcome="failure",
+            account="dana@example.org",
+            source_ip="203.0.113.41",
+            source_port=60414,
+            service="submission",
+            auth_method="LOGIN",
+            reason="535 Incorrect authentication data",
+        ),
+        id="exim-4.9x-H=-and-Ci",
+    ),
+    pytest.param(
+        "exim",
         "exim4",
         "1kXyZa-000Abc-Q1 <= carl@example.org H=(pc) [198.51.100.4]:51000 I=[192.0.2.1]:587 P=esmtpsa X=TLS1.3:AES256:256 CV=no A=dovecot_plain:Carl@example.org S=2048 id=m1@example.org",
         dict(
