@@ -69,6 +69,29 @@ def bench_nightly(lines: int = 2_000_000, workdir: Path | None = None) -> dict[s
     }
 
 
+def rows(ctx: Any, measure: Any, row: Any, bin_dir: Path) -> list[Any]:
+    """``bench/run.py`` entry: `detector run` on the run's generated log (``ctx.mail_log()``)."""
+    from detector.simulate import simulate
+
+    log = ctx.mail_log()
+    world = ctx.work / "world"
+    if not (world / "geoip").exists():
+        simulate(world, accounts=300, days=1, seed=11)
+    out = ctx.work / "nightly-out"
+    cmd = [
+        str(bin_dir / "detector"), "run", str(log), "--out", str(out),
+        "--practitioners", str(world / "practitioners.csv"), "--geoip-dir", str(world / "geoip"),
+        "--year", "2026", "--log-format", "json",
+    ]  # fmt: skip
+    wall, cpu, mib, done = measure(cmd)
+    logs = [json.loads(x) for x in (done.stderr if done else "").splitlines() if x.startswith("{")]
+    finished = next((x for x in reversed(logs) if x.get("msg") == "run finished"), {})
+    slow = sorted(((k, v) for k, v in finished.items() if isinstance(v, float)), key=lambda kv: -kv[1])[:3]
+    events = json.loads((out / "summary.json").read_text())["night"]["events"]
+    note = f"{events:,} events; slowest: " + ", ".join(f"{k} {v:.0f}s" for k, v in slow)
+    return [row("nightly", "detector run (whole job)", ctx.lines, wall, cpu, mib, note)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Benchmark the whole nightly job.")
     ap.add_argument("--lines", type=int, default=2_000_000, help="log lines in the night")

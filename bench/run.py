@@ -102,7 +102,17 @@ def bench_ingest(ctx: Context) -> list[Row]:
     return rows
 
 
-BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [("ingest", bench_ingest)]
+def bench_nightly(ctx: Context) -> list[Row]:
+    """The whole nightly job, `detector run`, on the same log (see bench/nightly.py)."""
+    import nightly
+
+    return nightly.rows(ctx, measure, Row, BIN)
+
+
+BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [
+    ("ingest", bench_ingest),
+    ("nightly", bench_nightly),
+]
 """Name and function of every benchmark, in the order they run."""
 
 
