@@ -85,6 +85,9 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
 
     # the same night again: same verdicts, the state is not counted twice
     tables = _state_tables(state)
+    assert tables["h.accounts"].height > 0 and tables["shared"].height > 0, (
+        "the night was folded into the state"
+    )
     second = cli(*args)
     assert second.exit_code == 3, second.output
     again = _state_tables(state)
