@@ -771,3 +771,22 @@ def test_end_to_end_every_daemon_through_ingest(tmp_path) -> None:
     assert got[2][C.TIMESTAMP] == datetime(2026, 11, 22, 3, 14, 16, tzinfo=UTC)
     assert result.quarantine.height == 0
     assert sum(result.noise.values()) == 1
+
+
+def test_exim_with_dovecot_sasl_counts_each_attempt_once(tmp_path) -> None:
+    lines = [
+        "Nov 22 03:14:15 mx1 exim[2001]: dovecot_plain authenticator failed for (pc) [198.51.100.33]:40122: 535 Incorrect authentication data (set_id=ella@example.org)",
+        "Nov 22 03:14:15 mx1 dovecot: auth: passwd-file(ella@example.org,198.51.100.33,<QwErTy12>): Password mismatch",
+        "Nov 22 03:14:19 mx1 dovecot: auth: passwd-file(ghost@example.org,198.51.100.34,<QwErTy13>): unknown user",
+        "Nov 22 03:14:19 mx1 exim[2001]: dovecot_login authenticator failed for (pc) [198.51.100.34]:40123: 535 Incorrect authentication data (set_id=ghost@example.org)",
+    ]
+    events, result = run(tmp_path, lines, year=2026)
+    rows = {r[C.LINE_NUMBER]: r for r in events.iter_rows(named=True)}
+    assert sorted(rows) == [1, 4]
+    assert (rows[1][C.DAEMON], rows[1][C.OUTCOME], rows[1][C.REASON]) == (
+        "exim",
+        "failure",
+        "Password mismatch",
+    )
+    assert (rows[4][C.ACCOUNT], rows[4][C.OUTCOME]) == ("ghost@example.org", "unknown_user")
+    assert result.noise.get("noise:merged") == 2

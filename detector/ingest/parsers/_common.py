@@ -126,14 +126,16 @@ def narrowed(
     daemon: str | pl.Expr,
     kind_expr: pl.Expr,
     fields: Callable[[pl.LazyFrame], pl.LazyFrame],
+    keep: tuple[str, ...] = (),
 ) -> pl.LazyFrame:
     """Classify every row with ``kind_expr`` (cheap literal tests), then cut the fields with
-    ``fields`` on the event rows only: the regexes never run on noise, which is most lines."""
+    ``fields`` on the event rows only: the regexes never run on noise, which is most lines.
+    ``keep`` names private columns for :mod:`detector.ingest.correlate` (see ``finish``)."""
     daemon_expr = daemon if isinstance(daemon, pl.Expr) else pl.lit(daemon)
     lf = lf.with_columns(kind_expr, daemon_expr.alias(C.DAEMON))
     is_event = pl.col(KIND) == EVENT
-    events = finish(fields(lf.filter(is_event)))
-    others = finish(lf.filter(~is_event))
+    events = finish(fields(lf.filter(is_event)), keep)
+    others = finish(lf.filter(~is_event), keep)
     return pl.concat([events, others], how="vertical")
 
 

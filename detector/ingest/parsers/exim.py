@@ -23,6 +23,9 @@ from detector.ingest.parsers._common import (
 from detector.ingest.registry import LineParser, register
 from detector.schema import Action, C, Outcome, Service
 
+STAGE = "_stage"
+SASL_FAIL_STAGE = "pf_sasl_fail"
+"""Correlation stage shared with Postfix SASL failures (see detector.ingest.correlate)."""
 _FAILED = "authenticator failed for "
 _PROTO = 'SMTP protocol error in "AUTH'
 _HOST = r"(?:\S+ )?(?:\([^)]*\) )?\[([0-9A-Fa-f:.]+)\](?::(\d+))?"
@@ -123,11 +126,14 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         pl.when(send).then(to_int(after(M, " S="))).alias(C.MESSAGE_SIZE),
         reason.alias(C.REASON),
+        # Exim's dovecot_* authenticators: the Dovecot auth line of the same attempt is merged
+        # into this event by detector.ingest.correlate, as for Postfix with Dovecot SASL.
+        pl.when(failed).then(pl.lit(SASL_FAIL_STAGE)).alias(STAGE),
     )
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    return narrowed(lf, "exim", _kind(), _fields)
+    return narrowed(lf, "exim", _kind(), _fields, keep=(STAGE,))
 
 
 PARSER = register(
