@@ -45,6 +45,8 @@ BENIGN = (
     "typo",
     "stale_password",
     "smtp_send",
+    "smtp_bulk_legit",
+    "cloud_fetcher",
 )
 ATTACKS = (
     "credential_stuffing",

@@ -48,6 +48,8 @@ class LifeEvents:
     stale: np.ndarray
     stale_hash: pl.Series  # per account (meaningful where stale)
     gateways: np.ndarray  # CGNAT gateways in use per carrier
+    fetcher_ip: np.ndarray  # a third-party service polling the mailbox from a hosting provider (0: none)
+    bulk_sender: np.ndarray  # sends a message to dozens of patients or colleagues on workdays
 
 
 def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days: int) -> LifeEvents:
@@ -97,6 +99,16 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
     stale[stale_idx] = True
     phones = np.bincount(pop.carrier[pop.carrier >= 0], minlength=len(plan.CARRIERS))
     gateways = np.maximum(6, phones // 45)
+    # Practice-management or archiving services fetching mail from a datacentre. One of their /24s
+    # is also rented by the password sprayers.
+    n_fetch = max(2, n // 150)
+    fetchers = rng.permutation(np.flatnonzero(~stale & ~traveller & ~mover))[:n_fetch]
+    fetcher_ip = np.zeros(n, dtype=np.int64)
+    subnet = np.where(np.arange(n_fetch) % 2 == 0, plan.hosting_base(1, 5), plan.hosting_base(2, 1))
+    fetcher_ip[fetchers] = subnet + rng.integers(2, 250, n_fetch)
+    bulk_sender = np.zeros(n, dtype=bool)
+    senders = np.flatnonzero(pop.is_practitioner & pop.has_desktop & ~stale & ~traveller)
+    bulk_sender[rng.permutation(senders)[: max(2, n // 500)]] = True
     return LifeEvents(
         traveller=traveller,
         trip_first=trip_first,
@@ -109,6 +121,8 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
         stale=stale,
         stale_hash=random_hashes(rng, n),
         gateways=gateways,
+        fetcher_ip=fetcher_ip,
+        bulk_sender=bulk_sender,
     )
 
 
@@ -243,13 +257,26 @@ def _day(
         msg_size=(retr * rng.lognormal(10.3, 1.0, m)).astype(np.int64),
         behaviour=behaviour,
     )
-    parts = [sessions, _typos(rng, sessions), _sends(rng, sessions), _stale(rng, pop, life, start, day)]
+    sends = _sends(rng, sessions)
+    parts = [
+        sessions,
+        _typos(rng, sessions, 0.004),
+        sends,
+        _typos(rng, sends, 0.01),
+        _bulk_sends(rng, sessions, pop, life),
+        _stale(rng, pop, life, start, day),
+        _fetchers(rng, pop, life, start, day),
+    ]
     return pl.concat([conform(p) for p in parts])
 
 
-def _typos(rng: np.random.Generator, sessions: pl.DataFrame) -> pl.DataFrame:
-    """One or two wrong passwords typed just before a successful login."""
-    pick = rng.random(sessions.height) < 0.004
+def _typos(rng: np.random.Generator, sessions: pl.DataFrame, rate: float) -> pl.DataFrame:
+    """One or two wrong passwords typed just before a successful login.
+
+    One typo in five is in the login name instead: the user typed the name without the domain,
+    which the server does not know (``unknown user``).
+    """
+    pick = rng.random(sessions.height) < rate
     if sessions.height and not pick.any():
         pick[rng.integers(0, sessions.height)] = True
     rows = sessions.filter(pl.Series(pick))
@@ -258,9 +285,13 @@ def _typos(rng: np.random.Generator, sessions: pl.DataFrame) -> pl.DataFrame:
     nth = np.concatenate([np.arange(t) for t in tries]) if len(tries) else np.zeros(0, dtype=np.int64)
     base = rows[idx]
     ts = base["ts"].to_numpy() - (nth + 1) * rng.integers(6 * US, 25 * US, len(idx))
+    bare = pl.Series(rng.random(len(idx)) < 0.2)
     return base.with_columns(
         ts=pl.Series(ts),
-        outcome=pl.lit("failure"),
+        account=pl.when(bare)
+        .then(pl.col("account").str.split("@").list.first())
+        .otherwise(pl.col("account")),
+        outcome=pl.when(bare).then(pl.lit("unknown_user")).otherwise(pl.lit("failure")),
         attempts=pl.lit(1, pl.Int32),
         duration=pl.Series(rng.integers(2 * US, 5 * US, len(idx))),
         bytes_in=pl.lit(0, pl.Int64),
@@ -293,6 +324,61 @@ def _sends(rng: np.random.Generator, sessions: pl.DataFrame) -> pl.DataFrame:
         bytes_in=pl.lit(0, pl.Int64),
         bytes_out=pl.lit(0, pl.Int64),
         behaviour=pl.lit("smtp_send"),
+    )
+
+
+def _bulk_sends(
+    rng: np.random.Generator, sessions: pl.DataFrame, pop: Population, life: LifeEvents
+) -> pl.DataFrame:
+    """A practitioner writing to dozens of patients at once, from their usual network."""
+    mine = sessions.filter(
+        pl.col("account").is_in(pop.account[life.bulk_sender].astype(str).tolist()) & ~pl.col("webmail")
+    )
+    rows = mine.filter(pl.Series(rng.random(mine.height) < 0.25))
+    k = rows.height
+    return rows.with_columns(
+        ts=pl.col("ts") + pl.Series(rng.integers(30 * US, 5 * MINUTE, k)),
+        service=pl.lit("submission"),
+        duration=pl.Series(rng.integers(2 * US, 6 * US, k)),
+        messages=pl.lit(1, pl.Int32),
+        rcpt=pl.Series(rng.integers(25, 80, k)).cast(pl.Int32),
+        msg_size=pl.Series(rng.integers(20_000, 400_000, k)),
+        bytes_in=pl.lit(0, pl.Int64),
+        bytes_out=pl.lit(0, pl.Int64),
+        behaviour=pl.lit("smtp_bulk_legit"),
+    )
+
+
+def _fetchers(
+    rng: np.random.Generator, pop: Population, life: LifeEvents, start: dt.date, day: int
+) -> pl.DataFrame:
+    """Third-party services polling mailboxes every 30 to 60 minutes, day and night, from hosting."""
+    who = np.flatnonzero(life.fetcher_ip)
+    per = 24 * 60 // 30 + 2
+    ts = (
+        day_start(start, day)
+        + rng.integers(0, 30 * MINUTE, (len(who), 1))
+        + np.cumsum(rng.integers(30 * MINUTE, 60 * MINUTE, (len(who), per)), axis=1)
+    )
+    keep = ts < day_start(start, day) + DAY
+    acct = np.repeat(who, per).reshape(len(who), per)[keep]
+    ts = ts[keep]
+    k = len(ts)
+    pop3 = acct % 2 == 0
+    retr = np.where(pop3, rng.poisson(0.5, k), 0)
+    return frame(
+        k,
+        ts=ts,
+        account=pop.account[acct].astype(str),
+        ip=plan.v4_text(life.fetcher_ip[acct]),
+        service=np.where(pop3, "pop3", "imap"),
+        outcome="success",
+        duration=rng.integers(1 * US, 4 * US, k),
+        bytes_in=rng.integers(80, 200, k),
+        bytes_out=np.where(pop3, 0, rng.integers(400, 30_000, k)),
+        messages=retr,
+        msg_size=retr * rng.integers(3_000, 80_000, k),
+        behaviour="cloud_fetcher",
     )
 
 
