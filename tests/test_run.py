@@ -121,7 +121,11 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
 @needs_model
 def test_run_pseudonymized(night, tmp_path):
     out = tmp_path / "out"
+    killed = out / ".tmp-20250101T000000Z-deadbeef"  # what a run killed with SIGKILL leaves behind
+    killed.mkdir(parents=True)
+    (killed / "events.parquet").write_bytes(b"PAR1 half written")
     res = cli("run", night["logs"], "--out", out, env={"DETECTOR_PSEUDONYMIZE_KEY": "k1"})
+    assert not killed.exists()
     assert res.exit_code == 0, res.output  # no --fail-on: attention does not change the exit code
     victim = pseudonym("k1", "victim@example.org")
     accounts = pl.read_parquet(out / "accounts.parquet")
