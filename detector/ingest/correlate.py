@@ -43,22 +43,31 @@ def correlate(rows: pl.DataFrame) -> pl.DataFrame:
     if cand.is_empty():
         return rows
     other = rows.filter(pl.col(STAGE).is_null())
-    cand = cand.with_columns(_h=pl.col(C.HOST).fill_null(""))
+    cand = cand.sort(RID).with_columns(_h=pl.col(C.HOST).fill_null(""))
     for step in (_dovecot_pam, _dovecot_pairs, _postfix_sessions, _postfix_dovecot_sasl, _postfix_sends):
         cand = step(cand)
     return pl.concat([other, cand.drop("_h")], how="vertical")
 
 
 def _apply(df: pl.DataFrame, upd: pl.DataFrame) -> pl.DataFrame:
-    """Overwrite ``df`` cells with the non-null cells of ``upd`` (keyed by ``_rid``)."""
+    """Overwrite ``df`` cells with the non-null cells of ``upd`` (keyed by ``_rid``; ``df`` is
+    sorted by ``_rid``), by scattering into copies of the touched columns: no join."""
     if upd.is_empty():
         return df
     upd = upd.unique(RID, keep="first")
-    cols = [c for c in upd.columns if c != RID]
-    joined = df.join(upd.rename({c: f"{c}__u" for c in cols}), on=RID, how="left")
-    return joined.with_columns(
-        [pl.coalesce(pl.col(f"{c}__u"), pl.col(c)).cast(df.schema[c]).alias(c) for c in cols]
-    ).select(df.columns)
+    idx = df[RID].search_sorted(upd[RID])
+    cols = {}
+    for c in upd.columns:
+        if c == RID:
+            continue
+        values = upd[c]
+        keep = values.is_not_null()
+        if not keep.any():
+            continue
+        col = df[c].clone()
+        col.scatter(idx.filter(keep), values.filter(keep).cast(df.schema[c]))
+        cols[c] = col
+    return df.with_columns(**cols)
 
 
 def _merged(rids: pl.Series, partner_ts: pl.Series) -> pl.DataFrame:
@@ -166,8 +175,13 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
 def _postfix_sessions(cand: pl.DataFrame) -> pl.DataFrame:
     stages = ["pf_sasl_fail", "pf_after_auth", "pf_disconnect", "pf_boundary"]
     s = cand.filter(pl.col(STAGE).is_in(stages))
-    if s.is_empty():
+    # only smtpd processes with an AUTH counter or lost-after-AUTH event can need a merge
+    busy = (
+        s.filter(pl.col(STAGE).is_in(["pf_after_auth", "pf_disconnect"]) & EVENT).select("_h", SMTPD).unique()
+    )
+    if busy.is_empty():
         return cand
+    s = s.join(busy, on=["_h", SMTPD], how="semi", nulls_equal=True)
     disc = pl.col(STAGE).is_in(["pf_disconnect", "pf_boundary"])
     s = (
         s.sort(["_h", SMTPD, C.TIMESTAMP, C.LINE_NUMBER])

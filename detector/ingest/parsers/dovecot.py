@@ -50,7 +50,7 @@ def claims() -> pl.Expr:
         prog.str.starts_with("dovecot")
         | prog.str.ends_with("-login")
         | prog.str.starts_with("auth-worker")
-        | (pl.col(C.HOST).is_null() & prog.str.replace(r"[(<].*$", "").is_in(_PROCS))
+        | (pl.col(C.HOST).is_null() & pl.any_horizontal([prog.str.starts_with(p) for p in _PROCS]))
     )
 
 
