@@ -28,7 +28,7 @@ class IngestConfig:
     """Time zone of stamps without an offset."""
     max_line_bytes: int = 65536
     """Longer lines are quarantined as too_long."""
-    chunk_bytes: int = 64 * 1024 * 1024
+    chunk_bytes: int = 16 * 1024 * 1024
     """Decompressed bytes parsed per batch (bounds memory)."""
 
 
