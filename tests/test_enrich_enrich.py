@@ -17,6 +17,7 @@ from detector.schema import ENRICHED_SCHEMA, EVENT_SCHEMA, C, conform
 from detector.simulate.geodb import NetworkInfo, write_geoip_databases
 
 T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
+BUILT = int(datetime(2026, 2, 20, tzinfo=UTC).timestamp())
 NETWORKS = [
     NetworkInfo("203.0.113.0/24", "FR", "Lyon", 45.75, 4.85, 64500, "Example Telecom"),
     NetworkInfo("198.51.100.0/24", "NL", None, 52.37, 4.9, 64501, "Example Hosting", is_hosting=True),
@@ -49,7 +50,7 @@ def events() -> pl.LazyFrame:
 @pytest.fixture(scope="module")
 def dbs(tmp_path_factory: pytest.TempPathFactory) -> GeoIPDatabases:
     d = tmp_path_factory.mktemp("geo")
-    write_geoip_databases(d, NETWORKS, 1_700_000_000)
+    write_geoip_databases(d, NETWORKS, BUILT)
     return find_databases(d)
 
 
@@ -85,7 +86,7 @@ def test_end_to_end(dbs: GeoIPDatabases, directory: pl.DataFrame) -> None:
     assert out[C.PROFESSION].to_list() == ["médecin", None, None, None, None, None, None]
     assert out[C.IP_LEGIT_ACCOUNTS].to_list() == [2, 2, 0, 1, 1, 2, None]
     assert result.warnings == []
-    assert result.metadata["geoip"]["databases"]["city"]["build_date"] == "2023-11-14"
+    assert result.metadata["geoip"]["databases"]["city"]["build_date"] == "2026-02-20"
     assert result.metadata["addresses"]["distinct"] == 4
     assert result.metadata["addresses"]["private"] == 1
     assert result.metadata["practitioners"]["accounts"] == 1
@@ -198,3 +199,10 @@ def test_empty_events(dbs: GeoIPDatabases, directory: pl.DataFrame) -> None:
     out = result.events.collect()
     assert out.height == 0 and out.schema == ENRICHED_SCHEMA
     assert result.metadata["addresses"]["distinct"] == 0
+
+
+def test_stale_database_warns(tmp_path: Path) -> None:
+    write_geoip_databases(tmp_path, NETWORKS, int(datetime(2025, 11, 1, tzinfo=UTC).timestamp()))
+    result = enrich(events(), geoip=find_databases(tmp_path), practitioners=None)
+    assert len(result.warnings) == 3
+    assert all("2025-11-01" in w and "120 days" in w for w in result.warnings)

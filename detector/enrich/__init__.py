@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -49,6 +50,8 @@ __all__ = [
 merge_shared_counts = merge_shared
 """Alias of :func:`merge_shared` (``merge_shared_counts(previous_or_None, tonight)``)."""
 
+STALE_DAYS = 60
+"""A database built more than this many days before the newest event gives a warning."""
 _NEEDED = (C.TIMESTAMP, C.ACTION, C.OUTCOME, C.ACCOUNT, C.SOURCE_IP)
 _KIND_COLUMNS = {
     "city": "country, city, latitude, longitude",
@@ -93,6 +96,24 @@ def _geoip_warnings(geoip: GeoIPDatabases | None) -> list[str]:
         f"no GeoIP {_KIND_NAMES[kind]} database in {', '.join(geoip.searched)}: {_KIND_COLUMNS[kind]} are empty"
         for kind in geoip.missing
     ]
+
+
+def _stale_warnings(geoip: GeoIPDatabases | None, newest: datetime | None) -> list[str]:
+    """Databases built long before the newest event describe an older Internet."""
+    if geoip is None or newest is None:
+        return []
+    out = []
+    for kind in _KIND_NAMES:
+        db = geoip.get(kind)
+        if db is None:
+            continue
+        age = (newest - datetime.fromtimestamp(db.build_epoch, UTC)).days
+        if age > STALE_DAYS:
+            out.append(
+                f"GeoIP {_KIND_NAMES[kind]} database {db.path.name} was built on {db.build_date}, "
+                f"{age} days before the newest event: addresses may have moved (update it)"
+            )
+    return out
 
 
 def _address_metadata(addresses: pl.DataFrame) -> dict[str, int]:
@@ -145,10 +166,15 @@ def enrich(
     warnings = _geoip_warnings(geoip)
 
     started = time.perf_counter()
-    distinct, pairs = pl.collect_all(
-        [lf.select(pl.col(C.SOURCE_IP)).drop_nulls().unique(), success_pairs(lf)]
+    distinct, pairs, newest = pl.collect_all(
+        [
+            lf.select(pl.col(C.SOURCE_IP)).drop_nulls().unique(),
+            success_pairs(lf),
+            lf.select(pl.col(C.TIMESTAMP).max()),
+        ]
     )
     scanned = time.perf_counter()
+    warnings += _stale_warnings(geoip, newest.item())
     addresses = lookup_addresses(distinct.get_column(C.SOURCE_IP), geoip, hosting_asns=cfg.hosting_asns)
     looked_up = time.perf_counter()
     tonight = counts_from_pairs(pairs, addresses)
