@@ -159,6 +159,7 @@ def travel_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         C.PREFIX,
         C.PREFIX48,
         C.IS_VPN,
+        C.IS_HOSTING,
         C.SOURCE_IP,
         C.COUNTRY,
         C.IP_LEGIT_ACCOUNTS,

@@ -11,7 +11,7 @@ from detector.detect.detectors.common import detector, ramp, spans
 from detector.detect.findings import evidence
 from detector.features import BUCKET
 from detector.features import expressions as x
-from detector.features.baseline import prior_col
+from detector.features.baseline import PRIOR_N, prior_col
 from detector.schema import C
 
 
@@ -23,7 +23,7 @@ class SuspiciousSuccessParams:
     """...and most of its attempts failed (a shared address succeeds mostly)."""
     min_prior_failures: int = 5
     """Failures from the same source since the account's previous success there (a guessed password)."""
-    min_baseline_score: float = 8.0
+    min_baseline_score: float = 12.0
     """A new ASN alone fires when the baseline score reaches this."""
     new_country: bool = False
     """Also fire on a new ASN in a new country alone (off: travellers; the model sees is_new_country)."""
@@ -36,6 +36,9 @@ class SuspiciousSuccessParams:
     """...and this many times the account's norm (see mailbox_download)."""
     session_min_recipients: int = 100
     """The login's session sent to this many recipients within an hour (see send_burst)."""
+    anonymous_min_history: int = 1
+    """Hosting/Tor counts as never used only if the account had this many earlier successes (a mail fetcher
+    in a cloud that is the account's only client is its normal network)."""
     follow_source: bool = True
     """Also flag the account's later successes from the same address (or the same hosting/VPN/Tor ASN)."""
 
@@ -59,7 +62,7 @@ def suspicious_success(lf: pl.LazyFrame, p: SuspiciousSuccessParams) -> pl.LazyF
     )
     new_asn = pl.col("is_new_asn") == 1
     hosting_or_tor = pl.col(C.IS_HOSTING).fill_null(False) | pl.col(C.IS_TOR).fill_null(False)
-    never_asn = pl.col(prior_col(C.ASN)) == 0
+    never_asn = (pl.col(prior_col(C.ASN)) == 0) & (pl.col(PRIOR_N) >= p.anonymous_min_history)
     reasons = {
         "attacking_source": attacker,
         "after_failures": (pl.col("seg_failures") >= p.min_prior_failures)
@@ -151,6 +154,10 @@ class TravelParams:
     """Ignore shorter jumps (GeoIP city error)."""
     shared_min_accounts: int = 3
     """Either address shared by this many accounts (CGNAT, hospital NAT) does not count."""
+    ignore_hosting: bool = True
+    """Hosting addresses locate a server (a mail fetcher, a proxy), not the person; suspicious_success judges them."""
+    new_network_only: bool = True
+    """Only a jump to an ASN the account had not used before counts (alternating home/office/fetcher does not)."""
 
 
 @detector(
@@ -160,7 +167,7 @@ class TravelParams:
     tactic="Initial Access",
     severity="medium",
     kind="attack",
-    description="Successive successful logins of one account further apart than anyone could travel in the time, excluding VPN exits, shared gateways, the same ASN, prefix or IPv6 /48.",
+    description="Successive successful logins of one account further apart than anyone could travel in the time, to a network the account had not used before; VPN exits, hosting (servers, not people), shared gateways, the same ASN, prefix or IPv6 /48 are excluded.",
     false_positives="Split tunnels and corporate proxies not flagged as VPN; GeoIP errors for mobile carriers; a user on two devices, one behind a VPN not in the database.",
     triage="Look at both logins: which one is the account's usual network? The other is the suspect; check its ASN type and what followed it.",
     affected="The account's owner (credential reset).",
@@ -177,6 +184,11 @@ def atypical_travel(lf: pl.LazyFrame, p: TravelParams) -> pl.LazyFrame:
         | (pl.col(C.ASN) == prev(C.ASN)).fill_null(False)
         | (pl.col(C.PREFIX) == prev(C.PREFIX)).fill_null(False)
         | (pl.col(C.PREFIX48) == prev(C.PREFIX48)).fill_null(False)
+        | (
+            pl.lit(p.ignore_hosting)
+            & (pl.col(C.IS_HOSTING).fill_null(False) | prev("is_hosting").fill_null(False))
+        )
+        | (pl.lit(p.new_network_only) & (pl.col(prior_col(C.ASN)) > 0))
     )
     return lf.filter(
         x.is_success()
