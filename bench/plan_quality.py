@@ -22,7 +22,7 @@ import polars as pl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from detector.config import Config
+    from detector.config import load
     from detector.detect import detect
     from detector.enrich import enrich, find_databases, load_practitioners
     from detector.features.baseline import History, update_history
@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--day", type=int, default=None, help="day N (1-based) whose plan is replayed on N+1")
     ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
+    ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
-    cfg = Config()
+    cfg = load(args.config)
     day_n = args.day or args.days - 1
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:

@@ -68,6 +68,10 @@ class PlanConfig:
     """Attacking addresses in one /24 (/64) that widen a block to the prefix (a campaign's: 1)."""
     asn_min_sources: int = 3
     """Attacking addresses in one AS that widen a block to the AS (only with no legitimate user)."""
+    act_on_suspicious_failures: int = 20
+    """Failed logins that make a suspicious source one the plan acts on, like a malicious one (0: never)."""
+    carve_max_addresses: int = 16
+    """Legitimate users' addresses a hosting/VPN/Tor prefix block may exempt (0: no such blocks)."""
     restrict_min_attempts: int = 5
     """Attack attempts that get a targeted account restricted even though its attackers are blocked."""
     restrict_min_sources: int = 3

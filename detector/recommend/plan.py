@@ -117,9 +117,13 @@ def measure_id(action: str, target_type: str, target: str, services: list[str] |
     return "M" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
 
 
-def _attackers(sources: pl.DataFrame) -> pl.Expr:
+def _attackers(cfg: Config) -> pl.Expr:
+    """Sources the plan acts on: malicious ones, and suspicious ones in a campaign or with many failures."""
     verdict = pl.col("verdict")
-    return (verdict == MALICIOUS) | ((verdict == SUSPICIOUS) & pl.col(C.CAMPAIGN).is_not_null())
+    busy = pl.lit(cfg.plan.act_on_suspicious_failures > 0) & (
+        pl.col("failures").fill_null(0) >= cfg.plan.act_on_suspicious_failures
+    )
+    return (verdict == MALICIOUS) | ((verdict == SUSPICIOUS) & (pl.col(C.CAMPAIGN).is_not_null() | busy))
 
 
 def is_legit(attacker_ips: list[str], compromised: list[str], threshold: float) -> pl.Expr:
@@ -266,7 +270,14 @@ def _blocks(
         )
     )
     spare = (
-        pl.when(level == scope.LEVEL_ASN)
+        pl.when(pl.col(scope.EXCEPT).list.len() > 0)
+        .then(
+            pl.format(
+                "; hosting/VPN network: except the {} addresses its legitimate users log in from",
+                pl.col(scope.EXCEPT).list.len(),
+            )
+        )
+        .when(level == scope.LEVEL_ASN)
         .then(pl.lit("; nobody logs in legitimately from this network"))
         .when(pl.col(scope.COLLATERAL) == 0)
         .then(pl.lit("; no legitimate login from it"))
@@ -284,7 +295,7 @@ def _blocks(
         .alias("target_type"),
         pl.col(scope.KEY).alias("target"),
         pl.col(scope.SERVICES).alias("services"),
-        pl.lit(None, pl.List(pl.String)).alias("allowed_networks"),
+        pl.col(scope.EXCEPT).alias("allowed_networks"),
         pl.lit(None, pl.Int32).alias("wave"),
         pl.lit(now + timedelta(hours=cfg.plan.block_hours)).cast(UTC_US).alias("expires_at"),
         pl.col("_risk").fill_null(0.0).alias(C.RISK_SCORE),
@@ -674,7 +685,7 @@ def recommend(
         ).alias(C.IS_PRACTITIONER),
     )
     findings = _finding_index(detection)
-    attackers = sources.filter(_attackers(sources))
+    attackers = sources.filter(_attackers(cfg))
     attacker_ips = attackers.get_column(C.SOURCE_IP).to_list()
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(

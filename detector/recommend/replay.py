@@ -210,19 +210,45 @@ def _network_hits(ev: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([by_net, by_asn.select(by_net.columns)]).join(rules, on=nets.NET, how="inner")
 
 
+def _outside_allowed(cand: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``cand`` (``_row``, ``source_ip``, ``asn``, ``allowed_networks``) whose address is in
+    none of its ``allowed_networks`` (addresses, CIDRs or ``AS<n>``; null or empty = none)."""
+    allowed = (
+        cand.select("_row", C.SOURCE_IP, C.ASN, pl.col("allowed_networks").alias(nets.NET))
+        .explode(nets.NET)
+        .filter(pl.col(nets.NET).is_not_null())
+    )
+    if allowed.is_empty():
+        return cand
+    allowed = _with_nets(allowed, nets.NET)
+    parsed = [nets.parse_net(t) for t in allowed.get_column(nets.NET).unique().to_list()]
+    pairs = nets.containing(allowed.get_column(C.SOURCE_IP), [x for x in parsed if x is not None])
+    ok = pl.concat(
+        [
+            allowed.join(pairs, on=[C.SOURCE_IP, nets.NET], how="semi").select("_row"),
+            allowed.filter(pl.format("AS{}", pl.col(C.ASN)) == pl.col(nets.NET)).select("_row"),
+        ]
+    )
+    return cand.join(ok.unique(), on="_row", how="anti")
+
+
 def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """``_i`` of the logins the plan refuses, and ``_reset``: attacker successes a reset defeats.
+
+    A block refuses logins from inside its target except from its ``allowed_networks`` (the
+    legitimate users' own addresses a hosting-prefix block exempts); a restriction refuses the
+    account's logins from external addresses outside its ``allowed_networks``.
 
     Returns a frame ``_i``, ``refused`` (bool), ``reset`` (bool: the account's credentials were
     reset by the plan, so a success with the old password fails).
     """
     ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
     refused: list[pl.Series] = []
-    blocks = plan.filter(pl.col("action") == "block").select("target", "services", "expires_at")
+    blocks = plan.filter(pl.col("action") == "block").select("target", "services", "allowed_networks", "expires_at")
     if blocks.height:
         rules = _with_nets(blocks, "target").drop("target")
-        hits = _network_hits(ev, rules).filter(_covers_service() & _in_force())
-        refused.append(hits.get_column("_i"))
+        hits = _network_hits(ev, rules).filter(_covers_service() & _in_force()).with_row_index("_row")
+        refused.append(_outside_allowed(hits).get_column("_i"))
     locks = plan.filter(pl.col("action") == "lock_account").select(
         pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "expires_at"
     )
@@ -232,24 +258,12 @@ def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "services", "allowed_networks", "expires_at"
     )
     if restricts.height:
-        cand = ev.join(restricts, on=C.ACCOUNT).filter(
-            _covers_service() & _in_force() & ~pl.col(C.IS_PRIVATE).fill_null(False)
+        cand = (
+            ev.join(restricts, on=C.ACCOUNT)
+            .filter(_covers_service() & _in_force() & ~pl.col(C.IS_PRIVATE).fill_null(False))
+            .with_row_index("_row")
         )
-        allowed = (
-            cand.select("_i", C.SOURCE_IP, C.ASN, pl.col("allowed_networks").alias(nets.NET))
-            .explode(nets.NET)
-            .filter(pl.col(nets.NET).is_not_null())
-        )
-        allowed = _with_nets(allowed, nets.NET) if allowed.height else allowed
-        parsed = [nets.parse_net(t) for t in allowed.get_column(nets.NET).unique().to_list()]
-        pairs = nets.containing(allowed.get_column(C.SOURCE_IP), [x for x in parsed if x is not None])
-        ok = pl.concat(
-            [
-                allowed.join(pairs, on=[C.SOURCE_IP, nets.NET], how="semi").select("_i"),
-                allowed.filter(pl.format("AS{}", pl.col(C.ASN)) == pl.col(nets.NET)).select("_i"),
-            ]
-        )
-        refused.append(cand.join(ok.select("_i").unique(), on="_i", how="anti").get_column("_i"))
+        refused.append(_outside_allowed(cand).get_column("_i"))
     resets = plan.filter(pl.col("action") == "reset_credentials").get_column("target").str.to_lowercase()
     all_refused = pl.concat(refused).unique() if refused else pl.Series("_i", [], dtype=pl.UInt32)
     return events.select(

@@ -26,6 +26,8 @@ SOURCES = "sources"
 COLLATERAL = "collateral_accounts"
 COLLATERAL_PRACT = "collateral_practitioners"
 WHY = "why"
+EXCEPT = "except_addresses"
+"""Block column: legitimate users' own addresses inside the target that stay allowed."""
 ANONYMOUS = "anonymous"
 """Attacker column: the source is hosting, VPN or Tor infrastructure (widens to its prefix)."""
 
@@ -213,6 +215,50 @@ def _groups(attackers: pl.DataFrame, level: str) -> pl.DataFrame:
     )
 
 
+BLOCK_SCHEMA = {
+    LEVEL: pl.String,
+    KEY: pl.String,
+    SERVICES: pl.List(pl.String),
+    SOURCES: pl.List(pl.String),
+    COLLATERAL: pl.Int64,
+    COLLATERAL_PRACT: pl.Int64,
+    EXCEPT: pl.List(pl.String),
+}
+
+
+def _carve(
+    groups: pl.DataFrame, legit: pl.DataFrame, cfg: PlanConfig, allow: list[nets.Net], addresses: pl.DataFrame
+) -> pl.DataFrame:
+    """Hosting/VPN/Tor prefixes whose few legitimate users have their own addresses: block the prefix
+    except those addresses (servers keep their addresses; attackers rent the neighbouring ones).
+
+    Only when no attacking address is itself used legitimately and the exceptions number at most
+    ``cfg.carve_max_addresses``.
+    """
+    if groups.is_empty() or cfg.carve_max_addresses <= 0:
+        return pl.DataFrame(schema=BLOCK_SCHEMA)
+    users = (
+        groups.select(KEY)
+        .join(legit.select(keyed(legit, LEVEL_PREFIX), C.SOURCE_IP, C.ACCOUNT), on=KEY)
+        .group_by(KEY)
+        .agg(pl.col(C.SOURCE_IP).unique().sort().alias(EXCEPT), pl.col(C.ACCOUNT).n_unique().alias("_spared"))
+    )
+    g = groups.join(users, on=KEY, how="inner").filter(
+        (pl.col(EXCEPT).list.len() <= cfg.carve_max_addresses)
+        & (pl.col(SOURCES).list.set_intersection(pl.col(EXCEPT)).list.len() == 0)
+    )
+    bad = _allowlisted_keys(g.get_column(KEY).to_list(), allow, addresses)
+    return g.filter(~pl.col(KEY).is_in(sorted(bad))).select(
+        LEVEL,
+        KEY,
+        SERVICES,
+        SOURCES,
+        pl.lit(0, pl.Int64).alias(COLLATERAL),
+        pl.lit(0, pl.Int64).alias(COLLATERAL_PRACT),
+        EXCEPT,
+    )
+
+
 def choose_blocks(
     attackers: pl.DataFrame,
     legit: pl.DataFrame,
@@ -285,6 +331,10 @@ def choose_blocks(
         LEVEL_PREFIX,
         (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0) | pl.col("_anonymous"),
     )
+    carved = _carve(_groups(left, LEVEL_PREFIX).filter(pl.col("_anonymous")), legit, cfg, allow, addresses)
+    if carved.height:
+        blocks.append(carved)
+        left = left.filter(~pl.col(C.SOURCE_IP).is_in(carved.get_column(SOURCES).explode().to_list()))
     singles = collateral(left.select(keyed(left, LEVEL_IP), SERVICES), legit, LEVEL_IP)
     ok = singles.filter(_within(cfg))
     if ok.height:
@@ -301,16 +351,10 @@ def choose_blocks(
     unblocked.append(
         unblock(left.filter(~pl.col(C.SOURCE_IP).is_in(ok.get_column(KEY).to_list())), WHY_BUDGET)
     )
-    block_schema = {
-        LEVEL: pl.String,
-        KEY: pl.String,
-        SERVICES: pl.List(pl.String),
-        SOURCES: pl.List(pl.String),
-        COLLATERAL: pl.Int64,
-        COLLATERAL_PRACT: pl.Int64,
-    }
     all_blocks = (
-        pl.concat([b.cast(block_schema) for b in blocks]) if blocks else pl.DataFrame(schema=block_schema)
+        pl.concat([b.select([pl.col(k).cast(v) if k in b.columns else pl.lit(None, v).alias(k) for k, v in BLOCK_SCHEMA.items()]) for b in blocks])
+        if blocks
+        else pl.DataFrame(schema=BLOCK_SCHEMA)
     )
     left_out = pl.concat(unblocked).unique(C.SOURCE_IP, keep="first", maintain_order=True)
     left_out = collateral(
