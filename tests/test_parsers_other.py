@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, get, parsers
@@ -795,3 +797,34 @@ def test_exim_with_dovecot_sasl_counts_each_attempt_once(tmp_path) -> None:
     )
     assert (rows[4][C.ACCOUNT], rows[4][C.OUTCOME]) == ("ghost@example.org", "unknown_user")
     assert result.noise.get("noise:merged") == 2
+
+
+TEMPLATES = [
+    ("exim", "exim", "plain authenticator failed for (pc) [{ip}]:4000: 535 Incorrect authentication data (set_id={user})"),
+    ("courier", "imapd", "LOGIN FAILED, user={user}, ip=[{ip}]"),
+    ("cyrus", "imaps", "badlogin: pc.example.net [{ip}] plaintext {user} SASL(-13): authentication failure: checkpass failed"),
+    ("uwimap", "imapd", "Login failed user={user} auth={user} host=pc.example.net [{ip}]"),
+    ("sendmail", "sm-mta", "AUTH failure (LOGIN): authentication failure (-13) SASL(-13): x, user={user}, relay=[{ip}]"),
+    ("nginx_mail", "nginx", '*9 client login failed: "Authentication credentials invalid" while in http auth state, client: {ip}, server: 0.0.0.0:993, login: "{user}"'),
+    ("zimbra", None, "INFO  [ImapServer-1] [oip={ip};] security - cmd=Auth; account={user}; protocol=imap;"),
+    ("webmail", "roundcube", "<ab12> Failed login for {user} from {ip} in session ab12cd (error: 0)"),
+]  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    template=st.sampled_from(TEMPLATES),
+    address=st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
+    user=st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,12}(@[a-z]{1,8}\.org)?", fullmatch=True),
+    mapped=st.booleans(),
+)
+def test_any_address_and_account_come_out_canonical(template, address, user, mapped) -> None:
+    name, program, text = template
+    ip = str(address)
+    if mapped and address.version == 4:
+        ip = f"::ffff:{address}"
+    row = parse_one(name, program, text.format(ip=ip, user=user))
+    assert row[KIND] == "event"
+    plain = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
+    assert row[C.SOURCE_IP] == str(plain)
+    assert row[C.ACCOUNT] == user.lower()
