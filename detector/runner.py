@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from detector import config as cfgmod
-from detector.logging_setup import setup
+from detector.errors import DetectorError
+from detector.logging_setup import LOGGER, log, setup
 from detector.pipeline import STEPS, FailOn, run
 
 
@@ -76,6 +77,10 @@ def run_command(
             config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
             log_format=log_format, year=year, timezone=timezone,
         )  # fmt: skip
+    except DetectorError as e:
+        if log_format == "json":  # cron keeps the structured line; the CLI prints the plain one
+            log(logging.getLogger(LOGGER), logging.ERROR, str(e), exit_code=e.exit_code)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
