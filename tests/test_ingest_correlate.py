@@ -86,3 +86,18 @@ def test_merge_across_batch_boundaries(tmp_path):
     assert len(ev) == 300
     assert result.noise == {"noise:merged": 300}
     assert ev["timestamp"].is_sorted()
+
+
+def test_logout_takes_the_address_of_its_login_across_batches(tmp_path):
+    login_line = (
+        "Nov 22 09:00:00 mx1 dovecot: imap-login: Login: user=<eva@x.org>, method=PLAIN, rip=203.0.113.77, "
+        "lip=192.0.2.1, mpid=4711, TLS, session=<Lg1>"
+    )
+    filler = [
+        f"Nov 22 {10 + i // 60:02d}:{i % 60:02d}:00 mx1 dovecot: master: tick {i} " + "x" * 60
+        for i in range(400)
+    ]
+    logout = "Nov 22 17:00:00 mx1 dovecot: imap(eva@x.org)<4711><Lg1>: Disconnected: Logged out in=10 out=20"
+    ev, _ = run(tmp_path, [login_line, *filler, logout], chunk_bytes=4096)
+    out = ev.filter(action="logout").row(0, named=True)
+    assert (out["source_ip"], out["local_ip"], out["tls"]) == ("203.0.113.77", "192.0.2.1", True)

@@ -28,7 +28,7 @@ from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
 from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
-from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, C
+from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
 
 __all__ = ["IngestResult", "ingest", "ingest_to_parquet"]
 
@@ -90,6 +90,7 @@ class _Run:
     lines: int = 0
     claimed: int = 0
     rid: int = 0
+    sessions: pl.DataFrame | None = None
 
 
 class _EventWriter:
@@ -303,12 +304,53 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
         wait = pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff
         settled = out.filter(~wait)
         waiting_ids = out.filter(wait)[corr.RID]
-    events = settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names())
+    events = _fill_logouts(settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names()), run)
     run.writer.write(events)
     noise = settled.filter(pl.col(KIND) != "event")[KIND].value_counts()
     for k, n in noise.iter_rows():
         run.noise[k] += n
     return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
+
+
+SESSION_KEYS = (C.HOST, C.SESSION_ID)
+SESSION_MEMORY = timedelta(days=1)
+"""How long a Dovecot login is remembered for the logout of its session."""
+
+
+def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
+    """Give Dovecot logouts (whose log prefix has no address) the address, local address and TLS of
+    the login with the same host and session id, remembered across batches for a day."""
+    logins = events.filter(
+        (pl.col(C.ACTION) == Action.LOGIN)
+        & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+        & (pl.col(C.DAEMON) == "dovecot")
+        & pl.col(C.SESSION_ID).is_not_null()
+    ).select(*SESSION_KEYS, C.TIMESTAMP, C.SOURCE_IP, C.LOCAL_IP, C.TLS)
+    known = pl.concat([run.sessions, logins], how="vertical") if run.sessions is not None else logins
+    if not known.is_empty() and events.height:
+        horizon = events[C.TIMESTAMP].max()
+        if horizon is not None:
+            known = known.filter(pl.col(C.TIMESTAMP) >= horizon - SESSION_MEMORY)
+    run.sessions = known.unique(SESSION_KEYS, keep="last")
+    is_logout = (
+        (pl.col(C.ACTION) == Action.LOGOUT)
+        & pl.col(C.SOURCE_IP).is_null()
+        & pl.col(C.SESSION_ID).is_not_null()
+    )
+    if known.is_empty() or not events.select(is_logout.any()).item():
+        return events
+    fill = run.sessions.select(
+        *SESSION_KEYS,
+        pl.col(C.SOURCE_IP).alias("_ip"),
+        pl.col(C.LOCAL_IP).alias("_lip"),
+        pl.col(C.TLS).alias("_tls"),
+    )
+    out = events.join(fill, on=list(SESSION_KEYS), how="left", nulls_equal=True, maintain_order="left")
+    return out.with_columns(
+        pl.when(is_logout).then(pl.col("_ip")).otherwise(pl.col(C.SOURCE_IP)).alias(C.SOURCE_IP),
+        pl.when(is_logout).then(pl.col("_lip")).otherwise(pl.col(C.LOCAL_IP)).alias(C.LOCAL_IP),
+        pl.when(is_logout).then(pl.col("_tls")).otherwise(pl.col(C.TLS)).alias(C.TLS),
+    ).select(EVENT_SCHEMA.names())
 
 
 def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:

@@ -31,7 +31,7 @@ from detector.schema import UTC_US, C
 STAGE, QID, SMTPD, RID, PARTNER = "_stage", "_qid", "_smtpd", "_rid", "_partner_ts"
 MERGED = "noise:merged"
 LOGIN_WINDOW = timedelta(seconds=60)
-SASL_WINDOW = timedelta(seconds=2)
+SASL_WINDOW = timedelta(seconds=4)
 EVENT = pl.col(KIND) == "event"
 
 
