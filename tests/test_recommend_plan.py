@@ -319,3 +319,65 @@ def test_reopening_waves_order_and_summary():
     assert summary.get_column("practitioners").to_list() == [1, 1, 0, 0]
     assert summary.filter(pl.col("wave") == 4).item(0, "expected_compromised") == pytest.approx(1.2)
     assert by(plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], accs), "reopen").is_empty()
+
+
+def test_hosting_prefix_with_legit_users_is_blocked_except_their_addresses():
+    ips = ["51.210.5.9", "51.210.5.15"]
+    rows = [*spray(ips), ev("51.210.5.114", "alice", "success"), ev("51.210.5.129", "bob", "success")]
+    frame = world(rows, [{C.SOURCE_IP: ip} for ip in ips])
+    frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
+    plan = recommend(frame, Detection(), Config(), NOW)
+    b = blocks(plan).row(0, named=True)
+    assert (b["target"], b["allowed_networks"], b["collateral_accounts"]) == (
+        "51.210.5.0/24",
+        ["51.210.5.114", "51.210.5.129"],
+        0,
+    )
+    off = recommend(frame, Detection(), Config().replace(plan={"carve_max_addresses": 0}), NOW)
+    assert blocks(off).get_column("target_type").to_list() == ["ip", "ip"]
+
+
+def test_busy_suspicious_source_is_acted_on():
+    rows = [ev("203.0.113.5", "u0") for _ in range(25)]
+    src = [{C.SOURCE_IP: "203.0.113.5", "verdict": "suspicious", "failures": 25, C.RISK_SCORE: 0.45}]
+    assert blocks(plan_for(rows, src)).get_column("target").to_list() == ["203.0.113.5"]
+    assert blocks(plan_for(rows, src, act_on_suspicious_failures=0)).is_empty()
+
+
+def test_history_counts_as_collateral_and_allowed_networks():
+    ips = ["203.0.113.5", "198.51.100.6", "192.0.2.7"]
+    rows = [*spray(ips, asn=64666), ev("198.51.100.9", "zoe", "success", asn=64600)]
+    srcs = [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips]
+    history = pl.DataFrame({C.ACCOUNT: ["zoe", "u0"], "net": ["AS64666", "100.70.1.0/24"]})
+    frame = world(rows, srcs)
+    plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
+    assert "asn" not in blocks(plan).get_column("target_type").to_list()
+    without = recommend(frame, Detection(), Config(), NOW)
+    assert blocks(without).get_column("target").to_list() == ["AS64666"]
+
+
+def test_known_networks_from_history_table():
+    from detector.recommend.plan import known_networks
+
+    hist = pl.DataFrame(
+        {
+            C.ACCOUNT: ["Alice", "alice", "alice", "bob"],
+            "feature": ["prefix", "asn", "country", "asn"],
+            "value": ["198.51.100.0/24", "64600", "FR", ""],
+        }
+    )
+    assert known_networks(hist).rows() == [("alice", "198.51.100.0/24"), ("alice", "AS64600")]
+    rows = [*[ev("203.0.113.5", "alice") for _ in range(5)], ev("192.0.2.9", "alice", "success", asn=64601)]
+    plan = recommend(
+        world(rows, [{C.SOURCE_IP: "203.0.113.5"}]),
+        Detection(),
+        Config(),
+        NOW,
+        known_networks=known_networks(hist),
+    )
+    assert by(plan, "restrict_account").item(0, "allowed_networks").to_list() == [
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "AS64600",
+        "AS64601",
+    ]

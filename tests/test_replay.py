@@ -193,3 +193,21 @@ def test_read_plan_checks_the_contract(tmp_path):
         read_plan(bad)
     with pytest.raises(InputError):
         read_plan(tmp_path / "missing.parquet")
+
+
+def test_block_exceptions_stay_allowed():
+    p = plan(block("51.210.5.0/24", "cidr", allowed_networks=["51.210.5.114"]))
+    rows = [ev("51.210.5.9", "u", minute=NEXT), ev("51.210.5.114", "alice", "success", minute=NEXT)]
+    assert refused(p, rows) == [True, False]
+
+
+def test_restrictions_do_not_apply_to_private_addresses():
+    p = plan(
+        {"action": "restrict_account", "target_type": "account", "target": "alice", "allowed_networks": []}
+    )
+    rows = [
+        ev("10.20.0.11", "alice", "success", minute=NEXT),
+        ev("93.184.216.34", "alice", "success", minute=NEXT),
+    ]
+    frame = events(rows).with_columns(pl.Series(C.IS_PRIVATE, [None, None], dtype=pl.Boolean))
+    assert plan_refusals(p, _prepare(frame)).get_column("refused").to_list() == [False, True]

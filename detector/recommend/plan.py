@@ -624,6 +624,37 @@ def known_networks(history: Any) -> pl.DataFrame:
     )
 
 
+def _history_rows(known: pl.DataFrame, accounts: pl.DataFrame, compromised: list[str]) -> pl.DataFrame:
+    """Legitimate-login rows (no address, any service) for the networks accounts used on earlier
+    nights, so that collateral and ``allowed_networks`` count them; compromised accounts' history
+    is left out (it may hold the attacker's logins)."""
+    parsed = known.select(
+        pl.col(C.ACCOUNT).str.to_lowercase(),
+        pl.col("net"),
+        pl.col("net").str.extract(r"^AS(\d+)$").cast(pl.Int64, strict=False).alias(C.ASN),
+        pl.col("net").str.extract(r"/(\d+)$").cast(pl.Int32, strict=False).alias("_len"),
+    ).filter(~pl.col(C.ACCOUNT).is_in(compromised))
+    practitioners = accounts.select(C.ACCOUNT, pl.col(C.IS_PRACTITIONER).fill_null(False))
+    return (
+        parsed.join(practitioners, on=C.ACCOUNT, how="left")
+        .select(
+            C.ACCOUNT,
+            pl.col(C.IS_PRACTITIONER).fill_null(False),
+            pl.lit(None, pl.String).alias(C.SOURCE_IP),
+            pl.when(pl.col("_len").is_in([24, 64])).then(pl.col("net")).alias(C.PREFIX),
+            pl.when(pl.col("_len") == 48).then(pl.col("net")).alias(C.PREFIX48),
+            C.ASN,
+            pl.lit(None, pl.String).alias(C.SERVICE),
+        )
+        .filter(
+            pl.any_horizontal(
+                pl.col(C.PREFIX).is_not_null(), pl.col(C.PREFIX48).is_not_null(), pl.col(C.ASN).is_not_null()
+            )
+        )
+        .select([pl.col(k).cast(v) for k, v in scope.LEGIT_COLUMNS.items()])
+    )
+
+
 def finish(rows: pl.DataFrame) -> pl.DataFrame:
     """Stable order (action, practitioners first, risk, target), stable ids, the public schema."""
     rank = {a: i for i, a in enumerate(ACTIONS)}
@@ -721,20 +752,9 @@ def recommend(
         .sort(C.SOURCE_IP)
     )
     addresses = events.select(C.SOURCE_IP, C.ASN).unique()
-    scoping = scope.choose_blocks(attackers, legit, cfg.plan, addresses)
     if known_networks is not None:
-        extra = known_networks.select(pl.col(C.ACCOUNT).str.to_lowercase(), pl.col("net").alias(C.PREFIX))
-        legit = pl.concat(
-            [
-                legit,
-                extra.select(
-                    [
-                        pl.col(k).cast(v) if k in extra.columns else pl.lit(None, v).alias(k)
-                        for k, v in scope.LEGIT_COLUMNS.items()
-                    ]
-                ),
-            ]
-        )
+        legit = pl.concat([legit, _history_rows(known_networks, accounts, compromised)])
+    scoping = scope.choose_blocks(attackers, legit, cfg.plan, addresses)
     account_rows, restricted = _account_rows(
         accounts.with_columns(pl.col(C.ACCOUNT).str.to_lowercase()),
         attack,

@@ -244,7 +244,9 @@ def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """
     ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
     refused: list[pl.Series] = []
-    blocks = plan.filter(pl.col("action") == "block").select("target", "services", "allowed_networks", "expires_at")
+    blocks = plan.filter(pl.col("action") == "block").select(
+        "target", "services", "allowed_networks", "expires_at"
+    )
     if blocks.height:
         rules = _with_nets(blocks, "target").drop("target")
         hits = _network_hits(ev, rules).filter(_covers_service() & _in_force()).with_row_index("_row")

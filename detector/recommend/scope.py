@@ -352,7 +352,17 @@ def choose_blocks(
         unblock(left.filter(~pl.col(C.SOURCE_IP).is_in(ok.get_column(KEY).to_list())), WHY_BUDGET)
     )
     all_blocks = (
-        pl.concat([b.select([pl.col(k).cast(v) if k in b.columns else pl.lit(None, v).alias(k) for k, v in BLOCK_SCHEMA.items()]) for b in blocks])
+        pl.concat(
+            [
+                b.select(
+                    [
+                        pl.col(k).cast(v) if k in b.columns else pl.lit(None, v).alias(k)
+                        for k, v in BLOCK_SCHEMA.items()
+                    ]
+                )
+                for b in blocks
+            ]
+        )
         if blocks
         else pl.DataFrame(schema=BLOCK_SCHEMA)
     )
