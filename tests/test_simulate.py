@@ -47,6 +47,7 @@ BENIGN = (
     "smtp_send",
     "smtp_bulk_legit",
     "cloud_fetcher",
+    "cloud_fetcher_stale",
 )
 ATTACKS = (
     "credential_stuffing",

@@ -67,14 +67,31 @@ def _cgnat(rng: np.random.Generator, k: int, gateways: np.ndarray) -> np.ndarray
 
 
 def _residential_pool(
-    rng: np.random.Generator, k: int, gateways: np.ndarray, domestic: float, mobile: float
+    rng: np.random.Generator,
+    k: int,
+    life: LifeEvents,
+    pop: Population,
+    domestic: float,
+    mobile: float,
+    shared: float = 0.0,
 ) -> np.ndarray:
-    """A residential proxy (or bot) pool: foreign homes, domestic homes and phones behind CGNAT."""
+    """A residential proxy (or bot) pool: foreign homes, domestic homes and phones behind CGNAT.
+
+    A ``shared`` share sits on addresses legitimate users also use: half on account holders' own
+    home lines (a proxy SDK in a household's app, an infected router), half on the VPN's exits.
+    """
     u = rng.random(k)
-    return np.where(
-        u < mobile,
-        _cgnat(rng, k, gateways),
-        np.where(u < mobile + domestic, _domestic_other(rng, k), _foreign(rng, k)),
+    homes = pop.home_v4[rng.integers(0, pop.size, k)]
+    exits = plan.vpn_exit(0, 0) + (rng.integers(0, len(plan.VPN_LOCATIONS), k) << 8) + rng.integers(0, 4, k)
+    return np.select(
+        [
+            u < mobile,
+            u < mobile + domestic,
+            u < mobile + domestic + shared / 2,
+            u < mobile + domestic + shared,
+        ],
+        [_cgnat(rng, k, life.gateways), _domestic_other(rng, k), homes, exits],
+        _foreign(rng, k),
     )
 
 
@@ -132,12 +149,12 @@ def credential_stuffing(
     order = rng.permutation(len(accounts))
     chunk = np.array_split(order, days)
     n_proxies = max(40, len(accounts) // (2 * days))
-    pool = _residential_pool(rng, n_proxies, life.gateways, domestic=0.3, mobile=0.12)
+    pool = _residential_pool(rng, n_proxies, life, pop, domestic=0.3, mobile=0.12, shared=0.06)
     parts, wins = [], []
     real_idx = {a: i for i, a in enumerate(pop.account)}
     for d in range(days):
         if d:
-            pool = _renew(rng, pool, 0.4, _residential_pool(rng, n_proxies, life.gateways, 0.3, 0.12))
+            pool = _renew(rng, pool, 0.4, _residential_pool(rng, n_proxies, life, pop, 0.3, 0.12, 0.06))
         # Today's share of the list, plus a retry of some earlier entries from other proxies.
         todo = chunk[d]
         if d:
@@ -296,7 +313,7 @@ def distributed_brute_force(
     parts = []
     for d in range(days):
         k = max(300, pop.size // 3)
-        ips = _residential_pool(rng, k, life.gateways, domestic=0.2, mobile=0.08)
+        ips = _residential_pool(rng, k, life, pop, domestic=0.2, mobile=0.08, shared=0.02)
         ts = day_start(start, d) + rng.integers(0, DAY, k)
         service, method = _service(rng, k, 0.25)
         parts.append(

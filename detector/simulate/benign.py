@@ -50,6 +50,7 @@ class LifeEvents:
     gateways: np.ndarray  # CGNAT gateways in use per carrier
     fetcher_ip: np.ndarray  # a third-party service polling the mailbox from a hosting provider (0: none)
     bulk_sender: np.ndarray  # sends a message to dozens of patients or colleagues on workdays
+    fetcher_stale_ts: np.ndarray  # from then on the fetcher polls with a password the user has changed
 
 
 def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days: int) -> LifeEvents:
@@ -105,7 +106,11 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
     fetchers = rng.permutation(np.flatnonzero(~stale & ~traveller & ~mover))[:n_fetch]
     fetcher_ip = np.zeros(n, dtype=np.int64)
     subnet = np.where(np.arange(n_fetch) % 2 == 0, plan.hosting_base(1, 5), plan.hosting_base(2, 1))
-    fetcher_ip[fetchers] = subnet + rng.integers(2, 250, n_fetch)
+    fetcher_ip[fetchers] = subnet + rng.integers(250, 254, n_fetch)  # attackers rent .2 to .249
+    # The first fetcher's user changes the password at noon of the last day; the service goes on
+    # polling with the old one.
+    fetcher_stale_ts = np.full(n, np.iinfo(np.int64).max)
+    fetcher_stale_ts[fetchers[:1]] = day_start(start, days - 1) + 12 * HOUR
     bulk_sender = np.zeros(n, dtype=bool)
     senders = np.flatnonzero(pop.is_practitioner & pop.has_desktop & ~stale & ~traveller)
     bulk_sender[rng.permutation(senders)[: max(2, n // 500)]] = True
@@ -123,6 +128,7 @@ def life_events(rng: np.random.Generator, pop: Population, start: dt.date, days:
         gateways=gateways,
         fetcher_ip=fetcher_ip,
         bulk_sender=bulk_sender,
+        fetcher_stale_ts=fetcher_stale_ts,
     )
 
 
@@ -365,20 +371,25 @@ def _fetchers(
     ts = ts[keep]
     k = len(ts)
     pop3 = acct % 2 == 0
-    retr = np.where(pop3, rng.poisson(0.5, k), 0)
+    failed = ts >= life.fetcher_stale_ts[acct]
+    retr = np.where(pop3 & ~failed, rng.poisson(0.5, k), 0)
     return frame(
         k,
         ts=ts,
         account=pop.account[acct].astype(str),
         ip=plan.v4_text(life.fetcher_ip[acct]),
         service=np.where(pop3, "pop3", "imap"),
-        outcome="success",
+        outcome=np.where(failed, "failure", "success"),
+        attempts=failed.astype(np.int32),
         duration=rng.integers(1 * US, 4 * US, k),
-        bytes_in=rng.integers(80, 200, k),
-        bytes_out=np.where(pop3, 0, rng.integers(400, 30_000, k)),
+        bytes_in=np.where(failed, 0, rng.integers(80, 200, k)),
+        bytes_out=np.where(pop3 | failed, 0, rng.integers(400, 30_000, k)),
         messages=retr,
         msg_size=retr * rng.integers(3_000, 80_000, k),
-        behaviour="cloud_fetcher",
+        pw_hash=pl.select(
+            pl.when(pl.Series(failed)).then(life.stale_hash.gather(pl.Series(acct)))
+        ).to_series(),
+        behaviour=np.where(failed, "cloud_fetcher_stale", "cloud_fetcher"),
     )
 
 
