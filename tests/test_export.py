@@ -253,3 +253,24 @@ def test_cli_export_writes_every_format(tmp_path, fmt):
 def test_cli_export_missing_plan_is_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["export", "--plan", str(tmp_path / "nope.parquet"), "--format", "csv"])
     assert result.exit_code == 2
+
+
+def test_block_with_exceptions_is_carved_in_every_format():
+    rows = [
+        {
+            "measure_id": "C1",
+            "action": "block",
+            "target_type": "cidr",
+            "target": "51.210.5.0/24",
+            "allowed_networks": ["51.210.5.114", "51.210.5.129"],
+        }
+    ]
+    plan = pl.DataFrame([{**BASE, **r} for r in rows], schema=RECOMMENDATION_SCHEMA)
+    covered = {str(ip) for ip in ipaddress.ip_network("51.210.5.0/24")} - {"51.210.5.114", "51.210.5.129"}
+    postfix = {line.split()[0] for line in body(export(plan, "postfix", now=NOW))}
+    expanded = {str(a) for n in postfix for a in ipaddress.ip_network(n)}
+    assert expanded == covered
+    assert set(body(export(plan, "dovecot-deny-ips", now=NOW))) == covered
+    ranges = [d["value"] for d in json.loads(export(plan, "crowdsec", now=NOW))]
+    assert {str(a) for n in ranges for a in ipaddress.ip_network(n)} == covered
+    assert "51.210.5.114 " not in export(plan, "nftables", now=NOW)

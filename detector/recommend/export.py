@@ -64,12 +64,47 @@ def _seconds(expires: datetime | None, now: datetime) -> int | None:
     return None if expires is None else max(1, int((expires - now).total_seconds()))
 
 
+def carve(network: Any, exceptions: list[str]) -> list[Any]:
+    """``network`` minus the exception addresses/networks, as the fewest CIDRs (sorted)."""
+    parts = [network]
+    for text in exceptions:
+        exc = nets.parse_net(text)
+        if exc is None or exc.kind == nets.ASN:
+            continue
+        hole = ipaddress.ip_network(nets.cidr_text(exc))
+        out = []
+        for part in parts:
+            if part.version != hole.version or not part.overlaps(hole):
+                out.append(part)
+            elif not hole.subnet_of(part):
+                continue  # the hole covers the whole part
+            else:
+                out.extend(part.address_exclude(hole))
+        parts = out
+    return sorted(parts, key=lambda n: (int(n.network_address), n.prefixlen))
+
+
+def _net_of(network: Any) -> nets.Net:
+    if network.prefixlen == network.max_prefixlen:
+        return nets.Net(nets.IP, str(network.network_address), network.version, network.prefixlen)
+    return nets.Net(nets.CIDR, str(network), network.version, network.prefixlen)
+
+
 def _blocks(plan: pl.DataFrame, now: datetime) -> list[dict[str, Any]]:
-    rows = _active(plan.filter(pl.col("action") == "block"), now).to_dicts()
-    for r in rows:
+    """Active blocks, one dict per enforceable network; a block with exceptions (a hosting prefix
+    minus its legitimate users' addresses) becomes the CIDRs that remain."""
+    out = []
+    for r in _active(plan.filter(pl.col("action") == "block"), now).to_dicts():
         r["net"] = nets.parse_net(r["target"] or "")
         r["services"] = sorted(r["services"] or [])
-    return [r for r in rows if r["net"] is not None]
+        if r["net"] is None:
+            continue
+        if r["net"].kind == nets.ASN or not r.get("allowed_networks"):
+            out.append(r)
+            continue
+        for part in carve(ipaddress.ip_network(nets.cidr_text(r["net"])), r["allowed_networks"]):
+            out.append({**r, "net": _net_of(part)})
+    return out
 
 
 def _short(text: str | None, n: int = 120) -> str:
