@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-SMALL = 200_000
+SMALL = 1_000_000
 """Below this many rows, fit and predict on one thread: OpenMP threads that wait for a busy core
 cost far more than they save on small data (seconds instead of milliseconds)."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn.metrics import average_precision_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 
 from detector.config import Config
 from detector.errors import InputError, ModelError
@@ -27,6 +27,8 @@ from detector.score import aggregates as agg
 from detector.score.io import Model, model_paths, save_model
 from detector.score.model import AccountCompromiseClassifier, LoginRiskClassifier, SourceRiskClassifier
 
+MAX_BENIGN = 150_000
+"""Benign events the login model is fitted on at most (see :func:`subsample`)."""
 IS_ATTACK = "is_attack"
 LABEL_TECHNIQUE = "label_technique"
 LABEL_CAMPAIGN = "label_campaign"
@@ -135,6 +137,18 @@ def source_labels(events: pl.DataFrame, sources: pl.DataFrame) -> np.ndarray:
     return sources.get_column(C.SOURCE_IP).is_in(bad.implode()).to_numpy().astype(int)
 
 
+def subsample(y: np.ndarray, max_benign: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices keeping every positive and at most ``max_benign`` negatives, with weights
+    (``1 / fraction kept`` for negatives) that keep the fitted probabilities calibrated."""
+    neg = np.flatnonzero(y == 0)
+    pos = np.flatnonzero(y != 0)
+    if len(neg) <= max_benign:
+        return np.arange(len(y)), np.ones(len(y))
+    chosen = np.sort(np.concatenate([pos, rng.choice(neg, size=max_benign, replace=False)]))
+    weight = np.where(y[chosen] == 0, len(neg) / max_benign, 1.0)
+    return chosen, weight
+
+
 def _fit_or_none(est: Any, x: np.ndarray, y: np.ndarray) -> Any:
     return est.fit(x, y) if y.sum() >= 2 and (len(y) - y.sum()) >= 2 else None
 
@@ -147,6 +161,7 @@ def fit_model(
     detector_names: tuple[str, ...],
     random_state: int = 0,
     max_iter: int | None = None,
+    max_benign: int = MAX_BENIGN,
 ) -> tuple[Model, dict[str, Any]]:
     """Fit the three estimators on labelled detection events.
 
@@ -157,6 +172,8 @@ def fit_model(
         detector_names: Detectors whose firing is counted in the account and source aggregates.
         random_state: Seed of folds and trees.
         max_iter: Boosting iterations for every estimator (default: each estimator's own).
+        max_benign: Benign events the login model is fitted on at most (a uniform sample,
+            weighted up so that probabilities stay calibrated); every attack event is kept.
 
     Raises:
         ModelError: the labels mark no attack event, or every event.
@@ -172,10 +189,16 @@ def fit_model(
     it = {} if max_iter is None else {"max_iter": max_iter}
     names = agg.event_feature_names(feature_columns)
     x = agg.event_matrix(events, names)
-    login = LoginRiskClassifier(random_state=random_state, **it)
+    rng = np.random.default_rng(random_state)
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=random_state)
-    oof = cross_val_predict(login, x, y, cv=folds, method="predict_proba")[:, 1]
-    login.fit(x, y)
+    oof = np.zeros(len(y))
+    for fit_idx, held_idx in folds.split(x, y):
+        keep, weight = subsample(y[fit_idx], max_benign, rng)
+        part = LoginRiskClassifier(random_state=random_state, **it)
+        part.fit(x[fit_idx][keep], y[fit_idx][keep], sample_weight=weight)
+        oof[held_idx] = part.positive_proba(x[held_idx])
+    keep, weight = subsample(y, max_benign, rng)
+    login = LoginRiskClassifier(random_state=random_state, **it).fit(x[keep], y[keep], sample_weight=weight)
     scored = events.with_columns(pl.Series(C.RISK_SCORE, oof, dtype=pl.Float64))
 
     acc = agg.account_aggregates(scored.lazy(), detector_names).collect()
