@@ -136,6 +136,7 @@ def credential_stuffing(
     days: int,
     campaign: str = "CS-1",
 ) -> tuple[pl.DataFrame, list[Compromise]]:
+    """A leaked combo list tried once per credential from residential proxies, in bursts, over the days."""
     n = pop.size
     n_real = max(20, n // 10)
     real = rng.choice(n, n_real, replace=False)
@@ -194,6 +195,7 @@ def credential_stuffing(
 def password_spraying(
     rng: np.random.Generator, pop: Population, start: dt.date, days: int, campaign: str = "PS-1"
 ) -> tuple[pl.DataFrame, list[Compromise]]:
+    """One common password a day against most accounts, slowly, from a few hosting /24s."""
     n = pop.size
     real = np.flatnonzero(rng.random(n) < 0.75)
     unknown = _unknown_accounts(rng, max(10, n // 12), set(pop.account))
