@@ -98,3 +98,4 @@ def test_history_from_the_sample_round_trips(judged):
     again = History.from_frames(hist.to_frames())
     assert again.accounts.height == hist.accounts.height > 0
     assert d.campaigns.height >= 1
+    assert d.findings["finding_id"].n_unique() == d.findings.height

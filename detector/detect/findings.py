@@ -13,7 +13,11 @@ from detector.schema import UTC_US, C, Column, dtypes
 ENTITY_TYPES = ("account", "source_ip", "prefix", "asn", "campaign")
 
 FINDING_COLUMNS: tuple[Column, ...] = (
-    Column("finding_id", pl.String, "Stable id: hash of detector, entity type, entity and window start."),
+    Column(
+        "finding_id",
+        pl.String,
+        "Stable id: hash of detector, entity type, entity, start (and a detector's key).",
+    ),
     Column("detector", pl.String, "Name of the detector (see docs/detectors.md)."),
     Column(
         "technique",
@@ -72,7 +76,10 @@ def to_evidence(obj: dict[str, Any]) -> str:
 
 
 def finalise(lf: pl.LazyFrame, det: Any) -> pl.LazyFrame:
-    """Complete a detector's rows (entity_type, entity, start, end, score, evidence, event_ids, campaign?)."""
+    """Complete a detector's rows (entity_type, entity, start, end, score, evidence, event_ids, campaign?).
+
+    An optional ``key`` column tells apart findings of one detector on the same entity and window.
+    """
     have = lf.collect_schema().names()
     lf = lf.with_columns(
         pl.lit(det.name).alias("detector"),
@@ -82,7 +89,10 @@ def finalise(lf: pl.LazyFrame, det: Any) -> pl.LazyFrame:
         *([] if C.CAMPAIGN in have else [pl.lit(None, pl.String).alias(C.CAMPAIGN)]),
         pl.col("score").cast(pl.Float64).clip(0.0, 1.0),
         pl.col("event_ids").list.sort(),
-    ).with_columns(stable_ids("F", ["detector", "entity_type", "entity", "start"]).alias("finding_id"))
+        (pl.col("key").cast(pl.String) if "key" in have else pl.lit("")).alias("_key"),
+    ).with_columns(
+        stable_ids("F", ["detector", "entity_type", "entity", "start", "_key"]).alias("finding_id")
+    )
     return lf.select([pl.col(n).cast(t) for n, t in FINDING_SCHEMA.items()])
 
 

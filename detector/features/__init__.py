@@ -100,12 +100,12 @@ def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | Non
     history = history or History.empty()
     lf = windows.prepare(lf, cfg.window)
     lf = add_baseline(lf, history, alpha=cfg.baseline_alpha, cold_start=cfg.cold_start_successes)
-    lf = windows.source_stats(lf)
-    lf = windows.account_stats(lf)
+    lf = windows.ordered_account_stats(lf)
     lf = windows.typo_stats(lf)
     lf = windows.travel_stats(lf)
     lf = windows.volume_stats(lf, history.volumes)
-    return windows.session_stats(lf)
+    lf = windows.session_stats(lf)
+    return windows.restore_order(windows.entity_stats(lf))
 
 
 def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:

@@ -32,83 +32,43 @@ def prepare(lf: pl.LazyFrame, window: str) -> pl.LazyFrame:
     )
 
 
-def _per(keys: list[str], prefix: str) -> list[pl.Expr]:
-    """Attack statistics of the entity ``keys`` within the bucket."""
-    fa, att = pl.col("_fa"), pl.col("_att")
-    failed = x.is_failed()
-    over = [BUCKET, *keys]
-    return [
-        fa.sum().over(over).alias(f"{prefix}_failures"),
-        pl.col(C.ACCOUNT).filter(failed).n_unique().over(over).cast(pl.Int64).alias(f"{prefix}_accounts"),
-        pl.col(C.SOURCE_IP).filter(failed).n_unique().over(over).cast(pl.Int64).alias(f"{prefix}_sources"),
-        x.share(
-            pl.when(x.is_unknown_user()).then(x.attempts()).otherwise(0).sum().over(over),
-            att.sum().over(over),
-        ).alias(f"{prefix}_unknown_share"),
-        x.share(pl.col("_ok").sum().over(over), att.sum().over(over)).alias(f"{prefix}_success_share"),
-    ]
+def _join(lf: pl.LazyFrame, stats: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Join per-entity statistics back (row order is restored by :func:`restore_order`)."""
+    return lf.join(stats, on=keys, how="left", nulls_equal=True)
 
 
-def source_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """What each source, /24 (/64) and ASN did in the window."""
-    over = [BUCKET, C.SOURCE_IP]
-    lf = lf.with_columns(
-        pl.col("_att").sum().over(over).alias("src_attempts"),
-        pl.col(C.PASSWORD_HASH)
-        .filter(x.is_failed() & pl.col(C.PASSWORD_HASH).is_not_null())
-        .n_unique()
-        .over(over)
-        .cast(pl.Int64)
-        .alias("src_passwords"),
-        *[e for e in _per([C.SOURCE_IP], "src") if not e.meta.output_name().endswith("_sources")],
-        *[
-            e
-            for e in _per([C.PREFIX], "prefix")
-            if e.meta.output_name() in ("prefix_accounts", "prefix_sources")
-        ],
-        *[e for e in _per([C.ASN], "asn") if e.meta.output_name() in ("asn_accounts", "asn_sources")],
-    )
-    pair = (
-        lf.filter(x.is_failed())
-        .group_by(BUCKET, C.SOURCE_IP, C.ACCOUNT)
-        .agg(pl.col("_fa").sum().alias("_pf"))
-    )
-    worst = pair.group_by(BUCKET, C.SOURCE_IP).agg(pl.col("_pf").max().alias("src_max_tries_per_account"))
-    return lf.join(worst, on=[BUCKET, C.SOURCE_IP], how="left", maintain_order="left", nulls_equal=True)
+def restore_order(lf: pl.LazyFrame) -> pl.LazyFrame:
+    return lf.sort(C.EVENT_ID)
 
 
-def account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """What was tried against each account in the window, and against it from each source."""
-    over = [BUCKET, C.ACCOUNT]
+def ordered_account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Statistics that need time order (the frame as sorted by :func:`prepare`)."""
     fa = pl.col("_fa")
-    lf = lf.with_columns(
-        (fa.cum_sum().over(over) - fa).alias("acct_failures_before"),
-        fa.sum().over(over).alias("acct_failures"),
-        pl.col(C.SOURCE_IP)
-        .filter(x.is_failed())
-        .n_unique()
-        .over(over)
-        .cast(pl.Int64)
-        .alias("acct_fail_sources"),
-        fa.sum().over([*over, C.SOURCE_IP]).alias("pair_failures"),
-        pl.col(C.PASSWORD_HASH)
-        .filter(x.is_failed() & pl.col(C.PASSWORD_HASH).is_not_null())
-        .n_unique()
-        .over([*over, C.SOURCE_IP])
-        .cast(pl.Int64)
-        .alias("pair_passwords"),
+    return lf.with_columns(
+        (fa.cum_sum().over(BUCKET, C.ACCOUNT) - fa).alias("acct_failures_before"),
         # successful logins of the account from this prefix before the event (history + window)
         pl.col(prior_col(C.PREFIX)).alias("acct_prefix_logins"),
     )
-    worst = (
-        lf.filter(x.is_failed())
-        .group_by(BUCKET, C.ACCOUNT)
-        .agg(pl.col("pair_failures").max().alias("acct_max_fail_per_source"))
-    )
-    gaps = (
-        lf.filter(x.is_failed())
-        .group_by(BUCKET, C.ACCOUNT, C.SOURCE_IP)
-        .agg(pl.col(C.TIMESTAMP).diff().dt.total_seconds(fractional=True).drop_nulls().alias("_g"))
+
+
+def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """What each source, /24 (/64), ASN, account and (account, source) pair did in the window.
+
+    Group-bys joined back (order-free); call :func:`restore_order` afterwards.
+    """
+    failed = x.is_failed()
+    hashed = failed & pl.col(C.PASSWORD_HASH).is_not_null()
+    gaps = pl.col(C.TIMESTAMP).filter(failed).sort().diff().dt.total_seconds(fractional=True).drop_nulls()
+    pair_keys = [BUCKET, C.ACCOUNT, C.SOURCE_IP]
+    pair = (
+        lf.group_by(pair_keys)
+        .agg(
+            pl.col("_fa").sum().alias("pair_failures"),
+            failed.any().alias("_pf_any"),
+            pl.col(C.PASSWORD_HASH).filter(hashed).n_unique().cast(pl.Int64).alias("pair_passwords"),
+            pl.col("acct_prefix_logins").filter(failed).max().alias("pair_usual_logins"),
+            gaps.alias("_g"),
+        )
         .with_columns(
             pl.when(pl.col("_g").list.len() >= 2)
             .then(pl.col("_g").list.std() / pl.col("_g").list.mean().clip(lower_bound=1e-9))
@@ -118,18 +78,38 @@ def account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         )
         .drop("_g")
     )
-    keys = [BUCKET, C.ACCOUNT]
-    lf = lf.with_columns(
-        # the pair's source is on a network the account had logged in from when it failed
-        pl.col("acct_prefix_logins")
-        .filter(x.is_failed())
-        .max()
-        .over([*over, C.SOURCE_IP])
-        .alias("pair_usual_logins")
+    with_fail = pl.col("_pf_any")
+    acct = pair.group_by(BUCKET, C.ACCOUNT).agg(
+        pl.col("pair_failures").sum().alias("acct_failures"),
+        with_fail.sum().cast(pl.Int64).alias("acct_fail_sources"),
+        pl.col("pair_failures").filter(with_fail).max().alias("acct_max_fail_per_source"),
     )
-    return lf.join(worst, on=keys, how="left", maintain_order="left", nulls_equal=True).join(
-        gaps, on=[*keys, C.SOURCE_IP], how="left", maintain_order="left", nulls_equal=True
+    src_pairs = pair.group_by(BUCKET, C.SOURCE_IP).agg(
+        with_fail.sum().cast(pl.Int64).alias("src_accounts"),
+        pl.col("pair_failures").filter(with_fail).max().alias("src_max_tries_per_account"),
     )
+    att = pl.col("_att").sum()
+    unknown = pl.when(x.is_unknown_user()).then(x.attempts()).otherwise(0).sum()
+    src = lf.group_by(BUCKET, C.SOURCE_IP).agg(
+        att.alias("src_attempts"),
+        pl.col("_fa").sum().alias("src_failures"),
+        pl.col(C.PASSWORD_HASH).filter(hashed).n_unique().cast(pl.Int64).alias("src_passwords"),
+        x.share(unknown, att).alias("src_unknown_share"),
+        x.share(pl.col("_ok").sum(), att).alias("src_success_share"),
+    )
+    nets = [
+        lf.group_by(BUCKET, col).agg(
+            pl.col(C.ACCOUNT).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_accounts"),
+            pl.col(C.SOURCE_IP).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_sources"),
+        )
+        for col, name in ((C.PREFIX, "prefix"), (C.ASN, "asn"))
+    ]
+    out = _join(lf, pair.drop("_pf_any"), pair_keys)
+    out = _join(out, acct, [BUCKET, C.ACCOUNT])
+    out = _join(out, src, [BUCKET, C.SOURCE_IP])
+    out = _join(out, src_pairs, [BUCKET, C.SOURCE_IP])
+    out = _join(out, nets[0], [BUCKET, C.PREFIX])
+    return _join(out, nets[1], [BUCKET, C.ASN])
 
 
 def typo_stats(lf: pl.LazyFrame) -> pl.LazyFrame:

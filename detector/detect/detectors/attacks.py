@@ -122,6 +122,7 @@ def _spray_level(lf: pl.LazyFrame, level: str, p: SprayingParams) -> pl.LazyFram
         keep = keep & (pl.col("sources") >= p.min_sources_aggregate)
     entity = pl.col(col).cast(pl.String)
     return grouped.filter(keep).with_columns(
+        pl.lit(level).alias("key"),
         pl.lit(level).alias("entity_type"),
         (pl.lit("AS") + entity if level == "asn" else entity).alias("entity"),
         ramp(pl.col("accounts"), p.min_accounts).alias("score"),
@@ -149,6 +150,7 @@ def _spray_password(lf: pl.LazyFrame, p: SprayingParams) -> pl.LazyFrame:
         )
         .filter(pl.col("accounts") >= p.min_accounts_same_password)
         .with_columns(
+            ("password:" + pl.col(C.PASSWORD_HASH)).alias("key"),
             pl.lit("prefix").alias("entity_type"),
             pl.col(C.PREFIX).alias("entity"),
             (ramp(pl.col("accounts"), p.min_accounts_same_password) + 0.2).clip(0, 1).alias("score"),
@@ -163,7 +165,7 @@ def _spray_password(lf: pl.LazyFrame, p: SprayingParams) -> pl.LazyFrame:
     )
 
 
-_COLS = ["entity_type", "entity", "start", "end", "score", "evidence", "event_ids", C.CAMPAIGN]
+_COLS = ["entity_type", "entity", "start", "end", "score", "evidence", "event_ids", C.CAMPAIGN, "key"]
 
 
 @detector(
