@@ -116,20 +116,12 @@ def parse_envelope(
     Row order is not preserved.
     """
     raw = pl.col(C.RAW)
-    dash = raw.str.slice(4, 1) == "-"
-    sep10 = raw.str.slice(10, 1)
     fmt = (
-        pl.when(
-            raw.str.slice(0, 3).is_in(list(MONTHS))
-            & (raw.str.slice(3, 1) == " ")
-            & (raw.str.slice(6, 1) == " ")
-            & (raw.str.slice(9, 1) == ":")
-            & (raw.str.slice(15, 1) == " ")
-        )
+        pl.when(raw.str.contains(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "))
         .then(pl.lit(1, pl.Int8))
-        .when(dash & (sep10 == "T") & ~raw.str.head(40).str.contains(",", literal=True))
+        .when(raw.str.contains(r"^\d{4}-\d\d-\d\dT[^ ,]* "))
         .then(pl.lit(2, pl.Int8))
-        .when(dash & (sep10 == " ") & (raw.str.slice(19, 1) == " "))
+        .when(raw.str.contains(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "))
         .then(pl.lit(3, pl.Int8))
         .otherwise(pl.lit(0, pl.Int8))
     )
@@ -180,27 +172,34 @@ def parse_envelope(
 
 
 def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """``_rest`` = ``[host ]tag[pid]: message`` -> ``_host``, ``_prog``, ``_pid``, ``_msg`` by position."""
+    """``_rest`` = ``[host ]tag[pid]: message`` -> ``_host``, ``_prog``, ``_pid``, ``_msg`` by position.
+
+    Positions are materialised as columns first so that each search runs once per row.
+    """
     rest = pl.col("_rest")
-    sp = rest.str.find(" ", literal=True)
     colon = rest.str.find(": ", literal=True)
-    colon = pl.when(colon.is_null() & rest.str.ends_with(":")).then(rest.str.len_bytes() - 1).otherwise(colon)
-    has_host = sp < colon
-    start = pl.when(has_host).then(sp + 1).otherwise(0)
     lf = lf.with_columns(
-        _host=pl.when(has_host).then(rest.str.head(sp)),
-        _tagpid=rest.str.slice(start, colon - start),
-        _msg=rest.str.slice(colon + 2),
+        _sp=rest.str.find(" ", literal=True),
+        _colon=pl.when(colon.is_null() & rest.str.ends_with(":"))
+        .then(rest.str.len_bytes() - 1)
+        .otherwise(colon),
     )
+    sp, colon = pl.col("_sp"), pl.col("_colon")
+    lf = lf.with_columns(_start=pl.when(sp < colon).then(sp + 1).otherwise(0))
+    start = pl.col("_start")
+    lf = lf.with_columns(_tagpid=rest.str.slice(start, colon - start))
     tagpid = pl.col("_tagpid")
-    ok = colon.is_not_null() & ~tagpid.str.contains(" ", literal=True) & (tagpid.str.len_bytes() > 0)
-    has_pid = tagpid.str.ends_with("]")
+    lf = lf.with_columns(
+        _ok=colon.is_not_null() & ~tagpid.str.contains(" ", literal=True) & (start < colon),
+        _br=tagpid.str.find("[", literal=True),
+    )
+    ok, br = pl.col("_ok"), pl.col("_br")
     return lf.with_columns(
-        _prog=pl.when(ok).then(pl.when(has_pid).then(tagpid.str.replace(r"\[\d*\]$", "")).otherwise(tagpid)),
-        _pid=pl.when(ok & has_pid).then(tagpid.str.extract(r"\[(\d+)\]$", 1)),
-        _host=pl.when(ok).then(pl.col("_host")),
-        _msg=pl.when(ok).then(pl.col("_msg")).otherwise(rest),
-    ).drop("_tagpid", "_rest")
+        _host=pl.when(ok & (start > 0)).then(rest.str.head(sp)),
+        _prog=pl.when(ok).then(pl.when(br.is_null()).then(tagpid).otherwise(tagpid.str.head(br))),
+        _pid=pl.when(ok).then(tagpid.str.slice(br + 1).str.strip_suffix("]")),
+        _msg=pl.when(ok).then(rest.str.slice(colon + 2)).otherwise(rest),
+    ).drop("_sp", "_colon", "_start", "_tagpid", "_ok", "_br", "_rest")
 
 
 def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime | None) -> pl.LazyFrame:

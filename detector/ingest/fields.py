@@ -18,19 +18,20 @@ MSG = "message"
 
 def after(expr: pl.Expr, marker: str) -> pl.Expr:
     """The text after the first ``marker`` (null where it is missing)."""
-    return expr.str.extract(re.escape(marker) + "(.*)$", 1)
+    return expr.str.slice(expr.str.find(marker, literal=True) + len(marker))
 
 
 def before(expr: pl.Expr, marker: str) -> pl.Expr:
     """The text before the first ``marker`` (the whole text where it is missing)."""
-    return expr.str.extract("^(.*?)(?:" + re.escape(marker) + "|$)", 1)
+    return pl.coalesce(expr.str.head(expr.str.find(marker, literal=True)), expr)
 
 
 def between(expr: pl.Expr, start: str, end: str) -> pl.Expr:
     """The text between ``start`` and the next ``end`` (to the end of text if ``end`` is missing).
 
-    One regex pass (``start([^e]*)`` for a one-character ``end``): cheaper than nested
-    find/slice expressions, which polars would evaluate once per reference.
+    One regex pass with a bounded capture (``start([^e]*)`` for a one-character ``end``);
+    :func:`after`/:func:`before` are a find and a slice (faster than a regex capturing to the end),
+    so pass them a column rather than a long expression, which would be evaluated per reference.
     """
     if len(end) == 1:
         return expr.str.extract(re.escape(start) + "([^" + re.escape(end) + "]*)", 1)
@@ -44,8 +45,7 @@ def kv(expr: pl.Expr, key: str, end: str = ",") -> pl.Expr:
 
 def angle(expr: pl.Expr, key: str) -> pl.Expr:
     """Value of ``key=<...>`` (Dovecot ``user=<x>``, Postfix ``from=<x>``); empty gives null."""
-    v = between(expr, f"{key}=<", ">")
-    return pl.when(v.str.len_bytes() > 0).then(v)
+    return expr.str.extract(re.escape(key) + "=<([^>]+)>", 1)
 
 
 def _canon_one(text: str) -> str | None:
