@@ -128,3 +128,11 @@ def test_model_reading_a_feature_the_detection_lacks_is_refused() -> None:
     model = dataclasses.replace(stub_model(), event_features=("f_fail_rate", "f_gone"))
     with pytest.raises(ModelError, match="lacks: f_gone"):
         score(detection(attack_world()), model, Config())
+
+
+def test_calm_success_from_an_attacking_address_is_not_a_compromise_reason() -> None:
+    rows = [*attack_world(), event("phone", "198.51.100.7", "success", minute=30, legit=5)]
+    acc = score(detection(rows), stub_model(), Config()).accounts.filter(pl.col(C.ACCOUNT) == "phone")
+    row = acc.row(0, named=True)
+    assert row["verdict"] == "clean"
+    assert not any("successful login" in r for r in row["reasons"])

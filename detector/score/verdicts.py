@@ -251,7 +251,7 @@ def account_reasons(events: pl.LazyFrame, sources: pl.DataFrame, meta: pl.DataFr
     have = ev.collect_schema().names()
     new_country = pl.col("is_new_country") > 0 if "is_new_country" in have else pl.lit(False)
     new_asn = pl.col("is_new_asn") > 0 if "is_new_asn" in have else pl.lit(False)
-    risky_ok = ok & ((pl.col(RISK) >= agg.RISKY) | pl.col("_src_bad"))
+    risky_ok = ok & (pl.col(RISK) >= agg.RISKY)
     top_cols = [C.SOURCE_IP, C.ASN, C.AS_ORG, C.COUNTRY, C.IS_HOSTING, C.IS_VPN, C.IS_TOR, C.CAMPAIGN]
     top = (
         ev.filter(risky_ok)
