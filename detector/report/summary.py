@@ -76,8 +76,8 @@ def night_numbers(events: pl.LazyFrame) -> dict[str, Any]:
             _tries().filter(_login()).sum().alias("attempts"),
             _tries().filter(_login() & pl.col(C.OUTCOME).is_in(Outcome.FAILED)).sum().alias("failures"),
             (_login() & (pl.col(C.OUTCOME) == Outcome.SUCCESS)).sum().alias("successes"),
-            pl.col(C.ACCOUNT).n_unique().alias("accounts"),
-            pl.col(C.SOURCE_IP).n_unique().alias("sources"),
+            pl.col(C.ACCOUNT).drop_nulls().n_unique().alias("accounts"),
+            pl.col(C.SOURCE_IP).drop_nulls().n_unique().alias("sources"),
             pl.col(C.TIMESTAMP).min().alias("start"),
             pl.col(C.TIMESTAMP).max().alias("end"),
         )
