@@ -381,3 +381,14 @@ def test_known_networks_from_history_table():
         "AS64600",
         "AS64601",
     ]
+
+
+def test_no_carve_out_when_a_user_of_the_prefix_has_no_known_address():
+    ips = ["51.210.5.9", "51.210.5.15"]
+    rows = [*spray(ips), ev("51.210.5.114", "alice", "success")]
+    frame = world(rows, [{C.SOURCE_IP: ip} for ip in ips])
+    frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
+    history = pl.DataFrame({C.ACCOUNT: ["bob"], "net": ["51.210.5.0/24"]})
+    plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
+    assert blocks(plan).get_column("target_type").to_list() == ["ip", "ip"]
+    assert all(None not in (n or []) for n in plan.get_column("allowed_networks").to_list())

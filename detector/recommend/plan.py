@@ -358,7 +358,9 @@ def _account_rows(
 
     A targeted account is exposed (and restricted) when some of its attackers are not blocked by
     the plan (shared addresses, collateral over budget), or when it was attacked hard (many
-    attempts or many sources: the attack will come back from new addresses). A lightly targeted
+    attempts or many sources: the attack will come back from new addresses; an account scoring
+    calls targeted with many failures counts even when no attacking source was identified, as in
+    a distributed brute force of one attempt per address). A lightly targeted
     account whose attackers are all blocked is monitored instead: restricting it would only cost
     its owner logins from a new network.
     """
@@ -426,7 +428,9 @@ def _account_rows(
         (pl.col("_unblocked").fill_null(0) > 0)
         | (attempts >= p.restrict_min_attempts)
         | (pl.col("_sources") >= p.restrict_min_sources)
+        | ((pl.col("verdict") == TARGETED) & (pl.col("failures").fill_null(0) >= p.restrict_min_attempts))
     )
+    attempts = pl.max_horizontal(attempts, pl.col("failures").fill_null(0))
     unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
     restrict = exposed & (pl.col("_known").is_not_null() | unseen_ok)
     covered = targeted.filter(~restrict)
@@ -603,10 +607,11 @@ def _source_monitors(sources: pl.DataFrame, scoping: scope.Scoping, attackers: p
 
 
 def known_networks(history: Any) -> pl.DataFrame:
-    """``account``, ``net`` (CIDR or ``AS<n>``) from the baseline history's successful logins.
+    """``account``, ``net`` (address, CIDR or ``AS<n>``) from the baseline history's successful logins.
 
-    Pass the result as ``recommend(..., known_networks=...)`` so that restrictions also allow the
-    networks an account used on earlier nights. Accepts a ``History`` or its ``accounts`` table.
+    Pass the result as ``recommend(..., known_networks=...)`` so that collateral and restrictions
+    count the networks accounts used on earlier nights. Accepts a ``History`` or its ``accounts``
+    table (features ``source_ip``, ``prefix`` and ``asn``).
     """
     table = getattr(history, "accounts", history)
     schema = {C.ACCOUNT: pl.String, "net": pl.String}
@@ -614,7 +619,7 @@ def known_networks(history: Any) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     feature, value = pl.col("feature"), pl.col("value")
     return (
-        table.filter(feature.is_in([C.PREFIX, C.ASN]) & (value != ""))
+        table.filter(feature.is_in([C.SOURCE_IP, C.PREFIX, C.ASN]) & (value != ""))
         .select(
             pl.col(C.ACCOUNT).str.to_lowercase(),
             pl.when(feature == C.ASN).then(pl.lit("AS") + value).otherwise(value).alias("net"),
@@ -625,24 +630,36 @@ def known_networks(history: Any) -> pl.DataFrame:
 
 
 def _history_rows(known: pl.DataFrame, accounts: pl.DataFrame, compromised: list[str]) -> pl.DataFrame:
-    """Legitimate-login rows (no address, any service) for the networks accounts used on earlier
-    nights, so that collateral and ``allowed_networks`` count them; compromised accounts' history
-    is left out (it may hold the attacker's logins)."""
+    """Legitimate-login rows (any service) for the networks accounts used on earlier nights, so that
+    collateral and ``allowed_networks`` count them; an address also gives its prefixes. Compromised
+    accounts' history is left out (it may hold the attacker's logins)."""
+    from detector.enrich.geoip import classify
+
+    addresses = known.filter(~pl.col("net").str.contains("/") & ~pl.col("net").str.starts_with("AS"))
+    cut = classify(addresses.get_column("net").unique()).select(
+        pl.col(C.SOURCE_IP).alias("net"), pl.col(C.PREFIX).alias("_p"), pl.col(C.PREFIX48).alias("_p48")
+    )
+    known = known.join(cut, on="net", how="left")
     parsed = known.select(
         pl.col(C.ACCOUNT).str.to_lowercase(),
         pl.col("net"),
         pl.col("net").str.extract(r"^AS(\d+)$").cast(pl.Int64, strict=False).alias(C.ASN),
         pl.col("net").str.extract(r"/(\d+)$").cast(pl.Int32, strict=False).alias("_len"),
+        "_p",
+        "_p48",
     ).filter(~pl.col(C.ACCOUNT).is_in(compromised))
     practitioners = accounts.select(C.ACCOUNT, pl.col(C.IS_PRACTITIONER).fill_null(False))
-    return (
+    rows = (
         parsed.join(practitioners, on=C.ACCOUNT, how="left")
         .select(
             C.ACCOUNT,
             pl.col(C.IS_PRACTITIONER).fill_null(False),
-            pl.lit(None, pl.String).alias(C.SOURCE_IP),
-            pl.when(pl.col("_len").is_in([24, 64])).then(pl.col("net")).alias(C.PREFIX),
-            pl.when(pl.col("_len") == 48).then(pl.col("net")).alias(C.PREFIX48),
+            pl.when(pl.col("_p").is_not_null()).then(pl.col("net")).alias(C.SOURCE_IP),
+            pl.when(pl.col("_len").is_in([24, 64]))
+            .then(pl.col("net"))
+            .otherwise(pl.col("_p"))
+            .alias(C.PREFIX),
+            pl.when(pl.col("_len") == 48).then(pl.col("net")).otherwise(pl.col("_p48")).alias(C.PREFIX48),
             C.ASN,
             pl.lit(None, pl.String).alias(C.SERVICE),
         )
@@ -652,6 +669,13 @@ def _history_rows(known: pl.DataFrame, accounts: pl.DataFrame, compromised: list
             )
         )
         .select([pl.col(k).cast(v) for k, v in scope.LEGIT_COLUMNS.items()])
+    )
+    with_address = rows.filter(pl.col(C.SOURCE_IP).is_not_null())
+    prefix_only = rows.filter(pl.col(C.SOURCE_IP).is_null() & pl.col(C.PREFIX).is_not_null()).join(
+        with_address.select(C.ACCOUNT, C.PREFIX).unique(), on=[C.ACCOUNT, C.PREFIX], how="anti"
+    )
+    return pl.concat(
+        [with_address, prefix_only, rows.filter(pl.col(C.PREFIX).is_null() & pl.col(C.SOURCE_IP).is_null())]
     )
 
 

@@ -232,7 +232,8 @@ def _carve(
     """Hosting/VPN/Tor prefixes whose few legitimate users have their own addresses: block the prefix
     except those addresses (servers keep their addresses; attackers rent the neighbouring ones).
 
-    Only when no attacking address is itself used legitimately and the exceptions number at most
+    Only when every legitimate user there has a known address (not only a prefix from earlier
+    nights), no attacking address is itself used legitimately, and the exceptions number at most
     ``cfg.carve_max_addresses``.
     """
     if groups.is_empty() or cfg.carve_max_addresses <= 0:
@@ -241,7 +242,11 @@ def _carve(
         groups.select(KEY)
         .join(legit.select(keyed(legit, LEVEL_PREFIX), C.SOURCE_IP, C.ACCOUNT), on=KEY)
         .group_by(KEY)
-        .agg(pl.col(C.SOURCE_IP).unique().sort().alias(EXCEPT), pl.col(C.ACCOUNT).n_unique().alias("_spared"))
+        .agg(
+            pl.col(C.SOURCE_IP).drop_nulls().unique().sort().alias(EXCEPT),
+            pl.col(C.SOURCE_IP).is_null().any().alias("_unknown_address"),
+        )
+        .filter(~pl.col("_unknown_address"))
     )
     g = groups.join(users, on=KEY, how="inner").filter(
         (pl.col(EXCEPT).list.len() <= cfg.carve_max_addresses)
