@@ -105,7 +105,7 @@ def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | Non
     lf = windows.travel_stats(lf)
     lf = windows.volume_stats(lf, history.volumes)
     lf = windows.session_stats(lf)
-    return windows.restore_order(windows.entity_stats(lf))
+    return windows.entity_stats(lf)
 
 
 def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:

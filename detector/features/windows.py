@@ -33,12 +33,7 @@ def prepare(lf: pl.LazyFrame, window: str) -> pl.LazyFrame:
 
 
 def _join(lf: pl.LazyFrame, stats: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Join per-entity statistics back (row order is restored by :func:`restore_order`)."""
     return lf.join(stats, on=keys, how="left", nulls_equal=True)
-
-
-def restore_order(lf: pl.LazyFrame) -> pl.LazyFrame:
-    return lf.sort(C.EVENT_ID)
 
 
 def ordered_account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -54,7 +49,8 @@ def ordered_account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
 def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """What each source, /24 (/64), ASN, account and (account, source) pair did in the window.
 
-    Group-bys joined back (order-free); call :func:`restore_order` afterwards.
+    Group-bys joined to a narrow copy of the keys, put back in event order and glued to the frame
+    (``lf`` must be in event-id order, as :func:`prepare` leaves it).
     """
     failed = x.is_failed()
     hashed = failed & pl.col(C.PASSWORD_HASH).is_not_null()
@@ -104,12 +100,16 @@ def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         )
         for col, name in ((C.PREFIX, "prefix"), (C.ASN, "asn"))
     ]
-    out = _join(lf, pair.drop("_pf_any"), pair_keys)
+    # joins on a narrow frame, back in event order, then glued to the wide frame side by side
+    narrow = lf.select(C.EVENT_ID, BUCKET, C.ACCOUNT, C.SOURCE_IP, C.PREFIX, C.ASN)
+    out = _join(narrow, pair.drop("_pf_any"), pair_keys)
     out = _join(out, acct, [BUCKET, C.ACCOUNT])
     out = _join(out, src, [BUCKET, C.SOURCE_IP])
     out = _join(out, src_pairs, [BUCKET, C.SOURCE_IP])
     out = _join(out, nets[0], [BUCKET, C.PREFIX])
-    return _join(out, nets[1], [BUCKET, C.ASN])
+    out = _join(out, nets[1], [BUCKET, C.ASN])
+    stats = out.sort(C.EVENT_ID).drop(C.EVENT_ID, BUCKET, C.ACCOUNT, C.SOURCE_IP, C.PREFIX, C.ASN)
+    return pl.concat([lf, stats], how="horizontal")
 
 
 def typo_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
