@@ -107,14 +107,15 @@ class _EventWriter:
     def write(self, df: pl.DataFrame) -> None:
         if df.is_empty():
             return
-        df = df.sort(C.TIMESTAMP, maintain_order=True, nulls_last=True)
+        if not df[C.TIMESTAMP].is_sorted():
+            df = df.sort(C.TIMESTAMP, maintain_order=True, nulls_last=True)
         first, last = df[C.TIMESTAMP].min(), df[C.TIMESTAMP].max()
         if self.last is not None and first is not None and first < self.last:
             self.ordered = False
         if last is not None and (self.last is None or last > self.last):
             self.last = last
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, self.arrow_schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.path, self.arrow_schema, compression="lz4")
         self.writer.write_table(df.to_arrow().cast(self.arrow_schema))
         self.count += len(df)
 
