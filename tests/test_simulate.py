@@ -307,3 +307,10 @@ def test_data_samples_are_what_make_samples_writes(tmp_path: Path) -> None:
     out = tmp_path / "samples"
     simulate(out, accounts=3000, days=3, seed=7)
     assert digest(out) == digest(SAMPLES)
+
+
+def test_leftovers_of_an_earlier_world_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "2026-11-30").mkdir(parents=True)
+    result = simulate(tmp_path, accounts=50, days=1, seed=2)
+    assert any("2026-11-30" in w for w in result.warnings)
+    assert "warning: " in result.summary_text()

@@ -182,6 +182,12 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     directory.write_csv(out / "practitioners.csv", line_terminator="\n")
     warnings = _geoip(out / "geoip", pop, start, _known_proxies(rng, sessions))
+    ours = {(start + dt.timedelta(days=d)).isoformat() for d in range(days)}
+    warnings += [
+        f"{p} is not part of this world (left by an earlier run?)"
+        for p in sorted((out / "logs").iterdir())
+        if p.name not in ours
+    ]
     write_labels(labels, out / "labels" / "incidents.csv")
 
     compromised = labels.filter(pl.col("compromised"))["account"].n_unique()
