@@ -54,17 +54,18 @@ class IngestResult:
     claimed: int = 0
 
     def summary_text(self) -> str:
-        ev = self.events.collect()
+        grp = (
+            self.events.group_by(C.DAEMON, C.ACTION, C.OUTCOME)
+            .agg(pl.len().alias("n"))
+            .sort("n", descending=True)
+            .collect()
+        )
         out = [
             f"lines read     {self.lines_read:>12,} from {len(self.inputs)} input(s)",
-            f"events         {len(ev):>12,}",
+            f"events         {int(grp['n'].sum()):>12,}",
         ]
-        if len(ev):
-            grp = (
-                ev.group_by(C.DAEMON, C.ACTION, C.OUTCOME).agg(pl.len().alias("n")).sort("n", descending=True)
-            )
-            for d, a, o, n in grp.iter_rows():
-                out.append(f"  {d or '-'}/{a or '-'}/{o or '-':<22} {n:>10,}")
+        for d, a, o, n in grp.iter_rows():
+            out.append(f"  {d or '-'}/{a or '-'}/{o or '-':<22} {n:>10,}")
         out.append(f"noise          {sum(self.noise.values()):>12,}")
         for k, n in sorted(self.noise.items(), key=lambda kv: -kv[1])[:8]:
             out.append(f"  {k:<32} {n:>10,}")
