@@ -69,8 +69,26 @@ def _ts_text(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Datetime("us", "UTC")).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+LABELS_README = """\
+# incidents.csv
+
+Ground truth of this simulated world, one row per labelled fact:
+`campaign, technique, source_ip, account, start, end, compromised`.
+
+An event is an attack event when some row's non-empty fields (source_ip, account) all match it
+and its timestamp lies in [start, end]. Rows with an empty account are the attacker's own
+addresses; rows with both an address and an account are shared addresses (VPN exits, CGNAT
+gateways, households) where only that account's events are attacks; account_takeover rows mark
+logins by the attacker into accounts whose password it holds (compromised = true).
+
+Full description: docs/labels.md in the detector repository. `detector train --labels` and
+`detector evaluate --labels` read this format.
+"""
+
+
 def write_labels(labels: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "README.md").write_text(LABELS_README)
     labels.select(
         "campaign",
         "technique",
