@@ -211,3 +211,25 @@ def test_restrictions_do_not_apply_to_private_addresses():
     ]
     frame = events(rows).with_columns(pl.Series(C.IS_PRIVATE, [None, None], dtype=pl.Boolean))
     assert plan_refusals(p, _prepare(frame)).get_column("refused").to_list() == [False, True]
+
+
+@pytest.mark.slow
+def test_cli_replay_on_a_simulated_day(tmp_path):
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+    from detector.simulate import simulate
+
+    world = tmp_path / "world"
+    simulate(world, accounts=150, days=1, seed=5)
+    plan_file = tmp_path / "plan.parquet"
+    plan(block("AS1", "asn")).write_parquet(plan_file)
+    day = next((world / "logs").iterdir())
+    args = ["replay", "--plan", str(plan_file), str(day), "--geoip-dir", str(world / "geoip")]
+    args += ["--practitioners", str(world / "practitioners.csv")]
+    labelled = CliRunner().invoke(app, [*args, "--labels", str(world / "labels" / "incidents.csv")])
+    assert labelled.exit_code == 0, labelled.output
+    assert "truth: labels" in labelled.output and "fail2ban" in labelled.output
+    own = CliRunner().invoke(app, args)
+    assert own.exit_code == 0, own.output
+    assert "own verdicts" in own.output

@@ -401,10 +401,15 @@ def own_verdicts(
     malicious: list[str] = []
     if C.RISK_SCORE not in lf.collect_schema():
         from detector.detect import detect
+        from detector.errors import ModelError
         from detector.pipeline import default_model_path
         from detector.score import load_model, score
 
-        model = load_model(model_path if model_path is not None else default_model_path())
+        try:
+            path = model_path if model_path is not None else default_model_path()
+        except ModelError:
+            path = None  # no shipped model: scoring's rule fallback
+        model = load_model(path) if path is not None else None
         scores = score(detect(lf, cfg), model, cfg)
         lf = scores.events.lazy()
         sources = scores.sources.collect() if isinstance(scores.sources, pl.LazyFrame) else scores.sources
@@ -449,6 +454,8 @@ def replay(
     events: pl.LazyFrame | pl.DataFrame,
     labels: pl.DataFrame | None,
     cfg: Config,
+    *,
+    truth: str | None = None,
 ) -> ReplayResult:
     """Apply the plan, a blanket shutdown, fail2ban and no action to ``events``; compare.
 
@@ -458,8 +465,12 @@ def replay(
             used where present); with an ``is_attack`` column they count as labelled.
         labels: ground truth (``detector.labels.read_labels``), or ``None``.
         cfg: configuration (allowlist for the shutdown; thresholds for the own verdicts).
+        truth: what ``is_attack`` in ``events`` comes from, when the caller computed it
+            (``"verdicts"`` after :func:`own_verdicts`); by default it is read from labels or
+            an ``is_attack`` column (labels) or computed from the tool's verdicts.
     """
-    lf, truth = _truth(events, labels, cfg)
+    lf, found = _truth(events, labels, cfg)
+    truth = truth or found
     ev = _prepare(lf)
     none = pl.Series([False] * ev.height)
     p = plan_refusals(plan, ev)
@@ -548,6 +559,7 @@ def replay_logs(
         events = enrich(ingested.events, geoip=geo, practitioners=directory, cfg=cfg.enrich).events
         if label_frame is None:
             events = own_verdicts(events, cfg, model_path=model_path)
-        result = replay(plan, events.collect(), label_frame, cfg)
+        truth = TRUTH_LABELS if label_frame is not None else TRUTH_VERDICTS
+        result = replay(plan, events.collect(), label_frame, cfg, truth=truth)
     notes = (*result.notes, *ingested.warnings[:3])
     return ReplayResult(table=result.table, truth=result.truth, logins=result.logins, notes=tuple(notes))
