@@ -233,6 +233,8 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
         run.quarantine.append(_quarantine(bad_env, reason))
     env = env.filter(pl.col(ENVELOPE_OK))
+    raws = env.select(C.LINE_NUMBER, C.RAW)
+    env = env.drop(C.RAW)  # parsers never see it: less to copy; joined back for the quarantine
     outs = []
     remaining = env
     for p in registry.parsers():  # not `parsers`: importing the subpackage rebinds that name
@@ -253,21 +255,20 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             + [(pl.col(k) if k in have else pl.lit(None)).cast(pl.String).alias(k) for k in PRIVATE]
         )
         outs.append(out)
-    _count_unclaimed(remaining, run)
-    claimed = env
+    _count_unclaimed(remaining, raws, run)
     if not outs:
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)})
     parsed = pl.concat(pl.collect_all(outs), how="vertical")
     # lines that are not events: unparsed ones and invalid UTF-8 go to the quarantine
-    flags = claimed.select(C.LINE_NUMBER, "invalid_utf8", C.RAW)
+    flags = env.select(C.LINE_NUMBER, "invalid_utf8")
     if flags["invalid_utf8"].any():
-        parsed = parsed.join(flags.select(C.LINE_NUMBER, "invalid_utf8"), on=C.LINE_NUMBER, how="left")
+        parsed = parsed.join(flags, on=C.LINE_NUMBER, how="left")
     else:
         parsed = parsed.with_columns(invalid_utf8=pl.lit(False))
     to_q = parsed.filter((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
     if not to_q.is_empty():
         q = to_q.select(C.SOURCE_FILE, C.LINE_NUMBER, KIND, "invalid_utf8").join(
-            flags.select(C.LINE_NUMBER, C.RAW), on=C.LINE_NUMBER, how="left"
+            raws, on=C.LINE_NUMBER, how="left"
         )
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("unparsed"))
         run.quarantine.append(_quarantine(q, reason))
@@ -280,11 +281,12 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
     return parsed
 
 
-def _count_unclaimed(unclaimed: pl.DataFrame, run: _Run) -> None:
+def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, run: _Run) -> None:
     if unclaimed.is_empty():
         return
     bad = unclaimed.filter(pl.col("invalid_utf8"))
     if not bad.is_empty():
+        bad = bad.select(C.SOURCE_FILE, C.LINE_NUMBER).join(raws, on=C.LINE_NUMBER, how="left")
         run.quarantine.append(_quarantine(bad, pl.lit("invalid_utf8")))
     n = len(unclaimed) - len(bad)
     if n:
