@@ -314,3 +314,12 @@ def test_leftovers_of_an_earlier_world_are_reported(tmp_path: Path) -> None:
     result = simulate(tmp_path, accounts=50, days=1, seed=2)
     assert any("2026-11-30" in w for w in result.warnings)
     assert "warning: " in result.summary_text()
+
+
+def test_legit_behaviours_list_the_look_alike_accounts(world: Path) -> None:
+    table = pl.read_csv(world / "labels" / "legit-behaviours.csv")
+    assert table.columns == ["account", "behaviour", "sessions", "sources"]
+    assert set(BENIGN) <= set(table["behaviour"])
+    labels = read_labels(world / "labels" / "incidents.csv")
+    stale = set(table.filter(pl.col("behaviour") == "stale_password")["account"])
+    assert stale and not stale & compromised_accounts(labels)

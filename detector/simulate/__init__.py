@@ -83,7 +83,24 @@ logins by the attacker into accounts whose password it holds (compromised = true
 
 Full description: docs/labels.md in the detector repository. `detector train --labels` and
 `detector evaluate --labels` read this format.
+
+legit-behaviours.csv lists, per account, the legitimate behaviours it shows (`account, behaviour,
+sessions, sources`): the look-alike populations that must never be judged compromised.
 """
+
+
+def legit_behaviours(sessions: pl.DataFrame) -> pl.DataFrame:
+    """One row per account and legitimate behaviour: who the look-alike populations are.
+
+    Lets an evaluation check that the stale-password devices, typos, travellers, CGNAT and NAT
+    users and the others are never judged compromised, without guessing them from the logs.
+    """
+    return (
+        sessions.filter(pl.col("campaign").is_null())
+        .group_by("account", "behaviour")
+        .agg(sessions=pl.len(), sources=pl.col("ip").n_unique())
+        .sort("behaviour", "account")
+    )
 
 
 def write_labels(labels: pl.DataFrame, path: Path) -> None:
@@ -207,6 +224,7 @@ def simulate(
         if p.name not in ours
     ]
     write_labels(labels, out / "labels" / "incidents.csv")
+    legit_behaviours(sessions).write_csv(out / "labels" / "legit-behaviours.csv", line_terminator="\n")
 
     compromised = labels.filter(pl.col("compromised"))["account"].n_unique()
     manifest = _manifest(
