@@ -62,3 +62,12 @@ def test_stdin_and_year_through_the_real_command(tmp_path):
     assert p.returncode == 0, p.stderr
     ev = pl.read_parquet(out)
     assert ev["timestamp"][0].year == 2021 and ev["source_file"][0] == "-"
+
+
+def test_unknown_timezone_exit_2(tmp_path):
+    log = write_log(tmp_path / "mail.log", LINES)
+    res = CliRunner().invoke(
+        app, ["ingest", str(log), "--out", str(tmp_path / "e.parquet"), "--timezone", "Europe/Pariss"]
+    )
+    assert res.exit_code == 2
+    assert "unknown time zone" in res.output and "Europe/Paris" in res.output

@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from detector.config import IngestConfig
-from detector.errors import InputError
+from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
 from detector.ingest import registry
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
@@ -137,6 +137,7 @@ class _EventWriter:
 def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path) -> IngestResult:
     """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc)."""
     started = time.perf_counter()
+    _check_timezone(cfg.timezone)
     files = expand(list(paths))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -186,6 +187,16 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         event_count=run.writer.count,
         claimed=run.claimed,
     )
+
+
+def _check_timezone(name: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        hint = did_you_mean(name, zoneinfo.available_timezones())
+        raise ConfigError(f"unknown time zone {name!r}", hint=hint) from e
 
 
 def _sha256(path: str) -> str:
