@@ -149,7 +149,8 @@ def travel_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         *[pl.col(c).shift(1).over(C.ACCOUNT).alias(f"_prev_{c}") for c in prev],
         pl.col(C.EVENT_ID).shift(1).over(C.ACCOUNT).alias("_prev_event_id"),
     )
-    out = lf.join(moved, on=C.EVENT_ID, how="left", maintain_order="left")
+    aligned = lf.select(C.EVENT_ID).join(moved, on=C.EVENT_ID, how="left", maintain_order="left")
+    out = pl.concat([lf, aligned.drop(C.EVENT_ID)], how="horizontal")
     km = x.haversine_km(
         pl.col(f"_prev_{C.LATITUDE}"), pl.col(f"_prev_{C.LONGITUDE}"), pl.col(C.LATITUDE), pl.col(C.LONGITUDE)
     )
