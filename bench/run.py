@@ -27,6 +27,10 @@ BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
 
 
+class BenchFailed(RuntimeError):
+    """A benchmarked command failed; the other benchmarks still run."""
+
+
 @dataclass(frozen=True)
 class Row:
     bench: str
@@ -72,7 +76,7 @@ def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedPr
     out = proc.stdout.read() if proc.stdout else ""
     err = proc.stderr.read() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+        raise BenchFailed(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
     done = subprocess.CompletedProcess(cmd, 0, out, err)
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, done
 
@@ -139,19 +143,32 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=[n for n, _ in BENCHES], help="run only these benchmarks"
     )
     ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    ap.add_argument("--log", type=Path, help="use this existing log instead of generating one")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="detector-bench-") as tmp:
         work = a.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         ctx = Context(work, a.lines)
+        if a.log:
+            ctx.log = a.log
+            with open(a.log, "rb") as f:
+                ctx.lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
         rows: list[Row] = []
+        failed = 0
         for name, fn in BENCHES:
             if a.only and name not in a.only:
                 continue
-            rows += fn(ctx)
+            try:
+                got = fn(ctx)
+            except BenchFailed as e:
+                failed += 1
+                print(f"{name}: FAILED: {e}", file=sys.stderr)
+                continue
+            rows += got
+            print(table(got), flush=True)
         print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(table(rows))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
