@@ -233,8 +233,8 @@ def _carve(
     except those addresses (servers keep their addresses; attackers rent the neighbouring ones).
 
     Only when every legitimate user there has a known address (not only a prefix from earlier
-    nights), no attacking address is itself used legitimately, and the exceptions number at most
-    ``cfg.carve_max_addresses``.
+    nights) and the exceptions number at most ``cfg.carve_max_addresses``; an attacking address
+    that is also a user's stays unblocked (its targets are protected instead).
     """
     if groups.is_empty() or cfg.carve_max_addresses <= 0:
         return pl.DataFrame(schema=BLOCK_SCHEMA)
@@ -248,9 +248,10 @@ def _carve(
         )
         .filter(~pl.col("_unknown_address"))
     )
-    g = groups.join(users, on=KEY, how="inner").filter(
-        (pl.col(EXCEPT).list.len() <= cfg.carve_max_addresses)
-        & (pl.col(SOURCES).list.set_intersection(pl.col(EXCEPT)).list.len() == 0)
+    g = (
+        groups.join(users, on=KEY, how="inner")
+        .with_columns(pl.col(SOURCES).list.set_difference(pl.col(EXCEPT)).list.sort().alias(SOURCES))
+        .filter((pl.col(EXCEPT).list.len() <= cfg.carve_max_addresses) & (pl.col(SOURCES).list.len() > 0))
     )
     bad = _allowlisted_keys(g.get_column(KEY).to_list(), allow, addresses)
     return g.filter(~pl.col(KEY).is_in(sorted(bad))).select(
