@@ -87,6 +87,11 @@ EVENTS = [
         id="plaintext-policy",
     ),
     pytest.param(
+        f"{S} pop3-login: Aborted login (tried to use disabled plaintext auth): rip=198.51.100.26, lip=192.0.2.1",
+        dict(outcome=Outcome.POLICY, source_ip="198.51.100.26", service=Service.POP3),
+        id="2.0-plaintext-disabled",
+    ),
+    pytest.param(
         f"{S} auth-worker(4021): passwd-file(hal@example.net,198.51.100.30,<s7>): Password mismatch (given password: {{SHA256}}9f86d081884c7d659a2feaa0c55ad015)",
         dict(
             outcome=Outcome.FAILURE,

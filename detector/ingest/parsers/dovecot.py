@@ -5,7 +5,7 @@ Line kinds (``proc`` is the Dovecot process prefix, e.g. ``imap-login``, ``auth-
 * ``*-login: Login: user=<u>, method=M, rip=A, lip=B, mpid=N, TLS, session=<S>``: login success.
 * ``*-login: Disconnected|Aborted login|Connection closed|Login aborted ... (auth failed, N attempts
   [in S secs]): user=<u>, method=M, rip=A, ...``: failure standing for N attempts.
-* ``*-login: ... (tried to use disallowed plaintext auth)``: policy refusal.
+* ``*-login: ... (tried to use disallowed|disabled plaintext auth)``: policy refusal.
 * ``auth:``/``auth-worker(N):`` ``<passdb>(user,ip[,<session>]): <reason>``: failure, unknown user,
   disabled account, policy refusal or temporary failure, with the ``(given password: ...)`` /
   ``(SHA1 of given password: ...)`` value kept in ``password_hash`` (a clear-text password is
@@ -158,7 +158,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
             .then(pl.lit("login_ok"))
             .when(body.str.contains("(auth failed", literal=True))
             .then(pl.lit("login_fail"))
-            .when(body.str.contains("disallowed plaintext auth", literal=True))
+            .when(body.str.contains("plaintext auth)", literal=True))
             .then(pl.lit("login_policy"))
             .otherwise(pl.lit("noise:dovecot_login"))
         )
@@ -220,7 +220,7 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(kind == "login_ok")
         .then(pl.lit(None, pl.String))
         .when(kind == "login_policy")
-        .then(pl.lit("disallowed plaintext auth"))
+        .then(pl.lit("plaintext auth refused"))
         .otherwise(pl.lit("auth failed"))
         .alias(C.REASON),
         pl.when(rip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
