@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.config import FeaturesConfig
 from detector.errors import StateError
@@ -125,3 +127,27 @@ def test_build_features_eager_or_lazy(lazy: bool):
         if not c.startswith(("hit_", "campaign_", "src_is", "acct_is", "src_legit", "src_prefix_legit"))
     ]
     assert set(base) <= set(out.columns)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(min_value=0, max_value=15))
+def test_property_familiar_never_scores_above_new(n: int):
+    rows = _routine("alice@example.org", n) + _routine("bob@example.org", 5, source_ip="198.51.100.4", asn=1)
+    rows += [
+        {"t": 90000, "account": "alice@example.org", **HOME},
+        {"t": 90001, "account": "alice@example.org", **AWAY},
+    ]
+    df = _score(rows).sort("event_id").tail(2)
+    usual, new = df["baseline_score"].to_list()
+    assert usual <= new
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(min_value=1, max_value=12))
+def test_property_any_history_makes_home_familiar(n: int):
+    rows = [
+        *_routine("bob@example.org", 20, source_ip="198.51.100.4", asn=1, country="BE"),
+        *_routine("alice@example.org", n),
+        {"t": 90000, "account": "alice@example.org", **HOME},
+    ]
+    assert _score(rows).sort("event_id")["baseline_score"][-1] < 0
