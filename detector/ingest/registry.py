@@ -29,6 +29,9 @@ Output of ``parse`` -- the same rows (same count, any order) with every column o
   it is quarantined with reason ``unparsed``.
 
 ``timestamp``, ``host``, ``source_file`` and ``line_number`` must be passed through unchanged.
+Private String columns ``_stage``, ``_qid`` and ``_smtpd`` may be returned as hints for
+:mod:`detector.ingest.correlate` (the Dovecot and Postfix parsers do); any other extra column is
+dropped.
 :func:`detector.ingest.fields.finish` selects and casts the output columns for you.
 
 Dispatch: every envelope row goes to the FIRST registered parser whose ``claims()`` is true for
