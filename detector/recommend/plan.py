@@ -139,6 +139,20 @@ def is_legit(attacker_ips: list[str], compromised: list[str], threshold: float) 
     )
 
 
+def _probing(events: pl.DataFrame) -> pl.DataFrame:
+    """(``account``, ``asn``) of addresses that only ever failed against the account: whoever is
+    there is not its owner (an owner's typo is followed by a success from the same address), so a
+    restriction does not allow that AS wholesale, only the account's own prefixes in it."""
+    failed = events.filter(pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)) & pl.col(C.ACCOUNT).is_not_null())
+    succeeded = events.filter(pl.col(C.OUTCOME) == Outcome.SUCCESS).select(C.ACCOUNT, C.SOURCE_IP).unique()
+    return (
+        failed.join(succeeded, on=[C.ACCOUNT, C.SOURCE_IP], how="anti")
+        .select(C.ACCOUNT, C.ASN)
+        .drop_nulls()
+        .unique()
+    )
+
+
 def _legit(events: pl.DataFrame) -> pl.DataFrame:
     return (
         events.filter(pl.col("_legit"))
@@ -353,6 +367,7 @@ def _account_rows(
     cfg: Config,
     now: datetime,
     blocked_sources: list[str],
+    probing: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
 
@@ -379,7 +394,7 @@ def _account_rows(
             on=C.ACCOUNT,
         )
     )
-    own_attackers = real.select(C.ACCOUNT, C.ASN).drop_nulls().unique()
+    own_attackers = pl.concat([real.select(C.ACCOUNT, C.ASN), probing]).drop_nulls().unique()
     known = _known_networks(legit, own_attackers, list(cfg.plan.allowlist))
     has_legit = legit.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_has_legit"))
     ids = (
@@ -787,6 +802,7 @@ def recommend(
         cfg,
         now,
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
+        _probing(events),
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
