@@ -42,6 +42,16 @@ class TextFormatter(logging.Formatter):
         return f"detector: {record.levelname.lower()}: {record.getMessage()}{extra}"
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (a progress display may have redirected it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup(fmt: str = "text", *, level: int = logging.INFO, stream: TextIO | None = None) -> logging.Logger:
     """Configure the ``detector`` logger (idempotent: replaces handlers set by an earlier call)."""
     if fmt not in ("text", "json"):
@@ -49,7 +59,7 @@ def setup(fmt: str = "text", *, level: int = logging.INFO, stream: TextIO | None
     logger = logging.getLogger(LOGGER)
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _CurrentStderr())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)
     logger.setLevel(level)
