@@ -501,3 +501,16 @@ def test_event_outputs_are_numbered_and_model_ready():
     assert feats.null_count().sum_horizontal()[0] == 0
     assert ev.schema["is_hosting"] == pl.Boolean and ev.schema["ip_legit_accounts"] == pl.Int32
     assert not any(c.startswith("_") for c in ev.columns)
+
+
+def test_user_name_without_domain_then_success_is_a_typo_not_stuffing():
+    typo = [
+        {"t": 20500, "account": "alice", "outcome": "unknown_user", **HOME},
+        {"t": 20510, "account": ALICE, **HOME},
+    ]
+    d = run(stuffing(40) + typo)
+    ev = [json.loads(e) for e in fired(d, "typo_then_success")["evidence"]]
+    assert any(e["typo"] == "user_name" for e in ev)
+    events = d.events.collect()
+    assert events.filter(pl.col("source_ip") == HOME["source_ip"])["campaign"].null_count() == 2
+    assert fired(d, "suspicious_success").is_empty()

@@ -61,9 +61,19 @@ def _stuffing_candidates(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFr
         pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source
     )
     usual = (pl.col("acct_prefix_logins") > 0).cast(pl.Float64).mean().over(BUCKET, C.SOURCE_IP)
-    # a source that got in after failing on the same account is a user mistyping, not a proxy
-    retried = (x.is_success() & (pl.col("seg_failures") >= 1)).any().over(BUCKET, C.SOURCE_IP)
-    df = df.filter(~retried)
+    # users, not proxies: a source that got in after failing on the same account (a typo), that logs
+    # one account in again and again, or whose unknown user is the local part of an account that got
+    # in from it (the domain left out)
+    ok = x.is_success()
+    retried = (ok & (pl.col("seg_failures") >= 1)).any().over(BUCKET, C.SOURCE_IP)
+    recurring = (pl.col("_ok").sum().over(C.SOURCE_IP, C.ACCOUNT) >= 2).any().over(C.SOURCE_IP)
+    local = pl.col(C.ACCOUNT).str.split("@").list.first()
+    users = df.filter(ok).select(C.SOURCE_IP, local.alias("_local")).unique()
+    df = df.with_columns(pl.when(x.is_unknown_user()).then(local).otherwise(None).alias("_local")).join(
+        users.with_columns(pl.lit(True).alias("_typo")), on=[C.SOURCE_IP, "_local"], how="left"
+    )
+    typo = pl.col("_typo").fill_null(False).any().over(C.SOURCE_IP)
+    df = df.filter(~retried & ~recurring & ~typo).drop("_local", "_typo")
     return df.filter(
         x.is_failed()
         & pl.col(C.SOURCE_IP).is_not_null()

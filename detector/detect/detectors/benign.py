@@ -98,7 +98,7 @@ class TypoParams:
     tactic=BENIGN,
     severity="info",
     kind="benign",
-    description="One to a few failures followed shortly by a success from the same source: a mistyped password.",
+    description="One to a few failures followed shortly by a success from the same source: a mistyped password, or the user name typed without its domain (an unknown user) and then the full address.",
     false_positives="An attacker who knows the password and mistypes it (the success itself is then judged by suspicious_success).",
     triage="Nothing to do unless the source is unusual for the account.",
     affected="Nobody: it lowers risk.",
@@ -112,17 +112,46 @@ def typo_then_success(lf: pl.LazyFrame, p: TypoParams) -> pl.LazyFrame:
         & (x.is_failed() | x.is_success())
         & seg_ok
     )
-    return (
+    password = (
         lf.filter(x.is_login())
         .filter(cond)
         .group_by(C.ACCOUNT, C.SOURCE_IP, "_seg")
-        .agg(pl.col("seg_failures").max().alias("failures"), *spans())
-        .with_columns(
-            pl.lit("account").alias("entity_type"),
-            pl.col(C.ACCOUNT).alias("entity"),
-            pl.lit(0.8).alias("score"),
-            evidence(source_ip=pl.col(C.SOURCE_IP), failures=pl.col("failures")).alias("evidence"),
+        .agg(pl.col("seg_failures").max().cast(pl.Int64).alias("failures"), *spans())
+        .with_columns(pl.lit("password").alias("_typo"))
+    )
+    # the user name without its domain (an unknown user), then the full address from the same source
+    local = pl.col(C.ACCOUNT).str.split("@").list.first()
+    misses = lf.filter(x.is_unknown_user() & ~pl.col(C.ACCOUNT).str.contains("@", literal=True)).select(
+        C.SOURCE_IP,
+        pl.col(C.ACCOUNT).alias("_local"),
+        pl.col(C.EVENT_ID).alias("_miss"),
+        pl.col(C.TIMESTAMP).alias("_t"),
+    )
+    hits = lf.filter(x.is_success() & pl.col(C.ACCOUNT).str.contains("@", literal=True)).select(
+        C.SOURCE_IP, C.ACCOUNT, local.alias("_local"), C.EVENT_ID, C.TIMESTAMP
+    )
+    gap = (pl.col(C.TIMESTAMP) - pl.col("_t")).dt.total_seconds(fractional=True)
+    user = (
+        misses.join(hits, on=[C.SOURCE_IP, "_local"])
+        .filter(gap.is_between(0, p.max_gap_seconds))
+        .group_by(C.ACCOUNT, C.SOURCE_IP, "_miss")
+        .agg(
+            pl.len().alias("failures"),
+            pl.col("_t").min().alias("start"),
+            pl.col(C.TIMESTAMP).min().alias("end"),
+            pl.concat_list(pl.col("_miss").first(), pl.col(C.EVENT_ID).first()).first().alias("event_ids"),
         )
+        .with_columns(pl.lit(1, pl.Int64).alias("failures"), pl.lit("user_name").alias("_typo"))
+    )
+    cols = [C.ACCOUNT, C.SOURCE_IP, "failures", "start", "end", "event_ids", "_typo"]
+    return pl.concat([password.select(cols), user.select(cols)]).with_columns(
+        pl.lit("account").alias("entity_type"),
+        pl.col(C.ACCOUNT).alias("entity"),
+        pl.lit(0.8).alias("score"),
+        pl.col("_typo").alias("key"),
+        evidence(source_ip=pl.col(C.SOURCE_IP), failures=pl.col("failures"), typo=pl.col("_typo")).alias(
+            "evidence"
+        ),
     )
 
 
