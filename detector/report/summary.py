@@ -158,8 +158,14 @@ def reopening_waves(plan: pl.DataFrame, accounts: pl.DataFrame) -> list[dict[str
 
 def _account_list(accounts: pl.DataFrame, verdict: str) -> tuple[int, list[dict[str, Any]]]:
     sel = accounts.filter(pl.col("verdict") == verdict).sort(
-        [pl.col(C.IS_PRACTITIONER).fill_null(False), C.RISK_SCORE, C.ACCOUNT],
-        descending=[True, True, False],
+        [
+            pl.col(C.IS_PRACTITIONER).fill_null(False),
+            C.RISK_SCORE,
+            pl.col("failures").fill_null(0),
+            C.ACCOUNT,
+        ],
+        descending=[True, True, True, False],
+        nulls_last=True,
     )
     cols = [C.ACCOUNT, C.IS_PRACTITIONER, C.PROFESSION, C.RISK_SCORE, "reasons", C.TECHNIQUES]
     return sel.height, _rows(sel.head(LIST_LIMIT).select(cols))
