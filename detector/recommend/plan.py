@@ -523,10 +523,13 @@ def _account_rows(
             expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
             confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
             reason=pl.format(
-                "targeted by {} attacking source(s) ({} attempts){}; logins {}",
+                "targeted by {} attacking source(s) ({} attempts){}{}; logins {}",
                 pl.col("_sources"),
                 pl.col("_attempts").fill_null(0),
                 services_text,
+                pl.when(pl.col("_unblocked").fill_null(0) > 0)
+                .then(pl.format(", {} of them from addresses this plan cannot block", pl.col("_unblocked")))
+                .otherwise(pl.lit(", attacked hard enough to come back from new addresses")),
                 networks_text,
             ),
             collateral_accounts=pl.lit(0, pl.Int64),
