@@ -153,3 +153,22 @@ def test_empty_input():
     lf = make_events([{"t": 1}]).filter(pl.lit(False))
     d = detect(lf, Config())
     assert d.findings.is_empty() and d.events.collect().height == 0 and d.campaigns.is_empty()
+
+
+def test_quality_figures_on_a_tiny_labelled_frame():
+    from detector.detect.quality import detector_quality, technique_recall
+
+    rows = [
+        {"t": i, "outcome": "failure", "source_ip": "198.51.100.7", "password_hash": f"h{i}"}
+        for i in range(12)
+    ]
+    rows.append({"t": 100, "account": "bob@example.org"})
+    d = detect(make_events(rows), Config())
+    events = d.events.collect().with_columns(
+        is_attack=pl.col("source_ip") == "198.51.100.7",
+        label_technique=pl.when(pl.col("source_ip") == "198.51.100.7").then(pl.lit("brute_force")),
+    )
+    q = detector_quality(d.findings, events).filter(pl.col("detector") == "brute_force").row(0, named=True)
+    assert q["findings"] == 1 and q["finding_precision"] == 1.0 and q["events"] == 12
+    r = technique_recall(events).row(0, named=True)
+    assert r["label_technique"] == "brute_force" and r["recall"] == 1.0
