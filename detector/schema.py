@@ -243,7 +243,7 @@ RECOMMENDATION_COLUMNS: tuple[Column, ...] = (
     Column("target_type", pl.String, "ip, cidr or asn (block); account (account actions and reopen)."),
     Column("target", pl.String, "The address, CIDR, AS<n> or account."),
     Column("services", pl.List(pl.String), "Services the measure applies to; empty or null = all."),
-    Column("allowed_networks", pl.List(pl.String), "restrict_account: CIDRs and AS<n> the account may still log in from."),
+    Column("allowed_networks", pl.List(pl.String), "restrict_account: CIDRs and AS<n> the account may still log in from; block: legitimate users' addresses inside the target that stay allowed."),
     Column("wave", pl.Int32, "reopen: reopening order (1 = first)."),
     Column("expires_at", UTC_US, "When a block or restriction lapses."),
     Column(C.RISK_SCORE, pl.Float64, "Risk of the target, in [0, 1]."),
