@@ -33,7 +33,7 @@ from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
 __all__ = ["IngestResult", "ingest", "ingest_to_parquet"]
 
 PRIVATE = (corr.STAGE, corr.QID, corr.SMTPD)
-CARRY = timedelta(seconds=900)
+CARRY = timedelta(seconds=300)
 """Rows of a batch later than its last stamp minus this wait for the next batch before being
 correlated for good (longest gap between lines of one attempt we join)."""
 
@@ -315,8 +315,10 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
         waiting_ids = pl.Series(corr.RID, [], dtype=pl.Int64)
     else:
         cutoff = rows[C.TIMESTAMP].max() - CARRY
-        # everything later than the cutoff waits, so that batches are written in time order
-        wait = pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff
+        # rows that may still be joined wait, and so do later events, so that batches are
+        # written in time order; noise is counted at once
+        waiting = pl.col(corr.STAGE).is_not_null() | (pl.col(KIND) == "event")
+        wait = waiting & (pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff)
         settled = out.filter(~wait)
         waiting_ids = out.filter(wait)[corr.RID]
     events = _fill_logouts(settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names()), run)
@@ -328,13 +330,13 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
 
 
 SESSION_KEYS = (C.HOST, C.SESSION_ID)
-SESSION_MEMORY = timedelta(days=1)
+SESSION_MEMORY = timedelta(hours=12)
 """How long a Dovecot login is remembered for the logout of its session."""
 
 
 def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
     """Give Dovecot logouts (whose log prefix has no address) the address, local address and TLS of
-    the login with the same host and session id, remembered across batches for a day."""
+    the login with the same host and session id, remembered across batches for 12 hours."""
     logins = events.filter(
         (pl.col(C.ACTION) == Action.LOGIN)
         & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
