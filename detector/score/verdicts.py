@@ -119,9 +119,20 @@ def _positive(model: Any, x: np.ndarray) -> np.ndarray:
     return model.positive_proba(x)
 
 
+RULE = "_rule_risk"
+"""Working column: the rule-based risk of an event, kept beside the model's."""
+
+
+def _final(lf: pl.LazyFrame, combine: bool) -> pl.LazyFrame:
+    """Events with ``risk_score`` = the larger of the model's and the rules' risk (when ``combine``)."""
+    return lf.with_columns(pl.max_horizontal(RISK, RULE).alias(RISK)) if combine else lf
+
+
 def score_events(events: pl.DataFrame, model: Model | None) -> pl.DataFrame:
+    """``risk_score`` (the model's, or the rules' without a model) and the rules' risk in ``_rule_risk``."""
+    rule = np.clip(rule_event_risk(events), 0.0, 1.0)
     if model is None:
-        risk = rule_event_risk(events)
+        risk = rule
     else:
         missing = [
             n for n in model.event_features if n not in events.columns and n not in agg.EXTRA_EVENT_FEATURES
@@ -133,7 +144,9 @@ def score_events(events: pl.DataFrame, model: Model | None) -> pl.DataFrame:
                 hint="the model was trained on another version of detector.features: retrain with `make model`",
             )
         risk = _positive(model.event, agg.event_matrix(events, model.event_features))
-    return events.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    return events.with_columns(
+        pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64), pl.Series(RULE, rule, dtype=pl.Float64)
+    )
 
 
 def _verdict_source(cfg: Config) -> pl.Expr:
@@ -148,16 +161,29 @@ def _verdict_source(cfg: Config) -> pl.Expr:
 
 
 def source_table(
-    events: pl.DataFrame, model: Model | None, cfg: Config, detector_names: tuple[str, ...]
+    events: pl.DataFrame,
+    model: Model | None,
+    cfg: Config,
+    detector_names: tuple[str, ...],
+    *,
+    combine: bool = True,
 ) -> pl.DataFrame:
     """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``)."""
-    lf = events.lazy()
-    feats = agg.source_aggregates(lf, detector_names).collect()
+    feats = agg.source_aggregates(events.lazy(), detector_names).collect()
     if model is not None and model.source is not None:
         risk = _positive(model.source, agg.matrix(feats, model.source_features))
     else:
         risk = feats.get_column("src_risk_max").to_numpy()
     feats = feats.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    lf = _final(events.lazy(), combine)
+    if combine:
+        rule = lf.group_by(C.SOURCE_IP).agg(pl.col(RULE).max().alias("_rule"))
+        feats = (
+            feats.lazy()
+            .join(rule, on=C.SOURCE_IP, how="left")
+            .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
+            .collect()
+        )
     login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
     calm = ok & (pl.col(RISK) < cfg.scoring.source_suspicious)
     facts = (
@@ -357,15 +383,27 @@ def account_table(
     model: Model | None,
     cfg: Config,
     detector_names: tuple[str, ...],
+    *,
+    combine: bool = True,
 ) -> pl.DataFrame:
     """Per-account compromise risk, verdict, reasons and counts (``ACCOUNT_SCHEMA``)."""
-    lf = events.lazy()
-    feats = agg.account_aggregates(lf, detector_names).collect()
+    feats = agg.account_aggregates(events.lazy(), detector_names).collect()
     if model is not None and model.account is not None:
         risk = _positive(model.account, agg.matrix(feats, model.account_features))
     else:
         risk = feats.get_column("acc_risk_success_max").to_numpy()
     feats = feats.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    lf = _final(events.lazy(), combine)
+    if combine:
+        rule = lf.group_by(C.ACCOUNT).agg(
+            pl.col(RULE).filter(agg.is_success()).max().fill_null(0.0).alias("_rule")
+        )
+        feats = (
+            feats.lazy()
+            .join(rule, on=C.ACCOUNT, how="left", nulls_equal=True)
+            .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
+            .collect()
+        )
     login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
     facts = (
         lf.filter(pl.col(C.ACCOUNT).is_not_null())
@@ -399,22 +437,31 @@ def account_table(
     return out.select([pl.col(n).cast(t) for n, t in ACCOUNT_SCHEMA.items()]).collect()
 
 
-def score(detection: Any, model: Model | None, cfg: Config) -> Scores:
+def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = True) -> Scores:
     """Score a detection: per-event risk, per-account and per-source verdicts with reasons.
+
+    With a model, each level's risk is the larger of the model's probability and the rules' risk
+    (:func:`rule_event_risk`; an account's riskiest successful login, a source's riskiest event),
+    so that strong detector evidence is never silenced by a model that has not seen its like;
+    ``combine=False`` keeps the model's alone. The account and source models always read the
+    login model's own risk, as in training.
 
     Args:
         detection: ``detector.detect.Detection`` (``.events`` LazyFrame or DataFrame).
         model: A loaded :class:`Model`, or ``None`` for the rule-based fallback.
         cfg: Configuration; ``cfg.scoring`` holds the verdict thresholds.
+        combine: Combine the model with the rules (default) or not.
     """
     events = detection.events
     events = events.collect() if isinstance(events, pl.LazyFrame) else events
     names = tuple(model.detector_names) if model is not None else _fired_names(events)
     events = score_events(events, model)
-    sources = source_table(events, model, cfg, names)
-    accounts = account_table(events, sources, model, cfg, names)
+    combine = combine and model is not None
+    sources = source_table(events, model, cfg, names, combine=combine)
+    accounts = account_table(events, sources, model, cfg, names, combine=combine)
+    final = _final(events.lazy(), combine).drop(RULE).collect()
     return Scores(
-        events=events, accounts=accounts, sources=sources, model_id=model.model_id if model else None
+        events=final, accounts=accounts, sources=sources, model_id=model.model_id if model else None
     )
 
 
