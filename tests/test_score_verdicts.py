@@ -136,3 +136,23 @@ def test_calm_success_from_an_attacking_address_is_not_a_compromise_reason() -> 
     row = acc.row(0, named=True)
     assert row["verdict"] == "clean"
     assert not any("successful login" in r for r in row["reasons"])
+
+
+class Zero:
+    def positive_proba(self, x):
+        import numpy as np
+
+        return np.zeros(len(x))
+
+
+@pytest.mark.parametrize(("combine", "expected"), [(True, "compromised"), (False, "targeted")])
+def test_strong_detector_evidence_is_not_silenced_by_the_model(combine, expected) -> None:
+    import dataclasses
+
+    blind = dataclasses.replace(stub_model(), event=Zero(), account=Zero(), source=Zero())
+    s = score(detection(attack_world()), blind, Config(), combine=combine)
+    victim = s.accounts.filter(pl.col(C.ACCOUNT) == "victim").row(0, named=True)
+    assert victim["verdict"] == expected
+    assert "_rule_risk" not in s.events.columns
+    src = s.sources.filter(pl.col(C.SOURCE_IP) == "198.51.100.7").row(0, named=True)
+    assert (src["verdict"] == "malicious") is combine
