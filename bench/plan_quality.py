@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                "seed": args.seed,
+                "world": str(args.world) if args.world else f"seed {args.seed}",
                 "day": day_n,
                 "model": model is not None,
                 "seconds": round(time.perf_counter() - started, 1),
