@@ -21,10 +21,6 @@ from detector.state import STATE_FILE, load_state
 from tests.run_fixtures import DAY, write_night, write_practitioners
 
 RUNNER = CliRunner()
-MODEL = Path(__file__).resolve().parents[1] / "models" / "default.skops"
-needs_model = pytest.mark.skipif(
-    not MODEL.exists() and not os.environ.get("DETECTOR_MODEL"), reason="models/default.skops not shipped yet"
-)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,6 @@ def _state_tables(state: Path) -> dict[str, pl.DataFrame]:
     return {**{f"h.{k}": v for k, v in s.history.items()}, "shared": s.shared, "campaigns": s.campaigns}
 
 
-@needs_model
 def test_run_end_to_end(night, tmp_path, monkeypatch):
     out, state = tmp_path / "out", tmp_path / "state"
     args = (
@@ -118,7 +113,6 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     assert load_state(state).manifest.height == 2
 
 
-@needs_model
 def test_run_pseudonymized(night, tmp_path):
     out = tmp_path / "out"
     killed = out / ".tmp-20250101T000000Z-deadbeef"  # what a run killed with SIGKILL leaves behind
@@ -139,7 +133,6 @@ def test_run_pseudonymized(night, tmp_path):
     assert victim in res.stdout
 
 
-@needs_model
 def test_corrupt_state_is_a_usage_error(night, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -150,7 +143,6 @@ def test_corrupt_state_is_a_usage_error(night, tmp_path):
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
-@needs_model
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -171,7 +163,6 @@ def test_missing_input_exits_2(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
-@needs_model
 def test_config_file_is_used(night, tmp_path):
     cfg = tmp_path / "detector.toml"
     cfg.write_text("[scoring]\naccount_compromised = 1.01\n")

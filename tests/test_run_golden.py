@@ -8,16 +8,9 @@ from rich.console import Console
 from detector.report import contract
 from detector.report.parquet import read_metadata
 from detector.report.summary import print_summary
-from tests.golden import GOLDEN, SAMPLES, key_counts, run_samples
+from tests.golden import GOLDEN, key_counts, run_samples
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (SAMPLES / "logs").exists(), reason="data/samples not generated (make samples)"),
-    pytest.mark.skipif(
-        not (SAMPLES.parents[1] / "models" / "default.skops").exists(),
-        reason="models/default.skops not shipped yet",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def test_samples_match_golden(tmp_path):

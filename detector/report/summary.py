@@ -21,6 +21,9 @@ from detector.schema import Action, C, Outcome
 if TYPE_CHECKING:
     from detector.report import RunData
 
+NO_TRAFFIC_ACTIONS = ("monitor", "reopen")
+"""Measures that refuse no login: their collateral (what a block would have hit) is not counted."""
+
 LIST_LIMIT = 10
 """Accounts, campaigns and measures listed in summary.json per section."""
 
@@ -244,6 +247,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
     top_measures = plan.sort(C.RISK_SCORE, "measure_id", descending=[True, False], nulls_last=True).head(
         LIST_LIMIT
     )
+    acting = plan.filter(~pl.col("action").is_in(NO_TRAFFIC_ACTIONS))
     m = run.meta
     return {
         "run": {
@@ -288,8 +292,8 @@ def build_summary(run: RunData) -> dict[str, Any]:
         "plan": {
             "measures": plan.height,
             "by_action": _counts(plan, "action"),
-            "collateral_accounts": int(plan["collateral_accounts"].sum() or 0),
-            "collateral_practitioners": int(plan["collateral_practitioners"].sum() or 0),
+            "collateral_accounts": int(acting["collateral_accounts"].sum() or 0),
+            "collateral_practitioners": int(acting["collateral_practitioners"].sum() or 0),
             "top": _rows(
                 top_measures.select(
                     "measure_id",
@@ -335,6 +339,10 @@ def _short_time(s: str | None) -> str:
     return s[:16].replace("T", " ") if s else "-"
 
 
+def _day_time(s: str | None) -> str:
+    return s[5:16].replace("T", " ") if s else "-"
+
+
 def _line(text: str, style: str = "") -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
@@ -358,10 +366,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     )
     parts.append(title)
     parts.append(
-        _line(
-            f"Night: {n['lines']:,} lines, {n['events']:,} events, {n['quarantined']:,} quarantined, "
-            f"{n['accounts']:,} accounts, {n['sources']:,} sources"
-        )
+        _line(f"Night: {n['lines']:,} lines, {n['events']:,} events, {n['quarantined']:,} quarantined")
     )
     parts.append(
         _line(f"Logins: {n['attempts']:,} attempts, {n['failures']:,} failed, {n['successes']:,} succeeded")
@@ -370,14 +375,15 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     src = summary["sources"]["verdicts"]
     parts.append(
         _line(
-            f"Accounts: {verdicts.get('compromised', 0)} compromised, {verdicts.get('targeted', 0)} targeted, "
-            f"{verdicts.get('suspicious', 0)} suspicious ({acc['practitioners_affected']} practitioners)"
+            f"Accounts: {n['accounts']:,} seen, {verdicts.get('compromised', 0):,} compromised, "
+            f"{verdicts.get('targeted', 0):,} targeted, {verdicts.get('suspicious', 0):,} suspicious "
+            f"({acc['practitioners_affected']:,} practitioners)"
         )
     )
     parts.append(
         _line(
-            f"Sources: {src.get('malicious', 0)} malicious, {src.get('suspicious', 0)} suspicious, "
-            f"{summary['sources']['shared']} shared addresses"
+            f"Sources: {n['sources']:,} seen, {src.get('malicious', 0):,} malicious, "
+            f"{src.get('suspicious', 0):,} suspicious, {summary['sources']['shared']:,} shared"
         )
     )
     camps = summary["campaigns"]
@@ -387,7 +393,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
             _line(
                 f"  {c.get('campaign')}  {c.get('technique') or ''}  {_fmt_num(c.get('n_sources'))} sources, "
                 f"{_fmt_num(c.get('accounts_targeted'))} accounts  "
-                f"{_short_time(c.get('start'))} -> {_short_time(c.get('end'))}"
+                f"{_day_time(c.get('start'))} -> {_day_time(c.get('end'))}"
             )
         )
     parts.append(_line(f"\nCompromised accounts: {acc['compromised_total']}", style="bold red"))
@@ -405,8 +411,8 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     parts.append(_line(f"  {actions}"))
     parts.append(
         _line(
-            f"  collateral: {plan['collateral_accounts']} accounts with legitimate logins, "
-            f"{plan['collateral_practitioners']} practitioners"
+            f"  collateral: {plan['collateral_accounts']:,} accounts with legitimate logins hit "
+            f"({plan['collateral_practitioners']:,} practitioners)"
         )
     )
     rows = summary["replay"]["strategies"]
