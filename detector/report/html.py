@@ -27,8 +27,8 @@ OUTCOME_COLOURS = {
 }
 PALETTE = ("#1565c0", "#c62828", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#5d4037")
 
-W, H = 760, 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 150, 12, 36
+W, H = 800, 240
+LEFT, RIGHT, TOP, BOTTOM = 56, 180, 12, 36
 
 
 def _nice_max(v: float) -> float:
@@ -69,16 +69,16 @@ def stacked_bars(
     totals: dict[Any, float] = {}
     for r in rows:
         totals[r[x]] = totals.get(r[x], 0) + (r[value] or 0)
-    top = max(_nice_max(max(totals.values())), 4.0)
+    top = max(_nice_max(max(totals.values())), 5.0)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     bw = pw / len(xs)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
         f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
     ]
-    for i in range(5):
-        v = top * i / 4
-        y = TOP + ph - ph * i / 4
+    for i in range(6):
+        v = top * i / 5
+        y = TOP + ph - ph * i / 5
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + pw}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{v:,.0f}</text>')
     index = {v: i for i, v in enumerate(xs)}
