@@ -89,7 +89,7 @@ def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
     assert set(restricted.get_column("target")) == {"alice", "bob"}  # dave: unseen, attacked once
     assert restricted.get_column("target")[0] == "bob"  # practitioners first
     bob = restricted.row(0, named=True)
-    assert bob["allowed_networks"] == ["100.64.1.0/24"]  # its AS is the attacker's: prefix only
+    assert bob["allowed_networks"] == ["100.64.1.0/24", "AS64501"]  # attacked through CGNAT: carrier AS kept
     assert bob["services"] == ["imap"] and bob["expires_at"] == NOW + timedelta(hours=72)
     monitor = by(plan, "monitor").filter(pl.col("target") == cgnat).row(0, named=True)
     assert "shared address" in monitor["reason"] and monitor["collateral_accounts"] == 3

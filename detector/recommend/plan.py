@@ -336,7 +336,9 @@ def _known_networks(legit: pl.DataFrame, own_attackers: pl.DataFrame, allow: lis
     """Per account: the networks it logs in from legitimately (``allowed_networks``).
 
     Its /24 (IPv4) or /48 (IPv6) prefixes, and its AS numbers except those its own attackers came
-    from (there only its prefixes), plus the allow-listed networks.
+    from through unshared addresses (there only its prefixes), plus the allow-listed networks. An
+    attack through a shared address (CGNAT, hospital NAT) does not take the carrier's AS away from
+    the account: its owner roams there too.
     """
     prefixes = legit.select(C.ACCOUNT, pl.coalesce(C.PREFIX48, C.PREFIX).alias("net"))
     asns = (
@@ -368,6 +370,7 @@ def _account_rows(
     now: datetime,
     blocked_sources: list[str],
     probing: pl.DataFrame,
+    shared_ips: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
 
@@ -394,7 +397,11 @@ def _account_rows(
             on=C.ACCOUNT,
         )
     )
-    own_attackers = pl.concat([real.select(C.ACCOUNT, C.ASN), probing]).drop_nulls().unique()
+    own_attackers = (
+        pl.concat([real.filter(~pl.col(C.SOURCE_IP).is_in(shared_ips)).select(C.ACCOUNT, C.ASN), probing])
+        .drop_nulls()
+        .unique()
+    )
     known = _known_networks(legit, own_attackers, list(cfg.plan.allowlist))
     has_legit = legit.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_has_legit"))
     ids = (
@@ -793,6 +800,7 @@ def recommend(
         )
         .sort(C.SOURCE_IP)
     )
+    shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
     addresses = events.select(C.SOURCE_IP, C.ASN).unique()
     if known_networks is not None:
         legit = pl.concat([legit, _history_rows(known_networks, accounts, compromised)])
@@ -805,7 +813,8 @@ def recommend(
         cfg,
         now,
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
-        _probing(events),
+        _probing(events.filter(~pl.col(C.SOURCE_IP).is_in(shared_ips))),
+        shared_ips,
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
