@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -92,6 +94,7 @@ class _Run:
     claimed: int = 0
     rid: int = 0
     sessions: pl.DataFrame | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _EventWriter:
@@ -210,12 +213,22 @@ def _sha256(path: str) -> str:
 
 
 def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
+    """Read, parse and settle the batches of one input as a two-stage pipeline: batch k+1 is
+    parsed in a worker thread (polars releases the GIL) while batch k is correlated and written.
+    Batches are parsed in order by one worker and settled in order, so results do not depend on
+    the overlap."""
     state: dict = {}
     pending: pl.DataFrame | None = None
-    for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
-        run.lines += len(batch)
-        parsed = _parse_batch(batch, inp, run, state)
-        pending = _settle(parsed, pending, run, final=False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
+        waiting: Future | None = None
+        for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
+            run.lines += len(batch)
+            nxt = pool.submit(_parse_batch, batch, inp, run, state)
+            if waiting is not None:
+                pending = _settle(waiting.result(), pending, run, final=False)
+            waiting = nxt
+        if waiting is not None:
+            pending = _settle(waiting.result(), pending, run, final=False)
     if pending is not None and not pending.is_empty():
         _settle(pending.clear(), pending, run, final=True)
 
@@ -301,7 +314,8 @@ def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, run: _Run) -> 
         run.quarantine.append(_quarantine(bad, pl.lit("invalid_utf8")))
     n = len(unclaimed) - len(bad)
     if n:
-        run.noise["noise:unclaimed"] += n
+        with run.lock:
+            run.noise["noise:unclaimed"] += n
 
 
 def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, final: bool) -> pl.DataFrame:
@@ -324,8 +338,9 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
     events = _fill_logouts(settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names()), run)
     run.writer.write(events)
     noise = settled.filter(pl.col(KIND) != "event")[KIND].value_counts()
-    for k, n in noise.iter_rows():
-        run.noise[k] += n
+    with run.lock:
+        for k, n in noise.iter_rows():
+            run.noise[k] += n
     return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
 
 
