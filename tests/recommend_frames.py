@@ -39,6 +39,7 @@ def ev(
     risk: float | None = None,
     is_attack: bool | None = None,
     campaign: str | None = None,
+    techniques: list[str] | None = None,
 ) -> dict:
     return {
         C.TIMESTAMP: T0 + timedelta(minutes=minute),
@@ -54,7 +55,9 @@ def ev(
         C.IS_PRACTITIONER: practitioner,
         C.IS_PRIVATE: False,
         C.RISK_SCORE: risk if risk is not None else (0.9 if outcome != "success" else 0.05),
-        C.TECHNIQUES: ["T1110.003"] if outcome != "success" else [],
+        C.TECHNIQUES: techniques
+        if techniques is not None
+        else (["T1110.003"] if outcome != "success" else []),
         C.CAMPAIGN: campaign,
         "is_attack": is_attack,
     }

@@ -80,7 +80,7 @@ def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
         ev(cgnat, "alice", "success", asn=64501),
         ev(cgnat, "bob", "success", asn=64501, practitioner=True),
         ev(cgnat, "carol", "success", asn=64501),
-        *[ev(cgnat, a, asn=64501) for a in ("alice", "bob", "dave")],
+        *[ev(cgnat, a, asn=64501, techniques=["T1110.004"]) for a in ("alice", "bob", "dave")],
     ]
     srcs = [{C.SOURCE_IP: cgnat, "shared_address": True, C.ASN: 64501, "legit_accounts": 3}]
     plan = plan_for(rows, srcs)
@@ -226,12 +226,14 @@ def known(account):
             [{C.SOURCE_IP: f"203.0.11{i}.5"} for i in range(3)],
             ["u0"],
         ),
-        # an attacker that cannot be blocked (shared address)
+        # an attacker that cannot be blocked (shared address), stuffing credentials
         (
-            [known("u0"), ev("100.64.0.1", "u0")],
+            [known("u0"), ev("100.64.0.1", "u0", techniques=["T1110.004"])],
             [{C.SOURCE_IP: "100.64.0.1", "shared_address": True}],
             ["u0"],
         ),
+        # ... but not when it only sprays one common password
+        ([known("u0"), ev("100.64.0.1", "u0")], [{C.SOURCE_IP: "100.64.0.1", "shared_address": True}], []),
     ],
 )
 def test_targeted_accounts_restricted_when_exposed(rows, srcs, restricted):

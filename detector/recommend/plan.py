@@ -139,6 +139,17 @@ def is_legit(attacker_ips: list[str], compromised: list[str], threshold: float) 
     )
 
 
+SPRAYING = "T1110.003"
+
+
+def _only_spraying() -> pl.Expr:
+    """An attempt detection attributes to password spraying alone: one common password tried per
+    account, so an unblocked sprayer is not by itself a reason to restrict every account it tried
+    (credential stuffing, which holds the real password, is)."""
+    t = pl.col(C.TECHNIQUES)
+    return (t.list.len().fill_null(0) > 0) & (t.list.set_difference(pl.lit([SPRAYING])).list.len() == 0)
+
+
 def _probing(events: pl.DataFrame) -> pl.DataFrame:
     """(``account``, ``asn``) of addresses that only ever failed against the account: whoever is
     there is not its owner (an owner's typo is followed by a success from the same address), so a
@@ -375,7 +386,7 @@ def _account_rows(
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
 
     A targeted account is exposed (and restricted) when some of its attackers are not blocked by
-    the plan (shared addresses, collateral over budget), or when it was attacked hard (many
+    the plan (shared addresses, collateral over budget; password spraying alone excepted), or when it was attacked hard (many
     attempts or many sources: the attack will come back from new addresses; an account scoring
     calls targeted with many failures counts even when no attacking source was identified, as in
     a distributed brute force of one attempt per address). A lightly targeted
@@ -383,7 +394,7 @@ def _account_rows(
     its owner logins from a new network.
     """
     real = attack.filter(pl.col(C.ACCOUNT).is_not_null()).with_columns(
-        (~pl.col(C.SOURCE_IP).is_in(blocked_sources)).alias("_unblocked")
+        (~pl.col(C.SOURCE_IP).is_in(blocked_sources) & ~_only_spraying()).alias("_unblocked")
     )
     stats = (
         _attack_stats(real, C.ACCOUNT)
