@@ -191,12 +191,15 @@ def _in_force() -> pl.Expr:
 
 def _with_nets(rows: pl.DataFrame, column: str) -> pl.DataFrame:
     """Canonical ``net`` text of a target column (address -> /32 or /128), dropping unparsable ones."""
-    texts = rows.get_column(column).to_list()
-    parsed = [nets.parse_net(t) if t is not None else None for t in texts]
-    canon = [None if p is None else (p.text if p.kind == nets.ASN else nets.cidr_text(p)) for p in parsed]
-    return rows.with_columns(pl.Series(nets.NET, canon, dtype=pl.String)).filter(
-        pl.col(nets.NET).is_not_null()
-    )
+    texts = rows.get_column(column).drop_nulls().unique().to_list()  # parse each distinct text once
+    parsed = [nets.parse_net(t) for t in texts]
+    canon = {
+        t: (p.text if p.kind == nets.ASN else nets.cidr_text(p))
+        for t, p in zip(texts, parsed, strict=True)
+        if p
+    }
+    net = pl.col(column).replace_strict(canon, default=None, return_dtype=pl.String)
+    return rows.with_columns(net.alias(nets.NET)).filter(pl.col(nets.NET).is_not_null())
 
 
 def _network_hits(ev: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
