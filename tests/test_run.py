@@ -202,3 +202,14 @@ def test_run_is_documented_and_help_exits_0():
     res = cli("run", "--help")
     assert res.exit_code == 0 and "--fail-on" in res.stdout
     assert os.path.exists(Path(__file__).resolve().parents[1] / "docs" / "operations.md")
+
+
+def test_default_model_resolution(monkeypatch, tmp_path):
+    from detector.pipeline import default_model_path
+
+    monkeypatch.delenv("DETECTOR_MODEL", raising=False)
+    shipped = default_model_path()
+    assert shipped.name == "default.skops" and shipped.exists()
+    assert shipped.parent.name in ("data", "models")
+    monkeypatch.setenv("DETECTOR_MODEL", str(tmp_path / "mine.skops"))
+    assert default_model_path() == tmp_path / "mine.skops"
