@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import re
 from pathlib import Path
 
 import polars as pl
@@ -170,3 +171,13 @@ def test_quarantine_schema(tmp_path):
 
     assert result.quarantine.schema == QUARANTINE_SCHEMA
     assert isinstance(result.quarantine, pl.DataFrame)
+
+
+def test_quarantine_kept_rows_are_bounded_but_all_counted(tmp_path, monkeypatch):
+    import detector.ingest as ing
+
+    monkeypatch.setattr(ing, "QUARANTINE_KEEP", 2)
+    _, result = run(tmp_path, [GOOD, "junk 1", "junk 2", "junk 3", "junk 4"])
+    assert result.quarantine.height == 2 and result.quarantined == 4
+    assert any("4 lines quarantined" in w for w in result.warnings)
+    assert re.search(r"^quarantined +4$", result.summary_text(), re.M)

@@ -54,6 +54,8 @@ class IngestResult:
     elapsed: float
     event_count: int = 0
     claimed: int = 0
+    quarantined: int = 0
+    """Lines quarantined, including any beyond the rows kept in ``quarantine``."""
 
     def summary_text(self) -> str:
         grp = (
@@ -71,7 +73,7 @@ class IngestResult:
         out.append(f"noise          {sum(self.noise.values()):>12,}")
         for k, n in sorted(self.noise.items(), key=lambda kv: -kv[1])[:8]:
             out.append(f"  {k:<32} {n:>10,}")
-        out.append(f"quarantined    {len(self.quarantine):>12,}")
+        out.append(f"quarantined    {max(self.quarantined, len(self.quarantine)):>12,}")
         if len(self.quarantine):
             for r, n in (
                 self.quarantine.group_by("reason").agg(pl.len()).sort("len", descending=True).iter_rows()
@@ -89,6 +91,8 @@ class _Run:
     cfg: IngestConfig
     writer: _EventWriter
     quarantine: list[pl.DataFrame] = field(default_factory=list)
+    quarantined: int = 0
+    """Quarantined lines seen; only the first QUARANTINE_KEEP are kept with their text."""
     noise: Counter = field(default_factory=Counter)
     lines: int = 0
     claimed: int = 0
@@ -161,7 +165,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         inputs.append((inp.path, log.bytes_read if inp.path == "-" else inp.size, log.sha256))
         warnings.extend(log.warnings)
         if log.quarantine:
-            run.quarantine.append(pl.DataFrame(log.quarantine, schema=QUARANTINE_SCHEMA))
+            _add_quarantine(run, pl.DataFrame(log.quarantine, schema=QUARANTINE_SCHEMA))
         if log.lines == 0:
             warnings.append(f"{inp.path}: empty input (0 lines)")
     run.writer.close()
@@ -175,6 +179,10 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         first = quarantine.filter(pl.col("reason") != "truncated_stream").head(1)
         where = f" (first: {first[C.SOURCE_FILE][0]}:{first[C.LINE_NUMBER][0]})" if len(first) else ""
         raise InputError(f"no recognisable mail log line in {text_lines:,} line(s){where}")
+    if run.quarantined > quarantine.height:
+        warnings.append(
+            f"{run.quarantined:,} lines quarantined; the first {quarantine.height:,} are kept in the quarantine file"
+        )
     bad = quarantine.filter(pl.col("reason") == "invalid_utf8").height
     if bad:
         warnings.append(f"{bad:,} line(s) with invalid UTF-8 quarantined")
@@ -189,6 +197,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         elapsed=time.perf_counter() - started,
         event_count=run.writer.count,
         claimed=run.claimed,
+        quarantined=run.quarantined,
     )
 
 
@@ -233,6 +242,18 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         _settle(pending.clear(), pending, run, final=True)
 
 
+QUARANTINE_KEEP = 1_000_000
+"""Quarantine rows kept in memory and written; beyond, lines are counted (bounded memory on junk)."""
+
+
+def _add_quarantine(run: _Run, rows: pl.DataFrame) -> None:
+    with run.lock:
+        room = QUARANTINE_KEEP - min(run.quarantined, QUARANTINE_KEEP)
+        run.quarantined += len(rows)
+        if room > 0:
+            run.quarantine.append(rows.head(room))
+
+
 def _quarantine(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     return rows.select(
         C.SOURCE_FILE,
@@ -247,7 +268,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
     long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
     too_long = batch.filter(long)
     if not too_long.is_empty():
-        run.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
+        _add_quarantine(run, _quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
     env = parse_envelope(
         batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
@@ -255,7 +276,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
     bad_env = env.filter(~pl.col(ENVELOPE_OK))
     if not bad_env.is_empty():
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
-        run.quarantine.append(_quarantine(bad_env, reason))
+        _add_quarantine(run, _quarantine(bad_env, reason))
     env = env.filter(pl.col(ENVELOPE_OK))
     raws = env.select(C.LINE_NUMBER, C.RAW)
     env = env.drop(C.RAW)  # parsers never see it: less to copy; joined back for the quarantine
@@ -295,7 +316,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             raws, on=C.LINE_NUMBER, how="left"
         )
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("unparsed"))
-        run.quarantine.append(_quarantine(q, reason))
+        _add_quarantine(run, _quarantine(q, reason))
         parsed = parsed.filter(
             ~((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
         )
@@ -311,7 +332,7 @@ def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, run: _Run) -> 
     bad = unclaimed.filter(pl.col("invalid_utf8"))
     if not bad.is_empty():
         bad = bad.select(C.SOURCE_FILE, C.LINE_NUMBER).join(raws, on=C.LINE_NUMBER, how="left")
-        run.quarantine.append(_quarantine(bad, pl.lit("invalid_utf8")))
+        _add_quarantine(run, _quarantine(bad, pl.lit("invalid_utf8")))
     n = len(unclaimed) - len(bad)
     if n:
         with run.lock:
