@@ -148,7 +148,7 @@ def test_corrupt_state_is_a_usage_error(night, tmp_path):
     [
         (["--fail-on", "sometimes"], "--fail-on"),
         (["--config", "/nonexistent.toml"], "configuration file not found"),
-        (["--model", "/nonexistent.skops"], ""),
+        (["--model", "/nonexistent.skops"], "model file not found"),
     ],
 )
 def test_bad_usage_exits_2(night, tmp_path, args, message):
