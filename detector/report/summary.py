@@ -387,7 +387,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
         )
     )
     camps = summary["campaigns"]
-    parts.append(_line(f"\nCampaigns: {camps['total']}", style="bold"))
+    parts.append(_line(f"\nCampaigns: {camps['total']:,}", style="bold"))
     for c in camps["top"][:3]:
         parts.append(
             _line(
@@ -396,18 +396,18 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
                 f"{_day_time(c.get('start'))} -> {_day_time(c.get('end'))}"
             )
         )
-    parts.append(_line(f"\nCompromised accounts: {acc['compromised_total']}", style="bold red"))
+    parts.append(_line(f"\nCompromised accounts: {acc['compromised_total']:,}", style="bold red"))
     parts.extend(_line(_acct_line(a)) for a in acc["compromised"][:max_accounts])
     if acc["compromised_total"] > max_accounts:
         parts.append(
             _line(f"  ... and {acc['compromised_total'] - max_accounts} more (accounts.parquet)", style="dim")
         )
-    parts.append(_line(f"Targeted accounts: {acc['targeted_total']}", style="bold yellow"))
+    parts.append(_line(f"Targeted accounts: {acc['targeted_total']:,}", style="bold yellow"))
     parts.extend(_line(_acct_line(a)) for a in acc["targeted"][:3])
     if acc["targeted_total"] > 3:
         parts.append(_line(f"  ... and {acc['targeted_total'] - 3} more", style="dim"))
-    actions = ", ".join(f"{k} {v}" for k, v in plan["by_action"].items()) or "none"
-    parts.append(_line(f"\nPlan: {plan['measures']} measures", style="bold"))
+    actions = ", ".join(f"{k} {v:,}" for k, v in plan["by_action"].items()) or "none"
+    parts.append(_line(f"\nPlan: {plan['measures']:,} measures", style="bold"))
     parts.append(_line(f"  {actions}"))
     parts.append(
         _line(
