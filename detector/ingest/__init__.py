@@ -35,6 +35,8 @@ from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
 __all__ = ["IngestResult", "ingest", "ingest_to_parquet"]
 
 PRIVATE = (corr.STAGE, corr.QID, corr.SMTPD)
+HEAD_PARSERS = 2
+"""The first registered parsers (Dovecot, Postfix), whose claims are cheap and take most lines."""
 CARRY = timedelta(seconds=300)
 """Rows of a batch later than its last stamp minus this wait for the next batch before being
 correlated for good (longest gap between lines of one attempt we join)."""
@@ -115,8 +117,8 @@ class _EventWriter:
     def write(self, df: pl.DataFrame) -> None:
         if df.is_empty():
             return
-        if not df[C.TIMESTAMP].is_sorted():
-            df = df.sort(C.TIMESTAMP, maintain_order=True, nulls_last=True)
+        # time order; ties in file line order (a batch holds the lines of one file)
+        df = df.sort(C.TIMESTAMP, C.LINE_NUMBER, maintain_order=True, nulls_last=True)
         first, last = df[C.TIMESTAMP].min(), df[C.TIMESTAMP].max()
         if self.last is not None and first is not None and first < self.last:
             self.ordered = False
@@ -281,17 +283,25 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
     raws = env.select(C.LINE_NUMBER, C.RAW)
     env = env.drop(C.RAW)  # parsers never see it: less to copy; joined back for the quarantine
     outs = []
-    remaining = env
-    for p in registry.parsers():  # not `parsers`: importing the subpackage rebinds that name
-        # each parser only sees what the earlier ones left: the cheap Dovecot and Postfix claims
-        # take most lines, so the other daemons' claims run on few rows
+    registered = registry.parsers()  # not `parsers`: importing the subpackage rebinds that name
+    # the first parsers (Dovecot, Postfix: cheap claims, most lines) split the batch in one
+    # partition; the others' claims run only on what is left, one after the other
+    head, tail = registered[:HEAD_PARSERS], registered[HEAD_PARSERS:]
+    which = pl.lit(None, pl.Int32)
+    for i, p in reversed(list(enumerate(head))):
+        which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
+    parts = env.with_columns(_p=which).partition_by("_p", as_dict=True, include_key=False)
+    remaining = parts.pop((None,), env.clear())
+    jobs = [(head[key[0]], part) for key, part in parts.items()]
+    for p in tail:
         if remaining.is_empty():
             break
         mask = remaining.select(p.claims().fill_null(False)).to_series()
-        part = remaining.filter(mask)
-        if part.is_empty():
+        if not mask.any():
             continue
+        jobs.append((p, remaining.filter(mask)))
         remaining = remaining.filter(~mask)
+    for p, part in jobs:
         run.claimed += len(part)
         out = p.parse(part.lazy().select(ENVELOPE_SCHEMA.names()))
         have = out.collect_schema()
@@ -321,6 +331,13 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             ~((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
         )
     parsed = parsed.drop("invalid_utf8")
+    # noise that no join can need is counted now and goes no further
+    done = (pl.col(KIND) != "event") & pl.col(corr.STAGE).is_null()
+    noise = parsed.filter(done)[KIND].value_counts()
+    with run.lock:
+        for k, n in noise.iter_rows():
+            run.noise[k] += n
+    parsed = parsed.filter(~done)
     parsed = parsed.with_columns(pl.int_range(run.rid, run.rid + len(parsed), dtype=pl.Int64).alias(corr.RID))
     run.rid += len(parsed)
     return parsed
