@@ -416,7 +416,7 @@ def _run(
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
-        write_parquet(scored, raw_events, events_meta)
+        n_events = write_parquet(scored, raw_events, events_meta)
         events = pl.scan_parquet(raw_events)
         if pseudo:
             write_parquet(
@@ -426,8 +426,8 @@ def _run(
     with step("recommend"):
         now = end or started
         plan = _frame(recommend(scores, detection, cfg, now))
-    with step("replay"):
-        comparison = replay(plan, events, label_frame, cfg)
+    with step("replay"):  # a night without events has nothing to replay
+        comparison = replay(plan, events, label_frame, cfg) if n_events else None
 
     tables = {
         "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),

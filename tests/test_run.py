@@ -213,3 +213,18 @@ def test_default_model_resolution(monkeypatch, tmp_path):
     assert shipped.parent.name in ("data", "models")
     monkeypatch.setenv("DETECTOR_MODEL", str(tmp_path / "mine.skops"))
     assert default_model_path() == tmp_path / "mine.skops"
+
+
+def test_quiet_night_without_events(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "mail.log").write_text(
+        "2025-03-01T10:00:00+00:00 mail dovecot: master: Dovecot v2.3.19 starting up for imap, pop3\n"
+    )
+    out = tmp_path / "out"
+    res = cli("run", logs, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert "0 events" in res.stdout
+    for report in contract.PARQUET_REPORTS:
+        assert pl.read_parquet_schema(out / report.name) == dict(report.schema())
+    assert json.loads((out / "summary.json").read_text())["replay"]["strategies"] is None
