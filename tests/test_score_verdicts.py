@@ -150,9 +150,20 @@ def test_strong_detector_evidence_is_not_silenced_by_the_model(combine, expected
     import dataclasses
 
     blind = dataclasses.replace(stub_model(), event=Zero(), account=Zero(), source=Zero())
-    s = score(detection(attack_world()), blind, Config(), combine=combine)
+    unplaced = [
+        {**r, C.ASN: None} for r in attack_world()
+    ]  # no GeoIP answer: the rules stand beside the model
+    s = score(detection(unplaced), blind, Config(), combine=combine)
     victim = s.accounts.filter(pl.col(C.ACCOUNT) == "victim").row(0, named=True)
     assert victim["verdict"] == expected
     assert "_rule_risk" not in s.events.columns
     src = s.sources.filter(pl.col(C.SOURCE_IP) == "198.51.100.7").row(0, named=True)
     assert (src["verdict"] == "malicious") is combine
+
+
+def test_rules_do_not_override_the_model_where_geoip_placed_the_address() -> None:
+    import dataclasses
+
+    blind = dataclasses.replace(stub_model(), event=Zero(), account=Zero(), source=Zero())
+    s = score(detection(attack_world()), blind, Config())
+    assert s.accounts.filter(pl.col(C.ACCOUNT) == "victim")["verdict"].item() == "targeted"

@@ -128,12 +128,33 @@ def _final(lf: pl.LazyFrame, combine: bool) -> pl.LazyFrame:
     return lf.with_columns(pl.max_horizontal(RISK, RULE).alias(RISK)) if combine else lf
 
 
-def score_events(events: pl.DataFrame, model: Model | None) -> pl.DataFrame:
-    """``risk_score`` (the model's, or the rules' without a model) and the rules' risk in ``_rule_risk``."""
-    rule = np.clip(rule_event_risk(events), 0.0, 1.0)
+def score_events(events: pl.DataFrame, model: Model | None, cfg: Config | None = None) -> pl.DataFrame:
+    """``risk_score`` (the model's, or the rules' without a model) and the rules' risk in ``_rule_risk``.
+
+    The rules' risk of an event from an address where at least ``shared_address_min_accounts``
+    accounts log in legitimately (``ip_legit_accounts``, from enrichment) is damped like a benign
+    explanation: a CGNAT gateway or a hospital NAT that an attacker also used does not make every
+    user behind it a suspect.
+    """
+    cfg = cfg or Config()
+    shared = (
+        events.get_column(C.IP_LEGIT_ACCOUNTS).fill_null(0).to_numpy()
+        >= cfg.scoring.shared_address_min_accounts
+        if C.IP_LEGIT_ACCOUNTS in events.columns
+        else np.zeros(events.height, dtype=bool)
+    )
+    rule = np.clip(rule_event_risk(events), 0.0, 1.0) * np.where(shared, BENIGN_DAMPING, 1.0)
     if model is None:
         risk = rule
     else:
+        # The model was trained on enriched events: where an address has no GeoIP answer (no ASN),
+        # its network features are all zero, a case it never saw, so the rules' risk stands beside it.
+        unseen = (
+            events.get_column(C.ASN).is_null().to_numpy()
+            if C.ASN in events.columns
+            else np.ones(events.height, bool)
+        )
+        rule = np.where(unseen, rule, 0.0)
         missing = [
             n for n in model.event_features if n not in events.columns and n not in agg.EXTRA_EVENT_FEATURES
         ]
@@ -441,10 +462,11 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
     """Score a detection: per-event risk, per-account and per-source verdicts with reasons.
 
     With a model, each level's risk is the larger of the model's probability and the rules' risk
-    (:func:`rule_event_risk`; an account's riskiest successful login, a source's riskiest event),
-    so that strong detector evidence is never silenced by a model that has not seen its like;
-    ``combine=False`` keeps the model's alone. The account and source models always read the
-    login model's own risk, as in training.
+    (:func:`rule_event_risk`; an account's riskiest successful login, a source's riskiest event)
+    counted only on events whose address GeoIP could not place (no ASN): there the model's network
+    features are all zero, a case it was not trained on, and strong detector evidence must not be
+    silenced. ``combine=False`` keeps the model's alone. The account and source models always read
+    the login model's own risk, as in training.
 
     Args:
         detection: ``detector.detect.Detection`` (``.events`` LazyFrame or DataFrame).
@@ -455,7 +477,7 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
     events = detection.events
     events = events.collect() if isinstance(events, pl.LazyFrame) else events
     names = tuple(model.detector_names) if model is not None else _fired_names(events)
-    events = score_events(events, model)
+    events = score_events(events, model, cfg)
     combine = combine and model is not None
     sources = source_table(events, model, cfg, names, combine=combine)
     accounts = account_table(events, sources, model, cfg, names, combine=combine)
