@@ -401,7 +401,7 @@ def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
         horizon = events[C.TIMESTAMP].max()
         if horizon is not None:
             known = known.filter(pl.col(C.TIMESTAMP) >= horizon - SESSION_MEMORY)
-    run.sessions = known.unique(SESSION_KEYS, keep="last")
+    run.sessions = known
     is_logout = (
         (pl.col(C.ACTION) == Action.LOGOUT)
         & pl.col(C.SOURCE_IP).is_null()
@@ -409,11 +409,16 @@ def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
     )
     if known.is_empty() or not events.select(is_logout.any()).item():
         return events
-    fill = run.sessions.select(
-        *SESSION_KEYS,
-        pl.col(C.SOURCE_IP).alias("_ip"),
-        pl.col(C.LOCAL_IP).alias("_lip"),
-        pl.col(C.TLS).alias("_tls"),
+    wanted = events.filter(is_logout).select(*SESSION_KEYS).unique()
+    fill = (
+        known.join(wanted, on=list(SESSION_KEYS), how="semi", nulls_equal=True)
+        .unique(SESSION_KEYS, keep="last")
+        .select(
+            *SESSION_KEYS,
+            pl.col(C.SOURCE_IP).alias("_ip"),
+            pl.col(C.LOCAL_IP).alias("_lip"),
+            pl.col(C.TLS).alias("_tls"),
+        )
     )
     out = events.join(fill, on=list(SESSION_KEYS), how="left", nulls_equal=True, maintain_order="left")
     return out.with_columns(
