@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -223,23 +223,37 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+PARSE_WORKERS = 2
+"""Batches parsed at once (polars releases the GIL). A fixed ``year`` carries the New Year
+crossing from one batch to the next, so then batches are parsed one after the other."""
+
+
+@dataclass
+class _Effects:
+    """What parsing one batch adds to the run, applied in batch order by the settling thread."""
+
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    noise: Counter = field(default_factory=Counter)
+    claimed: int = 0
+
+
 def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
-    """Read, parse and settle the batches of one input as a two-stage pipeline: batch k+1 is
-    parsed in a worker thread (polars releases the GIL) while batch k is correlated and written.
-    Batches are parsed in order by one worker and settled in order, so results do not depend on
-    the overlap."""
+    """Read, parse and settle the batches of one input as a pipeline: the next batches are
+    parsed in worker threads (polars releases the GIL) while batch k is correlated and written.
+    Parsing has no side effect on the run: its quarantine, noise and row ids are applied here in
+    batch order, and batches are settled in order, so results do not depend on the overlap."""
     state: dict = {}
     pending: pl.DataFrame | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parse") as pool:
-        waiting: Future | None = None
+    workers = 1 if run.cfg.year is not None else PARSE_WORKERS
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse") as pool:
+        waiting: deque[Future] = deque()
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
-            nxt = pool.submit(_parse_batch, batch, inp, run, state)
-            if waiting is not None:
-                pending = _settle(waiting.result(), pending, run, final=False)
-            waiting = nxt
-        if waiting is not None:
-            pending = _settle(waiting.result(), pending, run, final=False)
+            waiting.append(pool.submit(_parse_batch, batch, inp, run.cfg, state))
+            if len(waiting) > workers:
+                pending = _settle(_applied(run, *waiting.popleft().result()), pending, run, final=False)
+        while waiting:
+            pending = _settle(_applied(run, *waiting.popleft().result()), pending, run, final=False)
     if pending is not None and not pending.is_empty():
         _settle(pending.clear(), pending, run, final=True)
 
@@ -265,12 +279,25 @@ def _quarantine(rows: pl.DataFrame, reason: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) -> pl.DataFrame:
-    cfg = run.cfg
+def _applied(run: _Run, parsed: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
+    """Apply a parsed batch's effects to the run and number its rows (in batch order)."""
+    for rows in fx.quarantine:
+        _add_quarantine(run, rows)
+    run.noise.update(fx.noise)
+    run.claimed += fx.claimed
+    parsed = parsed.with_columns(pl.int_range(run.rid, run.rid + len(parsed), dtype=pl.Int64).alias(corr.RID))
+    run.rid += len(parsed)
+    return parsed
+
+
+def _parse_batch(
+    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict
+) -> tuple[pl.DataFrame, _Effects]:
+    fx = _Effects()
     long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
     too_long = batch.filter(long)
     if not too_long.is_empty():
-        _add_quarantine(run, _quarantine(too_long, pl.lit("too_long")))
+        fx.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
     env = parse_envelope(
         batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
@@ -278,7 +305,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
     bad_env = env.filter(~pl.col(ENVELOPE_OK))
     if not bad_env.is_empty():
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
-        _add_quarantine(run, _quarantine(bad_env, reason))
+        fx.quarantine.append(_quarantine(bad_env, reason))
     env = env.filter(pl.col(ENVELOPE_OK))
     raws = env.select(C.LINE_NUMBER, C.RAW)
     env = env.drop(C.RAW)  # parsers never see it: less to copy; joined back for the quarantine
@@ -302,7 +329,7 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
         jobs.append((p, remaining.filter(mask)))
         remaining = remaining.filter(~mask)
     for p, part in jobs:
-        run.claimed += len(part)
+        fx.claimed += len(part)
         out = p.parse(part.lazy().select(ENVELOPE_SCHEMA.names()))
         have = out.collect_schema()
         out = out.select(
@@ -310,9 +337,9 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             + [(pl.col(k) if k in have else pl.lit(None)).cast(pl.String).alias(k) for k in PRIVATE]
         )
         outs.append(out)
-    _count_unclaimed(remaining, raws, run)
+    _count_unclaimed(remaining, raws, fx)
     if not outs:
-        return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)})
+        return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
     parsed = pl.concat(pl.collect_all(outs), how="vertical")
     # lines that are not events: unparsed ones and invalid UTF-8 go to the quarantine
     flags = env.select(C.LINE_NUMBER, "invalid_utf8")
@@ -326,34 +353,28 @@ def _parse_batch(batch: pl.DataFrame, inp: InputFile, run: _Run, state: dict) ->
             raws, on=C.LINE_NUMBER, how="left"
         )
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("unparsed"))
-        _add_quarantine(run, _quarantine(q, reason))
+        fx.quarantine.append(_quarantine(q, reason))
         parsed = parsed.filter(
             ~((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
         )
     parsed = parsed.drop("invalid_utf8")
     # noise that no join can need is counted now and goes no further
     done = (pl.col(KIND) != "event") & pl.col(corr.STAGE).is_null()
-    noise = parsed.filter(done)[KIND].value_counts()
-    with run.lock:
-        for k, n in noise.iter_rows():
-            run.noise[k] += n
-    parsed = parsed.filter(~done)
-    parsed = parsed.with_columns(pl.int_range(run.rid, run.rid + len(parsed), dtype=pl.Int64).alias(corr.RID))
-    run.rid += len(parsed)
-    return parsed
+    for k, n in parsed.filter(done)[KIND].value_counts().iter_rows():
+        fx.noise[k] += n
+    return parsed.filter(~done), fx
 
 
-def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, run: _Run) -> None:
+def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, fx: _Effects) -> None:
     if unclaimed.is_empty():
         return
     bad = unclaimed.filter(pl.col("invalid_utf8"))
     if not bad.is_empty():
         bad = bad.select(C.SOURCE_FILE, C.LINE_NUMBER).join(raws, on=C.LINE_NUMBER, how="left")
-        _add_quarantine(run, _quarantine(bad, pl.lit("invalid_utf8")))
+        fx.quarantine.append(_quarantine(bad, pl.lit("invalid_utf8")))
     n = len(unclaimed) - len(bad)
     if n:
-        with run.lock:
-            run.noise["noise:unclaimed"] += n
+        fx.noise["noise:unclaimed"] += n
 
 
 def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, final: bool) -> pl.DataFrame:
