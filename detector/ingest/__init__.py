@@ -73,7 +73,7 @@ class IngestResult:
         for d, a, o, n in grp.iter_rows():
             out.append(f"  {d or '-'}/{a or '-'}/{o or '-':<22} {n:>10,}")
         out.append(f"noise          {sum(self.noise.values()):>12,}")
-        for k, n in sorted(self.noise.items(), key=lambda kv: -kv[1])[:8]:
+        for k, n in sorted(self.noise.items(), key=lambda kv: (-kv[1], kv[0]))[:8]:
             out.append(f"  {k:<32} {n:>10,}")
         out.append(f"quarantined    {max(self.quarantined, len(self.quarantine)):>12,}")
         if len(self.quarantine):
