@@ -46,6 +46,17 @@ def ordered_account_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _failure_gaps(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Seconds between consecutive failures of each group (``_g``), from the failed rows only.
+
+    ``lf`` is in time order, so the gaps need no per-group sort; grouping only the failures is
+    what makes this cheap (most pairs never fail).
+    """
+    failed = lf.filter(x.is_failed() & pl.col(C.TIMESTAMP).is_not_null())
+    gaps = pl.col(C.TIMESTAMP).diff().dt.total_seconds(fractional=True).drop_nulls()
+    return failed.group_by(keys).agg(gaps.alias("_g"))
+
+
 def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """What each source, /24 (/64), ASN, account and (account, source) pair did in the window.
 
@@ -54,7 +65,6 @@ def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """
     failed = x.is_failed()
     hashed = failed & pl.col(C.PASSWORD_HASH).is_not_null()
-    gaps = pl.col(C.TIMESTAMP).filter(failed).sort().diff().dt.total_seconds(fractional=True).drop_nulls()
     pair_keys = [BUCKET, C.ACCOUNT, C.SOURCE_IP]
     pair = (
         lf.group_by(pair_keys)
@@ -63,8 +73,8 @@ def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
             failed.any().alias("_pf_any"),
             pl.col(C.PASSWORD_HASH).filter(hashed).n_unique().cast(pl.Int64).alias("pair_passwords"),
             pl.col("acct_prefix_logins").filter(failed).max().alias("pair_usual_logins"),
-            gaps.alias("_g"),
         )
+        .join(_failure_gaps(lf, pair_keys), on=pair_keys, how="left", nulls_equal=True)
         .with_columns(
             pl.when(pl.col("_g").list.len() >= 2)
             .then(pl.col("_g").list.std() / pl.col("_g").list.mean().clip(lower_bound=1e-9))
