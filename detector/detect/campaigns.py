@@ -55,7 +55,7 @@ def components(edges: pl.DataFrame, max_rounds: int = 200) -> pl.DataFrame:
     return labels
 
 
-def _stuffing_candidates(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
+def _stuffing_candidates(df: pl.LazyFrame, stuffing: Any, dbf: Any) -> pl.LazyFrame:
     """Failed logins of sources that look like a stuffing proxy (few accounts, 1-2 tries each)."""
     dbf_target = (pl.col("acct_fail_sources") >= dbf.min_sources) & (
         pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source
@@ -86,7 +86,12 @@ def _stuffing_candidates(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFr
 
 
 def _stuffing(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
-    cand = _stuffing_candidates(df, stuffing, dbf)
+    # lazily, so that only the columns the rule reads are filtered and joined (not the wide frame)
+    cand = (
+        _stuffing_candidates(df.lazy(), stuffing, dbf)
+        .select(C.SOURCE_IP, C.ACCOUNT, C.PREFIX, C.TIMESTAMP)
+        .collect()
+    )
     if cand.is_empty():
         return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
     # two grids of time slots offset by half a slot, so that busy consecutive slots chain up
@@ -191,7 +196,10 @@ def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str
         if parts
         else pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
     )
-    out = df.join(per_event, on=C.EVENT_ID, how="left", maintain_order="left")
+    # joined to a narrow copy of the keys (one row per event, in order), then glued to the wide frame
+    out = df.select(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT).join(
+        per_event, on=C.EVENT_ID, how="left", maintain_order="left"
+    )
     sizes = (
         out.filter(pl.col(C.CAMPAIGN).is_not_null())
         .group_by(C.CAMPAIGN)
@@ -200,7 +208,8 @@ def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str
             pl.col(C.ACCOUNT).n_unique().alias("campaign_accounts"),
         )
     )
-    return out.join(sizes, on=C.CAMPAIGN, how="left", maintain_order="left").drop("_n_legit")
+    out = out.join(sizes, on=C.CAMPAIGN, how="left", maintain_order="left")
+    return df.drop("_n_legit").hstack(out.drop(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT).get_columns())
 
 
 TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001"}
