@@ -85,9 +85,13 @@ def detect(events: pl.LazyFrame | pl.DataFrame, cfg: Config, history: History | 
     findings = run_detectors(frame, configured)
     per_event = _per_event(findings)
     empty_list = pl.lit([], pl.List(pl.String))
-    annotated = frame.join(per_event, on=C.EVENT_ID, how="left", maintain_order="left").with_columns(
-        pl.col(C.DETECTORS).fill_null(empty_list),
-        pl.col(C.TECHNIQUES).fill_null(empty_list),
+    # joined to the event ids alone (one row per event, in order), then glued to the wide frame
+    hits = frame.select(C.EVENT_ID).join(per_event, on=C.EVENT_ID, how="left", maintain_order="left")
+    annotated = frame.hstack(
+        hits.select(
+            pl.col(C.DETECTORS).fill_null(empty_list),
+            pl.col(C.TECHNIQUES).fill_null(empty_list),
+        ).get_columns()
     )
     annotated = annotated.with_columns(
         pl.col(C.DETECTORS).list.contains(name).cast(pl.Float64).alias(f"hit_{name}")
