@@ -62,9 +62,12 @@ def _canon_v6(s: pl.Series) -> pl.Series:
     mask = s.str.contains(":", literal=True).fill_null(False)
     if not mask.any():
         return s
-    uniq = s.filter(mask).unique().to_list()
-    mapping = {u: _canon_one(u.split("%", 1)[0]) for u in uniq}
-    return s.replace(mapping)
+    v6 = s.filter(mask)
+    mapping = {u: _canon_one(u.split("%", 1)[0]) for u in v6.unique().to_list()}
+    # only the IPv6 rows are looked up (a replace over the whole column hashes every row)
+    out = s.clone()
+    out.scatter(mask.arg_true(), v6.replace(mapping))
+    return out
 
 
 def canonical_ip(expr: pl.Expr) -> pl.Expr:
