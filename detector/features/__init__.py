@@ -96,10 +96,15 @@ __all__ = [
 
 
 def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | None = None) -> pl.LazyFrame:
-    """Sorted, numbered events with baseline and window statistics (internal ``_`` columns kept)."""
+    """Sorted, numbered events with baseline and window statistics (internal ``_`` columns kept).
+
+    The baseline is materialised before the window statistics: as one lazy plan, polars spent
+    about twice the time (26 s against 13 s on 532,873 events with a carried history).
+    """
     history = history or History.empty()
     lf = windows.prepare(lf, cfg.window)
     lf = add_baseline(lf, history, alpha=cfg.baseline_alpha, cold_start=cfg.cold_start_successes)
+    lf = lf.collect().lazy()
     lf = windows.ordered_account_stats(lf)
     lf = windows.typo_stats(lf)
     lf = windows.travel_stats(lf)
