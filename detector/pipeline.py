@@ -355,6 +355,7 @@ def _run(
     from detector.features.baseline import History, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay
+    from detector.recommend.plan import known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
@@ -425,7 +426,8 @@ def _run(
 
     with step("recommend"):
         now = end or started
-        plan = _frame(recommend(scores, detection, cfg, now))
+        # networks the accounts used on earlier nights (the history before tonight's update)
+        plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
     with step("replay"):  # a night without events has nothing to replay
         comparison = replay(plan, events, label_frame, cfg) if n_events else None
 
