@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -78,7 +78,9 @@ def _main(
     """detector: mail-account credential-abuse detector."""
 
 
-Paths = Annotated[list[str], typer.Argument(help="Log files, directories (recursive), globs, or - for stdin.")]
+Paths = Annotated[
+    list[str], typer.Argument(help="Log files, directories (recursive), globs, or - for stdin.")
+]
 Year = Annotated[
     int | None, typer.Option(help="Year of RFC 3164 stamps (default: inferred from file modification times).")
 ]
@@ -86,7 +88,7 @@ Timezone = Annotated[str, typer.Option(help="Time zone of time stamps without an
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 
 
-class LogFormat(str, Enum):
+class LogFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -113,17 +115,24 @@ def ingest(
 @guarded
 def run_cmd(
     paths: Paths,
-    out: Annotated[Path, typer.Option(help="Directory for the reports (Parquet, summary.json, report.html).")],
+    out: Annotated[
+        Path, typer.Option(help="Directory for the reports (Parquet, summary.json, report.html).")
+    ],
     state: Annotated[Path | None, typer.Option(help="State directory carried across nights.")] = None,
     practitioners: Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")] = None,
     geoip_dir: Annotated[
-        Path | None, typer.Option(help="Directory of GeoIP .mmdb files (default: searched as enrichment does).")
+        Path | None,
+        typer.Option(help="Directory of GeoIP .mmdb files (default: searched as enrichment does)."),
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="Model file (default: the shipped models/default.skops).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: the shipped models/default.skops).")
+    ] = None,
     config: ConfigOpt = None,
     fail_on: Annotated[
         str | None,
-        typer.Option(help="Exit 3 when the night needs attention: compromised, targeted, or a risk threshold."),
+        typer.Option(
+            help="Exit 3 when the night needs attention: compromised, targeted, or a risk threshold."
+        ),
     ] = None,
     pseudonymize: Annotated[
         str | None,
@@ -136,7 +145,9 @@ def run_cmd(
     labels: Annotated[
         Path | None, typer.Option(help="Ground-truth incidents for the replay comparison (optional).")
     ] = None,
-    log_format: Annotated[LogFormat, typer.Option(help="text on a terminal, json under cron.")] = LogFormat.text,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="text on a terminal, json under cron.")
+    ] = LogFormat.text,
     year: Year = None,
     timezone: Annotated[str | None, typer.Option(help="Time zone of time stamps without an offset.")] = None,
 ) -> None:
@@ -152,7 +163,9 @@ def run_cmd(
         raise typer.Exit(code)
 
 
-PlanOpt = Annotated[Path, typer.Option("--plan", help="The plan: recommendations.parquet (or a JSON export).")]
+PlanOpt = Annotated[
+    Path, typer.Option("--plan", help="The plan: recommendations.parquet (or a JSON export).")
+]
 
 
 @app.command("replay")
@@ -161,11 +174,14 @@ def replay_cmd(
     paths: Paths,
     plan: PlanOpt,
     labels: Annotated[
-        Path | None, typer.Option(help="Ground-truth incidents; without them the tool's own verdicts are used.")
+        Path | None,
+        typer.Option(help="Ground-truth incidents; without them the tool's own verdicts are used."),
     ] = None,
     geoip_dir: Annotated[Path | None, typer.Option(help="Directory of GeoIP .mmdb files.")] = None,
     practitioners: Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model for the own verdicts (default: the shipped one).")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model for the own verdicts (default: the shipped one).")
+    ] = None,
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = "UTC",
@@ -201,7 +217,9 @@ def export_cmd(
     out: Annotated[Path | None, typer.Option(help="File to write (default: standard output).")] = None,
     now: Annotated[
         datetime | None,
-        typer.Option(help="Export as of this UTC time: measures expired by then are left out (default: now)."),
+        typer.Option(
+            help="Export as of this UTC time: measures expired by then are left out (default: now)."
+        ),
     ] = None,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
@@ -220,11 +238,17 @@ def export_cmd(
 @app.command()
 @guarded
 def simulate(
-    out: Annotated[Path, typer.Option(help="Directory to write the world into (logs, directory, GeoIP, labels).")],
+    out: Annotated[
+        Path, typer.Option(help="Directory to write the world into (logs, directory, GeoIP, labels).")
+    ],
     accounts: Annotated[int, typer.Option(help="Number of mail accounts.")] = 3000,
     days: Annotated[int, typer.Option(help="Number of days of logs.")] = 3,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed and options give the same bytes.")] = 7,
-    practitioner_share: Annotated[float, typer.Option(help="Share of accounts held by health practitioners.")] = 0.35,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed and options give the same bytes.")
+    ] = 7,
+    practitioner_share: Annotated[
+        float, typer.Option(help="Share of accounts held by health practitioners.")
+    ] = 0.35,
     start: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC), default 2026-11-16.")
     ] = None,
@@ -245,9 +269,14 @@ def simulate(
 
 
 EventsOpt = Annotated[
-    Path, typer.Option("--events", help="Logs (file or directory) or a canonical events Parquet from `detector ingest`.")
+    Path,
+    typer.Option(
+        "--events", help="Logs (file or directory) or a canonical events Parquet from `detector ingest`."
+    ),
 ]
-LabelsOpt = Annotated[Path, typer.Option("--labels", help="Incidents file (labels/incidents.csv from `detector simulate`).")]
+LabelsOpt = Annotated[
+    Path, typer.Option("--labels", help="Incidents file (labels/incidents.csv from `detector simulate`).")
+]
 GeoipOpt = Annotated[Path | None, typer.Option(help="Directory of GeoIP .mmdb files.")]
 PractitionersOpt = Annotated[Path | None, typer.Option(help="Practitioner directory (CSV).")]
 
@@ -257,13 +286,16 @@ PractitionersOpt = Annotated[Path | None, typer.Option(help="Practitioner direct
 def train(
     events: EventsOpt,
     labels: LabelsOpt,
-    out: Annotated[Path, typer.Option(help="Model to write: models/NAME gives NAME.skops and NAME.card.json.")],
+    out: Annotated[
+        Path, typer.Option(help="Model to write: models/NAME gives NAME.skops and NAME.card.json.")
+    ],
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
     config: ConfigOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds and the trees.")] = 0,
     max_iter: Annotated[
-        int | None, typer.Option(help="Boosting iterations per estimator (default: each one's own; fewer is faster).")
+        int | None,
+        typer.Option(help="Boosting iterations per estimator (default: each one's own; fewer is faster)."),
     ] = None,
 ) -> None:
     """Train the scoring model on labelled logs (ingest, enrich and detect run internally)."""
@@ -293,7 +325,13 @@ def evaluate(
     from detector.score.evaluate import evaluate as evaluate_model
 
     result = evaluate_model(
-        model, events, labels, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config), write=write_card
+        model,
+        events,
+        labels,
+        geoip_dir=geoip_dir,
+        practitioners=practitioners,
+        cfg=cfgmod.load(config),
+        write=write_card,
     )
     typer.echo(result.summary_text())
 

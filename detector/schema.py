@@ -110,22 +110,46 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column(C.HOST, pl.String, "The server that logged it (syslog host name)."),
     Column(C.DAEMON, pl.String, "dovecot, postfix, exim, courier, cyrus, nginx, zimbra, ..."),
     Column(C.SERVICE, pl.String, "imap, pop3, smtp, submission, managesieve, webmail; null if unknown."),
-    Column(C.ACTION, pl.String, "login: an authentication attempt with an outcome; logout: a session end with its traffic; send: a message submitted by an authenticated user."),
-    Column(C.OUTCOME, pl.String, "success, failure (wrong password), unknown_user, disabled, policy_refused, tempfail, unknown; null for logout and send."),
-    Column(C.ACCOUNT, pl.String, "The account, lower-cased as the server saw it; null where the line has none."),
+    Column(
+        C.ACTION,
+        pl.String,
+        "login: an authentication attempt with an outcome; logout: a session end with its traffic; send: a message submitted by an authenticated user.",
+    ),
+    Column(
+        C.OUTCOME,
+        pl.String,
+        "success, failure (wrong password), unknown_user, disabled, policy_refused, tempfail, unknown; null for logout and send.",
+    ),
+    Column(
+        C.ACCOUNT, pl.String, "The account, lower-cased as the server saw it; null where the line has none."
+    ),
     Column(C.SOURCE_IP, pl.String, "Client address, canonical text (::ffff:a.b.c.d becomes a.b.c.d)."),
     Column(C.SOURCE_PORT, pl.Int32, "Client port where logged."),
     Column(C.LOCAL_IP, pl.String, "Server address the client connected to (Dovecot lip=)."),
     Column(C.AUTH_METHOD, pl.String, "SASL mechanism (PLAIN, LOGIN, CRAM-MD5, ...), upper case."),
     Column(C.TLS, pl.Boolean, "Whether the session was encrypted; null where the line does not say."),
-    Column(C.SESSION_ID, pl.String, "Dovecot session id, or Postfix queue id / process id, linking lines of one session."),
-    Column(C.ATTEMPTS, pl.Int32, "Authentication attempts this event stands for (Dovecot's 'N attempts'); 1 otherwise."),
+    Column(
+        C.SESSION_ID,
+        pl.String,
+        "Dovecot session id, or Postfix queue id / process id, linking lines of one session.",
+    ),
+    Column(
+        C.ATTEMPTS,
+        pl.Int32,
+        "Authentication attempts this event stands for (Dovecot's 'N attempts'); 1 otherwise.",
+    ),
     Column(C.BYTES_IN, pl.Int64, "Bytes received from the client in the session (logout)."),
     Column(C.BYTES_OUT, pl.Int64, "Bytes sent to the client in the session (logout; POP3 size=)."),
     Column(C.RECIPIENTS, pl.Int32, "Recipients of a submitted message (send; Postfix nrcpt=)."),
-    Column(C.MESSAGE_SIZE, pl.Int64, "Size of a submitted message in bytes (send), or POP3 retr count bytes."),
+    Column(
+        C.MESSAGE_SIZE, pl.Int64, "Size of a submitted message in bytes (send), or POP3 retr count bytes."
+    ),
     Column(C.REASON, pl.String, "The server's own words for the outcome (e.g. 'Password mismatch')."),
-    Column(C.PASSWORD_HASH, pl.String, "Prefix of the password hash Dovecot logs with auth_verbose_passwords; tells one password retyped from many tried."),
+    Column(
+        C.PASSWORD_HASH,
+        pl.String,
+        "Prefix of the password hash Dovecot logs with auth_verbose_passwords; tells one password retyped from many tried.",
+    ),
     Column(C.SOURCE_FILE, pl.String, "The log file the event came from."),
     Column(C.LINE_NUMBER, pl.Int64, "1-based line number of the line the event came from in source_file."),
 )
@@ -145,13 +169,23 @@ ENRICH_COLUMNS: tuple[Column, ...] = (
     Column(C.PREFIX48, pl.String, "The /48 of an IPv6 source; null for IPv4."),
     Column(C.IS_PRACTITIONER, pl.Boolean, "Account is in the practitioner directory."),
     Column(C.PROFESSION, pl.String, "Profession from the practitioner directory."),
-    Column(C.IP_LEGIT_ACCOUNTS, pl.Int32, "Distinct accounts that logged in successfully from source_ip (window and baseline)."),
-    Column(C.PREFIX_LEGIT_ACCOUNTS, pl.Int32, "Distinct accounts that logged in successfully from the prefix."),
+    Column(
+        C.IP_LEGIT_ACCOUNTS,
+        pl.Int32,
+        "Distinct accounts that logged in successfully from source_ip (window and baseline).",
+    ),
+    Column(
+        C.PREFIX_LEGIT_ACCOUNTS, pl.Int32, "Distinct accounts that logged in successfully from the prefix."
+    ),
 )
 
 SCORE_COLUMNS: tuple[Column, ...] = (
     Column(C.EVENT_ID, pl.UInt64, "Stable id of the event within the run (row order after sorting by time)."),
-    Column(C.BASELINE_SCORE, pl.Float64, "Per-account behavioural likelihood-ratio score (higher = less like the account's own history)."),
+    Column(
+        C.BASELINE_SCORE,
+        pl.Float64,
+        "Per-account behavioural likelihood-ratio score (higher = less like the account's own history).",
+    ),
     Column(C.RISK_SCORE, pl.Float64, "Probability-like risk in [0, 1]."),
     Column(C.DETECTORS, pl.List(pl.String), "Names of the detectors that fired on the event."),
     Column(C.TECHNIQUES, pl.List(pl.String), "MITRE ATT&CK technique ids of those detectors."),
@@ -161,7 +195,11 @@ SCORE_COLUMNS: tuple[Column, ...] = (
 QUARANTINE_COLUMNS: tuple[Column, ...] = (
     Column(C.SOURCE_FILE, pl.String, "File the line came from."),
     Column(C.LINE_NUMBER, pl.Int64, "1-based line number (0 for a whole-file problem)."),
-    Column("reason", pl.String, "Why the line is not an event (unparsed, invalid_utf8, too_long, truncated_stream, ...)."),
+    Column(
+        "reason",
+        pl.String,
+        "Why the line is not an event (unparsed, invalid_utf8, too_long, truncated_stream, ...).",
+    ),
     Column(C.RAW, pl.String, "The line as read (invalid bytes replaced, cut at 4 KiB)."),
 )
 
@@ -233,17 +271,27 @@ SOURCE_COLUMNS: tuple[Column, ...] = (
     Column("attempts", pl.Int64, "Authentication attempts."),
     Column("failures", pl.Int64, "Failed attempts."),
     Column("successes", pl.Int64, "Successful logins."),
-    Column("shared_address", pl.Boolean, "Many accounts log in legitimately from it (CGNAT, hospital NAT, VPN exit)."),
+    Column(
+        "shared_address",
+        pl.Boolean,
+        "Many accounts log in legitimately from it (CGNAT, hospital NAT, VPN exit).",
+    ),
     Column("legit_accounts", pl.Int64, "Accounts with legitimate successful logins from it."),
 )
 
 RECOMMENDATION_COLUMNS: tuple[Column, ...] = (
     Column("measure_id", pl.String, "Stable id of the measure."),
-    Column("action", pl.String, "block, lock_account, reset_credentials, restrict_account, reopen or monitor."),
+    Column(
+        "action", pl.String, "block, lock_account, reset_credentials, restrict_account, reopen or monitor."
+    ),
     Column("target_type", pl.String, "ip, cidr or asn (block); account (account actions and reopen)."),
     Column("target", pl.String, "The address, CIDR, AS<n> or account."),
     Column("services", pl.List(pl.String), "Services the measure applies to; empty or null = all."),
-    Column("allowed_networks", pl.List(pl.String), "restrict_account: CIDRs and AS<n> the account may still log in from; block: legitimate users' addresses inside the target that stay allowed."),
+    Column(
+        "allowed_networks",
+        pl.List(pl.String),
+        "restrict_account: CIDRs and AS<n> the account may still log in from; block: legitimate users' addresses inside the target that stay allowed.",
+    ),
     Column("wave", pl.Int32, "reopen: reopening order (1 = first)."),
     Column("expires_at", UTC_US, "When a block or restriction lapses."),
     Column(C.RISK_SCORE, pl.Float64, "Risk of the target, in [0, 1]."),
