@@ -7,6 +7,7 @@ so the library never touches the terminal.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,8 @@ from detector import config as cfgmod
 from detector.errors import DetectorError
 from detector.logging_setup import LOGGER, log, setup
 from detector.pipeline import STEPS, FailOn, run
+
+SUMMARY_WIDTH = 120
 
 
 @contextmanager
@@ -124,6 +127,8 @@ def _run_command(
         )
     from detector.report.summary import print_summary
 
-    print_summary(result.summary, Console(soft_wrap=False))
+    # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
     Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
     return result.exit_code
