@@ -233,3 +233,13 @@ def test_cli_replay_on_a_simulated_day(tmp_path):
     own = CliRunner().invoke(app, args)
     assert own.exit_code == 0, own.output
     assert "own verdicts" in own.output
+
+
+def test_replay_of_a_day_without_events_is_all_zero() -> None:
+    from detector.schema import ENRICHED_SCHEMA
+
+    empty = pl.DataFrame(schema=ENRICHED_SCHEMA).lazy()
+    result = replay(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), empty, None, Config())
+    assert result.table.get_column("strategy").to_list() == ["plan", "shutdown", "fail2ban", "none"]
+    assert result.table.get_column("attack_attempts").to_list() == [0, 0, 0, 0]
+    assert result.table.get_column("legit_refused").to_list() == [0, 0, 0, 0]

@@ -282,7 +282,7 @@ def shutdown_refusals(events: pl.DataFrame, cfg: Config) -> pl.Series:
     """Blanket shutdown: refuse every login from outside private and allow-listed networks."""
     allow = nets.parse_nets(cfg.plan.allowlist)
     private = events.select(pl.col(C.IS_PRIVATE).fill_null(False))
-    inside = pl.Series([False] * events.height)
+    inside = pl.Series([False] * events.height, dtype=pl.Boolean)
     if allow:
         rules = pl.DataFrame({nets.NET: [n.text if n.kind == nets.ASN else nets.cidr_text(n) for n in allow]})
         hits = _network_hits(events.select("_i", C.SOURCE_IP, C.ASN), rules).get_column("_i").unique()
@@ -366,7 +366,7 @@ def fail2ban_refusals(events: pl.DataFrame, **jail: Any) -> pl.Series:
     """Logins refused by fail2ban: from a banned source after its ban started and before it ends."""
     bans = fail2ban_bans(events, **jail)
     if bans.is_empty():
-        return pl.Series([False] * events.height)
+        return pl.Series([False] * events.height, dtype=pl.Boolean)
     ev = events.select("_i", C.SOURCE_IP, pl.col(C.TIMESTAMP).cast(UTC_US)).sort(C.TIMESTAMP)
     hit = ev.filter(pl.col(C.SOURCE_IP).is_not_null()).join_asof(
         bans.sort("start"),
@@ -475,7 +475,7 @@ def replay(
     lf, found = _truth(events, labels, cfg)
     truth = truth or found
     ev = _prepare(lf)
-    none = pl.Series([False] * ev.height)
+    none = pl.Series([False] * ev.height, dtype=pl.Boolean)
     p = plan_refusals(plan, ev)
     rows = [
         _summary(ev, "plan", p.get_column("refused"), p.get_column("reset")),
