@@ -87,39 +87,21 @@ def _given_password(text: pl.Expr) -> pl.Expr:
 def _outcome_of_reason(reason: pl.Expr) -> pl.Expr:
     r = reason.str.to_lowercase()
     return (
-        pl.when(
-            r.str.contains("unknown user", literal=True)
-            | r.str.contains("user not known", literal=True)
-            | r.str.contains("no such user", literal=True)
-        )
+        pl.when(r.str.contains_any(["unknown user", "user not known", "no such user"]))
         .then(pl.lit(Outcome.UNKNOWN_USER))
         .when(r.str.contains("policy", literal=True))
         .then(pl.lit(Outcome.POLICY))
         .when(
-            r.str.contains("expired", literal=True)
-            | r.str.contains("disabled", literal=True)
-            | r.str.contains("locked", literal=True)
-            | r.str.contains("pam_acct_mgmt", literal=True)
-            | r.str.contains("nologin", literal=True)
-            | r.str.contains("not allowed", literal=True)
+            r.str.contains_any(["expired", "disabled", "locked", "pam_acct_mgmt", "nologin", "not allowed"])
         )
         .then(pl.lit(Outcome.DISABLED))
         .when(
-            r.str.contains("mismatch", literal=True)
-            | r.str.contains("authentication failure", literal=True)
-            | r.str.contains("invalid credentials", literal=True)
-            | r.str.contains("password", literal=True)
-            | r.str.contains("auth failed", literal=True)
+            r.str.contains_any(
+                ["mismatch", "authentication failure", "invalid credentials", "password", "auth failed"]
+            )
         )
         .then(pl.lit(Outcome.FAILURE))
-        .when(
-            r.str.contains("failed", literal=True)
-            | r.str.contains("error", literal=True)
-            | r.str.contains("timeout", literal=True)
-            | r.str.contains("timed out", literal=True)
-            | r.str.contains("temporary", literal=True)
-            | r.str.contains("lookup", literal=True)
-        )
+        .when(r.str.contains_any(["failed", "error", "timeout", "timed out", "temporary", "lookup"]))
         .then(pl.lit(Outcome.TEMPFAIL))
     )
 
