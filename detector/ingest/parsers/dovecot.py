@@ -108,12 +108,7 @@ def _outcome_of_reason(reason: pl.Expr) -> pl.Expr:
 
 def _looks_failed(body: pl.Expr) -> pl.Expr:
     b = body.str.to_lowercase()
-    return (
-        b.str.contains("mismatch", literal=True)
-        | b.str.contains("unknown user", literal=True)
-        | b.str.contains("authentication fail", literal=True)
-        | b.str.contains("auth failed", literal=True)
-    )
+    return b.str.contains_any(["mismatch", "unknown user", "authentication fail", "auth failed"])
 
 
 def _service(proc: pl.Expr) -> pl.Expr:
