@@ -87,3 +87,41 @@ def test_account_metrics_count_false_compromised_per_10k() -> None:
     m = account_metrics(s, {"u0"}, {"typo": ["victim"]})
     assert m["false_compromised"] == 1 and m["false_compromised_per_10k"] == pytest.approx(10_000 / 9)
     assert m["traps"]["typo"]["judged_compromised"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "compromised", "expected"),
+    [
+        ("Ann@x,typo,2,1\nbob@x,typo,1,1\n", set(), {"typo": ["ann@x", "bob@x"]}),
+        ("ann@x,typo,2,1\nann@x,desktop_home,9,1\n", set(), {"typo": ["ann@x"]}),
+        ("ann@x,phone_cgnat,2,1\nbob@x,hospital_nat,1,1\n", {"bob@x"}, {"phone_cgnat": ["ann@x"]}),
+        ("ann@x,webmail,2,1\n", set(), {}),
+    ],
+)
+def test_trap_populations_come_from_the_behaviours_file(tmp_path, rows, compromised, expected) -> None:
+    from detector.score.evaluate import behaviour_traps
+
+    f = tmp_path / "legit-behaviours.csv"
+    f.write_text("account,behaviour,sessions,sources\n" + rows)
+    assert behaviour_traps(f, compromised) == expected
+
+
+def test_a_behaviours_file_without_its_columns_is_a_clear_error(tmp_path) -> None:
+    from detector.errors import InputError
+    from detector.score.evaluate import behaviour_traps
+
+    f = tmp_path / "legit-behaviours.csv"
+    f.write_text("who,what\nann,typo\n")
+    with pytest.raises(InputError) as e:
+        behaviour_traps(f, set())
+    assert e.value.path is not None and "legit-behaviours.csv" in str(e.value.path)
+
+
+def test_the_samples_behaviours_file_names_every_trap_population() -> None:
+    from pathlib import Path
+
+    from detector.score.evaluate import behaviour_traps
+
+    traps = behaviour_traps(Path(__file__).parents[1] / "data/samples/labels/legit-behaviours.csv", set())
+    assert {"phone_cgnat", "hospital_nat", "vpn_user", "typo", "moved", "stale_password"} <= set(traps)
+    assert "desktop_home" not in traps

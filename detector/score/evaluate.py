@@ -8,7 +8,9 @@ Figures (all written to the model card under ``metrics``):
   verdicts per 10,000 accounts, PR-AUC of the account risk;
 - sources: PR-AUC of the source risk, precision and recall of the ``malicious`` verdict;
 - benign traps: accounts of the simulator's look-alike populations (stale-password device,
-  typos, travellers, CGNAT, hospital NAT) judged ``compromised`` (must be none).
+  typos, travellers, movers, CGNAT, hospital NAT, shared VPN, IPv6 rotation, ...) judged
+  ``compromised`` (must be none). They are read from ``labels/legit-behaviours.csv`` beside the
+  incidents file where it exists, and recognised from behaviour otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import polars as pl
 from sklearn.metrics import average_precision_score, roc_curve
 
 from detector.config import Config
+from detector.errors import InputError
 from detector.schema import C, Outcome
 from detector.score.aggregates import attempts, is_failure, is_login, is_success
 from detector.score.io import load_model, read_card, write_card
@@ -169,6 +172,35 @@ def trap_accounts(
     return {k: sorted(v) for k, v in out.items()}
 
 
+BEHAVIOURS_FILE = "legit-behaviours.csv"
+"""Written by ``detector simulate`` beside ``incidents.csv``: ``account, behaviour, sessions, sources``."""
+
+ORDINARY_BEHAVIOURS = frozenset({"desktop_home", "phone_wifi", "webmail", "smtp_send", "pop3_desktop"})
+"""Legitimate behaviours that look like nothing suspicious: counted as accounts, not as traps."""
+
+
+def behaviour_traps(path: str | Path, compromised: set[str]) -> dict[str, list[str]]:
+    """Accounts of each look-alike population, as the world's ``legit-behaviours.csv`` lists them.
+
+    Every behaviour except the ordinary ones is a trap population; accounts the labels call
+    compromised are left out (their owner's behaviour is real, but the account is not a trap).
+    """
+    path = Path(path)
+    try:
+        df = pl.read_csv(path, columns=[C.ACCOUNT, "behaviour"], schema_overrides={C.ACCOUNT: pl.String})
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise InputError(
+            f"cannot read the legitimate-behaviours file: {e}",
+            path=path,
+            hint="expected the columns account,behaviour (written by `detector simulate`)",
+        ) from e
+    df = df.filter(
+        ~pl.col("behaviour").is_in(list(ORDINARY_BEHAVIOURS)) & ~pl.col(C.ACCOUNT).is_in(list(compromised))
+    ).with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
+    groups = df.group_by("behaviour").agg(pl.col(C.ACCOUNT).unique().sort()).sort("behaviour")
+    return {b: list(a) for b, a in groups.iter_rows()}
+
+
 def account_metrics(scores: Scores, compromised: set[str], traps: dict[str, list[str]]) -> dict[str, Any]:
     acc = scores.accounts
     n = acc.height
@@ -215,16 +247,31 @@ def source_metrics(scores: Scores, labelled: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def metrics_for(scores: Scores, labels: pl.DataFrame, plan_csv: str | Path | None = None) -> dict[str, Any]:
-    """Every figure for scored events against labels (``plan_csv``: a simulated world's address plan)."""
+def metrics_for(
+    scores: Scores,
+    labels: pl.DataFrame,
+    plan_csv: str | Path | None = None,
+    behaviours: str | Path | None = None,
+) -> dict[str, Any]:
+    """Every figure for scored events against labels.
+
+    ``behaviours``: the world's ``legit-behaviours.csv`` (trap populations as simulated); without
+    it they are recognised from behaviour, with ``plan_csv`` (the world's address plan) for the
+    shared-address ones.
+    """
     labelled = with_labels(scores.events, labels)
     compromised = compromised_set(labels)
+    traps = (
+        behaviour_traps(behaviours, compromised)
+        if behaviours is not None and Path(behaviours).exists()
+        else trap_accounts(labelled, compromised, plan_csv)
+    )
     y = labelled.get_column(IS_ATTACK).to_numpy().astype(int)
     p = labelled.get_column(C.RISK_SCORE).to_numpy()
     return {
         "events": binary_metrics(y, p),
         "families": family_metrics(labelled),
-        "accounts": account_metrics(scores, compromised, trap_accounts(labelled, compromised, plan_csv)),
+        "accounts": account_metrics(scores, compromised, traps),
         "sources": source_metrics(scores, labelled),
     }
 
@@ -295,13 +342,14 @@ def evaluate_prepared(
     cfg: Config | None = None,
     world: dict[str, Any] | None = None,
     plan_csv: str | Path | None = None,
+    behaviours: str | Path | None = None,
     write: bool = True,
 ) -> EvalResult:
     """Score a prepared detection with the model at ``model_path`` and measure it against ``labels``."""
     cfg = cfg or Config()
     model = load_model(model_path)
     scores = score(prepared.detection, model, cfg)
-    m = metrics_for(scores, labels, plan_csv)
+    m = metrics_for(scores, labels, plan_csv, behaviours)
     m["targets"] = quality_targets(m)
     m["evaluated_on"] = prepared.source
     m["world"] = world or {}
@@ -334,5 +382,8 @@ def evaluate(
     load_model(model_path)
     labels = read_labels(labels_path)
     plan = Path(geoip_dir) / "address-plan.csv" if geoip_dir is not None else None
+    behaviours = Path(labels_path).with_name(BEHAVIOURS_FILE)
     prepared = prepare(events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners)
-    return evaluate_prepared(prepared, labels, model_path, cfg=cfg, world=world, plan_csv=plan, write=write)
+    return evaluate_prepared(
+        prepared, labels, model_path, cfg=cfg, world=world, plan_csv=plan, behaviours=behaviours, write=write
+    )

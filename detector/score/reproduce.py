@@ -100,6 +100,7 @@ def reproduce(
             cfg=cfg,
             world={"generator": "detector simulate", **meta},
             plan_csv=world / "geoip" / "address-plan.csv",
+            behaviours=world / "labels" / "legit-behaviours.csv",
         )
         print(format_metrics(result.metrics), flush=True)
         return result.metrics
