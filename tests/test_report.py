@@ -11,6 +11,7 @@ from detector.report.html import hbars, render_html, stacked_bars
 from detector.report.parquet import read_metadata, write_parquet
 from detector.report.pseudonymize import PREFIX, Pseudonymizer, pseudonym
 from detector.report.summary import bucket_for, build_summary, print_summary, replay_rows
+from detector.schema import C
 from tests.report_fixtures import T0, run_data
 
 
@@ -160,3 +161,43 @@ def test_write_reports_writes_every_file_with_metadata(tmp_path):
         assert meta["run_id"] == data.meta["run_id"] and meta["report"] == r.name
         assert pl.read_parquet_schema(tmp_path / r.name) == dict(r.schema())
     assert json.loads((tmp_path / "summary.json").read_text())["run"]["run_id"] == summary["run"]["run_id"]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "expected"),
+    [
+        ("compromised", ["p-risky", "p-hit", "risky", "hit"]),
+        ("targeted", ["p-hit", "p-risky", "hit", "risky"]),
+    ],
+)
+def test_account_lists_rank_practitioners_first_then_risk_or_failures(verdict, expected):
+    from detector.report.summary import _account_list
+
+    accounts = pl.DataFrame(
+        {
+            C.ACCOUNT: ["risky", "hit", "p-risky", "p-hit"],
+            C.IS_PRACTITIONER: [False, False, True, True],
+            C.PROFESSION: [None, None, "nurse", "nurse"],
+            C.RISK_SCORE: [0.9, 0.1, 0.9, 0.1],
+            "failures": [2, 600, 2, 600],
+            "reasons": [["x"]] * 4,
+            C.TECHNIQUES: [["T1110"]] * 4,
+            "verdict": [verdict] * 4,
+        }
+    )
+    n, rows = _account_list(accounts, verdict)
+    assert n == 4 and [r[C.ACCOUNT] for r in rows] == expected
+
+
+def test_targeted_accounts_are_shown_without_a_risk_figure():
+    from detector.report.summary import _acct_line
+
+    a = {
+        C.ACCOUNT: "ann@x",
+        C.IS_PRACTITIONER: True,
+        C.PROFESSION: "nurse",
+        C.RISK_SCORE: 0.01,
+        "reasons": ["663 failed"],
+    }
+    assert _acct_line(a) == "  0.01  ann@x [nurse]  663 failed"
+    assert _acct_line(a, risk=False) == "  ann@x [nurse]  663 failed"

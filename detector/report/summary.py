@@ -160,17 +160,19 @@ def reopening_waves(plan: pl.DataFrame, accounts: pl.DataFrame) -> list[dict[str
 
 
 def _account_list(accounts: pl.DataFrame, verdict: str) -> tuple[int, list[dict[str, Any]]]:
+    """Accounts of one verdict, practitioners first.
+
+    Compromised accounts are ranked by risk; targeted ones (low compromise risk by definition) by
+    how hard they were hit.
+    """
+    risk, failures = pl.col(C.RISK_SCORE), pl.col("failures").fill_null(0)
+    order = [risk, failures] if verdict == "compromised" else [failures, risk]
     sel = accounts.filter(pl.col("verdict") == verdict).sort(
-        [
-            pl.col(C.IS_PRACTITIONER).fill_null(False),
-            C.RISK_SCORE,
-            pl.col("failures").fill_null(0),
-            C.ACCOUNT,
-        ],
+        [pl.col(C.IS_PRACTITIONER).fill_null(False), *order, pl.col(C.ACCOUNT)],
         descending=[True, True, True, False],
         nulls_last=True,
     )
-    cols = [C.ACCOUNT, C.IS_PRACTITIONER, C.PROFESSION, C.RISK_SCORE, "reasons", C.TECHNIQUES]
+    cols = [C.ACCOUNT, C.IS_PRACTITIONER, C.PROFESSION, C.RISK_SCORE, "failures", "reasons", C.TECHNIQUES]
     return sel.height, _rows(sel.head(LIST_LIMIT).select(cols))
 
 
@@ -347,12 +349,14 @@ def _line(text: str, style: str = "") -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
 
-def _acct_line(a: dict[str, Any]) -> str:
+def _acct_line(a: dict[str, Any], *, risk: bool = True) -> str:
+    """One account: its risk (compromised accounts only: a targeted account's is low by definition)."""
     who = a[C.ACCOUNT]
     if a.get(C.IS_PRACTITIONER):
         who += f" [{a.get(C.PROFESSION) or 'practitioner'}]"
     reasons = "; ".join((a.get("reasons") or [])[:2])
-    return f"  {a[C.RISK_SCORE]:.2f}  {who}  {reasons}"
+    lead = f"{a[C.RISK_SCORE]:.2f}  " if risk and a.get(C.RISK_SCORE) is not None else ""
+    return f"  {lead}{who}  {reasons}"
 
 
 def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
@@ -403,7 +407,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
             _line(f"  ... and {acc['compromised_total'] - max_accounts} more (accounts.parquet)", style="dim")
         )
     parts.append(_line(f"Targeted accounts: {acc['targeted_total']:,}", style="bold yellow"))
-    parts.extend(_line(_acct_line(a)) for a in acc["targeted"][:3])
+    parts.extend(_line(_acct_line(a, risk=False)) for a in acc["targeted"][:3])
     if acc["targeted_total"] > 3:
         parts.append(_line(f"  ... and {acc['targeted_total'] - 3} more", style="dim"))
     actions = ", ".join(f"{k} {v:,}" for k, v in plan["by_action"].items()) or "none"
