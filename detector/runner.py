@@ -68,67 +68,49 @@ def run_command(
     year: int | None,
     timezone: str | None,
 ) -> int:
-    """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``)."""
+    """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``).
+
+    SIGTERM (systemd stopping the unit, ``timeout``) unwinds like Ctrl-C, so the staging directory is
+    removed and the previous reports stay; under ``--log-format json`` errors are also logged as a
+    structured line for the log collector.
+    """
 
     def _terminated(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)  # unwinds like Ctrl-C: the staging directory is removed
+        raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        return _run_command(
-            paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
-            config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
-            log_format=log_format, year=year, timezone=timezone,
-        )  # fmt: skip
+        interactive = log_format == "text" and sys.stderr.isatty()
+        setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
+        rule = FailOn.parse(fail_on)
+        cfg = cfgmod.load(config)
+        overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
+        if overrides:
+            cfg = cfg.replace(ingest=overrides)
+        with _progress(interactive) as progress:
+            result = run(
+                list(paths),
+                out,
+                state_dir=state,
+                practitioners=practitioners,
+                geoip_dir=geoip_dir,
+                model_path=model,
+                cfg=cfg,
+                fail_on=rule,
+                pseudonymize_key=pseudonymize,
+                labels=labels,
+                progress=progress,  # type: ignore[arg-type]
+            )
+        from detector.report.summary import print_summary
+
+        # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
+        piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
+        Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
+        return result.exit_code
     except DetectorError as e:
-        if log_format == "json":  # cron keeps the structured line; the CLI prints the plain one
+        if log_format == "json":
             log(logging.getLogger(LOGGER), logging.ERROR, str(e), exit_code=e.exit_code)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _run_command(
-    paths: Sequence[str],
-    out: Path,
-    *,
-    state: Path | None,
-    practitioners: Path | None,
-    geoip_dir: Path | None,
-    model: Path | None,
-    config: Path | None,
-    fail_on: str | None,
-    pseudonymize: str | None,
-    labels: Path | None,
-    log_format: str,
-    year: int | None,
-    timezone: str | None,
-) -> int:
-    interactive = log_format == "text" and sys.stderr.isatty()
-    setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
-    rule = FailOn.parse(fail_on)
-    cfg = cfgmod.load(config)
-    overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
-    if overrides:
-        cfg = cfg.replace(ingest=overrides)
-    with _progress(interactive) as progress:
-        result = run(
-            list(paths),
-            out,
-            state_dir=state,
-            practitioners=practitioners,
-            geoip_dir=geoip_dir,
-            model_path=model,
-            cfg=cfg,
-            fail_on=rule,
-            pseudonymize_key=pseudonymize,
-            labels=labels,
-            progress=progress,  # type: ignore[arg-type]
-        )
-    from detector.report.summary import print_summary
-
-    # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
-    Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
-    return result.exit_code
