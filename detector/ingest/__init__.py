@@ -344,29 +344,35 @@ def _parse_batch(
     _count_unclaimed(remaining, raws, fx)
     if not outs:
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
-    parsed = pl.concat(pl.collect_all(outs), how="vertical")
-    # lines that are not events: unparsed ones and invalid UTF-8 go to the quarantine
-    flags = env.select(C.LINE_NUMBER, "invalid_utf8")
-    if flags["invalid_utf8"].any():
-        parsed = parsed.join(flags, on=C.LINE_NUMBER, how="left")
-    else:
-        parsed = parsed.with_columns(invalid_utf8=pl.lit(False))
-    to_q = parsed.filter((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
-    if not to_q.is_empty():
-        q = to_q.select(C.SOURCE_FILE, C.LINE_NUMBER, KIND, "invalid_utf8").join(
-            raws, on=C.LINE_NUMBER, how="left"
+    bad_lines = env.filter(pl.col("invalid_utf8"))[C.LINE_NUMBER]
+    kept = [_sort_out(out, bad_lines, raws, fx) for out in pl.collect_all(outs)]
+    return pl.concat(kept, how="vertical"), fx
+
+
+def _sort_out(out: pl.DataFrame, bad_lines: pl.Series, raws: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
+    """One parser's rows: unparsed ones and invalid UTF-8 go to the quarantine, noise that no join
+    can need is counted now, the rest is returned. Masks first, then one filter of the wide frame."""
+    kind = out[KIND]
+    is_event = kind == "event"
+    bad = kind == "unparsed"
+    if len(bad_lines):
+        invalid = out[C.LINE_NUMBER].is_in(bad_lines.implode())
+        bad = bad | (invalid & ~is_event)
+        out = out.with_columns(invalid_utf8=invalid)
+    if bad.any():
+        q = out.filter(bad).select(
+            C.SOURCE_FILE, C.LINE_NUMBER, KIND, *(["invalid_utf8"] if len(bad_lines) else [])
         )
-        reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("unparsed"))
+        q = q.join(raws, on=C.LINE_NUMBER, how="left", maintain_order="left")
+        reason = pl.lit("unparsed")
+        if len(bad_lines):
+            reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(reason)
         fx.quarantine.append(_quarantine(q, reason))
-        parsed = parsed.filter(
-            ~((pl.col(KIND) == "unparsed") | (pl.col("invalid_utf8") & (pl.col(KIND) != "event")))
-        )
-    parsed = parsed.drop("invalid_utf8")
-    # noise that no join can need is counted now and goes no further
-    done = (pl.col(KIND) != "event") & pl.col(corr.STAGE).is_null()
-    for k, n in parsed.filter(done)[KIND].value_counts().iter_rows():
+    done = ~bad & ~is_event & out[corr.STAGE].is_null()
+    for k, n in kind.filter(done).value_counts().iter_rows():
         fx.noise[k] += n
-    return parsed.filter(~done), fx
+    out = out.filter(~bad & ~done)
+    return out.drop("invalid_utf8") if len(bad_lines) else out
 
 
 def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, fx: _Effects) -> None:

@@ -16,26 +16,41 @@ from detector.schema import EVENT_SCHEMA, C
 MSG = "message"
 
 
+def byte_slice(expr: pl.Expr, offset: pl.Expr | int, length: pl.Expr | int | None = None) -> pl.Expr:
+    """``expr`` cut at byte offsets (``str.find`` gives bytes, ``str.slice`` counts characters).
+
+    Offsets found next to an ASCII marker fall on character boundaries, so the result is valid text.
+    """
+    return expr.cast(pl.Binary).bin.slice(offset, length).cast(pl.String)
+
+
+def byte_head(expr: pl.Expr, n: pl.Expr | int) -> pl.Expr:
+    """The first ``n`` bytes of ``expr`` (see :func:`byte_slice`)."""
+    return expr.cast(pl.Binary).bin.head(n).cast(pl.String)
+
+
 def after(expr: pl.Expr, marker: str) -> pl.Expr:
     """The text after the first ``marker`` (null where it is missing)."""
-    return expr.str.slice(expr.str.find(marker, literal=True) + len(marker))
+    if not marker:
+        return expr
+    return expr.str.splitn(marker, 2).struct.field("field_1")
 
 
 def before(expr: pl.Expr, marker: str) -> pl.Expr:
     """The text before the first ``marker`` (the whole text where it is missing)."""
-    return pl.coalesce(expr.str.head(expr.str.find(marker, literal=True)), expr)
+    if not marker:
+        return pl.when(expr.is_not_null()).then(pl.lit(""))
+    return expr.str.splitn(marker, 2).struct.field("field_0")
 
 
 def between(expr: pl.Expr, start: str, end: str) -> pl.Expr:
-    """The text between ``start`` and the next ``end`` (to the end of text if ``end`` is missing).
+    """The text between the first ``start`` and the next ``end`` (to the end of text if ``end`` is
+    missing; null if ``start`` is).
 
-    One regex pass with a bounded capture (``start([^e]*)`` for a one-character ``end``);
-    :func:`after`/:func:`before` are a find and a slice (faster than a regex capturing to the end),
-    so pass them a column rather than a long expression, which would be evaluated per reference.
+    Two literal splits, each reading ``expr`` once (so nesting does not multiply the work, as
+    ``find`` + ``slice`` would); a regex capture costs 1.5-3x as much.
     """
-    if len(end) == 1:
-        return expr.str.extract(re.escape(start) + "([^" + re.escape(end) + "]*)", 1)
-    return expr.str.extract(re.escape(start) + "(.*?)(?:" + re.escape(end) + "|$)", 1)
+    return before(after(expr, start), end)
 
 
 def kv(expr: pl.Expr, key: str, end: str = ",") -> pl.Expr:
@@ -44,8 +59,11 @@ def kv(expr: pl.Expr, key: str, end: str = ",") -> pl.Expr:
 
 
 def angle(expr: pl.Expr, key: str) -> pl.Expr:
-    """Value of ``key=<...>`` (Dovecot ``user=<x>``, Postfix ``from=<x>``); empty gives null."""
-    return expr.str.extract(re.escape(key) + "=<([^>]+)>", 1)
+    """Value of the first ``key=<...>`` (Dovecot ``user=<x>``, Postfix ``from=<x>``); empty or
+    unclosed gives null."""
+    rest = after(expr, key + "=<")
+    close = rest.str.find(">", literal=True)
+    return pl.when(close > 0).then(byte_head(rest, close))
 
 
 def _canon_one(text: str) -> str | None:
@@ -82,8 +100,8 @@ def canonical_ip(expr: pl.Expr) -> pl.Expr:
 
 
 def to_int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
-    """Leading digits of ``expr`` as an integer (null where there are none)."""
-    return expr.str.extract(r"^\s*(\d+)", 1).cast(dtype, strict=False)
+    """Leading digits of ``expr`` (after white space) as an integer (null where there are none)."""
+    return expr.str.strip_chars_start().str.replace(r"(?s)[^0-9].*$", "").cast(dtype, strict=False)
 
 
 OUTPUT_SCHEMA = pl.Schema({**EVENT_SCHEMA, KIND: pl.String})
@@ -112,6 +130,8 @@ __all__ = [
     "angle",
     "before",
     "between",
+    "byte_head",
+    "byte_slice",
     "canonical_ip",
     "finish",
     "kv",
