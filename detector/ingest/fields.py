@@ -6,7 +6,6 @@ Everything here returns ``pl.Expr`` (or maps a LazyFrame), so parsers stay vecto
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import polars as pl
 
