@@ -78,6 +78,10 @@ class PlanConfig:
     """Attacking sources that get a targeted account restricted even though they are blocked."""
     restrict_unseen_min_attempts: int = 10
     """Attack attempts that get an account with no known legitimate login restricted (0: never)."""
+    restrict_light: bool = True
+    """Restrict every other account in the attackers' lists (not practitioners) to its own and the mainstream networks."""
+    mainstream_share: float = 0.02
+    """Share of the accounts with legitimate logins an AS needs to be a mainstream network (0: none)."""
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,7 @@ def known(account):
     ],
 )
 def test_targeted_accounts_restricted_when_exposed(rows, srcs, restricted):
-    plan = plan_for(rows, srcs)
+    plan = plan_for(rows, srcs, restrict_light=False)
     assert by(plan, "restrict_account").get_column("target").to_list() == restricted
     if not restricted:
         assert "all blocked" in by(plan, "monitor").filter(pl.col("target") == "u0").item(0, "reason")
@@ -394,3 +394,77 @@ def test_no_carve_out_when_a_user_of_the_prefix_has_no_known_address():
     plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
     assert blocks(plan).get_column("target_type").to_list() == ["ip", "ip"]
     assert all(None not in (n or []) for n in plan.get_column("allowed_networks").to_list())
+
+
+def light_world(practitioner=False):
+    rows = [
+        ev("198.51.100.9", "u0", "success", asn=64600, practitioner=practitioner),
+        ev("192.0.2.20", "v0", "success", asn=64601),
+        ev("203.0.113.5", "u0", service="smtp", practitioner=practitioner),
+    ]
+    return rows, [{C.SOURCE_IP: "203.0.113.5"}]
+
+
+def test_light_restriction_allows_own_and_mainstream_networks_on_every_service():
+    plan = plan_for(*light_world())
+    row = by(plan, "restrict_account").row(0, named=True)
+    assert row["target"] == "u0"
+    assert row["services"] == []
+    assert row["allowed_networks"] == ["198.51.100.0/24", "AS64600", "AS64601"]
+
+
+def test_light_restriction_off_or_for_a_practitioner_is_a_monitor_row():
+    for plan in (plan_for(*light_world(), restrict_light=False), plan_for(*light_world(practitioner=True))):
+        assert by(plan, "restrict_account").is_empty()
+        assert "all blocked" in by(plan, "monitor").filter(pl.col("target") == "u0").item(0, "reason")
+
+
+def test_practitioner_restriction_allows_mainstream_networks():
+    rows, srcs = light_world(practitioner=True)
+    rows += [ev("203.0.113.5", "u0", practitioner=True) for _ in range(5)]
+    row = by(plan_for(rows, srcs), "restrict_account").row(0, named=True)
+    assert row["allowed_networks"] == ["198.51.100.0/24", "AS64600", "AS64601"]
+    assert row["services"] == ["imap", "smtp", "submission"]
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"), [(0.02, ["AS64601", "AS64602"]), (0.5, ["AS64602"]), (0.0, [])]
+)
+def test_mainstream_networks_are_popular_non_anonymous_unblocked_as_numbers(share, expected):
+    from detector.recommend.plan import mainstream_networks
+
+    legit = pl.DataFrame(
+        {
+            C.ACCOUNT: ["a", "b", "c", "a", "b", "c", "d"],
+            C.ASN: [64601, 64602, 64602, 64666, 64666, 64666, 64700],
+        }
+    )
+    blocks_ = pl.DataFrame({"level": ["asn"], "key": ["AS64700"]})
+    assert mainstream_networks(legit, [64666], share, blocks_) == expected
+
+
+def test_an_attackers_risky_success_makes_the_account_compromised():
+    rows = [
+        ev("198.51.100.9", "u0", "success", asn=64600),
+        ev("203.0.113.5", "u0", "success", risk=0.95),
+        *spray(["203.0.113.5"], ("u1", "u2")),
+    ]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}])
+    reset = by(plan, "reset_credentials")
+    assert reset.get_column("target").to_list() == ["u0"]
+    assert "successful login(s) from attacking sources (203.0.113.5)" in reset.item(0, "reason")
+
+
+def test_anonymous_history_does_not_protect_a_hosting_as():
+    ips = ["45.140.1.5", "45.140.2.6", "45.140.3.7"]
+    rows = spray(ips, asn=64666)
+    frame = world(rows, [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips])
+    frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
+    history = pl.DataFrame({C.ACCOUNT: ["zoe"], "net": ["AS64666"]})
+    plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
+    assert blocks(plan).get_column("target").to_list() == ["AS64666"]
+    tonight = [*rows, ev("45.140.9.9", "zoe", "success", asn=64666)]
+    frame = world(tonight, [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips])
+    frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
+    plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
+    assert "AS64666" not in blocks(plan).get_column("target").to_list()

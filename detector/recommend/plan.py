@@ -382,6 +382,7 @@ def _account_rows(
     blocked_sources: list[str],
     probing: pl.DataFrame,
     shared_ips: list[str],
+    mainstream: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
 
@@ -457,11 +458,16 @@ def _account_rows(
     )
     p = cfg.plan
     attempts = pl.col("_attempts").fill_null(0)
-    exposed = (
+    strict = (
         (pl.col("_unblocked").fill_null(0) > 0)
         | (attempts >= p.restrict_min_attempts)
         | (pl.col("_sources") >= p.restrict_min_sources)
         | ((pl.col("verdict") == TARGETED) & (pl.col("failures").fill_null(0) >= p.restrict_min_attempts))
+    )
+    light = pl.lit(p.restrict_light) & (attempts >= 1) & ~pl.col(C.IS_PRACTITIONER) & ~strict
+    exposed = strict | light
+    targeted = targeted.with_columns(
+        light.alias("_light"), (light | pl.col(C.IS_PRACTITIONER)).alias("_mainstream")
     )
     attempts = pl.max_horizontal(attempts, pl.col("failures").fill_null(0))
     unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
@@ -530,14 +536,17 @@ def _account_rows(
         .then(pl.lit(" on ") + pl.col(scope.SERVICES).list.join("/"))
         .otherwise(pl.lit(""))
     )
+    own_nets = pl.col("allowed_networks").fill_null(pl.lit(sorted(cfg.plan.allowlist), pl.List(pl.String)))
     out.append(
         rows(
             targeted,
             RESTRICT,
-            services=pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String))),
-            allowed_networks=pl.col("allowed_networks").fill_null(
-                pl.lit(sorted(cfg.plan.allowlist), pl.List(pl.String))
-            ),
+            services=pl.when(pl.col("_light"))
+            .then(pl.lit([], pl.List(pl.String)))
+            .otherwise(pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String)))),
+            allowed_networks=pl.when(pl.col("_mainstream"))
+            .then(pl.concat_list(own_nets, pl.lit(mainstream, pl.List(pl.String))).list.unique().list.sort())
+            .otherwise(own_nets),
             expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
             confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
             reason=pl.format(
@@ -639,6 +648,92 @@ def _source_monitors(sources: pl.DataFrame, scoping: scope.Scoping, attackers: p
         pl.col(scope.COLLATERAL).alias("collateral_accounts"),
         pl.col(scope.COLLATERAL_PRACT).alias("collateral_practitioners"),
         pl.lit(False).alias("_practitioner"),
+    )
+
+
+def _anonymous_history_as_prefixes(
+    history: pl.DataFrame, tonight: pl.DataFrame, anonymous_asns: list[int]
+) -> pl.DataFrame:
+    """History rows on hosting/VPN/Tor AS numbers keep their address and prefix but not their AS,
+    unless the account logs in legitimately from that AS tonight too.
+
+    An attacker's logins into an account the scoring missed enter the history as the account's
+    own; on anonymous infrastructure they would protect the whole AS from a block (a takeover
+    rotates through hosting, VPN and Tor exits). Servers and VPN customers log in every night,
+    so they still count; the prefix and address keep protecting the others.
+    """
+    seen = tonight.select(C.ACCOUNT, C.ASN).drop_nulls().unique().with_columns(pl.lit(True).alias("_tonight"))
+    return (
+        history.join(seen, on=[C.ACCOUNT, C.ASN], how="left")
+        .with_columns(
+            pl.when(pl.col(C.ASN).is_in(anonymous_asns) & pl.col("_tonight").is_null())
+            .then(pl.lit(None, pl.Int64))
+            .otherwise(pl.col(C.ASN))
+            .alias(C.ASN)
+        )
+        .drop("_tonight")
+        .filter(pl.any_horizontal(pl.col(C.PREFIX, C.PREFIX48, C.ASN).is_not_null()))
+    )
+
+
+def mainstream_networks(
+    legit: pl.DataFrame, anonymous_asns: list[int], share: float, blocks: pl.DataFrame | None = None
+) -> list[str]:
+    """``AS<n>`` of the mainstream access networks: the residential and mobile ISPs (not hosting,
+    VPN or Tor) that at least ``share`` of the accounts with legitimate logins log in from, and
+    that the plan does not block. A light restriction allows them: the owner roams there, and an
+    attacker's takeover comes from hosting, VPN, Tor or abroad.
+    """
+    if share <= 0 or legit.is_empty():
+        return []
+    accounts = legit.get_column(C.ACCOUNT).n_unique()
+    blocked = set()
+    if blocks is not None and blocks.height:
+        blocked = set(blocks.filter(pl.col(scope.LEVEL) == scope.LEVEL_ASN).get_column(scope.KEY).to_list())
+    users = (
+        legit.filter(pl.col(C.ASN).is_not_null() & ~pl.col(C.ASN).is_in(anonymous_asns))
+        .group_by(C.ASN)
+        .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
+        .filter(pl.col("_n") >= share * accounts)
+    )
+    return sorted(f"AS{a}" for a in users.get_column(C.ASN).to_list() if f"AS{a}" not in blocked)
+
+
+def _taken_over(accounts: pl.DataFrame, attack: pl.DataFrame) -> pl.DataFrame:
+    """Accounts an attacking source logged into (a risky success) are compromised in the plan.
+
+    Scoring may explain such a login away at the account level (a shared address, a known
+    country); the attacker still holds a working password, so the plan resets it.
+    """
+    wins = (
+        attack.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & pl.col(C.ACCOUNT).is_not_null())
+        .group_by(C.ACCOUNT)
+        .agg(
+            pl.col(C.RISK_SCORE).max().alias("_win_risk"),
+            pl.format(
+                "{} successful login(s) from attacking sources ({})",
+                pl.len(),
+                pl.col(C.SOURCE_IP).unique().sort().head(3).str.join(", "),
+            ).alias("_win"),
+        )
+    )
+    if wins.is_empty():
+        return accounts
+    new = pl.col("_win").is_not_null() & (pl.col("verdict").fill_null(CLEAN) != COMPROMISED)
+    return (
+        accounts.join(wins, on=C.ACCOUNT, how="left")
+        .with_columns(
+            pl.when(new).then(pl.lit(COMPROMISED)).otherwise(pl.col("verdict")).alias("verdict"),
+            pl.when(new)
+            .then(pl.max_horizontal(pl.col(C.RISK_SCORE).fill_null(0.0), pl.col("_win_risk").fill_null(0.0)))
+            .otherwise(pl.col(C.RISK_SCORE))
+            .alias(C.RISK_SCORE),
+            pl.when(new)
+            .then(pl.concat_list(pl.col("_win"), pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String)))))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons"),
+        )
+        .drop("_win", "_win_risk")
     )
 
 
@@ -782,6 +877,13 @@ def recommend(
     events = events.with_columns(
         is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
     )
+    accounts = _taken_over(
+        accounts, events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
+    )
+    compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
+    events = events.with_columns(
+        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
+    )
     attack = events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
     legit = _legit(events)
     per_source = (
@@ -813,9 +915,19 @@ def recommend(
     )
     shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
     addresses = events.select(C.SOURCE_IP, C.ASN).unique()
+    anonymous_asns = (
+        events.filter(pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR).fill_null(False))
+        .get_column(C.ASN)
+        .drop_nulls()
+        .unique()
+        .sort()
+        .to_list()
+    )
     if known_networks is not None:
-        legit = pl.concat([legit, _history_rows(known_networks, accounts, compromised)])
+        history = _history_rows(known_networks, accounts, compromised)
+        legit = pl.concat([legit, _anonymous_history_as_prefixes(history, legit, anonymous_asns)])
     scoping = scope.choose_blocks(attackers, legit, cfg.plan, addresses)
+    mainstream = mainstream_networks(legit, anonymous_asns, cfg.plan.mainstream_share, scoping.blocks)
     account_rows, restricted = _account_rows(
         accounts.with_columns(pl.col(C.ACCOUNT).str.to_lowercase()),
         attack,
@@ -826,6 +938,7 @@ def recommend(
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
         _probing(events.filter(~pl.col(C.SOURCE_IP).is_in(shared_ips))),
         shared_ips,
+        mainstream,
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
