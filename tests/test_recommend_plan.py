@@ -176,7 +176,7 @@ def test_smtp_only_attack_is_scoped_to_smtp_and_submission():
 def test_protocol_scoping_spares_legit_users_of_other_services():
     ip = "203.0.113.5"
     rows = [*spray([ip], service="smtp"), ev(ip, "alice", "success", service="imap")]
-    plan = plan_for(rows, [{C.SOURCE_IP: ip}])
+    plan = plan_for(rows, [{C.SOURCE_IP: ip, "legit_accounts": 1}])
     b = blocks(plan).row(0, named=True)
     assert (b["target"], b["services"], b["collateral_accounts"]) == (ip, ["smtp", "submission"], 0)
 
@@ -443,6 +443,17 @@ def test_mainstream_networks_are_popular_non_anonymous_unblocked_as_numbers(shar
     assert mainstream_networks(legit, [64666], share, blocks_) == expected
 
 
+@pytest.mark.parametrize(("legit_accounts", "reset"), [(0, ["u0"]), (1, [])])
+def test_a_success_from_an_attacker_with_no_legit_user_is_the_attackers(legit_accounts, reset):
+    rows = [
+        ev("198.51.100.9", "u0", "success", asn=64600),
+        ev("203.0.113.5", "u0", "success", risk=0.1),
+        *spray(["203.0.113.5"], ("u1", "u2")),
+    ]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5", "legit_accounts": legit_accounts}])
+    assert by(plan, "reset_credentials").get_column("target").to_list() == reset
+
+
 def test_an_attackers_risky_success_makes_the_account_compromised():
     rows = [
         ev("198.51.100.9", "u0", "success", asn=64600),
@@ -468,3 +479,20 @@ def test_anonymous_history_does_not_protect_a_hosting_as():
     frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
     plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
     assert "AS64666" not in blocks(plan).get_column("target").to_list()
+
+
+def test_vpn_exits_customers_use_are_not_blocked_their_targets_are_restricted():
+    rows = [
+        ev("185.213.1.10", "u0", techniques=["T1110.004"]),
+        ev("185.213.2.11", "v0", "success", asn=64500),
+        ev("198.51.100.9", "u0", "success", asn=64600),
+    ]
+    frame = world(rows, [{C.SOURCE_IP: "185.213.1.10"}])
+    frame.events = frame.events.with_columns(pl.col(C.SOURCE_IP).str.starts_with("185.213.").alias(C.IS_VPN))
+    plan = recommend(frame, Detection(), Config(), NOW)
+    assert blocks(plan).is_empty()
+    assert "VPN service" in by(plan, "monitor").filter(pl.col("target") == "185.213.1.10").item(0, "reason")
+    assert by(plan, "restrict_account").get_column("target").to_list() == ["u0"]
+    alone = world(rows[:1] + rows[2:], [{C.SOURCE_IP: "185.213.1.10"}])
+    alone.events = alone.events.with_columns(pl.col(C.SOURCE_IP).str.starts_with("185.213.").alias(C.IS_VPN))
+    assert blocks(recommend(alone, Detection(), Config(), NOW)).get_column("target").to_list() == ["AS64500"]

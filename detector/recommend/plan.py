@@ -126,10 +126,16 @@ def _attackers(cfg: Config) -> pl.Expr:
     return (verdict == MALICIOUS) | ((verdict == SUSPICIOUS) & (pl.col(C.CAMPAIGN).is_not_null() | busy))
 
 
-def is_legit(attacker_ips: list[str], compromised: list[str], threshold: float) -> pl.Expr:
-    """A legitimate successful login: not risky, and not a compromised account's login from an attacker."""
-    risky = (pl.col(C.RISK_SCORE).fill_null(0.0) >= threshold) | (
-        pl.col(C.ACCOUNT).is_in(compromised) & pl.col(C.SOURCE_IP).is_in(attacker_ips)
+def is_legit(
+    attacker_ips: list[str], compromised: list[str], threshold: float, userless: list[str] | None = None
+) -> pl.Expr:
+    """A legitimate successful login: not risky, not a compromised account's login from an attacker,
+    and not from an attacking address scoring counts no legitimate user on (``userless``: its
+    successes are the attacker's own, e.g. a sprayer's one right guess)."""
+    risky = (
+        (pl.col(C.RISK_SCORE).fill_null(0.0) >= threshold)
+        | (pl.col(C.ACCOUNT).is_in(compromised) & pl.col(C.SOURCE_IP).is_in(attacker_ips))
+        | pl.col(C.SOURCE_IP).is_in(userless or [])
     )
     return (
         (pl.col(C.OUTCOME) == Outcome.SUCCESS)
@@ -554,10 +560,20 @@ def _account_rows(
                 pl.col("_sources"),
                 pl.col("_attempts").fill_null(0),
                 services_text,
-                pl.when(pl.col("_unblocked").fill_null(0) > 0)
+                pl.when(pl.col("_light"))
+                .then(
+                    pl.lit(", on the attackers' lists (its takeover would come from elsewhere)")
+                )
+                .when(pl.col("_unblocked").fill_null(0) > 0)
                 .then(pl.format(", {} of them from addresses this plan cannot block", pl.col("_unblocked")))
                 .otherwise(pl.lit(", attacked hard enough to come back from new addresses")),
-                networks_text,
+                pl.when(pl.col("_mainstream") & (pl.lit(len(mainstream)) > 0))
+                .then(
+                    pl.format(
+                        "{} and the {} mainstream access networks", networks_text, pl.lit(len(mainstream))
+                    )
+                )
+                .otherwise(networks_text),
             ),
             collateral_accounts=pl.lit(0, pl.Int64),
             collateral_practitioners=pl.lit(0, pl.Int64),
@@ -873,16 +889,23 @@ def recommend(
     findings = _finding_index(detection)
     attackers = sources.filter(_attackers(cfg))
     attacker_ips = attackers.get_column(C.SOURCE_IP).to_list()
+    userless = (
+        attackers.filter(
+            ~pl.col("shared_address").fill_null(False) & (pl.col("legit_accounts").fill_null(0) == 0)
+        )
+        .get_column(C.SOURCE_IP)
+        .to_list()
+    )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(
-        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
+        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
     )
     accounts = _taken_over(
         accounts, events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(
-        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised).alias("_legit")
+        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
     )
     attack = events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
     legit = _legit(events)
@@ -894,7 +917,8 @@ def recommend(
                 pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR)
                 .fill_null(False)
                 .any()
-                .alias(scope.ANONYMOUS)
+                .alias(scope.ANONYMOUS),
+                pl.col(C.IS_VPN).fill_null(False).any().alias(scope.VPN),
             ),
             on=C.SOURCE_IP,
             how="left",

@@ -30,6 +30,8 @@ EXCEPT = "except_addresses"
 """Block column: legitimate users' own addresses inside the target that stay allowed."""
 ANONYMOUS = "anonymous"
 """Attacker column: the source is hosting, VPN or Tor infrastructure (widens to its prefix)."""
+VPN = "vpn"
+"""Attacker column: the source is a commercial VPN exit (customers rotate through its exits)."""
 
 LEVEL_IP = "ip"
 LEVEL_PREFIX = "prefix"
@@ -44,6 +46,7 @@ SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
 
 WHY_ALLOWLISTED = "allow-listed network"
 WHY_SHARED = "shared address with legitimate users"
+WHY_VPN = "exit of a VPN service legitimate users log in through"
 WHY_BUDGET = "legitimate users behind it exceed the collateral budget"
 
 ATTACKER_COLUMNS = {
@@ -309,6 +312,11 @@ def choose_blocks(
     shared = pl.col("shared_address").fill_null(False)
     unblocked.append(unblock(left.filter(shared), WHY_SHARED))
     left = left.filter(~shared)
+    if VPN in left.columns:
+        customers = legit.get_column(C.ASN).drop_nulls().unique().implode()
+        vpn = pl.col(VPN).fill_null(False) & pl.col(C.ASN).is_in(customers)
+        unblocked.append(unblock(left.filter(vpn), WHY_VPN))
+        left = left.filter(~vpn)
 
     def take(level: str, eligible: pl.Expr, *, zero: bool = False, all_services: bool = False) -> None:
         nonlocal left
