@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from detector.ingest.fields import byte_head, byte_slice
 from detector.schema import UTC_US, C
 
 ENVELOPE_OK = "envelope_ok"
@@ -126,17 +127,10 @@ def parse_envelope(
         .otherwise(pl.lit(0, pl.Int8))
     )
     lf = lines.with_columns(_fmt=fmt)
-    bsd = lf.filter(pl.col("_fmt") == 1).with_columns(
-        _mon=raw.str.slice(0, 3),
-        _day=raw.str.slice(4, 2),
-        _clock=raw.str.slice(7, 8),
-        _rest=raw.str.slice(16),
-    )
-    bsd = _bsd_years(bsd, year, reference, timezone, year_state).rename({"_ts_bsd": "_ts"})
-    bsd = bsd.drop("_mon", "_day", "_clock")
+    bsd = _bsd_runs(lf.filter(pl.col("_fmt") == 1), year, reference, timezone, year_state)
     sp = raw.str.find(" ", literal=True)
     iso = lf.filter(pl.col("_fmt") == 2).with_columns(
-        _ts=_iso_stamp(raw.str.head(sp), timezone), _rest=raw.str.slice(sp + 1)
+        _ts=_iso_stamp(byte_head(raw, sp), timezone), _rest=byte_slice(raw, sp + 1)
     )
     dov = lf.filter(pl.col("_fmt") == 3).with_columns(
         _ts=_localize(_naive(raw.str.head(19), "%Y-%m-%d %H:%M:%S"), timezone), _rest=raw.str.slice(20)
@@ -174,7 +168,10 @@ def parse_envelope(
 def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     """``_rest`` = ``[host ]tag[pid]: message`` -> ``_host``, ``_prog``, ``_pid``, ``_msg`` by position.
 
-    Positions are materialised as columns first so that each search runs once per row.
+    The tag ends at the first ``": "`` (or a final ``:``); the host is what comes before the first
+    space if that space is before the tag's end; a tag with a space is no tag (``_msg`` is then the
+    whole text). Positions are materialised as columns first so that each search runs once per
+    row; ``str.find`` gives bytes, so the cuts are byte slices (also cheaper than ``str.slice``).
     """
     rest = pl.col("_rest")
     colon = rest.str.find(": ", literal=True)
@@ -187,7 +184,7 @@ def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     sp, colon = pl.col("_sp"), pl.col("_colon")
     lf = lf.with_columns(_start=pl.when(sp < colon).then(sp + 1).otherwise(0))
     start = pl.col("_start")
-    lf = lf.with_columns(_tagpid=rest.str.slice(start, colon - start))
+    lf = lf.with_columns(_tagpid=byte_slice(rest, start, colon - start))
     tagpid = pl.col("_tagpid")
     lf = lf.with_columns(
         _ok=colon.is_not_null() & ~tagpid.str.contains(" ", literal=True) & (start < colon),
@@ -195,10 +192,10 @@ def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     ok, br = pl.col("_ok"), pl.col("_br")
     return lf.with_columns(
-        _host=pl.when(ok & (start > 0)).then(rest.str.head(sp)),
-        _prog=pl.when(ok).then(pl.when(br.is_null()).then(tagpid).otherwise(tagpid.str.head(br))),
-        _pid=pl.when(ok).then(tagpid.str.slice(br + 1).str.strip_suffix("]")),
-        _msg=pl.when(ok).then(rest.str.slice(colon + 2)).otherwise(rest),
+        _host=pl.when(ok & (start > 0)).then(byte_head(rest, sp)),
+        _prog=pl.when(ok).then(pl.when(br.is_null()).then(tagpid).otherwise(byte_head(tagpid, br))),
+        _pid=pl.when(ok).then(byte_slice(tagpid, br + 1).str.strip_suffix("]")),
+        _msg=pl.when(ok).then(byte_slice(rest, colon + 2)).otherwise(rest),
     ).drop("_sp", "_colon", "_start", "_tagpid", "_ok", "_br", "_rest")
 
 
@@ -257,11 +254,41 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
     )
 
 
+def _bsd_runs(
+    lf: pl.LazyFrame, year: int | None, reference: datetime | None, timezone: str, state: dict | None
+) -> pl.LazyFrame:
+    """Fast-path RFC 3164 rows -> ``_ts``, ``_rest``. A log has many lines per second: the stamp is
+    parsed once per run of equal stamps and spread to the run's rows with one gather."""
+    raw, stamp = pl.col(C.RAW), pl.col("_stamp")
+    lf = lf.with_columns(_stamp=raw.str.head(15), _rest=raw.str.slice(16))
+    lf = lf.with_columns(_new=(stamp != stamp.shift(1)).fill_null(True))
+    first = stamp.filter(pl.col("_new"))
+    mon, day, clock = first.str.slice(0, 3), first.str.slice(4, 2), first.str.slice(7, 8)
+    ts = _bsd_years_expr(lf, mon, day, clock, year, reference, timezone, state)
+    return lf.with_columns(_ts=ts.gather(pl.col("_new").cum_sum() - 1)).drop("_stamp", "_new")
+
+
 def _bsd_years(
     lf: pl.LazyFrame, year: int | None, reference: datetime | None, timezone: str, state: dict | None
 ) -> pl.LazyFrame:
-    """Add ``_ts_bsd``: RFC 3164 stamps with their inferred (or given) year."""
+    """Add ``_ts_bsd``: RFC 3164 stamps (``_mon``, ``_day``, ``_clock``) with their inferred (or given) year."""
     mon, day, clock = pl.col("_mon"), pl.col("_day"), pl.col("_clock")
+    return lf.with_columns(_ts_bsd=_bsd_years_expr(lf, mon, day, clock, year, reference, timezone, state))
+
+
+def _bsd_years_expr(
+    lf: pl.LazyFrame,
+    mon: pl.Expr,
+    day: pl.Expr,
+    clock: pl.Expr,
+    year: int | None,
+    reference: datetime | None,
+    timezone: str,
+    state: dict | None,
+) -> pl.Expr:
+    """RFC 3164 parts -> UTC stamps. With a fixed ``year``, a drop of more than six months from one
+    stamp to the next is a New Year crossing; ``state`` carries the last month and the crossings
+    seen to the next batch (read from ``lf``)."""
     if year is not None:
         month = mon.replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
         prev_month = (state or {}).get("month")
@@ -271,19 +298,11 @@ def _bsd_years(
         wrap = (prev - month > 6).fill_null(False).cast(pl.Int32)
         start = (state or {}).get("crossed", 0)
         years = pl.lit(year + start, dtype=pl.Int32) + wrap.cum_sum()
-        out = lf.with_columns(_ts_bsd=_bsd_stamp(mon, day, clock, years, timezone))
         if state is not None:
-            tail = (
-                out.select(
-                    month.drop_nulls().last().alias("m"),
-                    wrap.sum().alias("w"),
-                )
-                .collect()
-                .row(0)
-            )
+            tail = lf.select(month.drop_nulls().last().alias("m"), wrap.sum().alias("w")).collect().row(0)
             if tail[0] is not None:
                 state["month"] = tail[0]
             state["crossed"] = start + int(tail[1] or 0)
-        return out
+        return _bsd_stamp(mon, day, clock, years, timezone)
     ref = reference or datetime.now().astimezone()
-    return lf.with_columns(_ts_bsd=_bsd_stamp(mon, day, clock, None, timezone, limit=ref + timedelta(days=1)))
+    return _bsd_stamp(mon, day, clock, None, timezone, limit=ref + timedelta(days=1))
