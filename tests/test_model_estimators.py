@@ -59,3 +59,39 @@ def test_one_sample_of_a_class_falls_back_to_uncalibrated_trees() -> None:
 def test_bad_calibration_name_is_refused() -> None:
     with pytest.raises(ValueError, match="calibration"):
         CalibratedBoostingClassifier(calibration="platt").fit(np.zeros((4, 1)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("calibration", ["isotonic", "sigmoid"])
+def test_distinct_path_prediction_is_exact(monkeypatch, calibration) -> None:
+    import detector.score.model as m
+
+    rng = np.random.default_rng(1)
+    X = np.column_stack(
+        [rng.integers(0, 5, 3000), rng.normal(size=3000).round(1), rng.integers(0, 2, 3000), np.zeros(3000)]
+    ).astype(float)
+    y = ((X[:, 0] > 2) ^ (rng.random(3000) < 0.1)).astype(int)
+    clf = LoginRiskClassifier(max_iter=20, calibration=calibration).fit(X, y)
+    monkeypatch.setattr(m, "DISTINCT_MIN_ROWS", 0)
+    rows = np.vstack([X, X[:50] + 1e-9, np.full((1, 4), 1e300), np.full((1, 4), -1e300)])
+    assert np.array_equal(clf.predict_proba(rows), clf.estimator_.predict_proba(rows))
+
+
+def test_path_codes_tell_apart_each_side_of_a_threshold() -> None:
+    from detector.score.model import path_codes
+
+    thresholds = [np.array([1.0, 2.0]), np.array([]), np.array([0.5])]
+    X = np.array([[1.0, 9, 0.5], [1.5, 8, 0.5], [2.0, 7, 0.6], [3.0, 6, 0.0], [0.0, 5, 0.5]])
+    codes = path_codes(X, thresholds)
+    # 1.0 and 0.0 are on the same side of every split; 1.5, 2.0 and 3.0 (or 0.6) are not
+    assert codes.n_unique() == 4
+    assert codes.row(0) == codes.row(4)
+
+
+def test_large_predictions_go_through_distinct_paths() -> None:
+    import detector.score.model as m
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 3, size=(m.DISTINCT_MIN_ROWS + 10, 3)).astype(float)
+    y = (X[:, 0] + rng.random(len(X)) > 2).astype(int)
+    clf = LoginRiskClassifier(max_iter=5, cv=2).fit(X, y)
+    assert np.array_equal(clf.predict_proba(X), clf.estimator_.predict_proba(X))

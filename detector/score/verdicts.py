@@ -302,7 +302,8 @@ def account_reasons(events: pl.LazyFrame, sources: pl.DataFrame, meta: pl.DataFr
     top_cols = [C.SOURCE_IP, C.ASN, C.AS_ORG, C.COUNTRY, C.IS_HOSTING, C.IS_VPN, C.IS_TOR, C.CAMPAIGN]
     top = (
         ev.filter(risky_ok)
-        .sort(RISK, descending=True)
+        # ties on risk broken by event order, so that the reason names the same login every run
+        .sort(RISK, C.EVENT_ID, descending=[True, False])
         .group_by(C.ACCOUNT)
         .agg(
             *[pl.col(n).first().alias(f"top_{n}") for n in top_cols],
