@@ -496,3 +496,11 @@ def test_vpn_exits_customers_use_are_not_blocked_their_targets_are_restricted():
     alone = world(rows[:1] + rows[2:], [{C.SOURCE_IP: "185.213.1.10"}])
     alone.events = alone.events.with_columns(pl.col(C.SOURCE_IP).str.starts_with("185.213.").alias(C.IS_VPN))
     assert blocks(recommend(alone, Detection(), Config(), NOW)).get_column("target").to_list() == ["AS64500"]
+
+
+def test_light_restriction_of_an_account_never_seen_allows_only_the_mainstream_networks():
+    rows = [ev("192.0.2.20", "v0", "success", asn=64601), ev("203.0.113.5", "u0")]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}], allowlist=["198.18.0.0/15"])
+    row = by(plan, "restrict_account").row(0, named=True)
+    assert (row["target"], row["allowed_networks"]) == ("u0", ["198.18.0.0/15", "AS64601"])
+    assert "no legitimate login seen" in row["reason"]

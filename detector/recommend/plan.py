@@ -477,7 +477,7 @@ def _account_rows(
     )
     attempts = pl.max_horizontal(attempts, pl.col("failures").fill_null(0))
     unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
-    restrict = exposed & (pl.col("_known").is_not_null() | unseen_ok)
+    restrict = exposed & (pl.col("_known").is_not_null() | unseen_ok | light)
     covered = targeted.filter(~restrict)
     targeted = targeted.filter(restrict)
     evidence = _evidence_json(
@@ -561,9 +561,7 @@ def _account_rows(
                 pl.col("_attempts").fill_null(0),
                 services_text,
                 pl.when(pl.col("_light"))
-                .then(
-                    pl.lit(", on the attackers' lists (its takeover would come from elsewhere)")
-                )
+                .then(pl.lit(", on the attackers' lists (its takeover would come from elsewhere)"))
                 .when(pl.col("_unblocked").fill_null(0) > 0)
                 .then(pl.format(", {} of them from addresses this plan cannot block", pl.col("_unblocked")))
                 .otherwise(pl.lit(", attacked hard enough to come back from new addresses")),
