@@ -47,7 +47,7 @@ class Detection:
 
 
 def _per_event(findings: pl.DataFrame) -> pl.DataFrame:
-    """event_id -> detectors (all that fired), techniques (attack detectors only)."""
+    """event_id -> detectors (all that fired), techniques (attack detectors only), ``hit_<name>`` 0/1."""
     hits = findings.select("detector", "technique", "kind", "event_ids").explode("event_ids")
     return (
         hits.rename({"event_ids": C.EVENT_ID})
@@ -56,6 +56,10 @@ def _per_event(findings: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.col("detector").unique().sort().alias(C.DETECTORS),
             pl.col("technique").filter(pl.col("kind") == "attack").unique().sort().alias(C.TECHNIQUES),
+            *[
+                (pl.col("detector") == name).any().cast(pl.Float64).alias(f"hit_{name}")
+                for name in HIT_DETECTORS
+            ],
         )
     )
 
@@ -85,17 +89,15 @@ def detect(events: pl.LazyFrame | pl.DataFrame, cfg: Config, history: History | 
     findings = run_detectors(frame, configured)
     per_event = _per_event(findings)
     empty_list = pl.lit([], pl.List(pl.String))
-    # joined to the event ids alone (one row per event, in order), then glued to the wide frame
+    # joined to the event ids alone (one row per event, in order), then glued to the wide frame;
+    # the hit flags are computed on the few events with a finding, not on every event
     hits = frame.select(C.EVENT_ID).join(per_event, on=C.EVENT_ID, how="left", maintain_order="left")
     annotated = frame.hstack(
         hits.select(
             pl.col(C.DETECTORS).fill_null(empty_list),
             pl.col(C.TECHNIQUES).fill_null(empty_list),
+            *[pl.col(f"hit_{name}").fill_null(0.0) for name in HIT_DETECTORS],
         ).get_columns()
-    )
-    annotated = annotated.with_columns(
-        pl.col(C.DETECTORS).list.contains(name).cast(pl.Float64).alias(f"hit_{name}")
-        for name in HIT_DETECTORS
     )
     campaigns = campaign_table(annotated)
     out = finish_features(annotated.lazy())

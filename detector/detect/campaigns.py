@@ -56,33 +56,62 @@ def components(edges: pl.DataFrame, max_rounds: int = 200) -> pl.DataFrame:
 
 
 def _stuffing_candidates(df: pl.LazyFrame, stuffing: Any, dbf: Any) -> pl.LazyFrame:
-    """Failed logins of sources that look like a stuffing proxy (few accounts, 1-2 tries each)."""
+    """Failed logins of sources that look like a stuffing proxy (few accounts, 1-2 tries each).
+
+    Per-source facts are group-by tables joined back (not window functions: a night has hundreds
+    of thousands of account+source pairs, and a window over them costs a join each).
+    """
     dbf_target = (pl.col("acct_fail_sources") >= dbf.min_sources) & (
         pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source
     )
-    usual = (pl.col("acct_prefix_logins") > 0).cast(pl.Float64).mean().over(BUCKET, C.SOURCE_IP)
     # users, not proxies: a source that got in after failing on the same account (a typo), that logs
     # one account in again and again, or whose unknown user is the local part of an account that got
     # in from it (the domain left out)
     ok = x.is_success()
-    retried = (ok & (pl.col("seg_failures") >= 1)).any().over(BUCKET, C.SOURCE_IP)
-    recurring = (pl.col("_ok").sum().over(C.SOURCE_IP, C.ACCOUNT) >= 2).any().over(C.SOURCE_IP)
     local = pl.col(C.ACCOUNT).str.split("@").list.first()
-    users = df.filter(ok).select(C.SOURCE_IP, local.alias("_local")).unique()
-    df = df.with_columns(pl.when(x.is_unknown_user()).then(local).otherwise(None).alias("_local")).join(
-        users.with_columns(pl.lit(True).alias("_typo")), on=[C.SOURCE_IP, "_local"], how="left"
+    retried = df.group_by(BUCKET, C.SOURCE_IP).agg(
+        (ok & (pl.col("seg_failures") >= 1)).any().alias("_retried")
     )
-    typo = pl.col("_typo").fill_null(False).any().over(C.SOURCE_IP)
-    df = df.filter(~retried & ~recurring & ~typo).drop("_local", "_typo")
-    return df.filter(
-        x.is_failed()
-        & pl.col(C.SOURCE_IP).is_not_null()
-        & (pl.col("src_max_tries_per_account") <= stuffing.max_tries_per_account)
-        & (pl.col("src_accounts") <= stuffing.max_accounts_per_source)
-        & (pl.col("src_success_share") <= stuffing.max_success_share)
-        & (pl.col("_n_legit") < stuffing.max_legit_accounts)
-        & ~dbf_target
-    ).filter(usual < 0.5)
+    recurring = (
+        df.group_by(C.SOURCE_IP, C.ACCOUNT)
+        .agg((pl.col("_ok").sum() >= 2).alias("_recurring"))
+        .group_by(C.SOURCE_IP)
+        .agg(pl.col("_recurring").any())
+    )
+    users = df.filter(ok).select(C.SOURCE_IP, local.alias("_local")).unique()
+    typo = (
+        df.filter(x.is_unknown_user())
+        .select(C.SOURCE_IP, local.alias("_local"))
+        .join(users, on=[C.SOURCE_IP, "_local"], how="semi")
+        .select(C.SOURCE_IP, pl.lit(True).alias("_typo"))
+        .unique()
+    )
+    user_like = pl.any_horizontal(pl.col("_retried", "_recurring", "_typo").fill_null(False))
+    cand = (
+        df.join(retried, on=[BUCKET, C.SOURCE_IP], how="left", nulls_equal=True, maintain_order="left")
+        .join(recurring, on=C.SOURCE_IP, how="left", nulls_equal=True, maintain_order="left")
+        .join(typo, on=C.SOURCE_IP, how="left", nulls_equal=True, maintain_order="left")
+        .filter(~user_like)
+        .drop("_retried", "_recurring", "_typo")
+        .filter(
+            x.is_failed()
+            & pl.col(C.SOURCE_IP).is_not_null()
+            & (pl.col("src_max_tries_per_account") <= stuffing.max_tries_per_account)
+            & (pl.col("src_accounts") <= stuffing.max_accounts_per_source)
+            & (pl.col("src_success_share") <= stuffing.max_success_share)
+            & (pl.col("_n_legit") < stuffing.max_legit_accounts)
+            & ~dbf_target
+        )
+    )
+    # a source whose candidate failures mostly come from networks the account uses is not a proxy
+    usual = cand.group_by(BUCKET, C.SOURCE_IP).agg(
+        (pl.col("acct_prefix_logins") > 0).cast(pl.Float64).mean().alias("_usual")
+    )
+    return (
+        cand.join(usual, on=[BUCKET, C.SOURCE_IP], how="left", nulls_equal=True, maintain_order="left")
+        .filter(pl.col("_usual") < 0.5)
+        .drop("_usual")
+    )
 
 
 def _stuffing(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
@@ -141,7 +170,12 @@ def spraying_sources(spray: Any) -> pl.Expr:
 
 
 def _spraying(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
-    cand = df.filter(x.is_failed() & pl.col(C.SOURCE_IP).is_not_null() & spraying_sources(spray))
+    cand = (
+        df.lazy()
+        .filter(x.is_failed() & pl.col(C.SOURCE_IP).is_not_null() & spraying_sources(spray))
+        .select(C.SOURCE_IP, C.PREFIX, C.PASSWORD_HASH, C.TIMESTAMP)
+        .collect()
+    )
     if cand.is_empty():
         return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
     edges = pl.concat(
@@ -164,10 +198,15 @@ def _spraying(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
 
 
 def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
-    hit = df.filter(
-        x.is_failed()
-        & (pl.col("acct_fail_sources") >= dbf.min_sources)
-        & (pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source)
+    hit = (
+        df.lazy()
+        .filter(
+            x.is_failed()
+            & (pl.col("acct_fail_sources") >= dbf.min_sources)
+            & (pl.col("acct_max_fail_per_source") <= dbf.max_failures_per_source)
+        )
+        .select(C.EVENT_ID, BUCKET, C.ACCOUNT, C.TIMESTAMP)
+        .collect()
     )
     if hit.is_empty():
         return pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
@@ -217,7 +256,8 @@ TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001
 
 def campaign_table(events: pl.DataFrame) -> pl.DataFrame:
     """One row per campaign (CAMPAIGN_SCHEMA)."""
-    camp = events.filter(pl.col(C.CAMPAIGN).is_not_null())
+    used = [C.CAMPAIGN, C.SOURCE_IP, C.PREFIX, C.ASN, C.ACCOUNT, C.ACTION, C.OUTCOME, C.ATTEMPTS, C.TIMESTAMP]
+    camp = events.lazy().select(used).filter(pl.col(C.CAMPAIGN).is_not_null()).collect()
     technique = pl.col(C.CAMPAIGN).str.slice(0, 3).replace_strict(TECHNIQUE_BY_PREFIX, default=None)
     out = (
         camp.group_by(C.CAMPAIGN)

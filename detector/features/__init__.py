@@ -98,19 +98,24 @@ __all__ = [
 def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | None = None) -> pl.LazyFrame:
     """Sorted, numbered events with baseline and window statistics (internal ``_`` columns kept).
 
-    The baseline is materialised before the window statistics: as one lazy plan, polars spent
-    about twice the time (26 s against 13 s on 532,873 events with a carried history).
+    Each step is materialised before the next: the window steps read their input more than once
+    (group-by statistics joined back beside it), and as one lazy plan polars recomputed the
+    upstream steps for every reader (26 s against 13 s on 532,873 events for the baseline alone).
+    Materialising costs only the new columns: unchanged ones are shared, not copied.
     """
     history = history or History.empty()
     lf = windows.prepare(lf, cfg.window)
     lf = add_baseline(lf, history, alpha=cfg.baseline_alpha, cold_start=cfg.cold_start_successes)
-    lf = lf.collect().lazy()
-    lf = windows.ordered_account_stats(lf)
-    lf = windows.typo_stats(lf)
-    lf = windows.travel_stats(lf)
-    lf = windows.volume_stats(lf, history.volumes)
-    lf = windows.session_stats(lf)
-    return windows.entity_stats(lf)
+    steps = (
+        windows.ordered_account_stats,
+        windows.typo_stats,
+        windows.travel_stats,
+        lambda f: windows.volume_stats(f, history.volumes),
+        windows.session_stats,
+    )
+    for step in steps:
+        lf = step(lf.collect().lazy())
+    return windows.entity_stats(lf.collect().lazy())
 
 
 def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:

@@ -122,19 +122,38 @@ def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat([lf, stats], how="horizontal")
 
 
+def _glue(lf: pl.LazyFrame, stats: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
+    """Per-group ``stats`` joined to a narrow copy of the keys (event order kept), glued beside ``lf``.
+
+    One group-by and one join instead of a window function per column: with hundreds of thousands
+    of small groups (sessions, account+source pairs) each window costs as much as the whole join.
+    """
+    narrow = lf.select(keys).join(stats, on=keys, how="left", nulls_equal=True, maintain_order="left")
+    return pl.concat([lf, narrow.drop(keys)], how="horizontal")
+
+
 def typo_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """For each login: failures of the same account+source since its previous success, and the gap."""
     over = [C.ACCOUNT, C.SOURCE_IP]
     ok = pl.col("_ok")
     seg = ok.cum_sum().over(over) - ok
     fail_ts = pl.when(x.is_failed()).then(pl.col(C.TIMESTAMP))
-    return lf.with_columns(_seg=seg).with_columns(
-        pl.col("_fa").sum().over([*over, "_seg"]).alias("seg_failures"),
-        (pl.col(C.TIMESTAMP) - fail_ts.max().over([*over, "_seg"]))
-        .dt.total_seconds(fractional=True)
-        .alias("_seg_gap_s"),
+    keys = [*over, "_seg"]
+    lf = lf.with_columns(_seg=seg)
+    stats = lf.group_by(keys).agg(
+        pl.col("_fa").sum().alias("seg_failures"),
+        fail_ts.max().alias("_seg_last_fail"),
         # the success that closes a segment, seen from its failures
-        pl.col(C.TIMESTAMP).filter(ok == 1).min().over([*over, "_seg"]).alias("_seg_end"),
+        pl.col(C.TIMESTAMP).filter(ok == 1).min().alias("_seg_end"),
+    )
+    return (
+        _glue(lf, stats, keys)
+        .with_columns(
+            (pl.col(C.TIMESTAMP) - pl.col("_seg_last_fail"))
+            .dt.total_seconds(fractional=True)
+            .alias("_seg_gap_s")
+        )
+        .drop("_seg_last_fail")
     )
 
 
@@ -219,22 +238,32 @@ def session_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     """
     key = [C.ACCOUNT, C.SESSION_ID]
     has = pl.col(C.SESSION_ID).is_not_null()
-    return lf.with_columns(
-        pl.when(has)
-        .then(pl.col(C.EVENT_ID).filter(x.is_success()).first().over(key))
-        .otherwise(None)
-        .alias("_session_login"),
-        pl.when(has)
-        .then(pl.col(C.BYTES_OUT).max().over(key))
-        .otherwise(pl.col(C.BYTES_OUT))
-        .fill_null(0)
-        .alias("session_bytes_out"),
-        pl.when(has)
-        .then(pl.col("download_log_ratio").max().over(key))
-        .otherwise(pl.col("download_log_ratio"))
-        .alias("session_download_log_ratio"),
-        pl.when(has)
-        .then(pl.col("send_recipients_hour").max().over(key))
-        .otherwise(pl.col("send_recipients_hour"))
-        .alias("session_recipients_hour"),
+    stats = (
+        lf.filter(has)
+        .group_by(key)
+        .agg(
+            pl.col(C.EVENT_ID).filter(x.is_success()).first().alias("_session_login"),
+            pl.col(C.BYTES_OUT).max().alias("_s_bytes"),
+            pl.col("download_log_ratio").max().alias("_s_ratio"),
+            pl.col("send_recipients_hour").max().alias("_s_rcpt"),
+        )
+    )
+    return (
+        _glue(lf, stats, key)
+        .with_columns(
+            pl.when(has)
+            .then(pl.col("_s_bytes"))
+            .otherwise(pl.col(C.BYTES_OUT))
+            .fill_null(0)
+            .alias("session_bytes_out"),
+            pl.when(has)
+            .then(pl.col("_s_ratio"))
+            .otherwise(pl.col("download_log_ratio"))
+            .alias("session_download_log_ratio"),
+            pl.when(has)
+            .then(pl.col("_s_rcpt"))
+            .otherwise(pl.col("send_recipients_hour"))
+            .alias("session_recipients_hour"),
+        )
+        .drop("_s_bytes", "_s_ratio", "_s_rcpt")
     )
