@@ -45,6 +45,13 @@ _PASSDB = r"([A-Za-z][\w-]*)\(([^()]*?),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>]*)>)?\): 
 _PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>)?\): "
 """The common passdb head at the start of the body. Where it matches, :data:`_PASSDB` finds the
 same groups (user without comma, session without ``)``: the first ``"): "`` ends the head)."""
+_LOGIN_FIELDS = (
+    r"^user=<([^>=,]*)>, method=([^,=]*), rip=([^,=]*), lip=([^,=]*)(?:, mpid=\d+)?(, TLS|, secured)?, "
+    r"session=<([^>,=]*)>$"
+)
+"""The usual login fields, in Dovecot's order. No value holds ``,`` or ``=``, so where this matches
+(one regex test, no capture: captures cost 1.5 us here) the fields are the parts between
+``", "`` and the general search (:func:`_login_fields`) would find the same values."""
 _MAIL_PROCS = ("imap(", "pop3(", "submission(", "managesieve(")
 _SERVICES = {
     "imap-login": Service.IMAP,
@@ -212,12 +219,34 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     body, kind = pl.col("_body"), pl.col("_line")
+    fields = pl.when(kind == "login_ok").then(byte_slice(body, 7)).otherwise(after(body, "): "))
+    lf = lf.with_columns(_f0=fields)
+    f0 = pl.col("_f0")
+    common = f0.str.contains(_LOGIN_FIELDS).fill_null(False)
+    lf = lf.with_columns(_common=common)
+    parts = pl.col("_l")
+    fast = (
+        lf.filter(pl.col("_common"))
+        .with_columns(_l=f0.str.split(", "))
+        .with_columns(
+            _nonempty(parts.list.first().str.slice(6).str.strip_suffix(">"))
+            .str.to_lowercase()
+            .alias(C.ACCOUNT),
+            canonical_ip(parts.list.get(2).str.slice(4).str.strip_chars()).alias(C.SOURCE_IP),
+            pl.lit(None, pl.Int32).alias(C.SOURCE_PORT),
+            canonical_ip(parts.list.get(3).str.slice(4).str.strip_chars()).alias(C.LOCAL_IP),
+            parts.list.get(1).str.slice(7).str.to_uppercase().alias(C.AUTH_METHOD),
+            (f0.str.contains(", TLS", literal=True) | f0.str.contains(", secured", literal=True)).alias(
+                C.TLS
+            ),
+            _nonempty(parts.list.last().str.slice(9).str.strip_suffix(">")).alias(C.SESSION_ID),
+            pl.lit("event").alias(KIND),
+        )
+        .drop("_l")
+    )
+    slow = _login_fields(lf.filter(~pl.col("_common")))
+    lf = pl.concat([fast, slow], how="vertical").drop("_common", "_f0")
     attempts = to_int(after(body, "(auth failed, "), pl.Int32)
-    fields = after(body, "): ")
-    fields = pl.when(kind == "login_ok").then(body.str.slice(7)).otherwise(fields)
-    lf = lf.with_columns(_f=pl.concat_str([pl.lit(" "), fields.fill_null(body)]))
-    f = pl.col("_f")
-    rip = between(f, "rip=", ",")
     return lf.with_columns(
         pl.lit("dovecot").alias(C.DAEMON),
         _service(pl.col("_proc")).alias(C.SERVICE),
@@ -228,13 +257,6 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.POLICY))
         .otherwise(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        angle(f, "user").str.to_lowercase().alias(C.ACCOUNT),
-        canonical_ip(rip.str.strip_chars()).alias(C.SOURCE_IP),
-        to_int(between(f, "rport=", ","), pl.Int32).alias(C.SOURCE_PORT),
-        canonical_ip(between(f, "lip=", ",").str.strip_chars()).alias(C.LOCAL_IP),
-        between(f, "method=", ",").str.to_uppercase().alias(C.AUTH_METHOD),
-        (f.str.contains(", TLS", literal=True) | f.str.contains(", secured", literal=True)).alias(C.TLS),
-        angle(f, "session").alias(C.SESSION_ID),
         pl.when(kind == "login_fail").then(attempts).otherwise(1).alias(C.ATTEMPTS),
         pl.when(kind == "login_ok")
         .then(pl.lit(None, pl.String))
@@ -242,9 +264,29 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("plaintext auth refused"))
         .otherwise(pl.lit("auth failed"))
         .alias(C.REASON),
-        pl.when(rip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
         pl.when(kind == "login_fail").then(pl.lit("dv_login_fail")).alias(STAGE),
     )
+
+
+def _nonempty(text: pl.Expr) -> pl.Expr:
+    return pl.when(text.str.len_bytes() > 0).then(text)
+
+
+def _login_fields(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """The login fields wherever they are (any version's layout): each key searched in the text."""
+    lf = lf.with_columns(_f=pl.concat_str([pl.lit(" "), pl.col("_f0").fill_null(pl.col("_body"))]))
+    f = pl.col("_f")
+    rip = between(f, "rip=", ",")
+    return lf.with_columns(
+        angle(f, "user").str.to_lowercase().alias(C.ACCOUNT),
+        canonical_ip(rip.str.strip_chars()).alias(C.SOURCE_IP),
+        to_int(between(f, "rport=", ","), pl.Int32).alias(C.SOURCE_PORT),
+        canonical_ip(between(f, "lip=", ",").str.strip_chars()).alias(C.LOCAL_IP),
+        between(f, "method=", ",").str.to_uppercase().alias(C.AUTH_METHOD),
+        (f.str.contains(", TLS", literal=True) | f.str.contains(", secured", literal=True)).alias(C.TLS),
+        angle(f, "session").alias(C.SESSION_ID),
+        pl.when(rip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+    ).drop("_f")
 
 
 def _passdb(lf: pl.LazyFrame) -> pl.LazyFrame:
