@@ -470,7 +470,13 @@ def _account_rows(
         | (pl.col("_sources") >= p.restrict_min_sources)
         | ((pl.col("verdict") == TARGETED) & (pl.col("failures").fill_null(0) >= p.restrict_min_attempts))
     )
-    light = pl.lit(p.restrict_light) & (attempts >= 1) & ~pl.col(C.IS_PRACTITIONER) & ~strict
+    light = (
+        pl.lit(p.restrict_light)
+        & (attempts >= 1)
+        & pl.col("_exists").fill_null(False)
+        & ~pl.col(C.IS_PRACTITIONER)
+        & ~strict
+    )
     exposed = strict | light
     targeted = targeted.with_columns(
         light.alias("_light"), (light | pl.col(C.IS_PRACTITIONER)).alias("_mainstream")
