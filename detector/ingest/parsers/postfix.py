@@ -78,7 +78,7 @@ def _process() -> pl.Expr:
 _AGENT_NOISE = {agent: f"noise:postfix_{agent}" for agent in _AGENTS}
 _MARKERS = r": client=|authentication fail|after AUTH from |auth=0|: from=<|SASL"
 """One regex alternation (a single SIMD literal search): a line without any of these can only be
-noise of a kind decided by its program and first words (see :func:`_plain_kind`)."""
+noise of a kind decided by its program and first words (see :func:`_kind`)."""
 
 
 def _noise_of(prog: pl.Expr) -> pl.Expr:
@@ -88,63 +88,71 @@ def _noise_of(prog: pl.Expr) -> pl.Expr:
     return agent.replace_strict(_AGENT_NOISE, default="noise:postfix_other").fill_null("noise:postfix_other")
 
 
-def _marked_kind(prog: pl.Expr, msg: pl.Expr, smtpd: pl.Expr) -> pl.Expr:
-    """The kind of a line holding one of :data:`_MARKERS` (the first test that holds wins)."""
-    return (
-        pl.when(smtpd & msg.str.contains(": client=", literal=True))
-        .then(
+def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
+    """The kind of a line (the first test that holds wins), written out for smtpd or other
+    programs and for lines with or without one of :data:`_MARKERS`: a test that cannot hold is
+    left out, as polars evaluates every test of a when/then chain on every row."""
+    cases: list[tuple[pl.Expr, pl.Expr]] = []
+    if smtpd and marked:
+        client = (
             pl.when(msg.str.contains("sasl_username=", literal=True))
             .then(pl.lit("client"))
             .otherwise(pl.lit("noise:client"))
         )
-        .when(
-            smtpd
-            & msg.str.contains(" authentication failed", literal=True)
-            & msg.str.starts_with("warning: ")
+        cases += [
+            (msg.str.contains(": client=", literal=True), client),
+            (
+                msg.str.contains(" authentication failed", literal=True) & msg.str.starts_with("warning: "),
+                pl.lit("sasl_fail"),
+            ),
+            (msg.str.contains(" after AUTH from ", literal=True), pl.lit("after_auth")),
+            (
+                msg.str.starts_with("disconnect from ") & msg.str.contains(" auth=0", literal=True),
+                pl.lit("disconnect_auth"),
+            ),
+        ]
+    if marked and not smtpd:
+        cases.append(
+            (msg.str.contains(": from=<", literal=True) & prog.str.ends_with("/qmgr"), pl.lit("qmgr"))
         )
-        .then(pl.lit("sasl_fail"))
-        .when(smtpd & msg.str.contains(" after AUTH from ", literal=True))
-        .then(pl.lit("after_auth"))
-        .when(smtpd & msg.str.starts_with("disconnect from ") & msg.str.contains(" auth=0", literal=True))
-        .then(pl.lit("disconnect_auth"))
-        .when(msg.str.contains(": from=<", literal=True) & prog.str.ends_with("/qmgr"))
-        .then(pl.lit("qmgr"))
-        .otherwise(_plain_kind(prog, msg, smtpd, marked=True))
-    )
-
-
-def _plain_kind(prog: pl.Expr, msg: pl.Expr, smtpd: pl.Expr, *, marked: bool = False) -> pl.Expr:
-    """Noise kinds; ``marked`` adds the tests that need a marker (SASL wording)."""
-    out = (
-        pl.when(smtpd & msg.str.starts_with("connect from "))
-        .then(pl.lit("noise:connect"))
-        .when(smtpd & msg.str.starts_with("disconnect from "))
-        .then(pl.lit("noise:disconnect"))
-    )
+    if smtpd:
+        cases += [
+            (msg.str.starts_with("connect from "), pl.lit("noise:connect")),
+            (msg.str.starts_with("disconnect from "), pl.lit("noise:disconnect")),
+        ]
     if marked:
-        out = out.when(msg.str.contains("SASL authentication failed; server ", literal=True)).then(
-            pl.lit("noise:smtp_client_auth")
+        cases.append(
+            (
+                msg.str.contains("SASL authentication failed; server ", literal=True),
+                pl.lit("noise:smtp_client_auth"),
+            )
         )
-    out = out.when(msg.str.starts_with("NOQUEUE: ")).then(pl.lit("noise:noqueue"))
-    if marked:
-        out = out.when(
-            smtpd
-            & msg.str.contains("SASL", literal=True)
-            & msg.str.contains("authentication fail", literal=True)
-        ).then(pl.lit("unparsed"))
-    return out.when(smtpd).then(pl.lit("noise:smtpd_other")).otherwise(_noise_of(prog))
+    cases.append((msg.str.starts_with("NOQUEUE: "), pl.lit("noise:noqueue")))
+    if smtpd and marked:
+        cases.append(
+            (
+                msg.str.contains("SASL", literal=True)
+                & msg.str.contains("authentication fail", literal=True),
+                pl.lit("unparsed"),
+            )
+        )
+    out = pl.lit("noise:smtpd_other") if smtpd else _noise_of(prog)
+    for cond, value in reversed(cases):
+        out = pl.when(cond).then(value).otherwise(out)
+    return out
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
-    smtpd = pl.col("_is_smtpd")
-    # most lines are delivery noise: one marker search splits them off, and only the rows with a
-    # marker run the full list of tests (polars evaluates every test of a when/then on every row)
+    # most lines are delivery noise: one marker search splits them off, and each of the four
+    # sub-frames (smtpd or not, marker or not) runs only the tests that can hold on it
     lf = lf.with_columns(_is_smtpd=prog.str.ends_with("/smtpd"), _marked=msg.str.contains(_MARKERS))
+    smtpd, marked = pl.col("_is_smtpd"), pl.col("_marked")
     lf = pl.concat(
         [
-            lf.filter(pl.col("_marked")).with_columns(_line=_marked_kind(prog, msg, smtpd)),
-            lf.filter(~pl.col("_marked")).with_columns(_line=_plain_kind(prog, msg, smtpd)),
+            lf.filter(s & m).with_columns(_line=_kind(prog, msg, smtpd=sv, marked=mv))
+            for s, sv in ((smtpd, True), (~smtpd, False))
+            for m, mv in ((marked, True), (~marked, False))
         ],
         how="vertical",
     )
