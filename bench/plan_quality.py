@@ -5,7 +5,9 @@ day with history carried over (ingest, enrich, detect, score with the shipped mo
 fallback when there is none), builds the plan from day N and replays it, with labels, on day N+1
 beside a blanket shutdown, fail2ban's default jail and no action. Prints the table and a JSON line.
 
-    .venv/bin/python bench/plan_quality.py [--seed 11] [--accounts 3000] [--days 4] [--day N]
+    .venv/bin/python bench/plan_quality.py [--seed 11] [--accounts 3000] [--days 4] [--day N [N ...]]
+
+Several ``--day`` values replay each day's plan on the day after it in one pass over the world.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--accounts", type=int, default=3000)
     ap.add_argument("--days", type=int, default=4)
-    ap.add_argument("--day", type=int, default=None, help="day N (1-based) whose plan is replayed on N+1")
+    ap.add_argument(
+        "--day", type=int, nargs="+", default=None, help="day(s) N (1-based) whose plan is replayed on N+1"
+    )
     ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
-    day_n = args.day or args.days - 1
+    plan_days = sorted(set(args.day or [args.days - 1]))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
         world = args.world or Path(tmp) / "world"
@@ -61,43 +65,45 @@ def main(argv: list[str] | None = None) -> int:
         directory = load_practitioners(world / "practitioners.csv")
         labels = read_labels(world / "labels" / "incidents.csv")
         days = sorted(p for p in (world / "logs").iterdir() if p.is_dir())
+        if plan_days[0] < 1 or plan_days[-1] >= len(days):
+            ap.error(f"--day must be between 1 and {len(days) - 1} (the world has {len(days)} days)")
         history, shared = History.empty(), None
-        plan = None
-        for i, day in enumerate(days[: day_n + 1], start=1):
+        plans, results = {}, {}
+        for i, day in enumerate(days[: plan_days[-1] + 1], start=1):
             ingested = ingest([str(day)], cfg.ingest, Path(tmp) / f"work{i}")
             enriched = enrich(
                 ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
             )
             events = enriched.events.collect()
-            if i == day_n:
+            if i - 1 in plans:
+                results[i - 1] = replay(
+                    plans[i - 1], label_events(events.lazy(), labels).collect(), None, cfg
+                )
+            if i in plan_days:
                 detection = detect(events, cfg, history)
                 scores = score(detection, model, cfg)
                 now = events.get_column("timestamp").max() + timedelta(seconds=1)
-                plan = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
+                plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
             history = update_history(history, events.lazy())
             shared = enriched.shared
-        nxt = days[day_n]
-        ingested = ingest([str(nxt)], cfg.ingest, Path(tmp) / "next")
-        events = enrich(
-            ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
-        ).events
-        result = replay(plan, label_events(events, labels).collect(), None, cfg)
-    print(
-        f"world seed {args.seed}, {args.accounts} accounts; plan from day {day_n} replayed on day {day_n + 1}"
-    )
-    print(plan.group_by("action", "target_type").len().sort("action", "target_type"))
-    print(result.render())
-    print(
-        json.dumps(
-            {
-                "world": str(args.world) if args.world else f"seed {args.seed}",
-                "day": day_n,
-                "model": model is not None,
-                "seconds": round(time.perf_counter() - started, 1),
-                "table": result.table.to_dicts(),
-            }
+    for day_n in plan_days:
+        plan, result = plans[day_n], results[day_n]
+        print(
+            f"world seed {args.seed}, {args.accounts} accounts; plan from day {day_n} replayed on day {day_n + 1}"
         )
-    )
+        print(plan.group_by("action", "target_type").len().sort("action", "target_type"))
+        print(result.render())
+        print(
+            json.dumps(
+                {
+                    "world": str(args.world) if args.world else f"seed {args.seed}",
+                    "day": day_n,
+                    "model": model is not None,
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "table": result.table.to_dicts(),
+                }
+            )
+        )
     return 0
 
 
