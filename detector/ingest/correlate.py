@@ -93,8 +93,11 @@ def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
 
 
 def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
-    auth = cand.filter(pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT)
-    login = cand.filter((pl.col(STAGE) == "dv_login_fail") & EVENT)
+    keys = [RID, C.TIMESTAMP, "_h", C.SESSION_ID, C.SOURCE_IP, C.ACCOUNT]
+    auth = cand.filter(pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT).select(keys)
+    login = cand.filter((pl.col(STAGE) == "dv_login_fail") & EVENT).select(
+        *keys, C.SERVICE, C.TLS, C.AUTH_METHOD, C.LOCAL_IP, C.SOURCE_PORT, C.ATTEMPTS
+    )
     if auth.is_empty() or login.is_empty():
         return cand
     lcols = [
@@ -174,7 +177,10 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
 
 def _postfix_sessions(cand: pl.DataFrame) -> pl.DataFrame:
     stages = ["pf_sasl_fail", "pf_after_auth", "pf_disconnect", "pf_boundary"]
-    s = cand.filter(pl.col(STAGE).is_in(stages))
+    # only the columns the session logic reads: sorting and joining a narrow frame is cheap
+    s = cand.filter(pl.col(STAGE).is_in(stages)).select(
+        RID, STAGE, KIND, "_h", SMTPD, C.TIMESTAMP, C.LINE_NUMBER
+    )
     # only smtpd processes with an AUTH counter or lost-after-AUTH event can need a merge
     busy = (
         s.filter(pl.col(STAGE).is_in(["pf_after_auth", "pf_disconnect"]) & EVENT).select("_h", SMTPD).unique()
@@ -256,11 +262,15 @@ def _postfix_dovecot_sasl(cand: pl.DataFrame) -> pl.DataFrame:
 
 
 def _postfix_sends(cand: pl.DataFrame) -> pl.DataFrame:
-    q = cand.filter(pl.col(STAGE) == "pf_qmgr")
+    q = cand.filter(pl.col(STAGE) == "pf_qmgr").select(RID, "_h", QID, C.TIMESTAMP)
     if q.is_empty():
         return cand
     q = q.sort(C.TIMESTAMP).with_columns(_first=pl.int_range(pl.len()).over(["_h", QID]) == 0)
-    clients = cand.filter((pl.col(STAGE) == "pf_client") & EVENT).unique(["_h", QID], keep="last")
+    clients = (
+        cand.filter((pl.col(STAGE) == "pf_client") & EVENT)
+        .select("_h", QID, C.ACCOUNT, C.SOURCE_IP, C.SOURCE_PORT, C.AUTH_METHOD, C.SERVICE)
+        .unique(["_h", QID], keep="last")
+    )
     m = (
         q.filter("_first")
         .select(RID, "_h", QID)
