@@ -7,7 +7,8 @@ risk. The columns are a public contract documented in ``docs/response-plan.md``.
 
 A legitimate login, the unit of collateral, is a successful login to an account that scoring did not
 call compromised, or to a compromised account from outside the attackers' addresses with a low
-event risk: an uncompromised account's successful logins can only be its owner's.
+event risk, and not from an attacking address scoring counts no legitimate user on. An attacking
+source's successful login that is not legitimate makes the account compromised for the plan.
 """
 
 from __future__ import annotations
@@ -396,9 +397,12 @@ def _account_rows(
     the plan (shared addresses, collateral over budget; password spraying alone excepted), or when it was attacked hard (many
     attempts or many sources: the attack will come back from new addresses; an account scoring
     calls targeted with many failures counts even when no attacking source was identified, as in
-    a distributed brute force of one attempt per address). A lightly targeted
-    account whose attackers are all blocked is monitored instead: restricting it would only cost
-    its owner logins from a new network.
+    a distributed brute force of one attempt per address). Every other existing account the
+    attackers tried, practitioners excepted, gets a light restriction (``restrict_light``): on
+    every service, to its own networks plus the ``mainstream`` access networks, since its takeover,
+    if it comes, comes from hosting, VPN or Tor exits; a practitioner's restriction allows the
+    mainstream networks too. With ``restrict_light`` off, a lightly targeted account whose
+    attackers are all blocked is monitored instead.
     """
     real = attack.filter(pl.col(C.ACCOUNT).is_not_null()).with_columns(
         (~pl.col(C.SOURCE_IP).is_in(blocked_sources) & ~_only_spraying()).alias("_unblocked")
@@ -899,6 +903,8 @@ def recommend(
         )
         .get_column(C.SOURCE_IP)
         .to_list()
+        if "legit_accounts" in attackers.columns
+        else []
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(

@@ -5,8 +5,10 @@ The collateral of a scope is the set of accounts with a legitimate successful lo
 a prefix (or an IPv6 /48) is blocked when several attacking addresses share it, a campaign uses
 it, or it is hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next); an AS
 number when attacking addresses in several of its prefixes share it, or when it is hosting/VPN/Tor
-infrastructure, and only when nobody legitimate logs in from it on any service. What cannot be blocked (shared addresses, allow-listed networks, collateral
-over budget) is returned with the reason, so that the plan protects the targeted accounts instead.
+infrastructure, and only when nobody legitimate logs in from it on any service. What cannot be
+blocked (shared addresses, allow-listed networks, exits of a VPN legitimate users log in through,
+collateral over budget) is returned with the reason, so that the plan protects the targeted
+accounts instead.
 """
 
 from __future__ import annotations
