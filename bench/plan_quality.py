@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     for day_n in plan_days:
         plan, result = plans[day_n], results[day_n]
         print(
-            f"world seed {args.seed}, {args.accounts} accounts; plan from day {day_n} replayed on day {day_n + 1}"
+            f"world {args.world or f'seed {args.seed}, {args.accounts} accounts'}; "
+            f"plan from day {day_n} replayed on day {day_n + 1}"
         )
         print(plan.group_by("action", "target_type").len().sort("action", "target_type"))
         print(result.render())
