@@ -38,7 +38,7 @@ def test_train_then_evaluate_writes_model_card_and_metrics(world, tmp_path) -> N
 
     r = runner.invoke(app, ["evaluate", "--model", str(out) + ".skops", *_opts(world)])
     assert r.exit_code == 0, r.output
-    for text in ("PR-AUC", "DR@0.1%FPR", "DR@1%FPR", "per 10k", "trap cgnat", "password_spraying"):
+    for text in ("PR-AUC", "DR@0.1%FPR", "DR@1%FPR", "per 10k", "trap phone_cgnat", "password_spraying"):
         assert text in r.output
     metrics = json.loads((tmp_path / "models" / "tiny.card.json").read_text())["metrics"]
     assert metrics["events"]["pr_auc"] > 0.9
