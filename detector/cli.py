@@ -221,6 +221,10 @@ def export_cmd(
             help="Export as of this UTC time: measures expired by then are left out (default: now)."
         ),
     ] = None,
+    geoip_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory with an ASN database, to expand AS numbers into their prefixes."),
+    ] = None,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
     from datetime import UTC
@@ -228,9 +232,11 @@ def export_cmd(
     from detector.recommend.export import export_plan_file
 
     at = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
-    text = export_plan_file(plan, format.value, out, now=at)
+    done = export_plan_file(plan, format.value, out, now=at, geoip_dir=geoip_dir)
+    for w in done.warnings:
+        err(f"detector: warning: {w}")
     if out is None:
-        typer.echo(text, nl=False)
+        typer.echo(done.text, nl=False)
     else:
         err(f"detector: wrote {format.value} export to {out}")
 

@@ -17,6 +17,7 @@ from detector.cli import app
 from detector.errors import ConfigError
 from detector.recommend import FORMATS, export
 from detector.schema import RECOMMENDATION_SCHEMA, C
+from detector.simulate.geodb import NetworkInfo, write_geoip_databases
 from tests.recommend_frames import NOW
 
 BASE = {
@@ -88,6 +89,14 @@ PLAN = pl.DataFrame([{**BASE, **r} for r in ROWS], schema=RECOMMENDATION_SCHEMA)
 
 def out(fmt):
     return export(PLAN, fmt, now=NOW)
+
+
+@pytest.fixture(autouse=True)
+def no_system_geoip(tmp_path, monkeypatch):
+    """Exports look for an ASN database like `detector run`: keep the machine's own out of the tests."""
+    empty = tmp_path / "no-geoip"
+    empty.mkdir()
+    monkeypatch.setenv("DETECTOR_GEOIP_DIR", str(empty))
 
 
 def body(text):
@@ -274,3 +283,70 @@ def test_block_with_exceptions_is_carved_in_every_format():
     ranges = [d["value"] for d in json.loads(export(plan, "crowdsec", now=NOW))]
     assert {str(a) for n in ranges for a in ipaddress.ip_network(n)} == covered
     assert "51.210.5.114 " not in export(plan, "nftables", now=NOW)
+
+
+AS_NETWORKS = [
+    NetworkInfo("100.64.0.0/25", "NL", asn=64666, as_org="Bulletproof Hosting"),
+    NetworkInfo("100.64.0.128/25", "NL", asn=64666, as_org="Bulletproof Hosting"),
+    NetworkInfo("2001:db8:66::/48", "NL", asn=64666, as_org="Bulletproof Hosting"),
+    NetworkInfo("81.56.0.0/16", "FR", asn=64600, as_org="Home ISP"),
+    NetworkInfo("37.160.0.0/14", "FR", asn=64600, as_org="Home ISP"),
+    NetworkInfo("192.0.2.0/24", "FR", asn=64601, as_org="Someone else"),
+]
+
+
+@pytest.fixture
+def asn_dir(tmp_path):
+    d = tmp_path / "geoip"
+    write_geoip_databases(d, AS_NETWORKS, 1_735_689_600)
+    return d
+
+
+def test_asn_networks_are_read_from_the_database_and_collapsed(asn_dir):
+    from detector.recommend.nets import asn_networks
+
+    got = asn_networks(asn_dir / "GeoLite2-ASN.mmdb", [64666, 64600, 64999])
+    assert [str(n) for n in got[64666]] == ["100.64.0.0/24", "2001:db8:66::/48"]
+    assert [str(n) for n in got[64600]] == ["37.160.0.0/14", "81.56.0.0/16"]
+    assert got[64999] == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "present", "absent"),
+    [
+        ("nftables", ["100.64.0.0/24 timeout", "2001:db8:66::/48 timeout"], ["AS64666"]),
+        ("postfix", ["100.64.0.0/24 REJECT", "2001:db8:66::/48 REJECT"], ["AS64666"]),
+        ("dovecot-allow-nets", ["37.160.0.0/14,81.56.0.0/16", "198.51.100.0/24"], ["AS64600"]),
+        ("crowdsec", ['"scope": "AS"', '"value": "64666"'], ["100.64.0.0/24"]),
+    ],
+)
+def test_as_numbers_are_expanded_into_prefixes_where_the_format_needs_it(asn_dir, fmt, present, absent):
+    text = export(PLAN, fmt, now=NOW, asn_db=asn_dir / "GeoLite2-ASN.mmdb")
+    for needle in present:
+        assert needle in text, needle
+    for needle in absent:
+        assert needle not in text, needle
+
+
+def test_an_as_the_database_does_not_know_stays_a_comment(asn_dir):
+    plan = PLAN.with_columns(
+        pl.when(pl.col("measure_id") == "M4")
+        .then(pl.lit("AS65123"))
+        .otherwise(pl.col("target"))
+        .alias("target")
+    )
+    assert "# not expressible in nftables (AS number): AS65123 (M4)" in export(
+        plan, "nftables", now=NOW, asn_db=asn_dir / "GeoLite2-ASN.mmdb"
+    )
+
+
+def test_cli_export_expands_with_geoip_dir_and_warns_without(tmp_path, asn_dir):
+    plan_file = tmp_path / "recommendations.parquet"
+    PLAN.write_parquet(plan_file)
+    base = ["export", "--plan", str(plan_file), "--format", "nftables", "--now", "2026-03-03T00:00:00"]
+    without = CliRunner().invoke(app, base)
+    assert without.exit_code == 0
+    assert "2 AS numbers cannot be expressed in nftables" in without.stderr
+    with_db = CliRunner().invoke(app, [*base, "--geoip-dir", str(asn_dir)])
+    assert with_db.exit_code == 0 and "warning" not in with_db.stderr
+    assert "100.64.0.0/24 timeout" in with_db.stdout

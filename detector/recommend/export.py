@@ -2,8 +2,10 @@
 
 Only measures still in force at export time are written; durations and timeouts count from then.
 Targets a format cannot express (an AS number in nftables, an IPv6 key in a passwd-file) are listed
-as comments, never silently dropped. Every format is documented with an example in
-``docs/response-plan.md``.
+as comments, never silently dropped. Given an ASN database, AS numbers (blocked ones and those in a
+restriction's ``allowed_networks``) are first expanded into the prefixes the database assigns them,
+so that firewalls, Postfix and Dovecot enforce them too. Every format is documented with an example
+in ``docs/response-plan.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import ipaddress
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ import polars as pl
 from detector.errors import ConfigError
 from detector.recommend import nets
 from detector.schema import RECOMMENDATION_SCHEMA, Service
+
+AS_NATIVE_FORMATS = frozenset({"crowdsec", "csv", "json"})
+"""Formats that carry AS numbers as they are (CrowdSec has an AS scope); the others need prefixes."""
 
 FORMATS = (
     "nftables",
@@ -54,6 +60,49 @@ MAX_EXPANDED = 256
 
 def _now(now: datetime | None) -> datetime:
     return (now or datetime.now(UTC)).astimezone(UTC)
+
+
+def plan_asns(plan: pl.DataFrame) -> list[int]:
+    """AS numbers the plan names: blocked ones and those in ``allowed_networks``."""
+    texts = plan.get_column("target").to_list() + [
+        t for ts in plan.get_column("allowed_networks").to_list() for t in (ts or [])
+    ]
+    return sorted({n.asn for t in texts if (n := nets.parse_net(t or "")) is not None and n.asn is not None})
+
+
+def expand_asns(plan: pl.DataFrame, networks: dict[int, list[Any]]) -> pl.DataFrame:
+    """The plan with AS numbers replaced by their prefixes (``networks``: AS -> CIDRs, as from
+    :func:`detector.recommend.nets.asn_networks`).
+
+    A blocked AS becomes one ``cidr`` block per prefix, with the same measure id and the AS in its
+    reason; an AS in ``allowed_networks`` is replaced by its prefixes. An AS the database does not
+    know stays as it is (and is commented in the formats that cannot express it).
+    """
+    rows = []
+    for r in plan.to_dicts():
+        allowed = r.get("allowed_networks")
+        if allowed:
+            out: list[str] = []
+            for t in allowed:
+                n = nets.parse_net(t)
+                known = networks.get(n.asn) if n is not None and n.asn is not None else None
+                out.extend([str(x) for x in known] if known else [t])
+            r["allowed_networks"] = list(dict.fromkeys(out))
+        target = nets.parse_net(r.get("target") or "") if r.get("action") == "block" else None
+        known = networks.get(target.asn) if target is not None and target.asn is not None else None
+        if not known:
+            rows.append(r)
+            continue
+        for cidr in known:
+            rows.append(
+                {
+                    **r,
+                    "target_type": "cidr",
+                    "target": str(cidr),
+                    "reason": f"{r.get('reason') or ''} ({target.text})",
+                }
+            )
+    return pl.DataFrame(rows, schema=plan.schema) if rows else plan.clear()
 
 
 def _active(plan: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -353,7 +402,9 @@ _WRITERS = {
 }
 
 
-def export(plan: pl.DataFrame, fmt: str, *, now: datetime | None = None) -> str:
+def export(
+    plan: pl.DataFrame, fmt: str, *, now: datetime | None = None, asn_db: str | Path | None = None
+) -> str:
     """The plan in an enforcement point's format (:data:`FORMATS`).
 
     Args:
@@ -361,9 +412,12 @@ def export(plan: pl.DataFrame, fmt: str, *, now: datetime | None = None) -> str:
         fmt: one of :data:`FORMATS`.
         now: export time (default: now); measures expired by then are left out and timeouts and
             durations count from it.
+        asn_db: an ASN database (GeoLite2-ASN format): AS numbers are expanded into their prefixes
+            for the formats that cannot name an AS (all but CrowdSec, CSV and JSON).
 
     Raises:
         ConfigError: unknown format.
+        EnrichmentError: the ASN database cannot be read.
     """
     from detector.errors import did_you_mean
 
@@ -372,23 +426,55 @@ def export(plan: pl.DataFrame, fmt: str, *, now: datetime | None = None) -> str:
             f"unknown export format {fmt!r}",
             hint=did_you_mean(fmt, FORMATS) or f"one of {', '.join(FORMATS)}",
         )
+    if asn_db is not None and fmt not in AS_NATIVE_FORMATS:
+        plan = expand_asns(plan, nets.asn_networks(asn_db, plan_asns(plan)))
     return _WRITERS[fmt](plan, now)
 
 
+@dataclass(frozen=True)
+class Exported:
+    """An export's text and what the user should know about it."""
+
+    text: str
+    warnings: tuple[str, ...] = ()
+
+
 def export_plan_file(
-    plan_path: str | Path, fmt: str, out: str | Path | None = None, *, now: datetime | None = None
-) -> str:
-    """Read a plan file, export it as ``fmt`` and write it to ``out`` atomically (if given); returns the text.
+    plan_path: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    *,
+    now: datetime | None = None,
+    geoip_dir: str | Path | None = None,
+) -> Exported:
+    """Read a plan file, export it as ``fmt`` and write it to ``out`` atomically (if given).
+
+    AS numbers are expanded with the ASN database found as ``detector run`` finds it
+    (``geoip_dir``, ``$DETECTOR_GEOIP_DIR``, the system directories); without one, a warning says
+    how many stay as comments.
 
     Raises:
         InputError: the plan cannot be read, or ``out`` cannot be written.
         SchemaError: the plan is not a plan.
         ConfigError: unknown format.
+        EnrichmentError: the GeoIP directory or the ASN database cannot be read.
     """
+    from detector.enrich.geoip import find_databases
     from detector.errors import InputError
     from detector.recommend.replay import read_plan
 
-    text = export(read_plan(plan_path), fmt, now=now)
+    plan = read_plan(plan_path)
+    warnings = []
+    asn_db = None
+    if fmt not in AS_NATIVE_FORMATS and plan_asns(plan):
+        found = find_databases(geoip_dir).asn
+        asn_db = found.path if found is not None else None
+        if asn_db is None:
+            warnings.append(
+                f"{len(plan_asns(plan))} AS numbers cannot be expressed in {fmt} and are left as comments: "
+                "pass --geoip-dir with an ASN database (GeoLite2-ASN) to expand them into prefixes"
+            )
+    text = export(plan, fmt, now=now, asn_db=asn_db)
     if out is not None:
         target = Path(out)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -397,4 +483,4 @@ def export_plan_file(
             os.replace(tmp, target)
         except OSError as e:
             raise InputError(f"cannot write the export: {e.strerror}", path=target) from e
-    return text
+    return Exported(text, tuple(warnings))

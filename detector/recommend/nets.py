@@ -14,6 +14,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -148,3 +150,37 @@ def overlaps(a: Net, b: Net) -> bool:
         return a.kind == b.kind and a.asn == b.asn
     na, nb = ipaddress.ip_network(cidr_text(a)), ipaddress.ip_network(cidr_text(b))
     return na.version == nb.version and na.overlaps(nb)
+
+
+def asn_networks(path: str | Path, asns: Iterable[int]) -> dict[int, list[Any]]:
+    """The networks an ASN database (GeoLite2-ASN format) assigns to each of ``asns``, collapsed.
+
+    The database is walked once (a real GeoLite2-ASN holds about half a million networks: a second
+    or two); adjacent networks of one AS are merged into the fewest CIDRs, IPv4 before IPv6.
+
+    Raises:
+        EnrichmentError: the database cannot be opened or walked.
+    """
+    import maxminddb
+
+    from detector.enrich.geoip import open_reader
+    from detector.errors import EnrichmentError
+
+    wanted = set(asns)
+    found: dict[int, list[Any]] = {a: [] for a in wanted}
+    if not wanted:
+        return found
+    reader = open_reader(Path(path))
+    try:
+        for network, record in reader:
+            asn = record.get("autonomous_system_number") if isinstance(record, dict) else None
+            if asn in wanted:
+                found[asn].append(network)
+    except (maxminddb.InvalidDatabaseError, ValueError, OSError) as e:
+        raise EnrichmentError(f"cannot read the ASN database: {e}", path=path) from e
+    finally:
+        reader.close()
+    return {
+        a: [n for v in (4, 6) for n in ipaddress.collapse_addresses(x for x in found[a] if x.version == v)]
+        for a in sorted(found)
+    }
