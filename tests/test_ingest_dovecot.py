@@ -237,3 +237,71 @@ def test_auth_looking_line_it_cannot_read_is_quarantined(tmp_path):
     assert events.is_empty()
     assert result.quarantine["reason"].to_list() == ["unparsed"]
     assert result.quarantine["line_number"].to_list() == [1]
+
+
+LOGIN = "user=<Ann@X>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, mpid=3, TLS, session=<s1>"
+
+
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [
+        pytest.param(
+            LOGIN, ("ann@x", "203.0.113.9", None, "192.0.2.1", "PLAIN", True, "s1"), id="usual-layout"
+        ),
+        pytest.param(
+            "user=<ann@x>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, session=<s1>",
+            ("ann@x", "203.0.113.9", None, "192.0.2.1", "PLAIN", False, "s1"),
+            id="usual-no-mpid-no-tls",
+        ),
+        pytest.param(
+            "user=<ann@x>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, rport=5123, lport=993, TLS, session=<s1>",
+            ("ann@x", "203.0.113.9", 5123, "192.0.2.1", "PLAIN", True, "s1"),
+            id="other-layout-rport",
+        ),
+        pytest.param(
+            "user=<a,b@x>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, mpid=3, session=<s1>",
+            ("a,b@x", "203.0.113.9", None, "192.0.2.1", "PLAIN", False, "s1"),
+            id="comma-in-user",
+        ),
+        pytest.param(
+            "user=<>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, mpid=3, session=<>",
+            (None, "203.0.113.9", None, "192.0.2.1", "PLAIN", False, None),
+            id="empty-user-and-session",
+        ),
+    ],
+)
+def test_login_fields_in_any_layout(tmp_path, fields, want):
+    # the usual layout is cut from one split, the others key by key: same values either way
+    row = one(tmp_path, f"{S} imap-login: Login: {fields}")
+    got = tuple(
+        row[k]
+        for k in ("account", "source_ip", "source_port", "local_ip", "auth_method", "tls", "session_id")
+    )
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        pytest.param(
+            "passwd-file(ann@x,203.0.113.9,<s1>): Password mismatch",
+            ("ann@x", "203.0.113.9", "s1"),
+            id="head",
+        ),
+        pytest.param(
+            "sql(ann@x,203.0.113.9): unknown user", ("ann@x", "203.0.113.9", None), id="head-no-session"
+        ),
+        pytest.param(
+            "ldap(a,b@x,203.0.113.9): Password mismatch", ("a,b@x", "203.0.113.9", None), id="comma-in-user"
+        ),
+        pytest.param(
+            "conn unix:auth-worker (pid=1,uid=2): auth-worker<3>: pam(ann@x,203.0.113.9,<s1>): Password mismatch",
+            ("ann@x", "203.0.113.9", "s1"),
+            id="2.3-worker-prefix",
+        ),
+    ],
+)
+def test_passdb_line_in_any_shape(tmp_path, body, want):
+    # the common head is one anchored capture, other shapes the general regex: same groups
+    row = one(tmp_path, f"{S} auth: {body}")
+    assert (row["account"], row["source_ip"], row["session_id"]) == want

@@ -190,3 +190,43 @@ def test_year_option_through_ingest(tmp_path):
         year=2019,
     )
     assert ev["timestamp"][0] == datetime(2019, 3, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "host", "program", "pid", "message"),
+    [
+        (
+            "Nov 23 03:14:15 mx-é dovecot: imap-login: Login: x",
+            "mx-é",
+            "dovecot",
+            None,
+            "imap-login: Login: x",
+        ),
+        ("Nov 23 03:14:15 mx1 prögram[7]: mëssage: ü", "mx1", "prögram", 7, "mëssage: ü"),
+        (
+            "2026-11-23 03:14:15 imap(ü@x)<1><s>: Info: Disconnected",
+            None,
+            "imap(ü@x)<1><s>",
+            None,
+            "Disconnected",
+        ),
+        ("2026-11-23T03:14:15Z hôte p: m", "hôte", "p", None, "m"),
+    ],
+    ids=["host", "tag-and-message", "log_path-user", "iso-host"],
+)
+def test_non_ascii_text_is_cut_at_the_right_place(raw, host, program, pid, message):
+    # str.find gives byte offsets: the cuts must count bytes too
+    row = env([raw]).row(0, named=True)
+    assert (row["host"], row["program"], row["pid"], row["message"]) == (host, program, pid, message)
+
+
+def test_runs_of_equal_stamps_each_get_their_time():
+    lines = ["Nov 23 03:14:15 h p: a"] * 3 + ["Nov 23 03:14:16 h p: b"] * 2 + ["Nov 23 03:14:15 h p: c"]
+    out = env(lines)
+    assert [t.second for t in out["timestamp"]] == [15, 15, 15, 16, 16, 15]
+
+
+def test_year_override_counts_a_new_year_once_per_drop_within_runs():
+    lines = ["Dec 31 23:59:59 h p: a"] * 2 + ["Jan  1 00:00:00 h p: b"] * 3 + ["Jan  1 00:00:01 h p: c"]
+    out = env(lines, year=2020, year_state={})
+    assert [t.year for t in out["timestamp"]] == [2020, 2020, 2021, 2021, 2021, 2021]

@@ -111,6 +111,27 @@ NOISE = [
         "noise:qmgr",
         id="qmgr-unauthenticated",
     ),
+    pytest.param(
+        f"{T}1 mx1 postfix-in/cleanup[2]: 5C0: x", "noise:postfix_cleanup", id="agent-other-instance"
+    ),
+    pytest.param(f"{T}1 mx1 postfix/qmgr[5]: 5C0: removed", "noise:postfix_qmgr", id="qmgr-removed"),
+    pytest.param(f"{T}1 mx1 postfix/flush[6]: x", "noise:postfix_other", id="agent-unknown"),
+    pytest.param(
+        f"{T}1 mx1 postfix/smtpd[1]: lost connection after DATA from h[192.0.2.8]",
+        "noise:smtpd_other",
+        id="smtpd-other",
+    ),
+    pytest.param(
+        f"{T}1 mx1 postfix/smtp[3]: 5C0: SASL authentication failed; server mx.example.com[192.0.2.7] said: 535 no",
+        "noise:smtp_client_auth",
+        id="smtp-client-sasl",
+    ),
+    pytest.param(f"{T}1 mx1 postfix/cleanup[2]: NOQUEUE: x", "noise:noqueue", id="noqueue-other-agent"),
+    pytest.param(
+        f"{T}1 mx1 postfix/smtpd[1]: disconnect from h[192.0.2.8] ehlo=1 auth=1 quit=1 commands=3",
+        "noise:disconnect",
+        id="disconnect-auth-ok",
+    ),
 ]
 
 
