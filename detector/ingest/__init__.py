@@ -227,6 +227,9 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+ENGINE = "in-memory"
+"""Engine of the per-batch collects: the same speed as the streaming engine on a batch, and 10-20 ms
+less set-up per collect (a third of the fixed cost of a batch)."""
 PARSE_WORKERS = 2
 """Batches parsed at once (polars releases the GIL). A fixed ``year`` carries the New Year
 crossing from one batch to the next, so then batches are parsed one after the other."""
@@ -305,7 +308,7 @@ def _parse_batch(
         batch = batch.filter(~long)
     env = parse_envelope(
         batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
-    ).collect()
+    ).collect(engine=ENGINE)
     bad_env = env.filter(~pl.col(ENVELOPE_OK))
     if not bad_env.is_empty():
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
@@ -345,7 +348,7 @@ def _parse_batch(
     if not outs:
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
     bad_lines = env.filter(pl.col("invalid_utf8"))[C.LINE_NUMBER]
-    kept = [_sort_out(out, bad_lines, raws, fx) for out in pl.collect_all(outs)]
+    kept = [_sort_out(out, bad_lines, raws, fx) for out in pl.collect_all(outs, engine=ENGINE)]
     return pl.concat(kept, how="vertical"), fx
 
 

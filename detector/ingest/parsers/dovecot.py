@@ -200,7 +200,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     # materialised once: otherwise the optimiser pushes each kind's filter into the union above
     # and recomputes the classification once per kind
-    lf = lf.collect().lazy()
+    lf = lf.collect(engine="in-memory").lazy()
     kind = pl.col("_line")
     rest = lf.filter(kind.str.starts_with("noise:")).with_columns(
         pl.col("_line").alias(KIND), pl.lit("dovecot").alias(C.DAEMON)

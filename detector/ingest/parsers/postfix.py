@@ -158,7 +158,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     # materialised once: otherwise the optimiser pushes each kind's filter into the union above
     # and recomputes the classification once per kind
-    lf = lf.collect().lazy()
+    lf = lf.collect(engine="in-memory").lazy()
     kind = pl.col("_line")
     special = ["client", "sasl_fail", "after_auth", "disconnect_auth", "qmgr"]
     rest = lf.filter(~kind.is_in(special)).with_columns(
