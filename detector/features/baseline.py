@@ -199,6 +199,37 @@ PRIOR_N = "acct_prior_successes"
 """Successful logins of the account before the event (history + window)."""
 
 
+def _history_counts(events: pl.LazyFrame, history: History) -> pl.LazyFrame:
+    """Per event (in order): the account's carried successes ``_hist_n`` and, per trait, the carried
+    count of its value for the account (``_hc_<trait>``) and for the population (``_hp_<trait>``).
+
+    Joined to the keys alone: joining the wide frame would copy every column at every join.
+    """
+    values = [f"_v_{t}" for t in TRAITS]
+    acc_n = (
+        history.accounts.lazy()
+        .filter(pl.col(FEATURE) == C.SERVICE)
+        .group_by(C.ACCOUNT)
+        .agg(pl.col(COUNT).sum().alias("_hist_n"))
+    )
+    out = events.select(C.ACCOUNT, *values).join(acc_n, on=C.ACCOUNT, how="left", maintain_order="left")
+    for t, v in zip(TRAITS, values, strict=True):
+        ha = history.accounts.lazy().filter(pl.col(FEATURE) == t)
+        hp = history.population.lazy().filter(pl.col(FEATURE) == t)
+        out = out.join(
+            ha.select(C.ACCOUNT, pl.col(VALUE).alias(v), pl.col(COUNT).alias(f"_hc_{t}")),
+            on=[C.ACCOUNT, v],
+            how="left",
+            maintain_order="left",
+        ).join(
+            hp.select(pl.col(VALUE).alias(v), pl.col(COUNT).alias(f"_hp_{t}")),
+            on=v,
+            how="left",
+            maintain_order="left",
+        )
+    return out.drop(C.ACCOUNT, *values)
+
+
 def add_baseline(
     lf: pl.LazyFrame, history: History | None, *, alpha: float = 5.0, cold_start: int = 5
 ) -> pl.LazyFrame:
@@ -209,16 +240,10 @@ def add_baseline(
     history = history or History.empty()
     has_history = history.accounts.height > 0 or history.population.height > 0
     succ = pl.col("_succ")
-    out = lf.with_columns(_succ=is_success().cast(pl.Int64))
+    out = lf.with_columns(_succ=is_success().cast(pl.Int64), **{f"_v_{t}": trait_value(t) for t in TRAITS})
     hist_n = pl.lit(0, pl.Int64)
     if has_history:
-        acc_n = (
-            history.accounts.lazy()
-            .filter(pl.col(FEATURE) == C.SERVICE)
-            .group_by(C.ACCOUNT)
-            .agg(pl.col(COUNT).sum().alias("_hist_n"))
-        )
-        out = out.join(acc_n, on=C.ACCOUNT, how="left", maintain_order="left")
+        out = pl.concat([out, _history_counts(out, history)], how="horizontal")
         hist_n = pl.col("_hist_n").fill_null(0)
     out = out.with_columns((succ.cum_sum().over(C.ACCOUNT) - succ + hist_n).alias(PRIOR_N))
     pop_hist = history.population.group_by(FEATURE).agg(
@@ -227,24 +252,8 @@ def add_baseline(
     terms = []
     for t in TRAITS:
         v = f"_v_{t}"
-        out = out.with_columns(trait_value(t).alias(v))
-        hc = pl.lit(0, pl.Int64)
-        pc = pl.lit(0, pl.Int64)
-        if has_history:
-            ha = history.accounts.lazy().filter(pl.col(FEATURE) == t)
-            hp = history.population.lazy().filter(pl.col(FEATURE) == t)
-            out = out.join(
-                ha.select(C.ACCOUNT, pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hc")),
-                on=[C.ACCOUNT, v],
-                how="left",
-                maintain_order="left",
-            ).join(
-                hp.select(pl.col(VALUE).alias(v), pl.col(COUNT).alias("_hp")),
-                on=v,
-                how="left",
-                maintain_order="left",
-            )
-            hc, pc = pl.col("_hc").fill_null(0), pl.col("_hp").fill_null(0)
+        hc = pl.col(f"_hc_{t}").fill_null(0) if has_history else pl.lit(0, pl.Int64)
+        pc = pl.col(f"_hp_{t}").fill_null(0) if has_history else pl.lit(0, pl.Int64)
         ph = pop_hist.filter(pl.col(FEATURE) == t)
         hist_tot = int(ph["tot"].sum()) if ph.height else 0
         hist_nv = int(ph["nv"].sum()) if ph.height else 0
@@ -255,7 +264,7 @@ def add_baseline(
         out = out.with_columns(
             (succ.cum_sum().over(C.ACCOUNT, v) - succ + hc).alias(prior_col(t)),
             ((pop_count + 1) / (pop_total + pop_values + 1)).cast(pl.Float64).alias(f"_p_{t}"),
-        ).drop(v, *(["_hc", "_hp"] if has_history else []))
+        ).drop(v, *([f"_hc_{t}", f"_hp_{t}"] if has_history else []))
         p_pop = pl.col(f"_p_{t}")
         p_acc = (pl.col(prior_col(t)) + alpha * p_pop) / (pl.col(PRIOR_N) + alpha)
         terms.append((p_pop / p_acc).log())

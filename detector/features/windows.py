@@ -207,8 +207,11 @@ def volume_stats(lf: pl.LazyFrame, volumes: pl.DataFrame) -> pl.LazyFrame:
     hour = [C.ACCOUNT, pl.col(C.TIMESTAMP).dt.truncate("1h")]
     is_send = pl.col(C.ACTION) == "send"
     rcpt = pl.when(is_send).then(pl.col(C.RECIPIENTS).fill_null(1).cast(pl.Int64)).otherwise(0)
+    # the account's norm joined to the account column alone, glued beside the wide frame (a join of
+    # the wide frame would copy every column)
+    norms = lf.select(C.ACCOUNT).join(hist, on=C.ACCOUNT, how="left", maintain_order="left")
     return (
-        lf.join(hist, on=C.ACCOUNT, how="left", maintain_order="left")
+        pl.concat([lf, norms.drop(C.ACCOUNT)], how="horizontal")
         .with_columns(
             pl.when(pl.col(C.BYTES_OUT).is_not_null())
             .then(logb - norm)
