@@ -167,3 +167,14 @@ def test_rules_do_not_override_the_model_where_geoip_placed_the_address() -> Non
     blind = dataclasses.replace(stub_model(), event=Zero(), account=Zero(), source=Zero())
     s = score(detection(attack_world()), blind, Config())
     assert s.accounts.filter(pl.col(C.ACCOUNT) == "victim")["verdict"].item() == "targeted"
+
+
+def test_events_scored_in_chunks_score_as_one_matrix(monkeypatch) -> None:
+    import detector.score.verdicts as v
+
+    whole = score(detection(attack_world()), stub_model(), Config())
+    monkeypatch.setattr(v, "MATRIX_ROWS", 3)
+    chunked = score(detection(attack_world()), stub_model(), Config())
+    assert whole.events.height > 3
+    assert whole.events.get_column(C.RISK_SCORE).equals(chunked.events.get_column(C.RISK_SCORE))
+    assert whole.accounts.equals(chunked.accounts)

@@ -119,6 +119,9 @@ def _positive(model: Any, x: np.ndarray) -> np.ndarray:
     return model.positive_proba(x)
 
 
+MATRIX_ROWS = 500_000
+"""Events scored per model call: the float matrix of a chunk (64 features) stays near 250 MiB."""
+
 RULE = "_rule_risk"
 """Working column: the rule-based risk of an event, kept beside the model's."""
 
@@ -164,7 +167,13 @@ def score_events(events: pl.DataFrame, model: Model | None, cfg: Config | None =
                 path=model.path,
                 hint="the model was trained on another version of detector.features: retrain with `make model`",
             )
-        risk = _positive(model.event, agg.event_matrix(events, model.event_features))
+        risk = np.concatenate(
+            [
+                _positive(model.event, agg.event_matrix(chunk, model.event_features))
+                for chunk in events.iter_slices(MATRIX_ROWS)
+            ]
+            or [np.zeros(0)]
+        )
     return events.with_columns(
         pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64), pl.Series(RULE, rule, dtype=pl.Float64)
     )
