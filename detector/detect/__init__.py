@@ -102,4 +102,7 @@ def detect(events: pl.LazyFrame | pl.DataFrame, cfg: Config, history: History | 
     campaigns = campaign_table(annotated)
     out = finish_features(annotated.lazy())
     keep = [c for c in out.collect_schema().names() if c not in FEATURE_COLUMNS] + list(FEATURE_COLUMNS)
-    return Detection(events=out.select(keep), findings=findings, campaigns=campaigns)
+    # materialised here, so that the working frame (integer features, internal columns) is freed
+    # before scoring instead of living on under a lazy plan beside its Float64 copy
+    events = out.select(keep).collect()
+    return Detection(events=events.lazy(), findings=findings, campaigns=campaigns)
