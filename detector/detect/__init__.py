@@ -47,20 +47,42 @@ class Detection:
 
 
 def _per_event(findings: pl.DataFrame) -> pl.DataFrame:
-    """event_id -> detectors (all that fired), techniques (attack detectors only), ``hit_<name>`` 0/1."""
-    hits = findings.select("detector", "technique", "kind", "event_ids").explode("event_ids")
-    return (
-        hits.rename({"event_ids": C.EVENT_ID})
+    """event_id -> detectors (all that fired), techniques (attack detectors only), ``hit_<name>`` 0/1.
+
+    Lists are built from (event, name) pairs sorted once, not sorted per event (millions of small
+    groups on a large night).
+    """
+    hits = (
+        findings.lazy()
+        .select("detector", "technique", "kind", pl.col("event_ids").alias(C.EVENT_ID))
+        .explode(C.EVENT_ID)
         .drop_nulls(C.EVENT_ID)
-        .group_by(C.EVENT_ID)
-        .agg(
-            pl.col("detector").unique().sort().alias(C.DETECTORS),
-            pl.col("technique").filter(pl.col("kind") == "attack").unique().sort().alias(C.TECHNIQUES),
+    )
+    detectors = (
+        hits.select(C.EVENT_ID, "detector")
+        .unique()
+        .sort(C.EVENT_ID, "detector")
+        .group_by(C.EVENT_ID, maintain_order=True)
+        .agg(pl.col("detector").alias(C.DETECTORS))
+    )
+    techniques = (
+        hits.filter(pl.col("kind") == "attack")
+        .select(C.EVENT_ID, "technique")
+        .unique()
+        .sort(C.EVENT_ID, "technique")
+        .group_by(C.EVENT_ID, maintain_order=True)
+        .agg(pl.col("technique").alias(C.TECHNIQUES))
+    )
+    return (
+        detectors.join(techniques, on=C.EVENT_ID, how="left", maintain_order="left")
+        .with_columns(
+            pl.col(C.TECHNIQUES).fill_null(pl.lit([], pl.List(pl.String))),
             *[
-                (pl.col("detector") == name).any().cast(pl.Float64).alias(f"hit_{name}")
+                pl.col(C.DETECTORS).list.contains(name).cast(pl.Float64).alias(f"hit_{name}")
                 for name in HIT_DETECTORS
             ],
         )
+        .collect()
     )
 
 
