@@ -20,6 +20,8 @@ Everything else of Dovecot is noise by kind; an auth-looking line that cannot be
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from detector.ingest.fields import (
@@ -105,31 +107,36 @@ def _given_password(text: pl.Expr) -> pl.Expr:
     )
 
 
+def _any_of(text: pl.Expr, words: list[str]) -> pl.Expr:
+    """``text`` contains one of ``words`` (literal): one regex alternation, a single SIMD search
+    (``str.contains_any`` measured 7x slower here)."""
+    return text.str.contains("|".join(re.escape(w) for w in words))
+
+
 def _outcome_of_reason(reason: pl.Expr) -> pl.Expr:
     r = reason.str.to_lowercase()
     return (
-        pl.when(r.str.contains_any(["unknown user", "user not known", "no such user"]))
+        pl.when(_any_of(r, ["unknown user", "user not known", "no such user"]))
         .then(pl.lit(Outcome.UNKNOWN_USER))
         .when(r.str.contains("policy", literal=True))
         .then(pl.lit(Outcome.POLICY))
-        .when(
-            r.str.contains_any(["expired", "disabled", "locked", "pam_acct_mgmt", "nologin", "not allowed"])
-        )
+        .when(_any_of(r, ["expired", "disabled", "locked", "pam_acct_mgmt", "nologin", "not allowed"]))
         .then(pl.lit(Outcome.DISABLED))
         .when(
-            r.str.contains_any(
-                ["mismatch", "authentication failure", "invalid credentials", "password", "auth failed"]
+            _any_of(
+                r, ["mismatch", "authentication failure", "invalid credentials", "password", "auth failed"]
             )
         )
         .then(pl.lit(Outcome.FAILURE))
-        .when(r.str.contains_any(["failed", "error", "timeout", "timed out", "temporary", "lookup"]))
+        .when(_any_of(r, ["failed", "error", "timeout", "timed out", "temporary", "lookup"]))
         .then(pl.lit(Outcome.TEMPFAIL))
     )
 
 
 def _looks_failed(body: pl.Expr) -> pl.Expr:
-    b = body.str.to_lowercase()
-    return b.str.contains_any(["mismatch", "unknown user", "authentication fail", "auth failed"])
+    return _any_of(
+        body.str.to_lowercase(), ["mismatch", "unknown user", "authentication fail", "auth failed"]
+    )
 
 
 def _service(proc: pl.Expr) -> pl.Expr:
@@ -300,10 +307,17 @@ def _passdb(lf: pl.LazyFrame) -> pl.LazyFrame:
     common = pl.col("_g").struct.field("1").is_not_null()
     g = pl.col("_g").struct
     fast = lf.filter(common).with_columns(
-        _g1=g.field("1"), _g2=g.field("2"), _g3=g.field("3"), _g4=g.field("4"), _g5=after(body, "): ")
+        _g1=g.field("1"),
+        _g2=g.field("2"),
+        _g3=g.field("3"),
+        _g4=g.field("4"),
+        _g5=after(body, "): "),
+        _unreadable=pl.lit(False),
     )
     slow = lf.filter(~common).with_columns(_g=body.str.extract_groups(_PASSDB))
-    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)})
+    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)}).with_columns(
+        _unreadable=pl.col("_g1").is_null() & _looks_failed(body)
+    )
     return pl.concat([fast.drop("_g"), slow.drop("_g")], how="vertical")
 
 
@@ -311,7 +325,9 @@ def _auth(lf: pl.LazyFrame) -> pl.LazyFrame:
     lf = _passdb(lf)
     reason_full = pl.col("_g5")
     reason = before(before(reason_full, " (given password"), " (SHA1 of given").str.strip_chars()
-    outcome = _outcome_of_reason(reason)
+    lf = lf.with_columns(_reason=reason)
+    lf = lf.with_columns(_outcome=_outcome_of_reason(pl.col("_reason")))
+    reason, outcome = pl.col("_reason"), pl.col("_outcome")
     return lf.with_columns(
         pl.lit("dovecot").alias(C.DAEMON),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -322,7 +338,7 @@ def _auth(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
         _given_password(reason_full).alias(C.PASSWORD_HASH),
-        pl.when(pl.col("_g1").is_null() & _looks_failed(pl.col("_body")))
+        pl.when(pl.col("_unreadable"))
         .then(pl.lit("unparsed"))
         .when(outcome.is_null())
         .then(pl.lit("noise:dovecot_auth"))
