@@ -10,6 +10,7 @@ are not kept on long-lived objects: everything a run produced is in its :class:`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -423,6 +424,11 @@ def _run(
             write_parquet(
                 events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
             )
+    # the later steps read the scored events from disk: the in-memory frames of detection and
+    # scoring (every event, about 100 columns) are freed before the plan and the replay
+    scores = dataclasses.replace(scores, events=events)
+    detection = dataclasses.replace(detection, events=events)
+    del scored
 
     with step("recommend"):
         now = end or started
