@@ -84,7 +84,7 @@ noise of a kind decided by its program and first words (see :func:`_kind`)."""
 def _noise_of(prog: pl.Expr) -> pl.Expr:
     """``noise:postfix_<agent>`` for the usual agents (the last ``/`` segment of the program), else
     ``noise:postfix_other``."""
-    agent = prog.str.extract(r"/([^/]*)$", 1)
+    agent = prog.str.split("/").list.last()  # a program without "/" is "postfix...", no agent
     return agent.replace_strict(_AGENT_NOISE, default="noise:postfix_other").fill_null("noise:postfix_other")
 
 
@@ -186,7 +186,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
 def _client(lf: pl.LazyFrame) -> pl.LazyFrame:
     msg = pl.col("message")
     ip, port = _addr(between(msg, "client=", ","))
-    user = between(pl.concat_str([msg, pl.lit(",")]), "sasl_username=", ",")
+    user = between(msg, "sasl_username=", ",")
     return lf.with_columns(
         pl.lit(Action.LOGIN).alias(C.ACTION),
         pl.lit(Outcome.SUCCESS).alias(C.OUTCOME),
@@ -248,7 +248,7 @@ def _after_auth(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _disconnect(lf: pl.LazyFrame) -> pl.LazyFrame:
-    msg = pl.concat_str([pl.col("message"), pl.lit(" ")])
+    msg = pl.col("message")
     ip, port = _addr(between(msg, "disconnect from ", " "))
     auth = between(msg, " auth=", " ")
     ok = to_int(before(auth, "/"), pl.Int32)
@@ -272,7 +272,7 @@ def _disconnect(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _qmgr(lf: pl.LazyFrame) -> pl.LazyFrame:
-    msg = pl.concat_str([pl.col("message"), pl.lit(",")])
+    msg = pl.col("message")
     return lf.with_columns(
         pl.lit(Action.SEND).alias(C.ACTION),
         to_int(between(msg, "nrcpt=", ","), pl.Int32).alias(C.RECIPIENTS),
