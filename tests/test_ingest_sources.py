@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
+import io
 import lzma
 import re
 from pathlib import Path
@@ -73,6 +75,30 @@ def test_compressed_inputs(tmp_path, suffix, compress):
     assert result.lines_read == 50
     assert result.events.collect()["line_number"].to_list() == list(range(1, 51))
     assert result.inputs[0][0] == str(path) and len(result.inputs[0][2]) == 64
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BufferedReader(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    "compress",
+    [lambda b: b, gzip.compress, bz2.compress, lzma.compress, zstandard.compress],
+    ids=["plain", "gz", "bz2", "xz", "zst"],
+)
+def test_compressed_stdin_is_recognised_by_its_magic(tmp_path, monkeypatch, compress):
+    data = compress("\n".join(good_lines(50)).encode() + b"\n")
+    monkeypatch.setattr("sys.stdin", _Stdin(data))
+    result = ingest(["-"], IngestConfig(), tmp_path / "w")
+    assert result.lines_read == 50 and result.events.collect().height == 50
+    assert result.inputs[0][1] == len(data) and result.inputs[0][2] == hashlib.sha256(data).hexdigest()
+
+
+def test_short_stdin_is_read_as_text(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.stdin", _Stdin(b"\x1f"))
+    with pytest.raises(InputError, match="no recognisable"):
+        ingest(["-"], IngestConfig(), tmp_path / "w")
 
 
 def test_truncated_gzip_keeps_what_was_read(tmp_path):

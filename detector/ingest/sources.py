@@ -160,6 +160,57 @@ class _Hashing:
         pass
 
 
+class _Prefixed:
+    """A stream with the bytes already read from it (to sniff its format) put back in front."""
+
+    def __init__(self, head: bytes, rest: _Hashing) -> None:
+        self.head = head
+        self.rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n is None or n < 0:
+            out, self.head = self.head + self.rest.read(), b""
+            return out
+        out, self.head = self.head[:n], self.head[n:]
+        return out if len(out) == n else out + self.rest.read(n - len(out))
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Leaves stdin open, as reading an uncompressed stdin always did."""
+
+    @property
+    def closed(self) -> bool:
+        return self.rest.closed
+
+    def flush(self) -> None:
+        pass
+
+
+MAGIC = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"), (b"\x28\xb5\x2f\xfd", ".zst"))
+"""Leading bytes of each compressed format, for stdin (files go by their name)."""
+
+
+def _sniff(hashed: _Hashing) -> tuple[_Prefixed, str]:
+    """Read up to 6 bytes of stdin and tell its compression ("" for none) by their magic."""
+    head = b""
+    while len(head) < 6:
+        more = hashed.read(6 - len(head))
+        if not more:
+            break
+        head += more
+    kind = next((ext for magic, ext in MAGIC if head.startswith(magic)), "")
+    return _Prefixed(head, hashed), kind
+
+
 def _open(inp: InputFile, log: ReadLog) -> tuple[_Hashing, BinaryIO]:
     if inp.path == STDIN:
         raw: BinaryIO = sys.stdin.buffer
@@ -169,18 +220,23 @@ def _open(inp: InputFile, log: ReadLog) -> tuple[_Hashing, BinaryIO]:
         except OSError as e:
             raise InputError(f"cannot read: {e.strerror}", path=inp.path) from e
     hashed = _Hashing(raw, log)
-    name = inp.path.lower()
-    if name.endswith(".gz"):
-        return hashed, gzip.GzipFile(fileobj=hashed, mode="rb")  # type: ignore[arg-type]
-    if name.endswith(".bz2"):
-        return hashed, bz2.BZ2File(hashed, "rb")  # type: ignore[arg-type]
-    if name.endswith(".xz"):
-        return hashed, lzma.LZMAFile(hashed, "rb")  # type: ignore[arg-type]
-    if name.endswith(".zst"):
+    source: _Hashing | _Prefixed = hashed
+    if inp.path == STDIN:
+        source, kind = _sniff(hashed)
+    else:
+        name = inp.path.lower()
+        kind = next((ext for ext in COMPRESSED if name.endswith(ext)), "")
+    if kind == ".gz":
+        return hashed, gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+    if kind == ".bz2":
+        return hashed, bz2.BZ2File(source, "rb")  # type: ignore[arg-type]
+    if kind == ".xz":
+        return hashed, lzma.LZMAFile(source, "rb")  # type: ignore[arg-type]
+    if kind == ".zst":
         import zstandard
 
-        return hashed, zstandard.ZstdDecompressor().stream_reader(hashed, read_across_frames=True)  # type: ignore[return-value]
-    return hashed, hashed  # type: ignore[return-value]
+        return hashed, zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)  # type: ignore[return-value]
+    return hashed, source  # type: ignore[return-value]
 
 
 def _stream_errors() -> tuple[type[BaseException], ...]:
