@@ -67,13 +67,18 @@ _SERVICES = {
 }
 
 
+def _starts_any(prefixes: tuple[str, ...]) -> str:
+    """Regex for "starts with one of ``prefixes``": one anchored search instead of one test each."""
+    return "^(?:" + "|".join(re.escape(p) for p in prefixes) + ")"
+
+
 def claims() -> pl.Expr:
     prog = pl.col("program")
     return (
         prog.str.starts_with("dovecot")
         | prog.str.ends_with("-login")
         | prog.str.starts_with("auth-worker")
-        | (pl.col(C.HOST).is_null() & pl.any_horizontal([prog.str.starts_with(p) for p in _PROCS]))
+        | (pl.col(C.HOST).is_null() & prog.str.contains(_starts_any(_PROCS)))
     )
 
 
@@ -152,7 +157,7 @@ def _proc_class() -> pl.Expr:
         .then(pl.lit(1, pl.Int8))
         .when(proc.str.starts_with("auth"))
         .then(pl.lit(2, pl.Int8))
-        .when(pl.any_horizontal([proc.str.starts_with(p) for p in _MAIL_PROCS]).fill_null(False))
+        .when(proc.str.contains(_starts_any(_MAIL_PROCS)).fill_null(False))
         .then(pl.lit(3, pl.Int8))
         .otherwise(pl.lit(0, pl.Int8))
     )
