@@ -397,22 +397,23 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
         return rows
     out = corr.correlate(rows)
     if final:
-        settled = out
-        waiting_ids = pl.Series(corr.RID, [], dtype=pl.Int64)
+        wait = pl.repeat(False, len(out), dtype=pl.Boolean, eager=True)
     else:
         cutoff = rows[C.TIMESTAMP].max() - CARRY
         # rows that may still be joined wait, and so do later events, so that batches are
         # written in time order; noise is counted at once
         waiting = pl.col(corr.STAGE).is_not_null() | (pl.col(KIND) == "event")
-        wait = waiting & (pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff)
-        settled = out.filter(~wait)
-        waiting_ids = out.filter(wait)[corr.RID]
-    events = _fill_logouts(settled.filter(pl.col(KIND) == "event").select(EVENT_SCHEMA.names()), run)
+        wait = out.select(waiting & (pl.coalesce(corr.PARTNER, C.TIMESTAMP) > cutoff)).to_series()
+    # masks on the narrow columns, one filter of the wide frame
+    kind = out[KIND]
+    is_event = kind == "event"
+    events = _fill_logouts(out.filter(is_event & ~wait).select(EVENT_SCHEMA.names()), run)
     run.writer.write(events)
-    noise = settled.filter(pl.col(KIND) != "event")[KIND].value_counts()
+    noise = kind.filter(~is_event & ~wait).value_counts()
     with run.lock:
         for k, n in noise.iter_rows():
             run.noise[k] += n
+    waiting_ids = out[corr.RID].filter(wait)
     return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
 
 

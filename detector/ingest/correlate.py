@@ -39,14 +39,16 @@ def correlate(rows: pl.DataFrame) -> pl.DataFrame:
     """Rows in (parsed, with ``_rid``), the same rows out with merges applied."""
     if PARTNER not in rows.columns:
         rows = rows.with_columns(pl.lit(None, UTC_US).alias(PARTNER))
-    cand = rows.filter(pl.col(STAGE).is_not_null())
-    if cand.is_empty():
+    if rows[STAGE].null_count() == len(rows):
         return rows
-    other = rows.filter(pl.col(STAGE).is_null())
-    cand = cand.sort(RID).with_columns(_h=pl.col(C.HOST).fill_null(""))
+    # each step reads only the rows of its stages; updates are scattered by row id, so the rows
+    # stay where they are (no split into candidates and others, no concatenation of wide frames)
+    if not rows[RID].is_sorted():
+        rows = rows.sort(RID)
+    cand = rows.with_columns(_h=pl.col(C.HOST).fill_null(""))
     for step in (_dovecot_pam, _dovecot_pairs, _postfix_sessions, _postfix_dovecot_sasl, _postfix_sends):
         cand = step(cand)
-    return pl.concat([other, cand.drop("_h")], how="vertical")
+    return cand.drop("_h")
 
 
 def _apply(df: pl.DataFrame, upd: pl.DataFrame) -> pl.DataFrame:
