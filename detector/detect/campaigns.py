@@ -235,20 +235,16 @@ def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str
         if parts
         else pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
     )
-    # joined to a narrow copy of the keys (one row per event, in order), then glued to the wide frame
-    out = df.select(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT).join(
-        per_event, on=C.EVENT_ID, how="left", maintain_order="left"
+    # campaign sizes from the campaign's events alone; then joined to the event ids (one row per
+    # event, in order) and glued to the wide frame
+    members = per_event.join(df.select(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT), on=C.EVENT_ID, how="left")
+    sizes = members.group_by(C.CAMPAIGN).agg(
+        pl.col(C.SOURCE_IP).n_unique().alias("campaign_sources"),
+        pl.col(C.ACCOUNT).n_unique().alias("campaign_accounts"),
     )
-    sizes = (
-        out.filter(pl.col(C.CAMPAIGN).is_not_null())
-        .group_by(C.CAMPAIGN)
-        .agg(
-            pl.col(C.SOURCE_IP).n_unique().alias("campaign_sources"),
-            pl.col(C.ACCOUNT).n_unique().alias("campaign_accounts"),
-        )
-    )
-    out = out.join(sizes, on=C.CAMPAIGN, how="left", maintain_order="left")
-    return df.drop("_n_legit").hstack(out.drop(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT).get_columns())
+    columns = per_event.join(sizes, on=C.CAMPAIGN, how="left")
+    out = df.select(C.EVENT_ID).join(columns, on=C.EVENT_ID, how="left", maintain_order="left")
+    return df.drop("_n_legit").hstack(out.drop(C.EVENT_ID).get_columns())
 
 
 TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001"}

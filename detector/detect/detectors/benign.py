@@ -105,17 +105,19 @@ class TypoParams:
 )
 def typo_then_success(lf: pl.LazyFrame, p: TypoParams) -> pl.LazyFrame:
     closing = x.is_success() & (pl.col("_seg_gap_s") <= p.max_gap_seconds)
-    seg_ok = closing.any().over(C.ACCOUNT, C.SOURCE_IP, "_seg")
+    segment = [C.ACCOUNT, C.SOURCE_IP, "_seg"]
+    logins = lf.filter(x.is_login())
+    # segments closed by a quick success (a semi-join: a window over every segment costs far more)
+    closed = logins.filter(closing).select(segment).unique()
     cond = (
         pl.col(C.ACCOUNT).is_not_null()
         & pl.col("seg_failures").is_between(1, p.max_failures)
         & (x.is_failed() | x.is_success())
-        & seg_ok
     )
     password = (
-        lf.filter(x.is_login())
-        .filter(cond)
-        .group_by(C.ACCOUNT, C.SOURCE_IP, "_seg")
+        logins.filter(cond)
+        .join(closed, on=segment, how="semi", nulls_equal=True)
+        .group_by(segment)
         .agg(pl.col("seg_failures").max().cast(pl.Int64).alias("failures"), *spans())
         .with_columns(pl.lit("password").alias("_typo"))
     )
