@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.ingest import registry
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, get, parsers
 from detector.schema import C
@@ -705,6 +706,40 @@ def test_unknown_auth_looking_lines_are_quarantined(name: str, program: str | No
 )
 def test_foreign_lines_are_not_claimed(program: str | None, message: str) -> None:
     assert claimed_by(program, message) not in MINE
+
+
+PRETEST_LINES = [(v[1], v[2]) for v in (getattr(e, "values", e) for e in EVENTS + NOISE + UNPARSED)] + [
+    ("sshd", "Failed password for root from 198.51.100.1 port 22 ssh2"),
+    ("CRON", "(root) CMD (run-parts /etc/cron.hourly)"),
+    ("kernel", "[12345.678] eth0: link up"),
+    ("app", "badlogin: [198.51.100.1] plain kim SASL(-13): authentication failure"),
+    ("proxy", '*12 client login failed: "Authentication credentials invalid"'),
+]
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_pretest_passes_every_line_the_parser_claims(name: str) -> None:
+    """The cheap pre-test (program name, message shape) is a superset of the claims: a line it
+    rejects would be counted as unclaimed without being offered to the parser."""
+    parser = get(name)
+    frame = envelope(PRETEST_LINES)
+    got = frame.select(
+        claims=parser.claims().fill_null(False), pre=registry.pretest((parser,)).fill_null(False)
+    )
+    assert got["claims"].any()
+    assert not (got["claims"] & ~got["pre"]).any()
+
+
+def test_pretest_rejects_other_programs() -> None:
+    tail = parsers()[2:]
+    lines = [
+        ("sshd", "Failed password for root"),
+        ("CRON", "(root) CMD (x)"),
+        ("kernel", "[12345.678] eth0: link up"),
+        ("nginx", "x"),
+        (None, "x"),
+    ]
+    assert envelope(lines).select(registry.pretest(tail)).to_series().to_list() == [False] * 3 + [True] * 2
 
 
 def test_uwimap_and_courier_share_imapd_without_stealing() -> None:

@@ -325,16 +325,9 @@ def _parse_batch(
     for i, p in reversed(list(enumerate(head))):
         which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
     parts = env.with_columns(_p=which).partition_by("_p", as_dict=True, include_key=False)
-    remaining = parts.pop((None,), env.clear())
+    unclaimed = parts.pop((None,), env.clear())
     jobs = [(head[key[0]], part) for key, part in parts.items()]
-    for p in tail:
-        if remaining.is_empty():
-            break
-        mask = remaining.select(p.claims().fill_null(False)).to_series()
-        if not mask.any():
-            continue
-        jobs.append((p, remaining.filter(mask)))
-        remaining = remaining.filter(~mask)
+    remaining = _claim_tail(unclaimed, tail, jobs)
     for p, part in jobs:
         fx.claimed += len(part)
         out = p.parse(part.lazy().select(ENVELOPE_SCHEMA.names()))
@@ -350,6 +343,35 @@ def _parse_batch(
     bad_lines = env.filter(pl.col("invalid_utf8"))[C.LINE_NUMBER]
     kept = [_sort_out(out, bad_lines, raws, fx) for out in pl.collect_all(outs, engine=ENGINE)]
     return pl.concat(kept, how="vertical"), fx
+
+
+def _claim_tail(rows: pl.DataFrame, tail: tuple, jobs: list) -> pl.DataFrame:
+    """Offer ``rows`` to the ``tail`` parsers' claims one after the other (appending (parser, rows)
+    to ``jobs``); return the rows none claims, in their order. Only rows that pass the parsers'
+    pre-test (program name, message shape) are offered: sshd or cron lines skip a dozen claims."""
+    test = registry.pretest(tail)
+    if test is None or rows.is_empty():
+        offered = rows
+    else:
+        rows = rows.with_row_index("_i")
+        offered = rows.filter(test)
+    taken = []
+    for p in tail:
+        if offered.is_empty():
+            break
+        mask = offered.select(p.claims().fill_null(False)).to_series()
+        if not mask.any():
+            continue
+        part = offered.filter(mask)
+        jobs.append((p, part.drop("_i", strict=False)))
+        taken.append(part)
+        offered = offered.filter(~mask)
+    if test is None or rows.is_empty():
+        return offered
+    if taken:
+        ids = pl.concat([t.select("_i") for t in taken])["_i"]
+        rows = rows.filter(~pl.col("_i").is_in(ids.implode()))
+    return rows.drop("_i")
 
 
 def _sort_out(out: pl.DataFrame, bad_lines: pl.Series, raws: pl.DataFrame, fx: _Effects) -> pl.DataFrame:

@@ -114,6 +114,7 @@ PARSER = register(
     LineParser(
         name="courier",
         claims=claims,
+        programs=r"^(?:courier|authdaemond|imapd|pop3d)",
         parse=parse,
         doc="Courier IMAP/POP3 'LOGIN'/'LOGIN FAILED'/'LOGOUT' lines and courieresmtpd 535 AUTH errors.",
     )

@@ -39,6 +39,7 @@ PARSER = register(
     LineParser(
         name="cucipop",
         claims=claims,
+        programs=r"^cucipop",
         parse=parse,
         doc="cucipop POP3 'authentication failure <user> <address>' lines.",
     )

@@ -120,6 +120,8 @@ PARSER = register(
     LineParser(
         name="cyrus",
         claims=claims,
+        programs=r"^(?:cyrus|imap|pop3|sieve|timsieved)",
+        messages=r"^badlogin: ",
         parse=parse,
         doc="Cyrus IMAP/POP3 'login: ... User logged in' successes and 'badlogin:' failures.",
     )

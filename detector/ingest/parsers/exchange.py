@@ -134,6 +134,7 @@ PARSER = register(
     LineParser(
         name="exchange",
         claims=claims,
+        programs=",",
         parse=parse,
         doc="Exchange IMAP4/POP3 protocol logs (AuthFailed / OK LOGIN) and SMTP Receive logs (535/235 AUTH replies).",
     )

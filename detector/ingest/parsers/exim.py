@@ -140,6 +140,7 @@ PARSER = register(
     LineParser(
         name="exim",
         claims=claims,
+        programs=r"^exim",
         parse=parse,
         doc="Exim: 'authenticator failed for' (SMTP AUTH failures), '<= ... A=' authenticated submissions, AUTH protocol errors.",
     )

@@ -58,6 +58,7 @@ PARSER = register(
     LineParser(
         name="mailu",
         claims=claims,
+        programs=r"^(?:mailu|admin)",
         parse=parse,
         doc="Mailu admin 'Authentication attempt from <ip> has been rate-limited' lines (login refused by policy).",
     )

@@ -100,6 +100,8 @@ PARSER = register(
     LineParser(
         name="nginx_mail",
         claims=claims,
+        programs=r"^nginx",
+        messages=r"^(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} )?\[(?:debug|info|notice|warn|error|crit|alert|emerg)\] |^\*\d",
         parse=parse,
         doc="nginx mail proxy error-log 'client login failed' / 'client logged in' lines (Mailu/mailcow fronts).",
     )

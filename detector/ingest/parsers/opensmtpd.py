@@ -96,6 +96,7 @@ PARSER = register(
     LineParser(
         name="opensmtpd",
         claims=claims,
+        programs=r"^(?:smtpd|opensmtpd)$",
         parse=parse,
         doc="OpenSMTPD 'smtp authentication user=... result=' lines and failed AUTH commands (address from the session).",
     )

@@ -83,6 +83,7 @@ PARSER = register(
     LineParser(
         name="sendmail",
         claims=claims,
+        programs=r"^(?:sendmail|sm-mta|sm-msp)",
         parse=parse,
         doc="Sendmail 'AUTH=server, relay=..., authid=' successes and 'AUTH failure (MECH): ...' failures.",
     )

@@ -91,6 +91,7 @@ PARSER = register(
     LineParser(
         name="uwimap",
         claims=claims,
+        programs=r"^(?:imapd|ipop3d|ipop2d)",
         parse=parse,
         doc="UW IMAP imapd/ipop3d 'Login', 'Authenticated', 'Login failed', 'AUTHENTICATE X failure', 'Logout' lines.",
     )

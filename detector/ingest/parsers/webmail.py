@@ -105,6 +105,7 @@ PARSER = register(
     LineParser(
         name="webmail",
         claims=claims,
+        programs=r"^(?:roundcube|sogo|rcube)",
         parse=parse,
         doc="Roundcube 'Failed/Successful login for' and 'IMAP Error: Login failed' lines; SOGo 'SOGoRootPage ... login from' lines.",
     )

@@ -104,6 +104,7 @@ PARSER = register(
     LineParser(
         name="zimbra",
         claims=claims,
+        programs=r"^(?:zimbra|mailboxd)",
         parse=parse,
         doc="Zimbra mailbox.log 'authentication failed for [user], reason' and audit.log 'security - cmd=Auth' lines.",
     )
