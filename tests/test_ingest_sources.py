@@ -123,6 +123,15 @@ def test_binary_junk_is_quarantined_and_the_run_goes_on(tmp_path):
     assert result.quarantine.height == 2
 
 
+def test_lines_without_envelope_keep_their_text_and_number(tmp_path):
+    path = write_log(tmp_path / "mail.log", [GOOD, "no stamp here", GOOD, "  also none"])
+    q = ingest_paths(tmp_path, [path]).quarantine
+    assert q.select("line_number", "reason", "raw").rows() == [
+        (2, "no_envelope", "no stamp here"),
+        (4, "no_envelope", "  also none"),
+    ]
+
+
 def test_invalid_utf8(tmp_path):
     path = tmp_path / "mail.log"
     path.write_bytes(

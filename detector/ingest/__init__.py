@@ -233,6 +233,8 @@ less set-up per collect (a third of the fixed cost of a batch)."""
 PARSE_WORKERS = 2
 """Batches parsed at once (polars releases the GIL). A fixed ``year`` carries the New Year
 crossing from one batch to the next, so then batches are parsed one after the other."""
+AHEAD = 1
+"""Batches read and queued beyond those being parsed."""
 
 
 @dataclass
@@ -257,7 +259,7 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
             waiting.append(pool.submit(_parse_batch, batch, inp, run.cfg, state))
-            if len(waiting) > workers:
+            if len(waiting) > workers + AHEAD - 1:
                 pending = _settle(_applied(run, *waiting.popleft().result()), pending, run, final=False)
         while waiting:
             pending = _settle(_applied(run, *waiting.popleft().result()), pending, run, final=False)
@@ -306,16 +308,24 @@ def _parse_batch(
     if not too_long.is_empty():
         fx.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
-    env = parse_envelope(
-        batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
-    ).collect(engine=ENGINE)
-    bad_env = env.filter(~pl.col(ENVELOPE_OK))
-    if not bad_env.is_empty():
+    # the raw text is not carried through the envelope (a copy of the batch's text per batch):
+    # the quarantine takes it from the batch by line number
+    raws = batch.select(C.LINE_NUMBER, C.RAW)
+    env = (
+        parse_envelope(
+            batch.lazy(), timezone=cfg.timezone, year=cfg.year, reference=inp.mtime, year_state=state
+        )
+        .drop(C.RAW)
+        .collect(engine=ENGINE)
+    )
+    del batch
+    ok = env[ENVELOPE_OK]
+    if not ok.all():
+        bad_env = env.filter(~ok).select(C.SOURCE_FILE, C.LINE_NUMBER, "invalid_utf8")
+        bad_env = bad_env.join(raws, on=C.LINE_NUMBER, how="left", maintain_order="left")
         reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(pl.lit("no_envelope"))
         fx.quarantine.append(_quarantine(bad_env, reason))
-    env = env.filter(pl.col(ENVELOPE_OK))
-    raws = env.select(C.LINE_NUMBER, C.RAW)
-    env = env.drop(C.RAW)  # parsers never see it: less to copy; joined back for the quarantine
+        env = env.filter(ok)
     outs = []
     registered = registry.parsers()  # not `parsers`: importing the subpackage rebinds that name
     # the first parsers (Dovecot, Postfix: cheap claims, most lines) split the batch in one
@@ -326,6 +336,8 @@ def _parse_batch(
         which = pl.when(p.claims()).then(pl.lit(i, pl.Int32)).otherwise(which)
     parts = env.with_columns(_p=which).partition_by("_p", as_dict=True, include_key=False)
     unclaimed = parts.pop((None,), env.clear())
+    bad_lines = env.filter(pl.col("invalid_utf8"))[C.LINE_NUMBER]
+    del env  # the parts hold a copy
     jobs = [(head[key[0]], part) for key, part in parts.items()]
     remaining = _claim_tail(unclaimed, tail, jobs)
     for p, part in jobs:
@@ -338,10 +350,12 @@ def _parse_batch(
         )
         outs.append(out)
     _count_unclaimed(remaining, raws, fx)
+    del parts, jobs, unclaimed, remaining  # the plans in ``outs`` hold what they read
     if not outs:
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
-    bad_lines = env.filter(pl.col("invalid_utf8"))[C.LINE_NUMBER]
-    kept = [_sort_out(out, bad_lines, raws, fx) for out in pl.collect_all(outs, engine=ENGINE)]
+    done = pl.collect_all(outs, engine=ENGINE)
+    del outs
+    kept = [_sort_out(done.pop(0), bad_lines, raws, fx) for _ in range(len(done))]
     return pl.concat(kept, how="vertical"), fx
 
 
