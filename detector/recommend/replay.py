@@ -139,26 +139,87 @@ class _Null:
         pass
 
 
-def _prepare(events: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """Login events in time order with a row id ``_i``; ``is_private`` filled in where enrichment did not say."""
+_KEY = (C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
+_CATEGORICAL = (C.ACCOUNT, C.SOURCE_IP, C.SERVICE)
+_FAILED = "_failed"
+_SUCCESS = "_success"
+_SRC = "_src"
+
+
+@dataclass(frozen=True)
+class Day:
+    """The login events of a replayed day, narrow, and their distinct keys.
+
+    The strategies decide per distinct (account, address, AS, service) key which of its logins
+    they refuse, and apply that to the events through the integer key ``_k``, so no per-event
+    string column is held or joined.
+
+    Attributes:
+        events: one row per login in time order: ``_i`` (row id), ``_k`` (key), ``timestamp``,
+            ``_failed`` and ``_success`` (outcome), ``is_practitioner``, ``is_attack``.
+        keys: one row per ``_k`` (``_k`` = row number): ``account`` (lower case), ``source_ip``,
+            ``asn``, ``service``, ``is_private`` (filled in where enrichment did not say) and
+            ``_src`` (an integer id of ``source_ip``).
+    """
+
+    events: pl.DataFrame
+    keys: pl.DataFrame
+
+    @property
+    def height(self) -> int:
+        return self.events.height
+
+    def per_event(self, flags: pl.Series) -> pl.Series:
+        """A per-key column (indexed by ``_k``) spread over the events, in ``_i`` order."""
+        return flags.gather(self.events.get_column("_k"))
+
+
+def _prepare(events: pl.LazyFrame | pl.DataFrame) -> Day:
+    """Login events in time order, reduced to integer keys; the key strings once per distinct key.
+
+    One streaming pass reads only the needed columns (projection pushed down to a Parquet scan)
+    and keeps the strings as categoricals; the distinct keys are then joined back as integers.
+    """
     lf = events.lazy()
     have = lf.collect_schema()
     ev = (
         lf.select([(pl.col(n) if n in have else pl.lit(None)).cast(t).alias(n) for n, t in _NEEDED.items()])
+        .with_row_index("_r")
         .filter(pl.col(C.ACTION) == Action.LOGIN)
-        .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
-        .sort(C.TIMESTAMP, maintain_order=True)
+        .select(
+            "_r",
+            C.TIMESTAMP,
+            pl.col(C.ACCOUNT).str.to_lowercase().cast(pl.Categorical),
+            pl.col(C.SOURCE_IP).cast(pl.Categorical),
+            C.ASN,
+            pl.col(C.SERVICE).cast(pl.Categorical),
+            C.IS_PRIVATE,
+            pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)).fill_null(False).alias(_FAILED),
+            (pl.col(C.OUTCOME) == Outcome.SUCCESS).fill_null(False).alias(_SUCCESS),
+            C.IS_PRACTITIONER,
+            IS_ATTACK,
+        )
+        .collect(engine="streaming")
+    )
+    keys = ev.select(_KEY).unique().with_row_index("_k")
+    ev = (
+        ev.join(keys, on=list(_KEY), how="left", nulls_equal=True)
+        .select("_r", "_k", C.TIMESTAMP, _FAILED, _SUCCESS, C.IS_PRACTITIONER, IS_ATTACK)
+        .sort(C.TIMESTAMP, "_r")
+        .drop("_r")
         .with_row_index("_i")
-        .collect()
     )
-    missing = ev.filter(pl.col(C.IS_PRIVATE).is_null()).get_column(C.SOURCE_IP)
-    if missing.len() == 0:
-        return ev
-    return (
-        ev.join(_private(missing), on=C.SOURCE_IP, how="left", maintain_order="left")
-        .with_columns(pl.coalesce(C.IS_PRIVATE, "_private").fill_null(False).alias(C.IS_PRIVATE))
-        .drop("_private")
+    keys = keys.with_columns(pl.col(c).cast(pl.String) for c in _CATEGORICAL).with_columns(
+        pl.col(C.SOURCE_IP).rank("dense").cast(pl.UInt32).alias(_SRC)
     )
+    missing = keys.filter(pl.col(C.IS_PRIVATE).is_null()).get_column(C.SOURCE_IP)
+    if missing.len():
+        keys = (
+            keys.join(_private(missing), on=C.SOURCE_IP, how="left", maintain_order="left")
+            .with_columns(pl.coalesce(C.IS_PRIVATE, "_private").fill_null(False).alias(C.IS_PRIVATE))
+            .drop("_private")
+        )
+    return Day(events=ev, keys=keys)
 
 
 def _private(ips: pl.Series) -> pl.DataFrame:
@@ -185,10 +246,6 @@ def _covers_service() -> pl.Expr:
     )
 
 
-def _in_force() -> pl.Expr:
-    return pl.col("expires_at").is_null() | (pl.col(C.TIMESTAMP) < pl.col("expires_at"))
-
-
 def _with_nets(rows: pl.DataFrame, column: str) -> pl.DataFrame:
     """Canonical ``net`` text of a target column (address -> /32 or /128), dropping unparsable ones."""
     texts = rows.get_column(column).drop_nulls().unique().to_list()  # parse each distinct text once
@@ -213,113 +270,138 @@ def _network_hits(ev: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([by_net, by_asn.select(by_net.columns)]).join(rules, on=nets.NET, how="inner")
 
 
-def _outside_allowed(cand: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``cand`` (``_row``, ``source_ip``, ``asn``, ``allowed_networks``) whose address is in
-    none of its ``allowed_networks`` (addresses, CIDRs or ``AS<n>``; null or empty = none)."""
+def _outside_allowed(cand: pl.DataFrame, rules: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``cand`` (``_rule``, ``source_ip``, ``asn``) whose address is in none of its rule's
+    ``allowed_networks`` (addresses, CIDRs or ``AS<n>``; null or empty = none).
+
+    ``rules`` holds ``_rule`` and ``allowed_networks``: each rule's list is exploded once, not once
+    per candidate, and the candidates' distinct addresses are matched against the distinct networks.
+    """
     allowed = (
-        cand.select("_row", C.SOURCE_IP, C.ASN, pl.col("allowed_networks").alias(nets.NET))
+        rules.select("_rule", pl.col("allowed_networks").alias(nets.NET))
         .explode(nets.NET)
         .filter(pl.col(nets.NET).is_not_null())
     )
-    if allowed.is_empty():
+    if allowed.is_empty() or cand.is_empty():
         return cand
-    allowed = _with_nets(allowed, nets.NET)
+    allowed = _with_nets(allowed, nets.NET).unique()
     parsed = [nets.parse_net(t) for t in allowed.get_column(nets.NET).unique().to_list()]
-    pairs = nets.containing(allowed.get_column(C.SOURCE_IP), [x for x in parsed if x is not None])
+    cand = cand.with_row_index("_row")
+    pairs = nets.containing(cand.get_column(C.SOURCE_IP), [x for x in parsed if x is not None])
     ok = pl.concat(
         [
-            allowed.join(pairs, on=[C.SOURCE_IP, nets.NET], how="semi").select("_row"),
-            allowed.filter(pl.format("AS{}", pl.col(C.ASN)) == pl.col(nets.NET)).select("_row"),
+            cand.select("_row", "_rule", C.SOURCE_IP)
+            .join(pairs, on=C.SOURCE_IP)
+            .join(allowed, on=["_rule", nets.NET], how="semi")
+            .select("_row"),
+            cand.select("_row", "_rule", pl.format("AS{}", pl.col(C.ASN)).alias(nets.NET))
+            .join(allowed, on=["_rule", nets.NET], how="semi")
+            .select("_row"),
         ]
     )
-    return cand.join(ok.unique(), on="_row", how="anti")
+    return cand.join(ok.unique(), on="_row", how="anti").drop("_row")
 
 
-def plan_refusals(plan: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """``_i`` of the logins the plan refuses, and ``_reset``: attacker successes a reset defeats.
+def _refused_until(day: Day, hits: list[pl.DataFrame]) -> pl.Series:
+    """Per event: refused by one of the (``_k``, ``expires_at``) rule hits still in force.
+
+    A login is refused when some rule covering its key has not expired at its time: when one of
+    them never expires, or before the latest ``expires_at`` among them.
+    """
+    if not hits:
+        return pl.Series("refused", [False] * day.height, dtype=pl.Boolean)
+    per_key = (
+        pl.concat([h.select("_k", "expires_at") for h in hits])
+        .group_by("_k")
+        .agg(
+            pl.col("expires_at").is_null().any().alias("_forever"), pl.col("expires_at").max().alias("_until")
+        )
+    )
+    full = day.keys.select("_k").join(per_key, on="_k", how="left", maintain_order="left")
+    forever = day.per_event(full.get_column("_forever").fill_null(False))
+    until = day.per_event(full.get_column("_until"))
+    ts = day.events.get_column(C.TIMESTAMP)
+    return (forever | (ts < until).fill_null(False)).alias("refused")
+
+
+def plan_refusals(plan: pl.DataFrame, day: Day) -> pl.DataFrame:
+    """``_i`` of the logins, ``refused`` by the plan, and ``reset``: attacker successes a reset defeats.
 
     A block refuses logins from inside its target except from its ``allowed_networks`` (the
     legitimate users' own addresses a hosting-prefix block exempts); a restriction refuses the
-    account's logins from external addresses outside its ``allowed_networks``.
+    account's logins from external addresses outside its ``allowed_networks``. Rules are matched
+    against the distinct keys, then applied to each login while in force (before ``expires_at``).
 
     Returns a frame ``_i``, ``refused`` (bool), ``reset`` (bool: the account's credentials were
     reset by the plan, so a success with the old password fails).
     """
-    ev = events.select("_i", C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
-    refused: list[pl.Series] = []
+    keys = day.keys.select("_k", C.ACCOUNT, C.SOURCE_IP, C.ASN, C.SERVICE, C.IS_PRIVATE)
+    hits: list[pl.DataFrame] = []
     blocks = plan.filter(pl.col("action") == "block").select(
         "target", "services", "allowed_networks", "expires_at"
     )
     if blocks.height:
-        rules = _with_nets(blocks, "target").drop("target")
-        hits = _network_hits(ev, rules).filter(_covers_service() & _in_force()).with_row_index("_row")
-        refused.append(_outside_allowed(hits).get_column("_i"))
+        rules = _with_nets(blocks, "target").drop("target").with_row_index("_rule")
+        cand = _network_hits(keys, rules.drop("allowed_networks")).filter(_covers_service())
+        hits.append(_outside_allowed(cand, rules))
     locks = plan.filter(pl.col("action") == "lock_account").select(
         pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "expires_at"
     )
     if locks.height:
-        refused.append(ev.join(locks, on=C.ACCOUNT).filter(_in_force()).get_column("_i"))
-    restricts = plan.filter(pl.col("action") == "restrict_account").select(
-        pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "services", "allowed_networks", "expires_at"
+        hits.append(keys.join(locks, on=C.ACCOUNT))
+    restricts = (
+        plan.filter(pl.col("action") == "restrict_account")
+        .select(
+            pl.col("target").str.to_lowercase().alias(C.ACCOUNT), "services", "allowed_networks", "expires_at"
+        )
+        .with_row_index("_rule")
     )
     if restricts.height:
-        cand = (
-            ev.join(restricts, on=C.ACCOUNT)
-            .filter(_covers_service() & _in_force() & ~pl.col(C.IS_PRIVATE).fill_null(False))
-            .with_row_index("_row")
+        cand = keys.join(restricts.drop("allowed_networks"), on=C.ACCOUNT).filter(
+            _covers_service() & ~pl.col(C.IS_PRIVATE).fill_null(False)
         )
-        refused.append(_outside_allowed(cand).get_column("_i"))
+        hits.append(_outside_allowed(cand, restricts))
     resets = plan.filter(pl.col("action") == "reset_credentials").get_column("target").str.to_lowercase()
-    all_refused = pl.concat(refused).unique() if refused else pl.Series("_i", [], dtype=pl.UInt32)
-    return events.select(
-        "_i",
-        pl.col("_i").is_in(all_refused.implode()).alias("refused"),
-        pl.col(C.ACCOUNT).is_in(resets.implode()).fill_null(False).alias("reset"),
+    reset = keys.get_column(C.ACCOUNT).is_in(resets.implode()).fill_null(False)
+    return day.events.select("_i").with_columns(
+        _refused_until(day, hits), day.per_event(reset).alias("reset")
     )
 
 
-def shutdown_refusals(events: pl.DataFrame, cfg: Config) -> pl.Series:
+def shutdown_refusals(day: Day, cfg: Config) -> pl.Series:
     """Blanket shutdown: refuse every login from outside private and allow-listed networks."""
     allow = nets.parse_nets(cfg.plan.allowlist)
-    private = events.select(pl.col(C.IS_PRIVATE).fill_null(False))
-    inside = pl.Series([False] * events.height, dtype=pl.Boolean)
+    keys = day.keys
+    inside = pl.Series([False] * keys.height, dtype=pl.Boolean)
     if allow:
         rules = pl.DataFrame({nets.NET: [n.text if n.kind == nets.ASN else nets.cidr_text(n) for n in allow]})
-        hits = _network_hits(events.select("_i", C.SOURCE_IP, C.ASN), rules).get_column("_i").unique()
-        inside = events.get_column("_i").is_in(hits.implode())
-    return ~(private.to_series() | inside)
+        hits = _network_hits(keys.select("_k", C.SOURCE_IP, C.ASN), rules).get_column("_k").unique()
+        inside = keys.get_column("_k").is_in(hits.implode())
+    private = keys.get_column(C.IS_PRIVATE).fill_null(False)
+    return day.per_event(~(private | inside))
 
 
-def fail2ban_bans(
-    events: pl.DataFrame,
-    *,
-    maxretry: int = F2B_MAXRETRY,
-    findtime: timedelta = F2B_FINDTIME,
-    bantime: timedelta = F2B_BANTIME,
-) -> pl.DataFrame:
-    """Ban windows (``source_ip``, ``start``, ``end``) of a fail2ban jail over failed logins.
-
-    A ban starts at the ``maxretry``-th failure within ``findtime`` counted since the previous ban
-    ended, and lasts ``bantime``. Failures during a ban were refused by the firewall, so they never
-    reach the log fail2ban reads and do not count. Vectorised over sources: each round finds every
-    source's next ban at once (``searchsorted`` on sorted failure times), so the Python loop runs
-    once per ban of the most-banned source, never per event. Loopback sources are ignored, like
-    fail2ban's default ``ignoreip``.
-    """
-    schema = {C.SOURCE_IP: pl.String, "start": UTC_US, "end": UTC_US}
+def _ban_windows(day: Day, maxretry: int, findtime: timedelta, bantime: timedelta) -> pl.DataFrame:
+    """Ban windows (``_src``, ``start``, ``end``) of :func:`fail2ban_bans`, by integer source id."""
+    schema = {_SRC: pl.UInt32, "start": UTC_US, "end": UTC_US}
+    jailed = day.keys.select(
+        pl.col(C.SOURCE_IP).is_not_null()
+        & ~pl.col(C.SOURCE_IP).str.starts_with("127.")
+        & (pl.col(C.SOURCE_IP) != "::1")
+    ).to_series()
     f = (
-        events.filter(
-            pl.col(C.OUTCOME).is_in(list(Outcome.FAILED))
-            & pl.col(C.SOURCE_IP).is_not_null()
-            & ~pl.col(C.SOURCE_IP).str.starts_with("127.")
-            & (pl.col(C.SOURCE_IP) != "::1")
+        day.events.select(
+            day.per_event(day.keys.get_column(_SRC)).alias(_SRC),
+            pl.col(C.TIMESTAMP).dt.epoch("us").alias("t"),
+            (pl.col(_FAILED) & day.per_event(jailed)).alias("_jailed"),
         )
-        .select(C.SOURCE_IP, pl.col(C.TIMESTAMP).cast(UTC_US).dt.epoch("us").alias("t"))
-        .sort(C.SOURCE_IP, "t")
+        .filter(pl.col("_jailed"))
+        .drop("_jailed")
+        .sort(_SRC, "t")
     )
     if f.height < maxretry:
         return pl.DataFrame(schema=schema)
-    code = f.select(pl.col(C.SOURCE_IP).rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    code = f.get_column(_SRC).to_numpy().astype(np.int64)
     t = f.get_column("t").to_numpy().astype(np.int64)
     find_us, ban_us = int(findtime.total_seconds() * 1e6), int(bantime.total_seconds() * 1e6)
     t0 = int(t.min())
@@ -335,8 +417,8 @@ def fail2ban_bans(
     idx = np.where(ready, np.arange(n), n)
     next_ready = np.minimum.accumulate(idx[::-1])[::-1]
     next_ready = np.append(next_ready, n)
-    src = np.arange(n_src)
-    cursor = np.full(n_src, t0, dtype=np.int64)
+    src = np.unique(code)
+    cursor = np.full(src.size, t0, dtype=np.int64)
     bans_src, bans_t = [], []
     while src.size:
         j0 = np.searchsorted(key, src * span + (cursor - t0), side="left")
@@ -347,38 +429,63 @@ def fail2ban_bans(
         bans_src.append(src)
         bans_t.append(t[i])
         cursor = t[i] + ban_us
-    names = f.get_column(C.SOURCE_IP).unique(maintain_order=True)
-    s = np.concatenate(bans_src) if bans_src else np.array([], dtype=np.int64)
-    st = np.concatenate(bans_t) if bans_t else np.array([], dtype=np.int64)
-    return (
-        pl.DataFrame({"_code": s, "_t": st})
-        .with_columns(
-            pl.col("_code").map_batches(lambda c: names.gather(c), return_dtype=pl.String).alias(C.SOURCE_IP),
-            pl.from_epoch("_t", time_unit="us").dt.replace_time_zone("UTC").cast(UTC_US).alias("start"),
-        )
-        .with_columns((pl.col("start") + bantime).alias("end"))
-        .select(list(schema))
-        .sort(C.SOURCE_IP, "start")
+    return pl.DataFrame(
+        {_SRC: np.concatenate(bans_src), "_t": np.concatenate(bans_t)},
+        schema={_SRC: pl.UInt32, "_t": pl.Int64},
+    ).select(
+        _SRC,
+        pl.from_epoch("_t", time_unit="us").dt.replace_time_zone("UTC").cast(UTC_US).alias("start"),
+        (pl.from_epoch("_t", time_unit="us").dt.replace_time_zone("UTC").cast(UTC_US) + bantime).alias("end"),
     )
 
 
-def fail2ban_refusals(events: pl.DataFrame, **jail: Any) -> pl.Series:
+def fail2ban_bans(
+    day: Day,
+    *,
+    maxretry: int = F2B_MAXRETRY,
+    findtime: timedelta = F2B_FINDTIME,
+    bantime: timedelta = F2B_BANTIME,
+) -> pl.DataFrame:
+    """Ban windows (``source_ip``, ``start``, ``end``) of a fail2ban jail over failed logins.
+
+    A ban starts at the ``maxretry``-th failure within ``findtime`` counted since the previous ban
+    ended, and lasts ``bantime``. Failures during a ban were refused by the firewall, so they never
+    reach the log fail2ban reads and do not count. Vectorised over sources: each round finds every
+    source's next ban at once (``searchsorted`` on sorted failure times), so the Python loop runs
+    once per ban of the most-banned source, never per event. Loopback sources are ignored, like
+    fail2ban's default ``ignoreip``.
+    """
+    bans = _ban_windows(day, maxretry, findtime, bantime)
+    names = day.keys.select(_SRC, C.SOURCE_IP).unique(_SRC)
+    return (
+        bans.join(names, on=_SRC, how="left").select(C.SOURCE_IP, "start", "end").sort(C.SOURCE_IP, "start")
+    )
+
+
+def fail2ban_refusals(day: Day, **jail: Any) -> pl.Series:
     """Logins refused by fail2ban: from a banned source after its ban started and before it ends."""
-    bans = fail2ban_bans(events, **jail)
+    bans = _ban_windows(
+        day,
+        jail.get("maxretry", F2B_MAXRETRY),
+        jail.get("findtime", F2B_FINDTIME),
+        jail.get("bantime", F2B_BANTIME),
+    )
     if bans.is_empty():
-        return pl.Series([False] * events.height, dtype=pl.Boolean)
-    ev = events.select("_i", C.SOURCE_IP, pl.col(C.TIMESTAMP).cast(UTC_US)).sort(C.TIMESTAMP)
-    hit = ev.filter(pl.col(C.SOURCE_IP).is_not_null()).join_asof(
+        return pl.Series([False] * day.height, dtype=pl.Boolean)
+    ev = day.events.select("_i", day.per_event(day.keys.get_column(_SRC)).alias(_SRC), C.TIMESTAMP).filter(
+        pl.col(_SRC).is_not_null()
+    )
+    hit = ev.join_asof(
         bans.sort("start"),
         left_on=C.TIMESTAMP,
         right_on="start",
-        by=C.SOURCE_IP,
+        by=_SRC,
         strategy="backward",
         allow_exact_matches=False,
         check_sortedness=False,
     )
     refused = hit.filter(pl.col(C.TIMESTAMP) < pl.col("end")).get_column("_i")
-    return events.get_column("_i").is_in(refused.implode())
+    return day.events.get_column("_i").is_in(refused.implode())
 
 
 def _truth(
@@ -431,10 +538,10 @@ def _pct(num: pl.Expr, den: pl.Expr) -> pl.Expr:
     return pl.when(den > 0).then(100.0 * num / den)
 
 
-def _summary(ev: pl.DataFrame, strategy: str, refused: pl.Series, defeated: pl.Series) -> dict[str, Any]:
-    frame = ev.select(
+def _summary(day: Day, strategy: str, refused: pl.Series, defeated: pl.Series) -> dict[str, Any]:
+    frame = day.events.select(
         pl.col(IS_ATTACK).fill_null(False).alias("a"),
-        (pl.col(C.OUTCOME) == Outcome.SUCCESS).fill_null(False).alias("s"),
+        pl.col(_SUCCESS).alias("s"),
         pl.col(C.IS_PRACTITIONER).fill_null(False).alias("p"),
     ).with_columns(refused.alias("r"), defeated.alias("d"))
     a, s, p, r, d = (pl.col(x) for x in "asprd")
@@ -474,14 +581,14 @@ def replay(
     """
     lf, found = _truth(events, labels, cfg)
     truth = truth or found
-    ev = _prepare(lf)
-    none = pl.Series([False] * ev.height, dtype=pl.Boolean)
-    p = plan_refusals(plan, ev)
+    day = _prepare(lf)
+    none = pl.Series([False] * day.height, dtype=pl.Boolean)
+    p = plan_refusals(plan, day)
     rows = [
-        _summary(ev, "plan", p.get_column("refused"), p.get_column("reset")),
-        _summary(ev, "shutdown", shutdown_refusals(ev, cfg), none),
-        _summary(ev, "fail2ban", fail2ban_refusals(ev), none),
-        _summary(ev, "none", none, none),
+        _summary(day, "plan", p.get_column("refused"), p.get_column("reset")),
+        _summary(day, "shutdown", shutdown_refusals(day, cfg), none),
+        _summary(day, "fail2ban", fail2ban_refusals(day), none),
+        _summary(day, "none", none, none),
     ]
     table = (
         pl.DataFrame(rows)
@@ -498,9 +605,9 @@ def replay(
         .select([pl.col(n).cast(t) for n, t in TABLE_SCHEMA.items()])
     )
     notes = []
-    if ev.get_column(C.IS_PRACTITIONER).null_count() == ev.height and ev.height:
+    if day.events.get_column(C.IS_PRACTITIONER).null_count() == day.height and day.height:
         notes.append("no practitioner directory: practitioner figures are empty")
-    return ReplayResult(table=table, truth=truth, logins=ev.height, notes=tuple(notes))
+    return ReplayResult(table=table, truth=truth, logins=day.height, notes=tuple(notes))
 
 
 def read_plan(path: str | Path) -> pl.DataFrame:
