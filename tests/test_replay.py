@@ -243,3 +243,53 @@ def test_replay_of_a_day_without_events_is_all_zero() -> None:
     assert result.table.get_column("strategy").to_list() == ["plan", "shutdown", "fail2ban", "none"]
     assert result.table.get_column("attack_attempts").to_list() == [0, 0, 0, 0]
     assert result.table.get_column("legit_refused").to_list() == [0, 0, 0, 0]
+
+
+def test_one_key_is_refused_while_any_of_its_rules_is_in_force():
+    # the same address and account before and after the first block lapses; a second, longer one
+    short, long_ = T0 + timedelta(minutes=10), T0 + timedelta(minutes=30)
+    rows = [ev("203.0.113.5", "u", minute=m) for m in (5, 15, 35)]
+    assert refused(plan(block("203.0.113.5", expires_at=short)), rows) == [True, False, False]
+    both = plan(block("203.0.113.5", expires_at=short), block("203.0.113.0/24", "cidr", expires_at=long_))
+    assert refused(both, rows) == [True, True, False]
+    forever = plan(block("203.0.113.5", expires_at=short), block("AS64500", "asn", expires_at=None))
+    assert refused(forever, rows) == [True, True, True]
+
+
+def test_each_restriction_allows_only_its_own_accounts_networks():
+    p = plan(
+        {
+            "action": "restrict_account",
+            "target_type": "account",
+            "target": "alice",
+            "allowed_networks": ["198.51.100.0/24"],
+        },
+        {
+            "action": "restrict_account",
+            "target_type": "account",
+            "target": "bob",
+            "allowed_networks": ["192.0.2.0/24"],
+        },
+    )
+    rows = [
+        ev("198.51.100.9", "alice", "success", minute=NEXT),
+        ev("198.51.100.9", "bob", "success", minute=NEXT),  # alice's network, not bob's
+        ev("192.0.2.9", "alice", "success", minute=NEXT),
+        ev("192.0.2.9", "bob", "success", minute=NEXT),
+        ev("192.0.2.9", "Bob", "success", minute=NEXT),  # account names compare lower-cased
+    ]
+    assert refused(p, rows) == [False, True, True, False, False]
+
+
+def test_equal_timestamps_keep_the_input_order():
+    rows = [ev(f"203.0.113.{i}", "u", minute=NEXT) for i in range(6)]
+    assert refused(plan(block("203.0.113.3")), rows) == [False, False, False, True, False, False]
+
+
+def test_replay_reads_a_parquet_scan(tmp_path):
+    path = tmp_path / "events.parquet"
+    scenario().write_parquet(path)
+    p = plan(block("203.0.113.5"))
+    assert replay(p, pl.scan_parquet(path), None, Config()).table.equals(
+        replay(p, scenario(), None, Config()).table
+    )
