@@ -126,18 +126,33 @@ def parse_envelope(
         .then(pl.lit(3, pl.Int8))
         .otherwise(pl.lit(0, pl.Int8))
     )
-    lf = lines.with_columns(_fmt=fmt)
-    bsd = _bsd_runs(lf.filter(pl.col("_fmt") == 1), year, reference, timezone, year_state)
+    # the formats are materialised first, so that only the branches a batch needs are planned
+    # (planning all four cost about 15 ms per batch, the general regexes most of it)
+    df = lines.with_columns(_fmt=fmt).collect(engine="in-memory")
+    present = set(df["_fmt"].unique().to_list())
+    lf = df.lazy()
+    branches = []
+    if 1 in present:
+        branches.append(_bsd_runs(lf.filter(pl.col("_fmt") == 1), year, reference, timezone, year_state))
     sp = raw.str.find(" ", literal=True)
-    iso = lf.filter(pl.col("_fmt") == 2).with_columns(
-        _ts=_iso_stamp(byte_head(raw, sp), timezone), _rest=byte_slice(raw, sp + 1)
-    )
-    dov = lf.filter(pl.col("_fmt") == 3).with_columns(
-        _ts=_localize(_naive(raw.str.head(19), "%Y-%m-%d %H:%M:%S"), timezone), _rest=raw.str.slice(20)
-    )
-    fast = _split_tag(pl.concat([bsd, iso, dov], how="diagonal_relaxed"))
-    slow = _slow(lf.filter(pl.col("_fmt") == 0), timezone, year, reference)
-    both = pl.concat([fast, slow], how="diagonal_relaxed")
+    if 2 in present:
+        branches.append(
+            lf.filter(pl.col("_fmt") == 2).with_columns(
+                _ts=_iso_stamp(byte_head(raw, sp), timezone), _rest=byte_slice(raw, sp + 1)
+            )
+        )
+    if 3 in present:
+        branches.append(
+            lf.filter(pl.col("_fmt") == 3).with_columns(
+                _ts=_localize(_naive(raw.str.head(19), "%Y-%m-%d %H:%M:%S"), timezone),
+                _rest=raw.str.slice(20),
+            )
+        )
+    if branches:
+        branches = [_split_tag(pl.concat(branches, how="diagonal_relaxed"))]
+    if 0 in present or not branches:
+        branches.append(_slow(lf.filter(pl.col("_fmt") == 0), timezone, year, reference))
+    both = pl.concat(branches, how="diagonal_relaxed")
     msg = pl.col("_msg")
     level = (
         pl.when(msg.str.starts_with("Info: "))
