@@ -178,3 +178,83 @@ def test_events_scored_in_chunks_score_as_one_matrix(monkeypatch) -> None:
     assert whole.events.height > 3
     assert whole.events.get_column(C.RISK_SCORE).equals(chunked.events.get_column(C.RISK_SCORE))
     assert whole.accounts.equals(chunked.accounts)
+
+
+class Const:
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def positive_proba(self, x):
+        import numpy as np
+
+        return np.full(len(x), self.p)
+
+
+SPRAYER = "198.51.100.9"
+
+
+def spraying_world(failed_accounts: int = 3, win_risk: float = 0.66, known: int = 0) -> list[dict]:
+    """A hosting sprayer fails once on ``failed_accounts`` accounts and guesses 'nurse' right; the
+    nurse's own logins come through a hospital NAT (the model explains the account away)."""
+    spray = {"asn": 64501, "as_org": "SprayNet", "hosting": True, "legit": known}
+    rows = [
+        event(
+            f"p{i}", SPRAYER, "failure", minute=i, detectors=("password_spraying",), f_fail_rate=1.0, **spray
+        )
+        for i in range(failed_accounts)
+    ]
+    rows.append(event("nurse", SPRAYER, "success", minute=30, f_fail_rate=win_risk, **spray))
+    rows += [event("nurse", "192.0.2.50", "success", minute=40 + i, legit=40) for i in range(3)]
+    return rows
+
+
+def blind_accounts(source: float = 1.0):
+    """The stub model with an account model that calls every account clean (risk 0.01)."""
+    import dataclasses
+
+    return dataclasses.replace(stub_model(), account=Const(0.01), source=Const(source))
+
+
+def nurse(rows: list[dict], model=None) -> dict:
+    s = score(detection(rows), model or blind_accounts(), Config())
+    return s.accounts.filter(pl.col(C.ACCOUNT) == "nurse").row(0, named=True)
+
+
+def test_a_sprayers_right_guess_is_a_takeover_even_if_the_model_explains_it_away() -> None:
+    row = nurse(spraying_world())
+    assert row["verdict"] == "compromised"
+    assert row["risk_score"] == pytest.approx(0.66)
+    assert row["reasons"][-1] == (
+        "taken over: a source that failed on 3 accounts and has no legitimate user logged in"
+    )
+
+
+@pytest.mark.parametrize(
+    ("why", "rows", "source_risk"),
+    [
+        ("the source failed on 2 accounts only (a home line a proxy borrowed)", spraying_world(2), 1.0),
+        ("the success is below account_compromised", spraying_world(win_risk=0.4), 1.0),
+        ("legitimate users log in from the source", spraying_world(known=5), 1.0),
+        ("the source is not malicious", spraying_world(), 0.1),
+    ],
+)
+def test_no_takeover_without_every_sign(why, rows, source_risk) -> None:
+    row = nurse(rows, blind_accounts(source_risk))
+    assert row["verdict"] != "compromised", why
+    assert row["risk_score"] == pytest.approx(0.01)
+    assert not any(r.startswith("taken over") for r in row["reasons"])
+
+
+def test_takeover_follows_the_compromise_threshold() -> None:
+    cfg = Config().replace(scoring={"account_compromised": 0.7})
+    s = score(detection(spraying_world()), blind_accounts(), cfg)
+    assert s.accounts.filter(pl.col(C.ACCOUNT) == "nurse")["verdict"].item() != "compromised"
+
+
+def test_an_account_the_model_calls_compromised_keeps_its_risk_and_reasons() -> None:
+    import dataclasses
+
+    model = dataclasses.replace(stub_model(), account=Const(0.8))
+    row = nurse(spraying_world(), model)
+    assert (row["verdict"], row["risk_score"]) == ("compromised", pytest.approx(0.8))
+    assert not any(r.startswith("taken over") for r in row["reasons"])

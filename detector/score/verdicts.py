@@ -250,6 +250,51 @@ def source_table(
     return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()
 
 
+TAKEOVER_FAILED_ACCOUNTS = 3
+"""A malicious source that failed on at least this many accounts is attacking them (a sprayer, a
+stuffing list); the same count marks an attack source in the account model's aggregates."""
+
+
+def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+    """``account, _takeover, _takeover_failed``: the riskiest takeover login of each account.
+
+    A takeover login is a success at or above ``account_compromised`` from a malicious source that
+    failed on at least ``TAKEOVER_FAILED_ACCOUNTS`` accounts and on which scoring counts no
+    legitimate user (``legit_accounts == 0``). The account model can explain such a login away (the
+    account's other logins come through a shared address), yet the attacker holds the password: a
+    sprayer's one right guess. An address an attacker touched once (a home line a proxy borrowed)
+    or a success below the threshold (a VPN exit a stuffing list also used) is not enough.
+    """
+    unshared = sources.lazy().filter(
+        (pl.col("verdict") == Verdict.MALICIOUS)
+        & ~pl.col("shared_address").fill_null(False)
+        & (pl.col("legit_accounts").fill_null(0) == 0)
+    )
+    attacking = (
+        events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null())
+        .group_by(C.SOURCE_IP)
+        .agg(pl.col(C.ACCOUNT).n_unique().cast(pl.Int64).alias("_takeover_failed"))
+        .filter(pl.col("_takeover_failed") >= TAKEOVER_FAILED_ACCOUNTS)
+        .join(unshared.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi")
+    )
+    wins = (
+        agg.is_success() & pl.col(C.ACCOUNT).is_not_null() & (pl.col(RISK) >= cfg.scoring.account_compromised)
+    )
+    return (
+        events.filter(wins)
+        .join(attacking, on=C.SOURCE_IP)
+        .group_by(C.ACCOUNT)
+        .agg(pl.col(RISK).max().alias("_takeover"), pl.col("_takeover_failed").max())
+    )
+
+
+def _takeover_reason() -> pl.Expr:
+    return pl.format(
+        "taken over: a source that failed on {} accounts and has no legitimate user logged in",
+        pl.col("_takeover_failed"),
+    )
+
+
 def _verdict_account(cfg: Config) -> pl.Expr:
     s = cfg.scoring
     return (
@@ -452,10 +497,23 @@ def account_table(
         )
     )
     reasons = account_reasons(lf, sources, detector_meta(detector_names))
+    raised = pl.col("_takeover").is_not_null() & (pl.col(RISK) < cfg.scoring.account_compromised)
     out = (
         facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
         .join(reasons, on=C.ACCOUNT, how="left")
-        .with_columns(pl.col("_targeted").fill_null(False))
+        .join(takeover_risk(lf, sources, cfg), on=C.ACCOUNT, how="left")
+        .with_columns(
+            pl.col("_targeted").fill_null(False),
+            pl.when(raised)
+            .then(
+                pl.concat_list(
+                    pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))), _takeover_reason()
+                )
+            )
+            .otherwise(pl.col("reasons"))
+            .alias("reasons"),
+            pl.when(raised).then(pl.col("_takeover")).otherwise(pl.col(RISK)).alias(RISK),
+        )
         .with_columns(_verdict_account(cfg).alias("verdict"))
         .with_columns(
             pl.when(pl.col("verdict") == Verdict.CLEAN)
