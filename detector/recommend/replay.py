@@ -177,8 +177,9 @@ class Day:
 def _prepare(events: pl.LazyFrame | pl.DataFrame) -> Day:
     """Login events in time order, reduced to integer keys; the key strings once per distinct key.
 
-    One streaming pass reads only the needed columns (projection pushed down to a Parquet scan)
-    and keeps the strings as categoricals; the distinct keys are then joined back as integers.
+    One streaming pass reads only the needed columns (projection pushed down to a Parquet scan),
+    keeps the strings as categoricals and numbers the distinct keys (a dense rank, ``_k`` = the
+    key's row in ``keys``).
     """
     lf = events.lazy()
     have = lf.collect_schema()
@@ -199,12 +200,12 @@ def _prepare(events: pl.LazyFrame | pl.DataFrame) -> Day:
             C.IS_PRACTITIONER,
             IS_ATTACK,
         )
+        .with_columns((pl.struct(_KEY).rank("dense") - 1).cast(pl.UInt32).alias("_k"))
         .collect(engine="streaming")
     )
-    keys = ev.select(_KEY).unique().with_row_index("_k")
+    keys = ev.select("_k", *_KEY).unique("_k", keep="any").sort("_k")
     ev = (
-        ev.join(keys, on=list(_KEY), how="left", nulls_equal=True)
-        .select("_r", "_k", C.TIMESTAMP, _FAILED, _SUCCESS, C.IS_PRACTITIONER, IS_ATTACK)
+        ev.select("_r", "_k", C.TIMESTAMP, _FAILED, _SUCCESS, C.IS_PRACTITIONER, IS_ATTACK)
         .sort(C.TIMESTAMP, "_r")
         .drop("_r")
         .with_row_index("_i")
