@@ -161,6 +161,7 @@ def _probing(events: pl.DataFrame) -> pl.DataFrame:
     """(``account``, ``asn``) of addresses that only ever failed against the account: whoever is
     there is not its owner (an owner's typo is followed by a success from the same address), so a
     restriction does not allow that AS wholesale, only the account's own prefixes in it."""
+    events = events.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME)  # filters copy only these
     failed = events.filter(pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)) & pl.col(C.ACCOUNT).is_not_null())
     succeeded = events.filter(pl.col(C.OUTCOME) == Outcome.SUCCESS).select(C.ACCOUNT, C.SOURCE_IP).unique()
     return (
@@ -173,8 +174,10 @@ def _probing(events: pl.DataFrame) -> pl.DataFrame:
 
 def _legit(events: pl.DataFrame) -> pl.DataFrame:
     return (
-        events.filter(pl.col("_legit"))
+        events.lazy()  # the filter copies only the columns selected
+        .filter(pl.col("_legit"))
         .select(list(scope.LEGIT_COLUMNS))
+        .collect()
         .unique()
         .sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True)
     )
@@ -970,7 +973,11 @@ def recommend(
         cfg,
         now,
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
-        _probing(events.filter(~pl.col(C.SOURCE_IP).is_in(shared_ips))),
+        _probing(
+            events.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME).filter(
+                ~pl.col(C.SOURCE_IP).is_in(shared_ips)
+            )
+        ),
         shared_ips,
         mainstream,
     )
