@@ -225,8 +225,31 @@ def test_a_sprayers_right_guess_is_a_takeover_even_if_the_model_explains_it_away
     assert row["verdict"] == "compromised"
     assert row["risk_score"] == pytest.approx(0.66)
     assert row["reasons"][-1] == (
-        "taken over: a source that failed on 3 accounts and has no legitimate user logged in"
+        "taken over: a source that failed on 3 accounts, with no legitimate user logged in from it"
     )
+
+
+def brute_force_world(guesses: int = 10, win_risk: float = 0.3) -> list[dict]:
+    """A hosting address fails ``guesses`` times on 'nurse' alone, then gets in."""
+    spray = {"asn": 64501, "as_org": "SprayNet", "hosting": True, "legit": 0}
+    rows = [
+        event("nurse", SPRAYER, "failure", minute=1, attempts=guesses, f_fail_rate=1.0, **spray),
+        event("nurse", SPRAYER, "success", minute=30, f_fail_rate=win_risk, **spray),
+    ]
+    return rows + [event("nurse", "192.0.2.50", "success", minute=40 + i, legit=40) for i in range(3)]
+
+
+def test_a_brute_forced_success_is_a_takeover_at_the_compromise_threshold() -> None:
+    row = nurse(brute_force_world())
+    assert (row["verdict"], row["risk_score"]) == ("compromised", pytest.approx(0.5))
+    assert row["reasons"][-1] == (
+        "taken over: a source that failed 10 times on it, with no legitimate user logged in from it"
+    )
+
+
+@pytest.mark.parametrize(("guesses", "win_risk"), [(9, 0.3), (10, 0.1)], ids=["few guesses", "calm success"])
+def test_no_brute_force_takeover_below_the_bars(guesses, win_risk) -> None:
+    assert nurse(brute_force_world(guesses, win_risk))["verdict"] != "compromised"
 
 
 @pytest.mark.parametrize(
@@ -258,3 +281,10 @@ def test_an_account_the_model_calls_compromised_keeps_its_risk_and_reasons() -> 
     row = nurse(spraying_world(), model)
     assert (row["verdict"], row["risk_score"]) == ("compromised", pytest.approx(0.8))
     assert not any(r.startswith("taken over") for r in row["reasons"])
+
+
+def test_a_threshold_above_one_leaves_no_takeover() -> None:
+    cfg = Config().replace(scoring={"account_compromised": 1.01})
+    s = score(detection(brute_force_world()), blind_accounts(), cfg)
+    row = s.accounts.filter(pl.col(C.ACCOUNT) == "nurse").row(0, named=True)
+    assert row["verdict"] != "compromised" and row["risk_score"] <= 1.0

@@ -253,46 +253,69 @@ def source_table(
 TAKEOVER_FAILED_ACCOUNTS = 3
 """A malicious source that failed on at least this many accounts is attacking them (a sprayer, a
 stuffing list); the same count marks an attack source in the account model's aggregates."""
+BRUTE_FORCE_ATTEMPTS = 10
+"""A malicious source that failed at least this many times on one account was guessing its password."""
 
 
 def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
-    """``account, _takeover, _takeover_failed``: the riskiest takeover login of each account.
+    """``account, _takeover, _takeover_why``: the riskiest takeover login of each account.
 
-    A takeover login is a success at or above ``account_compromised`` from a malicious source that
-    failed on at least ``TAKEOVER_FAILED_ACCOUNTS`` accounts and on which scoring counts no
-    legitimate user (``legit_accounts == 0``). The account model can explain such a login away (the
-    account's other logins come through a shared address), yet the attacker holds the password: a
-    sprayer's one right guess. An address an attacker touched once (a home line a proxy borrowed)
-    or a success below the threshold (a VPN exit a stuffing list also used) is not enough.
+    A takeover login is a success from a malicious source on which scoring counts no legitimate
+    user (``legit_accounts == 0``, not shared) that either failed on at least
+    ``TAKEOVER_FAILED_ACCOUNTS`` accounts (the success scored at or above ``account_compromised``:
+    a sprayer's one right guess) or failed at least ``BRUTE_FORCE_ATTEMPTS`` times on this account
+    (the success scored at or above ``account_suspicious``; its risk counts as
+    ``account_compromised`` at least, capped at 1). The account model can explain such a login away (the
+    account's other logins come through a shared address), yet the attacker holds the password.
+    An address an attacker touched once (a home line a proxy borrowed) or a success below the
+    threshold (a VPN exit a stuffing list also used) is not enough.
     """
+    s = cfg.scoring
     unshared = sources.lazy().filter(
         (pl.col("verdict") == Verdict.MALICIOUS)
         & ~pl.col("shared_address").fill_null(False)
         & (pl.col("legit_accounts").fill_null(0) == 0)
     )
-    attacking = (
-        events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null())
-        .group_by(C.SOURCE_IP)
-        .agg(pl.col(C.ACCOUNT).n_unique().cast(pl.Int64).alias("_takeover_failed"))
-        .filter(pl.col("_takeover_failed") >= TAKEOVER_FAILED_ACCOUNTS)
-        .join(unshared.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi")
+    failed = events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
+        unshared.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
     )
-    wins = (
-        agg.is_success() & pl.col(C.ACCOUNT).is_not_null() & (pl.col(RISK) >= cfg.scoring.account_compromised)
+    ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
+    spraying = (
+        failed.group_by(C.SOURCE_IP)
+        .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
+        .filter(pl.col("_n") >= TAKEOVER_FAILED_ACCOUNTS)
+    )
+    guessing = (
+        failed.group_by(C.SOURCE_IP, C.ACCOUNT)
+        .agg(agg.attempts().sum().alias("_n"))
+        .filter(pl.col("_n") >= BRUTE_FORCE_ATTEMPTS)
+    )
+    sprayed = (
+        ok.filter(pl.col(RISK) >= s.account_compromised)
+        .join(spraying, on=C.SOURCE_IP)
+        .select(
+            C.ACCOUNT, RISK, pl.format("a source that failed on {} accounts", "_n").alias("_takeover_why")
+        )
+    )
+    guessed = (
+        ok.filter(pl.col(RISK) >= s.account_suspicious)
+        .join(guessing, on=[C.SOURCE_IP, C.ACCOUNT])
+        .select(
+            C.ACCOUNT,
+            pl.max_horizontal(RISK, pl.lit(s.account_compromised)).clip(upper_bound=1.0).alias(RISK),
+            pl.format("a source that failed {} times on it", "_n").alias("_takeover_why"),
+        )
     )
     return (
-        events.filter(wins)
-        .join(attacking, on=C.SOURCE_IP)
+        pl.concat([sprayed, guessed])
+        .sort(RISK, "_takeover_why", descending=[True, False])
         .group_by(C.ACCOUNT)
-        .agg(pl.col(RISK).max().alias("_takeover"), pl.col("_takeover_failed").max())
+        .agg(pl.col(RISK).first().alias("_takeover"), pl.col("_takeover_why").first())
     )
 
 
 def _takeover_reason() -> pl.Expr:
-    return pl.format(
-        "taken over: a source that failed on {} accounts and has no legitimate user logged in",
-        pl.col("_takeover_failed"),
-    )
+    return pl.format("taken over: {}, with no legitimate user logged in from it", pl.col("_takeover_why"))
 
 
 def _verdict_account(cfg: Config) -> pl.Expr:
