@@ -443,27 +443,18 @@ def test_mainstream_networks_are_popular_non_anonymous_unblocked_as_numbers(shar
     assert mainstream_networks(legit, [64666], share, blocks_) == expected
 
 
-@pytest.mark.parametrize(("legit_accounts", "reset"), [(0, ["u0"]), (1, [])])
-def test_a_success_from_an_attacker_with_no_legit_user_is_the_attackers(legit_accounts, reset):
-    rows = [
-        ev("198.51.100.9", "u0", "success", asn=64600),
-        ev("203.0.113.5", "u0", "success", risk=0.1),
-        *spray(["203.0.113.5"], ("u1", "u2")),
-    ]
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5", "legit_accounts": legit_accounts}])
-    assert by(plan, "reset_credentials").get_column("target").to_list() == reset
-
-
-def test_an_attackers_risky_success_makes_the_account_compromised():
+@pytest.mark.parametrize(("verdict", "reset"), [("compromised", ["u0"]), ("targeted", []), ("clean", [])])
+def test_the_plan_resets_exactly_the_accounts_scoring_calls_compromised(verdict, reset):
+    """Takeovers scoring would explain away are scoring's rule (verdicts.takeover_risk), so the
+    plan and accounts.parquet agree on who is compromised."""
     rows = [
         ev("198.51.100.9", "u0", "success", asn=64600),
         ev("203.0.113.5", "u0", "success", risk=0.95),
         *spray(["203.0.113.5"], ("u1", "u2")),
     ]
-    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5"}])
-    reset = by(plan, "reset_credentials")
-    assert reset.get_column("target").to_list() == ["u0"]
-    assert "successful login(s) from attacking sources (203.0.113.5)" in reset.item(0, "reason")
+    accs = [{C.ACCOUNT: "u0", "verdict": verdict}, {C.ACCOUNT: "u1"}, {C.ACCOUNT: "u2"}]
+    plan = plan_for(rows, [{C.SOURCE_IP: "203.0.113.5", "legit_accounts": 0}], accs)
+    assert by(plan, "reset_credentials").get_column("target").to_list() == reset
 
 
 def test_anonymous_history_does_not_protect_a_hosting_as():

@@ -2,12 +2,14 @@
 
 import json
 
+import polars as pl
 import pytest
 from rich.console import Console
 
 from detector.report import contract
 from detector.report.parquet import read_metadata
 from detector.report.summary import print_summary
+from detector.schema import C
 from tests.golden import GOLDEN, key_counts, run_samples
 
 pytestmark = pytest.mark.slow
@@ -25,6 +27,12 @@ def test_samples_match_golden(tmp_path):
     assert {i["path"].rsplit("/", 1)[-1] for i in meta["inputs"]}
     for name in contract.ALL_FILES:
         assert (tmp_path / "out" / name).exists()
+
+    # the reports agree: the plan resets exactly the accounts the verdicts call compromised
+    accounts = pl.read_parquet(tmp_path / "out" / "accounts.parquet")
+    plan = pl.read_parquet(tmp_path / "out" / "recommendations.parquet")
+    resets = set(plan.filter(pl.col("action") == "reset_credentials")["target"])
+    assert resets == set(accounts.filter(pl.col("verdict") == "compromised")[C.ACCOUNT])
 
     console = Console(width=100, record=True)
     print_summary(result.summary, console)

@@ -726,44 +726,6 @@ def mainstream_networks(
     return sorted(f"AS{a}" for a in users.get_column(C.ASN).to_list() if f"AS{a}" not in blocked)
 
 
-def _taken_over(accounts: pl.DataFrame, attack: pl.DataFrame) -> pl.DataFrame:
-    """Accounts an attacking source logged into (a risky success) are compromised in the plan.
-
-    Scoring may explain such a login away at the account level (a shared address, a known
-    country); the attacker still holds a working password, so the plan resets it.
-    """
-    wins = (
-        attack.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & pl.col(C.ACCOUNT).is_not_null())
-        .group_by(C.ACCOUNT)
-        .agg(
-            pl.col(C.RISK_SCORE).max().alias("_win_risk"),
-            pl.format(
-                "{} successful login(s) from attacking sources ({})",
-                pl.len(),
-                pl.col(C.SOURCE_IP).unique().sort().head(3).str.join(", "),
-            ).alias("_win"),
-        )
-    )
-    if wins.is_empty():
-        return accounts
-    new = pl.col("_win").is_not_null() & (pl.col("verdict").fill_null(CLEAN) != COMPROMISED)
-    return (
-        accounts.join(wins, on=C.ACCOUNT, how="left")
-        .with_columns(
-            pl.when(new).then(pl.lit(COMPROMISED)).otherwise(pl.col("verdict")).alias("verdict"),
-            pl.when(new)
-            .then(pl.max_horizontal(pl.col(C.RISK_SCORE).fill_null(0.0), pl.col("_win_risk").fill_null(0.0)))
-            .otherwise(pl.col(C.RISK_SCORE))
-            .alias(C.RISK_SCORE),
-            pl.when(new)
-            .then(pl.concat_list(pl.col("_win"), pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String)))))
-            .otherwise(pl.col("reasons"))
-            .alias("reasons"),
-        )
-        .drop("_win", "_win_risk")
-    )
-
-
 def known_networks(history: Any) -> pl.DataFrame:
     """``account``, ``net`` (address, CIDR or ``AS<n>``) from the baseline history's successful logins.
 
@@ -908,13 +870,6 @@ def recommend(
         .to_list()
         if "legit_accounts" in attackers.columns
         else []
-    )
-    compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
-    events = events.with_columns(
-        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
-    )
-    accounts = _taken_over(
-        accounts, events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
     events = events.with_columns(
