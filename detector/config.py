@@ -49,6 +49,10 @@ class ScoringConfig:
     source_suspicious: float = 0.2
     shared_address_min_accounts: int = 3
     """Distinct accounts with legitimate logins that make an address 'shared'."""
+    takeover_failed_accounts: int = 3
+    """A success from a malicious, unshared source that failed on this many accounts is a takeover."""
+    takeover_failed_attempts: int = 10
+    """... or that failed this many times on the account itself (a brute-forced login)."""
 
 
 @dataclass(frozen=True)

@@ -250,20 +250,13 @@ def source_table(
     return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()
 
 
-TAKEOVER_FAILED_ACCOUNTS = 3
-"""A malicious source that failed on at least this many accounts is attacking them (a sprayer, a
-stuffing list); the same count marks an attack source in the account model's aggregates."""
-BRUTE_FORCE_ATTEMPTS = 10
-"""A malicious source that failed at least this many times on one account was guessing its password."""
-
-
 def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
     """``account, _takeover, _takeover_why``: the riskiest takeover login of each account.
 
     A takeover login is a success from a malicious source on which scoring counts no legitimate
     user (``legit_accounts == 0``, not shared) that either failed on at least
-    ``TAKEOVER_FAILED_ACCOUNTS`` accounts (the success scored at or above ``account_compromised``:
-    a sprayer's one right guess) or failed at least ``BRUTE_FORCE_ATTEMPTS`` times on this account
+    ``[scoring] takeover_failed_accounts`` accounts (the success scored at or above ``account_compromised``:
+    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this account
     (the success scored at or above ``account_suspicious``; its risk counts as
     ``account_compromised`` at least, capped at 1). The account model can explain such a login away (the
     account's other logins come through a shared address), yet the attacker holds the password.
@@ -283,12 +276,12 @@ def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> p
     spraying = (
         failed.group_by(C.SOURCE_IP)
         .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
-        .filter(pl.col("_n") >= TAKEOVER_FAILED_ACCOUNTS)
+        .filter(pl.col("_n") >= s.takeover_failed_accounts)
     )
     guessing = (
         failed.group_by(C.SOURCE_IP, C.ACCOUNT)
         .agg(agg.attempts().sum().alias("_n"))
-        .filter(pl.col("_n") >= BRUTE_FORCE_ATTEMPTS)
+        .filter(pl.col("_n") >= s.takeover_failed_attempts)
     )
     sprayed = (
         ok.filter(pl.col(RISK) >= s.account_compromised)
