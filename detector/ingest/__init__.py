@@ -175,6 +175,13 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         if log.lines == 0:
             warnings.append(f"{inp.path}: empty input (0 lines)")
     run.writer.close()
+    if len(files) - tables > 1:
+        from detector.ingest.across import join_across_files
+
+        merged = join_across_files(run.writer.path)
+        run.writer.count -= merged
+        if merged:
+            run.noise["noise:merged"] += merged
     quarantine = (
         pl.concat(run.quarantine, how="vertical")
         if run.quarantine
