@@ -127,7 +127,25 @@ def expand(paths: list[str] | tuple[str, ...]) -> list[InputFile]:
     return out
 
 
-class _Hashing:
+class _Stream:
+    """The file-object methods the decompressors call, built on ``read``."""
+
+    def read(self, n: int = -1) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, b) -> int:  # used by gzip/bz2/lzma
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+
+class _Hashing(_Stream):
     """A read-through wrapper that hashes and counts the bytes of the file as stored."""
 
     def __init__(self, raw: BinaryIO, log: ReadLog) -> None:
@@ -141,14 +159,6 @@ class _Hashing:
         self.log.bytes_read += len(data)
         return data
 
-    def readinto(self, b) -> int:  # used by gzip/bz2/lzma
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
     def close(self) -> None:
         self.raw.close()
 
@@ -156,11 +166,8 @@ class _Hashing:
     def closed(self) -> bool:
         return self.raw.closed
 
-    def flush(self) -> None:
-        pass
 
-
-class _Prefixed:
+class _Prefixed(_Stream):
     """A stream with the bytes already read from it (to sniff its format) put back in front."""
 
     def __init__(self, head: bytes, rest: _Hashing) -> None:
@@ -176,23 +183,12 @@ class _Prefixed:
         out, self.head = self.head[:n], self.head[n:]
         return out if len(out) == n else out + self.rest.read(n - len(out))
 
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
     def close(self) -> None:
         """Leaves stdin open, as reading an uncompressed stdin always did."""
 
     @property
     def closed(self) -> bool:
         return self.rest.closed
-
-    def flush(self) -> None:
-        pass
 
 
 MAGIC = ((b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"), (b"\x28\xb5\x2f\xfd", ".zst"))
