@@ -78,30 +78,25 @@ def expand_asns(plan: pl.DataFrame, networks: dict[int, list[Any]]) -> pl.DataFr
     reason; an AS in ``allowed_networks`` is replaced by its prefixes. An AS the database does not
     know stays as it is (and is commented in the formats that cannot express it).
     """
+
+    def prefixes(text: str | None) -> list[str] | None:
+        """The prefixes of an ``AS<n>`` text the database knows; ``None`` for anything else."""
+        n = nets.parse_net(text or "")
+        known = networks.get(n.asn) if n is not None and n.asn is not None else None
+        return [str(x) for x in known] if known else None
+
     rows = []
     for r in plan.to_dicts():
-        allowed = r.get("allowed_networks")
-        if allowed:
-            out: list[str] = []
-            for t in allowed:
-                n = nets.parse_net(t)
-                known = networks.get(n.asn) if n is not None and n.asn is not None else None
-                out.extend([str(x) for x in known] if known else [t])
+        if r.get("allowed_networks"):
+            out = [x for t in r["allowed_networks"] for x in (prefixes(t) or [t])]
             r["allowed_networks"] = list(dict.fromkeys(out))
-        target = nets.parse_net(r.get("target") or "") if r.get("action") == "block" else None
-        known = networks.get(target.asn) if target is not None and target.asn is not None else None
-        if not known:
+        blocked = prefixes(r.get("target")) if r.get("action") == "block" else None
+        if blocked is None:
             rows.append(r)
             continue
-        for cidr in known:
-            rows.append(
-                {
-                    **r,
-                    "target_type": "cidr",
-                    "target": str(cidr),
-                    "reason": f"{r.get('reason') or ''} ({target.text})",
-                }
-            )
+        asn = nets.parse_net(r["target"])
+        reason = f"{r.get('reason') or ''} ({asn.text if asn else r['target']})"
+        rows.extend({**r, "target_type": "cidr", "target": cidr, "reason": reason} for cidr in blocked)
     return pl.DataFrame(rows, schema=plan.schema) if rows else plan.clear()
 
 
@@ -466,12 +461,13 @@ def export_plan_file(
     plan = read_plan(plan_path)
     warnings = []
     asn_db = None
-    if fmt not in AS_NATIVE_FORMATS and plan_asns(plan):
+    asns = plan_asns(plan) if fmt not in AS_NATIVE_FORMATS else []
+    if asns:
         found = find_databases(geoip_dir).asn
         asn_db = found.path if found is not None else None
         if asn_db is None:
             warnings.append(
-                f"{len(plan_asns(plan))} AS numbers cannot be expressed in {fmt} and are left as comments: "
+                f"{len(asns)} AS numbers cannot be expressed in {fmt} and are left as comments: "
                 "pass --geoip-dir with an ASN database (GeoLite2-ASN) to expand them into prefixes"
             )
     text = export(plan, fmt, now=now, asn_db=asn_db)
