@@ -26,6 +26,16 @@ WINDOW = timedelta(seconds=2)
 """Largest time between the two lines of one attempt in different files."""
 
 _KEY = (C.SOURCE_FILE, C.LINE_NUMBER)
+PAIRS_SCHEMA = pl.Schema(
+    {
+        C.SOURCE_FILE: pl.String,
+        C.LINE_NUMBER: pl.Int64,
+        "_d_file": pl.String,
+        "_d_line": pl.Int64,
+        C.ACCOUNT: pl.String,
+        C.REASON: pl.String,
+    }
+)
 
 
 def _failed_login(daemon: str) -> pl.Expr:
@@ -40,30 +50,26 @@ def _failed_login(daemon: str) -> pl.Expr:
 def pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
     """``source_file, line_number`` of each Postfix failure, the Dovecot event paired with it
     (``_d_file``, ``_d_line``), and the ``account`` and ``reason`` it takes."""
-    postfix = (
-        events.filter(_failed_login("postfix") & pl.col(C.ACCOUNT).is_null())
-        .select(*_KEY, C.TIMESTAMP, C.SOURCE_IP, C.HOST)
-        .collect()
+    postfix, dovecot = pl.collect_all(
+        [
+            events.filter(_failed_login("postfix") & pl.col(C.ACCOUNT).is_null()).select(
+                *_KEY, C.TIMESTAMP, C.SOURCE_IP, C.HOST
+            ),
+            events.filter(
+                _failed_login("dovecot") & pl.col(C.SERVICE).is_null() & pl.col(C.ACCOUNT).is_not_null()
+            ).select(
+                pl.col(C.SOURCE_FILE).alias("_d_file"),
+                pl.col(C.LINE_NUMBER).alias("_d_line"),
+                pl.col(C.TIMESTAMP).alias("_d_ts"),
+                C.SOURCE_IP,
+                pl.col(C.HOST).alias("_d_host"),
+                C.ACCOUNT,
+                C.REASON,
+            ),
+        ]
     )
-    if postfix.is_empty():
-        return postfix.select(*_KEY)
-    dovecot = (
-        events.filter(
-            _failed_login("dovecot") & pl.col(C.SERVICE).is_null() & pl.col(C.ACCOUNT).is_not_null()
-        )
-        .select(
-            pl.col(C.SOURCE_FILE).alias("_d_file"),
-            pl.col(C.LINE_NUMBER).alias("_d_line"),
-            pl.col(C.TIMESTAMP).alias("_d_ts"),
-            C.SOURCE_IP,
-            pl.col(C.HOST).alias("_d_host"),
-            C.ACCOUNT,
-            C.REASON,
-        )
-        .collect()
-    )
-    if dovecot.is_empty():
-        return postfix.select(*_KEY)
+    if postfix.is_empty() or dovecot.is_empty():
+        return pl.DataFrame(schema=PAIRS_SCHEMA)
     cand = postfix.join(dovecot, on=C.SOURCE_IP, how="inner").filter(
         (pl.col(C.SOURCE_FILE) != pl.col("_d_file"))
         & ((pl.col(C.TIMESTAMP) - pl.col("_d_ts")).abs() <= WINDOW)
@@ -75,14 +81,14 @@ def pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
     # one to one: each Postfix failure takes its nearest Dovecot line, each Dovecot line serves once
     cand = cand.unique(subset=list(_KEY), keep="first", maintain_order=True)
     cand = cand.unique(subset=["_d_file", "_d_line"], keep="first", maintain_order=True)
-    return cand.select(*_KEY, "_d_file", "_d_line", C.ACCOUNT, C.REASON)
+    return cand.select(PAIRS_SCHEMA.names())
 
 
 def join_across_files(path: Path) -> int:
     """Apply :func:`pairs_across_files` to the events Parquet at ``path``; returns the events merged."""
     events = pl.scan_parquet(path)
     pairs = pairs_across_files(events)
-    if pairs.is_empty() or C.ACCOUNT not in pairs.columns:
+    if pairs.is_empty():
         return 0
     fill = pairs.select(*_KEY, pl.col(C.ACCOUNT).alias("_acc"), pl.col(C.REASON).alias("_why"))
     drop = pairs.select(pl.col("_d_file").alias(C.SOURCE_FILE), pl.col("_d_line").alias(C.LINE_NUMBER))
