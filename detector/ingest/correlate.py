@@ -76,14 +76,25 @@ def _merged(rids: pl.Series, partner_ts: pl.Series) -> pl.DataFrame:
     return pl.DataFrame({RID: rids, KIND: pl.repeat(MERGED, len(rids), eager=True), PARTNER: partner_ts})
 
 
+def _pick(cand: pl.DataFrame, cond: pl.Expr, *cols: str | pl.Expr) -> pl.DataFrame:
+    """The rows of ``cand`` where ``cond`` holds, only ``cols``: the columns are chosen before the
+    rows are filtered (an eager filter copies every column of the wide frame, most of the cost
+    of correlating a batch)."""
+    return cand.lazy().filter(cond).select(cols).collect(engine="in-memory")
+
+
 def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
     """A ``pam_unix(dovecot:auth)`` line next to the passdb line of the same attempt counts once."""
-    pam = cand.filter((pl.col(STAGE) == "dv_pam") & EVENT).sort(C.TIMESTAMP)
-    auth = cand.filter((pl.col(STAGE) == "dv_auth") & EVENT).sort(C.TIMESTAMP)
-    if pam.is_empty() or auth.is_empty():
+    pam = _pick(cand, (pl.col(STAGE) == "dv_pam") & EVENT, RID, C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if pam.is_empty():
         return cand
-    m = pam.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP).join_asof(
-        auth.select(pl.col(C.TIMESTAMP).alias("_ats"), pl.col(C.TIMESTAMP), "_h", C.SOURCE_IP),
+    auth = _pick(cand, (pl.col(STAGE) == "dv_auth") & EVENT, C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if auth.is_empty():
+        return cand
+    m = pam.sort(C.TIMESTAMP).join_asof(
+        auth.sort(C.TIMESTAMP).select(
+            pl.col(C.TIMESTAMP).alias("_ats"), pl.col(C.TIMESTAMP), "_h", C.SOURCE_IP
+        ),
         on=C.TIMESTAMP,
         by=["_h", C.SOURCE_IP],
         strategy="nearest",
@@ -96,9 +107,17 @@ def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
 
 def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
     keys = [RID, C.TIMESTAMP, "_h", C.SESSION_ID, C.SOURCE_IP, C.ACCOUNT]
-    auth = cand.filter(pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT).select(keys)
-    login = cand.filter((pl.col(STAGE) == "dv_login_fail") & EVENT).select(
-        *keys, C.SERVICE, C.TLS, C.AUTH_METHOD, C.LOCAL_IP, C.SOURCE_PORT, C.ATTEMPTS
+    auth = _pick(cand, pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT, *keys)
+    login = _pick(
+        cand,
+        (pl.col(STAGE) == "dv_login_fail") & EVENT,
+        *keys,
+        C.SERVICE,
+        C.TLS,
+        C.AUTH_METHOD,
+        C.LOCAL_IP,
+        C.SOURCE_PORT,
+        C.ATTEMPTS,
     )
     if auth.is_empty() or login.is_empty():
         return cand
@@ -180,9 +199,7 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
 def _postfix_sessions(cand: pl.DataFrame) -> pl.DataFrame:
     stages = ["pf_sasl_fail", "pf_after_auth", "pf_disconnect", "pf_boundary"]
     # only the columns the session logic reads: sorting and joining a narrow frame is cheap
-    s = cand.filter(pl.col(STAGE).is_in(stages)).select(
-        RID, STAGE, KIND, "_h", SMTPD, C.TIMESTAMP, C.LINE_NUMBER
-    )
+    s = _pick(cand, pl.col(STAGE).is_in(stages), RID, STAGE, KIND, "_h", SMTPD, C.TIMESTAMP, C.LINE_NUMBER)
     # only smtpd processes with an AUTH counter or lost-after-AUTH event can need a merge
     busy = (
         s.filter(pl.col(STAGE).is_in(["pf_after_auth", "pf_disconnect"]) & EVENT).select("_h", SMTPD).unique()
@@ -221,14 +238,30 @@ def _postfix_sessions(cand: pl.DataFrame) -> pl.DataFrame:
 
 
 def _postfix_dovecot_sasl(cand: pl.DataFrame) -> pl.DataFrame:
-    pf = cand.filter((pl.col(STAGE) == "pf_sasl_fail") & EVENT).sort(C.TIMESTAMP)
-    dv = cand.filter((pl.col(STAGE) == "dv_auth") & EVENT & pl.col(C.SERVICE).is_null()).sort(C.TIMESTAMP)
-    if pf.is_empty() or dv.is_empty():
+    pf = _pick(
+        cand, (pl.col(STAGE) == "pf_sasl_fail") & EVENT, RID, C.TIMESTAMP, "_h", C.SOURCE_IP, C.ACCOUNT
+    )
+    if pf.is_empty():
+        return cand
+    dv = _pick(
+        cand,
+        (pl.col(STAGE) == "dv_auth") & EVENT & pl.col(C.SERVICE).is_null(),
+        RID,
+        C.TIMESTAMP,
+        "_h",
+        C.SOURCE_IP,
+        C.ACCOUNT,
+        C.REASON,
+        C.PASSWORD_HASH,
+        C.OUTCOME,
+    )
+    if dv.is_empty():
         return cand
     m = (
-        pf.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP)
+        pf.select(RID, C.TIMESTAMP, "_h", C.SOURCE_IP, pl.col(C.ACCOUNT).alias("_own"))
+        .sort(C.TIMESTAMP)
         .join_asof(
-            dv.select(
+            dv.sort(C.TIMESTAMP).select(
                 pl.col(C.TIMESTAMP),
                 pl.col(C.TIMESTAMP).alias("_dts"),
                 "_h",
@@ -250,8 +283,6 @@ def _postfix_dovecot_sasl(cand: pl.DataFrame) -> pl.DataFrame:
     )
     if m.is_empty():
         return cand
-    cur = cand.filter(pl.col(RID).is_in(m[RID].implode())).select(RID, pl.col(C.ACCOUNT).alias("_own"))
-    m = m.join(cur, on=RID, how="left")
     upd_pf = m.select(
         RID,
         pl.coalesce("_own", "_acc").alias(C.ACCOUNT),
@@ -264,15 +295,21 @@ def _postfix_dovecot_sasl(cand: pl.DataFrame) -> pl.DataFrame:
 
 
 def _postfix_sends(cand: pl.DataFrame) -> pl.DataFrame:
-    q = cand.filter(pl.col(STAGE) == "pf_qmgr").select(RID, "_h", QID, C.TIMESTAMP)
+    q = _pick(cand, pl.col(STAGE) == "pf_qmgr", RID, "_h", QID, C.TIMESTAMP)
     if q.is_empty():
         return cand
     q = q.sort(C.TIMESTAMP).with_columns(_first=pl.int_range(pl.len()).over(["_h", QID]) == 0)
-    clients = (
-        cand.filter((pl.col(STAGE) == "pf_client") & EVENT)
-        .select("_h", QID, C.ACCOUNT, C.SOURCE_IP, C.SOURCE_PORT, C.AUTH_METHOD, C.SERVICE)
-        .unique(["_h", QID], keep="last")
-    )
+    clients = _pick(
+        cand,
+        (pl.col(STAGE) == "pf_client") & EVENT,
+        "_h",
+        QID,
+        C.ACCOUNT,
+        C.SOURCE_IP,
+        C.SOURCE_PORT,
+        C.AUTH_METHOD,
+        C.SERVICE,
+    ).unique(["_h", QID], keep="last")
     m = (
         q.filter("_first")
         .select(RID, "_h", QID)
