@@ -351,7 +351,7 @@ def _run(
     pseudonymize_key: str | None,
     labels: str | Path | None,
 ) -> RunResult:
-    from detector.detect import detect
+    from detector.detect.shards import detect_sharded
     from detector.enrich import enrich, find_databases, load_practitioners
     from detector.features.baseline import History, update_history
     from detector.ingest import ingest
@@ -391,8 +391,8 @@ def _run(
     warnings.extend(enriched.warnings)
     for w in ingested.warnings + enriched.warnings:
         log(logger, logging.WARNING, w)
-    with step("detect"):
-        detection = detect(enriched.events, cfg, history)
+    with step("detect"):  # per account shard, in files under the staging directory
+        detection = detect_sharded(enriched.events, cfg, history, staging / "work" / "shards")
     with step("score"):
         scores = score(detection, model, cfg)
 

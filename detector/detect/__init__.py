@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
@@ -44,6 +45,9 @@ class Detection:
     events: pl.LazyFrame
     findings: pl.DataFrame
     campaigns: pl.DataFrame
+    shards: tuple[Path, ...] = ()
+    """Per account shard, the events of ``events`` (``detector.detect.shards``): each file sorted by
+    ``event_id``, every event of an account in one file. Empty when ``events`` is one frame."""
 
 
 def _per_event(findings: pl.DataFrame) -> pl.DataFrame:

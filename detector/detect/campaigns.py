@@ -14,6 +14,7 @@ milliseconds. Three kinds of campaign, each with stable ids:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -218,33 +219,109 @@ def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
     return hit.join(ids, on=[BUCKET, C.ACCOUNT]).select(C.EVENT_ID, C.CAMPAIGN)
 
 
-def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> pl.DataFrame:
-    """Add ``campaign``, ``campaign_sources`` and ``campaign_accounts`` to the feature frame."""
+@dataclass(frozen=True)
+class CampaignKeys:
+    """Which events belong to a campaign: spraying and stuffing campaigns by source address (every
+    event of the source), distributed brute force by event; an event in several takes the first
+    of spraying, stuffing, distributed brute force."""
+
+    spraying: pl.DataFrame
+    """source_ip, campaign"""
+    stuffing: pl.DataFrame
+    """source_ip, campaign"""
+    distributed: pl.DataFrame
+    """event_id, campaign"""
+
+
+def campaign_keys(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> CampaignKeys:
+    """The campaigns of the feature frame ``df`` (it may hold only the login events, in event order).
+
+    Reads the columns of :data:`CAMPAIGN_INPUT_COLUMNS`.
+    """
     df = df.with_columns(pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0).alias("_n_legit"))
-    parts = []
-    if enabled.get("password_spraying", True):
-        sp = _spraying(df, params["password_spraying"])
-        parts.append(df.select(C.EVENT_ID, C.SOURCE_IP).join(sp, on=C.SOURCE_IP).drop(C.SOURCE_IP))
-    if enabled.get("credential_stuffing", True):
-        cs = _stuffing(df, params["credential_stuffing"], params["distributed_brute_force"])
-        parts.append(df.select(C.EVENT_ID, C.SOURCE_IP).join(cs, on=C.SOURCE_IP).drop(C.SOURCE_IP))
-    if enabled.get("distributed_brute_force", True):
-        parts.append(_distributed(df, params["distributed_brute_force"]))
-    per_event = (
-        pl.concat(parts).group_by(C.EVENT_ID, maintain_order=True).agg(pl.col(C.CAMPAIGN).first())
-        if parts
-        else pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
+    by_source = pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
+    by_event = pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
+    return CampaignKeys(
+        spraying=_spraying(df, params["password_spraying"])
+        if enabled.get("password_spraying", True)
+        else by_source,
+        stuffing=_stuffing(df, params["credential_stuffing"], params["distributed_brute_force"])
+        if enabled.get("credential_stuffing", True)
+        else by_source,
+        distributed=_distributed(df, params["distributed_brute_force"])
+        if enabled.get("distributed_brute_force", True)
+        else by_event,
     )
-    # campaign sizes from the campaign's events alone; then joined to the event ids (one row per
-    # event, in order) and glued to the wide frame
-    members = per_event.join(df.select(C.EVENT_ID, C.SOURCE_IP, C.ACCOUNT), on=C.EVENT_ID, how="left")
-    sizes = members.group_by(C.CAMPAIGN).agg(
+
+
+CAMPAIGN_INPUT_COLUMNS: tuple[str, ...] = (
+    C.EVENT_ID,
+    BUCKET,
+    C.TIMESTAMP,
+    C.ACTION,
+    C.OUTCOME,
+    C.ATTEMPTS,
+    C.ACCOUNT,
+    C.SOURCE_IP,
+    C.PREFIX,
+    C.PASSWORD_HASH,
+    C.IP_LEGIT_ACCOUNTS,
+    "_fa",
+    "_ok",
+    "seg_failures",
+    "acct_prefix_logins",
+    "acct_fail_sources",
+    "acct_max_fail_per_source",
+    "src_accounts",
+    "src_failures",
+    "src_max_tries_per_account",
+    "src_success_share",
+)
+"""Columns :func:`campaign_keys` reads."""
+
+
+def event_campaigns(df: pl.DataFrame, keys: CampaignKeys) -> pl.DataFrame:
+    """``campaign`` of each event of ``df`` (one row per event, in order; null outside campaigns)."""
+    ids = df.lazy().select(C.EVENT_ID, C.SOURCE_IP)
+    parts = [(keys.spraying, C.SOURCE_IP), (keys.stuffing, C.SOURCE_IP), (keys.distributed, C.EVENT_ID)]
+    for i, (table, on) in enumerate(parts):
+        ids = ids.join(
+            table.lazy().select(on, pl.col(C.CAMPAIGN).alias(f"_c{i}")),
+            on=on,
+            how="left",
+            maintain_order="left",
+        )
+    return ids.select(C.EVENT_ID, pl.coalesce("_c0", "_c1", "_c2").alias(C.CAMPAIGN)).collect()
+
+
+def campaign_sizes(members: pl.DataFrame) -> pl.DataFrame:
+    """``campaign, campaign_sources, campaign_accounts`` from the events in campaigns
+    (``campaign, source_ip, account``)."""
+    return members.group_by(C.CAMPAIGN).agg(
         pl.col(C.SOURCE_IP).n_unique().alias("campaign_sources"),
         pl.col(C.ACCOUNT).n_unique().alias("campaign_accounts"),
     )
-    columns = per_event.join(sizes, on=C.CAMPAIGN, how="left")
-    out = df.select(C.EVENT_ID).join(columns, on=C.EVENT_ID, how="left", maintain_order="left")
-    return df.drop("_n_legit").hstack(out.drop(C.EVENT_ID).get_columns())
+
+
+def apply_campaigns(df: pl.DataFrame, keys: CampaignKeys, sizes: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Add ``campaign``, ``campaign_sources`` and ``campaign_accounts`` to the feature frame.
+
+    ``sizes`` (:func:`campaign_sizes` over all events) when ``df`` holds one account shard; by
+    default they are counted over ``df``.
+    """
+    per_event = event_campaigns(df, keys)
+    if sizes is None:
+        members = pl.concat([per_event, df.select(C.SOURCE_IP, C.ACCOUNT)], how="horizontal").filter(
+            pl.col(C.CAMPAIGN).is_not_null()
+        )
+        sizes = campaign_sizes(members)
+    columns = per_event.join(sizes, on=C.CAMPAIGN, how="left", maintain_order="left")
+    return df.hstack(columns.drop(C.EVENT_ID).get_columns())
+
+
+def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> pl.DataFrame:
+    """Add ``campaign``, ``campaign_sources`` and ``campaign_accounts`` to the feature frame."""
+    return apply_campaigns(df, campaign_keys(df, params, enabled))
 
 
 TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001"}

@@ -24,6 +24,7 @@ DetectFn = Callable[[pl.LazyFrame, Any], pl.LazyFrame]
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("attack", "benign")
+SCOPES = ("account", "source")
 _DURATION = re.compile(r"^\d+(us|ms|s|m|h|d)$")
 
 
@@ -46,6 +47,11 @@ class Detector:
     affected: str
     params: type
     fn: DetectFn
+    scope: str = "account"
+    """``account``: it groups the rows of one account at a time (it runs per account shard and may
+    read any column of the feature frame); ``source``: it groups across accounts (by source, prefix,
+    ASN, password or campaign) and runs once over the login events, reading only
+    ``detector.detect.shards.SOURCE_SCOPE_COLUMNS``."""
 
     def build(self, overrides: dict[str, Any] | None = None) -> Any:
         """Params from defaults and ``overrides`` (a ``[detectors.<name>]`` table without ``enabled``)."""
@@ -67,8 +73,8 @@ REGISTRY: dict[str, Detector] = {}
 def register(detector: Detector) -> Detector:
     if detector.name in REGISTRY:
         raise ValueError(f"detector {detector.name!r} registered twice")
-    if detector.severity not in SEVERITIES or detector.kind not in KINDS:
-        raise ValueError(f"detector {detector.name!r}: bad severity or kind")
+    if detector.severity not in SEVERITIES or detector.kind not in KINDS or detector.scope not in SCOPES:
+        raise ValueError(f"detector {detector.name!r}: bad severity, kind or scope")
     REGISTRY[detector.name] = detector
     return detector
 

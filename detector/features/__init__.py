@@ -7,11 +7,20 @@ once :func:`finish_features` has run in ``detector.detect``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 from detector.config import FeaturesConfig
 from detector.features import expressions, windows
-from detector.features.baseline import TRAITS, History, add_baseline, prior_col, update_history
+from detector.features.baseline import (
+    TRAITS,
+    History,
+    add_baseline,
+    prior_col,
+    update_history,
+    window_population,
+)
 from detector.features.windows import BUCKET, SORT_KEYS
 from detector.schema import C
 
@@ -88,15 +97,60 @@ __all__ = [
     "HIT_DETECTORS",
     "SORT_KEYS",
     "History",
+    "WindowTables",
     "build_features",
     "expressions",
     "finish_features",
     "update_history",
+    "window_tables",
 ]
 
 
-def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | None = None) -> pl.LazyFrame:
+@dataclass(frozen=True)
+class WindowTables:
+    """What the per-event features read across accounts, computed once over all events.
+
+    When the features run per account shard (``detector.detect.shards``), each shard reads these
+    instead of computing them from its own rows: the window's population of successful logins per
+    trait value (baseline), its median download (volume norm), and the per-source, per-prefix and
+    per-ASN statistics (:func:`detector.features.windows.source_tables`).
+    """
+
+    population: pl.DataFrame
+    download_median: float | None
+    sources: dict[str, pl.DataFrame]
+
+
+def window_tables(lf: pl.LazyFrame) -> WindowTables:
+    """:class:`WindowTables` of events that went through :func:`windows.work_columns`.
+
+    Reads only the few columns the tables need (``windows.SOURCE_TABLE_COLUMNS``, the traits,
+    ``bytes_out``).
+    """
+    sources = windows.source_tables(lf)
+    names = list(sources)
+    frames = pl.collect_all(
+        [window_population(lf), lf.select(windows.download_median().alias("m")), *sources.values()]
+    )
+    return WindowTables(
+        population=frames[0],
+        download_median=frames[1].item(),
+        sources=dict(zip(names, frames[2:], strict=True)),
+    )
+
+
+def build_features(
+    lf: pl.LazyFrame,
+    cfg: FeaturesConfig,
+    history: History | None = None,
+    tables: WindowTables | None = None,
+) -> pl.LazyFrame:
     """Sorted, numbered events with baseline and window statistics (internal ``_`` columns kept).
+
+    Without ``tables``, ``lf`` is every event of the window: it is sorted and numbered here. With
+    ``tables`` (:func:`window_tables` of all events), ``lf`` is one account shard whose events
+    already carry their global ``event_id``; every account-keyed statistic is computed from its own
+    rows and the cross-account ones are read from ``tables``.
 
     Each step is materialised before the next: the window steps read their input more than once
     (group-by statistics joined back beside it), and as one lazy plan polars recomputed the
@@ -104,18 +158,28 @@ def build_features(lf: pl.LazyFrame, cfg: FeaturesConfig, history: History | Non
     Materialising costs only the new columns: unchanged ones are shared, not copied.
     """
     history = history or History.empty()
-    lf = windows.prepare(lf, cfg.window)
-    lf = add_baseline(lf, history, alpha=cfg.baseline_alpha, cold_start=cfg.cold_start_successes)
+    if tables is None:
+        lf = windows.prepare(lf, cfg.window)
+    else:
+        lf = windows.work_columns(lf.sort(C.EVENT_ID).select(C.EVENT_ID, pl.exclude(C.EVENT_ID)), cfg.window)
+    lf = add_baseline(
+        lf,
+        history,
+        alpha=cfg.baseline_alpha,
+        cold_start=cfg.cold_start_successes,
+        population=tables.population if tables else None,
+    )
+    median = pl.lit(tables.download_median, pl.Float64) if tables else None
     steps = (
         windows.ordered_account_stats,
         windows.typo_stats,
         windows.travel_stats,
-        lambda f: windows.volume_stats(f, history.volumes),
+        lambda f: windows.volume_stats(f, history.volumes, median),
         windows.session_stats,
     )
     for step in steps:
         lf = step(lf.collect().lazy())
-    return windows.entity_stats(lf.collect().lazy())
+    return windows.entity_stats(lf.collect().lazy(), tables.sources if tables else None)
 
 
 def finish_features(lf: pl.LazyFrame) -> pl.LazyFrame:

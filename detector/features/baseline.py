@@ -230,12 +230,51 @@ def _history_counts(events: pl.LazyFrame, history: History) -> pl.LazyFrame:
     return out.drop(C.ACCOUNT, *values)
 
 
+def window_population(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``feature, value, count``: the window's successful logins per trait value (every account).
+
+    The population side of the score; computed once over all events when the baseline runs per
+    account shard (:func:`add_baseline`'s ``population``).
+    """
+    succ = lf.filter(is_success())
+    return pl.concat(
+        [
+            succ.group_by(trait_value(t).alias(VALUE))
+            .agg(pl.len().cast(pl.Int64).alias(COUNT))
+            .select(pl.lit(t).alias(FEATURE), VALUE, COUNT)
+            for t in TRAITS
+        ]
+    )
+
+
+def _window_counts(events: pl.LazyFrame, population: pl.DataFrame) -> pl.LazyFrame:
+    """Per event (in order), per trait: the window's successes with its value (``_wc_<trait>``)."""
+    values = [f"_v_{t}" for t in TRAITS]
+    out = events.select(values)
+    for t, v in zip(TRAITS, values, strict=True):
+        counts = population.lazy().filter(pl.col(FEATURE) == t)
+        out = out.join(
+            counts.select(pl.col(VALUE).alias(v), pl.col(COUNT).alias(f"_wc_{t}")),
+            on=v,
+            how="left",
+            maintain_order="left",
+        )
+    return out.drop(values)
+
+
 def add_baseline(
-    lf: pl.LazyFrame, history: History | None, *, alpha: float = 5.0, cold_start: int = 5
+    lf: pl.LazyFrame,
+    history: History | None,
+    *,
+    alpha: float = 5.0,
+    cold_start: int = 5,
+    population: pl.DataFrame | None = None,
 ) -> pl.LazyFrame:
     """Add ``baseline_score``, ``acct_prior_successes`` and ``is_new_<trait>`` flags.
 
     ``lf`` must be sorted by time (ties in a fixed order); counts are strictly before each row.
+    ``population`` is the :func:`window_population` of all events when ``lf`` holds one account
+    shard (default: the population of ``lf`` itself).
     """
     history = history or History.empty()
     has_history = history.accounts.height > 0 or history.population.height > 0
@@ -245,6 +284,8 @@ def add_baseline(
     if has_history:
         out = pl.concat([out, _history_counts(out, history)], how="horizontal")
         hist_n = pl.col("_hist_n").fill_null(0)
+    if population is not None:
+        out = pl.concat([out, _window_counts(out, population)], how="horizontal")
     out = out.with_columns((succ.cum_sum().over(C.ACCOUNT) - succ + hist_n).alias(PRIOR_N))
     pop_hist = history.population.group_by(FEATURE).agg(
         pl.col(COUNT).sum().alias("tot"), pl.len().alias("nv")
@@ -258,13 +299,19 @@ def add_baseline(
         hist_tot = int(ph["tot"].sum()) if ph.height else 0
         hist_nv = int(ph["nv"].sum()) if ph.height else 0
         # population: window successes plus carried counts, add-one smoothed over the values seen
-        pop_count = succ.sum().over(v) + pc
-        pop_total = succ.sum() + hist_tot
-        pop_values = pl.col(v).filter(succ == 1).n_unique() + hist_nv
+        if population is None:
+            pop_count = succ.sum().over(v) + pc
+            pop_total = succ.sum() + hist_tot
+            pop_values = pl.col(v).filter(succ == 1).n_unique() + hist_nv
+        else:
+            window = population.filter(pl.col(FEATURE) == t)
+            pop_count = pl.col(f"_wc_{t}").fill_null(0) + pc
+            pop_total = pl.lit(int(window[COUNT].sum()) + hist_tot, pl.Int64)
+            pop_values = pl.lit(window.height + hist_nv, pl.Int64)
         out = out.with_columns(
             (succ.cum_sum().over(C.ACCOUNT, v) - succ + hc).alias(prior_col(t)),
             ((pop_count + 1) / (pop_total + pop_values + 1)).cast(pl.Float64).alias(f"_p_{t}"),
-        ).drop(v, *([f"_hc_{t}", f"_hp_{t}"] if has_history else []))
+        ).drop(v, *([f"_hc_{t}", f"_hp_{t}"] if has_history else []), f"_wc_{t}", strict=False)
         p_pop = pl.col(f"_p_{t}")
         p_acc = (pl.col(prior_col(t)) + alpha * p_pop) / (pl.col(PRIOR_N) + alpha)
         terms.append((p_pop / p_acc).log())

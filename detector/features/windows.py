@@ -17,19 +17,28 @@ BUCKET = "_bucket"
 SORT_KEYS: tuple[str, ...] = (C.TIMESTAMP, C.ACCOUNT, C.SOURCE_IP, C.SOURCE_FILE, C.LINE_NUMBER)
 
 
-def prepare(lf: pl.LazyFrame, window: str) -> pl.LazyFrame:
-    """Sort in the documented order, number the events and add the window bucket."""
+def number(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Sort in the documented order and number the events (``event_id``, UInt64)."""
     return (
         lf.sort(list(SORT_KEYS), nulls_last=True, maintain_order=True)
         .with_row_index(C.EVENT_ID)
-        .with_columns(
-            pl.col(C.EVENT_ID).cast(pl.UInt64),
-            pl.col(C.TIMESTAMP).dt.truncate(window).alias(BUCKET),
-            x.failed_attempts().alias("_fa"),
-            pl.when(x.is_login()).then(x.attempts()).otherwise(0).alias("_att"),
-            x.is_success().cast(pl.Int64).alias("_ok"),
-        )
+        .with_columns(pl.col(C.EVENT_ID).cast(pl.UInt64))
     )
+
+
+def work_columns(lf: pl.LazyFrame, window: str) -> pl.LazyFrame:
+    """The window bucket and the per-row weights every window step reads (``_fa``, ``_att``, ``_ok``)."""
+    return lf.with_columns(
+        pl.col(C.TIMESTAMP).dt.truncate(window).alias(BUCKET),
+        x.failed_attempts().alias("_fa"),
+        pl.when(x.is_login()).then(x.attempts()).otherwise(0).alias("_att"),
+        x.is_success().cast(pl.Int64).alias("_ok"),
+    )
+
+
+def prepare(lf: pl.LazyFrame, window: str) -> pl.LazyFrame:
+    """Sort in the documented order, number the events and add the window bucket."""
+    return work_columns(number(lf), window)
 
 
 def _join(lf: pl.LazyFrame, stats: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
@@ -57,11 +66,73 @@ def _failure_gaps(lf: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
     return failed.group_by(keys).agg(gaps.alias("_g"))
 
 
-def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
+def _pairs(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """(bucket, account, source): failed attempts and whether any failed (the cross-account part)."""
+    return lf.group_by(BUCKET, C.ACCOUNT, C.SOURCE_IP).agg(
+        pl.col("_fa").sum().alias("pair_failures"), x.is_failed().any().alias("_pf_any")
+    )
+
+
+SOURCE_TABLE_COLUMNS: tuple[str, ...] = (
+    BUCKET,
+    "_fa",
+    "_att",
+    "_ok",
+    C.ACCOUNT,
+    C.SOURCE_IP,
+    C.PREFIX,
+    C.ASN,
+    C.ACTION,
+    C.OUTCOME,
+    C.ATTEMPTS,
+    C.PASSWORD_HASH,
+)
+"""Columns :func:`source_tables` reads (after :func:`work_columns`)."""
+
+
+def source_tables(lf: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+    """Window statistics keyed by source, prefix or ASN: they read the rows of every account.
+
+    ``src`` and ``src_pairs`` are keyed by (bucket, source_ip), ``prefix`` by (bucket, prefix),
+    ``asn`` by (bucket, asn). Computed once over all events (a few columns) when the features run
+    per account shard, and joined to each shard by :func:`entity_stats`.
+    """
+    failed = x.is_failed()
+    hashed = failed & pl.col(C.PASSWORD_HASH).is_not_null()
+    with_fail = pl.col("_pf_any")
+    src_pairs = (
+        _pairs(lf)
+        .group_by(BUCKET, C.SOURCE_IP)
+        .agg(
+            with_fail.sum().cast(pl.Int64).alias("src_accounts"),
+            pl.col("pair_failures").filter(with_fail).max().alias("src_max_tries_per_account"),
+        )
+    )
+    att = pl.col("_att").sum()
+    unknown = pl.when(x.is_unknown_user()).then(x.attempts()).otherwise(0).sum()
+    src = lf.group_by(BUCKET, C.SOURCE_IP).agg(
+        att.alias("src_attempts"),
+        pl.col("_fa").sum().alias("src_failures"),
+        pl.col(C.PASSWORD_HASH).filter(hashed).n_unique().cast(pl.Int64).alias("src_passwords"),
+        x.share(unknown, att).alias("src_unknown_share"),
+        x.share(pl.col("_ok").sum(), att).alias("src_success_share"),
+    )
+    nets = {
+        name: lf.group_by(BUCKET, col).agg(
+            pl.col(C.ACCOUNT).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_accounts"),
+            pl.col(C.SOURCE_IP).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_sources"),
+        )
+        for col, name in ((C.PREFIX, "prefix"), (C.ASN, "asn"))
+    }
+    return {"src": src, "src_pairs": src_pairs, **nets}
+
+
+def entity_stats(lf: pl.LazyFrame, tables: dict[str, pl.DataFrame] | None = None) -> pl.LazyFrame:
     """What each source, /24 (/64), ASN, account and (account, source) pair did in the window.
 
     Group-bys joined to a narrow copy of the keys, put back in event order and glued to the frame
-    (``lf`` must be in event-id order, as :func:`prepare` leaves it).
+    (``lf`` must be in event-id order, as :func:`prepare` leaves it). ``tables`` are the
+    :func:`source_tables` of all events when ``lf`` holds one account shard (default: of ``lf``).
     """
     failed = x.is_failed()
     hashed = failed & pl.col(C.PASSWORD_HASH).is_not_null()
@@ -90,34 +161,15 @@ def entity_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         with_fail.sum().cast(pl.Int64).alias("acct_fail_sources"),
         pl.col("pair_failures").filter(with_fail).max().alias("acct_max_fail_per_source"),
     )
-    src_pairs = pair.group_by(BUCKET, C.SOURCE_IP).agg(
-        with_fail.sum().cast(pl.Int64).alias("src_accounts"),
-        pl.col("pair_failures").filter(with_fail).max().alias("src_max_tries_per_account"),
-    )
-    att = pl.col("_att").sum()
-    unknown = pl.when(x.is_unknown_user()).then(x.attempts()).otherwise(0).sum()
-    src = lf.group_by(BUCKET, C.SOURCE_IP).agg(
-        att.alias("src_attempts"),
-        pl.col("_fa").sum().alias("src_failures"),
-        pl.col(C.PASSWORD_HASH).filter(hashed).n_unique().cast(pl.Int64).alias("src_passwords"),
-        x.share(unknown, att).alias("src_unknown_share"),
-        x.share(pl.col("_ok").sum(), att).alias("src_success_share"),
-    )
-    nets = [
-        lf.group_by(BUCKET, col).agg(
-            pl.col(C.ACCOUNT).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_accounts"),
-            pl.col(C.SOURCE_IP).filter(failed).n_unique().cast(pl.Int64).alias(f"{name}_sources"),
-        )
-        for col, name in ((C.PREFIX, "prefix"), (C.ASN, "asn"))
-    ]
+    by_source = source_tables(lf) if tables is None else {k: v.lazy() for k, v in tables.items()}
     # joins on a narrow frame, back in event order, then glued to the wide frame side by side
     narrow = lf.select(C.EVENT_ID, BUCKET, C.ACCOUNT, C.SOURCE_IP, C.PREFIX, C.ASN)
     out = _join(narrow, pair.drop("_pf_any"), pair_keys)
     out = _join(out, acct, [BUCKET, C.ACCOUNT])
-    out = _join(out, src, [BUCKET, C.SOURCE_IP])
-    out = _join(out, src_pairs, [BUCKET, C.SOURCE_IP])
-    out = _join(out, nets[0], [BUCKET, C.PREFIX])
-    out = _join(out, nets[1], [BUCKET, C.ASN])
+    out = _join(out, by_source["src"], [BUCKET, C.SOURCE_IP])
+    out = _join(out, by_source["src_pairs"], [BUCKET, C.SOURCE_IP])
+    out = _join(out, by_source["prefix"], [BUCKET, C.PREFIX])
+    out = _join(out, by_source["asn"], [BUCKET, C.ASN])
     stats = out.sort(C.EVENT_ID).drop(C.EVENT_ID, BUCKET, C.ACCOUNT, C.SOURCE_IP, C.PREFIX, C.ASN)
     return pl.concat([lf, stats], how="horizontal")
 
@@ -189,8 +241,17 @@ def travel_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def volume_stats(lf: pl.LazyFrame, volumes: pl.DataFrame) -> pl.LazyFrame:
-    """Download volume against the account's norm; sent recipients per hour."""
+def download_median() -> pl.Expr:
+    """The window's median log1p(bytes_out) over every event (an account's norm when it has none)."""
+    return pl.col(C.BYTES_OUT).cast(pl.Float64).log1p().median()
+
+
+def volume_stats(lf: pl.LazyFrame, volumes: pl.DataFrame, median: pl.Expr | None = None) -> pl.LazyFrame:
+    """Download volume against the account's norm; sent recipients per hour.
+
+    ``median``: the :func:`download_median` of all events as a literal when ``lf`` holds one
+    account shard (default: computed over ``lf``).
+    """
     hist = (
         volumes.lazy()
         .filter(pl.col("metric") == C.BYTES_OUT)
@@ -198,7 +259,7 @@ def volume_stats(lf: pl.LazyFrame, volumes: pl.DataFrame) -> pl.LazyFrame:
     )
     logb = pl.col(C.BYTES_OUT).cast(pl.Float64).log1p()
     window_median = logb.median().over(C.ACCOUNT)
-    pop_median = logb.median()
+    pop_median = download_median() if median is None else median
     norm = (
         pl.when(pl.col("_hn") >= 3)
         .then(pl.col("_hmean"))

@@ -85,18 +85,28 @@ def _max_where(value: pl.Expr, cond: pl.Expr) -> pl.Expr:
     return value.filter(cond).max().fill_null(0.0).cast(pl.Float64)
 
 
-def with_source_context(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Add per-source context to each event: accounts the source failed on, its worst failure risk."""
+def source_context(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per source: accounts it failed on, its worst failure risk, its failed attempts (all accounts)."""
     failed = is_failure()
-    per_source = events.group_by(C.SOURCE_IP).agg(
+    return events.group_by(C.SOURCE_IP).agg(
         pl.col(C.ACCOUNT).filter(failed).n_unique().alias("_src_fail_accounts"),
         _max_where(pl.col(RISK), failed).alias("_src_fail_risk"),
         _attempt_sum(failed).alias("_src_failures"),
     )
+
+
+def with_source_context(events: pl.LazyFrame, context: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """Add per-source context to each event: accounts the source failed on, its worst failure risk.
+
+    ``context``: :func:`source_context` of all events when ``events`` holds one account shard.
+    """
+    per_source = source_context(events) if context is None else context.lazy()
     return events.join(per_source, on=C.SOURCE_IP, how="left", nulls_equal=True)
 
 
-def account_aggregates(events: pl.LazyFrame, detector_names: tuple[str, ...]) -> pl.LazyFrame:
+def account_aggregates(
+    events: pl.LazyFrame, detector_names: tuple[str, ...], context: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """One row per account: the account model's features (``acc_*``), keyed by ``account``."""
     ok, bad, login = is_success(), is_failure(), is_login()
     attack_src = (pl.col("_src_fail_accounts") >= 3) | pl.col(C.CAMPAIGN).is_not_null()
@@ -128,7 +138,7 @@ def account_aggregates(events: pl.LazyFrame, detector_names: tuple[str, ...]) ->
         *[_count(ok & fired(d)).alias(f"acc_success_det_{d}") for d in detector_names],
     ]
     return (
-        with_source_context(events)
+        with_source_context(events, context)
         .filter(pl.col(C.ACCOUNT).is_not_null())
         .group_by(C.ACCOUNT)
         .agg(aggs)

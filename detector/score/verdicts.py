@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,8 @@ class Verdict:
 class Scores:
     """Scored events (``risk_score`` added), accounts and sources; ``model_id`` is ``None`` for rules."""
 
-    events: pl.DataFrame
+    events: pl.DataFrame | pl.LazyFrame
+    """A frame, or (scored per shard) a lazy merge of the scored shards in event order."""
     accounts: pl.DataFrame
     sources: pl.DataFrame
     model_id: str | None = None
@@ -250,7 +252,31 @@ def source_table(
     return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()
 
 
-def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+def _unshared_malicious(sources: pl.DataFrame) -> pl.LazyFrame:
+    return sources.lazy().filter(
+        (pl.col("verdict") == Verdict.MALICIOUS)
+        & ~pl.col("shared_address").fill_null(False)
+        & (pl.col("legit_accounts").fill_null(0) == 0)
+    )
+
+
+def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+    """``source_ip, _n``: unshared malicious sources that failed on at least
+    ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
+    events when accounts are scored per shard)."""
+    failed = events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
+        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
+    )
+    return (
+        failed.group_by(C.SOURCE_IP)
+        .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
+        .filter(pl.col("_n") >= cfg.scoring.takeover_failed_accounts)
+    )
+
+
+def takeover_risk(
+    events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config, sprayers: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """``account, _takeover, _takeover_why``: the riskiest takeover login of each account.
 
     A takeover login is a success from a malicious source on which scoring counts no legitimate
@@ -264,20 +290,11 @@ def takeover_risk(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> p
     threshold (a VPN exit a stuffing list also used) is not enough.
     """
     s = cfg.scoring
-    unshared = sources.lazy().filter(
-        (pl.col("verdict") == Verdict.MALICIOUS)
-        & ~pl.col("shared_address").fill_null(False)
-        & (pl.col("legit_accounts").fill_null(0) == 0)
-    )
     failed = events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
-        unshared.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
+        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
     )
     ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
-    spraying = (
-        failed.group_by(C.SOURCE_IP)
-        .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
-        .filter(pl.col("_n") >= s.takeover_failed_accounts)
-    )
+    spraying = takeover_sprayers(events, sources, cfg) if sprayers is None else sprayers.lazy()
     guessing = (
         failed.group_by(C.SOURCE_IP, C.ACCOUNT)
         .agg(agg.attempts().sum().alias("_n"))
@@ -477,9 +494,15 @@ def account_table(
     detector_names: tuple[str, ...],
     *,
     combine: bool = True,
+    context: pl.DataFrame | None = None,
+    sprayers: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Per-account compromise risk, verdict, reasons and counts (``ACCOUNT_SCHEMA``)."""
-    feats = agg.account_aggregates(events.lazy(), detector_names).collect()
+    """Per-account compromise risk, verdict, reasons and counts (``ACCOUNT_SCHEMA``).
+
+    When ``events`` holds one account shard, ``context`` (:func:`aggregates.source_context`) and
+    ``sprayers`` (:func:`takeover_sprayers`) are computed over all events and passed in.
+    """
+    feats = agg.account_aggregates(events.lazy(), detector_names, context).collect()
     if model is not None and model.account is not None:
         risk = _positive(model.account, agg.matrix(feats, model.account_features))
     else:
@@ -517,7 +540,7 @@ def account_table(
     out = (
         facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
         .join(reasons, on=C.ACCOUNT, how="left")
-        .join(takeover_risk(lf, sources, cfg), on=C.ACCOUNT, how="left")
+        .join(takeover_risk(lf, sources, cfg, sprayers), on=C.ACCOUNT, how="left")
         .with_columns(
             pl.col("_targeted").fill_null(False),
             pl.when(raised)
@@ -558,6 +581,8 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
         cfg: Configuration; ``cfg.scoring`` holds the verdict thresholds.
         combine: Combine the model with the rules (default) or not.
     """
+    if getattr(detection, "shards", ()):
+        return score_shards(detection.shards, model, cfg, combine=combine)
     events = detection.events
     events = events.collect() if isinstance(events, pl.LazyFrame) else events
     names = tuple(model.detector_names) if model is not None else _fired_names(events)
@@ -571,5 +596,45 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
     )
 
 
-def _fired_names(events: pl.DataFrame) -> tuple[str, ...]:
-    return tuple(sorted(events.get_column(C.DETECTORS).explode().drop_nulls().unique().to_list()))
+def score_shards(
+    shards: tuple[Path, ...], model: Model | None, cfg: Config, *, combine: bool = True
+) -> Scores:
+    """:func:`score` of a detection held per account shard (``Detection.shards``), one shard in memory.
+
+    Event risk is row-wise: each shard is scored and written beside it (``scored-<k>.parquet``).
+    The source table is one group-by over the few columns it reads of all scored shards; accounts
+    are scored per shard (an account's events are in one shard) with the per-source context and
+    the takeover sprayers computed over all events. ``Scores.events`` merges the scored shards
+    back into event order, lazily (it is streamed into ``events.parquet``).
+    """
+    names = tuple(model.detector_names) if model is not None else _fired_names(pl.scan_parquet(list(shards)))
+    combine = combine and model is not None
+    scored = []
+    for path in shards:
+        out = path.with_name("scored-" + path.name)
+        score_events(pl.read_parquet(path), model, cfg).write_parquet(out, compression="lz4")
+        scored.append(out)
+    every = pl.scan_parquet(scored)
+    sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
+    context = agg.source_context(every).collect()
+    sprayers = takeover_sprayers(every, sources, cfg).collect()
+    accounts = pl.concat(
+        [
+            account_table(
+                pl.read_parquet(p), sources, model, cfg, names, combine=combine, context=context, sprayers=sprayers
+            )
+            for p in scored
+        ]
+    ).sort(RISK, C.ACCOUNT, descending=[True, False])
+    events = functools.reduce(
+        lambda a, b: a.merge_sorted(b, key=C.EVENT_ID),
+        [_final(pl.scan_parquet(p), combine).drop(RULE) for p in scored],
+    )
+    return Scores(
+        events=events, accounts=accounts, sources=sources, model_id=model.model_id if model else None
+    )
+
+
+def _fired_names(events: pl.DataFrame | pl.LazyFrame) -> tuple[str, ...]:
+    names = events.lazy().select(pl.col(C.DETECTORS).explode().drop_nulls().unique()).collect()
+    return tuple(sorted(names.to_series().to_list()))

@@ -171,6 +171,7 @@ _COLS = ["entity_type", "entity", "start", "end", "score", "evidence", "event_id
 @detector(
     SprayingParams,
     name="password_spraying",
+    scope="source",
     technique="T1110.003",
     tactic=CA,
     severity="high",
@@ -209,6 +210,7 @@ class StuffingParams:
 @detector(
     StuffingParams,
     name="credential_stuffing",
+    scope="source",
     technique="T1110.004",
     tactic=CA,
     severity="high",

@@ -170,6 +170,7 @@ class SharedParams:
 @detector(
     SharedParams,
     name="shared_address",
+    scope="source",
     technique="T1110",
     tactic=BENIGN,
     severity="info",
