@@ -86,6 +86,12 @@ class PlanConfig:
     """Restrict every other account in the attackers' lists (not practitioners) to its own and the mainstream networks."""
     mainstream_share: float = 0.02
     """Share of the accounts with legitimate logins an AS needs to be a mainstream network (0: none)."""
+    widen_residential: bool = False
+    """Also widen blocks of residential/mobile attackers to their AS, and a lone campaign address to its /24."""
+    restrict_distributed_sources: int = 20
+    """Attacking sources that make a targeted account's restriction its own networks only, practitioners too (0: never)."""
+    restrict_light_practitioners: bool = True
+    """Lightly restrict practitioners in the attackers' lists too, on SMTP AUTH only (smtp, submission)."""
 
 
 @dataclass(frozen=True)

@@ -128,15 +128,27 @@ def test_asn_block_only_when_nobody_legit_is_behind_it():
     ips = ["203.0.113.5", "198.51.100.6", "192.0.2.7"]
     srcs = [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips]
     rows = spray(ips, asn=64666)
-    plan = plan_for(rows, srcs)
+    plan = plan_for(rows, srcs, widen_residential=True)
     assert blocks(plan).select("target_type", "target").rows() == [("asn", "AS64666")]
-    with_legit = plan_for([*rows, ev("192.0.2.200", "zoe", "success", asn=64666, service="pop3")], srcs)
+    with_legit = plan_for(
+        [*rows, ev("192.0.2.200", "zoe", "success", asn=64666, service="pop3")], srcs, widen_residential=True
+    )
     assert "asn" not in blocks(with_legit).get_column("target_type").to_list()
+
+
+@pytest.mark.parametrize(("hosting", "asn_blocked"), [(True, True), (False, False)])
+def test_asn_of_residential_attackers_is_not_blocked_by_default(hosting, asn_blocked):
+    ips = ["203.0.113.5", "198.51.100.6", "192.0.2.7"]
+    frame = world(spray(ips, asn=64666), [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips])
+    plan = recommend(hosted(frame) if hosting else frame, Detection(), Config(), NOW)
+    assert ("AS64666" in blocks(plan).get_column("target").to_list()) is asn_blocked
 
 
 def test_asn_needs_enough_attacking_addresses():
     ips = ["203.0.113.5", "198.51.100.6"]
-    plan = plan_for(spray(ips, asn=64666), [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips])
+    plan = plan_for(
+        spray(ips, asn=64666), [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips], widen_residential=True
+    )
     assert "asn" not in blocks(plan).get_column("target_type").to_list()
 
 
@@ -159,12 +171,27 @@ def test_ipv6_slash48_with_a_legit_user_narrows_to_slash64():
     assert sorted(blocks(plan).get_column("target").to_list()) == ["2001:db8:1:2::/64", "2001:db8:1:3::6"]
 
 
-def test_campaign_prefix_widens_with_a_single_address():
-    plan = plan_for(
-        spray(["203.0.113.5"], campaign="ps-1"), [{C.SOURCE_IP: "203.0.113.5", C.CAMPAIGN: "ps-1"}]
-    )
+def hosted(frame):
+    frame.events = frame.events.with_columns(pl.lit(True).alias(C.IS_HOSTING))
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("hosting", "widen_residential", "target"),
+    [
+        (True, False, "AS64500"),
+        (False, True, "203.0.113.0/24"),
+        (False, False, "203.0.113.5"),
+    ],
+)
+def test_a_lone_campaign_address_widens_only_on_hosting_or_when_configured(
+    hosting, widen_residential, target
+):
+    frame = world(spray(["203.0.113.5"], campaign="ps-1"), [{C.SOURCE_IP: "203.0.113.5", C.CAMPAIGN: "ps-1"}])
+    cfg = Config().replace(plan={"widen_residential": widen_residential})
+    plan = recommend(hosted(frame) if hosting else frame, Detection(), cfg, NOW)
     b = blocks(plan).row(0, named=True)
-    assert b["target"] == "203.0.113.0/24" and "ps-1" in b["reason"]
+    assert b["target"] == target and "ps-1" in b["reason"]
     assert json.loads(b["evidence"])["campaigns"] == ["ps-1"]
 
 
@@ -352,9 +379,10 @@ def test_history_counts_as_collateral_and_allowed_networks():
     srcs = [{C.SOURCE_IP: ip, C.ASN: 64666} for ip in ips]
     history = pl.DataFrame({C.ACCOUNT: ["zoe", "u0"], "net": ["AS64666", "100.70.1.0/24"]})
     frame = world(rows, srcs)
-    plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
+    cfg = Config().replace(plan={"widen_residential": True})
+    plan = recommend(frame, Detection(), cfg, NOW, known_networks=history)
     assert "asn" not in blocks(plan).get_column("target_type").to_list()
-    without = recommend(frame, Detection(), Config(), NOW)
+    without = recommend(frame, Detection(), cfg, NOW)
     assert blocks(without).get_column("target").to_list() == ["AS64666"]
 
 
@@ -413,10 +441,33 @@ def test_light_restriction_allows_own_and_mainstream_networks_on_every_service()
     assert row["allowed_networks"] == ["198.51.100.0/24", "AS64600", "AS64601"]
 
 
-def test_light_restriction_off_or_for_a_practitioner_is_a_monitor_row():
-    for plan in (plan_for(*light_world(), restrict_light=False), plan_for(*light_world(practitioner=True))):
+def test_light_restriction_off_is_a_monitor_row():
+    plans = (
+        plan_for(*light_world(), restrict_light=False),
+        plan_for(*light_world(practitioner=True), restrict_light_practitioners=False),
+    )
+    for plan in plans:
         assert by(plan, "restrict_account").is_empty()
         assert "all blocked" in by(plan, "monitor").filter(pl.col("target") == "u0").item(0, "reason")
+
+
+def test_practitioner_light_restriction_covers_smtp_auth_only():
+    row = by(plan_for(*light_world(practitioner=True)), "restrict_account").row(0, named=True)
+    assert row["target"] == "u0"
+    assert row["services"] == ["smtp", "submission"]
+    assert row["allowed_networks"] == ["198.51.100.0/24", "AS64600", "AS64601"]
+    assert "SMTP AUTH only" in row["reason"]
+
+
+@pytest.mark.parametrize(("sources", "mainstream"), [(2, True), (3, False)])
+def test_practitioner_under_distributed_attack_gets_own_networks_only(sources, mainstream):
+    rows, srcs = light_world(practitioner=True)
+    bots = [f"192.0.2.{i}" for i in range(10, 10 + sources)]
+    rows += [ev(ip, "u0", practitioner=True) for ip in bots for _ in range(3)]
+    srcs += [{C.SOURCE_IP: ip} for ip in bots]
+    row = by(plan_for(rows, srcs, restrict_distributed_sources=4), "restrict_account").row(0, named=True)
+    assert ("AS64601" in row["allowed_networks"]) is mainstream
+    assert "198.51.100.0/24" in row["allowed_networks"]
 
 
 def test_practitioner_restriction_allows_mainstream_networks():

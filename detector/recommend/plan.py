@@ -22,7 +22,7 @@ import polars as pl
 from detector.config import Config
 from detector.recommend import nets, scope
 from detector.recommend.reopen import reopen_rows
-from detector.schema import RECOMMENDATION_SCHEMA, UTC_US, Action, C, Outcome, conform
+from detector.schema import RECOMMENDATION_SCHEMA, UTC_US, Action, C, Outcome, Service, conform
 
 BLOCK = "block"
 LOCK = "lock_account"
@@ -147,6 +147,10 @@ def is_legit(
 
 
 SPRAYING = "T1110.003"
+
+SMTP_AUTH = scope.SERVICE_GROUPS[Service.SMTP]
+"""The services of a practitioner's light restriction: a takeover's burst of mail goes out by SMTP
+AUTH from hosting, VPN and Tor exits, while a travelling owner mostly reads mail (IMAP, POP3)."""
 
 
 def _only_spraying() -> pl.Expr:
@@ -401,11 +405,14 @@ def _account_rows(
     attempts or many sources: the attack will come back from new addresses; an account scoring
     calls targeted with many failures counts even when no attacking source was identified, as in
     a distributed brute force of one attempt per address). Every other existing account the
-    attackers tried, practitioners excepted, gets a light restriction (``restrict_light``): on
-    every service, to its own networks plus the ``mainstream`` access networks, since its takeover,
-    if it comes, comes from hosting, VPN or Tor exits; a practitioner's restriction allows the
-    mainstream networks too. With ``restrict_light`` off, a lightly targeted account whose
-    attackers are all blocked is monitored instead.
+    attackers tried gets a light restriction (``restrict_light``): on every service, to its own
+    networks plus the ``mainstream`` access networks, since its takeover, if it comes, comes from
+    hosting, VPN or Tor exits; a practitioner's light restriction covers SMTP AUTH only
+    (``restrict_light_practitioners``: the takeover's burst of mail, not the travelling owner's
+    reading). A practitioner's restriction allows the mainstream networks too, unless the account
+    is under a distributed attack (``restrict_distributed_sources`` sources: the bots sit on those
+    very home lines). With ``restrict_light`` off, a lightly targeted account whose attackers are
+    all blocked is monitored instead.
     """
     real = attack.filter(pl.col(C.ACCOUNT).is_not_null()).with_columns(
         (~pl.col(C.SOURCE_IP).is_in(blocked_sources) & ~_only_spraying()).alias("_unblocked")
@@ -481,12 +488,16 @@ def _account_rows(
         pl.lit(p.restrict_light)
         & (attempts >= 1)
         & pl.col("_exists").fill_null(False)
-        & ~pl.col(C.IS_PRACTITIONER)
+        & (~pl.col(C.IS_PRACTITIONER) | pl.lit(p.restrict_light_practitioners))
         & ~strict
     )
     exposed = strict | light
+    distributed = pl.lit(p.restrict_distributed_sources > 0) & (
+        pl.col("_sources") >= p.restrict_distributed_sources
+    )
     targeted = targeted.with_columns(
-        light.alias("_light"), (light | pl.col(C.IS_PRACTITIONER)).alias("_mainstream")
+        light.alias("_light"),
+        (light | (pl.col(C.IS_PRACTITIONER) & ~distributed)).alias("_mainstream"),
     )
     attempts = pl.max_horizontal(attempts, pl.col("failures").fill_null(0))
     unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
@@ -560,7 +571,9 @@ def _account_rows(
         rows(
             targeted,
             RESTRICT,
-            services=pl.when(pl.col("_light"))
+            services=pl.when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
+            .then(pl.lit(list(SMTP_AUTH), pl.List(pl.String)))
+            .when(pl.col("_light"))
             .then(pl.lit([], pl.List(pl.String)))
             .otherwise(pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String)))),
             allowed_networks=pl.when(pl.col("_mainstream"))
@@ -573,8 +586,17 @@ def _account_rows(
                 pl.col("_sources"),
                 pl.col("_attempts").fill_null(0),
                 services_text,
-                pl.when(pl.col("_light"))
+                pl.when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
+                .then(
+                    pl.lit(
+                        ", on the attackers' lists (a takeover's mail would go out by SMTP AUTH from"
+                        " elsewhere; restricted on SMTP AUTH only)"
+                    )
+                )
+                .when(pl.col("_light"))
                 .then(pl.lit(", on the attackers' lists (its takeover would come from elsewhere)"))
+                .when(pl.col(C.IS_PRACTITIONER) & ~pl.col("_mainstream"))
+                .then(pl.lit(", a distributed attack from home lines (no mainstream network allowed)"))
                 .when(pl.col("_unblocked").fill_null(0) > 0)
                 .then(pl.format(", {} of them from addresses this plan cannot block", pl.col("_unblocked")))
                 .otherwise(pl.lit(", attacked hard enough to come back from new addresses")),

@@ -2,10 +2,13 @@
 
 The collateral of a scope is the set of accounts with a legitimate successful login from inside it
 (on the services the block would cover), practitioners counted apart. Widening is evidence-led:
-a prefix (or an IPv6 /48) is blocked when several attacking addresses share it, a campaign uses
-it, or it is hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next); an AS
-number when attacking addresses in several of its prefixes share it, or when it is hosting/VPN/Tor
-infrastructure, and only when nobody legitimate logs in from it on any service. What cannot be
+a prefix (or an IPv6 /48) is blocked when several attacking addresses share it, or it is
+hosting/VPN/Tor infrastructure (attackers rent the neighbouring addresses next); an AS number when
+it is hosting/VPN/Tor infrastructure, and only when nobody legitimate logs in from it on any
+service. Residential and mobile networks are not widened on thinner evidence (a lone campaign
+address, attackers scattered over an ISP's prefixes): proxies and bots sit on home lines, and the
+next day's travellers and neighbours log in from the same /24s and AS numbers
+(``widen_residential`` restores it). What cannot be
 blocked (shared addresses, allow-listed networks, exits of a VPN legitimate users log in through,
 collateral over budget) is returned with the reason, so that the plan protects the targeted
 accounts instead.
@@ -336,16 +339,20 @@ def choose_blocks(
         covered = chosen.get_column(SOURCES).explode().to_list()
         left = left.filter(~pl.col(C.SOURCE_IP).is_in(covered))
 
+    residential = pl.lit(cfg.widen_residential)
     take(
         LEVEL_ASN,
-        ((pl.col("_n") >= cfg.asn_min_sources) & (pl.col("_prefixes") >= 2)) | pl.col("_anonymous"),
+        (residential & (pl.col("_n") >= cfg.asn_min_sources) & (pl.col("_prefixes") >= 2))
+        | pl.col("_anonymous"),
         zero=True,
         all_services=True,
     )
     take(LEVEL_PREFIX48, (pl.col("_prefixes") >= 2) | ((pl.col("_campaigns") > 0) & (pl.col("_n") >= 2)))
     take(
         LEVEL_PREFIX,
-        (pl.col("_n") >= cfg.prefix_min_sources) | (pl.col("_campaigns") > 0) | pl.col("_anonymous"),
+        (pl.col("_n") >= cfg.prefix_min_sources)
+        | (residential & (pl.col("_campaigns") > 0))
+        | pl.col("_anonymous"),
     )
     carved = _carve(_groups(left, LEVEL_PREFIX).filter(pl.col("_anonymous")), legit, cfg, allow, addresses)
     if carved.height:
