@@ -106,13 +106,23 @@ def to_int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
 OUTPUT_SCHEMA = pl.Schema({**EVENT_SCHEMA, KIND: pl.String})
 
 
-def finish(lf: pl.LazyFrame, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+_HAVE: dict[tuple, frozenset[str]] = {}
+
+
+def finish(lf: pl.LazyFrame, keep: tuple[str, ...] = (), memo: tuple | None = None) -> pl.LazyFrame:
     """Exactly the EVENT_SCHEMA columns + ``kind``, cast, missing ones as nulls.
 
     ``keep`` names private String columns (``_stage``, ...) a parser passes on to
     :mod:`detector.ingest.correlate`; they are added as nulls when missing.
+    ``memo`` (the call site and the names of the columns its plan starts from) remembers which
+    columns the plan has: resolving the schema of a plan of a few hundred nodes costs about a
+    millisecond, a dozen times per batch, and the answer is the same for every batch.
     """
-    have = lf.collect_schema()
+    have = _HAVE.get(memo) if memo is not None else None
+    if have is None:
+        have = frozenset(lf.collect_schema().names())
+        if memo is not None and len(_HAVE) < 256:
+            _HAVE[memo] = have
     cols = [
         (pl.col(name) if name in have else pl.lit(None)).cast(dtype).alias(name)
         for name, dtype in OUTPUT_SCHEMA.items()

@@ -212,18 +212,19 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     # materialised once: otherwise the optimiser pushes each kind's filter into the union above
     # and recomputes the classification once per kind
-    lf = lf.collect(engine="in-memory").lazy()
+    df = lf.collect(engine="in-memory")
+    lf, names = df.lazy(), tuple(df.columns)
     kind = pl.col("_line")
     rest = lf.filter(kind.str.starts_with("noise:")).with_columns(
         pl.col("_line").alias(KIND), pl.lit("dovecot").alias(C.DAEMON)
     )
     return pl.concat(
         [
-            finish(_login(lf.filter(kind.str.starts_with("login_"))), keep=(STAGE,)),
-            finish(_auth(lf.filter(kind == "auth")), keep=(STAGE,)),
-            finish(_logout(lf.filter(kind == "logout")), keep=(STAGE,)),
-            finish(_pam(lf.filter(kind == "pam")), keep=(STAGE,)),
-            finish(rest, keep=(STAGE,)),
+            finish(_login(lf.filter(kind.str.starts_with("login_"))), (STAGE,), ("dv_login", names)),
+            finish(_auth(lf.filter(kind == "auth")), (STAGE,), ("dv_auth", names)),
+            finish(_logout(lf.filter(kind == "logout")), (STAGE,), ("dv_logout", names)),
+            finish(_pam(lf.filter(kind == "pam")), (STAGE,), ("dv_pam", names)),
+            finish(rest, (STAGE,), ("dv_rest", names)),
         ],
         how="vertical",
     )

@@ -158,7 +158,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     # materialised once: otherwise the optimiser pushes each kind's filter into the union above
     # and recomputes the classification once per kind
-    lf = lf.collect(engine="in-memory").lazy()
+    df = lf.collect(engine="in-memory")
+    lf, names = df.lazy(), tuple(df.columns)
     kind = pl.col("_line")
     special = ["client", "sasl_fail", "after_auth", "disconnect_auth", "qmgr"]
     rest = lf.filter(~kind.is_in(special)).with_columns(
@@ -170,14 +171,22 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     common = [pl.lit("postfix").alias(C.DAEMON), _service(prog).alias(C.SERVICE), _process().alias(SESSION)]
     return pl.concat(
         [
-            finish(_client(lf.filter(kind == "client")).with_columns(common), keep=KEEP),
-            finish(_sasl_fail(lf.filter(kind == "sasl_fail")).with_columns(common), keep=KEEP),
-            finish(_after_auth(lf.filter(kind == "after_auth")).with_columns(common), keep=KEEP),
-            finish(_disconnect(lf.filter(kind == "disconnect_auth")).with_columns(common), keep=KEEP),
+            finish(_client(lf.filter(kind == "client")).with_columns(common), KEEP, ("pf_client", names)),
+            finish(_sasl_fail(lf.filter(kind == "sasl_fail")).with_columns(common), KEEP, ("pf_sasl", names)),
             finish(
-                _qmgr(lf.filter(kind == "qmgr")).with_columns(pl.lit("postfix").alias(C.DAEMON)), keep=KEEP
+                _after_auth(lf.filter(kind == "after_auth")).with_columns(common), KEEP, ("pf_after", names)
             ),
-            finish(rest, keep=KEEP),
+            finish(
+                _disconnect(lf.filter(kind == "disconnect_auth")).with_columns(common),
+                KEEP,
+                ("pf_disc", names),
+            ),
+            finish(
+                _qmgr(lf.filter(kind == "qmgr")).with_columns(pl.lit("postfix").alias(C.DAEMON)),
+                KEEP,
+                ("pf_qmgr", names),
+            ),
+            finish(rest, KEEP, ("pf_rest", names)),
         ],
         how="vertical",
     )
