@@ -194,7 +194,7 @@ def detect_sharded(
     history: History | None = None,
     work_dir: Path | str = Path("."),
     *,
-    shard_events: int = SHARD_EVENTS,
+    shard_events: int | None = None,
 ) -> Detection:
     """:func:`detector.detect.detect`, one account shard at a time (module docstring).
 
@@ -215,7 +215,7 @@ def detect_sharded(
     work = Path(work_dir)
     history = history or History.empty()
 
-    inputs, tables = partition(lf, cfg, work, shard_events)
+    inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS)
     feature_paths = [work / f"features-{k}.parquet" for k in range(len(inputs))]
     logins = []
     for k, path in enumerate(inputs):

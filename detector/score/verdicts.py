@@ -596,39 +596,63 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
     )
 
 
+SCORE_INPUTS: tuple[str, ...] = (
+    C.EVENT_ID,
+    C.ACTION,
+    C.OUTCOME,
+    C.ATTEMPTS,
+    C.CAMPAIGN,
+    C.DETECTORS,
+    C.IP_LEGIT_ACCOUNTS,
+    C.ASN,
+)
+"""Columns :func:`score_events` reads besides the model's event features."""
+
+
 def score_shards(
     shards: tuple[Path, ...], model: Model | None, cfg: Config, *, combine: bool = True
 ) -> Scores:
     """:func:`score` of a detection held per account shard (``Detection.shards``), one shard in memory.
 
-    Event risk is row-wise: each shard is scored and written beside it (``scored-<k>.parquet``).
-    The source table is one group-by over the few columns it reads of all scored shards; accounts
-    are scored per shard (an account's events are in one shard) with the per-source context and
-    the takeover sprayers computed over all events. ``Scores.events`` merges the scored shards
-    back into event order, lazily (it is streamed into ``events.parquet``).
+    Event risk is row-wise: each shard's risk columns are computed from the few columns they read
+    and written beside it (``risk-<shard file>``, row-aligned with it). The source table is one
+    group-by over the few columns it reads of all shards; accounts are scored per shard (an
+    account's events are in one shard) with the per-source context and the takeover sprayers
+    computed over all events. ``Scores.events`` merges the scored shards back into event order,
+    lazily (it is streamed into ``events.parquet``).
     """
     names = tuple(model.detector_names) if model is not None else _fired_names(pl.scan_parquet(list(shards)))
     combine = combine and model is not None
     scored = []
     for path in shards:
-        out = path.with_name("scored-" + path.name)
-        score_events(pl.read_parquet(path), model, cfg).write_parquet(out, compression="lz4")
-        scored.append(out)
-    every = pl.scan_parquet(scored)
+        risk = path.with_name("risk-" + path.name)
+        scan = pl.scan_parquet(path)
+        have = scan.collect_schema().names()
+        wanted = [*SCORE_INPUTS, *(model.event_features if model is not None else ())]
+        inputs = scan.select([c for c in dict.fromkeys(wanted) if c in have]).collect()
+        score_events(inputs, model, cfg).select(RISK, RULE).write_parquet(risk, compression="lz4")
+        scored.append(pl.concat([scan, pl.scan_parquet(risk)], how="horizontal"))
+    every = pl.concat(scored)
     sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
     context = agg.source_context(every).collect()
     sprayers = takeover_sprayers(every, sources, cfg).collect()
     accounts = pl.concat(
         [
             account_table(
-                pl.read_parquet(p), sources, model, cfg, names, combine=combine, context=context, sprayers=sprayers
+                shard.collect(),
+                sources,
+                model,
+                cfg,
+                names,
+                combine=combine,
+                context=context,
+                sprayers=sprayers,
             )
-            for p in scored
+            for shard in scored
         ]
     ).sort(RISK, C.ACCOUNT, descending=[True, False])
     events = functools.reduce(
-        lambda a, b: a.merge_sorted(b, key=C.EVENT_ID),
-        [_final(pl.scan_parquet(p), combine).drop(RULE) for p in scored],
+        lambda a, b: a.merge_sorted(b, key=C.EVENT_ID), [_final(s, combine).drop(RULE) for s in scored]
     )
     return Scores(
         events=events, accounts=accounts, sources=sources, model_id=model.model_id if model else None

@@ -1,0 +1,110 @@
+"""Detection and scoring per account shard give what the whole-night path gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from detector.config import Config
+from detector.detect import REGISTRY, detect
+from detector.detect.shards import SOURCE_SCOPE_COLUMNS, detect_sharded, partition, shard_count, shard_of
+from detector.schema import C
+
+
+@pytest.mark.parametrize(
+    ("events", "per", "n"), [(0, 10, 1), (1, 10, 1), (10, 10, 1), (11, 10, 2), (95, 10, 10)]
+)
+def test_shard_count(events: int, per: int, n: int):
+    assert shard_count(events, per) == n
+
+
+def test_an_account_and_its_local_part_share_a_shard():
+    df = pl.DataFrame(
+        {C.ACCOUNT: ["bob", "bob@example.org", "bob@other.example", None, None, "alice@example.org"]}
+    )
+    shards = df.select(shard_of(7)).to_series().to_list()
+    assert shards[0] == shards[1] == shards[2]
+    assert shards[3] == shards[4]
+    assert all(0 <= s < 7 for s in shards)
+
+
+def test_builtin_detectors_declare_a_scope():
+    from detector.detect.registry import _load_builtins
+
+    _load_builtins()
+    source = {n for n, d in REGISTRY.items() if d.scope == "source"}
+    assert source == {"password_spraying", "credential_stuffing", "shared_address"}
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    """The enriched events of a small simulated night (stuffing, spraying, takeovers, benign users)."""
+    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.ingest import ingest
+    from detector.simulate import simulate
+
+    root = tmp_path_factory.mktemp("world")
+    simulate(root, accounts=120, days=1, seed=5)
+    cfg = Config()
+    logs = sorted(str(p) for p in (root / "logs").rglob("*") if p.is_file())
+    ingested = ingest(logs, cfg.ingest, root / "work")
+    return enrich(
+        ingested.events,
+        geoip=find_databases(str(root / "geoip")),
+        practitioners=load_practitioners(root / "practitioners.csv"),
+        cfg=cfg.enrich,
+    ).events.collect()
+
+
+def test_partition_numbers_every_event_once(night: pl.DataFrame, tmp_path: Path):
+    paths, tables = partition(night.lazy(), Config(), tmp_path, shard_events=max(night.height // 4, 1))
+    assert len(paths) == shard_count(night.height, max(night.height // 4, 1))
+    parts = [pl.read_parquet(p) for p in paths]
+    ids = pl.concat([p.select(C.EVENT_ID) for p in parts]).to_series().sort()
+    assert ids.to_list() == list(range(night.height))
+    for part in parts:
+        accounts = set(part.get_column(C.ACCOUNT).drop_nulls().to_list())
+        for other in parts:
+            if other is not part:
+                assert not accounts & set(other.get_column(C.ACCOUNT).drop_nulls().to_list())
+    assert tables.population.height > 0 and set(tables.sources) == {"src", "src_pairs", "prefix", "asn"}
+
+
+def _canon(df: pl.DataFrame) -> pl.DataFrame:
+    lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
+    return df.with_columns(
+        [pl.col(c).list.eval(pl.element().cast(pl.String)).list.join(",") for c in lists]
+    ).sort(df.columns, nulls_last=True)
+
+
+@pytest.mark.parametrize("shards", [1, 5])
+def test_sharded_detection_and_scores_equal_the_whole_night(night: pl.DataFrame, tmp_path: Path, shards: int):
+    from detector.pipeline import default_model_path
+    from detector.score import load_model, score
+
+    cfg = Config()
+    whole = detect(night.lazy(), cfg)
+    parts = detect_sharded(night.lazy(), cfg, None, tmp_path, shard_events=-(-night.height // shards))
+    assert len(parts.shards) == shards
+    a = whole.events.collect()
+    b = parts.events.collect().sort(C.EVENT_ID)
+    assert a.columns == b.columns
+    assert a.equals(b)
+    assert _canon(whole.findings).equals(_canon(parts.findings))
+    assert whole.findings.height > 0 and whole.campaigns.height > 0
+    assert whole.campaigns.equals(parts.campaigns)
+    for model in (None, load_model(default_model_path())):
+        s1, s2 = score(whole, model, cfg), score(parts, model, cfg)
+        assert s1.accounts.equals(s2.accounts)
+        assert s1.sources.equals(s2.sources)
+        e1 = s1.events.lazy().select(C.EVENT_ID, C.RISK_SCORE).collect()
+        e2 = s2.events.lazy().select(C.EVENT_ID, C.RISK_SCORE).collect()
+        assert e1.equals(e2)
+
+
+def test_source_scope_columns_exist_in_features(night: pl.DataFrame):
+    cols = detect(night.lazy(), Config()).events.collect_schema().names()
+    missing = [c for c in SOURCE_SCOPE_COLUMNS if c not in cols and not c.startswith("_")]
+    assert not missing
