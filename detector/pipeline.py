@@ -14,6 +14,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import resource
 import shutil
 import sys
 import time
@@ -176,7 +177,9 @@ class _Steps:
         yield
         took = time.perf_counter() - start
         self.timings[name] = round(took, 3)
-        log(self.logger, logging.INFO, f"{name} done", step=name, seconds=round(took, 3))
+        # the process's peak resident memory so far (MiB): the step that raises it is the one to shrink
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        log(self.logger, logging.INFO, f"{name} done", step=name, seconds=round(took, 3), peak_rss_mib=peak)
 
 
 def _frame(x: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
