@@ -32,7 +32,7 @@ from detector.config import Config
 from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed
 from detector.logging_setup import LOGGER, log
 from detector.report import contract
-from detector.report.parquet import write_parquet
+from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C
 
 STEPS: tuple[str, ...] = (
@@ -50,6 +50,9 @@ STEPS: tuple[str, ...] = (
 """The steps of a run, in order (progress callbacks receive these names)."""
 
 MODEL_NAME = "default.skops"
+
+EVENT_ROW_GROUP = 128 * 1024
+"""Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
 
 
 @dataclass(frozen=True)
@@ -415,13 +418,17 @@ def _run(
     }
 
     with step("events"):
-        scored = _conform(scores.events, contract.BY_NAME["events.parquet"].columns())
-        start, end = _window(scored)
+        columns = contract.BY_NAME["events.parquet"].columns()
+        scored = _conform(scores.events, columns)
+        # per shard, the window comes from the detection files (the lazy merge would read them all)
+        start, end = _window(pl.scan_parquet([d for d, _ in scores.shards]) if scores.shards else scored)
         meta[contract.Meta.WINDOW_START] = start.isoformat() if start else None
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
-        n_events = write_parquet(scored, raw_events, events_meta)
+        # streamed in event order, one batch per shard in memory
+        batches = (_conform(b, columns).collect() for b in scores.batches())
+        n_events = write_batches(batches, scored.collect_schema(), raw_events, events_meta, EVENT_ROW_GROUP)
         events = pl.scan_parquet(raw_events)
         if pseudo:
             write_parquet(

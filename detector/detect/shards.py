@@ -63,6 +63,9 @@ from detector.schema import C
 SHARD_EVENTS = 250_000
 """Events per shard (about 0.5 GiB of working memory in detection and scoring)."""
 
+BATCH_ROWS = 16 * 1024
+"""Rows per row group of a detection shard and per batch when shards are merged back in order."""
+
 SHARD = "_shard"
 ROW = "_row"
 
@@ -188,6 +191,46 @@ def _shard_frames(paths: list[Path]) -> Iterator[tuple[int, pl.DataFrame]]:
         yield k, pl.read_parquet(path)
 
 
+def read_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
+    """A Parquet file as frames of at most ``batch_rows`` rows, read one row group at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        df = pl.from_arrow(batch)
+        assert isinstance(df, pl.DataFrame)
+        if df.height:
+            yield df
+
+
+def merge_sorted_batches(
+    shards: list[Iterator[pl.DataFrame]], key: str = C.EVENT_ID
+) -> Iterator[pl.DataFrame]:
+    """Merge streams of frames, each sorted by a unique ``key``, into one sorted stream of frames.
+
+    Holds one batch per stream: each round emits every buffered row up to the smallest of the
+    streams' last buffered keys (no stream can still bring a smaller one) and refills the streams
+    it emptied.
+    """
+    buffers: dict[int, pl.DataFrame] = {}
+    for i, it in enumerate(shards):
+        first = next(it, None)
+        if first is not None:
+            buffers[i] = first
+    while buffers:
+        bound = min(buf.get_column(key)[-1] for buf in buffers.values())
+        parts = []
+        for i, buf in list(buffers.items()):
+            n = int(buf.get_column(key).search_sorted(bound, side="right"))
+            parts.append(buf.slice(0, n))
+            if n < buf.height:
+                buffers[i] = buf.slice(n)
+            else:
+                refill = next(shards[i], None)
+                if refill is None:
+                    del buffers[i]
+                else:
+                    buffers[i] = refill
+        yield pl.concat(parts).sort(key)
+
+
 def detect_sharded(
     events: pl.LazyFrame | pl.DataFrame,
     cfg: Config,
@@ -251,10 +294,20 @@ def detect_sharded(
         det = _finish(_annotate(apply_campaigns(frame, keys, sizes), per_event))
         del frame
         path = work / f"detection-{k}.parquet"
-        det.write_parquet(path, compression="lz4")
+        det.write_parquet(path, compression="lz4", row_group_size=BATCH_ROWS)
         out.append(path)
         feature_paths[k].unlink()
     return Detection(events=pl.scan_parquet(out), findings=findings, campaigns=campaigns, shards=tuple(out))
 
 
-__all__ = ["SHARD_EVENTS", "SOURCE_SCOPE_COLUMNS", "detect_sharded", "partition", "shard_count", "shard_of"]
+__all__ = [
+    "BATCH_ROWS",
+    "SHARD_EVENTS",
+    "SOURCE_SCOPE_COLUMNS",
+    "detect_sharded",
+    "merge_sorted_batches",
+    "partition",
+    "read_batches",
+    "shard_count",
+    "shard_of",
+]

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import Config
+from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batches
 from detector.errors import ModelError
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
 from detector.score import aggregates as agg
@@ -49,10 +51,32 @@ class Scores:
     """Scored events (``risk_score`` added), accounts and sources; ``model_id`` is ``None`` for rules."""
 
     events: pl.DataFrame | pl.LazyFrame
-    """A frame, or (scored per shard) a lazy merge of the scored shards in event order."""
+    """A frame, or (scored per shard) a lazy merge of the scored shards in event order (it holds
+    them all in memory when collected: stream :meth:`batches` instead)."""
     accounts: pl.DataFrame
     sources: pl.DataFrame
     model_id: str | None = None
+    shards: tuple[tuple[Path, Path], ...] = ()
+    """Scored per shard: each shard's detection file and its row-aligned risk file."""
+    combine: bool = False
+    """Scored per shard: whether ``risk_score`` is the larger of the model's and the rules' risk."""
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """The scored events in event order, a few thousand rows at a time (one batch per shard in memory)."""
+        if not self.shards:
+            events = self.events.lazy().collect()
+            yield from events.iter_slices(BATCH_ROWS)
+            return
+        yield from merge_sorted_batches([_scored_batches(d, r, self.combine) for d, r in self.shards])
+
+
+def _scored_batches(detection: Path, risk: Path, combine: bool) -> Iterator[pl.DataFrame]:
+    risks = pl.read_parquet(risk)
+    offset = 0
+    for batch in read_batches(detection):
+        scored = batch.hstack(risks.slice(offset, batch.height).get_columns())
+        offset += batch.height
+        yield _final(scored.lazy(), combine).drop(RULE).collect()
 
 
 @functools.cache
@@ -655,7 +679,12 @@ def score_shards(
         lambda a, b: a.merge_sorted(b, key=C.EVENT_ID), [_final(s, combine).drop(RULE) for s in scored]
     )
     return Scores(
-        events=events, accounts=accounts, sources=sources, model_id=model.model_id if model else None
+        events=events,
+        accounts=accounts,
+        sources=sources,
+        model_id=model.model_id if model else None,
+        shards=tuple((p, p.with_name("risk-" + p.name)) for p in shards),
+        combine=combine,
     )
 
 
