@@ -60,8 +60,8 @@ from detector.features import expressions as x
 from detector.features.baseline import TRAITS
 from detector.schema import C
 
-SHARD_EVENTS = 250_000
-"""Events per shard (about 0.5 GiB of working memory in detection and scoring)."""
+SHARD_EVENTS = 150_000
+"""Events per shard (a few hundred MiB of working memory in detection and scoring)."""
 
 BATCH_ROWS = 16 * 1024
 """Rows per row group of a detection shard and per batch when shards are merged back in order."""
@@ -267,7 +267,8 @@ def detect_sharded(
         logins.append(frame.filter(x.is_login()).select(SOURCE_SCOPE_COLUMNS))
         del frame
         path.unlink()
-    login_events = pl.concat(logins).sort(C.EVENT_ID)
+    # in shard order: the campaign rules and the source-scoped detectors do not depend on row order
+    login_events = pl.concat(logins)
     del logins
     keys = campaign_keys(login_events, params, enabled)
     login_events = login_events.hstack([event_campaigns(login_events, keys).get_column(C.CAMPAIGN)])

@@ -129,13 +129,11 @@ def window_tables(lf: pl.LazyFrame) -> WindowTables:
     """
     sources = windows.source_tables(lf)
     names = list(sources)
-    frames = pl.collect_all(
-        [window_population(lf), lf.select(windows.download_median().alias("m")), *sources.values()]
-    )
+    # group-bys whose size is that of their keys: streamed, not every event's columns in memory
+    frames = pl.collect_all([window_population(lf), *sources.values()], engine="streaming")
+    median = lf.select(windows.download_median().alias("m")).collect().item()
     return WindowTables(
-        population=frames[0],
-        download_median=frames[1].item(),
-        sources=dict(zip(names, frames[2:], strict=True)),
+        population=frames[0], download_median=median, sources=dict(zip(names, frames[1:], strict=True))
     )
 
 

@@ -36,7 +36,11 @@ def spans() -> list[pl.Expr]:
 
 
 def first_campaign(prefix: str | None = None) -> pl.Expr:
+    """The campaign (starting with ``prefix``) of the group's earliest event (by id) that has one.
+
+    By event id, not row order: the source-scoped detectors read the shards' login events in
+    shard order.
+    """
     c = pl.col(C.CAMPAIGN)
-    if prefix is not None:
-        c = c.filter(c.str.starts_with(prefix))
-    return c.drop_nulls().first().alias(C.CAMPAIGN)
+    keep = c.is_not_null() if prefix is None else c.str.starts_with(prefix).fill_null(False)
+    return c.filter(keep).sort_by(pl.col(C.EVENT_ID).filter(keep)).first().alias(C.CAMPAIGN)
