@@ -56,6 +56,8 @@ def bench_nightly(lines: int = 2_000_000, workdir: Path | None = None) -> dict[s
         logs_json = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
         finished = next(x for x in reversed(logs_json) if x.get("msg") == "run finished")
         steps = {k: v for k, v in finished.items() if isinstance(v, float)}
+        # the process's peak resident memory when each step ended (the step that raised it is the one to shrink)
+        peaks = {x["step"]: x["peak_rss_mib"] for x in logs_json if "peak_rss_mib" in x}
         events = json.loads((root / "out" / "summary.json").read_text())["night"]["events"]
     return {
         "lines": written,
@@ -66,6 +68,7 @@ def bench_nightly(lines: int = 2_000_000, workdir: Path | None = None) -> dict[s
         "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
         "peak_rss_mib": round(after.ru_maxrss / 1024),
         "steps": steps,
+        "step_peak_rss_mib": peaks,
     }
 
 
@@ -103,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         f"peak RSS {r['peak_rss_mib']:,} MiB"
     )
     print("  steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items()))
+    print(
+        "  peak RSS after each step: "
+        + ", ".join(f"{k} {v:,} MiB" for k, v in r["step_peak_rss_mib"].items())
+    )
     return 0
 
 
