@@ -62,3 +62,73 @@ def test_the_same_file_join_is_unchanged(tmp_path):
     auth = SYSLOG_AUTH.format(t="03:14:17", host="mx", ip="203.0.113.9")
     events, _ = _ingest(tmp_path, {"mail.log": [*PF[:2], auth, PF[2]], "other.log": [PF[0]]})
     assert len(events) == 1 and events["account"][0] == "alice@example.org"
+
+
+ROTATED_AUTH = (
+    "Nov 23 03:14:17 mx dovecot: auth-worker(812): passwd-file(alice@example.org,198.51.100.7{session}): "
+    "Password mismatch"
+)
+ROTATED_LOGIN = (
+    "Nov 23 03:14:17 {host} dovecot: imap-login: Disconnected (auth failed, {n} attempts in 2 secs): "
+    "user=<alice@example.org>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.10, TLS, session=<{login_session}>"
+)
+
+
+@pytest.mark.parametrize(
+    ("session", "login_session", "host", "merged"),
+    [
+        (",<s1>", "s1", "mx", True),  # same session id
+        ("", "s1", "mx", True),  # the auth line names no session: same address and account
+        (",<s1>", "s2", "mx", False),  # two sessions
+        (",<s1>", "s1", "imap2", False),  # another server
+    ],
+)
+def test_a_dovecot_failure_split_by_a_rotation_counts_once(tmp_path, session, login_session, host, merged):
+    events, result = _ingest(
+        tmp_path,
+        {
+            "mail.log.1": [ROTATED_AUTH.format(session=session)],
+            "mail.log": [ROTATED_LOGIN.format(host=host, n=1, login_session=login_session)],
+        },
+    )
+    if not merged:
+        assert len(events) == 2 and "noise:merged" not in result.noise
+        return
+    assert len(events) == 1 and result.event_count == 1 and result.noise["noise:merged"] == 1
+    row = events.row(0, named=True)
+    assert (row["account"], row["reason"], row["service"], row["tls"], row["attempts"]) == (
+        "alice@example.org",
+        "Password mismatch",
+        "imap",
+        True,
+        1,
+    )
+    assert (row["session_id"], row["local_ip"], row["source_file"]) == (
+        "s1",
+        "192.0.2.10",
+        str(tmp_path / "mail.log.1"),
+    )
+
+
+def test_a_rotated_login_line_of_three_attempts_leaves_them_on_its_auth_lines(tmp_path):
+    auth = [ROTATED_AUTH.format(session=",<s1>").replace("03:14:17", t) for t in ("03:14:16", "03:14:17")]
+    events, _ = _ingest(
+        tmp_path,
+        {"mail.log.1": auth, "mail.log": [ROTATED_LOGIN.format(host="mx", n=3, login_session="s1")]},
+    )
+    assert events.sort("timestamp")["attempts"].to_list() == [1, 2]
+    assert events["service"].to_list() == ["imap", "imap"]
+
+
+def test_a_dovecot_auth_line_paired_with_its_login_line_is_not_given_to_postfix(tmp_path):
+    pf = [line.replace("203.0.113.9", "198.51.100.7") for line in PF]
+    events, _ = _ingest(
+        tmp_path,
+        {
+            "mail.log.1": [ROTATED_AUTH.format(session=",<s1>")],
+            "mail.log": [*pf, ROTATED_LOGIN.format(host="mx", n=1, login_session="s1")],
+        },
+    )
+    by_daemon = {r["daemon"]: r for r in events.iter_rows(named=True)}
+    assert by_daemon["dovecot"]["service"] == "imap"
+    assert by_daemon["postfix"]["account"] is None

@@ -10,6 +10,15 @@ address from another file (within :data:`WINDOW`, same host when both name one),
 the Postfix event takes the account and the passdb's reason, the Dovecot event becomes
 ``noise:merged``. Only the narrow candidate columns are held in memory; the events file is
 rewritten by a streaming join when something was paired.
+
+The same pass joins the two lines of one Dovecot failure that a rotation at that very second put
+in different files (``auth`` line in ``mail.log.1``, ``-login`` line in ``mail.log``), by the
+rules of :mod:`detector.ingest.correlate`: same host and session id, or, where one line has no
+session id, same host, address and account with the login line within
+:data:`detector.ingest.correlate.LOGIN_WINDOW` after. The ``auth`` event takes service, TLS,
+method, local address, port, session and attempts; the login event becomes ``noise:merged``.
+Dovecot pairs are made first, as within a file, so a Postfix failure only takes an ``auth``
+line no login line claimed.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.ingest.correlate import LOGIN_WINDOW
 from detector.schema import C, Outcome
 
 WINDOW = timedelta(seconds=2)
@@ -45,6 +55,97 @@ def _failed_login(daemon: str) -> pl.Expr:
         & pl.col(C.OUTCOME).is_in(Outcome.FAILED)
         & pl.col(C.SOURCE_IP).is_not_null()
     )
+
+
+LOGIN_FILL = {
+    C.SERVICE: "_svc",
+    C.TLS: "_tls",
+    C.AUTH_METHOD: "_method",
+    C.LOCAL_IP: "_lip",
+    C.SOURCE_PORT: "_port",
+    C.SESSION_ID: "_sess",
+    C.ATTEMPTS: "_att",
+}
+"""Columns an ``auth`` event takes from the login line paired with it, and their names in the pairs."""
+
+
+def dovecot_pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
+    """``source_file, line_number`` of each Dovecot ``auth`` failure paired with the ``-login``
+    failure line of the same attempt in another file (``_d_file``, ``_d_line``), and the
+    :data:`LOGIN_FILL` values it takes."""
+    dovecot_failure = _failed_login("dovecot")
+    auth, login = pl.collect_all(
+        [
+            events.filter(dovecot_failure & pl.col(C.SERVICE).is_null()).select(
+                *_KEY,
+                C.TIMESTAMP,
+                pl.col(C.HOST).fill_null("").alias("_h"),
+                C.SESSION_ID,
+                C.SOURCE_IP,
+                C.ACCOUNT,
+            ),
+            events.filter(
+                dovecot_failure & pl.col(C.SERVICE).is_not_null() & (pl.col(C.REASON) == "auth failed")
+            ).select(
+                pl.col(C.SOURCE_FILE).alias("_d_file"),
+                pl.col(C.LINE_NUMBER).alias("_d_line"),
+                pl.col(C.TIMESTAMP).alias("_d_ts"),
+                pl.col(C.HOST).fill_null("").alias("_h"),
+                pl.col(C.SESSION_ID).alias("_d_session"),
+                C.SOURCE_IP,
+                C.ACCOUNT,
+                *[pl.col(c).alias(a) for c, a in LOGIN_FILL.items()],
+            ),
+        ]
+    )
+    schema = pl.Schema(
+        {C.SOURCE_FILE: pl.String, C.LINE_NUMBER: pl.Int64, "_d_file": pl.String, "_d_line": pl.Int64}
+        | {a: login.schema[a] for a in LOGIN_FILL.values()}
+    )
+    if auth.is_empty() or login.is_empty():
+        return pl.DataFrame(schema=schema)
+    other_file = pl.col(C.SOURCE_FILE) != pl.col("_d_file")
+    by_session = auth.filter(pl.col(C.SESSION_ID).is_not_null()).join(
+        login.filter(pl.col("_d_session").is_not_null()),
+        left_on=["_h", C.SESSION_ID],
+        right_on=["_h", "_d_session"],
+        how="inner",
+    )
+    by_session = by_session.filter(other_file)
+    gap = pl.col("_d_ts") - pl.col(C.TIMESTAMP)
+    # the address fallback is for lines without a session id, as within a file
+    near = (
+        auth.filter(pl.col(C.ACCOUNT).is_not_null())
+        .join(login.filter(pl.col(C.ACCOUNT).is_not_null()), on=["_h", C.SOURCE_IP, C.ACCOUNT], how="inner")
+        .filter(
+            other_file
+            & (pl.col(C.SESSION_ID).is_null() | pl.col("_d_session").is_null())
+            & (gap >= pl.duration(seconds=0))
+            & (gap <= LOGIN_WINDOW)
+        )
+        .sort(gap, *_KEY, "_d_file", "_d_line")
+        .unique(subset=list(_KEY), keep="first", maintain_order=True)
+    )
+    pairs = pl.concat(
+        [
+            by_session.select(*_KEY, C.TIMESTAMP, *schema.names()[2:]),
+            near.select(*_KEY, C.TIMESTAMP, *schema.names()[2:]),
+        ],
+        how="vertical_relaxed",
+    ).unique(subset=list(_KEY), keep="first", maintain_order=True)
+    if pairs.is_empty():
+        return pl.DataFrame(schema=schema)
+    # one login line standing for N attempts and k auth lines: the last carries the remainder
+    k = pl.len().over("_d_file", "_d_line")
+    last = pl.int_range(pl.len()).over("_d_file", "_d_line") == k - 1
+    pairs = pairs.sort(C.TIMESTAMP, *_KEY).with_columns(
+        pl.when(last)
+        .then(pl.max_horizontal(pl.col("_att").fill_null(1) - k + 1, pl.lit(1)))
+        .otherwise(1)
+        .cast(schema["_att"])
+        .alias("_att")
+    )
+    return pairs.select(schema.names())
 
 
 def pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
@@ -85,13 +186,25 @@ def pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
 
 
 def join_across_files(path: Path) -> int:
-    """Apply :func:`pairs_across_files` to the events Parquet at ``path``; returns the events merged."""
+    """Apply :func:`dovecot_pairs_across_files`, then :func:`pairs_across_files` to the events
+    Parquet at ``path``; returns the events merged."""
     events = pl.scan_parquet(path)
-    pairs = pairs_across_files(events)
-    if pairs.is_empty():
+    dovecot = dovecot_pairs_across_files(events)
+    # an auth line paired with its login line has a service now: Postfix failures do not take it
+    paired = dovecot.select(*_KEY).lazy()
+    pairs = pairs_across_files(events.join(paired, on=list(_KEY), how="anti", maintain_order="left"))
+    if pairs.is_empty() and dovecot.is_empty():
         return 0
-    fill = pairs.select(*_KEY, pl.col(C.ACCOUNT).alias("_acc"), pl.col(C.REASON).alias("_why"))
-    drop = pairs.select(pl.col("_d_file").alias(C.SOURCE_FILE), pl.col("_d_line").alias(C.LINE_NUMBER))
+    fill = pl.concat(
+        [
+            pairs.select(*_KEY, pl.col(C.ACCOUNT).alias("_acc"), pl.col(C.REASON).alias("_why")),
+            dovecot.select(*_KEY, *LOGIN_FILL.values()),
+        ],
+        how="diagonal_relaxed",
+    )
+    drop = pl.concat([pairs.select("_d_file", "_d_line"), dovecot.select("_d_file", "_d_line")]).select(
+        pl.col("_d_file").alias(C.SOURCE_FILE), pl.col("_d_line").alias(C.LINE_NUMBER)
+    )
     columns = events.collect_schema().names()
     tmp = path.with_suffix(".across.parquet")
     (
@@ -100,9 +213,10 @@ def join_across_files(path: Path) -> int:
         .with_columns(
             pl.coalesce(C.ACCOUNT, "_acc").alias(C.ACCOUNT),
             pl.coalesce("_why", C.REASON).alias(C.REASON),
+            *[pl.coalesce(a, c).alias(c) for c, a in LOGIN_FILL.items()],
         )
         .select(columns)
         .sink_parquet(tmp)
     )
     os.replace(tmp, path)
-    return pairs.height
+    return pairs.height + dovecot.select("_d_file", "_d_line").n_unique()
