@@ -51,7 +51,7 @@ STEPS: tuple[str, ...] = (
 
 MODEL_NAME = "default.skops"
 
-EVENT_ROW_GROUP = 128 * 1024
+EVENT_ROW_GROUP = 64 * 1024
 """Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
 
 

@@ -63,7 +63,7 @@ from detector.schema import C
 SHARD_EVENTS = 150_000
 """Events per shard (a few hundred MiB of working memory in detection and scoring)."""
 
-BATCH_ROWS = 16 * 1024
+BATCH_ROWS = 8 * 1024
 """Rows per row group of a detection shard and per batch when shards are merged back in order."""
 
 SHARD = "_shard"
