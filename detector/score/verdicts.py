@@ -67,13 +67,19 @@ class Scores:
             events = self.events.lazy().collect()
             yield from events.iter_slices(BATCH_ROWS)
             return
-        yield from merge_sorted_batches([_scored_batches(d, r, self.combine) for d, r in self.shards])
+        # a merge round emits about one batch per shard: their sum stays near MERGE_ROWS rows
+        rows = max(1024, MERGE_ROWS // len(self.shards))
+        yield from merge_sorted_batches([_scored_batches(d, r, self.combine, rows) for d, r in self.shards])
 
 
-def _scored_batches(detection: Path, risk: Path, combine: bool) -> Iterator[pl.DataFrame]:
+MERGE_ROWS = 64 * 1024
+"""Rows held from all shards together while they are merged back into event order."""
+
+
+def _scored_batches(detection: Path, risk: Path, combine: bool, rows: int) -> Iterator[pl.DataFrame]:
     risks = pl.read_parquet(risk)
     offset = 0
-    for batch in read_batches(detection):
+    for batch in read_batches(detection, rows):
         scored = batch.hstack(risks.slice(offset, batch.height).get_columns())
         offset += batch.height
         yield _final(scored.lazy(), combine).drop(RULE).collect()
