@@ -108,3 +108,45 @@ def test_source_scope_columns_exist_in_features(night: pl.DataFrame):
     cols = detect(night.lazy(), Config()).events.collect_schema().names()
     missing = [c for c in SOURCE_SCOPE_COLUMNS if c not in cols and not c.startswith("_")]
     assert not missing
+
+
+@pytest.mark.parametrize(("shards", "batch"), [(1, 3), (3, 1), (3, 4), (5, 100), (4, 2)])
+def test_merge_sorted_batches_restores_the_order(shards: int, batch: int):
+    from detector.detect.shards import merge_sorted_batches
+
+    ids = pl.Series(C.EVENT_ID, range(40), dtype=pl.UInt64)
+    frame = pl.DataFrame([ids, (ids * 10).alias("x")])
+    parts = [frame.filter(pl.col(C.EVENT_ID).hash(seed=1) % shards == k) for k in range(shards)]
+    streams = [iter(p.iter_slices(batch)) for p in parts]
+    merged = list(merge_sorted_batches(streams))
+    assert pl.concat(merged).equals(frame)
+    assert all(b.height > 0 for b in merged)
+
+
+def test_merge_sorted_batches_of_nothing():
+    from detector.detect.shards import merge_sorted_batches
+
+    assert list(merge_sorted_batches([iter([]), iter([])])) == []
+
+
+def test_read_batches_reads_every_row(tmp_path: Path):
+    from detector.detect.shards import read_batches
+
+    df = pl.DataFrame({"a": list(range(100))})
+    df.write_parquet(tmp_path / "x.parquet", row_group_size=30)
+    got = list(read_batches(tmp_path / "x.parquet", 25))
+    assert all(b.height <= 25 for b in got)
+    assert pl.concat(got).equals(df)
+
+
+@pytest.mark.parametrize("sizes", [[], [5], [3, 4, 0, 2]])
+def test_write_batches_gathers_row_groups_and_keeps_metadata(tmp_path: Path, sizes: list[int]):
+    from detector.report.parquet import read_metadata, write_batches
+
+    schema = pl.Schema({"a": pl.Int64, "b": pl.String})
+    batches = [pl.DataFrame({"a": list(range(n)), "b": ["x"] * n}, schema=schema) for n in sizes]
+    path = tmp_path / "out.parquet"
+    assert write_batches(iter(batches), schema, path, {"run_id": "r1"}, row_group_rows=4) == sum(sizes)
+    back = pl.read_parquet(path)
+    assert back.schema == schema and back.height == sum(sizes)
+    assert read_metadata(path)["run_id"] == "r1"
