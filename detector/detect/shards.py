@@ -234,8 +234,8 @@ def merge_sorted_batches(
 def detect_sharded(
     events: pl.LazyFrame | pl.DataFrame,
     cfg: Config,
-    history: History | None = None,
-    work_dir: Path | str = Path("."),
+    history: History | None,
+    work_dir: Path | str,
     *,
     shard_events: int | None = None,
 ) -> Detection:
