@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from detector.config import load
     from detector.detect import detect
     from detector.enrich import enrich, find_databases, load_practitioners
-    from detector.features.baseline import History, update_history
+    from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
     from detector.recommend import recommend, replay
@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
                 scores = score(detection, model, cfg)
                 now = events.get_column("timestamp").max() + timedelta(seconds=1)
                 plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
-            history = update_history(history, events.lazy())
+            learned = events.lazy()
+            if i in plan_days:  # as the nightly job: the attacker's logins are not the owner's history
+                compromised = scores.accounts.lazy().filter(pl.col("verdict") == "compromised")
+                learned = learnable(scores.events.lazy(), compromised, cfg.scoring.account_compromised)
+            history = update_history(history, learned)
             shared = enriched.shared
     for day_n in plan_days:
         plan, result = plans[day_n], results[day_n]

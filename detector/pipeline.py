@@ -359,13 +359,14 @@ def _run(
 ) -> RunResult:
     from detector.detect.shards import detect_sharded
     from detector.enrich import enrich, find_databases, load_practitioners
-    from detector.features.baseline import History, update_history
+    from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
+    from detector.score.verdicts import Verdict
     from detector.state import State, load_state, prune, save_state
 
     step = _Steps(logger, progress)
@@ -485,6 +486,9 @@ def _run(
             new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
             if new_paths:
                 fresh = events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths))
+                # the attacker's logins into compromised accounts are not learned as the owner's
+                compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
+                fresh = learnable(fresh, compromised, cfg.scoring.account_compromised)
                 history = update_history(history, fresh)
             else:
                 log(logger, logging.INFO, "inputs already in the state: history not updated again")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from detector.config import FeaturesConfig
 from detector.errors import StateError
-from detector.features import FEATURE_COLUMNS, History, build_features, update_history
+from detector.features import FEATURE_COLUMNS, History, build_features, learnable, update_history
 from detector.features.baseline import add_baseline
 from detector.features.testing import make_events
 from detector.features.windows import prepare
@@ -151,3 +151,33 @@ def test_property_any_history_makes_home_familiar(n: int):
         {"t": 90000, "account": "alice@example.org", **HOME},
     ]
     assert _score(rows).sort("event_id")["baseline_score"][-1] < 0
+
+
+@pytest.mark.parametrize(
+    ("account", "risk", "learned"),
+    [
+        pytest.param("mallory-victim@example.org", 0.9, False, id="attacker-login-into-compromised"),
+        pytest.param("mallory-victim@example.org", 0.1, True, id="owner-calm-login-into-compromised"),
+        pytest.param("alice@example.org", 0.9, True, id="risky-login-of-clean-account"),
+        pytest.param(None, 0.9, True, id="no-account"),
+    ],
+)
+def test_learnable_drops_only_the_attackers_logins_into_compromised_accounts(account, risk, learned):
+    events = pl.LazyFrame(
+        {"account": [account], "risk_score": [risk]}, schema_overrides={"account": pl.String}
+    )
+    compromised = pl.LazyFrame({"account": ["mallory-victim@example.org"], "verdict": ["compromised"]})
+    kept = learnable(events, compromised, 0.5).collect()
+    assert kept.height == int(learned)
+    assert kept.columns == ["account", "risk_score"]
+
+
+def test_history_does_not_learn_the_attackers_network():
+    rows = [*_routine("alice@example.org", 3), {"t": 99999, "account": "alice@example.org", **AWAY}]
+    events = make_events(rows).with_columns(
+        pl.when(pl.col("source_ip") == AWAY["source_ip"]).then(0.95).otherwise(0.05).alias("risk_score")
+    )
+    compromised = pl.LazyFrame({"account": ["alice@example.org"]})
+    hist = update_history(None, learnable(events.lazy(), compromised, 0.5))
+    learned = hist.accounts.filter(pl.col("feature") == "asn").get_column("value").to_list()
+    assert learned == [str(HOME["asn"])]

@@ -17,6 +17,7 @@ from detector.features.baseline import (
     TRAITS,
     History,
     add_baseline,
+    learnable,
     prior_col,
     update_history,
     window_population,
@@ -101,6 +102,7 @@ __all__ = [
     "build_features",
     "expressions",
     "finish_features",
+    "learnable",
     "update_history",
     "window_tables",
 ]

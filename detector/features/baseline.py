@@ -160,6 +160,20 @@ def _merge_volumes(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def learnable(events: pl.LazyFrame, compromised: pl.LazyFrame, risk: float) -> pl.LazyFrame:
+    """The events the baseline may learn from: all but the risky ones of compromised accounts.
+
+    An attacker's logins into an account that scoring judged compromised would otherwise become
+    the owner's history, and on the next nights the attacker's networks would look like the
+    owner's. The owner's own calm logins of the same night are still learned.
+    ``compromised``: a frame with the ``account`` column; ``risk``: the event risk from which a
+    login of such an account is the attacker's (``[scoring] account_compromised``).
+    """
+    flagged = compromised.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_compromised"))
+    attacker = pl.col("_compromised").fill_null(False) & (pl.col(C.RISK_SCORE) >= risk).fill_null(False)
+    return events.join(flagged, on=C.ACCOUNT, how="left").filter(~attacker).drop("_compromised")
+
+
 def update_history(history: History | None, events: pl.LazyFrame | pl.DataFrame) -> History:
     """Fold a window's successful logins (and session volumes) into ``history``."""
     history = history or History.empty()
