@@ -290,13 +290,18 @@ def _unshared_malicious(sources: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
+def _failed_from_unshared_malicious(events: pl.LazyFrame, sources: pl.DataFrame) -> pl.LazyFrame:
+    """Failed logins naming an account, from unshared malicious sources with no legitimate user."""
+    return events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
+        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
+    )
+
+
 def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
     """``source_ip, _n``: unshared malicious sources that failed on at least
     ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
     events when accounts are scored per shard)."""
-    failed = events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
-        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
-    )
+    failed = _failed_from_unshared_malicious(events, sources)
     return (
         failed.group_by(C.SOURCE_IP)
         .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
@@ -320,9 +325,7 @@ def takeover_risk(
     threshold (a VPN exit a stuffing list also used) is not enough.
     """
     s = cfg.scoring
-    failed = events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
-        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
-    )
+    failed = _failed_from_unshared_malicious(events, sources)
     ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
     spraying = takeover_sprayers(events, sources, cfg) if sprayers is None else sprayers.lazy()
     guessing = (
@@ -653,12 +656,12 @@ def score_shards(
     """
     names = tuple(model.detector_names) if model is not None else _fired_names(pl.scan_parquet(list(shards)))
     combine = combine and model is not None
+    wanted = [*SCORE_INPUTS, *(model.event_features if model is not None else ())]
+    pairs = tuple((path, path.with_name("risk-" + path.name)) for path in shards)
     scored = []
-    for path in shards:
-        risk = path.with_name("risk-" + path.name)
+    for path, risk in pairs:
         scan = pl.scan_parquet(path)
         have = scan.collect_schema().names()
-        wanted = [*SCORE_INPUTS, *(model.event_features if model is not None else ())]
         inputs = scan.select([c for c in dict.fromkeys(wanted) if c in have]).collect()
         score_events(inputs, model, cfg).select(RISK, RULE).write_parquet(risk, compression="lz4")
         scored.append(pl.concat([scan, pl.scan_parquet(risk)], how="horizontal"))
@@ -689,7 +692,7 @@ def score_shards(
         accounts=accounts,
         sources=sources,
         model_id=model.model_id if model else None,
-        shards=tuple((p, p.with_name("risk-" + p.name)) for p in shards),
+        shards=pairs,
         combine=combine,
     )
 
