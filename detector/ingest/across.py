@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.ingest.correlate import LOGIN_WINDOW
+from detector.ingest.correlate import LOGIN_WINDOW, spread_attempts
 from detector.schema import C, Outcome
 
 WINDOW = timedelta(seconds=2)
@@ -137,13 +137,9 @@ def dovecot_pairs_across_files(events: pl.LazyFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     # one login line standing for N attempts and k auth lines: the last carries the remainder
     k = pl.len().over("_d_file", "_d_line")
-    last = pl.int_range(pl.len()).over("_d_file", "_d_line") == k - 1
+    i = pl.int_range(pl.len()).over("_d_file", "_d_line")
     pairs = pairs.sort(C.TIMESTAMP, *_KEY).with_columns(
-        pl.when(last)
-        .then(pl.max_horizontal(pl.col("_att").fill_null(1) - k + 1, pl.lit(1)))
-        .otherwise(1)
-        .cast(schema["_att"])
-        .alias("_att")
+        spread_attempts(pl.col("_att"), k, i).cast(schema["_att"]).alias("_att")
     )
     return pairs.select(schema.names())
 

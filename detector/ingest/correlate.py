@@ -105,6 +105,12 @@ def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
     return _apply(cand, _merged(m[RID], m["_ats"]))
 
 
+def spread_attempts(n: pl.Expr, k: pl.Expr, i: pl.Expr) -> pl.Expr:
+    """Attempts of the ``i``-th (0-based) of ``k`` auth lines paired with one ``-login`` line that
+    reports ``n`` attempts: one each, the last carries the remainder (at least one)."""
+    return pl.when(i == k - 1).then(pl.max_horizontal(n.fill_null(1) - k + 1, pl.lit(1))).otherwise(1)
+
+
 def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
     keys = [RID, C.TIMESTAMP, "_h", C.SESSION_ID, C.SOURCE_IP, C.ACCOUNT]
     auth = _pick(cand, pl.col(STAGE).is_in(["dv_auth", "dv_pam"]) & EVENT, *keys)
@@ -176,11 +182,7 @@ def _dovecot_pairs(cand: pl.DataFrame) -> pl.DataFrame:
         _i=pl.int_range(pl.len()).over("_lrid"),
         _last=pl.col(C.TIMESTAMP).max().over("_lrid"),
     )
-    attempts = (
-        pl.when(pl.col("_i") == pl.col("_k") - 1)
-        .then(pl.max_horizontal(pl.col("_n").fill_null(1) - pl.col("_k") + 1, pl.lit(1)))
-        .otherwise(1)
-    )
+    attempts = spread_attempts(pl.col("_n"), pl.col("_k"), pl.col("_i"))
     upd_auth = pairs.select(
         RID,
         pl.col("_service").alias(C.SERVICE),
