@@ -26,7 +26,7 @@ import polars as pl
 def main(argv: list[str] | None = None) -> int:
     from detector.config import load
     from detector.detect import detect
-    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.enrich import enrich, find_databases, load_practitioners, merge_shared, shared_address_counts
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 compromised = scores.accounts.lazy().filter(pl.col("verdict") == "compromised")
                 learned = learnable(scores.events.lazy(), compromised, cfg.scoring.account_compromised)
             history = update_history(history, learned)
-            shared = enriched.shared
+            shared = merge_shared(shared_address_counts(learned), shared)
     for day_n in plan_days:
         plan, result = plans[day_n], results[day_n]
         print(

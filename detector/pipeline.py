@@ -358,7 +358,7 @@ def _run(
     labels: str | Path | None,
 ) -> RunResult:
     from detector.detect.shards import detect_sharded
-    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.enrich import enrich, find_databases, load_practitioners, merge_shared, shared_address_counts
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay
@@ -490,11 +490,13 @@ def _run(
                 compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
                 fresh = learnable(fresh, compromised, cfg.scoring.account_compromised)
                 history = update_history(history, fresh)
+                # nor does an attacker's address become one "legitimate users" log in from
+                shared = merge_shared(shared_address_counts(fresh), state.shared)
             else:
                 log(logger, logging.INFO, "inputs already in the state: history not updated again")
+                shared = state.shared
             horizon_end = end or started
             history = history.prune(horizon_end - timedelta(days=cfg.state.horizon_days))
-            shared = enriched.shared if new_paths else state.shared
             campaigns = _merge_campaigns(state.campaigns, detection.campaigns)
             new_state = State(
                 history=history.to_frames(),
