@@ -26,7 +26,13 @@ import polars as pl
 def main(argv: list[str] | None = None) -> int:
     from detector.config import load
     from detector.detect import detect
-    from detector.enrich import enrich, find_databases, load_practitioners, merge_shared, shared_address_counts
+    from detector.enrich import (
+        enrich,
+        find_databases,
+        load_practitioners,
+        merge_shared,
+        shared_address_counts,
+    )
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels

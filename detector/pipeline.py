@@ -358,7 +358,13 @@ def _run(
     labels: str | Path | None,
 ) -> RunResult:
     from detector.detect.shards import detect_sharded
-    from detector.enrich import enrich, find_databases, load_practitioners, merge_shared, shared_address_counts
+    from detector.enrich import (
+        enrich,
+        find_databases,
+        load_practitioners,
+        merge_shared,
+        shared_address_counts,
+    )
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay

@@ -86,7 +86,9 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     # the attacker's address is not learned as one the compromised account's owner logs in from
     shared_ips = tables["shared"].filter(pl.col("scope") == "ip")["key"].to_list()
     assert "185.220.101.7" not in shared_ips and "198.51.100.200" in shared_ips
-    victim = tables["h.accounts"].filter(pl.col("account") == "victim@example.org", pl.col("feature") == "source_ip")
+    victim = tables["h.accounts"].filter(
+        pl.col("account") == "victim@example.org", pl.col("feature") == "source_ip"
+    )
     assert victim["value"].to_list() == ["198.51.100.200"]
     second = cli(*args)
     assert second.exit_code == 3, second.output
