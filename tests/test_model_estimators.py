@@ -95,3 +95,41 @@ def test_large_predictions_go_through_distinct_paths() -> None:
     y = (X[:, 0] + rng.random(len(X)) > 2).astype(int)
     clf = LoginRiskClassifier(max_iter=5, cv=2).fit(X, y)
     assert np.array_equal(clf.predict_proba(X), clf.estimator_.predict_proba(X))
+
+
+def test_path_rows_take_the_same_path_as_the_rows_they_stand_for() -> None:
+    from detector.score.model import path_codes, path_rows
+
+    thresholds = [np.array([1.0, 2.0]), np.array([]), np.array([-0.5, 0.5, 7.0])]
+    X = np.array([[1.0, 9, 0.5], [1.5, 8, -3.0], [2.0, 7, 7.0], [3.0, 6, 7.5], [-9.0, 5, 0.0]])
+    codes = path_codes(X, thresholds)
+    rows = path_rows(codes, thresholds)
+    assert path_codes(rows, thresholds).equals(codes)
+    assert (rows[:, 1] == 0).all()
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_predict_paths_over_batches_equals_predict_proba(batches) -> None:
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack(
+        [rng.integers(0, 5, 2000), rng.normal(size=2000).round(2), rng.integers(0, 2, 2000), np.zeros(2000)]
+    ).astype(float)
+    y = ((X[:, 0] > 2) ^ (rng.random(2000) < 0.1)).astype(int)
+    clf = LoginRiskClassifier(max_iter=15).fit(X, y)
+    thresholds = clf.thresholds()
+    parts = np.array_split(X, batches)
+    found = [clf.paths(part, thresholds) for part in parts]
+    every = pl.concat([codes for codes, _ in found]).unique()
+    proba = clf.predict_paths(every, thresholds, threads=2)
+    where = every.with_row_index("_i")
+    for part, (codes, inverse) in zip(parts, found, strict=True):
+        index = codes.join(where, on=codes.columns, how="left", maintain_order="left")["_i"].to_numpy()
+        assert np.array_equal(proba[index[inverse]], clf.estimator_.predict_proba(part))
+
+
+def test_paths_refuse_non_finite_rows() -> None:
+    clf = LoginRiskClassifier(max_iter=3, cv=2).fit(np.arange(20.0).reshape(10, 2), [0, 1] * 5)
+    with pytest.raises(ValueError):
+        clf.paths(np.array([[np.inf, 0.0]]), clf.thresholds())

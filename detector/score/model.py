@@ -65,6 +65,20 @@ def split_thresholds(estimator: Any, n_features: int) -> list[np.ndarray] | None
     return [np.unique(t[f == i]) for i in range(n_features)]
 
 
+def _code_fields(thresholds: list[np.ndarray]) -> list[tuple[int, int, int, int]]:
+    """``(feature, word, shift, bits)`` of each used feature's code in :func:`path_codes`' packing."""
+    fields, word, used = [], 0, 0
+    for i, ts in enumerate(thresholds):
+        if len(ts) == 0:
+            continue
+        bits = len(ts).bit_length()
+        if used + bits > 64:
+            word, used = word + 1, 0
+        fields.append((i, word, used, bits))
+        used += bits
+    return fields
+
+
 def path_codes(X: np.ndarray, thresholds: list[np.ndarray]) -> pl.DataFrame:
     """Each row's side of every threshold, packed losslessly into a few 64-bit words.
 
@@ -72,21 +86,41 @@ def path_codes(X: np.ndarray, thresholds: list[np.ndarray]) -> pl.DataFrame:
     ``validate_data`` refuses NaN and infinity); two rows with equal codes take the same branch at
     every node of every tree, so they get the same prediction.
     """
-    words: list[np.ndarray] = []
-    word, used = np.zeros(len(X), np.uint64), 0
-    for i, ts in enumerate(thresholds):
-        if len(ts) == 0:
-            continue
-        code = np.searchsorted(ts, np.ascontiguousarray(X[:, i]), side="left").astype(np.uint64)
-        bits = len(ts).bit_length()
-        if used + bits > 64:
-            words.append(word)
-            word, used = np.zeros(len(X), np.uint64), 0
-        word |= code << np.uint64(used)
-        used += bits
-    if used:
-        words.append(word)
+    fields = _code_fields(thresholds)
+    words = [np.zeros(len(X), np.uint64) for _ in range(fields[-1][1] + 1 if fields else 0)]
+    for i, word, shift, _ in fields:
+        code = np.searchsorted(thresholds[i], np.ascontiguousarray(X[:, i]), side="left").astype(np.uint64)
+        words[word] |= code << np.uint64(shift)
     return pl.DataFrame({f"w{k}": w for k, w in enumerate(words)})
+
+
+def path_rows(codes: pl.DataFrame, thresholds: list[np.ndarray]) -> np.ndarray:
+    """One input row per row of ``codes``, on the same side of every threshold (:func:`path_codes`' inverse).
+
+    A feature whose code is ``c`` gets the value of its ``c``-th threshold (the smallest value
+    with ``c`` thresholds below it), or the next float above the last threshold; a feature no tree
+    splits on gets 0. Each row takes the same branch at every node as the rows it stands for.
+    """
+    X = np.zeros((codes.height, len(thresholds)))
+    for i, word, shift, bits in _code_fields(thresholds):
+        code = (codes.get_column(f"w{word}").to_numpy() >> np.uint64(shift)) & np.uint64((1 << bits) - 1)
+        ts = thresholds[i]
+        X[:, i] = np.append(ts, np.nextafter(ts[-1], np.inf))[code.astype(np.int64)]
+    return X
+
+
+def distinct_paths(X: np.ndarray, thresholds: list[np.ndarray]) -> tuple[pl.DataFrame, np.ndarray]:
+    """The distinct rows of :func:`path_codes` and, per row of ``X``, the index of its code among them."""
+    codes = path_codes(X, thresholds)
+    if codes.width == 0:
+        return pl.DataFrame({"w0": np.zeros(min(len(X), 1), np.uint64)}), np.zeros(len(X), np.uint32)
+    groups = codes.with_row_index("_row").group_by(codes.columns).agg(pl.col("_row"))
+    rows = groups.get_column("_row")
+    inverse = np.empty(len(X), np.uint32)
+    inverse[rows.explode().to_numpy()] = np.repeat(
+        np.arange(groups.height, dtype=np.uint32), rows.list.len().to_numpy()
+    )
+    return groups.drop("_row"), inverse
 
 
 def predict_distinct(estimator: Any, X: np.ndarray) -> np.ndarray:
@@ -190,6 +224,27 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         with _threads(len(X)):
             return predict_distinct(self.estimator_, X)
+
+    def thresholds(self) -> list[np.ndarray] | None:
+        """Per input feature, the sorted thresholds the trees split on (``None``: not plain boosted trees)."""
+        check_is_fitted(self)
+        return split_thresholds(self.estimator_, self.n_features_in_)
+
+    def paths(self, X, thresholds: list[np.ndarray]) -> tuple[pl.DataFrame, np.ndarray]:
+        """:func:`distinct_paths` of ``X`` (checked as for :meth:`predict_proba`)."""
+        check_is_fitted(self)
+        return distinct_paths(validate_data(self, X, reset=False), thresholds)
+
+    def predict_paths(self, codes: pl.DataFrame, thresholds: list[np.ndarray], *, threads: int = 1):
+        """Calibrated class probabilities of the rows that took the paths ``codes`` (:meth:`paths`).
+
+        Exact: one representative row per path (:func:`path_rows`) gets the very probabilities of
+        every row that took it. Lets several matrices (a night's shards) share one prediction per
+        distinct path instead of one per path and matrix.
+        """
+        check_is_fitted(self)
+        with threadpool_limits(limits=threads):
+            return self.estimator_.predict_proba(path_rows(codes, thresholds))
 
     def predict(self, X):
         """The most probable class."""
