@@ -53,6 +53,9 @@ class ScoringConfig:
     """A success from a malicious, unshared source that failed on this many accounts is a takeover."""
     takeover_failed_attempts: int = 10
     """... or that failed this many times on the account itself (a brute-forced login)."""
+    takeover_network_sources: int = 3
+    """A success from a hosting address in an AS where this many unshared malicious hosting addresses
+    attack tonight, into an account that never logged in from that AS, is a takeover (0 = off)."""
 
 
 @dataclass(frozen=True)

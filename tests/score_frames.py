@@ -257,3 +257,20 @@ def stub_model() -> Model:
         source_features=src,
         detector_names=("credential_stuffing", "suspicious_success", "typo_then_success"),
     )
+
+
+class Const:
+    """A model part that answers ``p`` for every row."""
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def positive_proba(self, x):
+        return np.full(len(x), self.p)
+
+
+def blind_accounts(source: float = 1.0) -> Model:
+    """The stub model with an account model that calls every account clean (risk 0.01)."""
+    import dataclasses
+
+    return dataclasses.replace(stub_model(), account=Const(0.01), source=Const(source))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from score_frames import Det, attack_world, detection, event, frame, stub_model
+from score_frames import Const, Det, attack_world, blind_accounts, detection, event, frame, stub_model
 
 from detector.config import Config
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
@@ -180,16 +180,6 @@ def test_events_scored_in_chunks_score_as_one_matrix(monkeypatch) -> None:
     assert whole.accounts.equals(chunked.accounts)
 
 
-class Const:
-    def __init__(self, p: float) -> None:
-        self.p = p
-
-    def positive_proba(self, x):
-        import numpy as np
-
-        return np.full(len(x), self.p)
-
-
 SPRAYER = "198.51.100.9"
 
 
@@ -206,13 +196,6 @@ def spraying_world(failed_accounts: int = 3, win_risk: float = 0.66, known: int 
     rows.append(event("nurse", SPRAYER, "success", minute=30, f_fail_rate=win_risk, **spray))
     rows += [event("nurse", "192.0.2.50", "success", minute=40 + i, legit=40) for i in range(3)]
     return rows
-
-
-def blind_accounts(source: float = 1.0):
-    """The stub model with an account model that calls every account clean (risk 0.01)."""
-    import dataclasses
-
-    return dataclasses.replace(stub_model(), account=Const(0.01), source=Const(source))
 
 
 def nurse(rows: list[dict], model=None) -> dict:

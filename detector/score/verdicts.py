@@ -26,6 +26,7 @@ from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batche
 from detector.errors import ModelError
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
 from detector.score import aggregates as agg
+from detector.score import hosted as hosted_rule
 from detector.score.io import Model
 
 RISK = C.RISK_SCORE
@@ -82,7 +83,7 @@ def _scored_batches(detection: Path, risk: Path, combine: bool, rows: int) -> It
     for batch in read_batches(detection, rows):
         scored = batch.hstack(risks.slice(offset, batch.height).get_columns())
         offset += batch.height
-        yield _final(scored.lazy(), combine).drop(RULE).collect()
+        yield _final(scored.lazy(), combine).drop(RULE, hosted_rule.HOSTED, strict=False).collect()
 
 
 @functools.cache
@@ -369,6 +370,38 @@ def takeover_risk(
     )
 
 
+def _rule_columns(model: Model | None, combine: bool) -> list[str]:
+    """The columns the rules' risk lives in: beside the model's (combined), or alone without a model."""
+    return [RULE] if combine else ([RISK, RULE] if model is None else [])
+
+
+def _hosted(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config, columns: list[str]) -> pl.DataFrame:
+    """The night's :func:`hosted.hosted_takeovers` (none when the rules' risk is not used)."""
+    if not columns:
+        return pl.DataFrame(schema=hosted_rule.HOSTED_SCHEMA)
+    attackers = _unshared_malicious(sources).select(C.SOURCE_IP, C.ASN)
+    return hosted_rule.hosted_takeovers(events, attackers, cfg).collect()
+
+
+def _rescore_sources(
+    events: pl.LazyFrame,
+    sources: pl.DataFrame,
+    hosted: pl.DataFrame,
+    model: Model | None,
+    cfg: Config,
+    names: tuple[str, ...],
+    combine: bool,
+) -> pl.DataFrame:
+    """``sources`` with the rows of the hosted takeovers' addresses scored again (a source's row
+    reads only its own events, so the other rows stand)."""
+    ips = events.join(hosted.lazy(), on=C.EVENT_ID, how="semi").select(C.SOURCE_IP).unique()
+    again = source_table(
+        events.join(ips, on=C.SOURCE_IP, how="semi").collect(), model, cfg, names, combine=combine
+    )
+    kept = sources.join(again.select(C.SOURCE_IP), on=C.SOURCE_IP, how="anti")
+    return pl.concat([kept, again]).sort(RISK, C.SOURCE_IP, descending=[True, False])
+
+
 def _takeover_reason() -> pl.Expr:
     return pl.format("taken over: {}, with no legitimate user logged in from it", pl.col("_takeover_why"))
 
@@ -586,6 +619,7 @@ def account_table(
         facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
         .join(reasons, on=C.ACCOUNT, how="left")
         .join(takeover_risk(lf, sources, cfg, sprayers), on=C.ACCOUNT, how="left")
+        .join(hosted_rule.reasons(lf), on=C.ACCOUNT, how="left")
         .with_columns(
             pl.col("_targeted").fill_null(False),
             pl.when(raised)
@@ -597,6 +631,12 @@ def account_table(
             .otherwise(pl.col("reasons"))
             .alias("reasons"),
             pl.when(raised).then(pl.col("_takeover")).otherwise(pl.col(RISK)).alias(RISK),
+        )
+        .with_columns(
+            pl.when(pl.col("_hosted_why").is_not_null())
+            .then(pl.concat_list(pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))), "_hosted_why"))
+            .otherwise(pl.col("reasons"))
+            .alias("reasons")
         )
         .with_columns(_verdict_account(cfg).alias("verdict"))
         .with_columns(
@@ -634,8 +674,13 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
     events = score_events(events, model, cfg)
     combine = combine and model is not None
     sources = source_table(events, model, cfg, names, combine=combine)
+    columns = _rule_columns(model, combine)
+    hosted = _hosted(events.lazy(), sources, cfg, columns)
+    if hosted.height:
+        events = hosted_rule.mark(events.lazy(), hosted, cfg, columns).collect()
+        sources = _rescore_sources(events.lazy(), sources, hosted, model, cfg, names, combine)
     accounts = account_table(events, sources, model, cfg, names, combine=combine)
-    final = _final(events.lazy(), combine).drop(RULE).collect()
+    final = _final(events.lazy(), combine).drop(RULE, hosted_rule.HOSTED, strict=False).collect()
     return Scores(
         events=final, accounts=accounts, sources=sources, model_id=model.model_id if model else None
     )
@@ -722,6 +767,15 @@ def score_shards(
     ]
     every = pl.concat(scored)
     sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
+    columns = _rule_columns(model, combine)
+    hosted = _hosted(every, sources, cfg, columns)
+    if hosted.height:  # the risk files take the raised rules' risk and the mark
+        for (_, risk), shard in zip(pairs, scored, strict=True):
+            marked = hosted_rule.mark(shard.select(C.EVENT_ID, RISK, RULE), hosted, cfg, columns)
+            marked.drop(C.EVENT_ID).collect().write_parquet(risk, compression="lz4")
+        scored = [pl.concat([pl.scan_parquet(d), pl.scan_parquet(r)], how="horizontal") for d, r in pairs]
+        every = pl.concat(scored)
+        sources = _rescore_sources(every, sources, hosted, model, cfg, names, combine)
     context = agg.source_context(every).collect()
     sprayers = takeover_sprayers(every, sources, cfg).collect()
     accounts = pl.concat(
@@ -740,7 +794,8 @@ def score_shards(
         ]
     ).sort(RISK, C.ACCOUNT, descending=[True, False])
     events = functools.reduce(
-        lambda a, b: a.merge_sorted(b, key=C.EVENT_ID), [_final(s, combine).drop(RULE) for s in scored]
+        lambda a, b: a.merge_sorted(b, key=C.EVENT_ID),
+        [_final(s, combine).drop(RULE, hosted_rule.HOSTED, strict=False) for s in scored],
     )
     return Scores(
         events=events,
