@@ -212,9 +212,10 @@ def test_a_sprayers_right_guess_is_a_takeover_even_if_the_model_explains_it_away
     )
 
 
-def brute_force_world(guesses: int = 10, win_risk: float = 0.3) -> list[dict]:
-    """A hosting address fails ``guesses`` times on 'nurse' alone, then gets in."""
-    spray = {"asn": 64501, "as_org": "SprayNet", "hosting": True, "legit": 0}
+def brute_force_world(guesses: int = 10, win_risk: float = 0.3, known: int = 0) -> list[dict]:
+    """A hosting address (``known`` legitimate users behind it) fails ``guesses`` times on 'nurse'
+    alone, then gets in."""
+    spray = {"asn": 64501, "as_org": "SprayNet", "hosting": True, "legit": known}
     rows = [
         event("nurse", SPRAYER, "failure", minute=1, attempts=guesses, f_fail_rate=1.0, **spray),
         event("nurse", SPRAYER, "success", minute=30, f_fail_rate=win_risk, **spray),
@@ -222,12 +223,11 @@ def brute_force_world(guesses: int = 10, win_risk: float = 0.3) -> list[dict]:
     return rows + [event("nurse", "192.0.2.50", "success", minute=40 + i, legit=40) for i in range(3)]
 
 
-def test_a_brute_forced_success_is_a_takeover_at_the_compromise_threshold() -> None:
-    row = nurse(brute_force_world())
+@pytest.mark.parametrize("known", [0, 12], ids=["unshared", "a VPN exit its customers share"])
+def test_a_brute_forced_success_is_a_takeover_at_the_compromise_threshold(known) -> None:
+    row = nurse(brute_force_world(known=known))
     assert (row["verdict"], row["risk_score"]) == ("compromised", pytest.approx(0.5))
-    assert row["reasons"][-1] == (
-        "taken over: a source that failed 10 times on it, with no legitimate user logged in from it"
-    )
+    assert row["reasons"][-1] == ("taken over: a source that failed 10 times on it")
 
 
 @pytest.mark.parametrize(("guesses", "win_risk"), [(9, 0.3), (10, 0.1)], ids=["few guesses", "calm success"])

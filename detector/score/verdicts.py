@@ -303,11 +303,16 @@ def _unshared_malicious(sources: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
+def _failed_from(events: pl.LazyFrame, attackers: pl.LazyFrame) -> pl.LazyFrame:
+    """Failed logins naming an account, from the ``attackers`` (a frame with ``source_ip``)."""
+    return events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
+        attackers.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
+    )
+
+
 def _failed_from_unshared_malicious(events: pl.LazyFrame, sources: pl.DataFrame) -> pl.LazyFrame:
     """Failed logins naming an account, from unshared malicious sources with no legitimate user."""
-    return events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
-        _unshared_malicious(sources).select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
-    )
+    return _failed_from(events, _unshared_malicious(sources))
 
 
 def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
@@ -327,18 +332,19 @@ def takeover_risk(
 ) -> pl.LazyFrame:
     """``account, _takeover, _takeover_why``: the riskiest takeover login of each account.
 
-    A takeover login is a success from a malicious source on which scoring counts no legitimate
-    user (``legit_accounts == 0``, not shared) that either failed on at least
-    ``[scoring] takeover_failed_accounts`` accounts (the success scored at or above ``account_compromised``:
-    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this account
-    (the success scored at or above ``account_suspicious``; its risk counts as
-    ``account_compromised`` at least, capped at 1). The account model can explain such a login away (the
-    account's other logins come through a shared address), yet the attacker holds the password.
-    An address an attacker touched once (a home line a proxy borrowed) or a success below the
-    threshold (a VPN exit a stuffing list also used) is not enough.
+    A takeover login is a success from a malicious source that either failed on at least
+    ``[scoring] takeover_failed_accounts`` accounts and on which scoring counts no legitimate user
+    (``legit_accounts == 0``, not shared; the success scored at or above ``account_compromised``:
+    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this
+    account, shared or not (the success scored at or above ``account_suspicious``; its risk counts
+    as ``account_compromised`` at least, capped at 1): a VPN exit's customers do not fail ten times
+    on one mailbox before getting in, a brute force through that exit does. The account model can
+    explain such a login away (the account's other logins come through a shared address), yet the
+    attacker holds the password. An address an attacker touched once (a home line a proxy borrowed)
+    or a success below the threshold (a VPN exit a stuffing list also used) is not enough.
     """
     s = cfg.scoring
-    failed = _failed_from_unshared_malicious(events, sources)
+    failed = _failed_from(events, sources.lazy().filter(pl.col("verdict") == Verdict.MALICIOUS))
     ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
     spraying = takeover_sprayers(events, sources, cfg) if sprayers is None else sprayers.lazy()
     guessing = (
@@ -350,7 +356,11 @@ def takeover_risk(
         ok.filter(pl.col(RISK) >= s.account_compromised)
         .join(spraying, on=C.SOURCE_IP)
         .select(
-            C.ACCOUNT, RISK, pl.format("a source that failed on {} accounts", "_n").alias("_takeover_why")
+            C.ACCOUNT,
+            RISK,
+            pl.format(
+                "a source that failed on {} accounts, with no legitimate user logged in from it", "_n"
+            ).alias("_takeover_why"),
         )
     )
     guessed = (
@@ -403,7 +413,7 @@ def _rescore_sources(
 
 
 def _takeover_reason() -> pl.Expr:
-    return pl.format("taken over: {}, with no legitimate user logged in from it", pl.col("_takeover_why"))
+    return pl.format("taken over: {}", pl.col("_takeover_why"))
 
 
 def _verdict_account(cfg: Config) -> pl.Expr:
