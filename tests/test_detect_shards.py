@@ -58,10 +58,15 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     ).events.collect()
 
 
-def test_partition_numbers_every_event_once(night: pl.DataFrame, tmp_path: Path):
-    paths, tables = partition(night.lazy(), Config(), tmp_path, shard_events=max(night.height // 4, 1))
-    assert len(paths) == shard_count(night.height, max(night.height // 4, 1))
-    parts = [pl.read_parquet(p) for p in paths]
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_partition_numbers_every_event_once(night: pl.DataFrame, tmp_path: Path, in_memory: bool):
+    per = max(night.height // 4, 1)
+    limit = night.height if in_memory else night.height - 1
+    shards, tables = partition(night.lazy(), Config(), tmp_path, shard_events=per, in_memory_events=limit)
+    assert shards.in_memory is in_memory
+    assert len(shards) == shard_count(night.height, per)
+    parts = [shards.get(k) for k in range(len(shards))]
+    assert all(p.exists() for p in shards.paths) is not in_memory
     ids = pl.concat([p.select(C.EVENT_ID) for p in parts]).to_series().sort()
     assert ids.to_list() == list(range(night.height))
     for part in parts:
@@ -72,6 +77,29 @@ def test_partition_numbers_every_event_once(night: pl.DataFrame, tmp_path: Path)
     assert tables.population.height > 0 and set(tables.sources) == {"src", "src_pairs", "prefix", "asn"}
 
 
+def test_partition_in_memory_and_in_files_give_the_same_shards(night: pl.DataFrame, tmp_path: Path):
+    per = max(night.height // 3, 1)
+    mem, t1 = partition(night.lazy(), Config(), tmp_path / "m", shard_events=per)
+    files, t2 = partition(night.lazy(), Config(), tmp_path / "f", shard_events=per, in_memory_events=0)
+    assert (mem.in_memory, files.in_memory) == (True, False)
+    for k in range(len(mem)):
+        assert mem.get(k).equals(files.get(k))
+    assert t1.population.equals(t2.population) and t1.download_median == t2.download_median
+
+
+def test_shard_frames_put_get_drop(tmp_path: Path):
+    from detector.detect.shards import ShardFrames
+
+    df = pl.DataFrame({"a": [1, 2, 3]})
+    for in_memory in (True, False):
+        frames = ShardFrames(tmp_path, f"x{in_memory}", 2, in_memory)
+        frames.put(1, df)
+        assert frames.get(1).equals(df) and frames.scan(1).collect().equals(df)
+        assert frames.paths[1].exists() is not in_memory
+        frames.drop(1)
+        assert not frames.paths[1].exists()
+
+
 def _canon(df: pl.DataFrame) -> pl.DataFrame:
     lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
     return df.with_columns(
@@ -79,11 +107,15 @@ def _canon(df: pl.DataFrame) -> pl.DataFrame:
     ).sort(df.columns, nulls_last=True)
 
 
-@pytest.mark.parametrize("shards", [1, 5])
-def test_sharded_detection_and_scores_equal_the_whole_night(night: pl.DataFrame, tmp_path: Path, shards: int):
+@pytest.mark.parametrize(("shards", "in_memory"), [(1, True), (5, True), (5, False)])
+def test_sharded_detection_and_scores_equal_the_whole_night(
+    night: pl.DataFrame, tmp_path: Path, shards: int, in_memory: bool, monkeypatch: pytest.MonkeyPatch
+):
+    import detector.detect.shards as sh
     from detector.pipeline import default_model_path
     from detector.score import load_model, score
 
+    monkeypatch.setattr(sh, "IN_MEMORY_EVENTS", night.height if in_memory else 0)
     cfg = Config()
     whole = detect(night.lazy(), cfg)
     parts = detect_sharded(night.lazy(), cfg, None, tmp_path, shard_events=-(-night.height // shards))

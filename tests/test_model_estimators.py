@@ -133,3 +133,10 @@ def test_paths_refuse_non_finite_rows() -> None:
     clf = LoginRiskClassifier(max_iter=3, cv=2).fit(np.arange(20.0).reshape(10, 2), [0, 1] * 5)
     with pytest.raises(ValueError):
         clf.paths(np.array([[np.inf, 0.0]]), clf.thresholds())
+
+
+def test_paths_of_no_rows() -> None:
+    clf = LoginRiskClassifier(max_iter=3, cv=2).fit(np.arange(20.0).reshape(10, 2), [0, 1] * 5)
+    codes, inverse = clf.paths(np.zeros((0, 2)), clf.thresholds())
+    assert codes.height == 0 and len(inverse) == 0
+    assert clf.predict_paths(codes, clf.thresholds()).shape == (0, 2)

@@ -233,7 +233,8 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
     def paths(self, X, thresholds: list[np.ndarray]) -> tuple[pl.DataFrame, np.ndarray]:
         """:func:`distinct_paths` of ``X`` (checked as for :meth:`predict_proba`)."""
         check_is_fitted(self)
-        return distinct_paths(validate_data(self, X, reset=False), thresholds)
+        X = validate_data(self, X, reset=False) if len(X) else np.zeros((0, self.n_features_in_))
+        return distinct_paths(X, thresholds)
 
     def predict_paths(self, codes: pl.DataFrame, thresholds: list[np.ndarray], *, threads: int = 1):
         """Calibrated class probabilities of the rows that took the paths ``codes`` (:meth:`paths`).
@@ -243,6 +244,8 @@ class CalibratedBoostingClassifier(ClassifierMixin, BaseEstimator):
         distinct path instead of one per path and matrix.
         """
         check_is_fitted(self)
+        if codes.height == 0:
+            return np.zeros((0, len(self.classes_)))
         with threadpool_limits(limits=threads):
             return self.estimator_.predict_proba(path_rows(codes, thresholds))
 
