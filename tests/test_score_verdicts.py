@@ -212,27 +212,46 @@ def test_a_sprayers_right_guess_is_a_takeover_even_if_the_model_explains_it_away
     )
 
 
-def brute_force_world(guesses: int = 10, win_risk: float = 0.3, known: int = 0) -> list[dict]:
+def brute_force_world(
+    guesses: int = 10, win_risk: float = 0.3, known: int = 0, explained: tuple[str, ...] = ()
+) -> list[dict]:
     """A hosting address (``known`` legitimate users behind it) fails ``guesses`` times on 'nurse'
-    alone, then gets in."""
+    alone, then gets in; ``explained``: detectors that fired on the failures."""
     spray = {"asn": 64501, "as_org": "SprayNet", "hosting": True, "legit": known}
     rows = [
-        event("nurse", SPRAYER, "failure", minute=1, attempts=guesses, f_fail_rate=1.0, **spray),
+        event(
+            "nurse",
+            SPRAYER,
+            "failure",
+            minute=1,
+            attempts=guesses,
+            f_fail_rate=1.0,
+            detectors=explained,
+            **spray,
+        ),
         event("nurse", SPRAYER, "success", minute=30, f_fail_rate=win_risk, **spray),
     ]
     return rows + [event("nurse", "192.0.2.50", "success", minute=40 + i, legit=40) for i in range(3)]
 
 
-@pytest.mark.parametrize("known", [0, 12], ids=["unshared", "a VPN exit its customers share"])
-def test_a_brute_forced_success_is_a_takeover_at_the_compromise_threshold(known) -> None:
-    row = nurse(brute_force_world(known=known))
+@pytest.mark.parametrize(
+    ("known", "win_risk"),
+    [(0, 0.3), (12, 0.3), (0, 0.01)],
+    ids=["unshared", "a VPN exit its customers share", "a calm-looking success"],
+)
+def test_a_brute_forced_success_is_a_takeover_at_the_compromise_threshold(known, win_risk) -> None:
+    row = nurse(brute_force_world(known=known, win_risk=win_risk))
     assert (row["verdict"], row["risk_score"]) == ("compromised", pytest.approx(0.5))
     assert row["reasons"][-1] == ("taken over: a source that failed 10 times on it")
 
 
-@pytest.mark.parametrize(("guesses", "win_risk"), [(9, 0.3), (10, 0.1)], ids=["few guesses", "calm success"])
-def test_no_brute_force_takeover_below_the_bars(guesses, win_risk) -> None:
-    assert nurse(brute_force_world(guesses, win_risk))["verdict"] != "compromised"
+@pytest.mark.parametrize(
+    ("guesses", "explained"),
+    [(9, ()), (10, ("stale_password_device",)), (30, ("typo_then_success",))],
+    ids=["few guesses", "a device with an old password", "typos"],
+)
+def test_no_brute_force_takeover_below_the_bars(guesses, explained) -> None:
+    assert nurse(brute_force_world(guesses, explained=explained))["verdict"] != "compromised"
 
 
 @pytest.mark.parametrize(

@@ -315,6 +315,15 @@ def _failed_from_unshared_malicious(events: pl.LazyFrame, sources: pl.DataFrame)
     return _failed_from(events, _unshared_malicious(sources))
 
 
+OWNER_EXPLAINERS: tuple[str, ...] = ("stale_password_device", "typo_then_success")
+"""Benign detectors that explain failures followed by a success as the owner's own (an old password
+on a device, a typo): such a pair is not a brute force that got in."""
+
+
+def _owner_explained() -> pl.Expr:
+    return pl.col(C.DETECTORS).list.eval(pl.element().is_in(OWNER_EXPLAINERS)).list.any().fill_null(False)
+
+
 def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
     """``source_ip, _n``: unshared malicious sources that failed on at least
     ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
@@ -336,9 +345,10 @@ def takeover_risk(
     ``[scoring] takeover_failed_accounts`` accounts and on which scoring counts no legitimate user
     (``legit_accounts == 0``, not shared; the success scored at or above ``account_compromised``:
     a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this
-    account, shared or not (the success scored at or above ``account_suspicious``; its risk counts
-    as ``account_compromised`` at least, capped at 1): a VPN exit's customers do not fail ten times
-    on one mailbox before getting in, a brute force through that exit does. The account model can
+    account, shared or not, with no owner's explanation (:data:`OWNER_EXPLAINERS`) on those
+    failures or the success (its risk counts as ``account_compromised`` at least, capped at 1): a
+    VPN exit's customers do not fail ten times on one mailbox before getting in, a brute force
+    through that exit does, however calm the success looks. The account model can
     explain such a login away (the account's other logins come through a shared address), yet the
     attacker holds the password. An address an attacker touched once (a home line a proxy borrowed)
     or a success below the threshold (a VPN exit a stuffing list also used) is not enough.
@@ -347,10 +357,11 @@ def takeover_risk(
     failed = _failed_from(events, sources.lazy().filter(pl.col("verdict") == Verdict.MALICIOUS))
     ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
     spraying = takeover_sprayers(events, sources, cfg) if sprayers is None else sprayers.lazy()
+    owner = _owner_explained()
     guessing = (
         failed.group_by(C.SOURCE_IP, C.ACCOUNT)
-        .agg(agg.attempts().sum().alias("_n"))
-        .filter(pl.col("_n") >= s.takeover_failed_attempts)
+        .agg(agg.attempts().sum().alias("_n"), owner.any().alias("_owner"))
+        .filter((pl.col("_n") >= s.takeover_failed_attempts) & ~pl.col("_owner"))
     )
     sprayed = (
         ok.filter(pl.col(RISK) >= s.account_compromised)
@@ -364,7 +375,7 @@ def takeover_risk(
         )
     )
     guessed = (
-        ok.filter(pl.col(RISK) >= s.account_suspicious)
+        ok.filter(~owner)
         .join(guessing, on=[C.SOURCE_IP, C.ACCOUNT])
         .select(
             C.ACCOUNT,
