@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
-    from detector.recommend import recommend, replay
+    from detector.recommend import combine_results, recommend, replay
     from detector.recommend.plan import known_networks
     from detector.score import load_model, score
     from detector.simulate import simulate
@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--day", type=int, nargs="+", default=None, help="day(s) N (1-based) whose plan is replayed on N+1"
     )
+    ap.add_argument("--all", action="store_true", help="every day N from 1 to the last but one")
     ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
-    plan_days = sorted(set(args.day or [args.days - 1]))
+    plan_days = list(range(1, args.days)) if args.all else sorted(set(args.day or [args.days - 1]))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
         world = args.world or Path(tmp) / "world"
@@ -115,7 +116,35 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
+        print(verdict(result), "\n")
+    if len(plan_days) > 1:
+        world = combine_results([results[d] for d in plan_days])
+        print(f"all {len(plan_days)} day pairs together (counts summed):")
+        print(world.render())
+        print(verdict(world))
+        print(json.dumps({"world": str(args.world) if args.world else f"seed {args.seed}", "days": plan_days,
+                          "table": world.table.to_dicts()}))  # fmt: skip
     return 0
+
+
+TARGETS = (
+    ("attack_stopped_pct", ">=", 90.0, "attack attempts stopped"),
+    ("attacker_logins_pct", "<=", 20.0, "attacker logins succeeding"),
+    ("legit_refused_pct", "<=", 0.5, "legitimate logins refused"),
+    ("practitioner_refused_pct", "<=", 0.1, "practitioners' logins refused"),
+)
+"""The response-plan issue's quality targets for the plan, on a held-out world."""
+
+
+def verdict(result) -> str:
+    """``targets: met`` or the targets the plan misses, with its figures."""
+    row = result.row("plan")
+    missed = [
+        f"{what} {row[key]:.2f}% (target {op} {bound}%)"
+        for key, op, bound, what in TARGETS
+        if row[key] is not None and (row[key] < bound if op == ">=" else row[key] > bound)
+    ]
+    return "targets: met" if not missed else "targets missed: " + "; ".join(missed)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 
 from detector.config import Config
 from detector.errors import InputError, SchemaError
-from detector.recommend import ReplayResult, replay
+from detector.recommend import ReplayResult, combine_results, replay
 from detector.recommend.replay import _prepare, fail2ban_bans, fail2ban_refusals, plan_refusals, read_plan
 from detector.schema import RECOMMENDATION_SCHEMA, C
 from tests.recommend_frames import NOW, T0, ev, events
@@ -163,6 +163,28 @@ def test_replay_side_by_side_with_labels_column():
     assert t["none"]["attack_stopped"] == 0 and t["none"]["attacker_logins_pct"] == 100.0
     text = result.render()
     assert "fail2ban" in text and "truth: labels" in text
+
+
+def test_combined_replays_sum_the_counts_and_recompute_the_shares():
+    one = replay(plan(block("203.0.113.5")), scenario(), None, Config())
+    other = replay(plan(), scenario(), None, Config())
+    both = combine_results([one, other])
+    assert both.table.get_column("strategy").to_list() == ["plan", "shutdown", "fail2ban", "none"]
+    assert both.logins == one.logins + other.logins and both.truth == "labels"
+    row = both.row("plan")
+    assert (row["attack_stopped"], row["attack_attempts"]) == (9, 18)
+    assert row["attack_stopped_pct"] == pytest.approx(50.0)
+    assert both.row("shutdown")["legit_refused"] == 4
+    assert combine_results([one]).table.equals(one.table)
+
+
+def test_replays_judged_differently_are_not_combined():
+    labelled = replay(plan(), scenario(), None, Config())
+    own = replay(plan(), scenario().drop("is_attack"), None, Config())
+    with pytest.raises(ValueError, match="labels"):
+        combine_results([labelled, own])
+    with pytest.raises(ValueError):
+        combine_results([])
 
 
 def test_replay_without_labels_says_so():

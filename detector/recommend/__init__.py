@@ -10,6 +10,6 @@ from __future__ import annotations
 from detector.recommend.export import FORMATS, export
 from detector.recommend.plan import recommend
 from detector.recommend.reopen import waves
-from detector.recommend.replay import ReplayResult, replay
+from detector.recommend.replay import ReplayResult, combine_results, replay
 
-__all__ = ["FORMATS", "ReplayResult", "export", "recommend", "replay", "waves"]
+__all__ = ["FORMATS", "ReplayResult", "combine_results", "export", "recommend", "replay", "waves"]

@@ -560,6 +560,41 @@ def _summary(day: Day, strategy: str, refused: pl.Series, defeated: pl.Series) -
     ).row(0, named=True)
 
 
+def _table(counts: pl.DataFrame) -> pl.DataFrame:
+    """:data:`TABLE_SCHEMA` from the per-strategy counts (the percentages computed here)."""
+    return counts.with_columns(
+        _pct(pl.col("attack_stopped"), pl.col("attack_attempts")).alias("attack_stopped_pct"),
+        _pct(pl.col("attacker_logins_succeeding"), pl.col("attacker_logins")).alias("attacker_logins_pct"),
+        _pct(pl.col("legit_refused"), pl.col("legit_logins")).alias("legit_refused_pct"),
+        _pct(pl.col("practitioner_refused"), pl.col("practitioner_logins")).alias("practitioner_refused_pct"),
+    ).select([pl.col(n).cast(t) for n, t in TABLE_SCHEMA.items()])
+
+
+def combine_results(results: list[ReplayResult]) -> ReplayResult:
+    """Several replays (e.g. each day's plan on the next day, over a week) as one: counts summed per
+    strategy, percentages of the sums. The figures of a world rather than of one day pair."""
+    if not results:
+        raise ValueError("combine_results needs at least one replay")
+    truths = {r.truth for r in results}
+    if len(truths) > 1:
+        raise ValueError("cannot combine replays judged by labels with replays judged by verdicts")
+    counts = [n for n, t in TABLE_SCHEMA.items() if t == pl.Int64]
+    order = results[0].table.get_column("strategy").to_list()
+    summed = (
+        pl.concat([r.table.select("strategy", *counts) for r in results])
+        .group_by("strategy", maintain_order=True)
+        .agg(pl.col(counts).sum())
+        .sort(pl.col("strategy").replace_strict(order, list(range(len(order))), default=len(order)))
+    )
+    notes = tuple(dict.fromkeys(n for r in results for n in r.notes))
+    return ReplayResult(
+        table=_table(summed),
+        truth=results[0].truth,
+        logins=sum(r.logins for r in results),
+        notes=notes,
+    )
+
+
 def replay(
     plan: pl.DataFrame,
     events: pl.LazyFrame | pl.DataFrame,
@@ -591,20 +626,7 @@ def replay(
         _summary(day, "fail2ban", fail2ban_refusals(day), none),
         _summary(day, "none", none, none),
     ]
-    table = (
-        pl.DataFrame(rows)
-        .with_columns(
-            _pct(pl.col("attack_stopped"), pl.col("attack_attempts")).alias("attack_stopped_pct"),
-            _pct(pl.col("attacker_logins_succeeding"), pl.col("attacker_logins")).alias(
-                "attacker_logins_pct"
-            ),
-            _pct(pl.col("legit_refused"), pl.col("legit_logins")).alias("legit_refused_pct"),
-            _pct(pl.col("practitioner_refused"), pl.col("practitioner_logins")).alias(
-                "practitioner_refused_pct"
-            ),
-        )
-        .select([pl.col(n).cast(t) for n, t in TABLE_SCHEMA.items()])
-    )
+    table = _table(pl.DataFrame(rows))
     notes = []
     if day.events.get_column(C.IS_PRACTITIONER).null_count() == day.height and day.height:
         notes.append("no practitioner directory: practitioner figures are empty")
