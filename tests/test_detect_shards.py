@@ -84,7 +84,8 @@ def test_partition_in_memory_and_in_files_give_the_same_shards(night: pl.DataFra
     assert (mem.in_memory, files.in_memory) == (True, False)
     for k in range(len(mem)):
         assert mem.get(k).equals(files.get(k))
-    assert t1.population.equals(t2.population) and t1.download_median == t2.download_median
+    assert t1.population.sort(pl.all()).equals(t2.population.sort(pl.all()))  # group-by order varies
+    assert t1.download_median == t2.download_median
 
 
 def test_shard_frames_put_get_drop(tmp_path: Path):
