@@ -434,7 +434,7 @@ def _run(
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
         # streamed in event order, one batch per shard in memory
-        batches = (_conform(b, columns).collect() for b in scores.batches())
+        batches = (_conform(b, columns).collect() for b in scores.batches([c.name for c in columns]))
         n_events = write_batches(batches, scored.collect_schema(), raw_events, events_meta, EVENT_ROW_GROUP)
         events = pl.scan_parquet(raw_events)
         if pseudo:

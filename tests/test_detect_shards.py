@@ -183,3 +183,12 @@ def test_write_batches_gathers_row_groups_and_keeps_metadata(tmp_path: Path, siz
     back = pl.read_parquet(path)
     assert back.schema == schema and back.height == sum(sizes)
     assert read_metadata(path)["run_id"] == "r1"
+
+
+def test_read_batches_reads_only_the_columns_asked_for(tmp_path: Path):
+    from detector.detect.shards import read_batches
+
+    df = pl.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [1.0, 2.0, 3.0]})
+    df.write_parquet(tmp_path / "x.parquet")
+    got = pl.concat(list(read_batches(tmp_path / "x.parquet", 2, ["c", "a", "missing"])))
+    assert got.equals(df.select("a", "c"))

@@ -25,7 +25,7 @@ hits) while holding only one shard of the night's events in memory at a time:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -252,9 +252,17 @@ def _finish(annotated: pl.DataFrame) -> pl.DataFrame:
     return out.select(keep).collect()
 
 
-def read_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pl.DataFrame]:
-    """A Parquet file as frames of at most ``batch_rows`` rows, read one row group at a time."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+def read_batches(
+    path: Path, batch_rows: int = BATCH_ROWS, columns: Sequence[str] | None = None
+) -> Iterator[pl.DataFrame]:
+    """A Parquet file as frames of at most ``batch_rows`` rows, read one row group at a time.
+
+    ``columns``: only those of these the file has (all by default).
+    """
+    file = pq.ParquetFile(path)
+    if columns is not None:
+        columns = [c for c in file.schema_arrow.names if c in set(columns)]
+    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
         df = pl.from_arrow(batch)
         assert isinstance(df, pl.DataFrame)
         if df.height:

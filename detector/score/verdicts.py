@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,25 +62,39 @@ class Scores:
     combine: bool = False
     """Scored per shard: whether ``risk_score`` is the larger of the model's and the rules' risk."""
 
-    def batches(self) -> Iterator[pl.DataFrame]:
-        """The scored events in event order, a few thousand rows at a time (one batch per shard in memory)."""
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pl.DataFrame]:
+        """The scored events in event order, a few thousand rows at a time (one batch per shard in memory).
+
+        ``columns``: only those of these the events have (all by default; ``event_id`` always).
+        """
         if not self.shards:
-            events = self.events.lazy().collect()
-            yield from events.iter_slices(BATCH_ROWS)
+            events = self.events.lazy()
+            if columns is not None:
+                events = events.select(_present(events.collect_schema().names(), columns))
+            yield from events.collect().iter_slices(BATCH_ROWS)
             return
         # a merge round emits about one batch per shard: their sum stays near MERGE_ROWS rows
         rows = max(1024, MERGE_ROWS // len(self.shards))
-        yield from merge_sorted_batches([_scored_batches(d, r, self.combine, rows) for d, r in self.shards])
+        yield from merge_sorted_batches(
+            [_scored_batches(d, r, self.combine, rows, columns) for d, r in self.shards]
+        )
+
+
+def _present(have: list[str], columns: Sequence[str]) -> list[str]:
+    wanted = {C.EVENT_ID, *columns}
+    return [c for c in have if c in wanted]
 
 
 MERGE_ROWS = 64 * 1024
 """Rows held from all shards together while they are merged back into event order."""
 
 
-def _scored_batches(detection: Path, risk: Path, combine: bool, rows: int) -> Iterator[pl.DataFrame]:
+def _scored_batches(
+    detection: Path, risk: Path, combine: bool, rows: int, columns: Sequence[str] | None = None
+) -> Iterator[pl.DataFrame]:
     risks = pl.read_parquet(risk)
     offset = 0
-    for batch in read_batches(detection, rows):
+    for batch in read_batches(detection, rows, None if columns is None else [C.EVENT_ID, *columns]):
         scored = batch.hstack(risks.slice(offset, batch.height).get_columns())
         offset += batch.height
         yield _final(scored.lazy(), combine).drop(RULE, hosted_rule.HOSTED, strict=False).collect()
