@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -339,6 +340,15 @@ def run(
             shutil.rmtree(staging, ignore_errors=True)
 
 
+FIRST_NIGHT = (
+    "no history yet (a first night, or no --state): the plan cannot tell an owner's home address from "
+    "a proxy an attacker borrowed, nor which networks a targeted account really uses, so first-night "
+    "plans refuse more legitimate logins and stop fewer takeovers; keep --state, or build it first "
+    "from the previous days' logs (docs/operations.md)"
+)
+"""The run's warning when the baseline history is empty (measured: docs/response-plan.md)."""
+
+
 def _run(
     paths: Sequence[str | Path],
     out: Path,
@@ -376,6 +386,7 @@ def _run(
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
+    from detector.score.io import check_model
     from detector.score.verdicts import Verdict
     from detector.state import State, load_state, prune, save_state
 
@@ -387,7 +398,7 @@ def _run(
     state = load_state(state_dir) if state_dir is not None else State()
     history = History.from_frames(state.history) if state.history else History.empty()
     model_file = Path(model_path) if model_path is not None else default_model_path()
-    model = load_model(model_file)
+    check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
     geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
     geoip = find_databases(geo_dir)
     directory = load_practitioners(practitioners) if practitioners is not None else None
@@ -406,10 +417,17 @@ def _run(
             ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
         )
     warnings.extend(enriched.warnings)
-    for w in ingested.warnings + enriched.warnings:
+    if not history.n_accounts:
+        warnings.append(FIRST_NIGHT)
+    for w in warnings:
         log(logger, logging.WARNING, w)
-    with step("detect"):  # per account shard, in files under the staging directory
+    with step("detect"), ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+        # importing scikit-learn and loading the model (about 2.5 s, mostly Python) run beside
+        # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
+        loading = pool.submit(load_model, model_file)
+        # per account shard, in files under the staging directory (small nights: in memory)
         detection = detect_sharded(enriched.events, cfg, history, staging / "work" / "shards")
+    model = loading.result()
     with step("score"):
         scores = score(detection, model, cfg)
 

@@ -67,6 +67,7 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     assert set(contract.ALL_FILES) <= names and not any(n.startswith(".tmp-") for n in names)
     summary = json.loads((out / "summary.json").read_text())
     run_id = summary["run"]["run_id"]
+    assert any(w.startswith("no history yet") for w in summary["warnings"]), "a first night says so"
     for report in contract.PARQUET_REPORTS:
         meta = read_metadata(out / report.name)
         assert set(contract.Meta.ALL) <= set(meta), report.name
@@ -118,6 +119,8 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     )
     assert third.exit_code == 0, third.output
     assert load_state(state).manifest.height == 2
+    warned = json.loads((out / "summary.json").read_text())["warnings"]
+    assert not any(w.startswith("no history yet") for w in warned), "the next night has a history"
 
 
 def test_run_pseudonymized(night, tmp_path):
