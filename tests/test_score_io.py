@@ -104,3 +104,25 @@ def test_untrusted_type_is_refused(tmp_path) -> None:
     with pytest.raises(ModelError, match=r"not trusted: collections\.Counter"):
         load_model(model_file)
     assert "collections.Counter" not in TRUSTED_TYPES
+
+
+@pytest.mark.parametrize("lib", ["sklearn", "skops"])
+def test_check_model_refuses_what_load_model_refuses_without_loading(saved, lib) -> None:
+    from detector.score.io import check_model
+
+    assert check_model(saved.path)["sha256"] == saved.card["sha256"]
+    _, card_file = model_paths(saved.path)
+    card = json.loads(card_file.read_text())
+    card["versions"][lib] = "0.1.0"
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=f"saved with {lib} 0.1.0"):
+        check_model(saved.path)
+
+
+def test_importing_the_score_package_does_not_import_scikit_learn() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, detector.score, detector.score.io; print('sklearn' in sys.modules, 'skops' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -15,18 +15,22 @@ import platform
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-import sklearn
-import skops
-import skops.io as sio
 
 from detector import __version__
 from detector.errors import ModelError
-from detector.score.model import CalibratedBoostingClassifier
+
+if TYPE_CHECKING:
+    from detector.score.model import CalibratedBoostingClassifier
+
+# scikit-learn and skops are imported where a model is saved or loaded, not with this module:
+# together they take about 2 s to import (skops imports every scikit-learn estimator), which
+# `detector run` spends beside detection (detector.pipeline)
 
 CARD_VERSION = "1"
 MODEL_SUFFIX = ".skops"
@@ -92,6 +96,9 @@ def sha256_file(path: Path) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    import sklearn
+    import skops
+
     return {
         "python": platform.python_version(),
         "sklearn": sklearn.__version__,
@@ -115,6 +122,8 @@ def save_model(model: Model, out: str | Path, *, card: dict[str, Any]) -> Model:
         card: Card fields from training (``training``, ``metrics``, ...); identity, features,
             versions and checksum are filled in here.
     """
+    import skops.io as sio
+
     model_file, card_file = model_paths(out)
     model_file.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -179,14 +188,19 @@ def write_card(path: str | Path, card: dict[str, Any]) -> Path:
     return card_file
 
 
-def load_model(path: str | Path) -> Model:
-    """Load ``NAME.skops`` after checking it against ``NAME.card.json``.
+_DISTRIBUTIONS = {"sklearn": "scikit-learn", "skops": "skops"}
+
+
+def check_model(path: str | Path) -> dict[str, Any]:
+    """The checks of :func:`load_model` that need neither scikit-learn nor skops; returns the card.
+
+    The file and its card exist, the file's checksum is the card's, and the card's scikit-learn and
+    skops major.minor are the installed ones (read from the installed distributions' metadata).
 
     Raises:
-        ModelError: missing file or card, checksum mismatch, other sklearn/skops major.minor,
-            or a type in the file that is not in :data:`TRUSTED_TYPES`.
+        ModelError: missing file or card, checksum mismatch, other sklearn/skops major.minor.
     """
-    model_file, card_file = model_paths(path)
+    model_file, _ = model_paths(path)
     if not model_file.exists():
         raise ModelError("model file not found", path=model_file)
     card = read_card(model_file)
@@ -198,15 +212,28 @@ def load_model(path: str | Path) -> Model:
             path=model_file,
             hint="retrain or restore the original file",
         )
-    have = library_versions()
-    for lib in ("sklearn", "skops"):
-        made = str(card["versions"].get(lib, "?"))
-        if _major_minor(made) != _major_minor(have[lib]):
+    for lib, distribution in _DISTRIBUTIONS.items():
+        made, have = str(card["versions"].get(lib, "?")), metadata.version(distribution)
+        if _major_minor(made) != _major_minor(have):
             raise ModelError(
-                f"model was saved with {lib} {made}, this installation has {have[lib]}",
+                f"model was saved with {lib} {made}, this installation has {have}",
                 path=model_file,
                 hint=f"install {lib}=={_major_minor(made)}.* or retrain with `make model`",
             )
+    return card
+
+
+def load_model(path: str | Path) -> Model:
+    """Load ``NAME.skops`` after checking it against ``NAME.card.json`` (:func:`check_model`).
+
+    Raises:
+        ModelError: missing file or card, checksum mismatch, other sklearn/skops major.minor,
+            or a type in the file that is not in :data:`TRUSTED_TYPES`.
+    """
+    import skops.io as sio
+
+    card = check_model(path)
+    model_file, card_file = model_paths(path)
     try:
         untrusted = sio.get_untrusted_types(file=model_file)
         unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
