@@ -167,6 +167,21 @@ def test_bad_usage_exits_2(night, tmp_path, args, message):
     assert message in res.stderr and res.stderr.startswith("detector: error:")
 
 
+def test_a_model_refused_while_it_loads_beside_detection_exits_2(night, tmp_path, monkeypatch):
+    import detector.score
+    from detector.errors import ModelError
+
+    def refuse(path):
+        raise ModelError("model file contains types that are not trusted: x.Y", path=path)
+
+    monkeypatch.setattr(detector.score, "load_model", refuse)
+    res = cli("run", night["logs"], "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    last = res.stderr.strip().splitlines()[-1]  # after the run's warnings (no GeoIP, first night)
+    assert last.startswith("detector: error:") and "not trusted: x.Y" in last
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_missing_input_exits_2(tmp_path):
     res = cli("run", tmp_path / "nope.log", "--out", tmp_path / "out")
     assert res.exit_code == 2, res.output
