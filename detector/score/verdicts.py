@@ -324,11 +324,6 @@ def _failed_from(events: pl.LazyFrame, attackers: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _failed_from_unshared_malicious(events: pl.LazyFrame, sources: pl.DataFrame) -> pl.LazyFrame:
-    """Failed logins naming an account, from unshared malicious sources with no legitimate user."""
-    return _failed_from(events, _unshared_malicious(sources))
-
-
 OWNER_EXPLAINERS: tuple[str, ...] = ("stale_password_device", "typo_then_success")
 """Benign detectors that explain failures followed by a success as the owner's own (an old password
 on a device, a typo): such a pair is not a brute force that got in."""
@@ -342,7 +337,7 @@ def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) 
     """``source_ip, _n``: unshared malicious sources that failed on at least
     ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
     events when accounts are scored per shard)."""
-    failed = _failed_from_unshared_malicious(events, sources)
+    failed = _failed_from(events, _unshared_malicious(sources))
     return (
         failed.group_by(C.SOURCE_IP)
         .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
@@ -435,6 +430,11 @@ def _rescore_sources(
     )
     kept = sources.join(again.select(C.SOURCE_IP), on=C.SOURCE_IP, how="anti")
     return pl.concat([kept, again]).sort(RISK, C.SOURCE_IP, descending=[True, False])
+
+
+def _with_reason(reason: pl.Expr) -> pl.Expr:
+    """The account's ``reasons`` with ``reason`` appended."""
+    return pl.concat_list(pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))), reason)
 
 
 def _takeover_reason() -> pl.Expr:
@@ -658,18 +658,14 @@ def account_table(
         .with_columns(
             pl.col("_targeted").fill_null(False),
             pl.when(raised)
-            .then(
-                pl.concat_list(
-                    pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))), _takeover_reason()
-                )
-            )
+            .then(_with_reason(_takeover_reason()))
             .otherwise(pl.col("reasons"))
             .alias("reasons"),
             pl.when(raised).then(pl.col("_takeover")).otherwise(pl.col(RISK)).alias(RISK),
         )
         .with_columns(
             pl.when(pl.col("_hosted_why").is_not_null())
-            .then(pl.concat_list(pl.col("reasons").fill_null(pl.lit([], pl.List(pl.String))), "_hosted_why"))
+            .then(_with_reason(pl.col("_hosted_why")))
             .otherwise(pl.col("reasons"))
             .alias("reasons")
         )
@@ -780,6 +776,11 @@ def _shard_inputs(path: Path, wanted: list[str]) -> pl.DataFrame:
     return scan.select([c for c in dict.fromkeys(wanted) if c in have]).collect()
 
 
+def _scored_scans(pairs: tuple[tuple[Path, Path], ...]) -> list[pl.LazyFrame]:
+    """Each shard's detection file beside its row-aligned risk file."""
+    return [pl.concat([pl.scan_parquet(d), pl.scan_parquet(r)], how="horizontal") for d, r in pairs]
+
+
 def score_shards(
     shards: tuple[Path, ...], model: Model | None, cfg: Config, *, combine: bool = True
 ) -> Scores:
@@ -797,9 +798,7 @@ def score_shards(
     wanted = [*SCORE_INPUTS, *(model.event_features if model is not None else ())]
     pairs = tuple((path, path.with_name("risk-" + path.name)) for path in shards)
     write_shard_risks(pairs, model, cfg, wanted)
-    scored = [
-        pl.concat([pl.scan_parquet(path), pl.scan_parquet(risk)], how="horizontal") for path, risk in pairs
-    ]
+    scored = _scored_scans(pairs)
     every = pl.concat(scored)
     sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
     columns = _rule_columns(model, combine)
@@ -808,7 +807,7 @@ def score_shards(
         for (_, risk), shard in zip(pairs, scored, strict=True):
             marked = hosted_rule.mark(shard.select(C.EVENT_ID, RISK, RULE), hosted, cfg, columns)
             marked.drop(C.EVENT_ID).collect().write_parquet(risk, compression="lz4")
-        scored = [pl.concat([pl.scan_parquet(d), pl.scan_parquet(r)], how="horizontal") for d, r in pairs]
+        scored = _scored_scans(pairs)
         every = pl.concat(scored)
         sources = _rescore_sources(every, sources, hosted, model, cfg, names, combine)
     context = agg.source_context(every).collect()
