@@ -201,9 +201,6 @@ class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
     nftables = "nftables"
     postfix = "postfix"
     dovecot = "dovecot"
-    dovecot_deny_ips = "dovecot-deny-ips"
-    dovecot_deny_users = "dovecot-deny-users"
-    dovecot_allow_nets = "dovecot-allow-nets"
     crowdsec = "crowdsec"
     csv = "csv"
     json = "json"
@@ -214,7 +211,10 @@ class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
 def export_cmd(
     plan: PlanOpt,
     format: Annotated[ExportFormat, typer.Option("--format", help="Enforcement point format.")],
-    out: Annotated[Path | None, typer.Option(help="File to write (default: standard output).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write (default: standard output); a directory for dovecot and crowdsec."),
+    ] = None,
     now: Annotated[
         datetime | None,
         typer.Option(
@@ -225,6 +225,17 @@ def export_cmd(
         Path | None,
         typer.Option(help="Directory with an ASN database, to expand AS numbers into their prefixes."),
     ] = None,
+    password_hashes: Annotated[
+        Path | None,
+        typer.Option(
+            help="passwd-file (user:hash) with the reset accounts' current password hashes: "
+            "the dovecot export then refuses those (stolen) passwords."
+        ),
+    ] = None,
+    fail_on_empty: Annotated[
+        bool,
+        typer.Option(help="Exit 1 and write nothing when no measure of the format is in force."),
+    ] = False,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
     from datetime import UTC
@@ -232,13 +243,20 @@ def export_cmd(
     from detector.recommend.export import export_plan_file
 
     at = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
-    done = export_plan_file(plan, format.value, out, now=at, geoip_dir=geoip_dir)
+    done = export_plan_file(
+        plan,
+        format.value,
+        out,
+        now=at,
+        geoip_dir=geoip_dir,
+        password_hashes=password_hashes,
+        fail_on_empty=fail_on_empty,
+    )
     for w in done.warnings:
         err(f"detector: warning: {w}")
     if out is None:
         typer.echo(done.text, nl=False)
-    else:
-        err(f"detector: wrote {format.value} export to {out}")
+    err(f"detector: {format.value} export: {done.tally.counts()}" + (f" -> {out}" if out else ""))
 
 
 @app.command()

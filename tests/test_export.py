@@ -5,8 +5,6 @@ import io
 import ipaddress
 import json
 import re
-import shutil
-import subprocess
 from datetime import timedelta
 
 import polars as pl
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 from detector.cli import app
 from detector.errors import ConfigError
 from detector.recommend import FORMATS, export
+from detector.recommend.export import render
 from detector.schema import RECOMMENDATION_SCHEMA, C
 from detector.simulate.geodb import NetworkInfo, write_geoip_databases
 from tests.recommend_frames import NOW
@@ -134,27 +133,6 @@ def test_nftables_drops_addresses_inside_a_blocked_prefix():
     assert "203.0.113.9" not in export(plan, "nftables", now=NOW)
 
 
-def _nft_usable():
-    nft = shutil.which("nft")
-    if not nft:
-        return None
-    probe = subprocess.run(
-        [nft, "-c", "-f", "-"], input="table inet probe_detector { }\n", capture_output=True, text=True
-    )
-    return nft if probe.returncode == 0 else None
-
-
-@pytest.mark.skipif(_nft_usable() is None, reason="nft not installed or `nft -c` needs privileges here")
-def test_nftables_checked_by_nft(tmp_path):
-    f = tmp_path / "plan.nft"
-    f.write_text(out("nftables"))
-    r = subprocess.run([_nft_usable(), "-c", "-f", str(f)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    empty = tmp_path / "empty.nft"
-    empty.write_text(export(PLAN.head(0), "nftables", now=NOW))
-    assert subprocess.run([_nft_usable(), "-c", "-f", str(empty)], capture_output=True).returncode == 0
-
-
 def test_postfix_cidr_table_parsed_back():
     lines = body(out("postfix"))
     table = {line.split()[0]: line.split(None, 1)[1] for line in lines}
@@ -165,49 +143,75 @@ def test_postfix_cidr_table_parsed_back():
         ipaddress.ip_network(key)
 
 
-@pytest.mark.skipif(shutil.which("postmap") is None, reason="postmap (postfix) not installed")
-def test_postfix_table_checked_by_postmap(tmp_path):
-    f = tmp_path / "detector_access"
-    f.write_text(out("postfix"))
-    for addr, hit in (("203.0.113.77", True), ("2001:db8:1:2::1", True), ("192.0.2.10", False)):
-        r = subprocess.run(["postmap", "-q", addr, f"cidr:{f}"], capture_output=True, text=True)
-        assert (r.returncode == 0 and r.stdout.startswith("REJECT")) == hit, (addr, r.stdout, r.stderr)
+def dovecot_files(plan=None, **kw):
+    return render(PLAN if plan is None else plan, "dovecot", now=NOW, **kw).files
 
 
-def test_dovecot_deny_ips_parsed_back():
-    text = out("dovecot-deny-ips")
-    keys = body(text)
-    assert "198.51.100.7" in keys and "203.0.113.0" in keys and "203.0.113.255" in keys
-    assert len([k for k in keys if k.startswith("203.0.113.")]) == 256
-    assert all(":" not in k for k in keys)  # passwd-file keys cannot hold IPv6
-    assert "2001:db8:1:2::/64 (M3)" in text and "AS64666" in text
-    assert "username_format=%{rip}" in text and "deny = yes" in text
+def entries(text):
+    """passwd-file lines -> key -> extra fields (the rest after the 7th colon)."""
+    out = {}
+    for line in body(text):
+        fields = line.split(":", 7)
+        assert len(fields) == 8, line
+        out[fields[0]] = dict(kv.split("=", 1) if "=" in kv else (kv, "") for kv in fields[7].split())
+    return out
 
 
-def test_dovecot_deny_users_and_allow_nets_parsed_back():
-    assert body(out("dovecot-deny-users")) == ["mallory@example.org"]
-    lines = body(out("dovecot-allow-nets"))
-    assert len(lines) == 1
-    fields = lines[0].split(":", 7)  # passwd-file: the rest after the 7th colon is the extra fields
-    assert len(fields) == 8 and fields[0] == "alice@example.org"
-    extra = dict(kv.split("=", 1) for kv in fields[7].split())
-    nets = extra["allow_nets"].split(",")
-    assert nets[0] == "local" and nets[-2:] == ["198.51.100.0/24", "2001:db8:9::/48"]
-    assert "10.0.0.0/8" in nets
-    assert "AS64600" in out("dovecot-allow-nets")
+def test_dovecot_is_a_directory_with_a_snippet_naming_its_files():
+    files = dovecot_files(dovecot_dir="/srv/dv")
+    assert set(files) == {"detector.conf", "block-nets", "accounts", "reset"}
+    snippet = files["detector.conf"]
+    for name, key in (("block-nets", "%{service}"), ("accounts", "%{service}/%{user}"), ("reset", "%{user}")):
+        assert f"args = username_format={key} /srv/dv/{name}" in snippet
+    assert snippet.count("  result_success = return-fail") == 3
 
 
-def test_dovecot_combined_has_the_three_files():
-    text = out("dovecot")
-    assert [m for m in re.findall(r"# ==== file: (\S+) ====", text)] == [
-        "detector-deny-ips",
-        "detector-deny-users",
-        "detector-allow-nets",
+def test_dovecot_blocks_keep_ranges_per_service():
+    blocked = entries(dovecot_files()["block-nets"])
+    assert set(blocked) == {"imap", "pop3", "sieve", "smtp", "submission"}
+    assert blocked["imap"]["allow_nets"].split(",") == [
+        "192.0.2.10",
+        "198.51.100.7",
+        "203.0.113.0/24",
+        "2001:db8:1:2::/64",
     ]
+    assert "192.0.2.9" in blocked["smtp"]["allow_nets"] and "192.0.2.9" not in blocked["imap"]["allow_nets"]
+    assert all({"nopassword", "nologin"} <= set(e) for e in blocked.values())
+    assert "AS64666" in dovecot_files()["block-nets"]
 
 
-def test_crowdsec_decisions_parsed_back():
-    decisions = json.loads(out("crowdsec"))
+def test_dovecot_accounts_refuse_a_lock_everywhere_and_a_restriction_outside_its_networks():
+    accounts = entries(dovecot_files()["accounts"])
+    assert accounts["imap/mallory@example.org"]["allow_nets"] == "local,0.0.0.0/0,::/0"
+    services = ("imap", "pop3", "sieve", "smtp", "submission")
+    assert set(accounts) == {f"{s}/mallory@example.org" for s in services} | {"imap/alice@example.org"}
+    refused = [ipaddress.ip_network(n) for n in accounts["imap/alice@example.org"]["allow_nets"].split(",")]
+    for a in ["198.51.100.9", "10.1.2.3", "192.168.0.1", "2001:db8:9::1", "::1"]:
+        assert not any(ipaddress.ip_address(a) in n for n in refused), a
+    for a in ["203.0.113.5", "8.8.8.8", "2001:db8:8::1"]:
+        assert any(ipaddress.ip_address(a) in n for n in refused), a
+
+
+def test_dovecot_reset_refuses_the_hash_given_and_comments_the_others():
+    files = dovecot_files(password_hashes={"mallory@example.org": "{SHA512-CRYPT}$6$salt$abc"})
+    assert body(files["reset"]) == ["mallory@example.org:{SHA512-CRYPT}$6$salt$abc::::::"]
+    without = render(PLAN, "dovecot", now=NOW)
+    assert body(without.files["reset"]) == [] and "no password hash" in without.files["reset"]
+    bad = render(PLAN, "dovecot", now=NOW, password_hashes={"mallory@example.org": "x:y z"})
+    assert body(bad.files["reset"]) == [] and "password hash" in bad.tally.skipped[0]
+
+
+def crowdsec_files(plan=PLAN):
+    return render(plan, "crowdsec", now=NOW).files
+
+
+def test_crowdsec_one_file_per_scope_parsed_back():
+    files = crowdsec_files()
+    scopes = {
+        name: {d["scope"] for d in json.loads(files[name])} for name in ("ip.json", "range.json", "as.json")
+    }
+    assert scopes == {"ip.json": {"Ip"}, "range.json": {"Range"}, "as.json": {"AS"}}
+    decisions = [d for name in scopes for d in json.loads(files[name])]
     by_value = {d["value"]: d for d in decisions}
     assert by_value["198.51.100.7"]["scope"] == "Ip"
     assert by_value["203.0.113.0/24"]["scope"] == "Range"
@@ -256,7 +260,12 @@ def test_cli_export_writes_every_format(tmp_path, fmt):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert target.read_text() == out(fmt)
+    if fmt in ("dovecot", "crowdsec"):
+        want = render(PLAN, fmt, now=NOW, dovecot_dir=str(target.resolve())).files
+        assert {p.name: p.read_text() for p in target.iterdir()} == want
+    else:
+        assert target.read_text() == out(fmt)
+    assert re.search(r"\d+ written, \d+ expired, \d+ skipped, \d+ left as comments", result.stderr)
 
 
 def test_cli_export_missing_plan_is_exit_2(tmp_path):
@@ -279,8 +288,9 @@ def test_block_with_exceptions_is_carved_in_every_format():
     postfix = {line.split()[0] for line in body(export(plan, "postfix", now=NOW))}
     expanded = {str(a) for n in postfix for a in ipaddress.ip_network(n)}
     assert expanded == covered
-    assert set(body(export(plan, "dovecot-deny-ips", now=NOW))) == covered
-    ranges = [d["value"] for d in json.loads(export(plan, "crowdsec", now=NOW))]
+    blocked = entries(dovecot_files(plan)["block-nets"])["imap"]["allow_nets"].split(",")
+    assert {str(a) for n in blocked for a in ipaddress.ip_network(n)} == covered
+    ranges = [d["value"] for f in ("ip.json", "range.json") for d in json.loads(crowdsec_files(plan)[f])]
     assert {str(a) for n in ranges for a in ipaddress.ip_network(n)} == covered
     assert "51.210.5.114 " not in export(plan, "nftables", now=NOW)
 
@@ -316,7 +326,7 @@ def test_asn_networks_are_read_from_the_database_and_collapsed(asn_dir):
     [
         ("nftables", ["100.64.0.0/24 timeout", "2001:db8:66::/48 timeout"], ["AS64666"]),
         ("postfix", ["100.64.0.0/24 REJECT", "2001:db8:66::/48 REJECT"], ["AS64666"]),
-        ("dovecot-allow-nets", ["37.160.0.0/14,81.56.0.0/16", "198.51.100.0/24"], ["AS64600"]),
+        ("dovecot", ["100.64.0.0/24", "2001:db8:66::/48"], ["AS64666", "AS64600"]),
         ("crowdsec", ['"scope": "AS"', '"value": "64666"'], ["100.64.0.0/24"]),
     ],
 )
@@ -326,6 +336,17 @@ def test_as_numbers_are_expanded_into_prefixes_where_the_format_needs_it(asn_dir
         assert needle in text, needle
     for needle in absent:
         assert needle not in text, needle
+
+
+def test_a_restriction_allows_its_expanded_as_networks_in_dovecot(asn_dir):
+    files = render(PLAN, "dovecot", now=NOW, asn_db=asn_dir / "GeoLite2-ASN.mmdb").files
+    refused = [
+        ipaddress.ip_network(n)
+        for n in entries(files["accounts"])["imap/alice@example.org"]["allow_nets"].split(",")
+    ]
+    for a in ["81.56.3.4", "37.161.0.1", "198.51.100.9"]:
+        assert not any(ipaddress.ip_address(a) in n for n in refused), a
+    assert any(ipaddress.ip_address("37.164.0.1") in n for n in refused)
 
 
 def test_an_as_the_database_does_not_know_stays_a_comment(asn_dir):
@@ -346,7 +367,7 @@ def test_cli_export_expands_with_geoip_dir_and_warns_without(tmp_path, asn_dir):
     base = ["export", "--plan", str(plan_file), "--format", "nftables", "--now", "2026-03-03T00:00:00"]
     without = CliRunner().invoke(app, base)
     assert without.exit_code == 0
-    assert "2 AS numbers cannot be expressed in nftables" in without.stderr
+    assert "1 AS numbers cannot be expressed in nftables" in without.stderr  # AS64600 is no block
     with_db = CliRunner().invoke(app, [*base, "--geoip-dir", str(asn_dir)])
     assert with_db.exit_code == 0 and "warning" not in with_db.stderr
     assert "100.64.0.0/24 timeout" in with_db.stdout
