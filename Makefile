@@ -7,7 +7,7 @@ SAMPLES := data/samples
 OUT    ?= out/samples
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench samples model golden html-check clean
+.PHONY: help install run test test-deps test-fast lint format bench samples model golden html-check clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ run: $(STAMP) ## Run the nightly job on the bundled sample world and print its s
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 tests
+
+test-deps: ## Install the Debian packages the consumer tests use (as root with apt; CI runs it)
+	@.ci/test-deps
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(BIN)/python -m pytest -n 2 -m 'not slow' tests
