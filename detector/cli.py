@@ -20,6 +20,7 @@ import typer
 
 from detector import __version__
 from detector.errors import DetectorError
+from detector.report.terminal import safe
 
 app = typer.Typer(
     name="detector",
@@ -36,7 +37,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    """One line of diagnostics on stderr, control sequences shown as escapes."""
+    typer.echo(safe(message), err=True)
+
+
+def say(text: str, *, nl: bool = True) -> None:
+    """Text for the user on stdout, control sequences shown as escapes."""
+    typer.echo(safe(text), nl=nl)
 
 
 def guarded(fn: F) -> F:
@@ -108,7 +115,7 @@ def ingest(
 
     cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
     result = ingest_to_parquet(paths, out, cfg.ingest)
-    typer.echo(result.summary_text())
+    say(result.summary_text())
 
 
 @app.command("run")
@@ -194,7 +201,7 @@ def replay_cmd(
     result = replay_logs(
         paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
     )
-    typer.echo(result.render(), nl=False)
+    say(result.render(), nl=False)
 
 
 class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
@@ -254,8 +261,8 @@ def export_cmd(
     )
     for w in done.warnings:
         err(f"detector: warning: {w}")
-    if out is None:
-        typer.echo(done.text, nl=False)
+    if out is None:  # validated for its consumer; shown escaped only on a terminal
+        typer.echo(safe(done.text) if sys.stdout.isatty() else done.text, nl=False)
     err(f"detector: {format.value} export: {done.tally.counts()}" + (f" -> {out}" if out else ""))
 
 
@@ -289,7 +296,7 @@ def simulate(
         practitioner_share=practitioner_share,
         start=start.date() if start is not None else DEFAULT_START,
     )
-    typer.echo(result.summary_text())
+    say(result.summary_text())
 
 
 EventsOpt = Annotated[
@@ -330,7 +337,7 @@ def train(
         events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config),
         random_state=seed, max_iter=max_iter,
     )  # fmt: skip
-    typer.echo(result.summary_text())
+    say(result.summary_text())
 
 
 @app.command()
@@ -357,7 +364,7 @@ def evaluate(
         cfg=cfgmod.load(config),
         write=write_card,
     )
-    typer.echo(result.summary_text())
+    say(result.summary_text())
 
 
 @app.command()

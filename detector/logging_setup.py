@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from detector.report.terminal import safe
+
 LOGGER = "detector"
 
 
@@ -39,7 +41,7 @@ class TextFormatter(logging.Formatter):
         extra = ""
         if isinstance(fields, dict) and fields:
             extra = " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        return f"detector: {record.levelname.lower()}: {record.getMessage()}{extra}"
+        return safe(f"detector: {record.levelname.lower()}: {record.getMessage()}{extra}")
 
 
 class _CurrentStderr:

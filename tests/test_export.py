@@ -264,7 +264,7 @@ def test_cli_export_writes_every_format(tmp_path, fmt):
         want = render(PLAN, fmt, now=NOW, dovecot_dir=str(target.resolve())).files
         assert {p.name: p.read_text() for p in target.iterdir()} == want
     else:
-        assert target.read_text() == out(fmt)
+        assert target.read_bytes().decode() == out(fmt)
     assert re.search(r"\d+ written, \d+ expired, \d+ skipped, \d+ left as comments", result.stderr)
 
 

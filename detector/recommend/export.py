@@ -196,9 +196,13 @@ def neutralise_cell(value: Any) -> Any:
 
 
 def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
-    """CSV with every cell neutralised: the one way this tool writes CSV."""
+    """CSV with every cell neutralised: the one way this tool writes CSV.
+
+    Rows end in CRLF (RFC 4180): Python's writer quotes only the characters of its line
+    terminator, so with a bare ``\n`` a cell holding a lone CR would be written unquoted and split
+    the row in readers that take CR as a line break."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([neutralise_cell(h) for h in header])
     for row in rows:
         writer.writerow([neutralise_cell(v) for v in row])

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from detector.report import contract
+from detector.report.terminal import safe
 from detector.schema import Action, C, Outcome
 
 if TYPE_CHECKING:
@@ -346,7 +347,7 @@ def _day_time(s: str | None) -> str:
 
 
 def _line(text: str, style: str = "") -> Text:
-    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
+    return Text(safe(text), style=style, no_wrap=True, overflow="ellipsis")
 
 
 def _acct_line(a: dict[str, Any], *, risk: bool = True) -> str:

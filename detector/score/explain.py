@@ -175,9 +175,14 @@ def explain(target: str, run_dir: str | Path, *, max_lines: int = 20) -> Explana
 def render(ex: Explanation, console: Any | None = None) -> None:
     """Print an explanation with rich (panels and tables)."""
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as markup_escape
     from rich.panel import Panel
     from rich.table import Table
+
+    from detector.report.terminal import safe
+
+    def escape(text: str) -> str:
+        return markup_escape(safe(text))
 
     console = console or Console()
     v = ex.verdict
@@ -244,7 +249,7 @@ def render(ex: Explanation, console: Any | None = None) -> None:
     for ln in ex.lines:
         risk = f"{ln.risk_score:.2f}" if ln.risk_score is not None else ""
         t.add_row(
-            f"{ln.source_file}:{ln.line_number}",
+            escape(f"{ln.source_file}:{ln.line_number}"),
             risk,
             escape(ln.text) if ln.text is not None else "(not readable)",
         )
