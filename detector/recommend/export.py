@@ -285,9 +285,22 @@ def carve(network: Any, exceptions: Iterable[Any]) -> list[Any]:
 
 
 def complement(allowed: Iterable[Any]) -> list[Any]:
-    """Every address outside ``allowed``, as the fewest CIDRs (both families)."""
-    whole = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
-    return [part for w in whole for part in carve(w, [a for a in allowed if a.version == w.version])]
+    """Every address outside ``allowed``, as the fewest CIDRs (both families, IPv4 first).
+
+    Walks the gaps between the collapsed networks: linear in their number after sorting (a light
+    restriction allows hundreds of ISP prefixes)."""
+    out: list[Any] = []
+    wanted = list(allowed)
+    for version, cls in ((4, ipaddress.IPv4Address), (6, ipaddress.IPv6Address)):
+        cursor, last = 0, (1 << (32 if version == 4 else 128)) - 1
+        for net in ipaddress.collapse_addresses(n for n in wanted if n.version == version):
+            start = int(net.network_address)
+            if start > cursor:
+                out.extend(ipaddress.summarize_address_range(cls(cursor), cls(start - 1)))
+            cursor = int(net.broadcast_address) + 1
+        if cursor <= last:
+            out.extend(ipaddress.summarize_address_range(cls(cursor), cls(last)))
+    return out
 
 
 def _networks(texts: Iterable[Any], measure: Any, tally: Tally) -> tuple[list[Any], list[int]]:
@@ -330,6 +343,12 @@ def _blocks(plan: pl.DataFrame, tally: Tally) -> list[dict[str, Any]]:
 
 
 def _net_text(net: Any) -> str:
+    """An address for a single-address network, else the CIDR (IPv4 formatted from the integer:
+    a restriction's complement is hundreds of networks per account)."""
+    if net.version == 4:
+        a = int(net.network_address)
+        text = f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
+        return text if net.prefixlen == 32 else f"{text}/{net.prefixlen}"
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
@@ -341,13 +360,16 @@ def _header(title: str, now: datetime, comment: str = "#") -> list[str]:
 
 
 def _drop_covered(items: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Drop networks inside another of the same list (an interval set refuses overlaps)."""
-    items = sorted(items, key=lambda x: (x[0].prefixlen, int(x[0].network_address)))
+    """Drop networks inside another of the same list (an interval set refuses overlaps).
+
+    Sorted by start and then by width, a network is covered exactly when it lies inside the last
+    network kept (the kept ones are disjoint), so one pass suffices."""
     kept: list[tuple[Any, Any]] = []
-    for net, row in items:
-        if not any(net.subnet_of(k) for k, _ in kept if k.version == net.version):
-            kept.append((net, row))
-    return sorted(kept, key=lambda x: (x[0].version, int(x[0].network_address), x[0].prefixlen))
+    for net, row in sorted(items, key=lambda x: (x[0].version, int(x[0].network_address), x[0].prefixlen)):
+        if kept and kept[-1][0].version == net.version and net.subnet_of(kept[-1][0]):
+            continue
+        kept.append((net, row))
+    return kept
 
 
 # --- formats ----------------------------------------------------------------------------------
@@ -481,9 +503,13 @@ def dovecot_snippet(directory: str, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _entry(key: str, networks: Iterable[Any], local: bool = False) -> str:
-    """A passwd-file entry that matches any password from ``networks`` (refused by the snippet)."""
-    listed = ",".join((["local"] if local else []) + [_net_text(n) for n in networks])
+def _nets_field(networks: Iterable[Any], local: bool = False) -> str:
+    return ",".join((["local"] if local else []) + [_net_text(n) for n in networks])
+
+
+def _entry(key: str, listed: str) -> str:
+    """A passwd-file entry that matches any password from the networks ``listed`` (comma-separated);
+    the snippet's ``result_success = return-fail`` makes the match a refusal."""
     return f"{key}:::::::nopassword nologin allow_nets={listed}"
 
 
@@ -515,12 +541,13 @@ def to_dovecot(
             by_service.setdefault(svc, []).append((r["net"], None))
     for svc in sorted(by_service):
         kept = [n for n, _ in _drop_covered(by_service[svc])]
-        block_lines.append(_entry(svc, kept))
+        block_lines.append(_entry(svc, _nets_field(kept)))
     tally.written += len({r["net"] for r in blocks if not isinstance(r["net"], int)})
 
     account_lines = _header("Dovecot locked and restricted accounts (keyed by %{service}/%{user})", now)
     entries: dict[str, str] = {}
     private = [ipaddress.ip_network(p) for p in PRIVATE_NETS]
+    refusals: dict[frozenset[Any], str] = {}
     rows = plan.filter(pl.col("action").is_in(["lock_account", "restrict_account"])).to_dicts()
     for r in sorted(rows, key=lambda r: (r["action"] != "lock_account", str(r["target"]))):
         problem = dovecot_name_problem(r["target"])
@@ -528,7 +555,7 @@ def to_dovecot(
             tally.skip(r["target"], r["measure_id"], problem)
             continue
         if r["action"] == "lock_account":
-            refused, local, services = complement([]), True, None
+            refused, services = _nets_field(complement([]), local=True), None
         else:
             cidrs, asns = _networks(r["allowed_networks"] or [], r["measure_id"], tally)
             for a in asns:
@@ -538,10 +565,13 @@ def to_dovecot(
                     f"# {r['target']}: AS numbers not expanded (no ASN database), refused from them too: "
                     + ", ".join(f"AS{a}" for a in asns)
                 )
-            refused, local, services = complement([*private, *cidrs]), False, r["services"]
+            allowed = frozenset([*private, *cidrs])
+            if allowed not in refusals:
+                refusals[allowed] = _nets_field(complement(allowed))
+            refused, services = refusals[allowed], r["services"]
         keys = [f"{svc}/{r['target']}" for svc in _dovecot_services(services)]
         new = [k for k in keys if k not in entries]  # a lock comes first and wins over a restriction
-        entries.update({k: _entry(k, refused, local=local) for k in new})
+        entries.update({k: _entry(k, refused) for k in new})
         tally.written += bool(new)
     account_lines += [entries[k] for k in sorted(entries)]
 
