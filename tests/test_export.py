@@ -192,6 +192,11 @@ def test_dovecot_accounts_refuse_a_lock_everywhere_and_a_restriction_outside_its
         assert any(ipaddress.ip_address(a) in n for n in refused), a
 
 
+def test_dovecot_account_keys_are_lower_case_as_dovecot_looks_them_up():
+    plan = PLAN.with_columns(pl.col("target").str.replace("alice@example.org", "Alice@Example.ORG"))
+    assert "imap/alice@example.org" in entries(dovecot_files(plan)["accounts"])
+
+
 def test_dovecot_reset_refuses_the_hash_given_and_comments_the_others():
     files = dovecot_files(password_hashes={"mallory@example.org": "{SHA512-CRYPT}$6$salt$abc"})
     assert body(files["reset"]) == ["mallory@example.org:{SHA512-CRYPT}$6$salt$abc::::::"]

@@ -528,6 +528,9 @@ def to_dovecot(
       everywhere outside its allowed networks and the private ranges for a restriction.
     - ``reset``: per reset account, the password hash in force when the plan was made (from
       ``password_hashes``), so the stolen password is refused and the owner's new one is not.
+
+    Account keys are written in lower case: Dovecot looks names up after its default
+    ``auth_username_format = %Lu``.
     """
     blocks = _blocks(plan, tally)
     by_service: dict[str, list[tuple[Any, None]]] = {}
@@ -569,7 +572,7 @@ def to_dovecot(
             if allowed not in refusals:
                 refusals[allowed] = _nets_field(complement(allowed))
             refused, services = refusals[allowed], r["services"]
-        keys = [f"{svc}/{r['target']}" for svc in _dovecot_services(services)]
+        keys = [f"{svc}/{r['target'].lower()}" for svc in _dovecot_services(services)]
         new = [k for k in keys if k not in entries]  # a lock comes first and wins over a restriction
         entries.update({k: _entry(k, refused) for k in new})
         tally.written += bool(new)
@@ -593,7 +596,7 @@ def to_dovecot(
         elif not _HASH.fullmatch(h):
             tally.skip(r["target"], r["measure_id"], "password hash with ':', spaces or control characters")
         else:
-            reset_lines.append(f"{r['target']}:{h}::::::")
+            reset_lines.append(f"{r['target'].lower()}:{h}::::::")
             tally.written += 1
     return {
         "detector.conf": dovecot_snippet(directory, now),
