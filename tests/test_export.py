@@ -223,7 +223,7 @@ def test_crowdsec_one_file_per_scope_parsed_back():
     assert by_value["64666"]["scope"] == "AS"
     assert "192.0.2.11" not in by_value
     for d in decisions:
-        assert set(d) == {"duration", "origin", "reason", "scope", "type", "value"}
+        assert set(d) == {"duration", "reason", "scope", "type", "value"}
         assert d["type"] == "ban" and re.fullmatch(r"\d+s", d["duration"])
     assert by_value["198.51.100.7"]["duration"] == "86400s"
 

@@ -377,8 +377,8 @@ def test_crowdsec_1_4_refuses_a_mixed_scope_file(crowdsec, tmp_path):
 
 
 def test_crowdsec_files_follow_the_documented_import_format():
-    """Current CrowdSec documents ``duration, origin, reason, scope, type, value`` per decision."""
+    """Current CrowdSec (1.7) documents ``duration, reason, scope, type, value`` per decision."""
     files = render(PLAN, "crowdsec", now=NOW + timedelta(0)).files
     for name in ("ip.json", "range.json", "as.json"):
         for d in json.loads(files[name]):
-            assert set(d) == {"duration", "origin", "reason", "scope", "type", "value"}
+            assert set(d) == {"duration", "reason", "scope", "type", "value"}

@@ -615,6 +615,8 @@ def to_crowdsec(plan: pl.DataFrame, now: datetime, tally: Tally) -> dict[str, st
     CrowdSec 1.4 (Debian 12) ignores a decision's ``scope`` field and applies ``--scope`` (default
     ``Ip``) to the whole file, so an AS or a range in a mixed file is refused or mislabelled;
     current CrowdSec reads the field. One file per scope imported with ``--scope`` works in both.
+    The fields are those current CrowdSec documents (``duration, reason, scope, type, value``; 1.4
+    also listed ``origin``, which every version replaces with ``cscli-import``).
     """
     out: dict[str, list[dict[str, str]]] = {scope: [] for scope, _ in CROWDSEC_SCOPES}
     for r in _blocks(plan, tally):
@@ -626,7 +628,6 @@ def to_crowdsec(plan: pl.DataFrame, now: datetime, tally: Tally) -> dict[str, st
         out[scope].append(
             {
                 "duration": f"{_seconds(r['expires_at'], now) or 86400}s",
-                "origin": "detector",
                 "reason": f"detector {_id(r['measure_id'])}",
                 "scope": scope,
                 "type": "ban",
