@@ -122,6 +122,29 @@ def test_hostile_blocks_are_skipped_counted_and_named():
     assert "0.0.0.0/0" not in render(plan, "dovecot", now=NOW).files["block-nets"]
 
 
+def test_a_block_on_unknown_services_only_is_skipped():
+    plan = plan_of(
+        {
+            "measure_id": "S1",
+            "action": "block",
+            "target_type": "ip",
+            "target": "192.0.2.1",
+            "services": ["imap }"],
+        },
+        {
+            "measure_id": "S2",
+            "action": "block",
+            "target_type": "ip",
+            "target": "192.0.2.2",
+            "services": ["imap", "x"],
+        },
+    )
+    done = render(plan, "nftables", now=NOW)
+    assert (
+        done.tally.written == 1 and "imap }" in done.tally.skipped[0] and "set blocked_v4_imap " in done.text
+    )
+
+
 @pytest.mark.parametrize("cell", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://x")'])
 def test_formula_cells_are_neutralised(cell):
     assert neutralise_cell(cell) == "'" + cell

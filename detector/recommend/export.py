@@ -324,7 +324,11 @@ def _blocks(plan: pl.DataFrame, tally: Tally) -> list[dict[str, Any]]:
     everyone (``/0``) is skipped."""
     out = []
     for r in plan.filter(pl.col("action") == "block").to_dicts():
-        r["services"] = sorted(r["services"] or [])
+        named = r["services"] or []
+        r["services"] = sorted({s for s in named if s in SERVICE_PORTS})
+        if named and not r["services"]:
+            tally.skip(",".join(map(str, named)), r["measure_id"], "no known service")
+            continue
         net = strict_net(r["target"])
         if net is None:
             tally.skip(
@@ -392,7 +396,7 @@ def to_nftables(plan: pl.DataFrame, now: datetime, tally: Tally) -> dict[str, st
     lines += ["table inet detector {", "}", "delete table inet detector", "table inet detector {"]
     rules = []
     for services in sorted(groups):
-        scope = "_".join(s for s in services if s in SERVICE_PORTS) or "all"
+        scope = "_".join(services) or "all"
         ports = sorted({p for s in (services or SERVICE_PORTS) for p in SERVICE_PORTS.get(s, ())})
         for version, family, addr_type in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
             name = f"blocked_v{version}_{scope}"
