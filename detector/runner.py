@@ -21,6 +21,7 @@ from detector import config as cfgmod
 from detector.errors import DetectorError
 from detector.logging_setup import LOGGER, log, setup
 from detector.pipeline import STEPS, FailOn, run
+from detector.report.terminal import safe
 
 SUMMARY_WIDTH = 120
 
@@ -106,7 +107,9 @@ def run_command(
         # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
         piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
         print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
-        Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
+        Console(stderr=True, highlight=False).print(
+            f"reports: {safe(result.out_dir)}", style="dim", markup=False
+        )
         return result.exit_code
     except DetectorError as e:
         if log_format == "json":

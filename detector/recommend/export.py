@@ -840,9 +840,12 @@ def export_plan_file(
             f"the plan is pseudonymised: its {accounts} account measures name pseudonyms and match no real user"
         )
     if tally.written == 0 and tally.expired:
+        mine = plan.filter(pl.col("action").is_in(sorted(ACTS_ON[fmt] or ())))
+        last = mine.get_column("expires_at").max()
+        until = f" (the last at {last.isoformat(timespec='seconds')})" if isinstance(last, datetime) else ""
         warnings.append(
             f"nothing in force at {at.isoformat(timespec='seconds')}: all {tally.expired} {fmt} measures "
-            "had expired (pass --now to export as of the plan's night)"
+            f"had expired{until}; pass --now to export as of the plan's night"
         )
     if fail_on_empty and tally.written == 0:
         raise RunFailed(f"nothing in force to export ({tally.counts()}); nothing written")
