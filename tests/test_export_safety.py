@@ -283,3 +283,22 @@ def test_expired_measures_are_counted_per_format():
     )  # seven blocks (one already) and the lock expired; the restriction (72 h) holds
     done = render(PLAN, "dovecot", now=later)
     assert done.tally.expired == 8 and json.dumps(done.tally.skipped) == "[]"
+
+
+def test_explain_shows_hostile_log_lines_and_names_escaped():
+    from detector.detect.findings import FINDING_SCHEMA
+    from detector.schema import C
+    from detector.score.explain import Explanation, LogLine, render
+
+    ex = Explanation(
+        kind="source",
+        target="198.51.100.7",
+        verdict={"verdict": "malicious", C.RISK_SCORE: 0.9, C.AS_ORG: "Evil\x1b]0;title\x07 Org",
+                 "accounts_targeted": 1, "attempts": 1, "failures": 1, "successes": 0},
+        findings=pl.DataFrame(schema=FINDING_SCHEMA),
+        lines=(LogLine("mail\x1b[8m.log", 3, "user=<x\x1b[2J\x1b[31mOK> [rip=1.2.3.4]", 0.9),),
+    )  # fmt: skip
+    console = Console(record=True, width=200, force_terminal=False)
+    render(ex, console)
+    text = console.export_text()
+    assert "\x1b" not in text and "\\x1b[2J" in text and "\\x1b]0;title" in text
