@@ -302,3 +302,15 @@ def test_explain_shows_hostile_log_lines_and_names_escaped():
     render(ex, console)
     text = console.export_text()
     assert "\x1b" not in text and "\\x1b[2J" in text and "\\x1b]0;title" in text
+
+
+def test_files_with_names_or_hashes_are_not_world_readable_and_modes_survive_a_new_export(tmp_path):
+    out = tmp_path / "dv"
+    args = ["--format", "dovecot", "--out", str(out), "--now", "2026-03-03"]
+    assert invoke(tmp_path, PLAN, *args).exit_code == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == {"detector.conf": 0o644, "block-nets": 0o644, "accounts": 0o640, "reset": 0o640}
+    (out / "reset").chmod(0o600)
+    assert invoke(tmp_path, PLAN, *args).exit_code == 0
+    assert (out / "reset").stat().st_mode & 0o777 == 0o600
+    assert not list(out.glob(".*.tmp"))

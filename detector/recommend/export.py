@@ -774,9 +774,26 @@ def read_password_hashes(path: str | Path, accounts: Iterable[str]) -> dict[str,
     return out
 
 
-def _write_atomically(target: Path, text: str) -> None:
+PRIVATE_FILES = frozenset({"accounts", "reset"})
+"""Dovecot files holding account names or password hashes: created ``0640``, never world-readable."""
+
+
+def _write_atomically(target: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to a temporary file (``0600`` while written) and rename it over ``target``.
+
+    A file that exists keeps its mode, owner and group (an operator who gave the ``dovecot`` group
+    read access keeps it: a file Dovecot cannot read fails open); a new one gets ``mode``."""
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    if target.exists():
+        st = target.stat()
+        os.chmod(tmp, st.st_mode & 0o7777)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+    else:
+        os.chmod(tmp, mode)
     os.replace(tmp, target)
 
 
@@ -855,9 +872,8 @@ def export_plan_file(
             if fmt in DIRECTORY_FORMATS:
                 target.mkdir(parents=True, exist_ok=True)
                 for name, text in done.files.items():
-                    _write_atomically(target / name, text)
-                if fmt == "crowdsec":
-                    (target / "import.sh").chmod(0o755)
+                    mode = 0o755 if name == "import.sh" else 0o640 if name in PRIVATE_FILES else 0o644
+                    _write_atomically(target / name, text, mode)
             else:
                 _write_atomically(target, done.text)
         except OSError as e:
