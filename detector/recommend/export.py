@@ -748,10 +748,6 @@ class Exported:
     tally: Tally
     warnings: tuple[str, ...] = ()
 
-    @property
-    def in_force(self) -> bool:
-        return self.tally.written > 0
-
 
 def read_password_hashes(path: str | Path, accounts: Iterable[str]) -> dict[str, str]:
     """``account -> hash`` for ``accounts`` from a passwd-file (``user:hash[:...]`` lines).
