@@ -472,7 +472,13 @@ def _run(
     with step("recommend"):
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
-        plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
+        guarded: list[str] = []  # blocks the plan's guards refused (docs/security.md)
+        plan = _frame(
+            recommend(scores, detection, cfg, now, known_networks=known_networks(history), warnings=guarded)
+        )
+    for w in guarded:
+        log(logger, logging.WARNING, w)
+    warnings.extend(guarded)
     with step("replay"):  # a night without events has nothing to replay
         comparison = replay(plan, events, label_frame, cfg) if n_events else None
 
@@ -516,7 +522,11 @@ def _run(
                 fresh = events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths))
                 # the attacker's logins into compromised accounts are not learned as the owner's
                 compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
-                fresh = learnable(fresh, compromised, cfg.scoring.account_compromised)
+                # nor any success from an unshared malicious source (a forged or doubtful success)
+                attackers = scores.sources.lazy().filter(
+                    (pl.col("verdict") == Verdict.MALICIOUS) & ~pl.col("shared_address").fill_null(False)
+                )
+                fresh = learnable(fresh, compromised, cfg.scoring.account_compromised, attackers)
                 history = update_history(history, fresh)
                 # nor does an attacker's address become one "legitimate users" log in from
                 shared = merge_shared(shared_address_counts(fresh), state.shared)
