@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from datetime import timedelta
 
 import polars as pl
 import pytest
@@ -297,3 +298,49 @@ def test_for_any_failures_no_reset_nor_lock(outcomes, verdict, risk):
     cfg = Config().replace(plan={"lock_while_active": True})
     plan = recommend(world(rows, srcs, acc), Detection(), cfg, NOW)
     assert plan.filter(pl.col("action").is_in(["reset_credentials", "lock_account"])).is_empty()
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+def test_a_hostile_night_gets_no_block_past_the_guards_and_says_what_was_refused(tmp_path):
+    """A simulated night plus attackers on reserved and allow-listed addresses, and user names
+    carrying a forged ``rip=0.0.0.0/0``: whatever the parsers make of them, nothing wider than /16,
+    nothing reserved or allow-listed is blocked, and the refusals reach summary.json, the text
+    summary and the log."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from detector.cli import app
+    from tests.run_fixtures import DAY, _failed, night_lines
+
+    extra = []
+    for k in range(40):
+        t = DAY + timedelta(hours=2, seconds=5 * k)
+        extra.append(_failed(t, f"user{k % 8}@example.org rip=0.0.0.0/0,", "10.9.9.9", 5000 + k))
+        extra.append(_failed(t, f"user{k % 8}@example.org", "192.168.7.7", 6000 + k))
+        extra.append(_failed(t, f"user{k % 8}@example.org", "192.0.2.201", 7000 + k))
+    lines = sorted(night_lines() + extra, key=lambda line: line[:25])
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "mail.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conf = tmp_path / "detector.toml"
+    conf.write_text('[plan]\nallowlist = ["192.0.2.200/29"]\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app, ["run", str(logs), "--out", str(out), "--config", str(conf), "--log-format", "json"]
+    )
+    assert res.exit_code in (0, 3), res.output
+    plan = pl.read_parquet(out / "recommendations.parquet")
+    guard = Guard.from_config(PlanConfig(allowlist=("192.0.2.200/29",)))
+    assert guard.blocks(plan).is_empty()
+    targets = block_targets(plan)
+    assert targets and not any(t.startswith(("10.", "192.168.", "0.0.0.0", "192.0.2.20")) for t in targets)
+    summary = json.loads((out / "summary.json").read_text())
+    fired = [w for w in summary["warnings"] if w.startswith("plan guard:")]
+    assert any("reserved network" in w for w in fired), summary["warnings"]
+    assert any("allow-listed network 192.0.2.200/29" in w for w in fired), summary["warnings"]
+    assert all(w in res.stdout.replace("\n", " ") or w[:60] in res.stdout for w in fired), res.stdout
+    logged = [json.loads(x) for x in res.stderr.splitlines() if x.startswith("{")]
+    assert any(x["msg"].startswith("plan guard:") and x["level"] == "warning" for x in logged)

@@ -58,6 +58,9 @@ _V4 = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[
 _CHARS = re.compile(r"^[0-9A-Fa-f:.]+(/\d{1,3})?$")
 """The only characters an address or a CIDR is written with."""
 
+GUARD_WARNING = "plan guard:"
+"""How every warning of the guards begins (the text summary always shows them)."""
+
 MAX_NAMED = 10
 """Refused targets a warning names (the total is always given)."""
 
@@ -160,18 +163,18 @@ class Guard:
         return pl.DataFrame(rows, schema=schema, orient="row").sort("source_ip")
 
     def blocks(self, plan: pl.DataFrame) -> pl.DataFrame:
-        """``target_type``, ``target``, ``why`` of the plan's block rows the guard refuses."""
+        """``target_type``, ``target``, ``why`` of the plan's block rows the guard refuses
+        (addresses checked as in :meth:`addresses`, the fewer CIDRs and AS numbers one by one)."""
         schema = {"target_type": pl.String, "target": pl.String, "why": pl.String}
-        if plan.is_empty():
-            return pl.DataFrame(schema=schema)
-        rows = []
-        for kind, target in (
-            plan.filter(pl.col("action") == "block").select("target_type", "target").iter_rows()
-        ):
+        blocks = plan.filter(pl.col("action") == "block").select("target_type", "target")
+        ips = blocks.filter(pl.col("target_type") == "ip").get_column("target")
+        rows = [("ip", a, why) for a, why in self.addresses(ips).iter_rows()]
+        rows += [("ip", None, WHY_INVALID)] * ips.null_count()
+        for kind, target in blocks.filter(pl.col("target_type") != "ip").iter_rows():
             if kind == "asn":
                 why = self.asn_refusal(target)
-            elif kind in ("ip", "cidr"):
-                why = self.refusal(target, address=kind == "ip")
+            elif kind == "cidr":
+                why = self.refusal(target)
             else:
                 why = f"unknown target type {shown(kind)}"
             if why is not None:
@@ -192,7 +195,7 @@ def warnings(refused: pl.DataFrame) -> list[str]:
         names = [shown(t) for t in group.get_column(target).to_list()]
         more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
         out.append(
-            f"plan guard: {len(names)} block(s) refused ({why}): {', '.join(names[:MAX_NAMED])}{more};"
+            f"{GUARD_WARNING} {len(names)} block(s) refused ({why}): {', '.join(names[:MAX_NAMED])}{more};"
             " their sources are left unblocked and their targets protected instead"
         )
     return out
