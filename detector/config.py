@@ -388,7 +388,12 @@ def load(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid TOML: {e}", path=p) from e
     try:
-        return from_mapping(Config, data)
+        cfg = from_mapping(Config, data)
+        if cfg.detectors:  # checked now, not after the long steps of a run
+            from detector.detect.registry import configure
+
+            configure(cfg)
+        return cfg
     except ConfigError as e:
         e.path = str(p)
         raise

@@ -84,6 +84,9 @@ BAD = [
     ("ingest", "chunk_bytes", "-1"),
     ("enrich", "hosting_asns", "[-1]"),
     ("enrich", "geoip_dir", '""'),
+    ("detectors.suspicious_success", "min_baseline_score", "nan"),
+    ("detectors.suspicious_success", "attacker_max_success_share", "inf"),
+    ("detectors.brute_force", "min_failures", "-5"),
 ]
 
 
@@ -95,7 +98,7 @@ def test_out_of_range_toml_exits_2_with_one_line_naming_the_key(tmp_path, sectio
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("detector: error:"), res.output
-    assert f"[{section}] {name}" in lines[0] and str(path) in lines[0]
+    assert f"[{section}] {name}" in lines[0] and str(path) in lines[0], lines[0]
     assert "Traceback" not in res.output
 
 
