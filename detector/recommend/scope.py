@@ -51,7 +51,6 @@ SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Services that are one door for an attacker: SMTP AUTH on port 25 and on submission."""
 
-WHY_ALLOWLISTED = "allow-listed network"
 WHY_HOLDS_ALLOWLISTED = "AS holding an allow-listed network"
 WHY_SHARED = "shared address with legitimate users"
 WHY_VPN = "exit of a VPN service legitimate users log in through"
@@ -199,7 +198,7 @@ def _refused_keys(
         )
     if level != LEVEL_ASN:
         for k in keys:
-            why = guard.refusal(k, address=level == LEVEL_IP)
+            why = guard.refusal(k)
             if why is not None:
                 out[k] = why
         return out
