@@ -303,6 +303,7 @@ def test_for_any_failures_no_reset_nor_lock(outcomes, verdict, risk):
 # -- end to end ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_hostile_night_gets_no_block_past_the_guards_and_says_what_was_refused(tmp_path):
     """A simulated night plus attackers on reserved and allow-listed addresses, and user names
     carrying a forged ``rip=0.0.0.0/0``: whatever the parsers make of them, nothing wider than /16,
