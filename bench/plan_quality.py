@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         merge_shared,
         shared_address_counts,
     )
-    from detector.features.baseline import History, learnable, update_history
+    from detector.features.baseline import History, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
+    from detector.pipeline import learnable_events
     from detector.recommend import combine_results, recommend, replay
     from detector.recommend.plan import known_networks
     from detector.score import load_model, score
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
             learned = events.lazy()
             if i in plan_days:  # as the nightly job: the attacker's logins are not the owner's history
-                compromised = scores.accounts.lazy().filter(pl.col("verdict") == "compromised")
-                learned = learnable(scores.events.lazy(), compromised, cfg.scoring.account_compromised)
+                learned = learnable_events(scores.events.lazy(), scores, cfg)
             history = update_history(history, learned)
             shared = merge_shared(shared_address_counts(learned), shared)
     for day_n in plan_days:

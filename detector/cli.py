@@ -89,9 +89,15 @@ Paths = Annotated[
     list[str], typer.Argument(help="Log files, directories (recursive), globs, or - for stdin.")
 ]
 Year = Annotated[
-    int | None, typer.Option(help="Year of RFC 3164 stamps (default: inferred from file modification times).")
+    int | None,
+    typer.Option(
+        help="Year of RFC 3164 stamps (default: [ingest] year, else inferred from file modification times)."
+    ),
 ]
-Timezone = Annotated[str, typer.Option(help="Time zone of time stamps without an offset.")]
+Timezone = Annotated[
+    str | None,
+    typer.Option(help="Time zone of time stamps without an offset (default: [ingest] timezone, UTC)."),
+]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
 
 
@@ -106,14 +112,14 @@ def ingest(
     paths: Paths,
     out: Annotated[Path, typer.Option(help="Events Parquet file to write.")],
     year: Year = None,
-    timezone: Timezone = "UTC",
+    timezone: Timezone = None,
     config: ConfigOpt = None,
 ) -> None:
     """Parse authentication logs into canonical events (Parquet), with a quarantine of bad lines."""
     from detector import config as cfgmod
     from detector.ingest import ingest_to_parquet
 
-    cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
+    cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
     result = ingest_to_parquet(paths, out, cfg.ingest)
     say(result.summary_text())
 
@@ -191,13 +197,13 @@ def replay_cmd(
     ] = None,
     config: ConfigOpt = None,
     year: Year = None,
-    timezone: Timezone = "UTC",
+    timezone: Timezone = None,
 ) -> None:
     """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
     from detector import config as cfgmod
     from detector.recommend.replay import replay_logs
 
-    cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
+    cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
     result = replay_logs(
         paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
     )

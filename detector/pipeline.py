@@ -349,6 +349,20 @@ FIRST_NIGHT = (
 """The run's warning when the baseline history is empty (measured: docs/response-plan.md)."""
 
 
+def learnable_events(events: pl.LazyFrame, scores: Any, cfg: Config) -> pl.LazyFrame:
+    """The night's events the state may learn (:func:`detector.features.baseline.learnable`): not the
+    attacker's logins into compromised accounts, nor any login from an unshared malicious source (a
+    forged or doubtful success). ``scores``: ``accounts`` and ``sources`` with their verdicts."""
+    from detector.features.baseline import learnable
+    from detector.score.verdicts import Verdict
+
+    compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
+    attackers = scores.sources.lazy().filter(
+        (pl.col("verdict") == Verdict.MALICIOUS) & ~pl.col("shared_address").fill_null(False)
+    )
+    return learnable(events, compromised, cfg.scoring.account_compromised, attackers)
+
+
 def _run(
     paths: Sequence[str | Path],
     out: Path,
@@ -379,7 +393,7 @@ def _run(
         merge_shared,
         shared_address_counts,
     )
-    from detector.features.baseline import History, learnable, update_history
+    from detector.features.baseline import History, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
@@ -387,7 +401,6 @@ def _run(
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
     from detector.score.io import check_model
-    from detector.score.verdicts import Verdict
     from detector.state import State, load_state, prune, save_state
 
     step = _Steps(logger, progress)
@@ -472,7 +485,13 @@ def _run(
     with step("recommend"):
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
-        plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
+        guarded: list[str] = []  # blocks the plan's guards refused (docs/security.md)
+        plan = _frame(
+            recommend(scores, detection, cfg, now, known_networks=known_networks(history), warnings=guarded)
+        )
+    for w in guarded:
+        log(logger, logging.WARNING, w)
+    warnings.extend(guarded)
     with step("replay"):  # a night without events has nothing to replay
         comparison = replay(plan, events, label_frame, cfg) if n_events else None
 
@@ -513,10 +532,7 @@ def _run(
             seen = state.processed()
             new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
             if new_paths:
-                fresh = events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths))
-                # the attacker's logins into compromised accounts are not learned as the owner's
-                compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
-                fresh = learnable(fresh, compromised, cfg.scoring.account_compromised)
+                fresh = learnable_events(events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths)), scores, cfg)
                 history = update_history(history, fresh)
                 # nor does an attacker's address become one "legitimate users" log in from
                 shared = merge_shared(shared_address_counts(fresh), state.shared)

@@ -84,10 +84,7 @@ def run_command(
         interactive = log_format == "text" and sys.stderr.isatty()
         setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
         rule = FailOn.parse(fail_on)
-        cfg = cfgmod.load(config)
-        overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
-        if overrides:
-            cfg = cfg.replace(ingest=overrides)
+        cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
         with _progress(interactive) as progress:
             result = run(
                 list(paths),

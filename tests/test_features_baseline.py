@@ -181,3 +181,37 @@ def test_history_does_not_learn_the_attackers_network():
     hist = update_history(None, learnable(events.lazy(), compromised, 0.5))
     learned = hist.accounts.filter(pl.col("feature") == "asn").get_column("value").to_list()
     assert learned == [str(HOME["asn"])]
+
+
+@pytest.mark.parametrize(
+    ("source", "risk", "learned"),
+    [
+        pytest.param("203.0.113.66", 0.05, False, id="calm-looking-success-from-an-attacker"),
+        pytest.param("203.0.113.66", 0.9, False, id="risky-success-from-an-attacker"),
+        pytest.param("198.51.100.7", 0.05, True, id="owner-elsewhere"),
+    ],
+)
+def test_learnable_drops_every_success_from_an_attacking_source(source, risk, learned):
+    """A failed login a parser read as a success (the name held the daemon's success wording) comes
+    from the attacker's address: it never becomes the account's own network, whatever its risk."""
+    events = pl.LazyFrame(
+        {"account": ["alice@example.org"], "source_ip": [source], "risk_score": [risk]},
+    )
+    attackers = pl.LazyFrame({"source_ip": ["203.0.113.66"], "verdict": ["malicious"]})
+    kept = learnable(events, pl.LazyFrame(schema={"account": pl.String}), 0.5, attackers).collect()
+    assert kept.height == int(learned)
+    assert kept.columns == ["account", "source_ip", "risk_score"]
+
+
+def test_history_does_not_learn_a_forged_success():
+    rows = [*_routine("alice@example.org", 3), {"t": 99999, "account": "alice@example.org", **AWAY}]
+    events = make_events(rows).with_columns(pl.lit(0.05).alias("risk_score"))
+    attackers = pl.LazyFrame({"source_ip": [AWAY["source_ip"]]})
+    no_one = pl.LazyFrame(schema={"account": pl.String})
+    hist = update_history(None, learnable(events.lazy(), no_one, 0.5, attackers))
+    learned = hist.accounts.filter(pl.col("feature") == "asn").get_column("value").to_list()
+    assert learned == [str(HOME["asn"])]
+    fooled = update_history(None, learnable(events.lazy(), no_one, 0.5))
+    assert (
+        str(AWAY["asn"]) in fooled.accounts.filter(pl.col("feature") == "asn").get_column("value").to_list()
+    )

@@ -75,7 +75,7 @@ def test_collateral_budget_allows_the_prefix():
 
 
 def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
-    cgnat = "100.64.1.1"
+    cgnat = "198.51.100.200"  # a carrier's public NAT address (100.64/10 is its inside, never seen here)
     rows = [
         ev(cgnat, "alice", "success", asn=64501),
         ev(cgnat, "bob", "success", asn=64501, practitioner=True),
@@ -89,7 +89,10 @@ def test_cgnat_address_with_legit_users_is_not_blocked_accounts_restricted():
     assert set(restricted.get_column("target")) == {"alice", "bob"}  # dave: unseen, attacked once
     assert restricted.get_column("target")[0] == "bob"  # practitioners first
     bob = restricted.row(0, named=True)
-    assert bob["allowed_networks"] == ["100.64.1.0/24", "AS64501"]  # attacked through CGNAT: carrier AS kept
+    assert bob["allowed_networks"] == [
+        "198.51.100.0/24",
+        "AS64501",
+    ]  # attacked through CGNAT: carrier AS kept
     assert bob["services"] == ["imap"] and bob["expires_at"] == NOW + timedelta(hours=72)
     monitor = by(plan, "monitor").filter(pl.col("target") == cgnat).row(0, named=True)
     assert "shared address" in monitor["reason"] and monitor["collateral_accounts"] == 3

@@ -190,13 +190,19 @@ def test_missing_input_exits_2(tmp_path):
 
 def test_config_file_is_used(night, tmp_path):
     cfg = tmp_path / "detector.toml"
-    cfg.write_text("[scoring]\naccount_compromised = 1.01\n")
+    cfg.write_text("[plan]\nblock_hours = 2.5\n")
     shown = cli("config", "show", "--config", cfg)
-    assert shown.exit_code == 0 and "account_compromised = 1.01" in shown.stdout
+    assert shown.exit_code == 0 and "block_hours = 2.5" in shown.stdout
     out = tmp_path / "out"
-    res = cli("run", night["logs"], "--out", out, "--config", cfg, "--fail-on", "compromised")
-    assert res.exit_code == 0, res.output  # nothing reaches the raised threshold
-    assert "Compromised accounts: 0" in res.stdout
+    res = cli("run", night["logs"], "--out", out, "--config", cfg)
+    assert res.exit_code == 0, res.output
+    plan = pl.read_parquet(out / "recommendations.parquet")
+    expiry = {
+        a: plan.filter(pl.col("action") == a)["expires_at"].unique().to_list()
+        for a in ("block", "restrict_account")
+    }
+    assert len(expiry["block"]) == 1 and len(expiry["restrict_account"]) == 1
+    assert expiry["restrict_account"][0] - expiry["block"][0] == timedelta(hours=72 - 2.5)
     from detector import config as cfgmod
 
     assert read_metadata(out / "accounts.parquet")["config_sha256"] == cfgmod.load(cfg).digest()

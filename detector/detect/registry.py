@@ -10,6 +10,7 @@ detector off; unknown names and keys are :class:`~detector.errors.ConfigError` w
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ class Detector:
         params = from_mapping(self.params, dict(overrides or {}), f"detectors.{self.name}")
         for f in dataclasses.fields(params):
             value = getattr(params, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"[detectors.{self.name}] {f.name} must be a finite number, got {value!r}")
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"[detectors.{self.name}] {f.name} must not be negative, got {value!r}")
             if f.name.endswith("window") and isinstance(value, str) and not _DURATION.match(value):

@@ -160,18 +160,25 @@ def _merge_volumes(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def learnable(events: pl.LazyFrame, compromised: pl.LazyFrame, risk: float) -> pl.LazyFrame:
-    """The events the baseline may learn from: all but the risky ones of compromised accounts.
+def learnable(
+    events: pl.LazyFrame, compromised: pl.LazyFrame, risk: float, attackers: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """The events the baseline may learn from: never a forged or doubtful success.
 
-    An attacker's logins into an account that scoring judged compromised would otherwise become
-    the owner's history, and on the next nights the attacker's networks would look like the
-    owner's. The owner's own calm logins of the same night are still learned.
-    ``compromised``: a frame with the ``account`` column; ``risk``: the event risk from which a
-    login of such an account is the attacker's (``[scoring] account_compromised``).
+    Left out: the risky logins of compromised accounts (at or above ``risk``, ``[scoring]
+    account_compromised``), and every event from ``attackers`` (a frame with ``source_ip``: the
+    unshared sources scoring calls malicious). An attacker's logins, and a failed login a parser was
+    tricked into reading as a success (attackers write the user names), would otherwise become the
+    owner's history, and on the next nights the attacker's networks would look like the owner's and
+    be kept open by every restriction. The owner's own calm logins of the same night are still learned.
+    ``compromised``: a frame with the ``account`` column.
     """
     flagged = compromised.select(C.ACCOUNT).unique().with_columns(pl.lit(True).alias("_compromised"))
     attacker = pl.col("_compromised").fill_null(False) & (pl.col(C.RISK_SCORE) >= risk).fill_null(False)
-    return events.join(flagged, on=C.ACCOUNT, how="left").filter(~attacker).drop("_compromised")
+    out = events.join(flagged, on=C.ACCOUNT, how="left").filter(~attacker).drop("_compromised")
+    if attackers is not None:
+        out = out.join(attackers.select(C.SOURCE_IP).unique(), on=C.SOURCE_IP, how="anti")
+    return out
 
 
 def update_history(history: History | None, events: pl.LazyFrame | pl.DataFrame) -> History:

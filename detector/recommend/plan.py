@@ -21,6 +21,8 @@ import polars as pl
 
 from detector.config import Config
 from detector.recommend import nets, scope
+from detector.recommend.guard import Guard
+from detector.recommend.guard import warnings as guard_warnings
 from detector.recommend.reopen import reopen_rows
 from detector.schema import RECOMMENDATION_SCHEMA, UTC_US, Action, C, Outcome, Service, conform
 
@@ -397,8 +399,12 @@ def _account_rows(
     probing: pl.DataFrame,
     shared_ips: list[str],
     mainstream: list[str],
+    entered: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
+
+    ``entered``: the accounts with a successful login that is not legitimate (an attacker's, or a
+    risky one); a compromised verdict leads to a reset or a lock only for them.
 
     A targeted account is exposed (and restricted) when some of its attackers are not blocked by
     the plan (shared addresses, collateral over budget; password spraying alone excepted), or when it was attacked hard (many
@@ -471,10 +477,14 @@ def _account_rows(
             .alias(C.TECHNIQUES)
         )
     )
-    compromised = a.filter(pl.col("verdict") == COMPROMISED)
+    # Failed attempts alone, which anyone can aim at any account, never reset nor lock it: only an
+    # account with a successful login the plan does not count as its owner's (``entered``) is
+    # treated as compromised; one scoring calls compromised on failures alone is a targeted account,
+    # whose measures keep its own networks open.
+    taken = (pl.col("verdict") == COMPROMISED) & pl.col(C.ACCOUNT).is_in(entered)
+    compromised = a.filter(taken)
     targeted = a.filter(
-        (pl.col("verdict") != COMPROMISED)
-        & ((pl.col("verdict") == TARGETED) | pl.col("_exists").fill_null(False))
+        ~taken & (pl.col("verdict").is_in([TARGETED, COMPROMISED]) | pl.col("_exists").fill_null(False))
     )
     p = cfg.plan
     attempts = pl.col("_attempts").fill_null(0)
@@ -856,8 +866,13 @@ def recommend(
     now: datetime,
     *,
     known_networks: pl.DataFrame | None = None,
+    warnings: list[str] | None = None,
 ) -> pl.DataFrame:
     """The response plan for a scored window (one row per measure, ``RECOMMENDATION_SCHEMA``).
+
+    No block of the plan is wider than ``[plan] widest_block_v4``/``v6``, touches a reserved or
+    allow-listed network, or names anything but a valid address, CIDR or AS number
+    (:mod:`detector.recommend.guard`): every refusal is appended to ``warnings`` when given.
 
     Args:
         scores: ``Scores`` (``events`` with risk, ``accounts`` and ``sources`` with verdicts).
@@ -957,6 +972,11 @@ def recommend(
         ),
         shared_ips,
         mainstream,
+        events.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & ~pl.col("_legit"))
+        .get_column(C.ACCOUNT)
+        .drop_nulls()
+        .unique()
+        .to_list(),
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
@@ -966,7 +986,26 @@ def recommend(
     if cfg.plan.shutdown:
         parts.append(reopen_rows(accounts, restricted.get_column(C.ACCOUNT).to_list()))
     parts = [p for p in parts if p.width]
-    return finish(pl.concat([conform_partial(p) for p in parts], how="vertical_relaxed"))
+    plan = finish(pl.concat([conform_partial(p) for p in parts], how="vertical_relaxed"))
+    # the invariant, whatever path built the blocks: checked on the finished plan
+    guard = Guard.from_config(cfg.plan)
+    late = guard.blocks(plan)
+    if late.height:
+        plan = plan.filter(
+            ~((pl.col("action") == BLOCK) & pl.col("target").is_in(late.get_column("target").implode()))
+        )
+    if warnings is not None:
+        warnings.extend(
+            guard_warnings(
+                pl.concat(
+                    [
+                        scoping.refused.select(scope.KEY, scope.WHY),
+                        late.select(pl.col("target").alias(scope.KEY), scope.WHY),
+                    ]
+                )
+            )
+        )
+    return plan
 
 
 def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:

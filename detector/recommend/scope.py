@@ -16,12 +16,14 @@ accounts instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from detector.config import PlanConfig
 from detector.recommend import nets
+from detector.recommend.guard import Guard
 from detector.schema import C, Service
 
 KEY = "key"
@@ -49,7 +51,7 @@ SERVICE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Services that are one door for an attacker: SMTP AUTH on port 25 and on submission."""
 
-WHY_ALLOWLISTED = "allow-listed network"
+WHY_HOLDS_ALLOWLISTED = "AS holding an allow-listed network"
 WHY_SHARED = "shared address with legitimate users"
 WHY_VPN = "exit of a VPN service legitimate users log in through"
 WHY_BUDGET = "legitimate users behind it exceed the collateral budget"
@@ -77,6 +79,9 @@ LEGIT_COLUMNS = {
 """One row per distinct legitimate successful login (account, where from, which service)."""
 
 
+REFUSED_SCHEMA = {LEVEL: pl.String, KEY: pl.String, WHY: pl.String}
+
+
 @dataclass(frozen=True)
 class Scoping:
     """Result of :func:`choose_blocks`.
@@ -86,10 +91,13 @@ class Scoping:
             CIDR or ``AS<n>``), ``services`` (empty = all), ``sources`` (attacking addresses
             covered), ``collateral_accounts``, ``collateral_practitioners``.
         unblocked: attacking sources left unblocked, with ``why`` and their own collateral.
+        refused: ``level``, ``key``, ``why`` of every block the guard refused (a refused wide
+            block falls back to narrower ones; see :mod:`detector.recommend.guard`).
     """
 
     blocks: pl.DataFrame
     unblocked: pl.DataFrame
+    refused: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REFUSED_SCHEMA))
 
 
 def expand_services(services: list[str] | None) -> list[str]:
@@ -173,19 +181,32 @@ def _within(cfg: PlanConfig, *, zero: bool = False) -> pl.Expr:
     return (pl.col(COLLATERAL) <= acc) & (pl.col(COLLATERAL_PRACT) <= pra)
 
 
-def _allowlisted_keys(keys: list[str], allow: list[nets.Net], addresses: pl.DataFrame) -> set[str]:
-    """Keys (addresses, CIDRs, AS<n>) that overlap an allow-listed network.
+def _refused_keys(
+    keys: list[str], level: str, guard: Guard, allow: list[nets.Net], addresses: pl.DataFrame
+) -> dict[str, str]:
+    """Keys (addresses, CIDRs, ``AS<n>``) the plan may not block at ``level``, with the reason.
 
-    An AS number is allow-listed when listed itself, or when an address seen in the logs inside an
-    allow-listed CIDR belongs to it.
+    Addresses and CIDRs: :meth:`Guard.refusal` (valid, not too wide, clear of never-block
+    networks). An AS number: listed itself, or an address seen in the logs inside an allow-listed
+    CIDR belongs to it.
     """
-    if not allow:
-        return set()
-    out = set()
-    allowed_asns = {n.text for n in allow if n.kind == nets.ASN}
-    if any(n.kind != nets.ASN for n in allow) and addresses.height:
-        inside = nets.containing(addresses.get_column(C.SOURCE_IP), allow)
-        allowed_asns |= set(
+    out: dict[str, str] = {}
+    if level == LEVEL_IP:
+        refused = guard.addresses(pl.Series(keys, dtype=pl.String))
+        return dict(
+            zip(refused.get_column(C.SOURCE_IP).to_list(), refused.get_column(WHY).to_list(), strict=True)
+        )
+    if level != LEVEL_ASN:
+        for k in keys:
+            why = guard.refusal(k)
+            if why is not None:
+                out[k] = why
+        return out
+    holding: set[str] = set()
+    cidrs = [n for n in allow if n.kind != nets.ASN]
+    if cidrs and addresses.height:
+        inside = nets.containing(addresses.get_column(C.SOURCE_IP), cidrs)
+        holding = set(
             addresses.join(inside, on=C.SOURCE_IP, how="semi")
             .select(pl.format("AS{}", pl.col(C.ASN)))
             .drop_nulls()
@@ -193,14 +214,9 @@ def _allowlisted_keys(keys: list[str], allow: list[nets.Net], addresses: pl.Data
             .to_list()
         )
     for k in keys:
-        net = nets.parse_net(k)
-        if net is None:
-            continue
-        if net.kind == nets.ASN:
-            if net.text in allowed_asns:
-                out.add(k)
-        elif any(a.kind != nets.ASN and nets.overlaps(net, a) for a in allow):
-            out.add(k)
+        why = guard.asn_refusal(k) or (WHY_HOLDS_ALLOWLISTED if k in holding else None)
+        if why is not None:
+            out[k] = why
     return out
 
 
@@ -235,7 +251,10 @@ BLOCK_SCHEMA = {
 
 
 def _carve(
-    groups: pl.DataFrame, legit: pl.DataFrame, cfg: PlanConfig, allow: list[nets.Net], addresses: pl.DataFrame
+    groups: pl.DataFrame,
+    legit: pl.DataFrame,
+    cfg: PlanConfig,
+    refuse: Callable[[pl.DataFrame, str], pl.DataFrame],
 ) -> pl.DataFrame:
     """Hosting/VPN/Tor prefixes whose few legitimate users have their own addresses: block the prefix
     except those addresses (servers keep their addresses; attackers rent the neighbouring ones).
@@ -261,8 +280,7 @@ def _carve(
         .with_columns(pl.col(SOURCES).list.set_difference(pl.col(EXCEPT)).list.sort().alias(SOURCES))
         .filter((pl.col(EXCEPT).list.len() <= cfg.carve_max_addresses) & (pl.col(SOURCES).list.len() > 0))
     )
-    bad = _allowlisted_keys(g.get_column(KEY).to_list(), allow, addresses)
-    return g.filter(~pl.col(KEY).is_in(sorted(bad))).select(
+    return refuse(g, LEVEL_PREFIX).select(
         LEVEL,
         KEY,
         SERVICES,
@@ -290,6 +308,7 @@ def choose_blocks(
             allow-listed CIDRs (defaults to the attackers' and legitimate logins' addresses).
     """
     allow = nets.parse_nets(cfg.allowlist)
+    guard = Guard.from_config(cfg)
     legit = legit.select([pl.col(k).cast(v) for k, v in LEGIT_COLUMNS.items()])
     if addresses is None:
         addresses = pl.concat(
@@ -301,19 +320,36 @@ def choose_blocks(
     def unblock(frame: pl.DataFrame, why: str) -> pl.DataFrame:
         return frame.select(C.SOURCE_IP).with_columns(pl.lit(why).alias(WHY))
 
-    listed = _allowlisted_keys(
-        sorted(
-            set(left.get_column(C.SOURCE_IP).drop_nulls().to_list())
-            | {f"AS{a}" for a in left.get_column(C.ASN).drop_nulls().to_list()}
-        ),
+    refused: list[pl.DataFrame] = []
+
+    def refuse(groups: pl.DataFrame, level: str) -> pl.DataFrame:
+        """``groups`` without the keys the guard refuses at ``level`` (recorded in ``refused``)."""
+        bad = _refused_keys(groups.get_column(KEY).to_list(), level, guard, allow, addresses)
+        if bad:
+            refused.append(pl.DataFrame({LEVEL: level, KEY: list(bad), WHY: list(bad.values())}))
+        return groups.filter(~pl.col(KEY).is_in(list(bad)))
+
+    # sources that may not be blocked even alone: malformed, reserved or allow-listed addresses,
+    # and those of an allow-listed AS (or one holding an allow-listed network)
+    by_address = guard.addresses(left.get_column(C.SOURCE_IP))
+    by_asn = _refused_keys(
+        sorted({f"AS{a}" for a in left.get_column(C.ASN).drop_nulls().to_list()}),
+        LEVEL_ASN,
+        guard,
         allow,
         addresses,
     )
-    is_listed = pl.col(C.SOURCE_IP).is_in(sorted(listed)) | pl.format("AS{}", pl.col(C.ASN)).is_in(
-        sorted(listed)
-    ).fill_null(False)
-    unblocked = [unblock(left.filter(is_listed), WHY_ALLOWLISTED)]
-    left = left.filter(~is_listed)
+    listed = left.join(by_address.rename({WHY: "_why"}), on=C.SOURCE_IP, how="left").select(
+        C.SOURCE_IP,
+        pl.coalesce(
+            "_why",
+            pl.format("AS{}", pl.col(C.ASN)).replace_strict(by_asn, default=None, return_dtype=pl.String),
+        ).alias(WHY),
+    )
+    listed = listed.filter(pl.col(WHY).is_not_null())
+    refused.append(listed.select(pl.lit(LEVEL_IP).alias(LEVEL), pl.col(C.SOURCE_IP).alias(KEY), WHY))
+    unblocked = [listed]
+    left = left.filter(~pl.col(C.SOURCE_IP).is_in(listed.get_column(C.SOURCE_IP).implode()))
     shared = pl.col("shared_address").fill_null(False)
     unblocked.append(unblock(left.filter(shared), WHY_SHARED))
     left = left.filter(~shared)
@@ -331,8 +367,7 @@ def choose_blocks(
         if all_services:
             groups = groups.with_columns(pl.lit([], pl.List(pl.String)).alias(SERVICES))
         groups = collateral(groups, legit, level, all_services=all_services)
-        bad = _allowlisted_keys(groups.get_column(KEY).to_list(), allow, addresses)
-        chosen = groups.filter(_within(cfg, zero=zero) & ~pl.col(KEY).is_in(sorted(bad)))
+        chosen = refuse(groups.filter(_within(cfg, zero=zero)), level)
         if chosen.is_empty():
             return
         blocks.append(chosen.select(LEVEL, KEY, SERVICES, SOURCES, COLLATERAL, COLLATERAL_PRACT))
@@ -354,12 +389,12 @@ def choose_blocks(
         | (residential & (pl.col("_campaigns") > 0))
         | pl.col("_anonymous"),
     )
-    carved = _carve(_groups(left, LEVEL_PREFIX).filter(pl.col("_anonymous")), legit, cfg, allow, addresses)
+    carved = _carve(_groups(left, LEVEL_PREFIX).filter(pl.col("_anonymous")), legit, cfg, refuse)
     if carved.height:
         blocks.append(carved)
         left = left.filter(~pl.col(C.SOURCE_IP).is_in(carved.get_column(SOURCES).explode().to_list()))
     singles = collateral(left.select(keyed(left, LEVEL_IP), SERVICES), legit, LEVEL_IP)
-    ok = singles.filter(_within(cfg))
+    ok = refuse(singles.filter(_within(cfg)), LEVEL_IP)
     if ok.height:
         blocks.append(
             ok.select(
@@ -397,4 +432,8 @@ def choose_blocks(
         legit,
         LEVEL_IP,
     ).rename({KEY: C.SOURCE_IP})
-    return Scoping(blocks=all_blocks, unblocked=left_out.sort(C.SOURCE_IP))
+    return Scoping(
+        blocks=all_blocks,
+        unblocked=left_out.sort(C.SOURCE_IP),
+        refused=pl.concat(refused).cast(REFUSED_SCHEMA).unique(maintain_order=True),
+    )

@@ -444,10 +444,16 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
             table.add_row(*cells)
         parts.append(_line(""))
         parts.append(table)
-    for w in summary["warnings"][:1]:
+    from detector.recommend.guard import GUARD_WARNING
+
+    # the first warning, and every refusal of the plan's guards (what the plan would not block)
+    said = [w for i, w in enumerate(summary["warnings"]) if i == 0 or w.startswith(GUARD_WARNING)]
+    for w in said:
         parts.append(_line(f"warning: {w}", style="yellow"))
-    if len(summary["warnings"]) > 1:
-        parts.append(_line(f"... {len(summary['warnings']) - 1} more warnings in summary.json", style="dim"))
+    if len(summary["warnings"]) > len(said):
+        parts.append(
+            _line(f"... {len(summary['warnings']) - len(said)} more warnings in summary.json", style="dim")
+        )
     if r.get("attention"):
         parts.append(_line(f"NEEDS ATTENTION (--fail-on {r['fail_on']}): {r['attention']}", style="bold red"))
     return Group(*parts)
