@@ -169,3 +169,19 @@ def test_a_source_caught_in_a_window_is_not_reported_again_over_the_input():
     rows = unnamed(60, step=30)
     f = found(run(logins() + rows), "source_ip")
     assert f.height == 1 and json.loads(f["evidence"][0])["window"] != "input"
+
+
+def test_guessers_sharing_a_network_are_one_campaign_and_a_lone_one_is_none():
+    rows = (
+        unnamed(12, ip="203.0.113.1")
+        + unnamed(12, ip="203.0.113.2")
+        + unnamed(12, ip="198.51.100.9", asn=64999)
+    )
+    d = run(logins() + rows)
+    camp = d.events.filter(pl.col("source_ip").str.starts_with("203.0.113.")).select("campaign").collect()
+    assert camp["campaign"].n_unique() == 1 and camp["campaign"][0].startswith("gs-")
+    lone = d.events.filter(pl.col("source_ip") == "198.51.100.9").select("campaign").collect()
+    assert lone["campaign"].null_count() == lone.height
+    row = d.campaigns.filter(pl.col("campaign") == camp["campaign"][0]).row(0, named=True)
+    assert row["technique"] == "T1110.001" and row["n_sources"] == 2 and row["accounts_targeted"] == 0
+    assert set(found(d, "source_ip")["campaign"].drop_nulls()) == {camp["campaign"][0]}

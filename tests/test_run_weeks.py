@@ -146,6 +146,12 @@ def test_each_guesser_is_malicious_with_a_reason_and_blocked(result):
         assert row["reasons"][0].startswith("guessing: no successful login"), row["reasons"]
         assert f"({count} without an account name)" in row["reasons"][0]
         assert _blocked(plan, sources, ip), ip
+    # the two of one /24 share a guessing campaign, with its reason
+    pair = sources.filter(pl.col("source_ip").is_in(["45.140.6.21", "45.140.6.22"]))
+    assert pair["campaign"].n_unique() == 1 and pair["campaign"][0].startswith("gs-")
+    assert all(f"campaign {pair['campaign'][0]}" in r for r in pair["reasons"].to_list())
+    campaigns = pl.read_parquet(out / "campaigns.parquet").filter(pl.col("campaign") == pair["campaign"][0])
+    assert campaigns["technique"].item() == "T1110.001" and campaigns["accounts_targeted"].item() == 0
 
 
 def test_no_source_with_a_successful_login_is_blocked(result):

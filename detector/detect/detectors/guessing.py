@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from detector.detect.detectors.common import detector, ramp
+from detector.detect.detectors.common import detector, first_campaign, ramp
 from detector.detect.findings import evidence
 from detector.features import BUCKET
 from detector.features import expressions as x
@@ -54,8 +54,11 @@ def never_in(lf: pl.LazyFrame, col: str) -> pl.LazyFrame:
     )
 
 
-def _level(lf: pl.LazyFrame, level: str, p: GuessingParams, *, per_window: bool = True) -> pl.LazyFrame:
-    """Findings of one level, per window (``per_window``) or over the whole input."""
+def _level(
+    lf: pl.LazyFrame, level: str, p: GuessingParams, *, per_window: bool = True, campaign: bool = True
+) -> pl.LazyFrame:
+    """Findings of one level, per window (``per_window``) or over the whole input; ``campaign``:
+    with the ``gs-`` campaign of the events (absent while the campaigns are being made)."""
     col = _LEVEL_COL[level]
     keys = [BUCKET, col] if per_window else [col]
     threshold = p.min_failures if per_window else p.min_failures_input
@@ -77,6 +80,7 @@ def _level(lf: pl.LazyFrame, level: str, p: GuessingParams, *, per_window: bool 
             pl.col(C.TIMESTAMP).min().alias("start"),
             pl.col(C.TIMESTAMP).max().alias("end"),
             pl.col(C.EVENT_ID).alias("event_ids"),
+            first_campaign("gs-") if campaign else pl.lit(None, pl.String).alias(C.CAMPAIGN),
         )
         # one named account failing alone is brute_force's (or a stale password's) to judge
         .filter(
@@ -100,8 +104,17 @@ def _level(lf: pl.LazyFrame, level: str, p: GuessingParams, *, per_window: bool 
                 min_failures=pl.lit(threshold),
             ).alias("evidence"),
         )
-        .select("entity_type", "entity", "start", "end", "score", "evidence", "event_ids", "key")
+        .select("entity_type", "entity", "start", "end", "score", "evidence", "event_ids", C.CAMPAIGN, "key")
     )
+
+
+def guessing_sources(lf: pl.LazyFrame, p: GuessingParams) -> pl.LazyFrame:
+    """``source_ip`` of the sources judged on their own (per window or over the input): what the
+    ``gs-`` campaigns group (``detector.detect.campaigns``)."""
+    parts = [_level(lf, "source_ip", p, campaign=False)]
+    if p.min_failures_input > 0:
+        parts.append(_level(lf, "source_ip", p, per_window=False, campaign=False))
+    return pl.concat(parts).select(pl.col("entity").alias(C.SOURCE_IP)).unique()
 
 
 @detector(
