@@ -146,6 +146,9 @@ def test_each_guesser_is_malicious_with_a_reason_and_blocked(result):
         assert row["reasons"][0].startswith("guessing: no successful login"), row["reasons"]
         assert f"({count} without an account name)" in row["reasons"][0]
         assert _blocked(plan, sources, ip), ip
+    guessed = plan.filter(pl.col("action") == "block", pl.col("target") == "81.49.70.33")
+    assert "120 login attempts against 0 accounts (120 without an account name)" in guessed["reason"].item()
+    assert guessed["collateral_accounts"].item() == 0
     # the two of one /24 share a guessing campaign, with its reason
     pair = sources.filter(pl.col("source_ip").is_in(["45.140.6.21", "45.140.6.22"]))
     assert pair["campaign"].n_unique() == 1 and pair["campaign"][0].startswith("gs-")
