@@ -85,3 +85,13 @@ def test_a_compressed_generation_is_not_its_own_copy(tmp_path):
     result = ingest([str(tmp_path)], IngestConfig(year=2026), tmp_path / "work")
     assert result.event_count == 2 and not any("same content" in w for w in result.warnings)
     assert plain.exists()
+
+
+def test_a_line_in_mail_log_mail_warn_and_mail_err_counts_once(tmp_path):
+    """rsyslog's mail.warn holds the errors too: the same line three times is one event."""
+    lines = [sasl(1), sasl(3, ip="198.51.100.4")]
+    events, result = _ingest(
+        tmp_path,
+        {"mail.log": [IMAP_OK.format(s=0), *lines], "mail.warn": lines, "mail.err": lines[:1]},
+    )
+    assert events.height == 3 and result.noise["noise:copy"] == 3

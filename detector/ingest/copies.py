@@ -11,7 +11,9 @@ Two ways an input set holds copies:
   ``warning: ...: SASL LOGIN authentication failed`` is one of them). :func:`drop_copies` runs once
   over the written events: an event of one file is a copy of an event of another file when the
   two files overlap in time and share a host, and the events agree on the fields read from the
-  line itself (time, host, daemon, service, action, address, port, method, sizes). ``k`` equal
+  line itself (time, host, daemon, service, action, address, port, method, sizes); only the
+  events of the smaller file of each such pair, and those of the larger at the same second, host
+  and daemon, are held in memory. ``k`` equal
   events in one file and ``m`` in another count ``max(k, m)`` times; the copy kept is the one
   with an account (``mail.log`` joined the Postfix warning to Dovecot's line naming the account;
   ``mail.warn`` has only the warning), else the one of the file with more events.
@@ -83,46 +85,65 @@ def unique_contents(files: list[InputFile]) -> tuple[list[InputFile], list[str]]
     return kept, warnings
 
 
-def _overlapping_files(events: pl.LazyFrame) -> list[str]:
-    """Files whose time span overlaps another file's and that share a host with it."""
+def _pairs(events: pl.LazyFrame) -> pl.DataFrame:
+    """``small, large``: pairs of files whose time spans overlap and that share a (host, daemon),
+    the one with fewer events first (ties by name)."""
     spans = (
         events.group_by(C.SOURCE_FILE)
         .agg(
             pl.col(C.TIMESTAMP).min().alias("_t0"),
             pl.col(C.TIMESTAMP).max().alias("_t1"),
-            pl.col(C.HOST).fill_null("").unique().alias("_hosts"),
+            pl.concat_str(pl.col(C.HOST).fill_null(""), pl.lit("\x1f"), pl.col(C.DAEMON).fill_null(""))
+            .unique()
+            .alias("_sources"),
+            pl.len().alias("_n"),
         )
         .collect()
         .drop_nulls(["_t0", "_t1"])
     )
     if spans.height < 2:
-        return []
-    pairs = (
+        return pl.DataFrame(schema={"small": pl.String, "large": pl.String})
+    a, b = pl.col(C.SOURCE_FILE), pl.col(f"{C.SOURCE_FILE}_b")
+    first = (pl.col("_n") < pl.col("_n_b")) | ((pl.col("_n") == pl.col("_n_b")) & (a < b))
+    return (
         spans.join(spans, how="cross", suffix="_b")
         .filter(
-            (pl.col(C.SOURCE_FILE) != pl.col(f"{C.SOURCE_FILE}_b"))
+            first
             & (pl.col("_t0") <= pl.col("_t1_b"))
             & (pl.col("_t0_b") <= pl.col("_t1"))
-            & (pl.col("_hosts").list.set_intersection("_hosts_b").list.len() > 0)
+            & (pl.col("_sources").list.set_intersection("_sources_b").list.len() > 0)
         )
-        .get_column(C.SOURCE_FILE)
-        .unique()
-        .sort()
+        .select(a.alias("small"), b.alias("large"))
     )
-    return pairs.to_list()
+
+
+_NARROW = (*COPY_KEY, *_ROW)
+
+
+def _candidates(events: pl.LazyFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """The events of each pair's smaller file, and those of its larger file at the same time, host
+    and daemon: memory in proportion to the smaller files (``mail.warn``), not to ``mail.log``."""
+    narrow = events.select(*_NARROW, pl.col(C.ACCOUNT).is_null().alias("_anon"))
+    small = narrow.filter(pl.col(C.SOURCE_FILE).is_in(pairs["small"].unique().implode())).collect()
+    when = [C.TIMESTAMP, C.HOST, C.DAEMON]
+    parts = [small]
+    for large, group in pairs.group_by("large"):
+        seeds = small.filter(pl.col(C.SOURCE_FILE).is_in(group["small"].implode())).select(when).unique()
+        parts.append(
+            narrow.filter(pl.col(C.SOURCE_FILE) == large[0])
+            .join(seeds.lazy(), on=when, how="semi", nulls_equal=True)
+            .collect()
+        )
+    return pl.concat(parts).unique(list(_ROW), keep="first")
 
 
 def copies(events: pl.LazyFrame) -> pl.DataFrame:
     """``source_file, line_number`` of the events that copy an event of another file (see module doc)."""
-    files = _overlapping_files(events)
-    if not files:
+    pairs = _pairs(events)
+    if pairs.is_empty():
         return pl.DataFrame(schema={C.SOURCE_FILE: pl.String, C.LINE_NUMBER: pl.Int64})
-    cand = (
-        events.filter(pl.col(C.SOURCE_FILE).is_in(files))
-        .select(*COPY_KEY, *_ROW, pl.col(C.ACCOUNT).is_null().alias("_anon"))
-        .collect()
-    )
-    size = cand.group_by(C.SOURCE_FILE).len("_size")
+    cand = _candidates(events, pairs)
+    size = events.group_by(C.SOURCE_FILE).len("_size").collect()
     key = list(COPY_KEY)
     ranked = (
         cand.join(size, on=C.SOURCE_FILE)
