@@ -185,3 +185,11 @@ def test_guessers_sharing_a_network_are_one_campaign_and_a_lone_one_is_none():
     row = d.campaigns.filter(pl.col("campaign") == camp["campaign"][0]).row(0, named=True)
     assert row["technique"] == "T1110.001" and row["n_sources"] == 2 and row["accounts_targeted"] == 0
     assert set(found(d, "source_ip")["campaign"].drop_nulls()) == {camp["campaign"][0]}
+
+
+@pytest.mark.parametrize(("home", "fires"), [("2001:db8:7:7::1", False), ("2001:db8:7:8::1", True)])
+def test_an_ipv6_address_whose_64_logs_in_is_not_judged_alone(home: str, fires: bool):
+    """A phone with an old password on the same /64 as the laptop that logs in (privacy addresses)."""
+    ok = {"t": 10, "account": ALICE, "source_ip": home, "asn": 64500, "ip_legit_accounts": 0}
+    rows = [ok, *unnamed(20, ip="2001:db8:7:7::beef")]
+    assert (not found(run(logins() + rows), "source_ip").is_empty()) is fires

@@ -54,6 +54,14 @@ def never_in(lf: pl.LazyFrame, col: str) -> pl.LazyFrame:
     )
 
 
+def _subscribers_in(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """IPv6 /64s from which a login succeeded (now or in the history): one subscriber whose
+    address rotates (privacy extensions), so its other addresses are not judged alone."""
+    v6 = pl.col(C.SOURCE_IP).str.contains(":", literal=True).fill_null(False)
+    seen = lf.filter(x.is_login() & v6 & pl.col(C.PREFIX).is_not_null()).select(C.PREFIX).unique()
+    return seen.join(never_in(lf, C.PREFIX), on=C.PREFIX, how="anti")
+
+
 def _level(
     lf: pl.LazyFrame, level: str, p: GuessingParams, *, per_window: bool = True, campaign: bool = True
 ) -> pl.LazyFrame:
@@ -68,6 +76,8 @@ def _level(
     failed = failed.join(never_in(lf, C.SOURCE_IP), on=C.SOURCE_IP, how="semi")
     if level != "source_ip":
         failed = failed.join(never_in(lf, col), on=col, how="semi")
+    else:
+        failed = failed.join(_subscribers_in(lf), on=C.PREFIX, how="anti")
     min_sources = {"source_ip": 1, "prefix": p.min_sources_prefix, "asn": p.min_sources_asn}[level]
     entity = pl.col(col).cast(pl.String)
     return (
