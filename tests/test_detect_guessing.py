@@ -193,3 +193,15 @@ def test_an_ipv6_address_whose_64_logs_in_is_not_judged_alone(home: str, fires: 
     ok = {"t": 10, "account": ALICE, "source_ip": home, "asn": 64500, "ip_legit_accounts": 0}
     rows = [ok, *unnamed(20, ip="2001:db8:7:7::beef")]
     assert (not found(run(logins() + rows), "source_ip").is_empty()) is fires
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"levels": ["source_ip", "prefx"]}, "did you mean prefix"), ({"min_failures": -1}, "negative")],
+)
+def test_bad_parameters_are_configuration_errors(params: dict[str, Any], message: str):
+    from detector.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        run(logins(), **params)
+    assert message in str(e.value) + str(getattr(e.value, "hint", ""))

@@ -15,12 +15,14 @@ import polars as pl
 
 from detector.detect.detectors.common import detector, first_campaign, ramp
 from detector.detect.findings import evidence
+from detector.errors import ConfigError, did_you_mean
 from detector.features import BUCKET
 from detector.features import expressions as x
 from detector.schema import C
 
 CA = "Credential Access"
 NAME = "guessing_source"
+_LEVEL_COL = {"source_ip": C.SOURCE_IP, "prefix": C.PREFIX, "asn": C.ASN}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,13 @@ class GuessingParams:
     levels: tuple[str, ...] = ("source_ip", "prefix", "asn")
     """Entities judged: source_ip, prefix, asn."""
 
-
-_LEVEL_COL = {"source_ip": C.SOURCE_IP, "prefix": C.PREFIX, "asn": C.ASN}
+    def __post_init__(self) -> None:
+        unknown = [level for level in self.levels if level not in _LEVEL_COL]
+        if unknown:
+            raise ConfigError(
+                f"[detectors.{NAME}] levels: unknown level {unknown[0]!r}",
+                hint=did_you_mean(str(unknown[0]), _LEVEL_COL),
+            )
 
 
 def never_in(lf: pl.LazyFrame, col: str) -> pl.LazyFrame:
