@@ -7,6 +7,8 @@ import gzip
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ingest_helpers import write_log
 
 from detector.config import IngestConfig
@@ -95,3 +97,25 @@ def test_a_line_in_mail_log_mail_warn_and_mail_err_counts_once(tmp_path):
         {"mail.log": [IMAP_OK.format(s=0), *lines], "mail.warn": lines, "mail.err": lines[:1]},
     )
     assert events.height == 3 and result.noise["noise:copy"] == 3
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    attempts=st.lists(
+        st.tuples(st.integers(0, 9), st.sampled_from(["203.0.113.9", "198.51.100.4", "2001:db8::7"])),
+        min_size=1,
+        max_size=8,
+    ),
+    keep=st.lists(st.booleans(), min_size=8, max_size=8),
+)
+def test_mail_warn_beside_mail_log_never_changes_the_events(tmp_path_factory, attempts, keep):
+    """Whatever subset of mail.log's warnings mail.warn holds, the events are mail.log's alone."""
+    tmp = tmp_path_factory.mktemp("copies")
+    log = sorted(sasl(s, ip=ip) for s, ip in attempts)
+    warn = [x for x, k in zip(log, keep, strict=False) if k]
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    alone, _ = _ingest(tmp / "a", {"mail.log": log})
+    both, _ = _ingest(tmp / "b", {"mail.log": log, "mail.warn": warn})
+    cols = ["timestamp", "source_ip", "outcome", "account", "line_number"]
+    assert both.select(cols).sort(cols).equals(alone.select(cols).sort(cols))
