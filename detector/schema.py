@@ -266,8 +266,17 @@ SOURCE_COLUMNS: tuple[Column, ...] = (
     Column(C.COUNTRY, pl.String, "Country code."),
     Column(C.RISK_SCORE, pl.Float64, "Risk that the source is malicious, in [0, 1]."),
     Column("verdict", pl.String, "malicious, suspicious or benign."),
+    Column(
+        "reasons",
+        pl.List(pl.String),
+        "Why a malicious or suspicious source is judged so, in plain words (empty for a benign one): guessing without logging in, the attack detectors that fired on its attempts, its campaign.",
+    ),
     Column(C.CAMPAIGN, pl.String, "Campaign id the source was grouped into, if any."),
-    Column("accounts_targeted", pl.Int64, "Distinct accounts it tried."),
+    Column(
+        "accounts_targeted",
+        pl.Int64,
+        "Distinct accounts it named (failures logged without a name count in failures only).",
+    ),
     Column("attempts", pl.Int64, "Authentication attempts."),
     Column("failures", pl.Int64, "Failed attempts."),
     Column("successes", pl.Int64, "Successful logins."),

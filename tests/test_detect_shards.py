@@ -35,7 +35,7 @@ def test_builtin_detectors_declare_a_scope():
 
     _load_builtins()
     source = {n for n, d in REGISTRY.items() if d.scope == "source"}
-    assert source == {"password_spraying", "credential_stuffing", "shared_address"}
+    assert source == {"password_spraying", "credential_stuffing", "shared_address", "guessing_source"}
 
 
 @pytest.fixture(scope="module")

@@ -117,3 +117,11 @@ def test_cli_explain(run_dir) -> None:
     assert "compromised" in result.output
     bad = CliRunner().invoke(app, ["explain", "nobody", "--run", str(run_dir)])
     assert bad.exit_code == 2
+
+
+def test_rendering_a_source_shows_its_reasons(run_dir) -> None:
+    console = Console(record=True, width=200)
+    ex = explain("198.51.100.7", run_dir)
+    render(ex, console)
+    reasons, text = ex.verdict["reasons"], console.export_text()
+    assert reasons and all(f"• {r}" in text for r in reasons)

@@ -9,7 +9,9 @@ milliseconds. Three kinds of campaign, each with stable ids:
   per account, linked by target accounts, busy hours and prefixes;
 - ``ps-``: password spraying (T1110.003): sources trying many accounts, linked by prefix and
   password hash;
-- ``db-``: distributed brute force (T1110.001): the many sources against one account in a window.
+- ``db-``: distributed brute force (T1110.001): the many sources against one account in a window;
+- ``gs-``: guessing (T1110.001): sources that fail many times and never log in, whatever the
+  account (``guessing_source``), linked by prefix and ASN: several of them sharing a network.
 """
 
 from __future__ import annotations
@@ -219,6 +221,46 @@ def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
     return hit.join(ids, on=[BUCKET, C.ACCOUNT]).select(C.EVENT_ID, C.CAMPAIGN)
 
 
+def _guessing(df: pl.DataFrame, guess: Any) -> pl.DataFrame:
+    """``gs-`` campaigns: the sources :func:`guessing_sources` judges, linked by /24 (/64) and ASN,
+    where at least ``min_sources_prefix`` of them share a component."""
+    from detector.detect.detectors.guessing import guessing_sources
+
+    sources = guessing_sources(df.lazy(), guess)
+    cand = (
+        df.lazy()
+        .join(sources, on=C.SOURCE_IP, how="semi")
+        .group_by(C.SOURCE_IP)
+        .agg(
+            pl.col(C.PREFIX).drop_nulls().first(),
+            pl.col(C.ASN).drop_nulls().first(),
+            pl.col(C.TIMESTAMP).min().alias("_t0"),
+        )
+        .collect()
+    )
+    empty = pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
+    if cand.height < max(guess.min_sources_prefix, 2):
+        return empty
+    edges = pl.concat(
+        [
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("p:" + pl.col(C.PREFIX)).alias(KEY)),
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("a:" + pl.col(C.ASN).cast(pl.String)).alias(KEY)),
+            cand.select(pl.col(C.SOURCE_IP).alias(NODE), ("s:" + pl.col(C.SOURCE_IP)).alias(KEY)),
+        ]
+    ).drop_nulls()
+    comp = components(edges)
+    ids = (
+        cand.join(comp, left_on=C.SOURCE_IP, right_on=NODE)
+        .group_by(LABEL)
+        .agg(pl.len().alias("_n"), pl.col("_t0").min())
+        .filter(pl.col("_n") >= max(guess.min_sources_prefix, 2))
+        .with_columns(stable_ids("gs-", [LABEL, "_t0"]).alias(C.CAMPAIGN))
+    )
+    return comp.join(ids.select(LABEL, C.CAMPAIGN), on=LABEL).select(
+        pl.col(NODE).alias(C.SOURCE_IP), C.CAMPAIGN
+    )
+
+
 @dataclass(frozen=True)
 class CampaignKeys:
     """Which events belong to a campaign: spraying and stuffing campaigns by source address (every
@@ -231,6 +273,8 @@ class CampaignKeys:
     """source_ip, campaign"""
     distributed: pl.DataFrame
     """event_id, campaign"""
+    guessing: pl.DataFrame | None = None
+    """source_ip, campaign (last: a source already in another campaign keeps it)"""
 
 
 def campaign_keys(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> CampaignKeys:
@@ -251,6 +295,9 @@ def campaign_keys(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, b
         distributed=_distributed(df, params["distributed_brute_force"])
         if enabled.get("distributed_brute_force", True)
         else by_event,
+        guessing=_guessing(df, params["guessing_source"])
+        if enabled.get("guessing_source", True)
+        else by_source,
     )
 
 
@@ -266,6 +313,7 @@ CAMPAIGN_INPUT_COLUMNS: tuple[str, ...] = (
     C.PREFIX,
     C.PASSWORD_HASH,
     C.IP_LEGIT_ACCOUNTS,
+    C.ASN,
     "_fa",
     "_ok",
     "seg_failures",
@@ -284,6 +332,8 @@ def event_campaigns(df: pl.DataFrame, keys: CampaignKeys) -> pl.DataFrame:
     """``campaign`` of each event of ``df`` (one row per event, in order; null outside campaigns)."""
     ids = df.lazy().select(C.EVENT_ID, C.SOURCE_IP)
     parts = [(keys.spraying, C.SOURCE_IP), (keys.stuffing, C.SOURCE_IP), (keys.distributed, C.EVENT_ID)]
+    if keys.guessing is not None:
+        parts.append((keys.guessing, C.SOURCE_IP))
     for i, (table, on) in enumerate(parts):
         ids = ids.join(
             table.lazy().select(on, pl.col(C.CAMPAIGN).alias(f"_c{i}")),
@@ -291,7 +341,8 @@ def event_campaigns(df: pl.DataFrame, keys: CampaignKeys) -> pl.DataFrame:
             how="left",
             maintain_order="left",
         )
-    return ids.select(C.EVENT_ID, pl.coalesce("_c0", "_c1", "_c2").alias(C.CAMPAIGN)).collect()
+    first = pl.coalesce([f"_c{i}" for i in range(len(parts))])
+    return ids.select(C.EVENT_ID, first.alias(C.CAMPAIGN)).collect()
 
 
 def campaign_sizes(members: pl.DataFrame) -> pl.DataFrame:
@@ -324,7 +375,7 @@ def assign_campaigns(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str
     return apply_campaigns(df, campaign_keys(df, params, enabled))
 
 
-TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001"}
+TECHNIQUE_BY_PREFIX = {"cs-": "T1110.004", "ps-": "T1110.003", "db-": "T1110.001", "gs-": "T1110.001"}
 
 
 def campaign_table(events: pl.DataFrame) -> pl.DataFrame:
@@ -339,7 +390,12 @@ def campaign_table(events: pl.DataFrame) -> pl.DataFrame:
             pl.col(C.PREFIX).drop_nulls().unique().sort().alias("prefixes"),
             pl.col(C.ASN).drop_nulls().unique().sort().alias("asns"),
             pl.col(C.SOURCE_IP).n_unique().cast(pl.Int64).alias("n_sources"),
-            pl.col(C.ACCOUNT).filter(x.is_login()).n_unique().cast(pl.Int64).alias("accounts_targeted"),
+            pl.col(C.ACCOUNT)
+            .filter(x.is_login())
+            .drop_nulls()
+            .n_unique()
+            .cast(pl.Int64)
+            .alias("accounts_targeted"),
             pl.when(x.is_login()).then(x.attempts()).otherwise(0).sum().cast(pl.Int64).alias("attempts"),
             x.is_success().sum().cast(pl.Int64).alias("successes"),
             pl.col(C.TIMESTAMP).min().alias("start"),

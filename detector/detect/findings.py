@@ -38,7 +38,11 @@ FINDING_COLUMNS: tuple[Column, ...] = (
 FINDING_SCHEMA = pl.Schema(dtypes(FINDING_COLUMNS))
 
 CAMPAIGN_COLUMNS: tuple[Column, ...] = (
-    Column(C.CAMPAIGN, pl.String, "Campaign id (cs- stuffing, ps- spraying, db- distributed brute force)."),
+    Column(
+        C.CAMPAIGN,
+        pl.String,
+        "Campaign id (cs- stuffing, ps- spraying, db- distributed brute force, gs- guessing).",
+    ),
     Column("technique", pl.String, "ATT&CK technique of the campaign."),
     Column("sources", pl.List(pl.String), "Source addresses grouped into the campaign."),
     Column("prefixes", pl.List(pl.String), "Their /24 (IPv4) or /64 (IPv6) prefixes."),

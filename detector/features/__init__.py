@@ -37,8 +37,10 @@ HIT_DETECTORS: tuple[str, ...] = (
     "stale_password_device",
     "typo_then_success",
     "shared_address",
+    "guessing_source",
 )
-"""Built-in detectors; each has a ``hit_<name>`` 0/1 feature."""
+"""Built-in detectors; each has a ``hit_<name>`` 0/1 feature (the default model predates
+``guessing_source`` and does not read its flag: a model reads the features on its card)."""
 
 BASE_FEATURES: tuple[str, ...] = (
     "src_attempts",

@@ -26,6 +26,7 @@ from detector.config import IngestConfig
 from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
 from detector.ingest import registry
+from detector.ingest.copies import drop_copies, unique_contents
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
@@ -169,12 +170,11 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc)."""
     started = time.perf_counter()
     _check_timezone(cfg.timezone)
-    files = expand(list(paths))
+    files, warnings = unique_contents(expand(list(paths)))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, _EventWriter(work_dir / "events.parquet"))
     inputs: list[tuple[str, int | None, str]] = []
-    warnings: list[str] = []
     tables = 0
     for inp in files:
         if inp.is_table:
@@ -195,6 +195,14 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     run.writer.close()
     if len(files) - tables > 1:
         from detector.ingest.across import join_across_files
+
+        copied = drop_copies(run.writer.path)
+        if copied:
+            run.writer.count -= copied
+            run.noise["noise:copy"] += copied
+            warnings.append(
+                f"{copied:,} event(s) logged in two files (mail.log and mail.warn/mail.err) counted once"
+            )
 
         merged = join_across_files(run.writer.path)
         run.writer.count -= merged

@@ -206,6 +206,7 @@ def _attack_stats(attack: pl.DataFrame, by: str) -> pl.DataFrame:
         pl.len().cast(pl.Int64).alias("_attempts"),
         (pl.col(C.OUTCOME) == Outcome.SUCCESS).sum().cast(pl.Int64).alias("_successes"),
         pl.col(C.ACCOUNT).drop_nulls().n_unique().cast(pl.Int64).alias("_accounts"),
+        pl.col(C.ACCOUNT).is_null().sum().cast(pl.Int64).alias("_unnamed"),
         pl.col(C.SOURCE_IP).drop_nulls().n_unique().cast(pl.Int64).alias("_sources"),
         pl.col(C.CAMPAIGN).drop_nulls().unique().sort().alias("_campaigns"),
         pl.col(C.TIMESTAMP).max().alias("_last"),
@@ -310,6 +311,10 @@ def _blocks(
             )
         )
     )
+    # Postfix logs most failed SASL logins without the name tried (guessing_source)
+    what = what + pl.when(pl.col("_unnamed") > 0).then(
+        pl.format(" ({} without an account name)", "_unnamed")
+    ).otherwise(pl.lit(""))
     spare = (
         pl.when(pl.col(scope.EXCEPT).list.len() > 0)
         .then(

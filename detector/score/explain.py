@@ -216,6 +216,8 @@ def render(ex: Explanation, console: Any | None = None) -> None:
             head.append(
                 f"[yellow]shared address: {v['legit_accounts']} accounts log in legitimately from it[/]"
             )
+        for r in v.get("reasons") or []:
+            head.append(f"  • {escape(r)}")
     console.print(Panel("\n".join(head), title=f"{ex.kind} {escape(ex.target)}"))
 
     if ex.findings.height:

@@ -275,6 +275,7 @@ def source_table(
         )
     login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
     calm = ok & (pl.col(RISK) < cfg.scoring.source_suspicious)
+    attack = detector_meta().filter(pl.col("kind") == "attack").get_column("detector").to_list()
     facts = (
         lf.filter(pl.col(C.SOURCE_IP).is_not_null())
         .group_by(C.SOURCE_IP)
@@ -284,17 +285,24 @@ def source_table(
             pl.col(C.AS_ORG).drop_nulls().first(),
             pl.col(C.COUNTRY).drop_nulls().first(),
             pl.col(C.CAMPAIGN).drop_nulls().mode().sort().first().alias(C.CAMPAIGN),
-            pl.col(C.ACCOUNT).filter(login).n_unique().cast(pl.Int64).alias("accounts_targeted"),
+            pl.col(C.ACCOUNT).filter(login).drop_nulls().n_unique().cast(pl.Int64).alias("accounts_targeted"),
             pl.when(login).then(agg.attempts()).otherwise(0).sum().alias("attempts"),
             pl.when(bad).then(agg.attempts()).otherwise(0).sum().alias("failures"),
             ok.cast(pl.Int64).sum().alias("successes"),
             pl.col(C.ACCOUNT).filter(calm).n_unique().cast(pl.Int64).alias("_calm"),
             pl.col(C.ACCOUNT).filter(ok & ~calm).n_unique().cast(pl.Int64).alias("_risky"),
             pl.col(C.IP_LEGIT_ACCOUNTS).max().fill_null(0).cast(pl.Int64).alias("_known"),
+            *_source_reason_facts(attack),
         )
     )
     out = (
         facts.join(feats.lazy().select(C.SOURCE_IP, RISK), on=C.SOURCE_IP, how="left")
+        .with_columns(
+            pl.when(pl.col("_guessing"))
+            .then(pl.max_horizontal(RISK, pl.lit(cfg.scoring.source_malicious)))
+            .otherwise(pl.col(RISK))
+            .alias(RISK)
+        )
         .with_columns(
             pl.max_horizontal("_calm", (pl.col("_known") - pl.col("_risky")).clip(lower_bound=0)).alias(
                 "legit_accounts"
@@ -304,9 +312,64 @@ def source_table(
         .with_columns(
             (pl.col("legit_accounts") >= cfg.scoring.shared_address_min_accounts).alias("shared_address")
         )
+        .with_columns(source_reasons().alias("reasons"))
         .sort(RISK, C.SOURCE_IP, descending=[True, False])
     )
     return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()
+
+
+GUESSING = "guessing_source"
+"""The detector whose sources are malicious whatever the models say (``detector.detect.detectors.guessing``):
+a source failing many times and never logging in; the models never saw failures without an account."""
+
+
+def _source_reason_facts(attack: list[str]) -> list[pl.Expr]:
+    """Per-source aggregates the reasons read (``_guessing``, ``_unnamed``, ``_fail_from``, ``_fail_to``,
+    ``_attacks``: the attack detectors that fired on its events, sorted)."""
+    bad = agg.is_failure()
+    fired = pl.col(C.DETECTORS).list.explode(keep_nulls=False, empty_as_null=False)
+    return [
+        agg.fired(GUESSING).any().alias("_guessing"),
+        pl.when(bad & pl.col(C.ACCOUNT).is_null()).then(agg.attempts()).otherwise(0).sum().alias("_unnamed"),
+        pl.col(C.TIMESTAMP).filter(bad).min().alias("_fail_from"),
+        pl.col(C.TIMESTAMP).filter(bad).max().alias("_fail_to"),
+        fired.filter(fired.is_in(attack) & (fired != GUESSING)).unique().sort().alias("_attacks"),
+    ]
+
+
+def source_reasons() -> pl.Expr:
+    """``reasons`` of a source in plain words (empty for a benign one): never logging in while
+    failing (with the failures without an account name and the time span), the other attack
+    detectors that fired on its attempts, its campaign, or else the model's risk alone."""
+    span = pl.format(
+        "{} -> {}",
+        pl.col("_fail_from").dt.strftime("%Y-%m-%d %H:%M"),
+        pl.col("_fail_to").dt.strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    guessing = pl.when(pl.col("_guessing")).then(
+        pl.format(
+            "guessing: no successful login, {} from this address ({} without an account name), {}",
+            _plural(pl.col("failures"), "failed attempt", "failed attempts"),
+            "_unnamed",
+            span,
+        )
+    )
+    campaign = pl.when(pl.col(C.CAMPAIGN).is_not_null()).then(pl.format("campaign {}", C.CAMPAIGN))
+    others = pl.col("_attacks").list.eval(pl.element().str.replace_all("_", " "))
+    parts = pl.concat_list(
+        pl.concat_list(guessing).list.drop_nulls(),
+        others.fill_null(pl.lit([], pl.List(pl.String))),
+        pl.concat_list(campaign).list.drop_nulls(),
+    )
+    fallback = pl.concat_list(pl.format("risk {} from the source model", pl.col(RISK).round(2)))
+    empty = pl.lit([], pl.List(pl.String))
+    return (
+        pl.when(pl.col("verdict") == Verdict.BENIGN)
+        .then(empty)
+        .when(parts.list.len() > 0)
+        .then(parts)
+        .otherwise(fallback)
+    )
 
 
 def _unshared_malicious(sources: pl.DataFrame) -> pl.LazyFrame:

@@ -1,5 +1,5 @@
 """Built-in detectors, one module per family; importing this package registers them."""
 
-from detector.detect.detectors import access, attacks, benign
+from detector.detect.detectors import access, attacks, benign, guessing
 
-__all__ = ["access", "attacks", "benign"]
+__all__ = ["access", "attacks", "benign", "guessing"]

@@ -6,6 +6,12 @@ Line kinds:
   id that ``correlate`` joins to qmgr's ``from=`` line for a ``send`` event).
 * smtpd ``warning: host[ip](:port)?: SASL M authentication failed: reason(, sasl_username=u)?``:
   failure (account filled by ``correlate`` from Dovecot's auth line where Postfix omits it).
+* smtpd ``warning: host[ip]: SASL M authentication aborted`` (the client sent ``*``): an attempt
+  of unknown outcome that stands in for its session's AUTH counter, like a failure warning;
+  Cyrus SASL's own ``warning: SASL authentication failure|problem: ...`` lines name no client (the
+  smtpd warning with the client follows): noise ``noise:cyrus_sasl``. A failure whose reason is
+  Postfix's ``Connection lost to authentication server`` is ``tempfail`` (the password was not
+  checked). See :func:`_sasl_variants`.
 * smtpd ``lost connection|timeout|too many errors after AUTH from host[ip]``: an attempt of
   unknown outcome; ``disconnect from host[ip] ... auth=S/A ...`` with S < A: A-S failed
   attempts. Both count only where no SASL warning of the same smtpd session exists.
@@ -105,6 +111,7 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
                 msg.str.contains(" authentication failed", literal=True) & msg.str.starts_with("warning: "),
                 pl.lit("sasl_fail"),
             ),
+            *_sasl_variants(msg),
             (msg.str.contains(" after AUTH from ", literal=True), pl.lit("after_auth")),
             (
                 msg.str.starts_with("disconnect from ") & msg.str.contains(" auth=0", literal=True),
@@ -161,7 +168,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     df = lf.collect(engine="in-memory")
     lf, names = df.lazy(), tuple(df.columns)
     kind = pl.col("_line")
-    special = ["client", "sasl_fail", "after_auth", "disconnect_auth", "qmgr"]
+    special = ["client", "sasl_fail", "sasl_abort", "after_auth", "disconnect_auth", "qmgr"]
     rest = lf.filter(~kind.is_in(special)).with_columns(
         pl.col("_line").alias(KIND),
         pl.lit("postfix").alias(C.DAEMON),
@@ -173,6 +180,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         [
             finish(_client(lf.filter(kind == "client")).with_columns(common), KEEP, ("pf_client", names)),
             finish(_sasl_fail(lf.filter(kind == "sasl_fail")).with_columns(common), KEEP, ("pf_sasl", names)),
+            finish(
+                _sasl_abort(lf.filter(kind == "sasl_abort")).with_columns(common), KEEP, ("pf_abort", names)
+            ),
             finish(
                 _after_auth(lf.filter(kind == "after_auth")).with_columns(common), KEEP, ("pf_after", names)
             ),
@@ -229,13 +239,69 @@ def _sasl_fail(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     return lf.with_columns(
         pl.lit(Action.LOGIN).alias(C.ACTION),
-        pl.lit(Outcome.FAILURE).alias(C.OUTCOME),
+        _sasl_outcome(reason).alias(C.OUTCOME),
         user.str.to_lowercase().alias(C.ACCOUNT),
         ip.alias(C.SOURCE_IP),
         port.alias(C.SOURCE_PORT),
         method.str.to_uppercase().alias(C.AUTH_METHOD),
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
+        pl.when(ip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        pl.lit("pf_sasl_fail").alias(STAGE),
+    )
+
+
+# --- SASL variants (issue 13): aborted exchanges, Cyrus SASL's own lines, the auth server gone ---
+
+_SASL_TEMPFAIL = ("Connection lost to authentication server",)
+"""Reasons Postfix's Dovecot SASL client gives when the auth server could not check the password."""
+
+
+def _sasl_variants(msg: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
+    """Line kinds of smtpd SASL lines beside the failure warning (tried before the generic ones)."""
+    warning = msg.str.starts_with("warning: ")
+    return [
+        (
+            warning
+            & msg.str.contains(": SASL ", literal=True)
+            & msg.str.ends_with(" authentication aborted"),
+            pl.lit("sasl_abort"),
+        ),
+        (
+            msg.str.starts_with("warning: SASL authentication failure: ")
+            | msg.str.starts_with("warning: SASL authentication problem: "),
+            pl.lit("noise:cyrus_sasl"),
+        ),
+    ]
+
+
+def _sasl_outcome(reason: pl.Expr) -> pl.Expr:
+    """``tempfail`` for the reasons of :data:`_SASL_TEMPFAIL`, else ``failure``."""
+    return (
+        pl.when(reason.is_in(_SASL_TEMPFAIL))
+        .then(pl.lit(Outcome.TEMPFAIL))
+        .otherwise(pl.lit(Outcome.FAILURE))
+    )
+
+
+def _sasl_abort(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``warning: host[ip](:port)?: SASL M authentication aborted``: the client gave up (``*``).
+
+    The address is read between the first ``[`` and ``]`` of the daemon-written ``host[ip]`` before
+    the first ``: SASL `` (a validated host name holds neither); the method is the client's word."""
+    msg = pl.col("message")
+    body = msg.str.slice(len("warning: "))
+    sasl = body.str.find(": SASL ", literal=True)
+    ip, port = _addr(body.str.head(sasl))
+    method = before(body.str.slice(sasl + len(": SASL ")), " ")
+    return lf.with_columns(
+        pl.lit(Action.LOGIN).alias(C.ACTION),
+        pl.lit(Outcome.UNKNOWN).alias(C.OUTCOME),
+        ip.alias(C.SOURCE_IP),
+        port.alias(C.SOURCE_PORT),
+        method.str.to_uppercase().alias(C.AUTH_METHOD),
+        pl.lit(1).alias(C.ATTEMPTS),
+        pl.lit("authentication aborted").alias(C.REASON),
         pl.when(ip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
         pl.lit("pf_sasl_fail").alias(STAGE),
     )
