@@ -207,7 +207,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     )
     text_lines = run.lines
     if run.claimed == 0 and tables == 0 and text_lines > 0:
-        first = quarantine.filter(pl.col("reason") != "truncated_stream").head(1)
+        first = quarantine.filter(pl.col("reason") != "truncated_archive").head(1)
         where = f" (first: {first[C.SOURCE_FILE][0]}:{first[C.LINE_NUMBER][0]})" if len(first) else ""
         raise InputError(f"no recognisable mail log line in {text_lines:,} line(s){where}")
     if run.quarantined > quarantine.height:
