@@ -101,6 +101,13 @@ class PlanConfig:
 class StateConfig:
     horizon_days: int = 90
     """History older than this is dropped from the state."""
+    generations: int = 8
+    """State generations kept, the current one included (2-1000): re-running one of the last
+    generations - 1 nights reproduces its reports; older generations (personal data) are deleted."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.generations <= 1000:
+            raise ConfigError(f"[state] generations must be in [2, 1000], got {self.generations}")
 
 
 @dataclass(frozen=True)

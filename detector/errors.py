@@ -70,6 +70,10 @@ class StateError(DetectorError):
     """A state directory that is corrupt or of an incompatible version."""
 
 
+class OutputError(DetectorError):
+    """An output or state directory that cannot be written (read-only, full, a file in the way)."""
+
+
 class RunFailed(DetectorError):
     """The run could not finish (nothing was published)."""
 

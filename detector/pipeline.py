@@ -1,17 +1,18 @@
 """The nightly job: ingest -> enrich -> detect -> score -> recommend -> report, with state across nights.
 
-:func:`run` is the one orchestrator. It stages every output in ``OUT/.tmp-<run id>/`` and renames
-the files into ``OUT`` only once all of them are written (``summary.json`` last), so a run that
-fails or is killed leaves the previous reports intact and no half-written file. The state directory
-is updated after the reports are published, atomically (see :mod:`detector.state`). Stage results
-are not kept on long-lived objects: everything a run produced is in its :class:`RunResult`.
+:func:`run` is the one orchestrator. It stages every output (the reports in ``OUT/.tmp-<run id>/``,
+the night's state generation in ``STATE/g<N>/``) and publishes them together in one transaction
+(:mod:`detector.publish`): a run that fails or is killed before the commit point leaves the
+previous reports and state intact, one killed after it is finished by the next run, so reports
+and state always come from the same night. Stage results are not kept on long-lived objects:
+everything a run produced is in its :class:`RunResult`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
+import errno
 import logging
 import os
 import resource
@@ -30,8 +31,9 @@ import polars as pl
 
 from detector import __version__, schema
 from detector.config import Config
-from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed
+from detector.errors import ConfigError, DetectorError, InputError, ModelError, OutputError, RunFailed
 from detector.logging_setup import LOGGER, log
+from detector.publish import JOURNAL, commit, locked_out, recover_out
 from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C
@@ -148,21 +150,28 @@ def default_model_path() -> Path:
     )
 
 
-@contextlib.contextmanager
-def _locked_out_dir(out_dir: Path) -> Iterator[None]:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise InputError(f"cannot write the output directory: {e.strerror}", path=out_dir) from e
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InputError("output directory is in use by another run", path=out_dir) from e
-        yield
-    finally:
-        os.close(fd)
+UNWRITABLE = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.ENOTDIR,
+        errno.EEXIST,
+    }
+)
+"""errno values of an output that cannot be written: exit 2 naming the path, not an internal error."""
+
+
+def _unwritable(e: BaseException) -> bool:
+    if not isinstance(e, OSError):
+        return False
+    if e.errno in UNWRITABLE:
+        return True
+    # pyarrow's and polars' I/O errors carry the system message but no errno
+    return any(os.strerror(code) in str(e) for code in UNWRITABLE)
 
 
 class _Steps:
@@ -249,22 +258,6 @@ def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Any) -> dict[s
     return out
 
 
-def _publish(staging: Path, out_dir: Path, names: Sequence[str]) -> tuple[Path, ...]:
-    """Rename staged files into ``out_dir`` (each rename is atomic; summary.json comes last)."""
-    published = []
-    for name in names:
-        src = staging / name
-        dst = out_dir / name
-        os.replace(src, dst)
-        published.append(dst)
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tuple(published)
-
-
 def run(
     paths: Sequence[str | Path],
     out_dir: str | Path,
@@ -308,26 +301,32 @@ def run(
     out = Path(out_dir)
     if not paths:
         raise InputError("no input paths given")
-    with _locked_out_dir(out):
+    from detector.state import locked, private_dir
+
+    with locked_out(out):
+        finished = recover_out(out)
+        if finished:
+            log(
+                logger,
+                logging.WARNING,
+                f"finished the publication of run {finished}, killed after its commit point",
+            )
         for stale in out.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = out / f".tmp-{run_id}"
-        staging.mkdir()
+        writing = [out]  # the directory the current step writes to, named when it cannot be written
         try:
-            if state_dir is not None:
-                from detector.state import locked
-
-                with locked(state_dir):
-                    return _run(
-                        paths, out, staging, run_id, started, logger, progress, cfg, rule,
-                        state_dir=Path(state_dir), practitioners=practitioners, geoip_dir=geoip_dir,
-                        model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
-                    )  # fmt: skip
-            return _run(
-                paths, out, staging, run_id, started, logger, progress, cfg, rule,
-                state_dir=None, practitioners=practitioners, geoip_dir=geoip_dir,
-                model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
-            )  # fmt: skip
+            private_dir(staging)
+            with contextlib.ExitStack() as stack:
+                if state_dir is not None:
+                    stack.enter_context(locked(state_dir))
+                    stack.callback(_roll_back, Path(state_dir), out)
+                return _run(
+                    paths, out, staging, run_id, started, logger, progress, cfg, rule,
+                    state_dir=None if state_dir is None else Path(state_dir), practitioners=practitioners,
+                    geoip_dir=geoip_dir, model_path=model_path, pseudonymize_key=pseudonymize_key,
+                    labels=labels, writing=writing,
+                )  # fmt: skip
         except DetectorError:
             raise
         except (KeyboardInterrupt, SystemExit):
@@ -335,9 +334,28 @@ def run(
         except Exception as e:
             if os.environ.get("DETECTOR_DEBUG"):
                 raise
+            if (out / JOURNAL).exists():
+                raise RunFailed(
+                    f"publication interrupted after its commit point ({type(e).__name__}: {e}); the next "
+                    "run on this output directory finishes it",
+                    path=out / JOURNAL,
+                ) from e
+            if _unwritable(e):
+                where = getattr(e, "filename", None) or writing[-1]
+                raise OutputError(f"cannot write: {getattr(e, 'strerror', None) or e}", path=where) from e
             raise RunFailed(f"run failed, previous reports kept: {type(e).__name__}: {e}") from e
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _roll_back(state_dir: Path, out: Path) -> None:
+    """After a run, under the state lock: delete a generation it staged but never committed."""
+    from detector.publish import recover_state
+
+    if not (out / JOURNAL).exists():
+        with contextlib.suppress(DetectorError, OSError):
+            recover_state(state_dir, own_out=out)
 
 
 FIRST_NIGHT = (
@@ -366,6 +384,7 @@ def _run(
     model_path: str | Path | None,
     pseudonymize_key: str | None,
     labels: str | Path | None,
+    writing: list[Path],
 ) -> RunResult:
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
@@ -381,6 +400,7 @@ def _run(
     )
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
+    from detector.publish import announce, recover_state
     from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
     from detector.report import RunData, write_reports
@@ -388,15 +408,18 @@ def _run(
     from detector.score import load_model, score
     from detector.score.io import check_model
     from detector.score.verdicts import Verdict
-    from detector.state import State, load_state, prune, save_state
+    from detector.state import State, base_for, load_state, next_generation, prune, retain, stage_generation
 
     step = _Steps(logger, progress)
     warnings: list[str] = []
     log(logger, logging.INFO, "run started", run_id=run_id, inputs=len(paths), out=str(out))
 
     # Everything that can be wrong with the inputs is checked before the long steps.
-    state = load_state(state_dir) if state_dir is not None else State()
-    history = History.from_frames(state.history) if state.history else History.empty()
+    if state_dir is not None:
+        settled = recover_state(state_dir, own_out=out)
+        if settled:
+            log(logger, logging.WARNING, settled)
+    current = state = load_state(state_dir) if state_dir is not None else State()
     model_file = Path(model_path) if model_path is not None else default_model_path()
     check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
     geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
@@ -412,6 +435,16 @@ def _run(
         ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
     warnings.extend(ingested.warnings)
     inputs = _inputs_meta(ingested.inputs)
+    night = _window(ingested.events)
+    later_nights = False
+    if state_dir is not None:
+        # a night the state already holds runs against the generation before it (same reports)
+        base = base_for(state_dir, current, night[0], {i["sha256"] for i in inputs})
+        if base.number is not None:
+            state = load_state(state_dir, base.number) if base.number else State()
+            warnings.append(base.note or "")
+        later_nights = base.later_nights
+    history = History.from_frames(state.history) if state.history else History.empty()
     with step("enrich"):
         enriched = enrich(
             ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
@@ -507,8 +540,9 @@ def _run(
         )
         summary = write_reports(data, staging)
 
-    new_state = None
-    if state_dir is not None:
+    generation = None
+    if state_dir is not None and not later_nights:
+        writing.append(state_dir)
         with step("state"):
             seen = state.processed()
             new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
@@ -533,11 +567,28 @@ def _run(
                 manifest=state.manifest,
                 run_id=run_id,
             ).with_inputs(inputs, run_id, started)
+            number = next_generation(state_dir)
+            announce(state_dir, run_id=run_id, generation=number, out_dir=out)
+            generation = stage_generation(
+                state_dir, new_state, generation=number, parent=state.generation or None, run_id=run_id,
+                now=started, window=night, inputs=[i["sha256"] for i in inputs],
+            )  # fmt: skip
+        writing.pop()
 
     with step("publish"):
-        files = _publish(staging, out, contract.ALL_FILES)
-        if state_dir is not None and new_state is not None:
-            save_state(state_dir, new_state, run_id=run_id, now=started)
+        files = commit(
+            out, staging, contract.ALL_FILES, run_id=run_id, state_dir=state_dir, generation=generation
+        )
+    if state_dir is not None:
+        try:
+            retain(state_dir, cfg.state.generations)
+        except OSError as e:  # the night is published; the next run retries
+            log(
+                logger,
+                logging.WARNING,
+                f"cannot delete old state generations: {e.strerror}",
+                path=str(state_dir),
+            )
 
     log(logger, logging.INFO, "run finished", run_id=run_id, attention=attention, **step.timings)
     return RunResult(

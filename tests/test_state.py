@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 from datetime import UTC, datetime
 
 import polars as pl
@@ -8,6 +10,7 @@ from detector.errors import StateError
 from detector.features.baseline import History, update_history
 from detector.schema import ENRICHED_SCHEMA, C, conform
 from detector.state import (
+    GENERATION_FILE,
     MANIFEST_SCHEMA,
     STATE_FILE,
     STATE_VERSION,
@@ -65,13 +68,43 @@ def test_round_trip(tmp_path):
     History.from_frames(back.history)  # the detection stage accepts it
 
 
-def test_save_replaces_previous_generation(tmp_path):
-    save_state(tmp_path, _state("r1"), run_id="r1", now=NOW)
-    save_state(tmp_path, _state("r2"), run_id="r2", now=NOW)
+def test_save_adds_a_generation_and_keeps_the_newest(tmp_path):
+    for n in range(1, 5):
+        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2)
     doc = json.loads((tmp_path / STATE_FILE).read_text())
-    assert doc["generation"] == 2 and doc["run_id"] == "r2"
-    files = sorted(p.name for p in tmp_path.glob("*.parquet"))
-    assert all(".g2." in f for f in files), files
+    assert doc["generation"] == 4 and doc["run_id"] == "r4"
+    assert sorted(p.name for p in tmp_path.glob("g*")) == ["g3", "g4"]
+    assert load_state(tmp_path, generation=3).run_id == "r3"
+    with pytest.raises(StateError, match="not kept"):
+        load_state(tmp_path, generation=2)
+
+
+def test_layout_before_generations_is_read_and_replaced(tmp_path):
+    """A state written before generations (tables beside state.json) loads, and the next save retires it."""
+    save_state(tmp_path, _state("r1"), run_id="r1", now=NOW)
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    for entry in doc["tables"].values():
+        old = tmp_path / entry["file"]
+        entry["file"] = old.name.replace(".parquet", ".g1.parquet")
+        old.rename(tmp_path / entry["file"])
+    (tmp_path / "g1" / GENERATION_FILE).unlink()
+    (tmp_path / "g1").rmdir()
+    (tmp_path / STATE_FILE).write_text(json.dumps(doc))
+    assert load_state(tmp_path).run_id == "r1"
+    save_state(tmp_path, _state("r2"), run_id="r2", now=NOW)
+    assert not list(tmp_path.glob("*.parquet")) and load_state(tmp_path).run_id == "r2"
+
+
+def test_files_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_state(tmp_path / "s", _state(), run_id="r1", now=NOW)
+        with locked(tmp_path / "s"):
+            pass
+    finally:
+        os.umask(old)
+    for p in [tmp_path / "s", *(tmp_path / "s").rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
 
 
 def test_with_inputs_is_idempotent():
@@ -82,7 +115,7 @@ def test_with_inputs_is_idempotent():
 
 def test_corrupt_table_is_an_error(tmp_path):
     save_state(tmp_path, _state(), run_id="r1", now=NOW)
-    victim = next(tmp_path.glob("history.accounts.*.parquet"))
+    victim = next(tmp_path.glob("g*/history.accounts.parquet"))
     victim.write_bytes(victim.read_bytes()[:-20] + b"x" * 20)
     with pytest.raises(StateError, match="corrupt"):
         load_state(tmp_path)
@@ -107,7 +140,7 @@ def test_bad_index_is_an_error(tmp_path, index):
 
 def test_missing_table_is_an_error(tmp_path):
     save_state(tmp_path, _state(), run_id="r1", now=NOW)
-    next(tmp_path.glob("shared.*.parquet")).unlink()
+    next(tmp_path.glob("g*/shared.parquet")).unlink()
     with pytest.raises(StateError, match="missing"):
         load_state(tmp_path)
 
