@@ -408,10 +408,12 @@ def make_current(state_dir: str | Path, doc: dict[str, Any]) -> None:
 
 
 def retain(state_dir: str | Path, keep: int) -> list[int]:
-    """Delete all but the ``keep`` newest generations (never the current one); return those deleted.
+    """Keep the current generation and its ``keep - 1`` nearest ancestors; delete the rest; return those deleted.
 
-    Tables of the layout before generations (``name.gN.parquet`` beside ``state.json``) that the
-    current index does not name are deleted too.
+    Ancestors, not the newest numbers: a re-run night's replaced generation is a sibling, and the
+    generation a re-run of the latest night needs is the current one's parent. Tables of the
+    layout before generations (``name.gN.parquet`` beside ``state.json``) that the current index
+    does not name are deleted too.
     """
     d = Path(state_dir)
     index = d / STATE_FILE
@@ -420,8 +422,14 @@ def retain(state_dir: str | Path, keep: int) -> list[int]:
     for p in d.glob("*.parquet"):
         if p.name not in named and ".g" in p.name:
             p.unlink(missing_ok=True)
-    numbers = sorted((int(p.name[1:]) for p in d.glob("g*") if p.name[1:].isdigit()), reverse=True)
-    gone = [n for n in numbers[keep:] if n != current.get("generation")]
+    kept = generations(d)
+    chain: list[int] = []
+    number = current.get("generation")
+    while number is not None and number in kept and len(chain) < keep:
+        chain.append(number)
+        number = kept[number].parent
+    numbers = [int(p.name[1:]) for p in d.glob("g*") if p.name[1:].isdigit()]
+    gone = sorted(n for n in numbers if n not in chain)
     for n in gone:
         shutil.rmtree(d / f"g{n}", ignore_errors=True)
     return gone

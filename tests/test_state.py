@@ -70,13 +70,20 @@ def test_round_trip(tmp_path):
 
 def test_save_adds_a_generation_and_keeps_the_newest(tmp_path):
     for n in range(1, 5):
-        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2)
+        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2, parent=n - 1)
     doc = json.loads((tmp_path / STATE_FILE).read_text())
     assert doc["generation"] == 4 and doc["run_id"] == "r4"
     assert sorted(p.name for p in tmp_path.glob("g*")) == ["g3", "g4"]
     assert load_state(tmp_path, generation=3).run_id == "r3"
     with pytest.raises(StateError, match="not kept"):
         load_state(tmp_path, generation=2)
+
+
+def test_retention_keeps_the_current_chain_not_the_newest_numbers(tmp_path):
+    """g3 re-ran g2's night against g1: g2 is a sibling and goes, g1 (the base of a re-run) stays."""
+    for n, parent in ((1, 0), (2, 1), (3, 1)):
+        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2, parent=parent)
+    assert sorted(p.name for p in tmp_path.glob("g*")) == ["g1", "g3"]
 
 
 def test_layout_before_generations_is_read_and_replaced(tmp_path):
