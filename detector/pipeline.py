@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import resource
@@ -31,7 +30,7 @@ import polars as pl
 
 from detector import __version__, schema
 from detector.config import Config
-from detector.errors import ConfigError, DetectorError, InputError, ModelError, OutputError, RunFailed
+from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed, unwritable
 from detector.logging_setup import LOGGER, log
 from detector.publish import JOURNAL, commit, locked_out, recover_out
 from detector.report import contract
@@ -148,30 +147,6 @@ def default_model_path() -> Path:
         path=candidates[1],
         hint="pass --model FILE or set DETECTOR_MODEL; `make model` trains one",
     )
-
-
-UNWRITABLE = frozenset(
-    {
-        errno.EACCES,
-        errno.EPERM,
-        errno.EROFS,
-        errno.ENOSPC,
-        errno.EDQUOT,
-        errno.EFBIG,
-        errno.ENOTDIR,
-        errno.EEXIST,
-    }
-)
-"""errno values of an output that cannot be written: exit 2 naming the path, not an internal error."""
-
-
-def _unwritable(e: BaseException) -> bool:
-    if not isinstance(e, OSError):
-        return False
-    if e.errno in UNWRITABLE:
-        return True
-    # pyarrow's and polars' I/O errors carry the system message but no errno
-    return any(os.strerror(code) in str(e) for code in UNWRITABLE)
 
 
 class _Steps:
@@ -340,9 +315,9 @@ def run(
                     "run on this output directory finishes it",
                     path=out / JOURNAL,
                 ) from e
-            if _unwritable(e):
-                where = getattr(e, "filename", None) or writing[-1]
-                raise OutputError(f"cannot write: {getattr(e, 'strerror', None) or e}", path=where) from e
+            refused = unwritable(e, writing[-1])
+            if refused is not None:
+                raise refused from e
             raise RunFailed(f"run failed, previous reports kept: {type(e).__name__}: {e}") from e
         finally:
             if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files

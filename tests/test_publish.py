@@ -23,7 +23,6 @@ from detector.state import PENDING_FILE, STATE_FILE, load_state
 from tests.run_fixtures import DAY, write_night
 
 RUNNER = CliRunner()
-pytestmark = pytest.mark.slow  # one to four runs of a small night each (3-5 s)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +55,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow  # several runs of a small night (3-5 s)
 def test_rerunning_a_night_reproduces_its_reports(nights, tmp_path):
     state = tmp_path / "state"
     first = _run(nights[0], tmp_path / "a", state)
@@ -79,6 +79,7 @@ def test_rerunning_a_night_reproduces_its_reports(nights, tmp_path):
     assert _state_run(state) == again.run_id and first.run_id != second.run_id
 
 
+@pytest.mark.slow  # several runs of a small night (3-5 s)
 def test_without_the_fix_a_rerun_differs(nights, tmp_path):
     """The check above can fail: against the current state (night 2 already learned) the reports differ."""
     state = tmp_path / "state"
@@ -89,6 +90,7 @@ def test_without_the_fix_a_rerun_differs(nights, tmp_path):
     assert differ
 
 
+@pytest.mark.slow  # several runs of a small night (3-5 s)
 def test_retention_of_generations(nights, tmp_path):
     state = tmp_path / "state"
     cfg = Config().replace(state={"generations": 2})
@@ -103,6 +105,7 @@ def _boom(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "where"),
     [
@@ -150,6 +153,7 @@ class Killed(BaseException):
     """SIGKILL: nothing after it runs (no except clause of the run catches it)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("step", "target"),
     [
@@ -185,6 +189,7 @@ def test_a_kill_at_any_step_leaves_reports_and_state_of_one_night(
     assert sorted(p.name for p in state.glob("g*")) == (["g1", "g2"] if committed else ["g1"])
 
 
+@pytest.mark.slow  # several runs of a small night (3-5 s)
 def test_a_kill_after_commit_is_finished_from_the_state_side(nights, tmp_path, monkeypatch):
     """The next run may use another output directory: the state's pending note leads to the journal."""
     out, state = tmp_path / "out", tmp_path / "state"
@@ -217,3 +222,16 @@ def test_reports_and_state_are_private_whatever_the_umask(nights, tmp_path):
         for p in [root, *root.rglob("*")]:
             mode = stat.S_IMODE(p.stat().st_mode)
             assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
+
+
+@pytest.mark.parametrize(
+    "command", [["ingest", "LOGS", "--out", "OUT/events.parquet"], ["run", "LOGS", "--out", "OUT/r"]]
+)
+def test_any_command_with_an_unwritable_out_exits_2(nights, tmp_path, command):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a directory is needed")
+    args = [a.replace("LOGS", str(nights[0])).replace("OUT", str(blocker)) for a in command]
+    res = RUNNER.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(blocker) in lines[0] and "cannot write" in lines[0], lines
