@@ -113,6 +113,9 @@ class RunResult:
     """Why the night needs attention under ``fail_on`` (``None``: it does not, or no ``fail_on``)."""
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    state_generation: int | None = None
+    """The state generation published with the reports (``None``: no ``--state``, or a night re-run
+    after later ones, which publishes reports only)."""
 
     @property
     def exit_code(self) -> int:
@@ -574,6 +577,7 @@ def _run(
         attention=attention,
         warnings=tuple(warnings),
         timings=step.timings,
+        state_generation=generation["generation"] if generation else None,
     )
 
 

@@ -78,6 +78,10 @@ def announce(state_dir: Path, *, run_id: str, generation: int, out_dir: Path) ->
     write_private(state_dir / PENDING_FILE, json.dumps(doc, indent=2))
 
 
+NEXT_POINTER = ".state.json.next"
+"""The new ``state.json``, written before the commit point so that applying it is one rename (no space needed)."""
+
+
 def commit(
     out_dir: Path,
     staging: Path,
@@ -89,6 +93,8 @@ def commit(
 ) -> tuple[Path, ...]:
     """Write the journal (the commit point), then apply it; return the published report paths."""
     make_private(staging)
+    if state_dir is not None and generation:
+        write_private(state_dir / NEXT_POINTER, json.dumps(generation, indent=2, sort_keys=True))
     doc = {
         "run_id": run_id,
         "staging": staging.name,
@@ -105,24 +111,39 @@ def apply(out_dir: Path) -> tuple[Path, ...]:
     journal = out_dir / JOURNAL
     doc = json.loads(journal.read_text(encoding="utf-8"))
     staging = out_dir / doc["staging"]
+    published = _publish_reports(out_dir, staging, doc["files"])
+    if doc.get("state_dir") and doc.get("generation"):
+        _point_state(Path(doc["state_dir"]), doc["run_id"], doc["generation"])
+    journal.unlink()
+    fsync_dir(out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    return published
+
+
+def _publish_reports(out_dir: Path, staging: Path, files: Sequence[str]) -> tuple[Path, ...]:
+    """Rename the staged reports into ``out_dir``, ``summary.json`` last (each rename is atomic)."""
     published = []
-    for name in doc["files"]:
+    for name in files:
         src, dst = staging / name, out_dir / name
         if src.exists():  # otherwise renamed before a kill
             os.replace(src, dst)
         published.append(dst)
     fsync_dir(out_dir)
-    if doc.get("state_dir") and doc.get("generation"):
-        state_dir = Path(doc["state_dir"])
-        index = state_dir / STATE_FILE
-        current = json.loads(index.read_text(encoding="utf-8")) if index.exists() else {}
-        if current.get("run_id") != doc["run_id"]:
-            make_current(state_dir, doc["generation"])
-        _drop_pending(state_dir, doc["run_id"])
-    journal.unlink()
-    fsync_dir(out_dir)
-    shutil.rmtree(staging, ignore_errors=True)
     return tuple(published)
+
+
+def _point_state(state_dir: Path, run_id: str, generation: dict[str, Any]) -> None:
+    """Make the run's generation current: rename the staged pointer (or write it, if a kill lost it)."""
+    index = state_dir / STATE_FILE
+    current = json.loads(index.read_text(encoding="utf-8")) if index.exists() else {}
+    if current.get("run_id") != run_id:
+        staged = state_dir / NEXT_POINTER
+        if staged.exists() and json.loads(staged.read_text(encoding="utf-8")).get("run_id") == run_id:
+            os.replace(staged, index)
+            fsync_dir(state_dir)
+        else:
+            make_current(state_dir, generation)
+    _drop_pending(state_dir, run_id)
 
 
 def _drop_pending(state_dir: Path, run_id: str) -> None:
@@ -178,6 +199,7 @@ def recover_state(state_dir: Path, own_out: Path | None = None) -> str | None:
                 apply(out_dir)
         return f"finished the publication of run {doc.get('run_id')} (it was killed after its commit point)"
     shutil.rmtree(state_dir / f"g{number}", ignore_errors=True)
+    (state_dir / NEXT_POINTER).unlink(missing_ok=True)
     pending.unlink()
     fsync_dir(state_dir)
     return f"discarded the uncommitted state generation {number} of run {doc.get('run_id')}"

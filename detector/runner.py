@@ -106,7 +106,11 @@ def run_command(
         # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
         piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
         print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
-        Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
+        published = f"reports: {result.out_dir}"
+        if state is not None:
+            kept = "unchanged" if result.state_generation is None else f"generation {result.state_generation}"
+            published += f"; state: {state} ({kept})"
+        Console(stderr=True, highlight=False).print(published, style="dim", markup=False)
         return result.exit_code
     except DetectorError as e:
         if log_format == "json":

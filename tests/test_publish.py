@@ -159,7 +159,7 @@ class Killed(BaseException):
     [
         ("staging the state", "detector.state.stage_generation"),
         ("after the commit point", "detector.publish.apply"),
-        ("between reports and state", "detector.publish.make_current"),
+        ("between reports and state", "detector.publish._point_state"),
     ],
 )
 def test_a_kill_at_any_step_leaves_reports_and_state_of_one_night(
@@ -198,7 +198,7 @@ def test_a_kill_after_commit_is_finished_from_the_state_side(nights, tmp_path, m
     def kill(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr("detector.publish.make_current", kill)
+    monkeypatch.setattr("detector.publish._point_state", kill)
     with pytest.raises(Killed):
         _run(nights[1], out, state)
     monkeypatch.undo()
