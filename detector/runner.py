@@ -110,7 +110,7 @@ def run_command(
         if state is not None:
             kept = "unchanged" if result.state_generation is None else f"generation {result.state_generation}"
             published += f"; state: {state} ({kept})"
-        Console(stderr=True, highlight=False).print(published, style="dim", markup=False)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(published, style="dim", markup=False)
         return result.exit_code
     except DetectorError as e:
         if log_format == "json":
