@@ -235,3 +235,14 @@ def test_any_command_with_an_unwritable_out_exits_2(nights, tmp_path, command):
     assert res.exit_code == 2, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and str(blocker) in lines[0] and "cannot write" in lines[0], lines
+
+
+def test_ingest_output_is_private_whatever_the_umask(nights, tmp_path):
+    old = os.umask(0o022)
+    try:
+        res = RUNNER.invoke(app, ["ingest", str(nights[0]), "--out", str(tmp_path / "events.parquet")])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    for name in ("events.parquet", "events.quarantine.parquet"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name

@@ -554,9 +554,11 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         result = ingest(paths, cfg, Path(tmp))
+        os.chmod(result.events_path, 0o600)  # account names and addresses: personal data
         os.replace(result.events_path, out)
     qpath = out.with_name(f"{out.stem}.quarantine.parquet")
     qtmp = qpath.with_name(f".{qpath.name}.tmp")
     result.quarantine.write_parquet(qtmp)
+    os.chmod(qtmp, 0o600)
     os.replace(qtmp, qpath)
     return replace(result, events=pl.scan_parquet(out), events_path=out)
