@@ -310,42 +310,35 @@ def base_for(state_dir: str | Path, current: State, window_start: datetime | Non
         return Base()
     kept = generations(state_dir)
     number: int | None = current.generation
-    skipped: list[int] = []
+    skipped: list[tuple[int, bool]] = []  # (generation, is it this very night)
     while number is not None and number in kept:
         g = kept[number]
-        later = window_start is not None and g.window_start is not None and g.window_start >= window_start
-        if not (later or g.inputs & inputs):
+        same = bool(g.inputs & inputs) or (window_start is not None and g.window_start == window_start)
+        later = window_start is not None and g.window_start is not None and g.window_start > window_start
+        if not (same or later):
             break
-        skipped.append(number)
+        skipped.append((number, same))
         number = g.parent
     if not skipped:
         return Base()
     if number is not None and number not in kept:
         raise StateError(
-            f"this night is already in the state (generation {skipped[-1]}) and the generation before "
-            f"it ({number}) is no longer kept",
+            f"the state already holds this or a later night (generation {skipped[-1][0]}) and the "
+            f"generation before it ({number}) is no longer kept",
             path=state_dir,
             hint="keep more generations ([state] generations), or run without --state",
         )
     base = 0 if number is None else number
     before = f"generation {base}" if base else "the empty state before the first night"
-    note = (
-        f"this night is already in the state (generation {skipped[-1]}): it runs against {before}, "
-        "as it did the first time"
-    )
-    if len(skipped) > 1:
+    # only a re-run of the latest night replaces it; an earlier night leaves the later ones in place
+    latest = len(skipped) == 1 and skipped[0][1]
+    if any(same for _, same in skipped):
+        note = f"this night is already in the state: it runs against {before}, as it did the first time"
+    else:
+        note = f"this night is older than the state's latest: it runs against {before}"
+    if not latest:
         note += f"; later nights are in the state, which stays at generation {current.generation}"
-    return Base(base, note, later_nights=len(skipped) > 1)
-
-
-def _tables(state: State) -> dict[str, pl.DataFrame]:
-    tables = {f"history.{k}": v for k, v in state.history.items()}
-    if state.shared is not None:
-        tables["shared"] = state.shared
-    if state.campaigns is not None:
-        tables["campaigns"] = state.campaigns
-    tables["manifest"] = state.manifest
-    return tables
+    return Base(base, note, later_nights=not latest)
 
 
 def next_generation(state_dir: str | Path) -> int:

@@ -1,7 +1,7 @@
 import json
 import os
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -15,10 +15,13 @@ from detector.state import (
     STATE_FILE,
     STATE_VERSION,
     State,
+    base_for,
     load_state,
     locked,
+    make_current,
     prune,
     save_state,
+    stage_generation,
 )
 
 NOW = datetime(2025, 3, 2, tzinfo=UTC)
@@ -180,3 +183,29 @@ def test_prune_by_horizon(column, days_old, kept):
 def test_prune_keeps_frames_without_time():
     df = pl.DataFrame({"feature": ["asn"], "count": [3]})
     assert prune(df, NOW, 1).height == 1
+
+
+D1, D2, D3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("window_start", "inputs", "number", "later"),
+    [
+        (D3, {"c"}, None, False),  # a new night: the current state
+        (D2, {"b"}, 1, False),  # the latest night again: the generation before it, then replaced
+        (D2, {"b-recompressed"}, 1, False),  # same night by its window, whatever the files
+        (None, {"b"}, 1, False),  # no events: by the inputs alone
+        (D1, {"a"}, 0, True),  # the first night again: the empty state; night 2 stays
+        (D1 + timedelta(hours=12), {"x"}, 1, True),  # an older night run late: night 2 stays
+    ],
+)
+def test_base_for_a_night_the_state_holds(tmp_path, window_start, inputs, number, later):
+    for n, (start, sha) in enumerate(((D1, "a"), (D2, "b")), 1):
+        doc = stage_generation(
+            tmp_path, _state(f"r{n}"), generation=n, parent=n - 1, run_id=f"r{n}", now=NOW,
+            window=(start, start + timedelta(hours=23)), inputs=[sha],
+        )  # fmt: skip
+        make_current(tmp_path, doc)
+    base = base_for(tmp_path, load_state(tmp_path), window_start, inputs)
+    assert (base.number, base.later_nights) == (number, later)
+    assert (base.note is None) == (number is None)
