@@ -111,13 +111,24 @@ def _boom(*args, **kwargs):
     [
         ("detector.state.stage_generation", "state"),  # the state cannot be saved: full disk
         ("detector.report.parquet.pq.write_table", "out"),  # a report cannot be written
+        ("detector.publish.write_private", "out"),  # the journal (the commit point) cannot be written
     ],
 )
 def test_a_full_disk_publishes_nothing_and_exits_2(nights, tmp_path, monkeypatch, target, where):
     out, state = tmp_path / "out", tmp_path / "state"
     _run(nights[0], out, state)
     before_out, before_state = _snapshot(out), _snapshot(state)
-    monkeypatch.setattr(target, _boom)
+    if target == "detector.publish.write_private":
+        import detector.publish
+
+        real = detector.publish.write_private
+
+        def journal_full(path, text):
+            return _boom() if path.name == JOURNAL else real(path, text)
+
+        monkeypatch.setattr(target, journal_full)
+    else:
+        monkeypatch.setattr(target, _boom)
     res = RUNNER.invoke(app, ["run", str(nights[1]), "--out", str(out), "--state", str(state)])
     assert res.exit_code == 2, res.output
     last = res.stderr.strip().splitlines()[-1]
@@ -126,6 +137,7 @@ def test_a_full_disk_publishes_nothing_and_exits_2(nights, tmp_path, monkeypatch
     assert "Traceback" not in res.output and "internal error" not in res.output
     assert _snapshot(out) == before_out and _snapshot(state) == before_state
     assert not list(out.glob(".tmp-*")) and not (state / PENDING_FILE).exists()
+    assert sorted(p.name for p in state.glob("g*")) == ["g1"], "the staged generation is rolled back"
 
 
 @pytest.mark.parametrize("obstacle", ["file", "read-only"])
