@@ -258,3 +258,21 @@ def test_ingest_output_is_private_whatever_the_umask(nights, tmp_path):
     assert res.exit_code == 0, res.output
     for name in ("events.parquet", "events.quarantine.parquet"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+
+
+def test_a_night_with_a_truncated_archive_keeps_its_lines_and_says_so(nights, tmp_path):
+    import gzip
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    text = (nights[0] / "mail.log").read_bytes()
+    data = gzip.compress(text)
+    (logs / "mail.log.1.gz").write_bytes(data[: len(data) * 3 // 4])  # a crash during rotation
+    res = RUNNER.invoke(app, ["run", str(logs), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    q = pl.read_parquet(tmp_path / "out" / "quarantine.parquet").filter(reason="truncated_archive")
+    assert q.height == 1 and q["source_file"][0].endswith("mail.log.1.gz")
+    kept = q["line_number"][0] - 1
+    assert kept > 0 and pl.read_parquet(tmp_path / "out" / "events.parquet").height > 0
+    warnings = json.loads((tmp_path / "out" / contract.SUMMARY_JSON).read_text())["warnings"]
+    assert any("truncated archive" in w and f"kept the {kept:,} line(s)" in w for w in warnings)
