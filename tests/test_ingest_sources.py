@@ -13,6 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detector.config import IngestConfig
 from detector.errors import InputError, SchemaError
@@ -278,3 +280,24 @@ def test_quarantine_kept_rows_are_bounded_but_all_counted(tmp_path, monkeypatch)
     assert result.quarantine.height == 2 and result.quarantined == 4
     assert any("4 lines quarantined" in w for w in result.warnings)
     assert re.search(r"^quarantined +4$", result.summary_text(), re.M)
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.0, 1.0), lines=st.integers(1, 400))
+def test_a_cut_anywhere_keeps_a_prefix_of_whole_lines(tmp_path, suffix, cut, lines):
+    """Whatever the cut: the lines read are the file's first lines, unchanged, and the break is recorded."""
+    from detector.ingest.sources import InputFile, ReadLog, read_lines
+
+    text = LONG.splitlines(keepends=True)[:lines]
+    data = FORMATS[suffix](b"".join(text))
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: int(len(data) * cut)])
+    log = ReadLog()
+    got = pl.concat(
+        [f.select("raw") for f in read_lines(InputFile(str(path), None, None), 4096, 65536, log)]
+        or [pl.DataFrame({"raw": []}, schema={"raw": pl.String})]
+    )
+    assert got["raw"].to_list() == [t.decode().rstrip("\n") for t in text[: got.height]]
+    kept = int(len(data) * cut)
+    assert (log.quarantine == []) == (kept in (0, len(data)))  # an empty file is not a broken one
