@@ -180,15 +180,20 @@ def test_a_kill_at_any_step_leaves_reports_and_state_of_one_night(
     out, state = tmp_path / "out", tmp_path / "state"
     first = _run(nights[0], out, state)
 
-    def kill(*args, **kwargs):
+    def kill(*args, generation=None, **kwargs):
+        if generation is not None:  # half of the generation written
+            (state / f"g{generation}").mkdir()
+            (state / f"g{generation}" / "history.accounts.parquet").write_bytes(b"PAR1 half written")
         raise Killed
 
     monkeypatch.setattr(target, kill)
+    monkeypatch.setattr("detector.pipeline._roll_back", lambda *a: None)  # SIGKILL: no clean-up runs
     with pytest.raises(Killed):
         _run(nights[1], out, state)
     monkeypatch.undo()
     committed = (out / JOURNAL).exists()
     assert committed == (step != "staging the state")
+    assert (state / PENDING_FILE).exists() and (state / "g2").exists()
     if not committed:
         assert _published_run(out) == _state_run(state) == first.run_id
     # the next run (here: its first step) settles it, from the output or from the state side
