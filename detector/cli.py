@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from detector import __version__
-from detector.errors import DetectorError
+from detector.errors import DetectorError, unwritable
 from detector.report.terminal import safe
 
 app = typer.Typer(
@@ -64,6 +64,10 @@ def guarded(fn: F) -> F:
         except Exception as e:
             if os.environ.get("DETECTOR_DEBUG"):
                 raise
+            refused = unwritable(e)  # any command's --out: read-only, full, a file in the way
+            if refused is not None:
+                err(f"detector: error: {refused}")
+                raise typer.Exit(refused.exit_code) from None
             err(f"detector: internal error: {type(e).__name__}: {e} (set DETECTOR_DEBUG=1 for a traceback)")
             raise typer.Exit(1) from None
 

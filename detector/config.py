@@ -257,6 +257,9 @@ class StateConfig(_Section):
     SECTION: ClassVar[str] = "state"
     horizon_days: int = key(90, Range(1, 3660))
     """History older than this is dropped from the state."""
+    generations: int = key(8, Range(2, 1000))
+    """State generations kept, the current one included: re-running one of the last
+    generations - 1 nights reproduces its reports; older generations (personal data) are deleted."""
 
 
 @dataclass(frozen=True)

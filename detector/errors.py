@@ -8,6 +8,8 @@ stderr and the exit code of its class; anything else is a bug and exits 1.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,10 +72,46 @@ class StateError(DetectorError):
     """A state directory that is corrupt or of an incompatible version."""
 
 
+class OutputError(DetectorError):
+    """An output or state directory that cannot be written (read-only, full, a file in the way)."""
+
+
 class RunFailed(DetectorError):
     """The run could not finish (nothing was published)."""
 
     exit_code = 1
+
+
+UNWRITABLE = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.ENOTDIR,
+        errno.EEXIST,
+    }
+)
+"""errno values of an output that cannot be written (read-only, full, a file where a directory goes)."""
+
+
+def unwritable(e: BaseException, where: str | Path | None = None) -> OutputError | None:
+    """``e`` as an :class:`OutputError` naming the path (its own, else ``where``) if it says an output
+    cannot be written; ``None`` for any other error."""
+    if not isinstance(e, OSError):
+        return None
+    # pyarrow's and polars' I/O errors carry the system's message but no errno
+    code = (
+        e.errno if e.errno in UNWRITABLE else next((c for c in UNWRITABLE if os.strerror(c) in str(e)), None)
+    )
+    if code is None:
+        return None
+    why = os.strerror(code)
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        why = f"a file stands where a directory is needed ({why})"
+    return OutputError(f"cannot write: {why}", path=e.filename or where)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:

@@ -1,17 +1,17 @@
 """The nightly job: ingest -> enrich -> detect -> score -> recommend -> report, with state across nights.
 
-:func:`run` is the one orchestrator. It stages every output in ``OUT/.tmp-<run id>/`` and renames
-the files into ``OUT`` only once all of them are written (``summary.json`` last), so a run that
-fails or is killed leaves the previous reports intact and no half-written file. The state directory
-is updated after the reports are published, atomically (see :mod:`detector.state`). Stage results
-are not kept on long-lived objects: everything a run produced is in its :class:`RunResult`.
+:func:`run` is the one orchestrator. It stages every output (the reports in ``OUT/.tmp-<run id>/``,
+the night's state generation in ``STATE/g<N>/``) and publishes them together in one transaction
+(:mod:`detector.publish`): a run that fails or is killed before the commit point leaves the
+previous reports and state intact, one killed after it is finished by the next run, so reports
+and state always come from the same night. Stage results are not kept on long-lived objects:
+everything a run produced is in its :class:`RunResult`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import resource
@@ -30,8 +30,9 @@ import polars as pl
 
 from detector import __version__, schema
 from detector.config import Config
-from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed
+from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed, unwritable
 from detector.logging_setup import LOGGER, log
+from detector.publish import JOURNAL, commit, locked_out, recover_out
 from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C
@@ -112,6 +113,9 @@ class RunResult:
     """Why the night needs attention under ``fail_on`` (``None``: it does not, or no ``fail_on``)."""
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    state_generation: int | None = None
+    """The state generation published with the reports (``None``: no ``--state``, or a night re-run
+    after later ones, which publishes reports only)."""
 
     @property
     def exit_code(self) -> int:
@@ -146,23 +150,6 @@ def default_model_path() -> Path:
         path=candidates[1],
         hint="pass --model FILE or set DETECTOR_MODEL; `make model` trains one",
     )
-
-
-@contextlib.contextmanager
-def _locked_out_dir(out_dir: Path) -> Iterator[None]:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise InputError(f"cannot write the output directory: {e.strerror}", path=out_dir) from e
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise InputError("output directory is in use by another run", path=out_dir) from e
-        yield
-    finally:
-        os.close(fd)
 
 
 class _Steps:
@@ -249,22 +236,6 @@ def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Any) -> dict[s
     return out
 
 
-def _publish(staging: Path, out_dir: Path, names: Sequence[str]) -> tuple[Path, ...]:
-    """Rename staged files into ``out_dir`` (each rename is atomic; summary.json comes last)."""
-    published = []
-    for name in names:
-        src = staging / name
-        dst = out_dir / name
-        os.replace(src, dst)
-        published.append(dst)
-    fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tuple(published)
-
-
 def run(
     paths: Sequence[str | Path],
     out_dir: str | Path,
@@ -308,26 +279,32 @@ def run(
     out = Path(out_dir)
     if not paths:
         raise InputError("no input paths given")
-    with _locked_out_dir(out):
+    from detector.state import locked, private_dir
+
+    with locked_out(out):
+        finished = recover_out(out)
+        if finished:
+            log(
+                logger,
+                logging.WARNING,
+                f"finished the publication of run {finished}, killed after its commit point",
+            )
         for stale in out.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = out / f".tmp-{run_id}"
-        staging.mkdir()
+        writing = [out]  # the directory the current step writes to, named when it cannot be written
         try:
-            if state_dir is not None:
-                from detector.state import locked
-
-                with locked(state_dir):
-                    return _run(
-                        paths, out, staging, run_id, started, logger, progress, cfg, rule,
-                        state_dir=Path(state_dir), practitioners=practitioners, geoip_dir=geoip_dir,
-                        model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
-                    )  # fmt: skip
-            return _run(
-                paths, out, staging, run_id, started, logger, progress, cfg, rule,
-                state_dir=None, practitioners=practitioners, geoip_dir=geoip_dir,
-                model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
-            )  # fmt: skip
+            private_dir(staging)
+            with contextlib.ExitStack() as stack:
+                if state_dir is not None:
+                    stack.enter_context(locked(state_dir))
+                    stack.callback(_roll_back, Path(state_dir), out)
+                return _run(
+                    paths, out, staging, run_id, started, logger, progress, cfg, rule,
+                    state_dir=None if state_dir is None else Path(state_dir), practitioners=practitioners,
+                    geoip_dir=geoip_dir, model_path=model_path, pseudonymize_key=pseudonymize_key,
+                    labels=labels, writing=writing,
+                )  # fmt: skip
         except DetectorError:
             raise
         except (KeyboardInterrupt, SystemExit):
@@ -335,9 +312,28 @@ def run(
         except Exception as e:
             if os.environ.get("DETECTOR_DEBUG"):
                 raise
+            if (out / JOURNAL).exists():
+                raise RunFailed(
+                    f"publication interrupted after its commit point ({type(e).__name__}: {e}); the next "
+                    "run on this output directory finishes it",
+                    path=out / JOURNAL,
+                ) from e
+            refused = unwritable(e, writing[-1])
+            if refused is not None:
+                raise refused from e
             raise RunFailed(f"run failed, previous reports kept: {type(e).__name__}: {e}") from e
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _roll_back(state_dir: Path, out: Path) -> None:
+    """After a run, under the state lock: delete a generation it staged but never committed."""
+    from detector.publish import recover_state
+
+    if not (out / JOURNAL).exists():
+        with contextlib.suppress(DetectorError, OSError):
+            recover_state(state_dir, own_out=out)
 
 
 FIRST_NIGHT = (
@@ -380,6 +376,7 @@ def _run(
     model_path: str | Path | None,
     pseudonymize_key: str | None,
     labels: str | Path | None,
+    writing: list[Path],
 ) -> RunResult:
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
@@ -395,21 +392,33 @@ def _run(
     )
     from detector.features.baseline import History, update_history
     from detector.ingest import ingest
+    from detector.publish import announce, recover_state
     from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
     from detector.score.io import check_model
-    from detector.state import State, load_state, prune, save_state
+    from detector.state import (
+        State,
+        base_for,
+        load_state,
+        next_generation,
+        prune,
+        retain,
+        stage_generation,
+    )
 
     step = _Steps(logger, progress)
     warnings: list[str] = []
     log(logger, logging.INFO, "run started", run_id=run_id, inputs=len(paths), out=str(out))
 
     # Everything that can be wrong with the inputs is checked before the long steps.
-    state = load_state(state_dir) if state_dir is not None else State()
-    history = History.from_frames(state.history) if state.history else History.empty()
+    if state_dir is not None:
+        settled = recover_state(state_dir, own_out=out)
+        if settled:
+            log(logger, logging.WARNING, settled)
+    current = state = load_state(state_dir) if state_dir is not None else State()
     model_file = Path(model_path) if model_path is not None else default_model_path()
     check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
     geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
@@ -425,6 +434,16 @@ def _run(
         ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
     warnings.extend(ingested.warnings)
     inputs = _inputs_meta(ingested.inputs)
+    night = _window(ingested.events)
+    later_nights = False
+    if state_dir is not None:
+        # a night the state already holds runs against the generation before it (same reports)
+        base = base_for(state_dir, current, night[0], {i["sha256"] for i in inputs})
+        if base.number is not None:
+            state = load_state(state_dir, base.number) if base.number else State()
+            warnings.append(base.note or "")
+        later_nights = base.later_nights
+    history = History.from_frames(state.history) if state.history else History.empty()
     with step("enrich"):
         enriched = enrich(
             ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
@@ -526,8 +545,9 @@ def _run(
         )
         summary = write_reports(data, staging)
 
-    new_state = None
-    if state_dir is not None:
+    generation = None
+    if state_dir is not None and not later_nights:
+        writing.append(state_dir)
         with step("state"):
             seen = state.processed()
             new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
@@ -549,11 +569,28 @@ def _run(
                 manifest=state.manifest,
                 run_id=run_id,
             ).with_inputs(inputs, run_id, started)
+            number = next_generation(state_dir)
+            announce(state_dir, run_id=run_id, generation=number, out_dir=out)
+            generation = stage_generation(
+                state_dir, new_state, generation=number, parent=state.generation or None, run_id=run_id,
+                now=started, window=night, inputs=[i["sha256"] for i in inputs],
+            )  # fmt: skip
+        writing.pop()
 
     with step("publish"):
-        files = _publish(staging, out, contract.ALL_FILES)
-        if state_dir is not None and new_state is not None:
-            save_state(state_dir, new_state, run_id=run_id, now=started)
+        files = commit(
+            out, staging, contract.ALL_FILES, run_id=run_id, state_dir=state_dir, generation=generation
+        )
+    if state_dir is not None:
+        try:
+            retain(state_dir, cfg.state.generations)
+        except OSError as e:  # the night is published; the next run retries
+            log(
+                logger,
+                logging.WARNING,
+                f"cannot delete old state generations: {e.strerror}",
+                path=str(state_dir),
+            )
 
     log(logger, logging.INFO, "run finished", run_id=run_id, attention=attention, **step.timings)
     return RunResult(
@@ -564,6 +601,7 @@ def _run(
         attention=attention,
         warnings=tuple(warnings),
         timings=step.timings,
+        state_generation=generation["generation"] if generation else None,
     )
 
 

@@ -104,9 +104,11 @@ def run_command(
         # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
         piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
         print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
-        Console(stderr=True, highlight=False).print(
-            f"reports: {safe(result.out_dir)}", style="dim", markup=False
-        )
+        published = f"reports: {safe(result.out_dir)}"
+        if state is not None:
+            kept = "unchanged" if result.state_generation is None else f"generation {result.state_generation}"
+            published += f"; state: {safe(state)} ({kept})"
+        Console(stderr=True, highlight=False, soft_wrap=True).print(published, style="dim", markup=False)
         return result.exit_code
     except DetectorError as e:
         if log_format == "json":

@@ -198,7 +198,7 @@ QUARANTINE_COLUMNS: tuple[Column, ...] = (
     Column(
         "reason",
         pl.String,
-        "Why the line is not an event (unparsed, invalid_utf8, too_long, truncated_stream, ...).",
+        "Why the line is not an event (unparsed, invalid_utf8, too_long, truncated_archive, ...).",
     ),
     Column(C.RAW, pl.String, "The line as read (invalid bytes replaced, cut at 4 KiB)."),
 )

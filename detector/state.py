@@ -1,12 +1,18 @@
 """State carried across nights: per-account history, shared-address counts, campaign infrastructure.
 
-A state directory holds Parquet tables and ``state.json``, the commit point: it names each
-table's file with its sha256 and row count, the format version and the run that wrote it. Saving
-writes new files under a new generation, fsyncs them, then atomically replaces ``state.json``, so a
-run killed while saving leaves the previous state whole. Loading verifies the version and every
-checksum: a corrupt or incompatible state is a :class:`~detector.errors.StateError`, never a silent
-reset. The manifest lists the inputs (by sha256) already folded into the state, so re-running a
-night does not count it twice.
+A state directory holds **generations**, one per night folded in: ``g<N>/`` with the Parquet
+tables and ``generation.json`` (each table's file with its sha256 and row count, the format
+version, the run that wrote it, the parent generation, the night's window and the sha256 of its
+inputs). ``state.json`` is the pointer to the current generation (a copy of its
+``generation.json``), replaced in one atomic rename: that rename is where a new state becomes
+current (:mod:`detector.publish` makes it part of one transaction with the reports). Loading
+verifies the version and every checksum: a corrupt or incompatible state is a
+:class:`~detector.errors.StateError`, never a silent reset.
+
+Generations are kept (``[state] generations``) so that re-running a night the state already holds
+runs against the generation before that night (:func:`base_for`) and reproduces its reports. Every
+file is written with mode 0600 and every directory with 0700, whatever the umask: the state holds
+personal data (account names, the addresses they log in from).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -25,14 +32,19 @@ from typing import Any
 import polars as pl
 
 from detector import __version__
-from detector.errors import StateError
+from detector.errors import OutputError, StateError
 from detector.schema import UTC_US
 
 STATE_FORMAT = "detector-state"
 STATE_VERSION = 1
 """Bumped whenever a table's layout changes; an older or newer state is refused."""
 STATE_FILE = "state.json"
+GENERATION_FILE = "generation.json"
+PENDING_FILE = ".pending.json"
+"""Written before a generation is staged, removed once it is current or discarded (see publish)."""
 LOCK_FILE = ".lock"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 MANIFEST_SCHEMA = pl.Schema(
     {
@@ -56,6 +68,7 @@ class State:
         campaigns: campaign infrastructure in the detection stage's shape.
         manifest: inputs already processed (:data:`MANIFEST_SCHEMA`).
         run_id: the run that wrote this state, ``None`` for a new state.
+        generation: the generation it was loaded from (0: a new state).
     """
 
     history: dict[str, pl.DataFrame] = field(default_factory=dict)
@@ -63,6 +76,8 @@ class State:
     campaigns: pl.DataFrame | None = None
     manifest: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MANIFEST_SCHEMA))
     run_id: str | None = None
+    generation: int = 0
+    """The generation it was loaded from (0: a new state)."""
 
     @property
     def is_empty(self) -> bool:
@@ -118,10 +133,10 @@ def locked(state_dir: str | Path) -> Iterator[Path]:
     """Hold an exclusive lock on ``state_dir`` (created if missing) for one run."""
     d = Path(state_dir)
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(d)
+        fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
     except OSError as e:
-        raise StateError(f"cannot use state directory: {e.strerror}", path=d) from e
+        raise OutputError(f"cannot use the state directory: {e.strerror}", path=d) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -142,19 +157,33 @@ def _tables(state: State) -> dict[str, pl.DataFrame]:
     return tables
 
 
-def load_state(state_dir: str | Path) -> State:
-    """The state in ``state_dir``; an empty state if the directory has none yet.
+def private_dir(d: Path) -> Path:
+    """``d`` (and missing parents) created; a directory this creates gets mode 0700 whatever the umask."""
+    missing = [p for p in (d, *d.parents) if not p.exists()]
+    d.mkdir(parents=True, exist_ok=True)
+    for p in missing:
+        os.chmod(p, DIR_MODE)
+    return d
 
-    Raises:
-        StateError: the state is of another format or version, a file is missing, or a checksum
-            does not match.
-    """
-    d = Path(state_dir)
-    index = d / STATE_FILE
-    if not index.exists():
-        if d.exists() and any(p.suffix == ".parquet" for p in d.iterdir()):
-            raise StateError(f"{STATE_FILE} is missing but the directory holds state tables", path=d)
-        return State()
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` atomically (temporary file, fsync, rename), mode 0600."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written index behind
+        raise
+    fsync_dir(path.parent)
+
+
+def _read_doc(index: Path) -> dict[str, Any]:
     try:
         doc = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -168,6 +197,27 @@ def load_state(state_dir: str | Path) -> State:
             path=index,
             hint="use the detector version that wrote it, or start a new state directory",
         )
+    return doc
+
+
+def load_state(state_dir: str | Path, generation: int | None = None) -> State:
+    """The current state in ``state_dir`` (or the kept ``generation``); empty if the directory has none yet.
+
+    Raises:
+        StateError: the state is of another format or version, a file is missing, or a checksum
+            does not match.
+    """
+    d = Path(state_dir)
+    index = d / STATE_FILE
+    if generation is not None:
+        index = d / f"g{generation}" / GENERATION_FILE
+        if not index.exists():
+            raise StateError(f"state generation {generation} is not kept", path=index.parent)
+    if not index.exists():
+        if d.exists() and (any(p.suffix == ".parquet" for p in d.iterdir()) or generations(d)):
+            raise StateError(f"{STATE_FILE} is missing but the directory holds state tables", path=d)
+        return State()
+    doc = _read_doc(index)
     tables: dict[str, pl.DataFrame] = {}
     for name, entry in doc.get("tables", {}).items():
         path = d / entry["file"]
@@ -190,10 +240,11 @@ def load_state(state_dir: str | Path) -> State:
         campaigns=tables.get("campaigns"),
         manifest=manifest,
         run_id=doc.get("run_id"),
+        generation=int(doc.get("generation", 0)),
     )
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
     fd = os.open(d, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -201,45 +252,205 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def save_state(state_dir: str | Path, state: State, *, run_id: str, now: datetime) -> Path:
-    """Write ``state`` atomically into ``state_dir``; returns the path of ``state.json``."""
+@dataclass(frozen=True)
+class Generation:
+    """What ``generation.json`` says about one kept generation (no tables loaded)."""
+
+    number: int
+    parent: int | None
+    run_id: str | None
+    window_start: datetime | None
+    inputs: frozenset[str]
+
+
+def _generation(doc: dict[str, Any]) -> Generation:
+    start = doc.get("window_start")
+    parent = doc.get("parent")
+    return Generation(
+        number=int(doc.get("generation", 0)),
+        parent=None if parent is None else int(parent),
+        run_id=doc.get("run_id"),
+        window_start=datetime.fromisoformat(start) if start else None,
+        inputs=frozenset(doc.get("inputs", ())),
+    )
+
+
+def generations(state_dir: str | Path) -> dict[int, Generation]:
+    """The kept generations by number, the current one included (also in the layout before generations)."""
     d = Path(state_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    index = d / STATE_FILE
-    old_files: set[str] = set()
-    generation = 0
-    if index.exists():
-        with contextlib.suppress(OSError, ValueError):
-            old = json.loads(index.read_text(encoding="utf-8"))
-            generation = int(old.get("generation", 0))
-            old_files = {e["file"] for e in old.get("tables", {}).values()}
-    generation += 1
+    out: dict[int, Generation] = {}
+    for index in d.glob(f"g*/{GENERATION_FILE}"):
+        with contextlib.suppress(StateError, ValueError, TypeError):
+            g = _generation(_read_doc(index))
+            out[g.number] = g
+    if (d / STATE_FILE).exists():
+        g = _generation(_read_doc(d / STATE_FILE))
+        out.setdefault(g.number, g)
+    return out
+
+
+@dataclass(frozen=True)
+class Base:
+    """The state a night runs against (see :func:`base_for`)."""
+
+    number: int | None = None
+    """The kept generation to load (0: the empty state); ``None``: the current state."""
+    note: str | None = None
+    """Why it is not the current state, for the run's warnings."""
+    later_nights: bool = False
+    """Later nights are folded in after this one: the run publishes its reports, not a state."""
+
+
+def base_for(state_dir: str | Path, current: State, window_start: datetime | None, inputs: set[str]) -> Base:
+    """The generation a night must run against: the state as it was before that night.
+
+    Walks back from the current generation past every generation of the same or a later night
+    (its window starts at or after tonight's, or it folded in one of tonight's inputs).
+
+    Raises:
+        StateError: the generation before that night is no longer kept.
+    """
+    if current.is_empty:
+        return Base()
+    kept = generations(state_dir)
+    number: int | None = current.generation
+    skipped: list[tuple[int, bool]] = []  # (generation, is it this very night)
+    while number is not None and number in kept:
+        g = kept[number]
+        same = bool(g.inputs & inputs) or (window_start is not None and g.window_start == window_start)
+        later = window_start is not None and g.window_start is not None and g.window_start > window_start
+        if not (same or later):
+            break
+        skipped.append((number, same))
+        number = g.parent
+    if not skipped:
+        return Base()
+    if number is not None and number not in kept:
+        raise StateError(
+            f"the state already holds this or a later night (generation {skipped[-1][0]}) and the "
+            f"generation before it ({number}) is no longer kept",
+            path=state_dir,
+            hint="keep more generations ([state] generations), or run without --state",
+        )
+    base = 0 if number is None else number
+    before = f"generation {base}" if base else "the empty state before the first night"
+    # only a re-run of the latest night replaces it; an earlier night leaves the later ones in place
+    latest = len(skipped) == 1 and skipped[0][1]
+    if any(same for _, same in skipped):
+        note = f"this night is already in the state: it runs against {before}, as it did the first time"
+    else:
+        note = f"this night is older than the state's latest: it runs against {before}"
+    if not latest:
+        note += f"; later nights are in the state, which stays at generation {current.generation}"
+    return Base(base, note, later_nights=not latest)
+
+
+def next_generation(state_dir: str | Path) -> int:
+    """A generation number no kept or staged generation uses."""
+    d = Path(state_dir)
+    used = [0, *generations(d)]
+    used += [int(p.name[1:]) for p in d.glob("g*") if p.name[1:].isdigit()]
+    return max(used) + 1
+
+
+def stage_generation(
+    state_dir: str | Path,
+    state: State,
+    *,
+    generation: int,
+    parent: int | None,
+    run_id: str,
+    now: datetime,
+    window: tuple[datetime | None, datetime | None] = (None, None),
+    inputs: list[str] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """Write ``state`` as generation ``generation`` (``g<N>/``, fsynced, mode 0600); return its document.
+
+    The generation is not current until :func:`make_current` points ``state.json`` at it.
+    """
+    d = Path(state_dir)
+    gdir = d / f"g{generation}"
+    if gdir.exists():
+        shutil.rmtree(gdir)
+    private_dir(gdir)
     entries: dict[str, dict[str, Any]] = {}
     for name, frame in _tables(state).items():
-        file = f"{name}.g{generation}.parquet"
-        path = d / file
+        path = gdir / f"{name}.parquet"
         frame.write_parquet(path, compression="zstd")
+        os.chmod(path, FILE_MODE)
         with path.open("rb") as f:
             os.fsync(f.fileno())
-        entries[name] = {"file": file, "sha256": _sha256(path), "rows": frame.height}
+        entries[name] = {"file": f"{gdir.name}/{path.name}", "sha256": _sha256(path), "rows": frame.height}
     doc = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "tool_version": __version__,
         "generation": generation,
+        "parent": parent or None,
         "run_id": run_id,
         "updated_at": now.isoformat(),
+        "window_start": window[0].isoformat() if window[0] else None,
+        "window_end": window[1].isoformat() if window[1] else None,
+        "inputs": sorted(set(inputs)),
         "tables": entries,
     }
-    tmp = d / f".{STATE_FILE}.{run_id}.tmp"
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, index)
-    _fsync_dir(d)
-    keep = {e["file"] for e in entries.values()}
+    write_private(gdir / GENERATION_FILE, json.dumps(doc, indent=2, sort_keys=True))
+    fsync_dir(d)
+    return doc
+
+
+def make_current(state_dir: str | Path, doc: dict[str, Any]) -> None:
+    """Point ``state.json`` at the generation ``doc`` describes (one atomic rename)."""
+    write_private(Path(state_dir) / STATE_FILE, json.dumps(doc, indent=2, sort_keys=True))
+
+
+def retain(state_dir: str | Path, keep: int) -> list[int]:
+    """Keep the current generation and its ``keep - 1`` nearest ancestors; delete the rest; return those deleted.
+
+    Ancestors, not the newest numbers: a re-run night's replaced generation is a sibling, and the
+    generation a re-run of the latest night needs is the current one's parent. Tables of the
+    layout before generations (``name.gN.parquet`` beside ``state.json``) that the current index
+    does not name are deleted too.
+    """
+    d = Path(state_dir)
+    index = d / STATE_FILE
+    current = json.loads(index.read_text(encoding="utf-8")) if index.exists() else {}
+    named = {e["file"] for e in current.get("tables", {}).values()}
     for p in d.glob("*.parquet"):
-        if p.name not in keep and (p.name in old_files or ".g" in p.name):
+        if p.name not in named and ".g" in p.name:
             p.unlink(missing_ok=True)
-    return index
+    kept = generations(d)
+    chain: list[int] = []
+    number = current.get("generation")
+    while number is not None and number in kept and len(chain) < keep:
+        chain.append(number)
+        number = kept[number].parent
+    numbers = [int(p.name[1:]) for p in d.glob("g*") if p.name[1:].isdigit()]
+    gone = sorted(n for n in numbers if n not in chain)
+    for n in gone:
+        shutil.rmtree(d / f"g{n}", ignore_errors=True)
+    return gone
+
+
+def save_state(
+    state_dir: str | Path,
+    state: State,
+    *,
+    run_id: str,
+    now: datetime,
+    keep: int = 8,
+    parent: int | None = None,
+) -> Path:
+    """Write ``state`` as a new generation and make it current; returns the path of ``state.json``.
+
+    For library use and tests; ``detector run`` stages the generation and commits it with the
+    reports (:mod:`detector.publish`).
+    """
+    d = private_dir(Path(state_dir))
+    number = next_generation(d)
+    if parent is None:
+        parent = state.generation or None
+    doc = stage_generation(d, state, generation=number, parent=parent, run_id=run_id, now=now)
+    make_current(d, doc)
+    retain(d, keep)
+    return d / STATE_FILE

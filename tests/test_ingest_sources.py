@@ -13,6 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detector.config import IngestConfig
 from detector.errors import InputError, SchemaError
@@ -101,16 +103,78 @@ def test_short_stdin_is_read_as_text(tmp_path, monkeypatch):
         ingest(["-"], IngestConfig(), tmp_path / "w")
 
 
-def test_truncated_gzip_keeps_what_was_read(tmp_path):
-    data = gzip.compress("\n".join(good_lines(3000)).encode() + b"\n")
-    path = tmp_path / "mail.log.gz"
-    path.write_bytes(data[: len(data) // 2])
+LONG = (
+    "\n".join(
+        line.replace("@x.org", f"-{hashlib.sha256(line.encode()).hexdigest()[:24]}@x.org")
+        for line in good_lines(3000)
+    ).encode()
+    + b"\n"
+)
+"""Poorly compressible lines (a hash in each name), so that the damage lands after the first piece."""
+FORMATS = {
+    ".gz": gzip.compress,
+    ".bz2": lambda b: bz2.compress(b, 1),  # 100 kB blocks: bzip2 recovers whole blocks only
+    ".xz": lzma.compress,
+    ".zst": lambda b: zstandard.ZstdCompressor(write_content_size=False).compress(b),
+}
+
+
+def _bz2_blocks(data: bytes) -> bytes:
+    """Two bzip2 streams, so that a cut in the second one leaves a whole first stream to recover."""
+    half = len(data) // 2
+    cut = data.rindex(b"\n", 0, half) + 1
+    return bz2.compress(data[:cut], 1) + bz2.compress(data[cut:], 1)
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+@pytest.mark.parametrize("keep", [0.9, 0.98])  # zstd: a 128 kB block must be whole
+def test_truncated_archive_keeps_every_line_before_the_break(tmp_path, suffix, keep):
+    data = _bz2_blocks(LONG) if suffix == ".bz2" else FORMATS[suffix](LONG)
+    path = tmp_path / f"mail.log{suffix}"
+    path.write_bytes(data[: int(len(data) * keep)])
+    result = ingest_paths(tmp_path, [path])  # the default chunk (16 MiB) holds the whole file
+    events = result.events.collect()
+    n = events.height
+    assert n > 0, "the lines before the break are kept"
+    assert events["line_number"].to_list() == list(range(1, n + 1))
+    q = result.quarantine.filter(reason="truncated_archive")
+    assert q.select("source_file", "line_number").rows() == [(str(path), n + 1)]
+    assert LONG.decode().splitlines()[n].startswith(q["raw"][0]), "the cut line is quarantined, not parsed"
+    warning = next(w for w in result.warnings if "truncated archive" in w)
+    assert str(path) in warning and f"kept the {n:,} line(s)" in warning
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+def test_corrupt_archive_keeps_the_lines_before_the_damage(tmp_path, suffix):
+    data = bytearray(_bz2_blocks(LONG) if suffix == ".bz2" else FORMATS[suffix](LONG))
+    at = int(len(data) * 0.7)
+    data[at : at + 64] = b"\xa5" * 64
+    path = tmp_path / f"mail.log{suffix}"
+    path.write_bytes(bytes(data))
+    result = ingest_paths(tmp_path, [path])
+    assert 0 < result.events.collect().height < 3000
+    assert result.quarantine.filter(reason="truncated_archive").height == 1
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+def test_whole_concatenated_and_padded_archives_are_not_truncated(tmp_path, suffix):
+    compress = FORMATS[suffix]
+    data = compress(LONG[:50_000]) + compress(LONG[50_000:])
+    if suffix == ".gz":
+        data += b"\0" * 512  # padding after the last member, as gzip accepts
+    path = tmp_path / f"mail.log{suffix}"
+    path.write_bytes(data)
     result = ingest_paths(tmp_path, [path], chunk_bytes=4096)
-    n = result.events.collect().height
-    assert 0 < n < 3000
-    q = result.quarantine.filter(reason="truncated_stream")
-    assert len(q) == 1
-    assert any("ends early" in w for w in result.warnings)
+    assert result.events.collect().height == 3000
+    assert result.quarantine.height == 0 and not result.warnings
+
+
+def test_truncated_archive_on_stdin(tmp_path, monkeypatch):
+    data = gzip.compress(LONG)
+    monkeypatch.setattr("sys.stdin", _Stdin(data[: len(data) // 2]))
+    result = ingest(["-"], IngestConfig(), tmp_path / "w")
+    assert 0 < result.events.collect().height < 3000
+    assert result.quarantine.filter(reason="truncated_archive")["source_file"].to_list() == ["-"]
 
 
 def test_binary_junk_is_quarantined_and_the_run_goes_on(tmp_path):
@@ -216,3 +280,24 @@ def test_quarantine_kept_rows_are_bounded_but_all_counted(tmp_path, monkeypatch)
     assert result.quarantine.height == 2 and result.quarantined == 4
     assert any("4 lines quarantined" in w for w in result.warnings)
     assert re.search(r"^quarantined +4$", result.summary_text(), re.M)
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMATS))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.0, 1.0), lines=st.integers(1, 400))
+def test_a_cut_anywhere_keeps_a_prefix_of_whole_lines(tmp_path, suffix, cut, lines):
+    """Whatever the cut: the lines read are the file's first lines, unchanged, and the break is recorded."""
+    from detector.ingest.sources import InputFile, ReadLog, read_lines
+
+    text = LONG.splitlines(keepends=True)[:lines]
+    data = FORMATS[suffix](b"".join(text))
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: int(len(data) * cut)])
+    log = ReadLog()
+    got = pl.concat(
+        [f.select("raw") for f in read_lines(InputFile(str(path), None, None), 4096, 65536, log)]
+        or [pl.DataFrame({"raw": []}, schema={"raw": pl.String})]
+    )
+    assert got["raw"].to_list() == [t.decode().rstrip("\n") for t in text[: got.height]]
+    kept = int(len(data) * cut)
+    assert (log.quarantine == []) == (kept in (0, len(data)))  # an empty file is not a broken one

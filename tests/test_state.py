@@ -1,5 +1,7 @@
 import json
-from datetime import UTC, datetime
+import os
+import stat
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -8,14 +10,18 @@ from detector.errors import StateError
 from detector.features.baseline import History, update_history
 from detector.schema import ENRICHED_SCHEMA, C, conform
 from detector.state import (
+    GENERATION_FILE,
     MANIFEST_SCHEMA,
     STATE_FILE,
     STATE_VERSION,
     State,
+    base_for,
     load_state,
     locked,
+    make_current,
     prune,
     save_state,
+    stage_generation,
 )
 
 NOW = datetime(2025, 3, 2, tzinfo=UTC)
@@ -65,13 +71,50 @@ def test_round_trip(tmp_path):
     History.from_frames(back.history)  # the detection stage accepts it
 
 
-def test_save_replaces_previous_generation(tmp_path):
-    save_state(tmp_path, _state("r1"), run_id="r1", now=NOW)
-    save_state(tmp_path, _state("r2"), run_id="r2", now=NOW)
+def test_save_adds_a_generation_and_keeps_the_newest(tmp_path):
+    for n in range(1, 5):
+        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2, parent=n - 1)
     doc = json.loads((tmp_path / STATE_FILE).read_text())
-    assert doc["generation"] == 2 and doc["run_id"] == "r2"
-    files = sorted(p.name for p in tmp_path.glob("*.parquet"))
-    assert all(".g2." in f for f in files), files
+    assert doc["generation"] == 4 and doc["run_id"] == "r4"
+    assert sorted(p.name for p in tmp_path.glob("g*")) == ["g3", "g4"]
+    assert load_state(tmp_path, generation=3).run_id == "r3"
+    with pytest.raises(StateError, match="not kept"):
+        load_state(tmp_path, generation=2)
+
+
+def test_retention_keeps_the_current_chain_not_the_newest_numbers(tmp_path):
+    """g3 re-ran g2's night against g1: g2 is a sibling and goes, g1 (the base of a re-run) stays."""
+    for n, parent in ((1, 0), (2, 1), (3, 1)):
+        save_state(tmp_path, _state(f"r{n}"), run_id=f"r{n}", now=NOW, keep=2, parent=parent)
+    assert sorted(p.name for p in tmp_path.glob("g*")) == ["g1", "g3"]
+
+
+def test_layout_before_generations_is_read_and_replaced(tmp_path):
+    """A state written before generations (tables beside state.json) loads, and the next save retires it."""
+    save_state(tmp_path, _state("r1"), run_id="r1", now=NOW)
+    doc = json.loads((tmp_path / STATE_FILE).read_text())
+    for entry in doc["tables"].values():
+        old = tmp_path / entry["file"]
+        entry["file"] = old.name.replace(".parquet", ".g1.parquet")
+        old.rename(tmp_path / entry["file"])
+    (tmp_path / "g1" / GENERATION_FILE).unlink()
+    (tmp_path / "g1").rmdir()
+    (tmp_path / STATE_FILE).write_text(json.dumps(doc))
+    assert load_state(tmp_path).run_id == "r1"
+    save_state(tmp_path, _state("r2"), run_id="r2", now=NOW)
+    assert not list(tmp_path.glob("*.parquet")) and load_state(tmp_path).run_id == "r2"
+
+
+def test_files_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_state(tmp_path / "s", _state(), run_id="r1", now=NOW)
+        with locked(tmp_path / "s"):
+            pass
+    finally:
+        os.umask(old)
+    for p in [tmp_path / "s", *(tmp_path / "s").rglob("*")]:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o700 if p.is_dir() else 0o600), p
 
 
 def test_with_inputs_is_idempotent():
@@ -82,7 +125,7 @@ def test_with_inputs_is_idempotent():
 
 def test_corrupt_table_is_an_error(tmp_path):
     save_state(tmp_path, _state(), run_id="r1", now=NOW)
-    victim = next(tmp_path.glob("history.accounts.*.parquet"))
+    victim = next(tmp_path.glob("g*/history.accounts.parquet"))
     victim.write_bytes(victim.read_bytes()[:-20] + b"x" * 20)
     with pytest.raises(StateError, match="corrupt"):
         load_state(tmp_path)
@@ -107,7 +150,7 @@ def test_bad_index_is_an_error(tmp_path, index):
 
 def test_missing_table_is_an_error(tmp_path):
     save_state(tmp_path, _state(), run_id="r1", now=NOW)
-    next(tmp_path.glob("shared.*.parquet")).unlink()
+    next(tmp_path.glob("g*/shared.parquet")).unlink()
     with pytest.raises(StateError, match="missing"):
         load_state(tmp_path)
 
@@ -140,3 +183,29 @@ def test_prune_by_horizon(column, days_old, kept):
 def test_prune_keeps_frames_without_time():
     df = pl.DataFrame({"feature": ["asn"], "count": [3]})
     assert prune(df, NOW, 1).height == 1
+
+
+D1, D2, D3 = (datetime(2025, 3, d, tzinfo=UTC) for d in (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("window_start", "inputs", "number", "later"),
+    [
+        (D3, {"c"}, None, False),  # a new night: the current state
+        (D2, {"b"}, 1, False),  # the latest night again: the generation before it, then replaced
+        (D2, {"b-recompressed"}, 1, False),  # same night by its window, whatever the files
+        (None, {"b"}, 1, False),  # no events: by the inputs alone
+        (D1, {"a"}, 0, True),  # the first night again: the empty state; night 2 stays
+        (D1 + timedelta(hours=12), {"x"}, 1, True),  # an older night run late: night 2 stays
+    ],
+)
+def test_base_for_a_night_the_state_holds(tmp_path, window_start, inputs, number, later):
+    for n, (start, sha) in enumerate(((D1, "a"), (D2, "b")), 1):
+        doc = stage_generation(
+            tmp_path, _state(f"r{n}"), generation=n, parent=n - 1, run_id=f"r{n}", now=NOW,
+            window=(start, start + timedelta(hours=23)), inputs=[sha],
+        )  # fmt: skip
+        make_current(tmp_path, doc)
+    base = base_for(tmp_path, load_state(tmp_path), window_start, inputs)
+    assert (base.number, base.later_nights) == (number, later)
+    assert (base.note is None) == (number is None)

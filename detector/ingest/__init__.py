@@ -215,7 +215,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     )
     text_lines = run.lines
     if run.claimed == 0 and tables == 0 and text_lines > 0:
-        first = quarantine.filter(pl.col("reason") != "truncated_stream").head(1)
+        first = quarantine.filter(pl.col("reason") != "truncated_archive").head(1)
         where = f" (first: {first[C.SOURCE_FILE][0]}:{first[C.LINE_NUMBER][0]})" if len(first) else ""
         raise InputError(f"no recognisable mail log line in {text_lines:,} line(s){where}")
     if run.quarantined > quarantine.height:
@@ -562,9 +562,11 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         result = ingest(paths, cfg, Path(tmp))
+        os.chmod(result.events_path, 0o600)  # account names and addresses: personal data
         os.replace(result.events_path, out)
     qpath = out.with_name(f"{out.stem}.quarantine.parquet")
     qtmp = qpath.with_name(f".{qpath.name}.tmp")
     result.quarantine.write_parquet(qtmp)
+    os.chmod(qtmp, 0o600)
     os.replace(qtmp, qpath)
     return replace(result, events=pl.scan_parquet(out), events_path=out)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bz2
 import glob
-import gzip
 import hashlib
 import io
 import lzma
@@ -222,23 +221,108 @@ def _open(inp: InputFile, log: ReadLog) -> tuple[_Hashing, BinaryIO]:
     else:
         name = inp.path.lower()
         kind = next((ext for ext in COMPRESSED if name.endswith(ext)), "")
-    if kind == ".gz":
-        return hashed, gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
-    if kind == ".bz2":
-        return hashed, bz2.BZ2File(source, "rb")  # type: ignore[arg-type]
-    if kind == ".xz":
-        return hashed, lzma.LZMAFile(source, "rb")  # type: ignore[arg-type]
-    if kind == ".zst":
-        import zstandard
-
-        return hashed, zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)  # type: ignore[return-value]
+    if kind in DECOMPRESSORS:
+        return hashed, _Decompressing(source, kind)  # type: ignore[return-value]
     return hashed, source  # type: ignore[return-value]
 
 
-def _stream_errors() -> tuple[type[BaseException], ...]:
+class TruncatedArchive(Exception):
+    """A compressed input whose stream breaks off (or turns into garbage) before its end marker."""
+
+
+def _zstd() -> object:
     import zstandard
 
-    return (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+DECOMPRESSORS = {
+    ".gz": lambda: zlib.decompressobj(wbits=zlib.MAX_WBITS | 32),  # gzip header and trailer checked
+    ".bz2": bz2.BZ2Decompressor,
+    ".xz": lambda: lzma.LZMADecompressor(format=lzma.FORMAT_AUTO),
+    ".zst": _zstd,
+}
+"""An incremental decompressor per format: one object per member (gzip), stream (bz2, xz) or frame (zstd)."""
+
+COMPRESSED_READ = 256 * 1024
+"""Compressed bytes read from the file at a time."""
+COMPRESSED_PIECE = 4096
+"""Compressed bytes fed to a decompressor per call: what damage in the middle of a file can cost
+besides the damaged part (a failing call returns nothing)."""
+
+
+class _Decompressing(_Stream):
+    """Decompressed bytes of a (possibly multi-member) compressed stream, fed block by block.
+
+    Unlike ``gzip.GzipFile`` and friends, which drop the output of the read that meets a broken or
+    missing end, every byte that decompressed before the break is returned first; the next read
+    raises :class:`TruncatedArchive`. Concatenated members (``cat a.gz b.gz``) are read in turn;
+    zero padding after the last member (tape and some rotation tools) is ignored, as gzip does.
+    """
+
+    def __init__(self, source: _Stream, kind: str) -> None:
+        self.source = source
+        self.kind = kind
+        self.new = DECOMPRESSORS[kind]
+        self.d = self.new()
+        self.started = False  # the current member has received input
+        self.pending = bytearray()
+        self.failure: str | None = None
+        self.done = False
+
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        import zstandard
+
+        return (EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self.d.eof:
+                if not data.strip(b"\0"):
+                    return b"".join(out)  # padding after the last member
+                self.d, self.started = self.new(), False
+            self.started = True
+            try:
+                out.append(self.d.decompress(data))
+            except self._errors() as e:
+                self.failure = f"corrupt data ({type(e).__name__}: {e})"
+                break
+            data = self.d.unused_data if self.d.eof else b""
+        return b"".join(out)
+
+    def _fill(self, n: int) -> None:
+        while len(self.pending) < n and not self.done and self.failure is None:
+            block = self.source.read(COMPRESSED_READ)
+            if not block:
+                self.done = True
+                if self.started and not self.d.eof:
+                    self.failure = "the compressed stream ends before its end marker"
+                break
+            for at in range(0, len(block), COMPRESSED_PIECE):
+                self.pending += self._feed(block[at : at + COMPRESSED_PIECE])  # bytearray: amortised
+                if self.failure is not None:
+                    break
+
+    def read(self, n: int = -1) -> bytes:
+        self._fill(n if n is not None and n >= 0 else 1 << 62)
+        if not self.pending and self.failure is not None:
+            failure, self.failure = self.failure, None
+            self.done = True
+            raise TruncatedArchive(failure)
+        if n is None or n < 0 or n >= len(self.pending):
+            out, self.pending = bytes(self.pending), bytearray()
+        else:
+            out = bytes(self.pending[:n])
+            del self.pending[:n]
+        return out
+
+    def close(self) -> None:
+        self.source.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.source.closed
 
 
 def _frame(source: str, first: int, buf: bytes) -> pl.DataFrame:
@@ -276,16 +360,9 @@ def read_lines(inp: InputFile, chunk_bytes: int, max_line_bytes: int, log: ReadL
         while True:
             try:
                 block = stream.read(chunk_bytes)
-            except _stream_errors() as e:
-                log.quarantine.append(
-                    {
-                        C.SOURCE_FILE: source,
-                        C.LINE_NUMBER: line,
-                        "reason": "truncated_stream",
-                        C.RAW: f"{type(e).__name__}: {e}"[:RAW_CUT],
-                    }
-                )
-                log.warnings.append(f"{source}: compressed stream ends early ({e}); kept the lines before it")
+            except TruncatedArchive as e:
+                _truncated(log, source, line, b"" if skipping else carry, str(e))
+                carry, skipping = b"", False
                 block = b""
             if not block:
                 break
@@ -332,6 +409,22 @@ def read_lines(inp: InputFile, chunk_bytes: int, max_line_bytes: int, log: ReadL
             hashed.close()
         log.sha256 = hashed.h.hexdigest()
         log.lines = line - 1
+
+
+def _truncated(log: ReadLog, source: str, line: int, partial: bytes, why: str) -> None:
+    """Record where a compressed input breaks off: the cut last line (if any) is quarantined, not parsed."""
+    log.quarantine.append(
+        {
+            C.SOURCE_FILE: source,
+            C.LINE_NUMBER: line,
+            "reason": "truncated_archive",
+            C.RAW: partial[:RAW_CUT].decode("utf-8", errors="replace"),
+        }
+    )
+    cut = f"; the cut line {line} is quarantined" if partial else ""
+    log.warnings.append(
+        f"{source}: truncated archive at line {line} ({why}): kept the {line - 1:,} line(s) before it{cut}"
+    )
 
 
 def _too_long(source: str, line: int, buf: bytes) -> dict:
