@@ -130,8 +130,9 @@ def login_request(
 
 
 def is_external(ip: Address) -> bool:
-    """Restrictions and waves apply to external addresses (private ones are the provider's own)."""
-    return ip.is_global
+    """Restrictions and waves apply to external addresses (private ones are the provider's own); the
+    same test as the replay's (``detector.recommend.replay``), so both apply the plan alike."""
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local)
 
 
 def prefix_key(ip: Address) -> tuple[int, int]:
