@@ -7,7 +7,7 @@ SAMPLES := data/samples
 OUT    ?= out/samples
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench samples model golden html-check clean
+.PHONY: help install run test test-fast lint format bench samples model golden html-check clean serve-deps serve-bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,15 @@ html-check: $(STAMP) ## Render out/samples/report.html in headless Chromium (ins
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,2600 \
 		--screenshot=$(OUT)/report.png file://$(abspath $(OUT))/report.html
 	@echo "screenshot: $(OUT)/report.png"
+
+serve-deps: ## Install the Debian packages the `detector serve` end-to-end tests need (root, idempotent)
+	@sh tests/deps/serve.sh
+
+# The serve tests' packages are installed before pytest starts (never from its parallel workers).
+test test-fast: serve-deps
+
+serve-bench: $(STAMP) ## Benchmark `detector serve` (p99 latency at 2,000 requests/s, 100,000 measures); not a test
+	$(BIN)/python bench/serve_bench.py
 
 clean: ## Remove the virtual environment and outputs
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
