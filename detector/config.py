@@ -135,8 +135,8 @@ class ServeConfig:
     """Longest tarpit answered."""
     known_source_hours: int = 24
     """A successful login makes its address the account's own for this long (no account tarpit from it)."""
-    max_tracked_keys: int = 1_000_000
-    """Most keys (addresses, prefixes, accounts) each live counter holds; new keys beyond it are not counted."""
+    max_tracked_keys: int = 500_000
+    """Most keys (addresses, prefixes, accounts) each live counter holds (about 350 bytes a key); new keys beyond it are not counted."""
     max_connections: int = 1024
     """Most simultaneous client connections per listener; more are closed at once (fail-open)."""
     reload_check_seconds: float = 2.0
