@@ -68,3 +68,64 @@ def test_every_option_and_key_is_documented():
 )
 def test_network_keys(text, key):
     assert network_key(text) == key
+
+
+@pytest.mark.slow
+def test_the_command_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path):
+    import http.client
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    plan = write_plan(tmp_path / "recommendations.parquet", [measure("block", "100.70.0.1")])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    detector = Path(sys.executable).with_name("detector")
+    proc = subprocess.Popen(
+        [
+            str(detector),
+            "serve",
+            "--plan",
+            str(plan),
+            "--dovecot-listen",
+            f"127.0.0.1:{port}",
+            "--log-format",
+            "json",
+            "--now",
+            "2026-11-20T12:00:00",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/health")
+                health = json.loads(conn.getresponse().read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "the service did not start"
+                time.sleep(0.1)
+        assert health["measures"] == 1
+        proc.send_signal(signal.SIGHUP)
+        while True:
+            conn.request("GET", "/metrics")
+            if 'detector_serve_reloads_total{result="ok"} 1' in conn.getresponse().read().decode():
+                break
+            assert time.time() < deadline, "no reload after SIGHUP"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        records = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
+        assert [r["msg"] for r in records][:1] == ["serving"]
+        assert "plan loaded" in [r["msg"] for r in records]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

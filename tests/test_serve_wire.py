@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detector.config import ServeConfig
 from detector.serve import Background, ServeOptions
@@ -295,3 +297,33 @@ def test_plan_and_control_reload_on_change(plan_file, tmp_path):
         time.sleep(0.3)
         assert post(c, "allow", login("dora@example.org", "100.72.0.1"))[1]["status"] == -1
         assert s.metrics.get("reloads_total", result="failed") >= 1
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory):
+    plan = write_plan(tmp_path_factory.mktemp("plan") / "recommendations.parquet", ROWS)
+    with Background(options(plan)) as s:
+        yield s
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=3000), st.sampled_from(["dovecot", "postfix"]))
+def test_random_bytes_never_stop_the_service(shared_service, data, listener):
+    with socket.create_connection(("127.0.0.1", shared_service.ports[listener]), timeout=5) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    c = http.client.HTTPConnection("127.0.0.1", shared_service.ports["dovecot"], timeout=5)
+    assert post(c, "allow", login("carol@example.org", "100.70.0.9"))[1]["status"] == -1
+    assert shared_service.metrics.get("errors_total", kind="internal") == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=200), max_size=12))
+def test_any_postfix_attributes_get_an_action(shared_service, attrs):
+    lines = "".join(f"{k}={v}\n" for k, v in attrs.items() if "\n" not in k + v and "=" not in k)
+    answer = raw(shared_service.ports["postfix"], (lines + "\n").encode())
+    assert answer.startswith(b"action=") and answer.endswith(b"\n\n")
+    action = answer.decode().split("\n", 1)[0]
+    assert action in ("action=DUNNO",) or action.startswith("action=REJECT 5.7.1 ")

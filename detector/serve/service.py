@@ -243,8 +243,9 @@ class Service:
     def reload(self) -> bool:
         """Re-read the plan and the control file; on failure keep what is in force. Thread-safe
         with respect to the event loop: the new index is swapped in with one assignment."""
-        plan_version = self._version(self.options.plan)
-        control_version = self._version(self.options.control_file)
+        # Versions first: a broken file is tried once, not at every check, until it changes again.
+        self.plan_version = self._version(self.options.plan)
+        self.control_version = self._version(self.options.control_file)
         try:
             index = self._load_plan()
             control = read_control(self.options.control_file)
@@ -253,7 +254,6 @@ class Service:
             log(logger, logging.ERROR, "plan reload failed; the previous plan stays in force", error=str(e))
             return False
         self.engine.index, self.engine.control = index, control
-        self.plan_version, self.control_version = plan_version, control_version
         self.loaded_at = self.now()
         self.metrics.inc("reloads_total", result="ok")
         log(logger, logging.INFO, "plan loaded", measures=index.size, open_wave=control.open_wave)
