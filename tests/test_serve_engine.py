@@ -277,3 +277,26 @@ def test_the_index_keeps_only_measures_in_force():
     assert index.max_wave == 3
     ip = ipaddress.ip_address("198.51.100.10")
     assert index.blocked(ip, None, ("imap",), T) is None
+
+
+def test_asn_lookup_from_the_sample_database():
+    from pathlib import Path
+
+    import maxminddb
+
+    from detector.serve.service import asn_lookup
+
+    geoip = Path(__file__).resolve().parents[1] / "data" / "samples" / "geoip"
+    with maxminddb.open_database(str(geoip / "GeoLite2-ASN.mmdb")) as reader:
+        network, record = next(iter(reader))
+    asn_of = asn_lookup(geoip)
+    assert asn_of(network.network_address) == record["autonomous_system_number"]
+    e = Engine(
+        build_index(plan([measure("block", f"AS{record['autonomous_system_number']}")]), now=NOW),
+        asn_of=asn_of,
+    )
+    req = login_request(
+        {"login": "x@example.org", "remote": str(network.network_address), "protocol": "imap"}
+    )
+    assert e.evaluate(req, T).rule == "block"
+    assert asn_lookup(None) is None

@@ -189,7 +189,7 @@ class Engine:
         """The answer for a login (``sending``: a Postfix request for an authenticated sender)."""
         index = self.index
         ip = req.ip
-        asn = self._asn(ip) if ip is not None and (index.asn_blocks or index.accounts) else None
+        asn = self._asn(ip) if ip is not None and index.asn_blocks else None
         if ip is not None:
             m = index.blocked(ip, asn, req.services, now)
             if m is not None:
@@ -223,6 +223,8 @@ class Engine:
                 return Decision(REJECT, "stolen_password", reset.measure_id)
         external = ip is not None and is_external(ip)
         if external:
+            if asn is None and ip is not None and any(m.allowed.asns for m in entry.restrictions):
+                asn = self._asn(ip)  # looked up only when a restriction allows an AS
             for m in entry.restrictions:
                 if m.applies(req.services, now) and not m.allowed.contains(ip, asn):
                     return Decision(REJECT, "restrict", m.measure_id)
