@@ -39,6 +39,20 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, message)
     assert len(lines) == 1 and message in lines[0], result.output
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:4001", ("127.0.0.1", 4001)),
+        ("[::1]:4001", ("::1", 4001)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+)
+def test_listen_addresses(text, expected):
+    from detector.serve import parse_listen
+
+    assert parse_listen(text) == expected
+
+
 def test_every_option_and_key_is_documented():
     text = DOC.read_text()
     cmd = typer.main.get_command(app).commands["serve"]

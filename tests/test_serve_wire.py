@@ -181,6 +181,15 @@ def test_malformed_http_is_answered_and_closed(plan_file, request_bytes):
         assert post(c, "allow", login("carol@example.org", "100.70.0.9"))[1]["status"] == -1  # still serving
 
 
+def test_expect_100_continue(plan_file):
+    with Background(options(plan_file)) as s:
+        body = json.dumps(login("carol@example.org", "100.70.0.9")).encode()
+        head = b"POST /?command=allow HTTP/1.1\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+        answer = raw(s.ports["dovecot"], head % len(body) + body)
+        assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b'{"status":-1,"msg":"access from this network is suspended"}')
+
+
 def test_health_and_metrics(plan_file):
     with Background(options(plan_file)) as s:
         c = http.client.HTTPConnection("127.0.0.1", s.ports["dovecot"], timeout=5)

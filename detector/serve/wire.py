@@ -149,6 +149,8 @@ def http_connection(
                     on_error("http_body_refused")
                     writer.write(_response(BAD_REQUEST, False))
                     break
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 try:
                     body = await asyncio.wait_for(reader.readexactly(int(length_text)), READ_SECONDS)
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
