@@ -237,9 +237,9 @@ def main() -> int:
             warm = requests(names, int(args.rate * 2), args.seed + 1)
             asyncio.run(drive(port, warm, args.rate, args.connections))
             reqs = requests(names, int(args.rate * args.seconds), args.seed + 2)
-            cpu0 = _cpu_seconds(proc.pid)
+            cpu0, client0 = _cpu_seconds(proc.pid), time.process_time()
             latencies, wall, errors = asyncio.run(drive(port, reqs, args.rate, args.connections))
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu, client = _cpu_seconds(proc.pid) - cpu0, time.process_time() - client0
         finally:
             proc.terminate()
             proc.wait(10)
@@ -253,7 +253,10 @@ def main() -> int:
         f"latency ms: p50 {ms[0.5]:.2f}  p90 {ms[0.9]:.2f}  p99 {ms[0.99]:.2f}  p99.9 {ms[0.999]:.2f}  "
         f"max {lat[-1] * 1000:.1f}"
     )
-    print(f"service CPU: {cpu:.1f} s over {wall:.1f} s ({100 * cpu / wall:.0f}% of one core)")
+    print(
+        f"service CPU: {cpu:.1f} s over {wall:.1f} s ({100 * cpu / wall:.0f}% of one core, "
+        f"{1e6 * cpu / len(reqs):.0f} us a request); client CPU {client:.1f} s"
+    )
     print(
         f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
     )

@@ -31,12 +31,11 @@ from detector.logging_setup import LOGGER, log
 from detector.serve.engine import ALLOWED, Control, Decision, Engine, ResetState, login_request
 from detector.serve.index import Address, AsnOf, PlanIndex, build_index
 from detector.serve.wire import (
-    MAX_HEAD,
     MAX_POSTFIX_LINE,
+    HttpProtocol,
     HttpRequest,
     HttpResponse,
     Limiter,
-    http_connection,
     json_response,
     postfix_connection,
 )
@@ -393,8 +392,11 @@ class Service:
         """Open the listeners (port 0 picks a free port; see ``self.ports``)."""
         o = self.options
         if o.dovecot_listen is not None:
-            cb = http_connection(self.handle_http, self.limiters["dovecot"], self._error)
-            server = await asyncio.start_server(cb, *o.dovecot_listen, limit=MAX_HEAD)
+            limiter = self.limiters["dovecot"]
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(
+                lambda: HttpProtocol(self.handle_http, limiter, self._error), *o.dovecot_listen
+            )
             self.servers.append(server)
             self.ports["dovecot"] = server.sockets[0].getsockname()[1]
         if o.postfix_listen is not None:

@@ -94,6 +94,7 @@ class Limiter:
         self.open = 0
         self.refused = 0
         self.tasks: set[asyncio.Task] = set()
+        self.transports: set[asyncio.BaseTransport | None] = set()
 
     def enter(self) -> bool:
         if self.open >= self.limit:
@@ -112,62 +113,112 @@ class Limiter:
             self.tasks.discard(task)
 
     async def close(self) -> None:
-        """Cancel the connections still open (shutdown)."""
+        """Close the connections still open (shutdown)."""
+        for transport in list(self.transports):
+            if transport is not None:
+                transport.close()
         tasks = [t for t in self.tasks if t is not asyncio.current_task()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def http_connection(
-    handler: HttpHandler, limiter: Limiter, on_error: Callable[[str], None]
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    """An ``asyncio.start_server`` callback serving ``handler`` over keep-alive HTTP/1.1."""
+class HttpProtocol(asyncio.Protocol):
+    """Keep-alive HTTP/1.1 serving ``handler``, one request after the other on a connection.
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not limiter.enter():
-            writer.close()
+    A protocol rather than streams: no task, coroutine or future per request, which halves the
+    CPU a request costs (the whole budget at thousands of requests a second is ~100 us).
+    """
+
+    def __init__(self, handler: HttpHandler, limiter: Limiter, on_error: Callable[[str], None]) -> None:
+        self.handler = handler
+        self.limiter = limiter
+        self.on_error = on_error
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.pending: tuple[str, str, dict[str, list[str]], dict[str, str], int] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.entered = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.limiter.enter():
+            transport.close()
             return
-        try:
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_SECONDS)
-                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-                    break
-                except asyncio.LimitOverrunError:
-                    on_error("http_head_too_large")
-                    writer.write(_response(BAD_REQUEST, False))
-                    break
-                parsed = parse_head(head)
+        self.entered = True
+        self.limiter.transports.add(transport)
+        self._arm(IDLE_SECONDS)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.entered:
+            self.entered = False
+            self.limiter.leave()
+            self.limiter.transports.discard(self.transport)
+
+    def _arm(self, seconds: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _refuse(self, kind: str) -> None:
+        self.on_error(kind)
+        assert self.transport is not None
+        self.transport.write(_response(BAD_REQUEST, False))
+        self.transport.close()
+        self.buffer.clear()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.buffer += data
+        while True:
+            if self.pending is None:
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buffer) > MAX_HEAD:
+                        self._refuse("http_head_too_large")
+                    else:
+                        self._arm(READ_SECONDS if self.buffer else IDLE_SECONDS)
+                    return
+                if end + 4 > MAX_HEAD:
+                    self._refuse("http_head_too_large")
+                    return
+                parsed = parse_head(bytes(self.buffer[: end + 4]))
+                del self.buffer[: end + 4]
                 if parsed is None:
-                    on_error("http_malformed")
-                    writer.write(_response(BAD_REQUEST, False))
-                    break
+                    self._refuse("http_malformed")
+                    return
                 method, path, query, headers = parsed
                 length_text = headers.get("content-length", "0")
                 if "transfer-encoding" in headers or not length_text.isdigit() or int(length_text) > MAX_BODY:
-                    on_error("http_body_refused")
-                    writer.write(_response(BAD_REQUEST, False))
-                    break
+                    self._refuse("http_body_refused")
+                    return
                 if headers.get("expect", "").lower() == "100-continue":
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                try:
-                    body = await asyncio.wait_for(reader.readexactly(int(length_text)), READ_SECONDS)
-                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-                    break
-                keep = headers.get("connection", "").lower() != "close"
-                resp = handler(HttpRequest(method, path, query, headers, body))
-                writer.write(_response(resp, keep))
-                await writer.drain()
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # a cancelled connection (shutdown) ends quietly: Python 3.11 logs a re-raised cancel
-        finally:
-            limiter.leave()
-            writer.close()
-
-    return serve
+                    transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.pending = (method, path, query, headers, int(length_text))
+            method, path, query, headers, length = self.pending
+            if len(self.buffer) < length:
+                self._arm(READ_SECONDS)
+                return
+            body = bytes(self.buffer[:length])
+            del self.buffer[:length]
+            self.pending = None
+            keep = headers.get("connection", "").lower() != "close"
+            transport.write(_response(self.handler(HttpRequest(method, path, query, headers, body)), keep))
+            if not keep or transport.get_write_buffer_size() > MAX_BODY:
+                transport.close()  # a client that does not read its answers is not served further
+                return
+            if not self.buffer:
+                self._arm(IDLE_SECONDS)
+                return
 
 
 def parse_postfix_line(line: bytes) -> tuple[str, str] | None:
