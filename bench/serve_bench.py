@@ -184,6 +184,26 @@ async def drive(
     return latencies, wall, errors
 
 
+def handler_cpu(plan: Path, reqs: list[bytes]) -> float:
+    """CPU seconds per request of the service's request handling alone (HTTP head parsing, JSON,
+    validation, decision, metrics), in this process without the network: what the service costs
+    whatever the machine's load."""
+    import logging
+
+    from detector.serve.service import ServeOptions, Service
+    from detector.serve.wire import HttpRequest, parse_head
+
+    logging.getLogger("detector").disabled = True
+    service = Service(ServeOptions(plan=plan, dovecot_listen=("127.0.0.1", 0)))
+    split = [r.split(b"\r\n\r\n", 1) for r in reqs]
+    started = time.process_time()
+    for head, body in split:
+        parsed = parse_head(head + b"\r\n\r\n")
+        assert parsed is not None
+        service.handle_http(HttpRequest(*parsed, body))
+    return (time.process_time() - started) / len(split)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -243,6 +263,7 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(10)
+        per_request = handler_cpu(plan, reqs[:20000])
     lat = sorted(latencies)
     ms = {q: percentile(lat, q) * 1000 for q in (0.5, 0.9, 0.99, 0.999)}
     print(
@@ -257,6 +278,7 @@ def main() -> int:
         f"service CPU: {cpu:.1f} s over {wall:.1f} s ({100 * cpu / wall:.0f}% of one core, "
         f"{1e6 * cpu / len(reqs):.0f} us a request); client CPU {client:.1f} s"
     )
+    print(f"request handling alone (in process, no network): {per_request * 1e6:.0f} us CPU a request")
     print(
         f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)"
     )
