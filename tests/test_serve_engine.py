@@ -300,3 +300,17 @@ def test_asn_lookup_from_the_sample_database():
     )
     assert e.evaluate(req, T).rule == "block"
     assert asn_lookup(None) is None
+
+
+def test_a_plan_without_the_reset_forgets_what_was_learnt():
+    e = engine()
+    report(e, "bob@example.org", "100.64.0.1", "aaa")
+    report(e, "bob@example.org", "100.64.0.1", "bbb")
+    e.dirty = False
+    e.index = build_index(plan([measure("block", "203.0.113.7")]), now=NOW)
+    e.prune_resets()
+    assert e.resets == {} and e.dirty
+    e.index = build_index(PLAN, now=NOW)  # reset again on a later night: learnt afresh
+    report(e, "bob@example.org", "100.64.0.1", "bbb")
+    assert e.resets["bob@example.org"].stolen == "bbb"
+    assert ask(e, "bob@example.org", sending=True).rule == "compromised"

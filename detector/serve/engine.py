@@ -285,6 +285,14 @@ class Engine:
             st.changed_at = now
             self.dirty = True
 
+    def prune_resets(self) -> None:
+        """Forget what was learnt of accounts the plan no longer resets: the episode is over, and a
+        later reset of the account starts afresh (its first password seen is the stolen one)."""
+        kept = {a: st for a, st in self.resets.items() if (e := self.index.accounts.get(a)) and e.reset}
+        if len(kept) != len(self.resets):
+            self.resets = kept
+            self.dirty = True
+
     def sweep(self, now: float) -> None:
         for counter in (self.by_source, self.by_prefix, self.by_account):
             counter.sweep(now)

@@ -214,6 +214,7 @@ class Service:
             read_control(options.control_file),
             load_resets(options.state_dir),
         )
+        self.engine.prune_resets()
         self.plan_version = self._version(options.plan)
         self.control_version = self._version(options.control_file)
         self.loaded_at = self.now()
@@ -239,24 +240,33 @@ class Service:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def reload(self) -> bool:
-        """Re-read the plan and the control file; on failure keep what is in force. Thread-safe
-        with respect to the event loop: the new index is swapped in with one assignment."""
-        # Versions first: a broken file is tried once, not at every check, until it changes again.
+    def read_new(self) -> tuple[PlanIndex, Control] | None:
+        """Re-read the plan and the control file (in a worker thread); ``None`` on failure, when
+        what is in force stays. A broken file is tried once, not at every check, until it changes."""
         self.plan_version = self._version(self.options.plan)
         self.control_version = self._version(self.options.control_file)
         try:
-            index = self._load_plan()
-            control = read_control(self.options.control_file)
+            return self._load_plan(), read_control(self.options.control_file)
         except DetectorError as e:
             self.metrics.inc("reloads_total", result="failed")
             log(logger, logging.ERROR, "plan reload failed; the previous plan stays in force", error=str(e))
-            return False
+            return None
+
+    def apply(self, new: tuple[PlanIndex, Control]) -> None:
+        """Put a new plan in force (on the event loop's thread: requests see the old or the new one)."""
+        index, control = new
         self.engine.index, self.engine.control = index, control
+        self.engine.prune_resets()
         self.loaded_at = self.now()
         self.metrics.inc("reloads_total", result="ok")
         log(logger, logging.INFO, "plan loaded", measures=index.size, open_wave=control.open_wave)
-        return True
+
+    def reload(self) -> bool:
+        """Re-read and apply at once (callers on the event loop's thread, or with no loop running)."""
+        new = self.read_new()
+        if new is not None:
+            self.apply(new)
+        return new is not None
 
     def changed_on_disk(self) -> bool:
         return (
@@ -430,7 +440,9 @@ class Service:
                     break
                 if wake.is_set() or self.changed_on_disk():
                     wake.clear()
-                    await asyncio.to_thread(self.reload)
+                    new = await asyncio.to_thread(self.read_new)
+                    if new is not None:
+                        self.apply(new)
                 now = self.now()
                 if now - last_sweep >= self.cfg.bucket_seconds:
                     self.engine.sweep(now)
