@@ -390,7 +390,9 @@ def serve(
         bool, typer.Option("--log-only", help="Decide and log, but answer allow (rollout).")
     ] = False,
     config: ConfigOpt = None,
-    log_format: Annotated[str, typer.Option(help="Log format on stderr: text or json.")] = "text",
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log format on stderr: text on a terminal, json under systemd.")
+    ] = LogFormat.text,
 ) -> None:
     """Answer Dovecot's and Postfix's policy requests from the plan in force, until SIGTERM (SIGHUP reloads)."""
     from datetime import UTC
@@ -400,7 +402,7 @@ def serve(
     from detector.serve import ServeOptions, parse_listen
     from detector.serve import serve as run_service
 
-    setup(log_format)
+    setup(log_format.value)
     options = ServeOptions(
         plan=plan,
         dovecot_listen=parse_listen(dovecot_listen) if dovecot_listen else None,
