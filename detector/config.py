@@ -121,8 +121,11 @@ class ServeConfig:
     """Length of the sliding windows the live failure counters cover."""
     bucket_seconds: int = 60
     """Resolution of the sliding windows (a window is window_seconds / bucket_seconds buckets)."""
-    source_failures: int = 10
+    source_failures: int = 20
     """Failed logins from one address within the window before its logins are tarpitted (0: never)."""
+    source_accounts: int = 5
+    """Distinct accounts failing from one address within the window before its logins are tarpitted
+    (0: never): stuffing and spraying, not a phone retrying an old password behind a shared address."""
     prefix_failures: int = 30
     """Failed logins from one /24 (IPv4) or /64 (IPv6) within the window before tarpitting (0: never)."""
     account_failures: int = 10

@@ -133,16 +133,32 @@ def test_operators_word_ends_the_sending_refusal():
     [(0, 0), (9, 0), (10, 2), (19, 2), (20, 4), (200, 15)],
 )
 def test_source_tarpit_grows_with_failures(failures, seconds):
-    e = engine(cfg=ServeConfig(prefix_failures=0, account_failures=0))
-    for i in range(failures):
-        report(e, f"u{i}@example.org", "100.64.0.1", "x", success=False)
+    e = engine(cfg=ServeConfig(source_failures=10, source_accounts=0, prefix_failures=0, account_failures=0))
+    for _ in range(failures):
+        report(e, "u@example.org", "100.64.0.1", "x", success=False)
     d = ask(e)
     assert d.status == seconds
     assert d.rule == ("tarpit_source" if seconds else "allow")
 
 
+@pytest.mark.parametrize(("accounts", "rule"), [(4, "allow"), (5, "tarpit_source_accounts")])
+def test_distinct_accounts_from_one_address(accounts, rule):
+    e = engine(cfg=ServeConfig(prefix_failures=0, account_failures=0))
+    for i in range(accounts):
+        for _ in range(3):  # retries on one account count once
+            report(e, f"u{i}@example.org", "100.64.0.1", "x", success=False)
+    assert ask(e).rule == rule
+
+
+def test_one_account_retrying_does_not_tarpit_its_address():
+    e = engine(cfg=ServeConfig(prefix_failures=0, account_failures=0))
+    for _ in range(19):
+        report(e, "phone@example.org", "100.64.0.1", "old", success=False)
+    assert ask(e).rule == "allow"
+
+
 def test_prefix_tarpit_catches_a_wave_spread_over_addresses():
-    e = engine(cfg=ServeConfig(source_failures=0, account_failures=0, prefix_failures=5))
+    e = engine(cfg=ServeConfig(source_failures=0, source_accounts=0, account_failures=0, prefix_failures=5))
     for i in range(5):
         report(e, f"u{i}@example.org", f"100.64.9.{i}", "x", success=False)
     assert ask(e, remote="100.64.9.200").rule == "tarpit_prefix"
@@ -150,7 +166,7 @@ def test_prefix_tarpit_catches_a_wave_spread_over_addresses():
 
 
 def test_account_tarpit_spares_the_owners_recent_address():
-    e = engine(cfg=ServeConfig(source_failures=0, prefix_failures=0, account_failures=3))
+    e = engine(cfg=ServeConfig(source_failures=0, source_accounts=0, prefix_failures=0, account_failures=3))
     report(e, "dan@example.org", "100.64.5.5", "h")  # the owner
     for i in range(3):
         report(e, "dan@example.org", f"100.65.{i}.1", "x", success=False)
@@ -160,8 +176,8 @@ def test_account_tarpit_spares_the_owners_recent_address():
 
 def test_reject_threshold_is_off_by_default_and_refuses_when_set():
     for cfg, rule in (
-        (ServeConfig(), "tarpit_source"),
-        (ServeConfig(reject_source_failures=12), "reject_source"),
+        (ServeConfig(source_failures=10, source_accounts=0), "tarpit_source"),
+        (ServeConfig(source_failures=10, source_accounts=0, reject_source_failures=12), "reject_source"),
     ):
         e = engine(cfg=cfg)
         for i in range(12):
@@ -173,11 +189,11 @@ def test_counters_forget_after_the_window():
     e = engine(cfg=ServeConfig(window_seconds=60, bucket_seconds=10, prefix_failures=0, account_failures=0))
     for i in range(10):
         report(e, f"u{i}@example.org", "100.64.0.1", "x", success=False)
-    assert ask(e).rule == "tarpit_source"
+    assert ask(e).rule == "tarpit_source_accounts"
     later = login_request({"login": "carol@example.org", "remote": "100.64.0.1", "protocol": "imap"})
     assert e.evaluate(later, T + 71).rule == "allow"
     e.sweep(T + 71)
-    assert len(e.by_source) == 0
+    assert len(e.by_source) == len(e.by_source_accounts) == len(e.failed_pairs) == 0
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ Rules, first match wins (``evaluate``):
 4. ``restrict``: the account is restricted and the external address is outside its networks;
 5. ``reopen_wave``: access is being reopened wave by wave and the account's wave is not open yet;
 6. ``compromised`` (sending only): the account was judged compromised and its password has not changed;
-7. ``reject_source`` / ``tarpit_*``: live counters (failures per address, per /24 or /64, per
-   account except from the owner's recent addresses) over a sliding window.
+7. ``reject_source`` / ``tarpit_*``: live counters (failures per address, distinct accounts failing
+   per address, failures per /24 or /64, per account except from the owner's recent addresses) over
+   a sliding window.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ class Engine:
         self.by_source = Counter(c.window_seconds, c.bucket_seconds, c.max_tracked_keys)
         self.by_prefix = Counter(c.window_seconds, c.bucket_seconds, c.max_tracked_keys)
         self.by_account = Counter(c.window_seconds, c.bucket_seconds, c.max_tracked_keys)
+        self.by_source_accounts = Counter(c.window_seconds, c.bucket_seconds, c.max_tracked_keys)
+        self.failed_pairs = Expiring(float(c.window_seconds), c.max_tracked_keys)
+        """(address, account) pairs that failed within the window: distinct accounts per address."""
         self.known = Expiring(c.known_source_hours * 3600.0, c.max_tracked_keys)
         self.dirty = False
         """The reset state changed since it was last saved."""
@@ -244,6 +248,9 @@ class Engine:
             return Decision(REJECT, "reject_source")
         best = ALLOWED
         candidates = [("tarpit_source", src, c.source_failures)]
+        candidates.append(
+            ("tarpit_source_accounts", self.by_source_accounts.count(ip, now), c.source_accounts)
+        )
         candidates.append(("tarpit_prefix", self.by_prefix.count(prefix_key(ip), now), c.prefix_failures))
         if account is not None and not self.known.recent((account, ip), now):
             candidates.append(("tarpit_account", self.by_account.count(account, now), c.account_failures))
@@ -268,6 +275,10 @@ class Engine:
         if ip is not None:
             self.by_source.add(ip, now)
             self.by_prefix.add(prefix_key(ip), now)
+            if account is not None and not self.failed_pairs.recent((ip, account), now):
+                self.by_source_accounts.add(ip, now)
+            if account is not None:
+                self.failed_pairs.touch((ip, account), now)
         if account is not None:
             self.by_account.add(account, now)
 
@@ -294,6 +305,7 @@ class Engine:
             self.dirty = True
 
     def sweep(self, now: float) -> None:
-        for counter in (self.by_source, self.by_prefix, self.by_account):
+        for counter in (self.by_source, self.by_prefix, self.by_account, self.by_source_accounts):
             counter.sweep(now)
         self.known.sweep(now)
+        self.failed_pairs.sweep(now)

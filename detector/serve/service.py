@@ -384,7 +384,13 @@ class Service:
         gauges: dict[str, float] = {f'plan_measures{{action="{a}"}}': n for a, n in e.index.counts.items()}
         gauges["plan_loaded_timestamp_seconds"] = self.loaded_at
         gauges["log_only"] = 1.0 if self.options.log_only else 0.0
-        for name, table in (("source", e.by_source), ("prefix", e.by_prefix), ("account", e.by_account)):
+        tables = (
+            ("source", e.by_source),
+            ("source_accounts", e.by_source_accounts),
+            ("prefix", e.by_prefix),
+            ("account", e.by_account),
+        )
+        for name, table in tables:
             gauges[f'tracked_keys{{window="{name}"}}'] = len(table)
             gauges[f'untracked_events{{window="{name}"}}'] = table.dropped
         for name, limiter in self.limiters.items():
