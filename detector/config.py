@@ -117,9 +117,9 @@ class FeaturesConfig:
 class ServeConfig:
     """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
 
-    window_seconds: int = 600
+    window_seconds: int = 3600
     """Length of the sliding windows the live failure counters cover."""
-    bucket_seconds: int = 60
+    bucket_seconds: int = 300
     """Resolution of the sliding windows (a window is window_seconds / bucket_seconds buckets)."""
     source_failures: int = 20
     """Failed logins from one address within the window before its logins are tarpitted (0: never)."""

@@ -330,3 +330,12 @@ def test_a_plan_without_the_reset_forgets_what_was_learnt():
     report(e, "bob@example.org", "100.64.0.1", "bbb")
     assert e.resets["bob@example.org"].stolen == "bbb"
     assert ask(e, "bob@example.org", sending=True).rule == "compromised"
+
+
+def test_an_owner_behind_a_shared_address_is_not_slowed_for_its_neighbours():
+    e = engine()
+    report(e, "nurse@example.org", "100.64.8.8", "h")  # the owner logs in from the hospital's NAT
+    for i in range(10):
+        report(e, f"u{i}@example.org", "100.64.8.8", "x", success=False)  # neighbours mistype
+    assert ask(e, "nurse@example.org", "100.64.8.8").rule == "allow"
+    assert ask(e, "other@example.org", "100.64.8.8").rule == "tarpit_source_accounts"

@@ -242,18 +242,22 @@ class Engine:
         return None
 
     def _live(self, account: str | None, ip: Address, now: float) -> Decision:
+        """Tarpit (or refuse) from the live counters, except an account's login from an address it
+        logged in from successfully within ``known_source_hours``: its owner behind a shared
+        address (a hospital's NAT, a carrier's CGNAT) is not slowed for its neighbours' failures."""
         c = self.cfg
         src = self.by_source.count(ip, now)
         if c.reject_source_failures and src >= c.reject_source_failures:
             return Decision(REJECT, "reject_source")
+        if account is not None and self.known.recent((account, ip), now):
+            return ALLOWED
         best = ALLOWED
-        candidates = [("tarpit_source", src, c.source_failures)]
-        candidates.append(
-            ("tarpit_source_accounts", self.by_source_accounts.count(ip, now), c.source_accounts)
+        candidates = (
+            ("tarpit_source", src, c.source_failures),
+            ("tarpit_source_accounts", self.by_source_accounts.count(ip, now), c.source_accounts),
+            ("tarpit_prefix", self.by_prefix.count(prefix_key(ip), now), c.prefix_failures),
+            ("tarpit_account", self.by_account.count(account, now) if account else 0, c.account_failures),
         )
-        candidates.append(("tarpit_prefix", self.by_prefix.count(prefix_key(ip), now), c.prefix_failures))
-        if account is not None and not self.known.recent((account, ip), now):
-            candidates.append(("tarpit_account", self.by_account.count(account, now), c.account_failures))
         for rule, count, threshold in candidates:
             if threshold and count >= threshold:
                 seconds = min(c.tarpit_max_seconds, c.tarpit_seconds * (count // threshold))
