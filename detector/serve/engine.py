@@ -34,7 +34,6 @@ from detector.serve.windows import Counter, Expiring
 MAX_LOGIN = 320
 MAX_ADDRESS = 64
 MAX_HASH = 128
-MAX_FIELD = 1024
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0080-\u009f\u2028\u2029]")
 
