@@ -7,7 +7,7 @@ SAMPLES := data/samples
 OUT    ?= out/samples
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-deps test-fast lint format bench samples model golden html-check clean
+.PHONY: help install run test test-deps test-fast lint format bench samples model golden html-check clean serve-bench
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,13 +24,13 @@ run: $(STAMP) ## Run the nightly job on the bundled sample world and print its s
 	$(BIN)/detector run $(SAMPLES)/logs --out $(OUT) \
 		--practitioners $(SAMPLES)/practitioners.csv --geoip-dir $(SAMPLES)/geoip
 
-test: $(STAMP) ## Run the whole test suite (what CI runs)
+test: $(STAMP) test-deps ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 tests
 
-test-deps: ## Install the Debian packages the consumer tests use (as root with apt; CI runs it)
+test-deps: ## Install the Debian packages the consumer and serve tests use (as root with apt; else they skip)
 	@.ci/test-deps
 
-test-fast: $(STAMP) ## Run the tests not marked slow
+test-fast: $(STAMP) test-deps ## Run the tests not marked slow
 	$(BIN)/python -m pytest -n 2 -m 'not slow' tests
 
 lint: $(STAMP) ## ruff check and format check
@@ -61,6 +61,9 @@ html-check: $(STAMP) ## Render out/samples/report.html in headless Chromium (ins
 	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,2600 \
 		--screenshot=$(OUT)/report.png file://$(abspath $(OUT))/report.html
 	@echo "screenshot: $(OUT)/report.png"
+
+serve-bench: $(STAMP) ## Benchmark `detector serve` (p99 latency at 2,000 requests/s, 100,000 measures); not a test
+	$(BIN)/python bench/serve_bench.py
 
 clean: ## Remove the virtual environment and outputs
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -391,6 +391,64 @@ def explain(
     render(explain_target(target, run, max_lines=lines))
 
 
+@app.command()
+@guarded
+def serve(
+    plan: PlanOpt,
+    dovecot_listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT for Dovecot's auth policy requests (auth_policy_server_url)."),
+    ] = None,
+    postfix_listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT for Postfix's check_policy_service requests.")
+    ] = None,
+    now: Annotated[
+        datetime | None,
+        typer.Option(help="Start the service's clock at this UTC time (replays and tests; default: now)."),
+    ] = None,
+    geoip_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory with an ASN database, to match networks given as AS numbers."),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the key Dovecot must send (auth_policy_server_api_header)."),
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Directory keeping what the service learnt of reset accounts.")
+    ] = None,
+    control: Annotated[
+        Path | None,
+        typer.Option(help="Operator's control file (TOML: open_wave, password_changed); re-read on change."),
+    ] = None,
+    log_only: Annotated[
+        bool, typer.Option("--log-only", help="Decide and log, but answer allow (rollout).")
+    ] = False,
+    config: ConfigOpt = None,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Log format on stderr: text on a terminal, json under systemd.")
+    ] = LogFormat.text,
+) -> None:
+    """Answer Dovecot's and Postfix's policy requests from the plan in force, until SIGTERM (SIGHUP reloads)."""
+    from datetime import UTC
+
+    from detector import config as cfgmod
+    from detector.logging_setup import setup
+    from detector.serve import ServeOptions, parse_listen
+    from detector.serve import serve as run_service
+
+    setup(log_format.value)
+    options = ServeOptions(
+        plan=plan,
+        dovecot_listen=parse_listen(dovecot_listen) if dovecot_listen else None,
+        postfix_listen=parse_listen(postfix_listen) if postfix_listen else None,
+        now=now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now,
+        geoip_dir=geoip_dir, api_key_file=api_key_file, state_dir=state, control_file=control,
+        log_only=log_only, cfg=cfgmod.load(config).serve,
+    )  # fmt: skip
+    run_service(options)
+
+
 @config_app.command("show")
 @guarded
 def config_show(config: ConfigOpt = None) -> None:

@@ -292,6 +292,39 @@ would leave the suspicious verdict unreachable."""
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
+
+    window_seconds: int = 3600
+    """Length of the sliding windows the live failure counters cover."""
+    bucket_seconds: int = 300
+    """Resolution of the sliding windows (a window is window_seconds / bucket_seconds buckets)."""
+    source_failures: int = 20
+    """Failed logins from one address within the window before its logins are tarpitted (0: never)."""
+    source_accounts: int = 5
+    """Distinct accounts failing from one address within the window before its logins are tarpitted
+    (0: never): stuffing and spraying, not a phone retrying an old password behind a shared address."""
+    prefix_failures: int = 30
+    """Failed logins from one /24 (IPv4) or /64 (IPv6) within the window before tarpitting (0: never)."""
+    account_failures: int = 10
+    """Failed logins to one account within the window before tarpitting it, except from the owner's recent addresses (0: never)."""
+    reject_source_failures: int = 0
+    """Failed logins from one address within the window before its logins are refused outright (0: never; shared addresses make it risky)."""
+    tarpit_seconds: int = 2
+    """Tarpit per multiple of a threshold reached (2 failures x threshold: twice this)."""
+    tarpit_max_seconds: int = 15
+    """Longest tarpit answered."""
+    known_source_hours: int = 24
+    """A successful login makes its address the account's own for this long (no account tarpit from it)."""
+    max_tracked_keys: int = 500_000
+    """Most keys (addresses, prefixes, accounts) each live counter holds (about 350 bytes a key); new keys beyond it are not counted."""
+    max_connections: int = 1024
+    """Most simultaneous client connections per listener; more are closed at once (fail-open)."""
+    reload_check_seconds: float = 2.0
+    """How often the plan file (and the control file) are checked for a new version."""
+
+
+@dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     enrich: EnrichConfig = field(default_factory=EnrichConfig)
@@ -299,6 +332,7 @@ class Config:
     plan: PlanConfig = field(default_factory=PlanConfig)
     state: StateConfig = field(default_factory=StateConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-detector parameters, ``[detectors.brute_force] min_failures = 20``; ``enabled = false`` disables one."""
 

@@ -1,7 +1,7 @@
 """Exports loaded by their real consumers: nft, postmap, Dovecot (doveconf, doveadm auth test) and
 CrowdSec (cscli decisions import against a local API started by the test).
 
-The Debian packages are installed by ``.ci/test-deps`` (run by ``.ci/run`` as root); without them
+The Debian packages are installed by ``.ci/test-deps`` (run by ``make test`` as root); without them
 each test skips naming the missing package. Dovecot and CrowdSec run on loopback only, from a
 temporary directory, and are stopped by the fixture that started them.
 """
