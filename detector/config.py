@@ -273,6 +273,41 @@ class FeaturesConfig(_Section):
     """Accounts with fewer earlier successful logins lean on the population (no 'new network' flags)."""
 
 
+@dataclass(frozen=True)
+class ServeConfig(_Section):
+    """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
+
+    SECTION: ClassVar[str] = "serve"
+
+    window_seconds: int = key(3600, Range(60, 86400))
+    """Length of the sliding windows the live failure counters cover."""
+    bucket_seconds: int = key(300, Range(1, 3600))
+    """Resolution of the sliding windows (a window is window_seconds / bucket_seconds buckets)."""
+    source_failures: int = key(20, COUNT)
+    """Failed logins from one address within the window before its logins are tarpitted (0: never)."""
+    source_accounts: int = key(5, COUNT)
+    """Distinct accounts failing from one address within the window before its logins are tarpitted
+    (0: never): stuffing and spraying, not a phone retrying an old password behind a shared address."""
+    prefix_failures: int = key(30, COUNT)
+    """Failed logins from one /24 (IPv4) or /64 (IPv6) within the window before tarpitting (0: never)."""
+    account_failures: int = key(10, COUNT)
+    """Failed logins to one account within the window before tarpitting it, except from the owner's recent addresses (0: never)."""
+    reject_source_failures: int = key(0, COUNT)
+    """Failed logins from one address within the window before its logins are refused outright (0: never; shared addresses make it risky)."""
+    tarpit_seconds: int = key(2, Range(0, 60))
+    """Tarpit per multiple of a threshold reached (2 failures x threshold: twice this)."""
+    tarpit_max_seconds: int = key(15, Range(0, 600))
+    """Longest tarpit answered."""
+    known_source_hours: int = key(24, Range(0, 8760))
+    """A successful login makes its address the account's own for this long (no account tarpit from it)."""
+    max_tracked_keys: int = key(500_000, Range(1000, 10**9))
+    """Most keys (addresses, prefixes, accounts) each live counter holds (about 350 bytes a key); new keys beyond it are not counted."""
+    max_connections: int = key(1024, Range(1, 100000))
+    """Most simultaneous client connections per listener; more are closed at once (fail-open)."""
+    reload_check_seconds: float = key(2.0, Range(0.1, 3600.0))
+    """How often the plan file (and the control file) are checked for a new version."""
+
+
 SECTIONS: tuple[type, ...] = (
     IngestConfig,
     EnrichConfig,
@@ -280,6 +315,7 @@ SECTIONS: tuple[type, ...] = (
     PlanConfig,
     StateConfig,
     FeaturesConfig,
+    ServeConfig,
 )
 """Every section with ranged keys (``[detectors.<name>]`` is checked by the detector registry)."""
 
@@ -289,39 +325,6 @@ ORDERED: tuple[tuple[str, str, str], ...] = (
 )
 """(section, lower, upper): a suspicious threshold above the matching compromised/malicious one
 would leave the suspicious verdict unreachable."""
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
-
-    window_seconds: int = 3600
-    """Length of the sliding windows the live failure counters cover."""
-    bucket_seconds: int = 300
-    """Resolution of the sliding windows (a window is window_seconds / bucket_seconds buckets)."""
-    source_failures: int = 20
-    """Failed logins from one address within the window before its logins are tarpitted (0: never)."""
-    source_accounts: int = 5
-    """Distinct accounts failing from one address within the window before its logins are tarpitted
-    (0: never): stuffing and spraying, not a phone retrying an old password behind a shared address."""
-    prefix_failures: int = 30
-    """Failed logins from one /24 (IPv4) or /64 (IPv6) within the window before tarpitting (0: never)."""
-    account_failures: int = 10
-    """Failed logins to one account within the window before tarpitting it, except from the owner's recent addresses (0: never)."""
-    reject_source_failures: int = 0
-    """Failed logins from one address within the window before its logins are refused outright (0: never; shared addresses make it risky)."""
-    tarpit_seconds: int = 2
-    """Tarpit per multiple of a threshold reached (2 failures x threshold: twice this)."""
-    tarpit_max_seconds: int = 15
-    """Longest tarpit answered."""
-    known_source_hours: int = 24
-    """A successful login makes its address the account's own for this long (no account tarpit from it)."""
-    max_tracked_keys: int = 500_000
-    """Most keys (addresses, prefixes, accounts) each live counter holds (about 350 bytes a key); new keys beyond it are not counted."""
-    max_connections: int = 1024
-    """Most simultaneous client connections per listener; more are closed at once (fail-open)."""
-    reload_check_seconds: float = 2.0
-    """How often the plan file (and the control file) are checked for a new version."""
 
 
 @dataclass(frozen=True)
