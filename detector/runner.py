@@ -103,9 +103,11 @@ def run_command(
             )
         from detector.report.summary import print_summary
 
-        # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
+        # cron mail and pipes get whole lines (the replay table 120 columns); a terminal keeps its width
         piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
+        print_summary(
+            result.summary, Console(width=SUMMARY_WIDTH if piped else None), reports=str(result.out_dir)
+        )
         Console(stderr=True, highlight=False).print(f"reports: {result.out_dir}", style="dim")
         return result.exit_code
     except DetectorError as e:
