@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -26,7 +27,7 @@ app = typer.Typer(
     help="Detect credential abuse against mail accounts (IMAP/POP/SMTP) and recommend scoped measures.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
@@ -72,7 +73,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """detector: mail-account credential-abuse detector."""
@@ -86,6 +88,21 @@ Year = Annotated[
 ]
 Timezone = Annotated[str, typer.Option(help="Time zone of time stamps without an offset.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics stay on stderr).")
+]
+
+
+def emit_json(value: Any) -> None:
+    """The ``--json`` output of a command: one document on stdout."""
+    from detector.jsonout import dumps
+
+    typer.echo(dumps(value))
+
+
+def warn_all(warnings: Any) -> None:
+    for w in warnings:
+        err(f"detector: warning: {w}")
 
 
 class LogFormat(StrEnum):
@@ -101,6 +118,7 @@ def ingest(
     year: Year = None,
     timezone: Timezone = "UTC",
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Parse authentication logs into canonical events (Parquet), with a quarantine of bad lines."""
     from detector import config as cfgmod
@@ -108,7 +126,11 @@ def ingest(
 
     cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
     result = ingest_to_parquet(paths, out, cfg.ingest)
-    typer.echo(result.summary_text())
+    if json:
+        warn_all(result.warnings)
+        emit_json(result)
+    else:
+        typer.echo(result.summary_text())
 
 
 @app.command("run")
@@ -185,6 +207,7 @@ def replay_cmd(
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = "UTC",
+    json: JsonOpt = False,
 ) -> None:
     """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
     from detector import config as cfgmod
@@ -194,7 +217,10 @@ def replay_cmd(
     result = replay_logs(
         paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
     )
-    typer.echo(result.render(), nl=False)
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(result.render(), nl=False)
 
 
 class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
@@ -225,6 +251,13 @@ def export_cmd(
         Path | None,
         typer.Option(help="Directory with an ASN database, to expand AS numbers into their prefixes."),
     ] = None,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON document (format, file written or the export's text, warnings) on stdout.",
+        ),
+    ] = False,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
     from datetime import UTC
@@ -233,9 +266,11 @@ def export_cmd(
 
     at = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
     done = export_plan_file(plan, format.value, out, now=at, geoip_dir=geoip_dir)
-    for w in done.warnings:
-        err(f"detector: warning: {w}")
-    if out is None:
+    warn_all(done.warnings)
+    if json:
+        emit_json({"format": format.value, "out": out, **({"text": done.text} if out is None else {}),
+                   "warnings": done.warnings})  # fmt: skip
+    elif out is None:
         typer.echo(done.text, nl=False)
     else:
         err(f"detector: wrote {format.value} export to {out}")
@@ -324,7 +359,11 @@ def evaluate(
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
     config: ConfigOpt = None,
-    write_card: Annotated[bool, typer.Option(help="Record the figures in the model card.")] = True,
+    write_card: Annotated[
+        bool,
+        typer.Option(help="Record the figures in the model card (off by default: the card is left alone)."),
+    ] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Measure a model on labelled logs: precision/recall, PR-AUC, detection rate at low FPR, per family."""
     from detector import config as cfgmod
@@ -339,7 +378,10 @@ def evaluate(
         cfg=cfgmod.load(config),
         write=write_card,
     )
-    typer.echo(result.summary_text())
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(result.summary_text())
 
 
 @app.command()
@@ -348,23 +390,32 @@ def explain(
     target: Annotated[str, typer.Argument(help="An account or a source address.")],
     run: Annotated[Path, typer.Option("--run", help="Output directory of `detector run`.")],
     lines: Annotated[int, typer.Option(help="How many of the riskiest log lines to show.")] = 20,
+    json: JsonOpt = False,
 ) -> None:
     """Show the verdict on an account or address, the findings behind it and the raw log lines."""
     from detector.score.explain import explain as explain_target
     from detector.score.explain import render
 
-    render(explain_target(target, run, max_lines=lines))
+    result = explain_target(target, run, max_lines=lines)
+    if json:
+        warn_all(result.warnings)
+        emit_json(result)
+    else:
+        render(result)
 
 
 @config_app.command("show")
 @guarded
-def config_show(config: ConfigOpt = None) -> None:
-    """Print the effective configuration (defaults overridden by --config) as TOML."""
-    import tomli_w
-
+def config_show(config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Print the effective configuration (defaults overridden by --config), every detector's thresholds included."""
     from detector import config as cfgmod
+    from detector.detect.registry import effective
 
-    data = cfgmod.load(config).to_dict()
+    data = effective(cfgmod.load(config))
+    if json:
+        emit_json(data)
+        return
+    import tomli_w
 
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
@@ -376,8 +427,78 @@ def config_show(config: ConfigOpt = None) -> None:
     typer.echo(tomli_w.dumps(clean(data)))
 
 
-def main() -> None:
-    app(prog_name="detector")
+PLAIN_LABELS = {Path: "PATH", int: "INTEGER", float: "NUMBER", str: "TEXT", datetime: "DATE-TIME", bool: ""}
+"""Help labels of option values by Python type (flags show none); choices are listed by typer."""
+
+
+def _type_label(param: Any) -> str | None:
+    """A plain help label for a parameter's value (``PATH``, ``INTEGER``), never a Python type name."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:  # typer before 0.16: click parameters
+        return "" if getattr(param, "is_flag", False) else None
+    annotation = desc.annotation
+    element = typing.get_args(annotation)[0] if desc.is_list else annotation
+    if isinstance(element, type) and issubclass(element, Enum):
+        return None
+    if desc.is_datetime and desc.parameter_info.formats:
+        label = "|".join(desc.parameter_info.formats)
+    else:
+        label = PLAIN_LABELS.get(element, "TEXT")
+    return label + ("..." if desc.is_list and label else "")
+
+
+def command() -> Any:
+    """The click command tree of the CLI, with help that names no Python types (``<list[str]>``)."""
+    root = typer.main.get_command(app)
+
+    def walk(cmd: Any) -> None:
+        for param in cmd.params:
+            label = _type_label(param)
+            if getattr(param, "param_type_name", "") == "argument":
+                if label is not None and hasattr(param, "display_type_rich"):
+                    param.display_type_rich = lambda ctx, _label=label: _label
+            elif param.metavar is None:
+                param.metavar = label
+        help_option = cmd.get_help_option
+
+        def plain_help_option(ctx: Any, _get: Any = help_option) -> Any:
+            option = _get(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        cmd.get_help_option = plain_help_option
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(root)
+    return root
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """Click's usage errors (typer vendors click from 0.16 on, so they are matched by shape)."""
+    return callable(getattr(e, "format_message", None)) and isinstance(getattr(e, "exit_code", None), int)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the CLI; a usage error is one line on stderr and exit 2, like every other error."""
+    cli = command()
+    try:
+        code = cli.main(args, prog_name="detector", standalone_mode=False)
+    except typer.Abort:
+        err("detector: interrupted")
+        return 130
+    except Exception as e:
+        if not _is_usage_error(e):
+            raise
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            return 0
+        where = ctx.command_path if ctx is not None else "detector"
+        err(f"detector: error: {e.format_message()} (see `{where} --help`)")
+        return int(e.exit_code)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -58,6 +59,30 @@ class IngestResult:
     claimed: int = 0
     quarantined: int = 0
     """Lines quarantined, including any beyond the rows kept in ``quarantine``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ingest --json`` prints: counts, not rows (the events are in ``events_path``)."""
+        grp = self.events.group_by(C.DAEMON, C.ACTION, C.OUTCOME).agg(pl.len().alias("n")).collect()
+        reasons = (
+            self.quarantine.group_by("reason").agg(pl.len()).sort("len", "reason", descending=[True, False])
+        )
+        return {
+            "events_path": str(self.events_path),
+            "lines_read": self.lines_read,
+            "inputs": [{"path": p, "size": size, "sha256": sha} for p, size, sha in self.inputs],
+            "events": int(grp["n"].sum()),
+            "by_kind": [
+                {"daemon": d, "action": a, "outcome": o, "events": n}
+                for d, a, o, n in grp.sort(
+                    "n", "daemon", "action", "outcome", descending=[True, False, False, False]
+                ).iter_rows()
+            ],
+            "noise": dict(sorted(self.noise.items())),
+            "quarantined": max(self.quarantined, len(self.quarantine)),
+            "quarantine_reasons": dict(reasons.iter_rows()),
+            "warnings": list(self.warnings),
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
 
     def summary_text(self) -> str:
         grp = (
