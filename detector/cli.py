@@ -389,7 +389,9 @@ def evaluate(
 def explain(
     target: Annotated[str, typer.Argument(help="An account or a source address.")],
     run: Annotated[Path, typer.Option("--run", help="Output directory of `detector run`.")],
-    lines: Annotated[int, typer.Option(help="How many of the riskiest log lines to show.")] = 20,
+    lines: Annotated[
+        int, typer.Option(help="Log lines to show: the evidence always, then the riskiest of the rest.")
+    ] = 20,
     json: JsonOpt = False,
 ) -> None:
     """Show the verdict on an account or address, the findings behind it and the raw log lines."""
