@@ -100,6 +100,13 @@ def emit_json(value: Any) -> None:
     typer.echo(dumps(value))
 
 
+def log_steps() -> None:
+    """Show a long command's steps and warnings on stderr as text lines with levels (terminal, cron, journald)."""
+    from detector.logging_setup import setup
+
+    setup("text")
+
+
 def warn_all(warnings: Any) -> None:
     for w in warnings:
         err(f"detector: warning: {w}")
@@ -212,6 +219,8 @@ def replay_cmd(
     """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
     from detector import config as cfgmod
     from detector.recommend.replay import replay_logs
+
+    log_steps()
 
     cfg = cfgmod.load(config).replace(ingest={"year": year, "timezone": timezone})
     result = replay_logs(
@@ -343,6 +352,8 @@ def train(
     from detector import config as cfgmod
     from detector.score.train import train as train_model
 
+    log_steps()
+
     result = train_model(
         events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config),
         random_state=seed, max_iter=max_iter,
@@ -368,6 +379,8 @@ def evaluate(
     """Measure a model on labelled logs: precision/recall, PR-AUC, detection rate at low FPR, per family."""
     from detector import config as cfgmod
     from detector.score.evaluate import evaluate as evaluate_model
+
+    log_steps()
 
     result = evaluate_model(
         model,

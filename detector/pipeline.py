@@ -373,6 +373,7 @@ def _run(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from detector.detect.shards import detect_sharded
     from detector.enrich import (
+        NO_DIRECTORY,
         enrich,
         find_databases,
         load_practitioners,
@@ -417,6 +418,8 @@ def _run(
             ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
         )
     warnings.extend(enriched.warnings)
+    if directory is None:
+        warnings.append(NO_DIRECTORY)
     if not history.n_accounts:
         warnings.append(FIRST_NIGHT)
     for w in warnings:

@@ -81,7 +81,8 @@ def run_command(
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         interactive = log_format == "text" and sys.stderr.isatty()
-        setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
+        # under cron (no terminal) text logs keep every step, as JSON logs do; a terminal has the progress bar
+        setup(log_format, level=logging.WARNING if interactive else logging.INFO)
         rule = FailOn.parse(fail_on)
         cfg = cfgmod.load(config)
         overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import re
 
 import pytest
 
 from detector import __version__
 from detector.cli import main
-from detector.pipeline import run
 from tests.run_fixtures import write_night, write_practitioners
 
 COMMANDS = ["run", "ingest", "replay", "export", "simulate", "train", "evaluate", "explain", "config show"]
@@ -26,8 +28,12 @@ def night(tmp_path_factory):
     d = tmp_path_factory.mktemp("presentation")
     logs = write_night(d / "logs").parent
     out = d / "out"
-    run([logs], out, practitioners=write_practitioners(d / "practitioners.csv"))
-    return {"logs": logs, "out": out}
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(
+            ["run", str(logs), "--out", str(out), "--practitioners", str(write_practitioners(d / "p.csv"))]
+        )
+    return {"logs": logs, "out": out, "code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -98,6 +104,37 @@ def test_explain_replay_and_export_json(capsys, night):
     data = json.loads(text)
     assert code == 0 and data["format"] == "csv" and data["text"].startswith("measure_id,")
     plan = out / "recommendations.parquet"
-    code, text, _ = call(capsys, "replay", night["logs"], "--plan", plan, "--json")
+    code, text, err = call(capsys, "replay", night["logs"], "--plan", plan, "--json")
     data = json.loads(text)
     assert code == 0 and data["table"][0]["strategy"] == "plan"
+    assert "detector: warning: no practitioner directory" in err and "detector: warning: no GeoIP" in err
+    assert "detector: info: replay done" in err
+
+
+def test_run_under_cron_logs_every_step_and_prints_whole_lines(night):
+    assert night["code"] == 0
+    for step in ("ingest", "enrich", "detect", "score", "recommend"):
+        assert f"detector: info: {step} done" in night["stderr"], night["stderr"]
+    assert "…" not in night["stdout"] and "Next:" in night["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("journald", "prefix"), [(True, "<4>detector: warning: "), (False, "detector: warning: ")]
+)
+def test_text_logs_have_levels_and_journald_priorities(journald, prefix):
+    from detector.logging_setup import TextFormatter
+
+    record = logging.LogRecord(
+        "detector", logging.WARNING, __file__, 1, "bad\nforged line\x1b[2J", None, None
+    )
+    line = TextFormatter(journald=journald).format(record)
+    assert line.startswith(prefix) and "\n" not in line and "\x1b" not in line
+    assert line.endswith("bad\\nforged line\\x1b[2J")
+
+
+def test_steps_are_logged_when_they_start_and_end(caplog):
+    from detector.logging_setup import step
+
+    with caplog.at_level(logging.INFO, logger="detector"), step("fit", events=3):
+        pass
+    assert [r.getMessage() for r in caplog.records] == ["fit ...", "fit done"]

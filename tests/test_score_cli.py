@@ -32,6 +32,9 @@ def test_train_then_evaluate_writes_model_card_and_metrics(world, tmp_path) -> N
     r = runner.invoke(app, ["train", *_opts(world), "--out", str(out), "--max-iter", "20"])
     assert r.exit_code == 0, r.output
     assert "trained tiny-" in r.output
+    assert "detector: info: login model, cross-validation fold 1/3 done" in r.stderr, (
+        "progress of a long command"
+    )
     assert (tmp_path / "models" / "tiny.skops").exists()
     card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
     assert card["training"]["attack_events"] > 0 and card["metrics"] == {}
