@@ -138,3 +138,15 @@ def test_steps_are_logged_when_they_start_and_end(caplog):
     with caplog.at_level(logging.INFO, logger="detector"), step("fit", events=3):
         pass
     assert [r.getMessage() for r in caplog.records] == ["fit ...", "fit done"]
+
+
+def test_ingest_is_named_apart_from_a_runs_events(capsys, night, tmp_path):
+    logs = write_night(tmp_path / "logs")
+    code, _, err = call(capsys, "ingest", logs, "--out", night["out"] / "events.parquet")
+    assert code == 2 and "refusing to overwrite a run's scored events" in err
+    code, out, err = call(capsys, "ingest", logs, "--out", tmp_path / "events.parquet", "--json")
+    assert (
+        code == 0
+        and "canonical.parquet" in err
+        and any("canonical" in w for w in json.loads(out)["warnings"])
+    )

@@ -574,8 +574,23 @@ def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
 
 def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:
     """Ingest ``paths`` into ``out`` (written under a temporary name, then renamed) and the
-    quarantine into ``<out stem>.quarantine.parquet`` next to it."""
+    quarantine into ``<out stem>.quarantine.parquet`` next to it.
+
+    The canonical events are not the run's ``events.parquet`` (scored, with the enrichment and
+    detection columns): writing them under that name into a run's report directory is refused, and
+    under that name elsewhere gives a warning.
+
+    Raises:
+        InputError: ``out`` is the ``events.parquet`` of a run's report directory.
+    """
     out = Path(out)
+    clash = out.name == RUN_EVENTS
+    if clash and (out.parent / "summary.json").exists():
+        raise InputError(
+            "refusing to overwrite a run's scored events with canonical events",
+            path=out,
+            hint=f"write them elsewhere, e.g. --out {out.parent / CANONICAL_NAME}",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         result = ingest(paths, cfg, Path(tmp))
@@ -584,4 +599,16 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
     qtmp = qpath.with_name(f".{qpath.name}.tmp")
     result.quarantine.write_parquet(qtmp)
     os.replace(qtmp, qpath)
-    return replace(result, events=pl.scan_parquet(out), events_path=out)
+    warnings = list(result.warnings)
+    if clash:
+        warnings.append(
+            f"{out} holds canonical events, not the scored events a run writes under this name "
+            f"(name it {CANONICAL_NAME}, as the docs do)"
+        )
+    return replace(result, events=pl.scan_parquet(out), events_path=out, warnings=warnings)
+
+
+RUN_EVENTS = "events.parquet"
+"""The name of a run's scored events report (``detector run``), which ingest's output is not."""
+CANONICAL_NAME = "canonical.parquet"
+"""The name the docs give ingest's output."""
