@@ -87,7 +87,13 @@ Year = Annotated[
     int | None, typer.Option(help="Year of RFC 3164 stamps (default: inferred from file modification times).")
 ]
 Timezone = Annotated[str, typer.Option(help="Time zone of time stamps without an offset.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML configuration file (default: $DETECTOR_CONFIG, else /etc/detector/detector.toml if it exists).",
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics stay on stderr).")
 ]

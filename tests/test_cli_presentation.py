@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,17 @@ def test_ingest_is_named_apart_from_a_runs_events(capsys, night, tmp_path):
         and "canonical.parquet" in err
         and any("canonical" in w for w in json.loads(out)["warnings"])
     )
+
+
+def test_one_default_configuration_path(capsys, monkeypatch, tmp_path):
+    from detector import config
+
+    assert Path("/etc/detector/detector.toml") == config.DEFAULT_PATH
+    cfg = tmp_path / "detector.toml"
+    cfg.write_text("[scoring]\naccount_compromised = 0.9\n")
+    monkeypatch.setenv("DETECTOR_CONFIG", str(cfg))
+    code, out, _ = call(capsys, "config", "show")
+    assert code == 0 and "account_compromised = 0.9" in out
+    monkeypatch.setenv("DETECTOR_CONFIG", str(tmp_path / "missing.toml"))
+    code, _, err = call(capsys, "config", "show")
+    assert code == 2 and "configuration file not found" in err
