@@ -371,6 +371,7 @@ def _run(
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
     # scikit-learn loads, so set before the first import; a value in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from detector.detect.campaigns import with_history
     from detector.detect.shards import detect_sharded
     from detector.enrich import (
         NO_DIRECTORY,
@@ -429,7 +430,9 @@ def _run(
         # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
         loading = pool.submit(load_model, model_file)
         # per account shard, in files under the staging directory (small nights: in memory)
-        detection = detect_sharded(enriched.events, cfg, history, staging / "work" / "shards")
+        detection = detect_sharded(
+            enriched.events, cfg, history, staging / "work" / "shards", known_campaigns=state.campaigns
+        )
     model = loading.result()
     with step("score"):
         scores = score(detection, model, cfg)
@@ -476,8 +479,11 @@ def _run(
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
         plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
+    # with a state, last night's plan on tonight's logs (what the plan is worth a day later);
+    # else the plan on the logs it was built from
+    replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
     with step("replay"):  # a night without events has nothing to replay
-        comparison = replay(plan, events, label_frame, cfg) if n_events else None
+        comparison = replay(replayed, events, label_frame, cfg) if n_events else None
 
     tables = {
         "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
@@ -487,7 +493,10 @@ def _run(
             _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
         ),
         "campaigns.parquet": _frame(
-            _conform(detection.campaigns, contract.BY_NAME["campaigns.parquet"].columns())
+            _conform(
+                with_history(_frame(detection.campaigns), state.campaigns),
+                contract.BY_NAME["campaigns.parquet"].columns(),
+            )
         ),
         "quarantine.parquet": _frame(_conform(ingested.quarantine, schema.QUARANTINE_COLUMNS)),
     }
@@ -504,6 +513,8 @@ def _run(
             noise=dict(ingested.noise),
             replay=comparison,
             replay_labelled=getattr(comparison, "truth", None) == "labels",
+            replay_kind=replay_kind,
+            previous_plan=state.plan,
             warnings=tuple(warnings),
             fail_on=rule.describe() if rule else None,
             attention=attention,
@@ -528,11 +539,12 @@ def _run(
                 shared = state.shared
             horizon_end = end or started
             history = history.prune(horizon_end - timedelta(days=cfg.state.horizon_days))
-            campaigns = _merge_campaigns(state.campaigns, detection.campaigns)
+            campaigns = _merge_campaigns(state.campaigns, tables["campaigns.parquet"])
             new_state = State(
                 history=history.to_frames(),
                 shared=prune(shared, horizon_end, cfg.state.horizon_days) if shared is not None else None,
                 campaigns=prune(campaigns, horizon_end, cfg.state.horizon_days),
+                plan=plan,
                 manifest=state.manifest,
                 run_id=run_id,
             ).with_inputs(inputs, run_id, started)
@@ -560,4 +572,4 @@ def _merge_campaigns(previous: pl.DataFrame | None, current: pl.DataFrame | pl.L
     if previous is None or previous.is_empty():
         return now
     keep = previous.filter(~pl.col(C.CAMPAIGN).is_in(now.get_column(C.CAMPAIGN).implode()))
-    return pl.concat([keep, now.select(previous.columns)], how="vertical_relaxed")
+    return pl.concat([keep, now], how="diagonal_relaxed")

@@ -67,9 +67,10 @@ def _findings() -> tuple[Column, ...]:
 
 
 def _campaigns() -> tuple[Column, ...]:
+    from detector.detect.campaigns import CAMPAIGN_HISTORY_COLUMNS
     from detector.detect.findings import CAMPAIGN_COLUMNS
 
-    return CAMPAIGN_COLUMNS
+    return (*CAMPAIGN_COLUMNS, *CAMPAIGN_HISTORY_COLUMNS)
 
 
 @dataclass(frozen=True)

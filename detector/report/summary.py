@@ -339,6 +339,21 @@ def graded_warnings(warnings: Any) -> list[dict[str, str]]:
     return sorted(graded, key=lambda g: SEVERITIES.index(g["severity"]))
 
 
+def plan_changes(plan: pl.DataFrame, previous: pl.DataFrame | None) -> dict[str, Any] | None:
+    """What changed since the previous run's plan, by measure id (counts per action only: the
+    previous plan holds real account names, the reports may be pseudonymised)."""
+    if previous is None:
+        return None
+    ids = previous.get_column("measure_id").implode()
+    new = plan.filter(~pl.col("measure_id").is_in(ids))
+    lifted = previous.filter(~pl.col("measure_id").is_in(plan.get_column("measure_id").implode()))
+    return {
+        "new": _counts(new, "action"),
+        "continued": plan.height - new.height,
+        "lifted": _counts(lifted, "action"),
+    }
+
+
 REPORTS = "REPORTS"
 """Stands for the reports directory in ``next_steps`` commands (filled in when printed)."""
 
@@ -440,7 +455,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "top": _rows(top_measures),
         },
         "replay": {
-            "kind": getattr(run.replay, "kind", None) or "same_day",
+            "kind": run.replay_kind,
             "labelled": run.replay_labelled,
             "notes": list(getattr(run.replay, "notes", ()) or ()),
             "strategies": (rows := replay_rows(run.replay)),
@@ -454,6 +469,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "asns": asns,
             "waves": reopening_waves(plan, accounts),
         },
+        "since_last_night": plan_changes(plan, run.previous_plan),
         "warnings": list(run.warnings),
         "warnings_by_severity": graded_warnings(run.warnings),
         "next_steps": next_steps(compromised, targeted, plan),
@@ -613,6 +629,13 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5, reports: s
                 f"{_plural(held['accounts'], 'account')} held to their own networks "
                 f"({held['practitioners']:,} practitioners)"
             )
+        )
+    changes = summary.get("since_last_night")
+    if changes is not None:
+        new = ", ".join(f"{k} {v:,}" for k, v in changes["new"].items()) or "none"
+        lifted = ", ".join(f"{k} {v:,}" for k, v in changes["lifted"].items()) or "none"
+        parts.append(
+            _line(f"  since last night: new {new}; lifted {lifted}; {changes['continued']:,} continued")
         )
     top = plan["top"][:3]
     if top:
