@@ -32,6 +32,11 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+override_app = typer.Typer(
+    help="Lift or extend one measure of the plan, with who and why (runs and exports honour it).",
+    no_args_is_help=True,
+)
+app.add_typer(override_app, name="override")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,6 +123,15 @@ def warn_all(warnings: Any) -> None:
         err(f"detector: warning: {w}")
 
 
+OverridesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--overrides",
+        help="Operators' overrides of measures (default: /etc/detector/overrides.toml if it exists).",
+    ),
+]
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -180,6 +194,7 @@ def run_cmd(
     labels: Annotated[
         Path | None, typer.Option(help="Ground-truth incidents for the replay comparison (optional).")
     ] = None,
+    overrides: OverridesOpt = None,
     log_format: Annotated[
         LogFormat, typer.Option(help="text on a terminal, json under cron.")
     ] = LogFormat.text,
@@ -192,7 +207,7 @@ def run_cmd(
     code = run_command(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
-        log_format=log_format.value, year=year, timezone=timezone,
+        log_format=log_format.value, year=year, timezone=timezone, overrides=overrides,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -273,6 +288,7 @@ def export_cmd(
             help="Print a JSON document (format, file written or the export's text, warnings) on stdout.",
         ),
     ] = False,
+    overrides: OverridesOpt = None,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
     from datetime import UTC
@@ -280,7 +296,7 @@ def export_cmd(
     from detector.recommend.export import export_plan_file
 
     at = now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now
-    done = export_plan_file(plan, format.value, out, now=at, geoip_dir=geoip_dir)
+    done = export_plan_file(plan, format.value, out, now=at, geoip_dir=geoip_dir, overrides=overrides)
     warn_all(done.warnings)
     if json:
         emit_json({"format": format.value, "out": out, **({"text": done.text} if out is None else {}),
@@ -450,6 +466,74 @@ def config_show(config: ConfigOpt = None, json: JsonOpt = False) -> None:
 
 PLAIN_LABELS = {Path: "PATH", int: "INTEGER", float: "NUMBER", str: "TEXT", datetime: "DATE-TIME", bool: ""}
 """Help labels of option values by Python type (flags show none); choices are listed by typer."""
+
+
+MeasureArg = Annotated[str, typer.Argument(help="Measure id (measure_id of recommendations.parquet).")]
+WhyOpt = Annotated[str, typer.Option("--why", help="Why (a ticket, the reason): kept in the audit.")]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who decides (default: the login name running the command).")
+]
+FileOpt = Annotated[
+    Path | None, typer.Option("--file", help="Overrides file (default: /etc/detector/overrides.toml).")
+]
+
+
+def _override(
+    measure: str, action: str, why: str, by: str | None, until: datetime | None, file: Path | None
+) -> None:
+    import getpass
+    from datetime import UTC
+
+    from detector.recommend.overrides import Override, add_override
+
+    at = datetime.now(UTC).replace(microsecond=0)
+    when = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
+    path = add_override(file, Override(measure, action, by or getpass.getuser(), why, at, when))
+    err(f"detector: {action} {measure} recorded in {path}; the next run and export honour it")
+
+
+@override_app.command("lift")
+@guarded
+def override_lift(
+    measure: MeasureArg,
+    why: WhyOpt,
+    by: ByOpt = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Lifted until this UTC time (default: for good).")
+    ] = None,
+    file: FileOpt = None,
+) -> None:
+    """Lift a measure: it is left out of the plan, the exports and the login-time decisions."""
+    _override(measure, "lift", why, by, until, file)
+
+
+@override_app.command("extend")
+@guarded
+def override_extend(
+    measure: MeasureArg,
+    until: Annotated[datetime, typer.Option(help="The measure's new expiry (UTC).")],
+    why: WhyOpt,
+    by: ByOpt = None,
+    file: FileOpt = None,
+) -> None:
+    """Extend a measure: it holds until the given time, tonight and on the next nights."""
+    _override(measure, "extend", why, by, until, file)
+
+
+@override_app.command("list")
+@guarded
+def override_list(file: FileOpt = None, json: JsonOpt = False) -> None:
+    """List the overrides in the file, who made them and why."""
+    from detector.recommend.overrides import read_overrides
+    from detector.report.summary import printable
+
+    found = read_overrides(file)
+    if json:
+        emit_json(found)
+        return
+    for o in found:
+        until = f" until {o.until.isoformat()}" if o.until else ""
+        typer.echo(printable(f"{o.at.isoformat()}  {o.action} {o.measure}{until}  by {o.by}: {o.why}"))
 
 
 def _type_label(param: Any) -> str | None:

@@ -279,6 +279,7 @@ def run(
     labels: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    overrides: str | Path | None = None,
 ) -> RunResult:
     """Run the nightly job on ``paths`` and publish its reports in ``out_dir``.
 
@@ -293,6 +294,8 @@ def run(
         fail_on: ``compromised``, ``targeted`` or a risk threshold: sets ``RunResult.attention``.
         pseudonymize_key: replace account names in the reports with keyed hashes.
         labels: ground-truth incidents for the replay comparison (otherwise the tool's verdicts).
+        overrides: operators' overrides of measures (``detector.recommend.overrides``; ``None``:
+            ``/etc/detector/overrides.toml`` if it exists), applied to the plan and audited.
         progress: called with each step name as it starts.
         clock: the wall clock (tests).
 
@@ -322,11 +325,13 @@ def run(
                         paths, out, staging, run_id, started, logger, progress, cfg, rule,
                         state_dir=Path(state_dir), practitioners=practitioners, geoip_dir=geoip_dir,
                         model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
+                        overrides=overrides,
                     )  # fmt: skip
             return _run(
                 paths, out, staging, run_id, started, logger, progress, cfg, rule,
                 state_dir=None, practitioners=practitioners, geoip_dir=geoip_dir,
                 model_path=model_path, pseudonymize_key=pseudonymize_key, labels=labels,
+                overrides=overrides,
             )  # fmt: skip
         except DetectorError:
             raise
@@ -366,6 +371,7 @@ def _run(
     model_path: str | Path | None,
     pseudonymize_key: str | None,
     labels: str | Path | None,
+    overrides: str | Path | None = None,
 ) -> RunResult:
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
@@ -404,6 +410,9 @@ def _run(
     geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
     geoip = find_databases(geo_dir)
     directory = load_practitioners(practitioners) if practitioners is not None else None
+    from detector.recommend.overrides import apply_overrides, read_overrides
+
+    operator_overrides = read_overrides(overrides)
     label_frame = None
     if labels is not None:
         from detector.labels import read_labels
@@ -479,6 +488,8 @@ def _run(
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
         plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
+        # operators' lifts and extensions (in force at the wall-clock time of the run), audited
+        plan, override_audit = apply_overrides(plan, operator_overrides, started)
     # with a state, last night's plan on tonight's logs (what the plan is worth a day later);
     # else the plan on the logs it was built from
     replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
@@ -514,6 +525,7 @@ def _run(
             replay=comparison,
             replay_labelled=getattr(comparison, "truth", None) == "labels",
             replay_kind=replay_kind,
+            overrides=override_audit,
             previous_plan=state.plan,
             warnings=tuple(warnings),
             fail_on=rule.describe() if rule else None,

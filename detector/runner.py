@@ -64,6 +64,7 @@ def run_command(
     fail_on: str | None,
     pseudonymize: str | None,
     labels: Path | None,
+    overrides: Path | None = None,
     log_format: str,
     year: int | None,
     timezone: str | None,
@@ -85,9 +86,9 @@ def run_command(
         setup(log_format, level=logging.WARNING if interactive else logging.INFO)
         rule = FailOn.parse(fail_on)
         cfg = cfgmod.load(config)
-        overrides = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
-        if overrides:
-            cfg = cfg.replace(ingest=overrides)
+        ingest_options = {k: v for k, v in {"year": year, "timezone": timezone}.items() if v is not None}
+        if ingest_options:
+            cfg = cfg.replace(ingest=ingest_options)
         with _progress(interactive) as progress:
             result = run(
                 list(paths),
@@ -100,6 +101,7 @@ def run_command(
                 fail_on=rule,
                 pseudonymize_key=pseudonymize,
                 labels=labels,
+                overrides=overrides,
                 progress=progress,  # type: ignore[arg-type]
             )
         from detector.report.summary import print_summary

@@ -15,7 +15,8 @@ from detector import __version__
 from detector.cli import main
 from tests.run_fixtures import write_night, write_practitioners
 
-COMMANDS = ["run", "ingest", "replay", "export", "simulate", "train", "evaluate", "explain", "config show"]
+COMMANDS = ["run", "ingest", "replay", "export", "simulate", "train", "evaluate", "explain", "config show",
+            "override lift", "override extend", "override list"]  # fmt: skip
 
 
 def call(capsys, *args) -> tuple[int, str, str]:

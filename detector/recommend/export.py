@@ -441,8 +441,12 @@ def export_plan_file(
     *,
     now: datetime | None = None,
     geoip_dir: str | Path | None = None,
+    overrides: str | Path | None = None,
 ) -> Exported:
     """Read a plan file, export it as ``fmt`` and write it to ``out`` atomically (if given).
+
+    Operators' overrides (``overrides``, default ``/etc/detector/overrides.toml`` if it exists) are
+    applied first: an override made after the run holds from the next export on.
 
     AS numbers are expanded with the ASN database found as ``detector run`` finds it
     (``geoip_dir``, ``$DETECTOR_GEOIP_DIR``, the system directories); without one, a warning says
@@ -456,9 +460,10 @@ def export_plan_file(
     """
     from detector.enrich.geoip import find_databases
     from detector.errors import InputError
+    from detector.recommend.overrides import apply_overrides, read_overrides
     from detector.recommend.replay import read_plan
 
-    plan = read_plan(plan_path)
+    plan, _ = apply_overrides(read_plan(plan_path), read_overrides(overrides), now or datetime.now(UTC))
     warnings = []
     asn_db = None
     asns = plan_asns(plan) if fmt not in AS_NATIVE_FORMATS else []

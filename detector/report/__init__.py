@@ -32,6 +32,7 @@ class RunData:
         replay_kind: ``same_day`` (the plan on the logs it was built from) or ``next_day`` (the
             previous run's plan on these logs).
         previous_plan: the previous run's plan (from the state), to show what changed.
+        overrides: operators' overrides in force (``detector.recommend.overrides.AUDIT_SCHEMA``).
         warnings: warnings of the run.
         fail_on: the ``--fail-on`` rule, described; attention: why the night needs attention.
     """
@@ -45,6 +46,7 @@ class RunData:
     replay_labelled: bool = False
     replay_kind: str = "same_day"
     previous_plan: pl.DataFrame | None = None
+    overrides: pl.DataFrame | None = None
     warnings: tuple[str, ...] = ()
     fail_on: str | None = None
     attention: str | None = None

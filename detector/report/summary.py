@@ -470,6 +470,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "waves": reopening_waves(plan, accounts),
         },
         "since_last_night": plan_changes(plan, run.previous_plan),
+        "overrides": _rows(run.overrides) if run.overrides is not None else [],
         "warnings": list(run.warnings),
         "warnings_by_severity": graded_warnings(run.warnings),
         "next_steps": next_steps(compromised, targeted, plan),
@@ -637,6 +638,22 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5, reports: s
         parts.append(
             _line(f"  since last night: new {new}; lifted {lifted}; {changes['continued']:,} continued")
         )
+    overrides = summary.get("overrides") or []
+    if overrides:
+        lifted = sum(o["override"] == "lift" for o in overrides)
+        unmatched = sum(not o["matched"] for o in overrides)
+        stale = f", {unmatched:,} not in tonight's plan" if unmatched else ""
+        parts.append(
+            _line(
+                f"  overrides in force: {len(overrides):,} ({lifted:,} lifted, "
+                f"{len(overrides) - lifted:,} extended{stale})",
+                style="bold",
+            )
+        )
+        for o in overrides[:3]:
+            until = f" until {_short_time(o['until'])}" if o.get("until") else ""
+            parts.append(_line(f"    {o['override']} {o['measure_id']}{until} by {o['by']}: {o['why']}"))
+        parts.extend(_more(len(overrides), min(3, len(overrides)), "summary.json"))
     top = plan["top"][:3]
     if top:
         parts.append(
