@@ -157,3 +157,11 @@ def test_rendering_puts_the_evidence_before_the_other_lines(run_dir) -> None:
     out = console.export_text()
     assert out.index("evidence (") < out.index("first successful login") < out.index("other log lines")
     assert "failures=3" in out
+
+
+def test_rendering_escapes_control_characters_of_log_lines(run_dir, tmp_path) -> None:
+    (tmp_path / "logs" / "mail.log").write_text("\n".join(f"x\x1b[2J{i}" for i in range(1, 50)) + "\n")
+    console = Console(record=True, width=200)
+    render(explain("quiet", run_dir), console)
+    out = console.export_text()
+    assert "\x1b" not in out and "x\\x1b[2J40" in out

@@ -287,8 +287,15 @@ def explain(target: str, run_dir: str | Path, *, max_lines: int = 20) -> Explana
 def render(ex: Explanation, console: Any | None = None) -> None:
     """Print an explanation with rich (panels and tables)."""
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as markup_escape
     from rich.panel import Panel
+
+    from detector.report.summary import printable
+
+    def escape(text: str) -> str:
+        """Log values are hostile: no rich markup, no control characters (``printable``)."""
+        return markup_escape(printable(text))
+
     from rich.table import Table
 
     console = console or Console()
