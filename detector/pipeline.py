@@ -214,6 +214,7 @@ TEXT_COLUMNS = ("reason", "reasons", "evidence")
 """Free-text report columns that may name accounts."""
 ENTITY_COLUMNS = {
     "recommendations.parquet": ("target_type", "target"),
+    "collateral.parquet": ("target_type", "target"),
     "findings.parquet": ("entity_type", "entity"),
 }
 """(type column, value column) pairs whose value is an account where the type says so."""
@@ -390,7 +391,7 @@ def _run(
     from detector.features.baseline import History, learnable, update_history
     from detector.ingest import ingest
     from detector.recommend import recommend, replay
-    from detector.recommend.plan import known_networks
+    from detector.recommend.plan import collateral_table, known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
@@ -487,9 +488,17 @@ def _run(
     with step("recommend"):
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
-        plan = _frame(recommend(scores, detection, cfg, now, known_networks=known_networks(history)))
+        plan, collateral = collateral_table(
+            _frame(
+                recommend(
+                    scores, detection, cfg, now, known_networks=known_networks(history), with_collateral=True
+                )
+            ),
+            _frame(scores.accounts),
+        )
         # operators' lifts and extensions (in force at the wall-clock time of the run), audited
         plan, override_audit = apply_overrides(plan, operator_overrides, started)
+        collateral = collateral.filter(pl.col("measure_id").is_in(plan.get_column("measure_id").implode()))
     # with a state, last night's plan on tonight's logs (what the plan is worth a day later);
     # else the plan on the logs it was built from
     replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
@@ -503,6 +512,7 @@ def _run(
         "findings.parquet": _frame(
             _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
         ),
+        "collateral.parquet": collateral,
         "campaigns.parquet": _frame(
             _conform(
                 with_history(_frame(detection.campaigns), state.campaigns),

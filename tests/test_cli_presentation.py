@@ -166,3 +166,17 @@ def test_one_default_configuration_path(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("DETECTOR_CONFIG", str(tmp_path / "missing.toml"))
     code, _, err = call(capsys, "config", "show")
     assert code == 2 and "configuration file not found" in err
+
+
+def test_collateral_report_names_the_accounts_each_measure_counts(night):
+    import polars as pl
+
+    plan = pl.read_parquet(night["out"] / "recommendations.parquet")
+    collateral = pl.read_parquet(night["out"] / "collateral.parquet")
+    acting = plan.filter(pl.col("action").is_in(["block", "reset_credentials"]))
+    counted = collateral.group_by("measure_id").len()
+    joined = acting.join(counted, on="measure_id", how="left").with_columns(pl.col("len").fill_null(0))
+    assert (joined["len"] == joined["collateral_accounts"]).all()
+    assert collateral.filter(pl.col("action") == "reset_credentials")["account"].to_list() == [
+        "victim@example.org"
+    ]

@@ -147,3 +147,26 @@ def test_summary_json_has_the_split_the_ranking_and_the_next_steps():
     assert s["plan"]["top"][0]["action"] in {"block", "reset_credentials"}
     assert s["replay"]["kind"] == "same_day"
     assert s["next_steps"][0]["command"].startswith("detector explain ")
+
+
+def test_users_behind_two_blocks_count_once_when_the_collateral_report_names_them():
+    plan = _plan(
+        [
+            {"measure_id": "B1", "action": "block", "target_type": "ip", "target": "192.0.2.1", "collateral_accounts": 2},
+            {"measure_id": "B2", "action": "block", "target_type": "cidr", "target": "192.0.2.0/24",
+             "collateral_accounts": 2},
+        ]
+    )  # fmt: skip
+    collateral = pl.DataFrame(
+        {
+            "measure_id": ["B1", "B1", "B2", "B2"],
+            "action": ["block"] * 4,
+            C.ACCOUNT: ["a", "b", "a", "b"],
+            C.IS_PRACTITIONER: [True, False, True, False],
+        }
+    )
+    assert collateral_split(plan, ACCOUNTS)["refused_by_blocks"] == {"accounts": 4, "practitioners": 0}
+    assert collateral_split(plan, ACCOUNTS, collateral)["refused_by_blocks"] == {
+        "accounts": 2,
+        "practitioners": 1,
+    }

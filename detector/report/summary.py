@@ -289,12 +289,15 @@ def top_by_impact(plan: pl.DataFrame, limit: int = LIST_LIMIT) -> pl.DataFrame:
     return chosen.drop("_order", "_rank")
 
 
-def collateral_split(plan: pl.DataFrame, accounts: pl.DataFrame) -> dict[str, dict[str, int]]:
+def collateral_split(
+    plan: pl.DataFrame, accounts: pl.DataFrame, collateral: pl.DataFrame | None = None
+) -> dict[str, dict[str, int]]:
     """Who bears the plan, in three groups that do not overlap in kind.
 
     ``reset_owners``: compromised accounts whose password is reset (their owners must get a new
     one), ``refused_by_blocks``: legitimate users behind blocked addresses, prefixes or ASNs (a sum
-    over blocks, so an account behind two blocks counts twice), ``held_by_restrictions``: accounts
+    over blocks, so an account behind two blocks counts twice, unless ``collateral``, the run's
+    ``collateral.parquet``, names them: then each account once), ``held_by_restrictions``: accounts
     limited to their own networks. Monitor rows enforce nothing and count nowhere.
     """
     prac = accounts.select(pl.col(C.ACCOUNT).alias("target"), C.IS_PRACTITIONER)
@@ -308,12 +311,20 @@ def collateral_split(plan: pl.DataFrame, accounts: pl.DataFrame) -> dict[str, di
         }
 
     blocks = plan.filter(pl.col("action") == "block")
-    return {
-        "reset_owners": owners("reset_credentials"),
-        "refused_by_blocks": {
+    if collateral is not None:
+        hit = collateral.filter(pl.col("action") == "block").unique(C.ACCOUNT)
+        refused = {
+            "accounts": hit.height,
+            "practitioners": int(hit.get_column(C.IS_PRACTITIONER).fill_null(False).sum()),
+        }
+    else:
+        refused = {
             "accounts": int(blocks.get_column("collateral_accounts").sum() or 0),
             "practitioners": int(blocks.get_column("collateral_practitioners").sum() or 0),
-        },
+        }
+    return {
+        "reset_owners": owners("reset_credentials"),
+        "refused_by_blocks": refused,
         "held_by_restrictions": owners("restrict_account"),
     }
 
@@ -403,7 +414,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
     n_targ, targeted = _account_list(accounts, "targeted")
     camp_sorted = campaigns.sort("accounts_targeted", "campaign", descending=[True, False], nulls_last=True)
     top_measures = top_by_impact(plan)
-    collateral = collateral_split(plan, accounts)
+    collateral = collateral_split(plan, accounts, t.get("collateral.parquet"))
     m = run.meta
     return {
         "run": {
