@@ -255,11 +255,11 @@ def impact() -> list[pl.Expr]:
 
 
 def top_by_impact(plan: pl.DataFrame, limit: int = LIST_LIMIT) -> pl.DataFrame:
-    """The measures that do most: the best of every kind first, then the rest, by impact.
+    """The measures that do most: the best of every action, then of every kind, then the rest.
 
-    Impact is attacks stopped, then accounts protected. The best measure of every (action, target
-    type) leads, so credential resets and AS blocks appear even when hundreds of blocks stop more
-    attempts between them.
+    Impact is attacks stopped, then accounts protected. The best measure of each action leads
+    (resets first: they end takeovers), then the best of each (action, target type) by impact, so
+    credential resets and AS blocks appear even when hundreds of blocks stop more attempts.
     """
     cols = ["measure_id", "action", "target_type", "target", C.RISK_SCORE, "reason", "collateral_accounts"]
     acting = plan.filter(pl.col("action").is_in(IMPACT_ORDER))
@@ -279,14 +279,20 @@ def top_by_impact(plan: pl.DataFrame, limit: int = LIST_LIMIT) -> pl.DataFrame:
         )
         .with_row_index("_order")
     )
-    best = ranked.group_by("action", "target_type").agg(pl.col("_order").min()).get_column("_order")
-    chosen = pl.concat(
-        [
-            ranked.filter(pl.col("_order").is_in(best.implode())),
-            ranked.filter(~pl.col("_order").is_in(best.implode())),
-        ]
-    ).head(limit)
-    return chosen.drop("_order", "_rank")
+    per_action = ranked.group_by("action").agg(pl.col("_order").min(), pl.col("_rank").first())
+    per_kind = ranked.group_by("action", "target_type").agg(pl.col("_order").min()).get_column("_order")
+    first = per_action.sort("_rank").get_column("_order")
+    tier = (
+        pl.when(pl.col("_order").is_in(first.implode()))
+        .then(0)
+        .when(pl.col("_order").is_in(per_kind.implode()))
+        .then(1)
+        .otherwise(2)
+    )
+    chosen = ranked.with_columns(tier.alias("_tier")).sort(
+        "_tier", pl.when(pl.col("_tier") == 0).then(pl.col("_rank")).otherwise(0), "_order"
+    )
+    return chosen.head(limit).drop("_order", "_rank", "_tier")
 
 
 def collateral_split(
@@ -665,12 +671,12 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5, reports: s
             until = f" until {_short_time(o['until'])}" if o.get("until") else ""
             parts.append(_line(f"    {o['override']} {o['measure_id']}{until} by {o['by']}: {o['why']}"))
         parts.extend(_more(len(overrides), min(3, len(overrides)), "summary.json"))
-    top = plan["top"][:3]
+    top = plan["top"][:4]
     if top:
         parts.append(
             _line(
                 f"Top {len(top)} of {plan.get('acting_total', plan['measures']):,} measures that act "
-                "(the best of each kind, by attempts stopped; all in recommendations.parquet):"
+                "(the best of each action, then of each kind; all in recommendations.parquet):"
             )
         )
         parts.extend(_line(_measure_line(m)) for m in top)
