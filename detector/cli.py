@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -27,11 +28,16 @@ app = typer.Typer(
     help="Detect credential abuse against mail accounts (IMAP/POP/SMTP) and recommend scoped measures.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
 )
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+override_app = typer.Typer(
+    help="Lift or extend one measure of the plan, with who and why (runs and exports honour it).",
+    no_args_is_help=True,
+)
+app.add_typer(override_app, name="override")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,7 +89,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """detector: mail-account credential-abuse detector."""
@@ -102,7 +109,44 @@ Timezone = Annotated[
     str | None,
     typer.Option(help="Time zone of time stamps without an offset (default: [ingest] timezone, UTC)."),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML configuration file.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="TOML configuration file (default: $DETECTOR_CONFIG, else /etc/detector/detector.toml if it exists).",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics stay on stderr).")
+]
+
+
+def emit_json(value: Any) -> None:
+    """The ``--json`` output of a command: one document on stdout."""
+    from detector.jsonout import dumps
+
+    typer.echo(dumps(value))
+
+
+def log_steps() -> None:
+    """Show a long command's steps and warnings on stderr as text lines with levels (terminal, cron, journald)."""
+    from detector.logging_setup import setup
+
+    setup("text")
+
+
+def warn_all(warnings: Any) -> None:
+    for w in warnings:
+        err(f"detector: warning: {w}")
+
+
+OverridesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--overrides",
+        help="Operators' overrides of measures (default: /etc/detector/overrides.toml if it exists).",
+    ),
+]
 
 
 class LogFormat(StrEnum):
@@ -118,6 +162,7 @@ def ingest(
     year: Year = None,
     timezone: Timezone = None,
     config: ConfigOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Parse authentication logs into canonical events (Parquet), with a quarantine of bad lines."""
     from detector import config as cfgmod
@@ -125,7 +170,11 @@ def ingest(
 
     cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
     result = ingest_to_parquet(paths, out, cfg.ingest)
-    say(result.summary_text())
+    if json:
+        warn_all(result.warnings)
+        emit_json(result)
+    else:
+        say(result.summary_text())
 
 
 @app.command("run")
@@ -162,6 +211,7 @@ def run_cmd(
     labels: Annotated[
         Path | None, typer.Option(help="Ground-truth incidents for the replay comparison (optional).")
     ] = None,
+    overrides: OverridesOpt = None,
     log_format: Annotated[
         LogFormat, typer.Option(help="text on a terminal, json under cron.")
     ] = LogFormat.text,
@@ -174,7 +224,7 @@ def run_cmd(
     code = run_command(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
-        log_format=log_format.value, year=year, timezone=timezone,
+        log_format=log_format.value, year=year, timezone=timezone, overrides=overrides,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -202,16 +252,22 @@ def replay_cmd(
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = None,
+    json: JsonOpt = False,
 ) -> None:
     """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
     from detector import config as cfgmod
     from detector.recommend.replay import replay_logs
 
+    log_steps()
+
     cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
     result = replay_logs(
         paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
     )
-    say(result.render(), nl=False)
+    if json:
+        emit_json(result)
+    else:
+        say(result.render(), nl=False)
 
 
 class ExportFormat(str, Enum):  # noqa: UP042  (same style as LogFormat)
@@ -253,6 +309,14 @@ def export_cmd(
         bool,
         typer.Option(help="Exit 1 and write nothing when no measure of the format is in force."),
     ] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON document (format, file written or the export's text, warnings) on stdout.",
+        ),
+    ] = False,
+    overrides: OverridesOpt = None,
 ) -> None:
     """Export a plan's measures in force to an enforcement point (nftables, Postfix, Dovecot, CrowdSec, CSV, JSON)."""
     from datetime import UTC
@@ -268,10 +332,13 @@ def export_cmd(
         geoip_dir=geoip_dir,
         password_hashes=password_hashes,
         fail_on_empty=fail_on_empty,
+        overrides=overrides,
     )
-    for w in done.warnings:
-        err(f"detector: warning: {w}")
-    if out is None:  # validated for its consumer; shown escaped only on a terminal
+    warn_all(done.warnings)
+    if json:
+        emit_json({"format": format.value, "out": out, **({"text": done.text} if out is None else {}),
+                   "counts": done.tally.counts(), "warnings": done.warnings})  # fmt: skip
+    elif out is None:  # validated for its consumer; shown escaped only on a terminal
         typer.echo(safe(done.text) if sys.stdout.isatty() else done.text, nl=False)
     err(f"detector: {format.value} export: {done.tally.counts()}" + (f" -> {out}" if out else ""))
 
@@ -343,6 +410,8 @@ def train(
     from detector import config as cfgmod
     from detector.score.train import train as train_model
 
+    log_steps()
+
     result = train_model(
         events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config),
         random_state=seed, max_iter=max_iter,
@@ -359,11 +428,17 @@ def evaluate(
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
     config: ConfigOpt = None,
-    write_card: Annotated[bool, typer.Option(help="Record the figures in the model card.")] = True,
+    write_card: Annotated[
+        bool,
+        typer.Option(help="Record the figures in the model card (off by default: the card is left alone)."),
+    ] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Measure a model on labelled logs: precision/recall, PR-AUC, detection rate at low FPR, per family."""
     from detector import config as cfgmod
     from detector.score.evaluate import evaluate as evaluate_model
+
+    log_steps()
 
     result = evaluate_model(
         model,
@@ -374,7 +449,10 @@ def evaluate(
         cfg=cfgmod.load(config),
         write=write_card,
     )
-    say(result.summary_text())
+    if json:
+        emit_json(result)
+    else:
+        say(result.summary_text())
 
 
 @app.command()
@@ -382,13 +460,21 @@ def evaluate(
 def explain(
     target: Annotated[str, typer.Argument(help="An account or a source address.")],
     run: Annotated[Path, typer.Option("--run", help="Output directory of `detector run`.")],
-    lines: Annotated[int, typer.Option(help="How many of the riskiest log lines to show.")] = 20,
+    lines: Annotated[
+        int, typer.Option(help="Log lines to show: the evidence always, then the riskiest of the rest.")
+    ] = 20,
+    json: JsonOpt = False,
 ) -> None:
     """Show the verdict on an account or address, the findings behind it and the raw log lines."""
     from detector.score.explain import explain as explain_target
     from detector.score.explain import render
 
-    render(explain_target(target, run, max_lines=lines))
+    result = explain_target(target, run, max_lines=lines)
+    if json:
+        warn_all(result.warnings)
+        emit_json(result)
+    else:
+        render(result)
 
 
 @app.command()
@@ -451,13 +537,16 @@ def serve(
 
 @config_app.command("show")
 @guarded
-def config_show(config: ConfigOpt = None) -> None:
-    """Print the effective configuration (defaults overridden by --config) as TOML."""
-    import tomli_w
-
+def config_show(config: ConfigOpt = None, json: JsonOpt = False) -> None:
+    """Print the effective configuration (defaults overridden by --config), every detector's thresholds included."""
     from detector import config as cfgmod
+    from detector.detect.registry import effective
 
-    data = cfgmod.load(config).to_dict()
+    data = effective(cfgmod.load(config))
+    if json:
+        emit_json(data)
+        return
+    import tomli_w
 
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
@@ -469,8 +558,146 @@ def config_show(config: ConfigOpt = None) -> None:
     typer.echo(tomli_w.dumps(clean(data)))
 
 
-def main() -> None:
-    app(prog_name="detector")
+PLAIN_LABELS = {Path: "PATH", int: "INTEGER", float: "NUMBER", str: "TEXT", datetime: "DATE-TIME", bool: ""}
+"""Help labels of option values by Python type (flags show none); choices are listed by typer."""
+
+
+MeasureArg = Annotated[str, typer.Argument(help="Measure id (measure_id of recommendations.parquet).")]
+WhyOpt = Annotated[str, typer.Option("--why", help="Why (a ticket, the reason): kept in the audit.")]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who decides (default: the login name running the command).")
+]
+FileOpt = Annotated[
+    Path | None, typer.Option("--file", help="Overrides file (default: /etc/detector/overrides.toml).")
+]
+
+
+def _override(
+    measure: str, action: str, why: str, by: str | None, until: datetime | None, file: Path | None
+) -> None:
+    import getpass
+    from datetime import UTC
+
+    from detector.recommend.overrides import Override, add_override
+
+    at = datetime.now(UTC).replace(microsecond=0)
+    when = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
+    path = add_override(file, Override(measure, action, by or getpass.getuser(), why, at, when))
+    err(f"detector: {action} {measure} recorded in {path}; the next run and export honour it")
+
+
+@override_app.command("lift")
+@guarded
+def override_lift(
+    measure: MeasureArg,
+    why: WhyOpt,
+    by: ByOpt = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Lifted until this UTC time (default: for good).")
+    ] = None,
+    file: FileOpt = None,
+) -> None:
+    """Lift a measure: it is left out of the plan, the exports and the login-time decisions."""
+    _override(measure, "lift", why, by, until, file)
+
+
+@override_app.command("extend")
+@guarded
+def override_extend(
+    measure: MeasureArg,
+    until: Annotated[datetime, typer.Option(help="The measure's new expiry (UTC).")],
+    why: WhyOpt,
+    by: ByOpt = None,
+    file: FileOpt = None,
+) -> None:
+    """Extend a measure: it holds until the given time, tonight and on the next nights."""
+    _override(measure, "extend", why, by, until, file)
+
+
+@override_app.command("list")
+@guarded
+def override_list(file: FileOpt = None, json: JsonOpt = False) -> None:
+    """List the overrides in the file, who made them and why."""
+    from detector.recommend.overrides import read_overrides
+    from detector.report.terminal import safe_line
+
+    found = read_overrides(file)
+    if json:
+        emit_json(found)
+        return
+    for o in found:
+        until = f" until {o.until.isoformat()}" if o.until else ""
+        typer.echo(safe_line(f"{o.at.isoformat()}  {o.action} {o.measure}{until}  by {o.by}: {o.why}"))
+
+
+def _type_label(param: Any) -> str | None:
+    """A plain help label for a parameter's value (``PATH``, ``INTEGER``), never a Python type name."""
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:  # typer before 0.16: click parameters
+        return "" if getattr(param, "is_flag", False) else None
+    annotation = desc.annotation
+    element = typing.get_args(annotation)[0] if desc.is_list else annotation
+    if isinstance(element, type) and issubclass(element, Enum):
+        return None
+    if desc.is_datetime and desc.parameter_info.formats:
+        label = "|".join(desc.parameter_info.formats)
+    else:
+        label = PLAIN_LABELS.get(element, "TEXT")
+    return label + ("..." if desc.is_list and label else "")
+
+
+def command() -> Any:
+    """The click command tree of the CLI, with help that names no Python types (``<list[str]>``)."""
+    root = typer.main.get_command(app)
+
+    def walk(cmd: Any) -> None:
+        for param in cmd.params:
+            label = _type_label(param)
+            if getattr(param, "param_type_name", "") == "argument":
+                if label is not None and hasattr(param, "display_type_rich"):
+                    param.display_type_rich = lambda ctx, _label=label: _label
+            elif param.metavar is None:
+                param.metavar = label
+        help_option = cmd.get_help_option
+
+        def plain_help_option(ctx: Any, _get: Any = help_option) -> Any:
+            option = _get(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        cmd.get_help_option = plain_help_option
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(root)
+    return root
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """Click's usage errors (typer vendors click from 0.16 on, so they are matched by shape)."""
+    return callable(getattr(e, "format_message", None)) and isinstance(getattr(e, "exit_code", None), int)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the CLI; a usage error is one line on stderr and exit 2, like every other error."""
+    cli = command()
+    try:
+        code = cli.main(args, prog_name="detector", standalone_mode=False)
+    except typer.Abort:
+        err("detector: interrupted")
+        return 130
+    except Exception as e:
+        if not _is_usage_error(e):
+            raise
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            return 0
+        where = ctx.command_path if ctx is not None else "detector"
+        err(f"detector: error: {e.format_message()} (see `{where} --help`)")
+        return int(e.exit_code)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

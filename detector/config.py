@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import os
 import re
 import tomllib
 import types
@@ -416,8 +417,24 @@ def from_mapping(cls: type, data: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
+DEFAULT_PATH = Path("/etc/detector/detector.toml")
+"""The configuration file every command reads when given no ``--config`` (if it exists)."""
+ENV_VAR = "DETECTOR_CONFIG"
+"""Names the configuration file instead of :data:`DEFAULT_PATH` (then it must exist)."""
+
+
+def default_path() -> Path | None:
+    """``$DETECTOR_CONFIG``, else :data:`DEFAULT_PATH` when it exists, else ``None`` (the defaults)."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+
+
 def load(path: str | Path | None = None) -> Config:
-    """The effective configuration: defaults, overridden by the TOML file at ``path``."""
+    """The effective configuration: defaults, overridden by the TOML file at ``path``
+    (by default :func:`default_path`: ``$DETECTOR_CONFIG`` or ``/etc/detector/detector.toml``)."""
+    if path is None:
+        path = default_path()
     if path is None:
         return Config()
     p = Path(path)

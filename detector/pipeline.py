@@ -201,6 +201,7 @@ TEXT_COLUMNS = ("reason", "reasons", "evidence")
 """Free-text report columns that may name accounts."""
 ENTITY_COLUMNS = {
     "recommendations.parquet": ("target_type", "target"),
+    "collateral.parquet": ("target_type", "target"),
     "findings.parquet": ("entity_type", "entity"),
 }
 """(type column, value column) pairs whose value is an account where the type says so."""
@@ -250,6 +251,7 @@ def run(
     labels: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    overrides: str | Path | None = None,
 ) -> RunResult:
     """Run the nightly job on ``paths`` and publish its reports in ``out_dir``.
 
@@ -264,6 +266,8 @@ def run(
         fail_on: ``compromised``, ``targeted`` or a risk threshold: sets ``RunResult.attention``.
         pseudonymize_key: replace account names in the reports with keyed hashes.
         labels: ground-truth incidents for the replay comparison (otherwise the tool's verdicts).
+        overrides: operators' overrides of measures (``detector.recommend.overrides``; ``None``:
+            ``/etc/detector/overrides.toml`` if it exists), applied to the plan and audited.
         progress: called with each step name as it starts.
         clock: the wall clock (tests).
 
@@ -303,7 +307,7 @@ def run(
                     paths, out, staging, run_id, started, logger, progress, cfg, rule,
                     state_dir=None if state_dir is None else Path(state_dir), practitioners=practitioners,
                     geoip_dir=geoip_dir, model_path=model_path, pseudonymize_key=pseudonymize_key,
-                    labels=labels, writing=writing,
+                    labels=labels, writing=writing, overrides=overrides,
                 )  # fmt: skip
         except DetectorError:
             raise
@@ -377,13 +381,16 @@ def _run(
     pseudonymize_key: str | None,
     labels: str | Path | None,
     writing: list[Path],
+    overrides: str | Path | None = None,
 ) -> RunResult:
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
     # scikit-learn loads, so set before the first import; a value in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from detector.detect.campaigns import with_history
     from detector.detect.shards import detect_sharded
     from detector.enrich import (
+        NO_DIRECTORY,
         enrich,
         find_databases,
         load_practitioners,
@@ -394,7 +401,7 @@ def _run(
     from detector.ingest import ingest
     from detector.publish import announce, recover_state
     from detector.recommend import recommend, replay
-    from detector.recommend.plan import known_networks
+    from detector.recommend.plan import collateral_table, known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score import load_model, score
@@ -424,6 +431,9 @@ def _run(
     geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
     geoip = find_databases(geo_dir)
     directory = load_practitioners(practitioners) if practitioners is not None else None
+    from detector.recommend.overrides import apply_overrides, read_overrides
+
+    operator_overrides = read_overrides(overrides)
     label_frame = None
     if labels is not None:
         from detector.labels import read_labels
@@ -449,6 +459,8 @@ def _run(
             ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
         )
     warnings.extend(enriched.warnings)
+    if directory is None:
+        warnings.append(NO_DIRECTORY)
     if not history.n_accounts:
         warnings.append(FIRST_NIGHT)
     for w in warnings:
@@ -458,7 +470,9 @@ def _run(
         # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
         loading = pool.submit(load_model, model_file)
         # per account shard, in files under the staging directory (small nights: in memory)
-        detection = detect_sharded(enriched.events, cfg, history, staging / "work" / "shards")
+        detection = detect_sharded(
+            enriched.events, cfg, history, staging / "work" / "shards", known_campaigns=state.campaigns
+        )
     model = loading.result()
     with step("score"):
         scores = score(detection, model, cfg)
@@ -505,14 +519,26 @@ def _run(
         now = end or started
         # networks the accounts used on earlier nights (the history before tonight's update)
         guarded: list[str] = []  # blocks the plan's guards refused (docs/security.md)
-        plan = _frame(
-            recommend(scores, detection, cfg, now, known_networks=known_networks(history), warnings=guarded)
-        )
+        plan, collateral = collateral_table(
+            _frame(
+                recommend(
+                    scores, detection, cfg, now, known_networks=known_networks(history), warnings=guarded,
+                    with_collateral=True,
+                )
+            ),
+            _frame(scores.accounts),
+        )  # fmt: skip
+        # operators' lifts and extensions (in force at the wall-clock time of the run), audited
+        plan, override_audit = apply_overrides(plan, operator_overrides, started)
+        collateral = collateral.filter(pl.col("measure_id").is_in(plan.get_column("measure_id").implode()))
     for w in guarded:
         log(logger, logging.WARNING, w)
     warnings.extend(guarded)
+    # with a state, last night's plan on tonight's logs (what the plan is worth a day later);
+    # else the plan on the logs it was built from
+    replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
     with step("replay"):  # a night without events has nothing to replay
-        comparison = replay(plan, events, label_frame, cfg) if n_events else None
+        comparison = replay(replayed, events, label_frame, cfg) if n_events else None
 
     tables = {
         "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
@@ -521,8 +547,12 @@ def _run(
         "findings.parquet": _frame(
             _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
         ),
+        "collateral.parquet": collateral,
         "campaigns.parquet": _frame(
-            _conform(detection.campaigns, contract.BY_NAME["campaigns.parquet"].columns())
+            _conform(
+                with_history(_frame(detection.campaigns), state.campaigns),
+                contract.BY_NAME["campaigns.parquet"].columns(),
+            )
         ),
         "quarantine.parquet": _frame(_conform(ingested.quarantine, schema.QUARANTINE_COLUMNS)),
     }
@@ -539,6 +569,9 @@ def _run(
             noise=dict(ingested.noise),
             replay=comparison,
             replay_labelled=getattr(comparison, "truth", None) == "labels",
+            replay_kind=replay_kind,
+            overrides=override_audit,
+            previous_plan=state.plan,
             warnings=tuple(warnings),
             fail_on=rule.describe() if rule else None,
             attention=attention,
@@ -561,11 +594,12 @@ def _run(
                 shared = state.shared
             horizon_end = end or started
             history = history.prune(horizon_end - timedelta(days=cfg.state.horizon_days))
-            campaigns = _merge_campaigns(state.campaigns, detection.campaigns)
+            campaigns = _merge_campaigns(state.campaigns, tables["campaigns.parquet"])
             new_state = State(
                 history=history.to_frames(),
                 shared=prune(shared, horizon_end, cfg.state.horizon_days) if shared is not None else None,
                 campaigns=prune(campaigns, horizon_end, cfg.state.horizon_days),
+                plan=plan,
                 manifest=state.manifest,
                 run_id=run_id,
             ).with_inputs(inputs, run_id, started)
@@ -611,4 +645,4 @@ def _merge_campaigns(previous: pl.DataFrame | None, current: pl.DataFrame | pl.L
     if previous is None or previous.is_empty():
         return now
     keep = previous.filter(~pl.col(C.CAMPAIGN).is_in(now.get_column(C.CAMPAIGN).implode()))
-    return pl.concat([keep, now.select(previous.columns)], how="vertical_relaxed")
+    return pl.concat([keep, now], how="diagonal_relaxed")

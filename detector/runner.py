@@ -65,6 +65,7 @@ def run_command(
     fail_on: str | None,
     pseudonymize: str | None,
     labels: Path | None,
+    overrides: Path | None = None,
     log_format: str,
     year: int | None,
     timezone: str | None,
@@ -82,7 +83,8 @@ def run_command(
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         interactive = log_format == "text" and sys.stderr.isatty()
-        setup(log_format, level=logging.INFO if log_format == "json" else logging.WARNING)
+        # under cron (no terminal) text logs keep every step, as JSON logs do; a terminal has the progress bar
+        setup(log_format, level=logging.WARNING if interactive else logging.INFO)
         rule = FailOn.parse(fail_on)
         cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
         with _progress(interactive) as progress:
@@ -97,13 +99,16 @@ def run_command(
                 fail_on=rule,
                 pseudonymize_key=pseudonymize,
                 labels=labels,
+                overrides=overrides,
                 progress=progress,  # type: ignore[arg-type]
             )
         from detector.report.summary import print_summary
 
-        # cron mail and pipes get 120 columns (rich's 80 would cut the reasons); a terminal keeps its width
+        # cron mail and pipes get whole lines (the replay table 120 columns); a terminal keeps its width
         piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        print_summary(result.summary, Console(soft_wrap=False, width=SUMMARY_WIDTH if piped else None))
+        print_summary(
+            result.summary, Console(width=SUMMARY_WIDTH if piped else None), reports=str(result.out_dir)
+        )
         published = f"reports: {safe(result.out_dir)}"
         if state is not None:
             kept = "unchanged" if result.state_generation is None else f"generation {result.state_generation}"

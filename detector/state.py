@@ -66,6 +66,8 @@ class State:
         history: the detection stage's per-account history (``History.to_frames()``), by name.
         shared: shared-address counts in the enrichment stage's shape.
         campaigns: campaign infrastructure in the detection stage's shape.
+        plan: the last run's response plan (``recommendations.parquet`` rows, real names), replayed
+            on the next night's logs and compared with its plan.
         manifest: inputs already processed (:data:`MANIFEST_SCHEMA`).
         run_id: the run that wrote this state, ``None`` for a new state.
         generation: the generation it was loaded from (0: a new state).
@@ -74,6 +76,7 @@ class State:
     history: dict[str, pl.DataFrame] = field(default_factory=dict)
     shared: pl.DataFrame | None = None
     campaigns: pl.DataFrame | None = None
+    plan: pl.DataFrame | None = None
     manifest: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MANIFEST_SCHEMA))
     run_id: str | None = None
     generation: int = 0
@@ -153,6 +156,8 @@ def _tables(state: State) -> dict[str, pl.DataFrame]:
         tables["shared"] = state.shared
     if state.campaigns is not None:
         tables["campaigns"] = state.campaigns
+    if state.plan is not None:
+        tables["plan"] = state.plan
     tables["manifest"] = state.manifest
     return tables
 
@@ -238,6 +243,7 @@ def load_state(state_dir: str | Path, generation: int | None = None) -> State:
         history={k.removeprefix("history."): v for k, v in tables.items() if k.startswith("history.")},
         shared=tables.get("shared"),
         campaigns=tables.get("campaigns"),
+        plan=tables.get("plan"),
         manifest=manifest,
         run_id=doc.get("run_id"),
         generation=int(doc.get("generation", 0)),

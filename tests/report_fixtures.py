@@ -175,6 +175,19 @@ def run_data(n_compromised: int = 12, n_targeted: int = 30, **kw) -> RunData:
             "accounts.parquet": table("accounts.parquet", accounts),
             "sources.parquet": table("sources.parquet", sources),
             "recommendations.parquet": table("recommendations.parquet", plan),
+            "collateral.parquet": table(
+                "collateral.parquet",
+                [
+                    {
+                        "measure_id": "M2",
+                        "action": "reset_credentials",
+                        "target_type": "account",
+                        "target": "user1@example.org",
+                        C.ACCOUNT: "user1@example.org",
+                        C.IS_PRACTITIONER: False,
+                    }
+                ],
+            ),
             "findings.parquet": table("findings.parquet", findings),
             "campaigns.parquet": table("campaigns.parquet", campaigns),
             "quarantine.parquet": table("quarantine.parquet", quarantine),

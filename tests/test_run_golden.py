@@ -36,4 +36,4 @@ def test_samples_match_golden(tmp_path):
 
     console = Console(width=100, record=True)
     print_summary(result.summary, console)
-    assert len(console.export_text().splitlines()) <= 40
+    assert len(console.export_text().splitlines()) <= 45

@@ -32,11 +32,21 @@ def test_train_then_evaluate_writes_model_card_and_metrics(world, tmp_path) -> N
     r = runner.invoke(app, ["train", *_opts(world), "--out", str(out), "--max-iter", "20"])
     assert r.exit_code == 0, r.output
     assert "trained tiny-" in r.output
+    assert "detector: info: login model, cross-validation fold 1/3 done" in r.stderr, (
+        "progress of a long command"
+    )
     assert (tmp_path / "models" / "tiny.skops").exists()
     card = json.loads((tmp_path / "models" / "tiny.card.json").read_text())
     assert card["training"]["attack_events"] > 0 and card["metrics"] == {}
 
-    r = runner.invoke(app, ["evaluate", "--model", str(out) + ".skops", *_opts(world)])
+    card_path = tmp_path / "models" / "tiny.card.json"
+    before = card_path.read_bytes()
+    r = runner.invoke(app, ["evaluate", "--model", str(out) + ".skops", *_opts(world), "--json"])
+    assert r.exit_code == 0, r.output
+    assert card_path.read_bytes() == before, "evaluate leaves the card alone unless asked"
+    assert json.loads(r.stdout)["metrics"]["events"]["pr_auc"] > 0.9
+
+    r = runner.invoke(app, ["evaluate", "--model", str(out) + ".skops", *_opts(world), "--write-card"])
     assert r.exit_code == 0, r.output
     for text in ("PR-AUC", "DR@0.1%FPR", "DR@1%FPR", "per 10k", "trap phone_cgnat", "password_spraying"):
         assert text in r.output

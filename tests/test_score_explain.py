@@ -125,3 +125,51 @@ def test_rendering_a_source_shows_its_reasons(run_dir) -> None:
     render(ex, console)
     reasons, text = ex.verdict["reasons"], console.export_text()
     assert reasons and all(f"• {r}" in text for r in reasons)
+
+
+def test_explain_leads_with_the_takeover_login_even_with_few_lines(run_dir) -> None:
+    ex = explain("victim", run_dir, max_lines=1)
+    whys = [ln.why for ln in ex.lines]
+    assert whys[0] and None not in whys[: sum(w is not None for w in whys)], "evidence first"
+    (login,) = [ln for ln in ex.lines if (ln.why or "").startswith("first successful login")]
+    assert login.why == "first successful login from 198.51.100.7 after 3 failed attempt(s)"
+    assert (login.line_number, login.text) == (21, "line 21 of mail.log.gz")
+
+
+def test_source_explanation_leads_with_its_first_failure_and_break_in(run_dir) -> None:
+    ex = explain("198.51.100.7", run_dir, max_lines=3)
+    whys = [ln.why for ln in ex.lines if ln.why]
+    assert "first failed attempt" in whys
+    assert any(w.startswith("first successful login into victim after") for w in whys)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "shown"),
+    [
+        ('{"failures": 3, "sources": 2}', "failures=3, sources=2"),
+        ('{"ids": [1, 2, 3, 4, 5, 6, 7]}', "ids=[1, 2, 3, 4, 5, ...] (7)"),
+        ('{"share": 0.123456}', "share=0.123"),
+        ("not json", "not json"),
+        (None, ""),
+    ],
+)
+def test_finding_evidence_is_readable(evidence, shown) -> None:
+    from detector.score.explain import readable_evidence
+
+    assert readable_evidence(evidence) == shown
+
+
+def test_rendering_puts_the_evidence_before_the_other_lines(run_dir) -> None:
+    console = Console(record=True, width=100)
+    render(explain("victim", run_dir), console)
+    out = console.export_text()
+    assert out.index("evidence (") < out.index("first successful login") < out.index("other log lines")
+    assert "failures=3" in out
+
+
+def test_rendering_escapes_control_characters_of_log_lines(run_dir, tmp_path) -> None:
+    (tmp_path / "logs" / "mail.log").write_text("\n".join(f"x\x1b[2J{i}" for i in range(1, 50)) + "\n")
+    console = Console(record=True, width=200)
+    render(explain("quiet", run_dir), console)
+    out = console.export_text()
+    assert "\x1b" not in out and "x\\x1b[2J40" in out

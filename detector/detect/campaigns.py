@@ -12,6 +12,14 @@ milliseconds. Three kinds of campaign, each with stable ids:
 - ``db-``: distributed brute force (T1110.001): the many sources against one account in a window;
 - ``gs-``: guessing (T1110.001): sources that fail many times and never log in, whatever the
   account (``guessing_source``), linked by prefix and ASN: several of them sharing a network.
+
+Identities across nights (:func:`relink`, with the campaigns kept in the state): tonight's
+stuffing or spraying campaign *is* an earlier campaign of the same kind when it shares
+infrastructure with it: at least one source address, or at least
+:data:`LINK_MIN_SHARED_PREFIXES` /24 (/64) prefixes. It then keeps the earlier id (of several
+candidates, the one sharing the most addresses, then prefixes, then the smallest id); its
+``first_seen`` is the earlier campaign's. A distributed brute force is identified by its target
+account, so it keeps its id for as long as the account is attacked that way.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import polars as pl
 from detector.detect.findings import CAMPAIGN_SCHEMA, stable_ids
 from detector.features import BUCKET
 from detector.features import expressions as x
-from detector.schema import C
+from detector.schema import UTC_US, C, Column
 
 NODE, KEY, LABEL = "_node", "_key", "_label"
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -216,7 +224,7 @@ def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
     ids = (
         hit.group_by(BUCKET, C.ACCOUNT)
         .agg(pl.col(C.TIMESTAMP).min().alias("_t0"))
-        .with_columns(stable_ids("db-", [C.ACCOUNT, "_t0"]).alias(C.CAMPAIGN))
+        .with_columns(stable_ids("db-", [C.ACCOUNT]).alias(C.CAMPAIGN))
     )
     return hit.join(ids, on=[BUCKET, C.ACCOUNT]).select(C.EVENT_ID, C.CAMPAIGN)
 
@@ -405,3 +413,109 @@ def campaign_table(events: pl.DataFrame) -> pl.DataFrame:
         .sort("start", C.CAMPAIGN)
     )
     return out.select([pl.col(n).cast(t) for n, t in CAMPAIGN_SCHEMA.items()])
+
+
+LINK_MIN_SHARED_PREFIXES = 2
+"""/24 (/64) prefixes a campaign must share with an earlier one to continue it (when no address is shared)."""
+_BY_SOURCE_KINDS = ("cs-", "ps-")
+
+
+def _members(known: pl.DataFrame, column: str, name: str) -> pl.DataFrame:
+    return (
+        known.select(pl.col(C.CAMPAIGN).alias("_prev"), pl.col(column).alias(name))
+        .explode(name)
+        .drop_nulls()
+        .unique()
+    )
+
+
+def relink(keys: CampaignKeys, known: pl.DataFrame | None, prefixes: pl.DataFrame) -> CampaignKeys:
+    """Tonight's stuffing and spraying campaigns renamed to the earlier campaigns they continue.
+
+    Args:
+        keys: tonight's campaigns (:func:`campaign_keys`).
+        known: earlier campaigns (``campaign``, ``sources``, ``prefixes``), e.g. from the state.
+        prefixes: ``source_ip, prefix`` of tonight's sources.
+
+    The rule is the module's (shared addresses, else at least :data:`LINK_MIN_SHARED_PREFIXES`
+    shared prefixes, same kind).
+    """
+    if known is None or known.is_empty():
+        return keys
+    known = known.filter(pl.col(C.CAMPAIGN).str.slice(0, 3).is_in(_BY_SOURCE_KINDS))
+    prev_sources = _members(known, "sources", C.SOURCE_IP)
+    prev_prefixes = _members(known, "prefixes", C.PREFIX)
+    src_prefix = prefixes.select(C.SOURCE_IP, C.PREFIX).drop_nulls().unique()
+
+    def rename(table: pl.DataFrame) -> pl.DataFrame:
+        if table.is_empty():
+            return table
+        kind = pl.col(C.CAMPAIGN).str.slice(0, 3) == pl.col("_prev").str.slice(0, 3)
+        by_source = (
+            table.join(prev_sources, on=C.SOURCE_IP)
+            .filter(kind)
+            .group_by(C.CAMPAIGN, "_prev")
+            .agg(pl.col(C.SOURCE_IP).n_unique().alias("_addresses"))
+        )
+        by_prefix = (
+            table.join(src_prefix, on=C.SOURCE_IP)
+            .select(C.CAMPAIGN, C.PREFIX)
+            .unique()
+            .join(prev_prefixes, on=C.PREFIX)
+            .filter(kind)
+            .group_by(C.CAMPAIGN, "_prev")
+            .agg(pl.len().alias("_prefixes"))
+        )
+        best = (
+            by_source.join(by_prefix, on=[C.CAMPAIGN, "_prev"], how="full", coalesce=True)
+            .with_columns(pl.col("_addresses").fill_null(0), pl.col("_prefixes").fill_null(0))
+            .filter((pl.col("_addresses") >= 1) | (pl.col("_prefixes") >= LINK_MIN_SHARED_PREFIXES))
+            .sort(["_addresses", "_prefixes", "_prev"], descending=[True, True, False])
+            .unique(C.CAMPAIGN, keep="first", maintain_order=True)
+            .select(C.CAMPAIGN, "_prev")
+        )
+        return (
+            table.join(best, on=C.CAMPAIGN, how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_prev", C.CAMPAIGN).alias(C.CAMPAIGN))
+            .drop("_prev")
+        )
+
+    return CampaignKeys(
+        spraying=rename(keys.spraying), stuffing=rename(keys.stuffing), distributed=keys.distributed
+    )
+
+
+CAMPAIGN_HISTORY_COLUMNS: tuple[Column, ...] = (
+    Column(
+        "first_seen",
+        UTC_US,
+        "First event of the campaign on any night the state remembers (its start without a state).",
+    ),
+    Column("last_seen", UTC_US, "Last event of the campaign (tonight's end)."),
+    Column("nights", pl.Int64, "Runs in which the campaign was active, tonight's included."),
+)
+"""Columns campaigns.parquet adds to :data:`~detector.detect.findings.CAMPAIGN_COLUMNS` (:func:`with_history`)."""
+
+
+def with_history(tonight: pl.DataFrame, known: pl.DataFrame | None) -> pl.DataFrame:
+    """Tonight's campaigns with ``first_seen``, ``last_seen`` and ``nights`` from the earlier ones."""
+    out = tonight.with_columns(
+        pl.col("start").alias("first_seen"),
+        pl.col("end").alias("last_seen"),
+        pl.lit(1, pl.Int64).alias("nights"),
+    )
+    if known is None or known.is_empty():
+        return out
+    prev = known.select(
+        C.CAMPAIGN,
+        (pl.col("first_seen") if "first_seen" in known.columns else pl.col("start")).alias("_first"),
+        (pl.col("nights") if "nights" in known.columns else pl.lit(1, pl.Int64)).alias("_nights"),
+    )
+    return (
+        out.join(prev, on=C.CAMPAIGN, how="left", maintain_order="left")
+        .with_columns(
+            pl.min_horizontal("_first", "first_seen").alias("first_seen"),
+            (pl.col("_nights").fill_null(0) + 1).alias("nights"),
+        )
+        .drop("_first", "_nights")
+    )

@@ -115,3 +115,17 @@ def configure(cfg: Config) -> dict[str, Configured]:
 
 def _load_builtins() -> None:
     import detector.detect.detectors  # noqa: F401  (registers the built-in detectors)
+
+
+def effective(cfg: Config) -> dict[str, Any]:
+    """The effective configuration as a mapping, with every detector's parameters filled in.
+
+    What ``detector config show`` prints: ``[detectors.<name>]`` lists each registered detector's
+    thresholds (defaults, or the configured values) and whether it is enabled.
+    """
+    data = cfg.to_dict()
+    data["detectors"] = {
+        name: {"enabled": c.enabled, **dataclasses.asdict(c.params)}
+        for name, c in sorted(configure(cfg).items())
+    }
+    return data

@@ -41,6 +41,7 @@ from detector.detect.campaigns import (
     campaign_sizes,
     campaign_table,
     event_campaigns,
+    relink,
 )
 from detector.detect.findings import empty_findings, finalise
 from detector.detect.registry import Configured, configure
@@ -307,11 +308,13 @@ def detect_sharded(
     work_dir: Path | str,
     *,
     shard_events: int | None = None,
+    known_campaigns: pl.DataFrame | None = None,
 ) -> Detection:
     """:func:`detector.detect.detect`, one account shard at a time (module docstring).
 
     Intermediate files live in ``work_dir``; the returned ``Detection.events`` scans
     ``work_dir/detection-<k>.parquet``, so keep ``work_dir`` until the events are written.
+    ``known_campaigns`` (the state's) give tonight's campaigns their earlier ids (:func:`relink`).
     """
     if not _DURATION.match(cfg.features.window):
         raise ConfigError(
@@ -339,7 +342,7 @@ def detect_sharded(
     # in shard order: the campaign rules and the source-scoped detectors do not depend on row order
     login_events = pl.concat(logins)
     del logins
-    keys = campaign_keys(login_events, params, enabled)
+    keys = relink(campaign_keys(login_events, params, enabled), known_campaigns, login_events)
     login_events = login_events.hstack([event_campaigns(login_events, keys).get_column(C.CAMPAIGN)])
     found = _run(login_events, by_source)
     del login_events

@@ -85,6 +85,13 @@ class EnrichResult:
     shared: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SHARED_SCHEMA))
 
 
+NO_DIRECTORY = (
+    "no practitioner directory (--practitioners): no account is known to belong to a health "
+    "professional, so practitioners get no priority and are not counted apart in the collateral"
+)
+"""The warning of every command that enriches without a practitioner directory."""
+
+
 def _geoip_warnings(geoip: GeoIPDatabases | None) -> list[str]:
     if geoip is None or len(geoip.missing) == len(_KIND_COLUMNS):
         where = f" (searched {', '.join(geoip.searched)})" if geoip is not None and geoip.searched else ""

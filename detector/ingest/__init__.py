@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -59,6 +60,30 @@ class IngestResult:
     claimed: int = 0
     quarantined: int = 0
     """Lines quarantined, including any beyond the rows kept in ``quarantine``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``ingest --json`` prints: counts, not rows (the events are in ``events_path``)."""
+        grp = self.events.group_by(C.DAEMON, C.ACTION, C.OUTCOME).agg(pl.len().alias("n")).collect()
+        reasons = (
+            self.quarantine.group_by("reason").agg(pl.len()).sort("len", "reason", descending=[True, False])
+        )
+        return {
+            "events_path": str(self.events_path),
+            "lines_read": self.lines_read,
+            "inputs": [{"path": p, "size": size, "sha256": sha} for p, size, sha in self.inputs],
+            "events": int(grp["n"].sum()),
+            "by_kind": [
+                {"daemon": d, "action": a, "outcome": o, "events": n}
+                for d, a, o, n in grp.sort(
+                    "n", "daemon", "action", "outcome", descending=[True, False, False, False]
+                ).iter_rows()
+            ],
+            "noise": dict(sorted(self.noise.items())),
+            "quarantined": max(self.quarantined, len(self.quarantine)),
+            "quarantine_reasons": dict(reasons.iter_rows()),
+            "warnings": list(self.warnings),
+            "elapsed_seconds": round(self.elapsed, 3),
+        }
 
     def summary_text(self) -> str:
         grp = (
@@ -557,8 +582,23 @@ def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
 
 def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:
     """Ingest ``paths`` into ``out`` (written under a temporary name, then renamed) and the
-    quarantine into ``<out stem>.quarantine.parquet`` next to it."""
+    quarantine into ``<out stem>.quarantine.parquet`` next to it.
+
+    The canonical events are not the run's ``events.parquet`` (scored, with the enrichment and
+    detection columns): writing them under that name into a run's report directory is refused, and
+    under that name elsewhere gives a warning.
+
+    Raises:
+        InputError: ``out`` is the ``events.parquet`` of a run's report directory.
+    """
     out = Path(out)
+    clash = out.name == RUN_EVENTS
+    if clash and (out.parent / "summary.json").exists():
+        raise InputError(
+            "refusing to overwrite a run's scored events with canonical events",
+            path=out,
+            hint=f"write them elsewhere, e.g. --out {out.parent / CANONICAL_NAME}",
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         result = ingest(paths, cfg, Path(tmp))
@@ -569,4 +609,16 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
     result.quarantine.write_parquet(qtmp)
     os.chmod(qtmp, 0o600)
     os.replace(qtmp, qpath)
-    return replace(result, events=pl.scan_parquet(out), events_path=out)
+    warnings = list(result.warnings)
+    if clash:
+        warnings.append(
+            f"{out} holds canonical events, not the scored events a run writes under this name "
+            f"(name it {CANONICAL_NAME}, as the docs do)"
+        )
+    return replace(result, events=pl.scan_parquet(out), events_path=out, warnings=warnings)
+
+
+RUN_EVENTS = "events.parquet"
+"""The name of a run's scored events report (``detector run``), which ingest's output is not."""
+CANONICAL_NAME = "canonical.parquet"
+"""The name the docs give ingest's output."""

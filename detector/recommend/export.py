@@ -802,9 +802,13 @@ def export_plan_file(
     geoip_dir: str | Path | None = None,
     password_hashes: str | Path | None = None,
     fail_on_empty: bool = False,
+    overrides: str | Path | None = None,
 ) -> Exported:
     """Read a plan file, export it as ``fmt`` and write it to ``out`` (a file, or a directory for
     :data:`DIRECTORY_FORMATS`), each file atomically.
+
+    Operators' overrides (``overrides``, default ``/etc/detector/overrides.toml`` if it exists) are
+    applied first: an override made after the run holds from the next export on.
 
     AS numbers are expanded with the ASN database found as ``detector run`` finds it
     (``geoip_dir``, ``$DETECTOR_GEOIP_DIR``, the system directories); without one, a warning says
@@ -820,13 +824,14 @@ def export_plan_file(
     """
     from detector.enrich.geoip import find_databases
     from detector.errors import InputError, RunFailed
+    from detector.recommend.overrides import apply_overrides, read_overrides
     from detector.recommend.replay import read_plan
     from detector.report.parquet import read_metadata
 
     if fmt in DIRECTORY_FORMATS and out is None:
         raise InputError(f"the {fmt} export is a directory of files: pass --out DIR")
-    plan = read_plan(plan_path)
     at = _now(now)
+    plan, _ = apply_overrides(read_plan(plan_path), read_overrides(overrides), at)
     acting = _acting(plan, fmt, at, Tally())
     asn_db = None
     if fmt not in AS_NATIVE_FORMATS and plan_asns(acting):

@@ -24,7 +24,17 @@ from detector.recommend import nets, scope
 from detector.recommend.guard import Guard
 from detector.recommend.guard import warnings as guard_warnings
 from detector.recommend.reopen import reopen_rows
-from detector.schema import RECOMMENDATION_SCHEMA, UTC_US, Action, C, Outcome, Service, conform
+from detector.schema import (
+    RECOMMENDATION_SCHEMA,
+    UTC_US,
+    Action,
+    C,
+    Column,
+    Outcome,
+    Service,
+    conform,
+    dtypes,
+)
 
 BLOCK = "block"
 LOCK = "lock_account"
@@ -44,6 +54,22 @@ SUSPICIOUS = "suspicious"
 COMPROMISED = "compromised"
 TARGETED = "targeted"
 CLEAN = "clean"
+
+COLLATERAL_PRIVATE = "_collateral"
+"""The plan's private column of collateral accounts (``recommend(..., with_collateral=True)``)."""
+COLLATERAL_COLUMNS: tuple[Column, ...] = (
+    Column("measure_id", pl.String, "The measure (recommendations.parquet)."),
+    Column("action", pl.String, "Its action."),
+    Column("target_type", pl.String, "Its target type."),
+    Column("target", pl.String, "Its target."),
+    Column(
+        C.ACCOUNT,
+        pl.String,
+        "An account with a legitimate login the measure refuses (a block) or whose owner must act (a reset).",
+    ),
+    Column(C.IS_PRACTITIONER, pl.Boolean, "The account is a health practitioner's."),
+)
+"""collateral.parquet: one row per (measure, account) counted in the measure's ``collateral_accounts``."""
 
 MAX_FINDING_IDS = 50
 """Finding ids listed in a measure's evidence (the total is always given)."""
@@ -360,6 +386,7 @@ def _blocks(
         ),
         pl.col(scope.COLLATERAL).alias("collateral_accounts"),
         pl.col(scope.COLLATERAL_PRACT).alias("collateral_practitioners"),
+        pl.col(scope.COLLATERAL_LIST).alias(COLLATERAL_PRIVATE),
         pl.lit(False).alias("_practitioner"),
     )
 
@@ -560,6 +587,11 @@ def _account_rows(
             reason=pl.concat_str(
                 [pl.lit("compromised: "), why, pl.lit("; the attacker's copy of the password stops working")]
             ),
+            **{
+                COLLATERAL_PRIVATE: pl.when(pl.col("_has_legit"))
+                .then(pl.concat_list(pl.col(C.ACCOUNT)))
+                .otherwise(pl.lit([], pl.List(pl.String)))
+            },
         )
     ]
     if cfg.plan.lock_while_active:
@@ -654,7 +686,7 @@ def _account_rows(
             collateral_practitioners=pl.lit(0, pl.Int64),
         )
     )
-    return pl.concat(out, how="vertical_relaxed"), targeted.select(C.ACCOUNT)
+    return pl.concat(out, how="diagonal_relaxed"), targeted.select(C.ACCOUNT)
 
 
 def _source_monitors(sources: pl.DataFrame, scoping: scope.Scoping, attackers: pl.DataFrame) -> pl.DataFrame:
@@ -861,7 +893,10 @@ def finish(rows: pl.DataFrame) -> pl.DataFrame:
         )
     ]
     rows = rows.with_columns(pl.Series("measure_id", ids, dtype=pl.String))
-    return conform(rows.lazy(), RECOMMENDATION_SCHEMA).collect()
+    out = conform(rows.lazy(), RECOMMENDATION_SCHEMA).collect()
+    if COLLATERAL_PRIVATE in rows.columns:
+        out = out.with_columns(rows.get_column(COLLATERAL_PRIVATE).fill_null([]))
+    return out
 
 
 def recommend(
@@ -872,12 +907,16 @@ def recommend(
     *,
     known_networks: pl.DataFrame | None = None,
     warnings: list[str] | None = None,
+    with_collateral: bool = False,
 ) -> pl.DataFrame:
     """The response plan for a scored window (one row per measure, ``RECOMMENDATION_SCHEMA``).
 
     No block of the plan is wider than ``[plan] widest_block_v4``/``v6``, touches a reserved or
     allow-listed network, or names anything but a valid address, CIDR or AS number
     (:mod:`detector.recommend.guard`): every refusal is appended to ``warnings`` when given.
+
+    With ``with_collateral`` the plan has one more column, the accounts each measure's
+    ``collateral_accounts`` counts (read it with :func:`collateral_table`).
 
     Args:
         scores: ``Scores`` (``events`` with risk, ``accounts`` and ``sources`` with verdicts).
@@ -1010,7 +1049,7 @@ def recommend(
                 )
             )
         )
-    return plan
+    return plan if with_collateral else plan.drop(COLLATERAL_PRIVATE, strict=False)
 
 
 def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:
@@ -1025,4 +1064,30 @@ def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:
         if "_practitioner" in rows.columns
         else [pl.lit(False).alias("_practitioner")]
     )
+    extra.append(
+        pl.col(COLLATERAL_PRIVATE).cast(pl.List(pl.String))
+        if COLLATERAL_PRIVATE in rows.columns
+        else pl.lit(None, pl.List(pl.String)).alias(COLLATERAL_PRIVATE)
+    )
     return rows.select(*cols, *extra)
+
+
+def collateral_table(plan: pl.DataFrame, accounts: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a plan made ``with_collateral`` into the plan and its collateral (:data:`COLLATERAL_COLUMNS`).
+
+    Measures that refuse no login (monitor, reopen) have none; ``accounts`` gives ``is_practitioner``.
+    """
+    if COLLATERAL_PRIVATE not in plan.columns:
+        return plan, pl.DataFrame(schema=dtypes(COLLATERAL_COLUMNS))
+    rows = (
+        plan.filter(~pl.col("action").is_in([MONITOR, REOPEN]))
+        .select("measure_id", "action", "target_type", "target", pl.col(COLLATERAL_PRIVATE).alias(C.ACCOUNT))
+        .explode(C.ACCOUNT)
+        .drop_nulls(C.ACCOUNT)
+        .join(accounts.select(C.ACCOUNT, C.IS_PRACTITIONER).unique(C.ACCOUNT), on=C.ACCOUNT, how="left")
+        .with_columns(pl.col(C.IS_PRACTITIONER).fill_null(False))
+        .sort("measure_id", C.ACCOUNT)
+    )
+    return plan.drop(COLLATERAL_PRIVATE), rows.select(
+        [pl.col(c.name).cast(c.dtype) for c in COLLATERAL_COLUMNS]
+    )

@@ -676,8 +676,9 @@ def replay_logs(
     """
     import tempfile
 
-    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.enrich import NO_DIRECTORY, enrich, find_databases, load_practitioners
     from detector.ingest import ingest
+    from detector.logging_setup import step, warn
 
     plan = read_plan(plan_path)
     label_frame = None
@@ -688,11 +689,18 @@ def replay_logs(
     geo = find_databases(str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir)
     directory = load_practitioners(practitioners) if practitioners is not None else None
     with tempfile.TemporaryDirectory(prefix="detector-replay-") as work:
-        ingested = ingest([str(p) for p in paths], cfg.ingest, Path(work))
-        events = enrich(ingested.events, geoip=geo, practitioners=directory, cfg=cfg.enrich).events
+        with step("ingest"):
+            ingested = ingest([str(p) for p in paths], cfg.ingest, Path(work))
+        with step("enrich"):
+            enriched = enrich(ingested.events, geoip=geo, practitioners=directory, cfg=cfg.enrich)
+        for w in [*enriched.warnings, *([NO_DIRECTORY] if directory is None else [])]:
+            warn(w)
+        events = enriched.events
         if label_frame is None:
-            events = own_verdicts(events, cfg, model_path=model_path)
+            with step("own verdicts (detect and score)"):
+                events = own_verdicts(events, cfg, model_path=model_path)
         truth = TRUTH_LABELS if label_frame is not None else TRUTH_VERDICTS
-        result = replay(plan, events.collect(), label_frame, cfg, truth=truth)
+        with step("replay"):
+            result = replay(plan, events.collect(), label_frame, cfg, truth=truth)
     notes = (*result.notes, *ingested.warnings[:3])
     return ReplayResult(table=result.table, truth=result.truth, logins=result.logins, notes=tuple(notes))

@@ -32,6 +32,8 @@ SERVICES = "services"
 SOURCES = "sources"
 COLLATERAL = "collateral_accounts"
 COLLATERAL_PRACT = "collateral_practitioners"
+COLLATERAL_LIST = "collateral_list"
+"""The accounts counted in ``collateral_accounts`` (sorted), for the collateral report."""
 WHY = "why"
 EXCEPT = "except_addresses"
 """Block column: legitimate users' own addresses inside the target that stay allowed."""
@@ -168,10 +170,13 @@ def collateral(
             .n_unique()
             .cast(pl.Int64)
             .alias(COLLATERAL_PRACT),
+            pl.col(C.ACCOUNT).unique().sort().alias(COLLATERAL_LIST),
         )
     )
     return cands.join(hits, on=KEY, how="left").with_columns(
-        pl.col(COLLATERAL).fill_null(0), pl.col(COLLATERAL_PRACT).fill_null(0)
+        pl.col(COLLATERAL).fill_null(0),
+        pl.col(COLLATERAL_PRACT).fill_null(0),
+        pl.col(COLLATERAL_LIST).fill_null(pl.lit([], pl.List(pl.String))),
     )
 
 
@@ -247,6 +252,7 @@ BLOCK_SCHEMA = {
     COLLATERAL: pl.Int64,
     COLLATERAL_PRACT: pl.Int64,
     EXCEPT: pl.List(pl.String),
+    COLLATERAL_LIST: pl.List(pl.String),
 }
 
 
@@ -370,7 +376,9 @@ def choose_blocks(
         chosen = refuse(groups.filter(_within(cfg, zero=zero)), level)
         if chosen.is_empty():
             return
-        blocks.append(chosen.select(LEVEL, KEY, SERVICES, SOURCES, COLLATERAL, COLLATERAL_PRACT))
+        blocks.append(
+            chosen.select(LEVEL, KEY, SERVICES, SOURCES, COLLATERAL, COLLATERAL_PRACT, COLLATERAL_LIST)
+        )
         covered = chosen.get_column(SOURCES).explode().to_list()
         left = left.filter(~pl.col(C.SOURCE_IP).is_in(covered))
 
@@ -404,6 +412,7 @@ def choose_blocks(
                 pl.concat_list(pl.col(KEY)).alias(SOURCES),
                 COLLATERAL,
                 COLLATERAL_PRACT,
+                COLLATERAL_LIST,
             )
         )
     unblocked.append(

@@ -29,6 +29,10 @@ class RunData:
         noise: known non-event lines by kind.
         replay: the replay comparison of the plan (``detector.recommend.replay``'s result).
         replay_labelled: whether the replay used ground-truth labels.
+        replay_kind: ``same_day`` (the plan on the logs it was built from) or ``next_day`` (the
+            previous run's plan on these logs).
+        previous_plan: the previous run's plan (from the state), to show what changed.
+        overrides: operators' overrides in force (``detector.recommend.overrides.AUDIT_SCHEMA``).
         warnings: warnings of the run.
         fail_on: the ``--fail-on`` rule, described; attention: why the night needs attention.
     """
@@ -40,6 +44,9 @@ class RunData:
     noise: dict[str, int] = field(default_factory=dict)
     replay: Any = None
     replay_labelled: bool = False
+    replay_kind: str = "same_day"
+    previous_plan: pl.DataFrame | None = None
+    overrides: pl.DataFrame | None = None
     warnings: tuple[str, ...] = ()
     fail_on: str | None = None
     attention: str | None = None

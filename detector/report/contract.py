@@ -66,10 +66,17 @@ def _findings() -> tuple[Column, ...]:
     return FINDING_COLUMNS
 
 
+def _collateral() -> tuple[Column, ...]:
+    from detector.recommend.plan import COLLATERAL_COLUMNS
+
+    return COLLATERAL_COLUMNS
+
+
 def _campaigns() -> tuple[Column, ...]:
+    from detector.detect.campaigns import CAMPAIGN_HISTORY_COLUMNS
     from detector.detect.findings import CAMPAIGN_COLUMNS
 
-    return CAMPAIGN_COLUMNS
+    return (*CAMPAIGN_COLUMNS, *CAMPAIGN_HISTORY_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,12 @@ PARQUET_REPORTS: tuple[ReportFile, ...] = (
         "recommendations.parquet",
         lambda: schema.RECOMMENDATION_COLUMNS,
         "The response plan: one row per measure.",
+    ),
+    ReportFile(
+        "collateral.parquet",
+        _collateral,
+        "Who each measure hits: one row per measure and account counted in its collateral_accounts.",
+        (schema.C.ACCOUNT,),
     ),
     ReportFile("findings.parquet", _findings, "One row per detector finding."),
     ReportFile("campaigns.parquet", _campaigns, "One row per campaign."),

@@ -7,6 +7,7 @@ report is rendered from the same document, so both always say the same thing.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from detector.report import contract
-from detector.report.terminal import safe
+from detector.report.terminal import safe_line
 from detector.schema import Action, C, Outcome
 
 if TYPE_CHECKING:
@@ -233,6 +234,177 @@ def replay_view(rows: list[dict[str, Any]] | None) -> list[dict[str, str]]:
     return out
 
 
+IMPACT_ORDER = ("reset_credentials", "lock_account", "block", "restrict_account")
+"""Actions that change what a login meets, in the order a tie on impact is broken."""
+
+
+def _evidence_int(key: str) -> pl.Expr:
+    return pl.col("evidence").str.json_path_match(f"$.{key}").cast(pl.Int64, strict=False).fill_null(0)
+
+
+def impact() -> list[pl.Expr]:
+    """What a measure achieves: attack attempts it stops and accounts it protects.
+
+    A block stops its sources' attempts on every account they targeted; an account measure stops
+    the attacking attempts on that one account (a reset also ends a takeover).
+    """
+    account = pl.col("target_type") == "account"
+    stopped = pl.when(account).then(_evidence_int("attack_attempts")).otherwise(_evidence_int("attempts"))
+    protected = pl.when(account).then(pl.lit(1, pl.Int64)).otherwise(_evidence_int("accounts"))
+    return [stopped.alias("attacks_stopped"), protected.alias("accounts_protected")]
+
+
+def top_by_impact(plan: pl.DataFrame, limit: int = LIST_LIMIT) -> pl.DataFrame:
+    """The measures that do most: the best of every action, then of every kind, then the rest.
+
+    Impact is attacks stopped, then accounts protected. The best measure of each action leads
+    (resets first: they end takeovers), then the best of each (action, target type) by impact, so
+    credential resets and AS blocks appear even when hundreds of blocks stop more attempts.
+    """
+    cols = ["measure_id", "action", "target_type", "target", C.RISK_SCORE, "reason", "collateral_accounts"]
+    acting = plan.filter(pl.col("action").is_in(IMPACT_ORDER))
+    if acting.is_empty():
+        return acting.select(cols).with_columns(
+            pl.lit(0, pl.Int64).alias("attacks_stopped"), pl.lit(0, pl.Int64).alias("accounts_protected")
+        )
+    rank = pl.col("action").replace_strict({a: i for i, a in enumerate(IMPACT_ORDER)}, return_dtype=pl.Int32)
+    ranked = (
+        acting.select(*cols, *impact(), rank.alias("_rank"))
+        .sort(
+            "attacks_stopped",
+            "accounts_protected",
+            "_rank",
+            "measure_id",
+            descending=[True, True, False, False],
+        )
+        .with_row_index("_order")
+    )
+    per_action = ranked.group_by("action").agg(pl.col("_order").min(), pl.col("_rank").first())
+    per_kind = ranked.group_by("action", "target_type").agg(pl.col("_order").min()).get_column("_order")
+    first = per_action.sort("_rank").get_column("_order")
+    tier = (
+        pl.when(pl.col("_order").is_in(first.implode()))
+        .then(0)
+        .when(pl.col("_order").is_in(per_kind.implode()))
+        .then(1)
+        .otherwise(2)
+    )
+    chosen = ranked.with_columns(tier.alias("_tier")).sort(
+        "_tier", pl.when(pl.col("_tier") == 0).then(pl.col("_rank")).otherwise(0), "_order"
+    )
+    return chosen.head(limit).drop("_order", "_rank", "_tier")
+
+
+def collateral_split(
+    plan: pl.DataFrame, accounts: pl.DataFrame, collateral: pl.DataFrame | None = None
+) -> dict[str, dict[str, int]]:
+    """Who bears the plan, in three groups that do not overlap in kind.
+
+    ``reset_owners``: compromised accounts whose password is reset (their owners must get a new
+    one), ``refused_by_blocks``: legitimate users behind blocked addresses, prefixes or ASNs (a sum
+    over blocks, so an account behind two blocks counts twice, unless ``collateral``, the run's
+    ``collateral.parquet``, names them: then each account once), ``held_by_restrictions``: accounts
+    limited to their own networks. Monitor rows enforce nothing and count nowhere.
+    """
+    prac = accounts.select(pl.col(C.ACCOUNT).alias("target"), C.IS_PRACTITIONER)
+
+    def owners(action: str) -> dict[str, int]:
+        rows = plan.filter((pl.col("action") == action) & (pl.col("target_type") == "account"))
+        rows = rows.unique("target").join(prac, on="target", how="left")
+        return {
+            "accounts": rows.height,
+            "practitioners": int(rows.get_column(C.IS_PRACTITIONER).fill_null(False).sum()),
+        }
+
+    blocks = plan.filter(pl.col("action") == "block")
+    if collateral is not None:
+        hit = collateral.filter(pl.col("action") == "block").unique(C.ACCOUNT)
+        refused = {
+            "accounts": hit.height,
+            "practitioners": int(hit.get_column(C.IS_PRACTITIONER).fill_null(False).sum()),
+        }
+    else:
+        refused = {
+            "accounts": int(blocks.get_column("collateral_accounts").sum() or 0),
+            "practitioners": int(blocks.get_column("collateral_practitioners").sum() or 0),
+        }
+    return {
+        "reset_owners": owners("reset_credentials"),
+        "refused_by_blocks": refused,
+        "held_by_restrictions": owners("restrict_account"),
+    }
+
+
+WARNING_SEVERITY: tuple[tuple[str, str], ...] = (
+    ("no history yet", "high"),
+    ("no GeoIP", "high"),
+    ("no practitioner directory", "high"),
+    ("was built on", "medium"),
+    ("duplicate", "medium"),
+    ("empty input", "medium"),
+)
+"""(words in the warning, severity): what degrades the plan is high, what loses a few lines is low."""
+SEVERITIES = ("high", "medium", "low")
+
+
+def graded_warnings(warnings: Any) -> list[dict[str, str]]:
+    """The run's warnings with a severity, the most severe first (stable within a severity)."""
+    graded = [
+        {"severity": next((sev for words, sev in WARNING_SEVERITY if words in w), "low"), "message": w}
+        for w in warnings
+    ]
+    return sorted(graded, key=lambda g: SEVERITIES.index(g["severity"]))
+
+
+def plan_changes(plan: pl.DataFrame, previous: pl.DataFrame | None) -> dict[str, Any] | None:
+    """What changed since the previous run's plan, by measure id (counts per action only: the
+    previous plan holds real account names, the reports may be pseudonymised)."""
+    if previous is None:
+        return None
+    ids = previous.get_column("measure_id").implode()
+    new = plan.filter(~pl.col("measure_id").is_in(ids))
+    lifted = previous.filter(~pl.col("measure_id").is_in(plan.get_column("measure_id").implode()))
+    return {
+        "new": _counts(new, "action"),
+        "continued": plan.height - new.height,
+        "lifted": _counts(lifted, "action"),
+    }
+
+
+REPORTS = "REPORTS"
+"""Stands for the reports directory in ``next_steps`` commands (filled in when printed)."""
+
+
+def next_steps(
+    compromised: list[dict[str, Any]], targeted: list[dict[str, Any]], plan: pl.DataFrame
+) -> list[dict[str, str]]:
+    """The commands an analyst runs next; account names are shell-quoted (they come from the logs)."""
+    steps = []
+    first = (compromised or targeted or [None])[0]
+    if first is not None:
+        steps.append(
+            {
+                "what": "see why the riskiest account was flagged",
+                "command": f"detector explain {shlex.quote(str(first[C.ACCOUNT]))} --run {REPORTS}",
+            }
+        )
+    if plan.filter(pl.col("action") == "block").height:
+        steps.append(
+            {
+                "what": "load tonight's blocks into the firewall",
+                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format nftables",
+            }
+        )
+    if plan.filter(pl.col("target_type") == "account").height:
+        steps.append(
+            {
+                "what": "hand the account measures to the mail server",
+                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format dovecot",
+            }
+        )
+    return steps
+
+
 def build_summary(run: RunData) -> dict[str, Any]:
     """The summary document (``summary.json``) of a run."""
     t = run.tables
@@ -247,10 +419,8 @@ def build_summary(run: RunData) -> dict[str, Any]:
     n_comp, compromised = _account_list(accounts, "compromised")
     n_targ, targeted = _account_list(accounts, "targeted")
     camp_sorted = campaigns.sort("accounts_targeted", "campaign", descending=[True, False], nulls_last=True)
-    top_measures = plan.sort(C.RISK_SCORE, "measure_id", descending=[True, False], nulls_last=True).head(
-        LIST_LIMIT
-    )
-    acting = plan.filter(~pl.col("action").is_in(NO_TRAFFIC_ACTIONS))
+    top_measures = top_by_impact(plan)
+    collateral = collateral_split(plan, accounts, t.get("collateral.parquet"))
     m = run.meta
     return {
         "run": {
@@ -295,21 +465,14 @@ def build_summary(run: RunData) -> dict[str, Any]:
         "plan": {
             "measures": plan.height,
             "by_action": _counts(plan, "action"),
-            "collateral_accounts": int(acting["collateral_accounts"].sum() or 0),
-            "collateral_practitioners": int(acting["collateral_practitioners"].sum() or 0),
-            "top": _rows(
-                top_measures.select(
-                    "measure_id",
-                    "action",
-                    "target_type",
-                    "target",
-                    C.RISK_SCORE,
-                    "reason",
-                    "collateral_accounts",
-                )
-            ),
+            "collateral_accounts": collateral["refused_by_blocks"]["accounts"],
+            "collateral_practitioners": collateral["refused_by_blocks"]["practitioners"],
+            "collateral": collateral,
+            "acting_total": plan.filter(~pl.col("action").is_in(NO_TRAFFIC_ACTIONS)).height,
+            "top": _rows(top_measures),
         },
         "replay": {
+            "kind": run.replay_kind,
             "labelled": run.replay_labelled,
             "notes": list(getattr(run.replay, "notes", ()) or ()),
             "strategies": (rows := replay_rows(run.replay)),
@@ -323,7 +486,11 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "asns": asns,
             "waves": reopening_waves(plan, accounts),
         },
+        "since_last_night": plan_changes(plan, run.previous_plan),
+        "overrides": _rows(run.overrides) if run.overrides is not None else [],
         "warnings": list(run.warnings),
+        "warnings_by_severity": graded_warnings(run.warnings),
+        "next_steps": next_steps(compromised, targeted, plan),
     }
 
 
@@ -347,7 +514,16 @@ def _day_time(s: str | None) -> str:
 
 
 def _line(text: str, style: str = "") -> Text:
-    return Text(safe(text), style=style, no_wrap=True, overflow="ellipsis")
+    """One line of the summary; cut with an ellipsis on a terminal only (see :func:`print_summary`)."""
+    return Text(safe_line(text), style=style, no_wrap=True)
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def _more(total: int, shown: int, where: str) -> list[Text]:
+    return [_line(f"  ... and {total - shown:,} more ({where})", style="dim")] if total > shown else []
 
 
 def _acct_line(a: dict[str, Any], *, risk: bool = True) -> str:
@@ -360,8 +536,36 @@ def _acct_line(a: dict[str, Any], *, risk: bool = True) -> str:
     return f"  {lead}{who}  {reasons}"
 
 
-def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
-    """A one-screen rich rendering of ``summary`` (at most about 40 lines at 100 columns)."""
+def _window_label(r: dict[str, Any]) -> str:
+    """'Night' for up to a day and a half of logs, else the number of days (a three-day window is no night)."""
+    try:
+        span = datetime.fromisoformat(r["window_end"]) - datetime.fromisoformat(r["window_start"])
+    except (KeyError, TypeError, ValueError):
+        return "Night"
+    return "Night" if span <= timedelta(hours=36) else f"Window ({round(span / timedelta(days=1))} days)"
+
+
+REPLAY_TITLES = {
+    "same_day": "Replay on the analysed day itself (the plan graded on the logs it was built from: "
+    "an upper bound, not a forecast)",
+    "next_day": "Next-day estimate (last night's plan replayed on tonight's logs)",
+}
+
+
+def _measure_line(m: dict[str, Any]) -> str:
+    what = f"{m['action']} {m['target_type']} {m['target']}"
+    return (
+        f"  {what}  stops {_plural(int(m.get('attacks_stopped') or 0), 'attempt')}, "
+        f"protects {_plural(int(m.get('accounts_protected') or 0), 'account')}  {m.get('reason') or ''}"
+    )
+
+
+def render_summary(summary: dict[str, Any], *, max_accounts: int = 5, reports: str | None = None) -> Group:
+    """A one-screen rich rendering of ``summary`` (at most about 45 lines at 100 columns).
+
+    Every count is followed by what it counts or by "and N more"; ``reports`` (the reports
+    directory) fills in the suggested commands.
+    """
     r, n, acc, plan = summary["run"], summary["night"], summary["accounts"], summary["plan"]
     parts: list[Any] = []
     title = Text.assemble(
@@ -371,10 +575,15 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
     )
     parts.append(title)
     parts.append(
-        _line(f"Night: {n['lines']:,} lines, {n['events']:,} events, {n['quarantined']:,} quarantined")
+        _line(
+            f"{_window_label(r)}: {_plural(n['lines'], 'line')}, {_plural(n['events'], 'event')}, "
+            f"{n['quarantined']:,} quarantined"
+        )
     )
     parts.append(
-        _line(f"Logins: {n['attempts']:,} attempts, {n['failures']:,} failed, {n['successes']:,} succeeded")
+        _line(
+            f"Logins: {_plural(n['attempts'], 'attempt')}, {n['failures']:,} failed, {n['successes']:,} succeeded"
+        )
     )
     verdicts = acc["verdicts"]
     src = summary["sources"]["verdicts"]
@@ -382,7 +591,7 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
         _line(
             f"Accounts: {n['accounts']:,} seen, {verdicts.get('compromised', 0):,} compromised, "
             f"{verdicts.get('targeted', 0):,} targeted, {verdicts.get('suspicious', 0):,} suspicious "
-            f"({acc['practitioners_affected']:,} practitioners)"
+            f"({_plural(acc['practitioners_affected'], 'practitioner')} among the compromised and targeted)"
         )
     )
     parts.append(
@@ -392,72 +601,125 @@ def render_summary(summary: dict[str, Any], *, max_accounts: int = 5) -> Group:
         )
     )
     camps = summary["campaigns"]
-    parts.append(_line(f"\nCampaigns: {camps['total']:,}", style="bold"))
-    for c in camps["top"][:3]:
+    shown = camps["top"][:3]
+    parts.append(_line(""))
+    parts.append(_line(f"Campaigns: {camps['total']:,}", style="bold"))
+    for c in shown:
+        first = f"  first seen {_day_time(c['first_seen'])}" if c.get("first_seen") else ""
         parts.append(
             _line(
-                f"  {c.get('campaign')}  {c.get('technique') or ''}  {_fmt_num(c.get('n_sources'))} sources, "
-                f"{_fmt_num(c.get('accounts_targeted'))} accounts  "
-                f"{_day_time(c.get('start'))} -> {_day_time(c.get('end'))}"
+                f"  {c.get('campaign')}  {c.get('technique') or ''}  "
+                f"{_plural(int(c.get('n_sources') or 0), 'source')}, "
+                f"{_plural(int(c.get('accounts_targeted') or 0), 'account')}  "
+                f"{_day_time(c.get('start'))} -> {_day_time(c.get('end'))}{first}"
             )
         )
-    parts.append(_line(f"\nCompromised accounts: {acc['compromised_total']:,}", style="bold red"))
+    parts.extend(_more(camps["total"], len(shown), "campaigns.parquet"))
+    parts.append(_line(f"Compromised accounts: {acc['compromised_total']:,}", style="bold red"))
     parts.extend(_line(_acct_line(a)) for a in acc["compromised"][:max_accounts])
-    if acc["compromised_total"] > max_accounts:
-        parts.append(
-            _line(f"  ... and {acc['compromised_total'] - max_accounts} more (accounts.parquet)", style="dim")
-        )
+    parts.extend(_more(acc["compromised_total"], len(acc["compromised"][:max_accounts]), "accounts.parquet"))
     parts.append(_line(f"Targeted accounts: {acc['targeted_total']:,}", style="bold yellow"))
-    parts.extend(_line(_acct_line(a, risk=False)) for a in acc["targeted"][:3])
-    if acc["targeted_total"] > 3:
-        parts.append(_line(f"  ... and {acc['targeted_total'] - 3} more", style="dim"))
+    parts.extend(_line(_acct_line(a, risk=False)) for a in acc["targeted"][:2])
+    parts.extend(_more(acc["targeted_total"], len(acc["targeted"][:2]), "accounts.parquet"))
     actions = ", ".join(f"{k} {v:,}" for k, v in plan["by_action"].items()) or "none"
-    parts.append(_line(f"\nPlan: {plan['measures']:,} measures", style="bold"))
+    parts.append(_line(""))
+    parts.append(_line(f"Plan: {_plural(plan['measures'], 'measure')}", style="bold"))
     parts.append(_line(f"  {actions}"))
-    parts.append(
-        _line(
-            f"  collateral: {plan['collateral_accounts']:,} accounts with legitimate logins hit "
-            f"({plan['collateral_practitioners']:,} practitioners)"
+    col = plan.get("collateral")
+    if col:
+        reset, blocks, held = col["reset_owners"], col["refused_by_blocks"], col["held_by_restrictions"]
+        parts.append(
+            _line(
+                f"  who bears it: {_plural(reset['accounts'], 'owner')} of reset accounts "
+                f"({reset['practitioners']:,} practitioners), "
+                f"{_plural(blocks['accounts'], 'legitimate user')} refused by blocks "
+                f"({blocks['practitioners']:,} practitioners), "
+                f"{_plural(held['accounts'], 'account')} held to their own networks "
+                f"({held['practitioners']:,} practitioners)"
+            )
         )
-    )
+    changes = summary.get("since_last_night")
+    if changes is not None:
+        new = ", ".join(f"{k} {v:,}" for k, v in changes["new"].items()) or "none"
+        lifted = ", ".join(f"{k} {v:,}" for k, v in changes["lifted"].items()) or "none"
+        parts.append(
+            _line(f"  since last night: new {new}; lifted {lifted}; {changes['continued']:,} continued")
+        )
+    overrides = summary.get("overrides") or []
+    if overrides:
+        lifted = sum(o["override"] == "lift" for o in overrides)
+        unmatched = sum(not o["matched"] for o in overrides)
+        stale = f", {unmatched:,} not in tonight's plan" if unmatched else ""
+        parts.append(
+            _line(
+                f"  overrides in force: {len(overrides):,} ({lifted:,} lifted, "
+                f"{len(overrides) - lifted:,} extended{stale})",
+                style="bold",
+            )
+        )
+        for o in overrides[:3]:
+            until = f" until {_short_time(o['until'])}" if o.get("until") else ""
+            parts.append(_line(f"    {o['override']} {o['measure_id']}{until} by {o['by']}: {o['why']}"))
+        parts.extend(_more(len(overrides), min(3, len(overrides)), "summary.json"))
+    top = plan["top"][:4]
+    if top:
+        parts.append(
+            _line(
+                f"Top {len(top)} of {plan.get('acting_total', plan['measures']):,} measures that act "
+                "(the best of each action, then of each kind; all in recommendations.parquet):"
+            )
+        )
+        parts.extend(_line(_measure_line(m)) for m in top)
     rows = summary["replay"]["strategies"]
     if rows:
         label = "labels" if summary["replay"]["labelled"] else "the tool's own verdicts (no labels)"
-        table = Table(title=f"Replay on the analysed day, judged by {label}", title_justify="left", box=None)
+        kind = summary["replay"].get("kind") or "same_day"
+        title = f"{REPLAY_TITLES.get(kind, kind)}, judged by {label}"
+        table = Table(title=safe_line(title), title_justify="left", box=None)
         compact = all(pct in rows[0] for _, pct, _, _ in REPLAY_VIEW)
         heads = ["strategy", *(h for h, *_ in REPLAY_VIEW)] if compact else list(rows[0])
         for i, head in enumerate(heads):
             table.add_column(
-                head,
-                justify="left" if i == 0 else "right",
-                no_wrap=True,
-                overflow="ellipsis",
-                min_width=16 * (i == 0),
+                head, justify="left" if i == 0 else "right", overflow="fold", min_width=16 * (i == 0)
             )
-        for r in rows:
+        for row in rows:
             if compact:
-                cells = [STRATEGY_NAMES.get(r["strategy"], str(r["strategy"]))]
+                cells = [STRATEGY_NAMES.get(row["strategy"], str(row["strategy"]))]
                 for _, pct, _, _ in REPLAY_VIEW:
-                    cells.append("n/a" if r[pct] is None else f"{r[pct]:.1f}%")
+                    cells.append("n/a" if row[pct] is None else f"{row[pct]:.1f}%")
             else:
-                cells = [_fmt_num(r.get(h)) for h in heads]
-            table.add_row(*cells)
+                cells = [_fmt_num(row.get(h)) for h in heads]
+            table.add_row(*(safe_line(c) for c in cells))
         parts.append(_line(""))
         parts.append(table)
     from detector.recommend.guard import GUARD_WARNING
 
-    # the first warning, and every refusal of the plan's guards (what the plan would not block)
-    said = [w for i, w in enumerate(summary["warnings"]) if i == 0 or w.startswith(GUARD_WARNING)]
-    for w in said:
-        parts.append(_line(f"warning: {w}", style="yellow"))
-    if len(summary["warnings"]) > len(said):
-        parts.append(
-            _line(f"... {len(summary['warnings']) - len(said)} more warnings in summary.json", style="dim")
-        )
+    graded = summary.get("warnings_by_severity") or graded_warnings(summary["warnings"])
+    shown_w = [w for w in graded if w["severity"] == "high"] or graded[:1]
+    shown_w = shown_w + [w for w in graded if w not in shown_w][: max(0, 2 - len(shown_w))]
+    # every refusal of the plan's guards too (what the plan would not block)
+    shown_w = shown_w + [w for w in graded if w not in shown_w and w["message"].startswith(GUARD_WARNING)]
+    for w in shown_w:
+        style = "bold yellow" if w["severity"] == "high" else "yellow"
+        parts.append(_line(f"warning ({w['severity']}): {w['message']}", style=style))
+    parts.extend(_more(len(graded), len(shown_w), "summary.json"))
+    steps = summary.get("next_steps") or []
+    if steps:
+        parts.append(_line("Next:", style="bold"))
+        where = shlex.quote(reports) if reports else REPORTS
+        parts.extend(_line(f"  {s['command'].replace(REPORTS, where)}   # {s['what']}") for s in steps)
     if r.get("attention"):
         parts.append(_line(f"NEEDS ATTENTION (--fail-on {r['fail_on']}): {r['attention']}", style="bold red"))
     return Group(*parts)
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render_summary(summary), overflow="ellipsis", crop=True)
+def print_summary(
+    summary: dict[str, Any], console: Console | None = None, *, reports: str | None = None
+) -> None:
+    """Print the summary: cut to the width on a terminal, whole lines anywhere else (cron mail, pipes)."""
+    console = console or Console()
+    group = render_summary(summary, reports=reports)
+    if console.is_terminal:
+        console.print(group, overflow="ellipsis", crop=True)
+    else:
+        console.print(group, soft_wrap=True)

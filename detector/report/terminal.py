@@ -26,3 +26,8 @@ def _escape(m: re.Match[str]) -> str:
 def safe(text: object) -> str:
     """``text`` with every control or invisible formatting character shown as an escape."""
     return _UNSAFE.sub(_escape, str(text))
+
+
+def safe_line(text: object) -> str:
+    """:func:`safe`, and newlines shown as ``\\n`` too: a value that must stay on one line."""
+    return safe(text).replace("\n", "\\n")

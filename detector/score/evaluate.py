@@ -347,9 +347,13 @@ def evaluate_prepared(
 ) -> EvalResult:
     """Score a prepared detection with the model at ``model_path`` and measure it against ``labels``."""
     cfg = cfg or Config()
+    from detector.logging_setup import step
+
     model = load_model(model_path)
-    scores = score(prepared.detection, model, cfg)
-    m = metrics_for(scores, labels, plan_csv, behaviours)
+    with step("score"):
+        scores = score(prepared.detection, model, cfg)
+    with step("measure"):
+        m = metrics_for(scores, labels, plan_csv, behaviours)
     m["targets"] = quality_targets(m)
     m["evaluated_on"] = prepared.source
     m["world"] = world or {}

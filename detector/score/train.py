@@ -22,6 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from detector.config import Config
 from detector.errors import InputError, ModelError
+from detector.logging_setup import step
 from detector.schema import ENRICH_COLUMNS, EVENT_SCHEMA, C
 from detector.score import aggregates as agg
 from detector.score.io import Model, model_paths, save_model
@@ -82,8 +83,9 @@ def prepare(
 ) -> Prepared:
     """Logs (file or directory) or a canonical events Parquet -> ingest -> enrich -> detect."""
     from detector.detect import detect
-    from detector.enrich import enrich, find_databases, load_practitioners
+    from detector.enrich import NO_DIRECTORY, enrich, find_databases, load_practitioners
     from detector.ingest import ingest
+    from detector.logging_setup import warn
 
     cfg = cfg or Config()
     path = Path(events_path)
@@ -93,13 +95,22 @@ def prepare(
         if path.is_file() and path.suffix == ".parquet":
             events = _read_events_parquet(path)
         else:
-            events = ingest([str(path)], cfg.ingest, Path(work)).events
+            with step("ingest"):
+                ingested = ingest([str(path)], cfg.ingest, Path(work))
+            events = ingested.events
+            for w in ingested.warnings:
+                warn(w)
         have = events.collect_schema().names()
         if not all(c.name in have for c in ENRICH_COLUMNS):
             geo = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
             directory = load_practitioners(practitioners) if practitioners is not None else None
-            events = enrich(events, geoip=find_databases(geo), practitioners=directory, cfg=cfg.enrich).events
-        detection = detect(events, cfg, None)
+            with step("enrich"):
+                enriched = enrich(events, geoip=find_databases(geo), practitioners=directory, cfg=cfg.enrich)
+            events = enriched.events
+            for w in [*enriched.warnings, *([NO_DIRECTORY] if directory is None else [])]:
+                warn(w)
+        with step("detect"):
+            detection = detect(events, cfg, None)
         frame = detection.events.collect() if isinstance(detection.events, pl.LazyFrame) else detection.events
         if dataclasses.is_dataclass(detection):
             # The ingest work directory goes away with this block: keep the events in memory.
@@ -192,28 +203,34 @@ def fit_model(
     rng = np.random.default_rng(random_state)
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=random_state)
     oof = np.zeros(len(y))
-    for fit_idx, held_idx in folds.split(x, y):
-        keep, weight = subsample(y[fit_idx], max_benign, rng)
-        part = LoginRiskClassifier(random_state=random_state, **it)
-        part.fit(x[fit_idx][keep], y[fit_idx][keep], sample_weight=weight)
-        oof[held_idx] = part.positive_proba(x[held_idx])
+    for fold, (fit_idx, held_idx) in enumerate(folds.split(x, y), start=1):
+        with step(f"login model, cross-validation fold {fold}/3", events=len(fit_idx)):
+            keep, weight = subsample(y[fit_idx], max_benign, rng)
+            part = LoginRiskClassifier(random_state=random_state, **it)
+            part.fit(x[fit_idx][keep], y[fit_idx][keep], sample_weight=weight)
+            oof[held_idx] = part.positive_proba(x[held_idx])
     keep, weight = subsample(y, max_benign, rng)
-    login = LoginRiskClassifier(random_state=random_state, **it).fit(x[keep], y[keep], sample_weight=weight)
+    with step("login model", events=len(keep)):
+        login = LoginRiskClassifier(random_state=random_state, **it).fit(
+            x[keep], y[keep], sample_weight=weight
+        )
     scored = events.with_columns(pl.Series(C.RISK_SCORE, oof, dtype=pl.Float64))
 
     acc = agg.account_aggregates(scored.lazy(), detector_names).collect()
     acc_names = agg.feature_names(acc.collect_schema(), "acc_")
     y_acc = account_labels(acc, compromised)
-    account = _fit_or_none(
-        AccountCompromiseClassifier(random_state=random_state, **it), agg.matrix(acc, acc_names), y_acc
-    )
+    with step("account model", accounts=acc.height):
+        account = _fit_or_none(
+            AccountCompromiseClassifier(random_state=random_state, **it), agg.matrix(acc, acc_names), y_acc
+        )
 
     src = agg.source_aggregates(scored.lazy(), detector_names).collect()
     src_names = agg.feature_names(src.collect_schema(), "src_")
     y_src = source_labels(scored, src)
-    source = _fit_or_none(
-        SourceRiskClassifier(random_state=random_state, **it), agg.matrix(src, src_names), y_src
-    )
+    with step("source model", sources=src.height):
+        source = _fit_or_none(
+            SourceRiskClassifier(random_state=random_state, **it), agg.matrix(src, src_names), y_src
+        )
 
     model = Model(
         event=login,
