@@ -305,7 +305,7 @@ class ServeConfig(_Section):
     """Most keys (addresses, prefixes, accounts) each live counter holds (about 350 bytes a key); new keys beyond it are not counted."""
     max_connections: int = key(1024, Range(1, 100000))
     """Most simultaneous client connections per listener; more are closed at once (fail-open)."""
-    reload_check_seconds: float = key(2.0, Range(0.1, 3600.0))
+    reload_check_seconds: float = key(2.0, Range(0.01, 3600.0))
     """How often the plan file (and the control file) are checked for a new version."""
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from detector.report.terminal import safe
+from detector.report.terminal import safe_line
 
 LOGGER = "detector"
 
@@ -64,7 +64,7 @@ class TextFormatter(logging.Formatter):
         extra = ""
         if isinstance(fields, dict) and fields:
             extra = " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        line = safe(f"detector: {record.levelname.lower()}: {record.getMessage()}{extra}")
+        line = safe_line(f"detector: {record.levelname.lower()}: {record.getMessage()}{extra}")
         if self.journald:
             return f"<{SYSLOG_PRIORITY.get(record.levelno, 6)}>{line}"
         return line

@@ -136,6 +136,7 @@ def test_the_finished_plan_is_checked_whatever_built_its_blocks(monkeypatch):
                 scope.COLLATERAL: [0] * 4,
                 scope.COLLATERAL_PRACT: [0] * 4,
                 scope.EXCEPT: [[], [], [], []],
+                scope.COLLATERAL_LIST: [[], [], [], []],
             },
             schema=scope.BLOCK_SCHEMA,
         )
