@@ -29,6 +29,7 @@ from detector.ingest import registry
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
+from detector.ingest.screen import screen
 from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
 from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
 
@@ -437,29 +438,30 @@ def _claim_tail(rows: pl.DataFrame, tail: tuple, jobs: list) -> pl.DataFrame:
 
 
 def _sort_out(out: pl.DataFrame, bad_lines: pl.Series, raws: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
-    """One parser's rows: unparsed ones and invalid UTF-8 go to the quarantine, noise that no join
-    can need is counted now, the rest is returned. Masks first, then one filter of the wide frame."""
+    """One parser's rows: unparsed, ambiguous and invalid-address lines (:func:`screen`) and
+    invalid UTF-8 go to the quarantine, noise that no join can need is counted now, the rest is
+    returned. Masks first, then one filter of the wide frame."""
+    out, reason = screen(out)
     kind = out[KIND]
     is_event = kind == "event"
-    bad = kind == "unparsed"
+    bad = reason.is_not_null()
     if len(bad_lines):
         invalid = out[C.LINE_NUMBER].is_in(bad_lines.implode())
         bad = bad | (invalid & ~is_event)
-        out = out.with_columns(invalid_utf8=invalid)
+        reason = reason.scatter((invalid & ~is_event).arg_true(), "invalid_utf8")
     if bad.any():
-        q = out.filter(bad).select(
-            C.SOURCE_FILE, C.LINE_NUMBER, KIND, *(["invalid_utf8"] if len(bad_lines) else [])
+        q = (
+            out.filter(bad)
+            .select(C.SOURCE_FILE, C.LINE_NUMBER)
+            .with_columns(reason.filter(bad).alias("reason"))
         )
         q = q.join(raws, on=C.LINE_NUMBER, how="left", maintain_order="left")
-        reason = pl.lit("unparsed")
-        if len(bad_lines):
-            reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(reason)
-        fx.quarantine.append(_quarantine(q, reason))
+        fx.quarantine.append(_quarantine(q, pl.col("reason")))
+    is_event = is_event & ~bad
     done = ~bad & ~is_event & out[corr.STAGE].is_null()
     for k, n in kind.filter(done).value_counts().iter_rows():
         fx.noise[k] += n
-    out = out.filter(~bad & ~done)
-    return out.drop("invalid_utf8") if len(bad_lines) else out
+    return out.filter(~bad & ~done)
 
 
 def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, fx: _Effects) -> None:

@@ -33,9 +33,11 @@ from detector.ingest.fields import (
     byte_slice,
     canonical_ip,
     finish,
+    repeated,
     to_int,
 )
 from detector.ingest.registry import KIND, LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 STAGE = "_stage"
@@ -43,10 +45,15 @@ STAGE = "_stage"
 
 _PROCS = ("auth", "imap", "pop3", "lmtp", "managesieve", "submission", "master", "doveadm", "indexer", "lda")
 _LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
-_PASSDB = r"([A-Za-z][\w-]*)\(([^()]*?),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>]*)>)?\): (.*)$"
+_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]*)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
 _PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>)?\): "
 """The common passdb head at the start of the body. Where it matches, :data:`_PASSDB` finds the
 same groups (user without comma, session without ``)``: the first ``"): "`` ends the head)."""
+_IDENTIFIER_TAIL = r",(?:[0-9A-Fa-f:.]+(?:,master)?(?:,<[^<>]*>)?|master(?:,<[^<>]*>)?|<[^<>]*>|)\): "
+"""The end of a passdb line's identifier that Dovecot writes after the user name (``auth-request.c``:
+``,<remote ip>[,master][,<session>]): ``). The user name is written verbatim (control characters
+replaced), so a line holding two of these is ``ambiguous_field`` (``,): `` counts: Dovecot never
+writes an empty address, a name ending so would turn a remote attempt into a local one)."""
 _LOGIN_FIELDS = (
     r"^user=<([^>=,]*)>, method=([^,=]*), rip=([^,=]*), lip=([^,=]*)(?:, mpid=\d+)?(, TLS|, secured)?, "
     r"session=<([^>,=]*)>$"
@@ -163,13 +170,20 @@ def _proc_class() -> pl.Expr:
     )
 
 
+def _head(body: pl.Expr) -> pl.Expr:
+    """The daemon's own words of a login-process line: the text before the first ``: user=<``
+    (the user name, written verbatim, comes after it and cannot reach this part)."""
+    return before(body, ": user=<")
+
+
 def _login_kind(body: pl.Expr) -> pl.Expr:
+    head = _head(body)
     return (
         pl.when(body.str.starts_with("Login: "))
         .then(pl.lit("login_ok"))
-        .when(body.str.contains("(auth failed", literal=True))
+        .when(head.str.contains("(auth failed", literal=True))
         .then(pl.lit("login_fail"))
-        .when(body.str.contains("plaintext auth)", literal=True))
+        .when(head.str.contains("plaintext auth)", literal=True))
         .then(pl.lit("login_policy"))
         .otherwise(pl.lit("noise:dovecot_login"))
     )
@@ -230,9 +244,19 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+_LOGIN_MARKERS = ("user=<", "method=", "rip=", "lip=", "rport=", "lport=", "mpid=", "session=<")
+"""Keys of Dovecot's login fields: the user name (first, verbatim, only control characters
+replaced) may carry copies; a line where one occurs twice is ``ambiguous_field``."""
+
+
 def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     body, kind = pl.col("_body"), pl.col("_line")
-    fields = pl.when(kind == "login_ok").then(byte_slice(body, 7)).otherwise(after(body, "): "))
+    user_at = pl.concat_str([pl.lit("user=<"), after(body, ": user=<")])
+    fields = (
+        pl.when(kind == "login_ok")
+        .then(byte_slice(body, 7))
+        .otherwise(pl.coalesce(user_at, after(body, "): ")))
+    )
     lf = lf.with_columns(_f0=fields)
     f0 = pl.col("_f0")
     common = f0.str.contains(_LOGIN_FIELDS).fill_null(False)
@@ -259,8 +283,10 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     slow = _login_fields(lf.filter(~pl.col("_common")))
     lf = pl.concat([fast, slow], how="vertical").drop("_common", "_f0")
-    attempts = to_int(after(body, "(auth failed, "), pl.Int32)
+    attempts = to_int(after(_head(body), "(auth failed, "), pl.Int32)
+    ambiguous = repeated(body, *_LOGIN_MARKERS)
     return lf.with_columns(
+        pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.col(KIND)).alias(KIND),
         pl.lit("dovecot").alias(C.DAEMON),
         _service(pl.col("_proc")).alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -290,8 +316,13 @@ def _login_fields(lf: pl.LazyFrame) -> pl.LazyFrame:
     lf = lf.with_columns(_f=pl.concat_str([pl.lit(" "), pl.col("_f0").fill_null(pl.col("_body"))]))
     f = pl.col("_f")
     rip = between(f, "rip=", ",")
+    # the user is written verbatim: it ends at the last ``>`` before the daemon's next field
+    user = pl.coalesce(
+        f.str.extract(r"(?s) user=<(.*)>, (?:method|rip|lip|rport|lport|mpid|session)=", 1),
+        f.str.extract(r"(?s) user=<(.*)>$", 1),
+    )
     return lf.with_columns(
-        angle(f, "user").str.to_lowercase().alias(C.ACCOUNT),
+        _nonempty(user).str.to_lowercase().alias(C.ACCOUNT),
         canonical_ip(rip.str.strip_chars()).alias(C.SOURCE_IP),
         to_int(between(f, "rport=", ","), pl.Int32).alias(C.SOURCE_PORT),
         canonical_ip(between(f, "lip=", ",").str.strip_chars()).alias(C.LOCAL_IP),
@@ -344,7 +375,9 @@ def _auth(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
         _given_password(reason_full).alias(C.PASSWORD_HASH),
-        pl.when(pl.col("_unreadable"))
+        pl.when(pl.col("_body").str.count_matches(_IDENTIFIER_TAIL).fill_null(0) > 1)
+        .then(pl.lit(AMBIGUOUS))
+        .when(pl.col("_unreadable"))
         .then(pl.lit("unparsed"))
         .when(outcome.is_null())
         .then(pl.lit("noise:dovecot_auth"))
@@ -385,10 +418,14 @@ def _logout(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _pam(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """pam_unix writes ``... tty=dovecot ruser=<user> rhost=<address>  user=<user>``: both user
+    fields are the name given by the client, verbatim; ``rhost`` is Dovecot's remote address.
+    A line with a second ``rhost=``/``ruser=``/``user=`` is ``ambiguous_field``."""
     t = pl.concat_str([_text(), pl.lit(" ")])
-    user = between(t, " ruser=", " ")
-    user = pl.when(user.str.len_bytes() > 0).then(user).otherwise(between(t, " user=", " "))
+    user = between(t, " ruser=", " rhost=")
+    user = pl.when(user.str.len_bytes() > 0).then(user).otherwise(after(t, "  user=").str.strip_suffix(" "))
     rhost = between(t, " rhost=", " ")
+    ambiguous = repeated(t, " rhost=", " ruser=", " user=")
     return lf.with_columns(
         pl.lit("dovecot").alias(C.DAEMON),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -397,7 +434,12 @@ def _pam(lf: pl.LazyFrame) -> pl.LazyFrame:
         canonical_ip(rhost).alias(C.SOURCE_IP),
         pl.lit(1).alias(C.ATTEMPTS),
         pl.lit("pam authentication failure").alias(C.REASON),
-        pl.when(rhost.str.len_bytes() > 0).then(pl.lit("event")).otherwise(pl.lit("unparsed")).alias(KIND),
+        pl.when(ambiguous)
+        .then(pl.lit(AMBIGUOUS))
+        .when(rhost.str.len_bytes() > 0)
+        .then(pl.lit("event"))
+        .otherwise(pl.lit("unparsed"))
+        .alias(KIND),
         pl.lit("dv_pam").alias(STAGE),
     )
 

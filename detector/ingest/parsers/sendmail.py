@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, between, canonical_ip
+from detector.ingest.fields import after, between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     M,
@@ -18,6 +18,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _OK = "AUTH=server, relay="
@@ -38,7 +39,11 @@ def claims() -> pl.Expr:
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    ok, failed = has(_OK), has(_FAILED)
+    # success or failure from the daemon's own first words (``[qid: ]AUTH=server, relay=`` /
+    # ``AUTH failure (MECH): ``); the user name it writes later is the client's, verbatim
+    ok = M.str.contains(r"^(?:\w+: )?AUTH=server, relay=").fill_null(False)
+    failed = M.str.contains(r"^(?:\w+: )?AUTH failure \(").fill_null(False)
+    ambiguous = repeated(M, "relay=", "user=", "authid=", "AUTH failure (", "AUTH=server")
     relay = after(M, "relay=")
     reason = pl.when(failed).then(M.str.extract(r"^AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1))
     columns = [
@@ -49,9 +54,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.SUCCESS))
         .otherwise(by_words(pl.coalesce(reason, pl.lit("")), _OUTCOMES, Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(pl.when(ok).then(between(M, "authid=", ",")).otherwise(between(M, "user=", ","))).alias(
-            C.ACCOUNT
-        ),
+        lower_or_null(
+            pl.when(ok).then(between(M, "authid=", ", mech=")).otherwise(between(M, "user=", ", relay="))
+        ).alias(C.ACCOUNT),
         canonical_ip(between(relay, "[", "]")).alias(C.SOURCE_IP),
         mechanism(pl.when(ok).then(between(M, "mech=", ",")).otherwise(between(M, _FAILED, ")"))).alias(
             C.AUTH_METHOD
@@ -60,6 +65,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         reason.alias(C.REASON),
         kind(
             [
+                ((ok | failed) & ambiguous, AMBIGUOUS),
                 (ok | failed, EVENT),
                 (has("STARTTLS") | has("TLS handshake") | has("tls_"), "noise:tls"),
                 (has("reject=") | has("Relaying denied") | has("User unknown") | has("DSN:"), "noise:reject"),

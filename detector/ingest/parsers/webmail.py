@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, before, between, canonical_ip
+from detector.ingest.fields import after, before, between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -25,6 +25,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _RC_FAILED = "Failed login for "
@@ -48,11 +49,29 @@ def _client(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(forwarded, real, direct)
 
 
+_RC_HEAD = r"^(?:\[[^\]]*\]:? )?(?:<\w+> )?"
+"""What Roundcube writes before its words: its own date (in its log files) and ``<session>``."""
+
+
+def _starts(words: str) -> pl.Expr:
+    return M.str.contains(_RC_HEAD + words).fill_null(False)
+
+
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    rc_failed, rc_ok, rc_imap = has(_RC_FAILED), has(_RC_OK), has(_RC_IMAP)
-    sogo_failed, sogo_ok = has(_SOGO_FAILED), has(_SOGO_OK)
+    # the outcome from the daemon's first words; the user name (written verbatim, later in the
+    # line) may carry another daemon's wording, and a second ``from``/``for user`` is ambiguous
+    rc_failed, rc_ok, rc_imap = _starts(_RC_FAILED), _starts(_RC_OK), _starts(_RC_IMAP)
+    rc_any = rc_failed | rc_ok | rc_imap
+    sogo_words = M.str.extract(r"SOGoRootPage (Login|successful login) from '", 1)
+    sogo_failed = (sogo_words == "Login").fill_null(False) & ~rc_any
+    sogo_ok = (sogo_words == "successful login").fill_null(False) & ~rc_any
     sogo = sogo_failed | sogo_ok
     roundcube = rc_failed | rc_ok | rc_imap
+    ambiguous = (
+        pl.when(sogo)
+        .then(repeated(M, "SOGoRootPage", " from '", " for user '"))
+        .otherwise(repeated(M, "login for ", "Login failed for ", " from ", " in session ", " against "))
+    )
     rc_from = (
         pl.when(rc_imap).then(between(M, " from ", ". ")).otherwise(between(M, " from ", " in session "))
     )
@@ -91,6 +110,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(sogo_failed).then(pl.lit("might not have worked")).otherwise(rc_reason).alias(C.REASON),
         kind(
             [
+                ((roundcube | sogo) & ambiguous, AMBIGUOUS),
                 (roundcube | sogo, EVENT),
                 (has("SOGoRootPage"), "noise:sogo"),
                 (has("PHP ") | has("DB Error") | has("SMTP Error") | has("IMAP Error"), "noise:error"),
