@@ -106,9 +106,12 @@ def envelope(rows: list[tuple[str | None, str]]) -> pl.DataFrame:
 
 
 def written(parser: str, name: str) -> str:
-    """The name as the daemon writes it: Dovecot replaces control characters by ``?``."""
+    """The name as the daemon writes it: Dovecot replaces control characters by ``?``, Exchange
+    quotes a CSV field that needs it."""
     if parser == "dovecot":
         return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+    if parser == "exchange" and any(c in name for c in ',"\n'):
+        return '"' + name.replace('"', '""') + '"'
     return name
 
 
@@ -133,18 +136,6 @@ def test_plain_name_is_read(parser: str, index: int) -> None:
     assert reason[0] is None and out[KIND][0] == "event", out.row(0, named=True)
     assert out[C.SOURCE_IP][0] == REAL
     assert out[C.ACCOUNT][0] == "alice"
-
-
-CUT_NAMES = {
-    ("postfix", 1): "sasl_username of a success is cut at ','",
-    ("cyrus", 0): "a name with a space shifts Cyrus' space-separated fields",
-    ("opensmtpd", 0): "user= is read up to a space",
-    ("zimbra", 0): "account= is read up to ';' or a space, [name] up to ']'",
-    ("exchange", 0): "the CSV user field is cut at ','",
-    ("webmail", 2): "SOGo's user '...' is read up to the first quote",
-}
-"""Formats where a name holding the format's own delimiter is read short (the address and the
-outcome stay right): to be quarantined as ambiguous instead (left for a later change)."""
 
 
 def _check(parser: str, index: int, names: list[str], *, accounts: bool) -> None:
@@ -174,15 +165,7 @@ def test_hostile_name_moves_no_address_or_outcome(parser: str, index: int, names
     _check(parser, index, names, accounts=False)
 
 
-@pytest.mark.parametrize(
-    ("parser", "index"),
-    [
-        pytest.param(*case, marks=pytest.mark.xfail(reason=CUT_NAMES[case], strict=True))
-        if case in CUT_NAMES
-        else case
-        for case in CASES
-    ],
-)
+@pytest.mark.parametrize(("parser", "index"), CASES)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(names=st.lists(NAMES, min_size=1, max_size=8))
 def test_hostile_name_is_the_account(parser: str, index: int, names: list[str]) -> None:

@@ -69,7 +69,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.POLICY))
         .otherwise(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(_word("user")).alias(C.ACCOUNT),
+        lower_or_null(
+            pl.coalesce(
+                M.str.extract(r"(?s) user=(.*?) (?:address|result)=", 1), _word("user")
+            ).str.strip_chars('"')
+        ).alias(C.ACCOUNT),
         canonical_ip(pl.coalesce(pl.col("_addr"), pl.col("_conn_addr"))).alias(C.SOURCE_IP),
         pl.when(cmd_event).then(mechanism(command.str.extract(r"^AUTH (\S+)", 1))).alias(C.AUTH_METHOD),
         pl.col("_sid").alias(C.SESSION_ID),

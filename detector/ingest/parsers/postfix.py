@@ -201,7 +201,10 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
 def _client(lf: pl.LazyFrame) -> pl.LazyFrame:
     msg = pl.col("message")
     ip, port = _addr(between(msg, "client=", ","))
-    user = between(msg, "sasl_username=", ",")
+    # the name runs to the daemon's next field (or the end), not to the first comma
+    user = msg.str.extract(
+        r"(?s), sasl_username=(.*?)(?:, (?:sasl_sender|orig_queue_id|orig_client)=.*)?$", 1
+    )
     return lf.with_columns(
         pl.lit(Action.LOGIN).alias(C.ACTION),
         pl.lit(Outcome.SUCCESS).alias(C.OUTCOME),

@@ -101,7 +101,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.SUCCESS))
         .otherwise(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(pl.when(sogo).then(between(M, " for user '", "'")).otherwise(rc_user)).alias(C.ACCOUNT),
+        lower_or_null(
+            pl.when(sogo)
+            .then(M.str.extract(r"(?s) for user '(.*)'(?: might not have worked| - |$)", 1))
+            .otherwise(rc_user)
+        ).alias(C.ACCOUNT),
         canonical_ip(address).alias(C.SOURCE_IP),
         pl.when(roundcube)
         .then(pl.coalesce(M.str.extract(r" in session (\w+)", 1), M.str.extract(r"^<(\w+)>", 1)))

@@ -87,7 +87,13 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         ).cast(pl.String),
     )
     address = pl.coalesce(_ctx("oip"), _ctx("ip")).str.split(",").list.first().str.strip_chars()
-    account = pl.coalesce(between(M, _FAILED, "]"), M.str.extract(r" account=([^;\s]+)", 1), _ctx("name"))
+    # Zimbra writes the name up to three times with different delimiters (``[name=..;``,
+    # ``account=..;``, ``for [..]``): a name holding one of them reads differently, ambiguous
+    names = [between(M, _FAILED, "]"), M.str.extract(r" account=([^;\s]+)", 1), _ctx("name")]
+    account = pl.coalesce(*names)
+    disagree = pl.lit(False)
+    for n in names:
+        disagree = disagree | (n.is_not_null() & (n != account)).fill_null(False)
     columns = [
         pl.lit("zimbra").alias(C.DAEMON),
         service.alias(C.SERVICE),
@@ -104,7 +110,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         reason.str.strip_chars().alias(C.REASON),
         kind(
             [
-                (event & ambiguous, AMBIGUOUS),
+                (event & (ambiguous | disagree), AMBIGUOUS),
                 (event, EVENT),
                 (has("handler exception"), "noise:soap_exception"),
                 (has("security - cmd="), "noise:audit"),
