@@ -279,3 +279,21 @@ def test_control_characters_in_accounts_are_escaped(tmp_path) -> None:
     line = "Nov 22 03:14:15 mx1 imapd[1]: LOGIN FAILED, user=dr.a\x1b[2J\x07x, ip=[::ffff:198.51.100.7]"
     events, _ = run(tmp_path, [line])
     assert events[C.ACCOUNT].to_list() == ["dr.a\\x1b[2j\\x07x"]
+
+
+def test_tables_pass_the_same_screen(tmp_path) -> None:
+    from detector.config import IngestConfig
+    from detector.ingest import ingest
+
+    line = "Nov 22 03:14:27 mx1 cucipop[304]: authentication failure jack 198.51.100.7"
+    events, _ = run(tmp_path, [line, line.replace("jack", "jill")])
+    table = events.with_columns(
+        pl.Series(C.SOURCE_IP, ["9.9.9.8>", REAL]), pl.Series(C.ACCOUNT, ["jack", "j\nill"])
+    )
+    path = tmp_path / "events.csv"
+    table.write_csv(path)
+    result = ingest([str(path)], IngestConfig(), tmp_path / "work2")
+    back = result.events.collect()
+    assert back[C.SOURCE_IP].to_list() == [REAL]
+    assert back[C.ACCOUNT].to_list() == ["j\\x0aill"]
+    assert result.quarantine.select("reason", C.LINE_NUMBER).rows() == [("invalid_address", 1)]

@@ -179,7 +179,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     tables = 0
     for inp in files:
         if inp.is_table:
-            df = read_table(inp).collect()
+            df = _screen_table(read_table(inp).collect(), inp.path, run)
             run.writer.write(df)
             run.lines += len(df)
             tables += 1
@@ -231,6 +231,27 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         claimed=run.claimed,
         quarantined=run.quarantined,
     )
+
+
+def _screen_table(df: pl.DataFrame, path: str, run: _Run) -> pl.DataFrame:
+    """A table of events passes the same screen as parsed lines: rows with an invalid address are
+    quarantined (located by table path and 1-based row), control characters in accounts escaped."""
+    out, reason = screen(df.with_columns(pl.lit("event").alias(KIND)))
+    bad = reason.is_not_null()
+    if bad.any():
+        rows = out.with_row_index("_row", offset=1).filter(bad)
+        q = rows.select(
+            pl.lit(path).alias(C.SOURCE_FILE),
+            pl.col("_row").cast(pl.Int64).alias(C.LINE_NUMBER),
+            pl.concat_str(
+                [pl.lit("source_ip="), pl.col(C.SOURCE_IP), pl.lit(" local_ip="), pl.col(C.LOCAL_IP)],
+                ignore_nulls=True,
+            )
+            .str.slice(0, RAW_CUT)
+            .alias(C.RAW),
+        ).with_columns(reason.filter(bad).alias("reason"))
+        _add_quarantine(run, q.select(QUARANTINE_SCHEMA.names()).cast(dict(QUARANTINE_SCHEMA)))
+    return out.filter(~bad).drop(KIND)
 
 
 def _check_timezone(name: str) -> None:
