@@ -45,11 +45,13 @@ STAGE = "_stage"
 
 _PROCS = ("auth", "imap", "pop3", "lmtp", "managesieve", "submission", "master", "doveadm", "indexer", "lda")
 _LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
-_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]*)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
-_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>)?\): "
+_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]*)(?:,master)?(?:,<([^>]*)>|,)?\): (.*)$"
+_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>|,)?\): "
+_PASSDB_LOCAL = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
+"""A passdb line without an address (a local client): ``passwd-file(user): ...``, ``pam(user,<S>): ...``."""
 """The common passdb head at the start of the body. Where it matches, :data:`_PASSDB` finds the
 same groups (user without comma, session without ``)``: the first ``"): "`` ends the head)."""
-_IDENTIFIER_TAIL = r",(?:[0-9A-Fa-f:.]+(?:,master)?(?:,<[^<>]*>)?|master(?:,<[^<>]*>)?|<[^<>]*>|)\): "
+_IDENTIFIER_TAIL = r",(?:[0-9A-Fa-f:.]+(?:,master)?(?:,<[^<>]*>|,)?|master(?:,<[^<>]*>)?|<[^<>]*>|)\): "
 """The end of a passdb line's identifier that Dovecot writes after the user name (``auth-request.c``:
 ``,<remote ip>[,master][,<session>]): ``). The user name is written verbatim (control characters
 replaced), so a line holding two of these is ``ambiguous_field`` (``,): `` counts: Dovecot never
@@ -86,6 +88,7 @@ def claims() -> pl.Expr:
         | prog.str.ends_with("-login")
         | prog.str.starts_with("auth-worker")
         | (pl.col(C.HOST).is_null() & prog.str.contains(_starts_any(_PROCS)))
+        | pl.col("message").str.starts_with("pam_unix(dovecot").fill_null(False)
     )
 
 
@@ -160,7 +163,9 @@ def _proc_class() -> pl.Expr:
     """0 other, 1 ``*-login``, 2 ``auth*``, 3 a mail process (``imap(``, ``pop3(``, ...)."""
     proc = pl.col("_proc")
     return (
-        pl.when(proc.str.ends_with("-login"))
+        pl.when(pl.col("_body").str.starts_with("pam_unix(").fill_null(False))
+        .then(pl.lit(0, pl.Int8))
+        .when(proc.str.ends_with("-login"))
         .then(pl.lit(1, pl.Int8))
         .when(proc.str.starts_with("auth"))
         .then(pl.lit(2, pl.Int8))
@@ -181,7 +186,10 @@ def _login_kind(body: pl.Expr) -> pl.Expr:
     return (
         pl.when(body.str.starts_with("Login: "))
         .then(pl.lit("login_ok"))
-        .when(head.str.contains("(auth failed", literal=True))
+        .when(
+            head.str.contains("(auth failed", literal=True)
+            | head.str.contains("(proxy dest auth failed)", literal=True)
+        )
         .then(pl.lit("login_fail"))
         .when(head.str.contains("plaintext auth)", literal=True))
         .then(pl.lit("login_policy"))
@@ -193,18 +201,32 @@ def _other_kind() -> pl.Expr:
     """``pam_unix(dovecot:auth): authentication failure`` (whichever envelope carried it), else noise."""
     prog, msg = pl.col("program"), pl.col("message")
     head = pl.when(pl.col("_sys")).then(msg).otherwise(prog)
-    pam = head.str.starts_with("pam_unix(") & msg.str.contains("authentication failure", literal=True)
+    starts = head.str.starts_with("pam_unix(") | pl.col("_body").str.starts_with("pam_unix(")
+    pam = starts & msg.str.contains("authentication failure", literal=True)
     return pl.when(pam).then(pl.lit("pam")).otherwise(pl.lit("noise:dovecot_other"))
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
+    # some set-ups log ``dovecot[pid]: dovecot: auth: ...``: the second tag is dropped
+    lf = lf.with_columns(
+        pl.when(prog.str.starts_with("dovecot") & msg.str.starts_with("dovecot: "))
+        .then(msg.str.slice(len("dovecot: ")))
+        .otherwise(msg)
+        .alias("message")
+    )
     # the Dovecot text is ``proc: body``: in syslog the message, in log_path files program + message
     colon = msg.str.find(": ", literal=True)
-    lf = lf.with_columns(_sys=prog.str.starts_with("dovecot"), _colon=colon)
+    # Dovecot 2.1/2.2 logged its auth process as the program ``dovecot-auth``: ``proc`` is ``auth``
+    auth2 = prog.str.starts_with("dovecot-auth")
+    lf = lf.with_columns(_sys=prog.str.starts_with("dovecot") & ~auth2, _auth2=auth2, _colon=colon)
     sys = pl.col("_sys")
     lf = lf.with_columns(
-        _proc=pl.when(sys).then(byte_head(msg, pl.col("_colon"))).otherwise(prog),
+        _proc=pl.when(sys)
+        .then(byte_head(msg, pl.col("_colon")))
+        .when(pl.col("_auth2"))
+        .then(pl.lit("auth"))
+        .otherwise(prog),
         _body=pl.when(sys).then(byte_slice(msg, pl.col("_colon") + 2)).otherwise(msg),
     )
     lf = lf.with_columns(_body=_strip_level(pl.col("_body")))
@@ -283,7 +305,7 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     slow = _login_fields(lf.filter(~pl.col("_common")))
     lf = pl.concat([fast, slow], how="vertical").drop("_common", "_f0")
-    attempts = to_int(after(_head(body), "(auth failed, "), pl.Int32)
+    attempts = to_int(after(_head(body), "(auth failed, "), pl.Int32).fill_null(1)
     ambiguous = repeated(body, *_LOGIN_MARKERS)
     return lf.with_columns(
         pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.col(KIND)).alias(KIND),
@@ -352,9 +374,18 @@ def _passdb(lf: pl.LazyFrame) -> pl.LazyFrame:
         _unreadable=pl.lit(False),
     )
     slow = lf.filter(~common).with_columns(_g=body.str.extract_groups(_PASSDB))
-    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)}).with_columns(
-        _unreadable=pl.col("_g1").is_null() & _looks_failed(body)
-    )
+    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)})
+    # no address: the passdb, the user and the session of a local client's line
+    local = body.str.extract_groups(_PASSDB_LOCAL).struct
+    slow = slow.with_columns(
+        _g1=pl.coalesce(pl.col("_g1"), local.field("1")),
+        _g2=pl.coalesce(pl.col("_g2"), local.field("2")),
+        _g3=pl.when(pl.col("_g1").is_null() & local.field("1").is_not_null())
+        .then(pl.lit(""))
+        .otherwise(pl.col("_g3")),
+        _g4=pl.coalesce(pl.col("_g4"), local.field("3")),
+        _g5=pl.coalesce(pl.col("_g5"), local.field("4")),
+    ).with_columns(_unreadable=pl.col("_g1").is_null() & _looks_failed(body))
     return pl.concat([fast.drop("_g"), slow.drop("_g")], how="vertical")
 
 

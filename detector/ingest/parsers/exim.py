@@ -44,7 +44,7 @@ def claims() -> pl.Expr:
     no_prog = PROGRAM.is_null()
     markers = (
         has(_FAILED)
-        | has(_PROTO)
+        | _is_proto()
         | M.str.contains(r"(?:^|\s)H=\S*(?: \([^)]*\))? \[").fill_null(False)
         | M.str.contains(_MSGID + r"(?:<=|=>|->|>>|\*\*|==|Completed)").fill_null(False)
     )
@@ -60,7 +60,7 @@ def _is_send() -> pl.Expr:
 
 
 def _is_proto() -> pl.Expr:
-    return has(_PROTO)
+    return M.str.contains(r'(?i)SMTP protocol error in "AUTH').fill_null(False)
 
 
 def _kind() -> pl.Expr:

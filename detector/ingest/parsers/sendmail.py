@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, between, canonical_ip, repeated
+from detector.ingest.fields import between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     M,
@@ -43,9 +43,16 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     # ``AUTH failure (MECH): ``); the user name it writes later is the client's, verbatim
     ok = M.str.contains(r"^(?:\w+: )?AUTH=server, relay=").fill_null(False)
     failed = M.str.contains(r"^(?:\w+: )?AUTH failure \(").fill_null(False)
+    # ``QID: [name ][<ip>]( (may be forged))?: possible SMTP attack: command=AUTH, count=N``:
+    # the client tried AUTH N times in one session (sendmail's own words, no client text)
+    attack = M.str.extract_groups(
+        r"^(?:\w+: )?(?:\S+ )?\[([0-9A-Fa-f:.]+)\](?: \(may be forged\))?: possible SMTP attack: command=AUTH, count=(\d+)$"
+    )
+    attacked = attack.struct.field("1").is_not_null()
     ambiguous = repeated(M, "relay=", "user=", "authid=", "AUTH failure (", "AUTH=server")
-    relay = after(M, "relay=")
-    reason = pl.when(failed).then(M.str.extract(r"^AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1))
+    reason = pl.when(failed).then(
+        M.str.extract(r"^(?:\w+: )?AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1)
+    )
     columns = [
         pl.lit("sendmail").alias(C.DAEMON),
         pl.lit(Service.SMTP).alias(C.SERVICE),
@@ -57,16 +64,23 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         lower_or_null(
             pl.when(ok).then(between(M, "authid=", ", mech=")).otherwise(between(M, "user=", ", relay="))
         ).alias(C.ACCOUNT),
-        canonical_ip(between(relay, "[", "]")).alias(C.SOURCE_IP),
+        canonical_ip(
+            pl.when(attacked)
+            .then(attack.struct.field("1"))
+            .otherwise(M.str.extract(r"relay=(?:\S* )?\[([^\]]*)\]", 1))
+        ).alias(C.SOURCE_IP),
         mechanism(pl.when(ok).then(between(M, "mech=", ",")).otherwise(between(M, _FAILED, ")"))).alias(
             C.AUTH_METHOD
         ),
-        pl.lit(1).alias(C.ATTEMPTS),
-        reason.alias(C.REASON),
+        pl.when(attacked)
+        .then(attack.struct.field("2").cast(pl.Int64, strict=False))
+        .otherwise(1)
+        .alias(C.ATTEMPTS),
+        pl.when(attacked).then(pl.lit("too many AUTH commands")).otherwise(reason).alias(C.REASON),
         kind(
             [
                 ((ok | failed) & ambiguous, AMBIGUOUS),
-                (ok | failed, EVENT),
+                (ok | failed | attacked, EVENT),
                 (has("STARTTLS") | has("TLS handshake") | has("tls_"), "noise:tls"),
                 (has("reject=") | has("Relaying denied") | has("User unknown") | has("DSN:"), "noise:reject"),
                 (has("from=<") | has("to=<") | has("stat=") | has("Message accepted"), "noise:delivery"),

@@ -37,7 +37,9 @@ _SOGO_OK = "SOGoRootPage successful login from '"
 
 def claims() -> pl.Expr:
     programs = program_starts("roundcube", "sogo", "rcube")
-    orphan = PROGRAM.is_null() & (has(_RC_FAILED) | has(_RC_OK) | has(_RC_IMAP) | has("SOGoRootPage"))
+    orphan = (PROGRAM.is_null() | (PROGRAM == "")).fill_null(True) & (
+        has(_RC_FAILED) | has("FAILED login for ") | has(_RC_OK) | has(_RC_IMAP) | has("SOGoRootPage")
+    )
     return programs | orphan
 
 
@@ -60,7 +62,8 @@ def _starts(words: str) -> pl.Expr:
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     # the outcome from the daemon's first words; the user name (written verbatim, later in the
     # line) may carry another daemon's wording, and a second ``from``/``for user`` is ambiguous
-    rc_failed, rc_ok, rc_imap = _starts(_RC_FAILED), _starts(_RC_OK), _starts(_RC_IMAP)
+    rc_failed = _starts("(?:Failed|FAILED) login for ")
+    rc_ok, rc_imap = _starts(_RC_OK), _starts(_RC_IMAP)
     rc_any = rc_failed | rc_ok | rc_imap
     sogo_words = M.str.extract(r"SOGoRootPage (Login|successful login) from '", 1)
     sogo_failed = (sogo_words == "Login").fill_null(False) & ~rc_any
@@ -77,9 +80,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     rc_user = first(
         [
-            (rc_failed, before(after(M, _RC_FAILED), " from ")),
+            (rc_failed, before(after(M, "login for "), " from ")),
             (rc_ok, before(before(after(M, _RC_OK), " from "), " (ID:")),
-            (rc_imap, before(after(M, _RC_IMAP), " against ")),
+            (rc_imap, before(before(after(M, _RC_IMAP), " against "), " from ")),
         ]
     ).cast(pl.String)
     sogo_from = pl.coalesce(between(M, _SOGO_FAILED, "'"), between(M, _SOGO_OK, "'"))
