@@ -65,6 +65,14 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
     "exchange": [
         (None, '00000000000000A1,4,192.0.2.30:993,198.51.100.7:51000,{u},120,40,30,authenticate,PLAIN,"R=""4 NO AUTHENTICATE failed."";ErrMsg=AuthFailed:LogonDenied",'),
     ],
+    "solid_pop3d": [
+        ("solid-pop3d", "authentication failed for user {u} - 198.51.100.7"),
+        ("solid-pop3d", "authentication failed: no such user: {u} - 198.51.100.7"),
+    ],
+    "domino": [
+        ("smtp", "{u} [198.51.100.7] authentication failure using internet password"),
+        ("domino-smtp", "SMTP Server: Authentication failed for user {u} ; connecting host 198.51.100.7"),
+    ],
     "mailu": [(None, "WARNING in limiter: Authentication attempt from 198.51.100.7 for {u} has been rate-limited.")],
     "webmail": [
         ("roundcube", "<x1y2z3> Failed login for {u} from 198.51.100.7 in session x1y2z3a4 (error: 0)"),

@@ -25,6 +25,8 @@ MODULES: tuple[str, ...] = (
     "exchange",
     "mailu",
     "webmail",
+    "solid_pop3d",
+    "domino",
 )
 """Parser modules in dispatch order."""
 
