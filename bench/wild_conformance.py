@@ -45,6 +45,9 @@ PROGRAM = {
     "uwimap-auth": "imapd[42]",
     "roundcube-auth": "roundcube",
     "sogo-auth": "sogod[42]",
+    "squirrelmail": "squirrelmail",
+    "tine20": "tine20",
+    "groupoffice": "groupoffice",
 }
 
 

@@ -9,6 +9,8 @@ Recognised envelopes (one vectorised pass, the format chosen per row from its fi
 * ISO 8601 ``2026-11-23T03:14:15.123456+01:00 host prog[pid]: msg`` (rsyslog high precision,
   journald ``short-iso``; ``Z``, ``+01:00`` and ``+0100`` offsets).
 * Dovecot's own ``log_path`` ``2026-11-23 03:14:15 imap-login: Info: Login: ...`` (no host).
+* Kerio Connect ``[17/Nov/2026 03:14:15] ...`` and SquirrelMail ``11/22/2026 03:14:15 ...``
+  (month first), neither with host nor program.
 * Roundcube's own log files ``[22-Nov-2026 03:14:15 +0100]: <session> ...`` (no host, no program).
 * TAI64N ``@4000000069234f0f1a2b3c4d imap-login: Info: ...`` (daemontools/runit ``multilog`` and
   ``svlogd -t``; no host): the label's seconds minus 2^62 and the 10 s TAI-UTC offset that
@@ -45,10 +47,12 @@ _MONTH_TEXT = {m: f"{i:02d}" for m, i in MONTHS.items()}
 _BSD = r"^(?:<\d{1,3}>)?([A-Z][a-z]{2})[ ]+(\d{1,2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
 _ISO = r"^(?:<\d{1,3}>)?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) (.*)$"
 _DOVECOT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
-_GENERIC = (
-    r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)\]?[ ,]+(.*)$"
-)
+_GENERIC = r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)(?:\][ ,]*|[ ,]+)(.*)$"
 _RCUBE = r"^\[(\d{2}-[A-Z][a-z]{2}-\d{4} \d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)\]:? (.*)$"
+_DMY = r"^\[(\d{2}/[A-Z][a-z]{2}/\d{4}:? ?\d{2}:\d{2}:\d{2})\] (.*)$"
+"""Kerio Connect (and common-log-format) ``[17/Nov/2026 03:14:15] ...``."""
+_US = r"^(\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}) (.*)$"
+"""SquirrelMail's squirrel_logger ``11/22/2026 03:14:15 [LOGIN_ERROR] ...`` (month first)."""
 _TAI = r"^@([0-9a-f]{16})([0-9a-f]{8}) (.*)$"
 _TAI_BASE = 2**62 + 10
 """A TAI64N label's seconds are 2^62 + TAI seconds; TAI is UTC + 10 s in daemontools' convention."""
@@ -240,6 +244,8 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         _gen=raw.str.extract_groups(_GENERIC),
         _tai=raw.str.extract_groups(_TAI),
         _rc=raw.str.extract_groups(_RCUBE),
+        _dmy=raw.str.extract_groups(_DMY),
+        _us=raw.str.extract_groups(_US),
     )
     is_bsd = pl.col("_bsd").struct.field("4").is_not_null()
     is_iso = pl.col("_iso").struct.field("1").is_not_null()
@@ -248,6 +254,9 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
     is_gen = pl.col("_gen").struct.field("1").is_not_null()
     is_tai = pl.col("_tai").struct.field("1").is_not_null()
     is_rc = pl.col("_rc").struct.field("1").is_not_null()
+    dmy, us = pl.col("_dmy").struct, pl.col("_us").struct
+    is_dmy, is_us = dmy.field("1").is_not_null(), us.field("1").is_not_null()
+    dmy_text = dmy.field("1").str.replace(r"^(\d{2}/[A-Z][a-z]{2}/\d{4}):? ?", "$1 ")
     rc_text = pl.col("_rc").struct.field("1")
     rc_stamp = (
         pl.when(rc_text.str.contains(r" [+-]\d{4}$"))
@@ -277,7 +286,11 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_tai)
         .then(pl.from_epoch(tai_us, time_unit="us").dt.replace_time_zone("UTC"))
         .when(is_rc)
-        .then(rc_stamp),
+        .then(rc_stamp)
+        .when(is_dmy)
+        .then(_localize(_naive(dmy_text, "%d/%b/%Y %H:%M:%S"), timezone))
+        .when(is_us)
+        .then(_localize(_naive(us.field("1"), "%m/%d/%Y %H:%M:%S"), timezone)),
         _rest=pl.when(is_bsd)
         .then(pl.col("_bsd").struct.field("4"))
         .when(is_iso & ~is_5424)
@@ -289,13 +302,17 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_tai)
         .then(tai.field("3"))
         .when(is_rc)
-        .then(pl.col("_rc").struct.field("2")),
+        .then(pl.col("_rc").struct.field("2"))
+        .when(is_dmy)
+        .then(dmy.field("2"))
+        .when(is_us)
+        .then(us.field("2")),
     )
     lf = lf.with_columns(_tag=pl.col("_rest").str.extract_groups(_TAG), _ts=pl.col("_ts").cast(UTC_US))
     tag = pl.col("_tag").struct
     r5 = pl.col("_r5").struct
     # Roundcube's own files have no tag: ``IMAP Error: Login failed ...`` is not ``host prog: msg``
-    tagged = ~is_rc
+    tagged = ~(is_rc | is_dmy | is_us)
     lf = lf.with_columns(
         _host=pl.when(is_5424).then(r5.field("2")).when(tagged).then(tag.field("1")),
         _prog=pl.when(is_5424).then(r5.field("3")).when(tagged).then(tag.field("2")),
@@ -319,6 +336,8 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         "_gen",
         "_tai",
         "_rc",
+        "_dmy",
+        "_us",
         "_tag",
     )
 

@@ -27,6 +27,8 @@ MODULES: tuple[str, ...] = (
     "webmail",
     "solid_pop3d",
     "domino",
+    "webmail_other",
+    "kerio",
 )
 """Parser modules in dispatch order."""
 

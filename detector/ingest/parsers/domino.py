@@ -18,7 +18,9 @@ from detector.schema import Action, C, Outcome, Service
 
 _NEW = "authentication failure using internet password"
 _OLD = "Authentication failed for user "
-_NEW_LINE = r"(?s)^(?:.*?\bsmtp: )?(.*) \[?([0-9A-Fa-f:.]+)\]? authentication failure using internet password\s*$"
+_NEW_LINE = (
+    r"(?s)^(?:.*?\bsmtp: )?(.*) \[?([0-9A-Fa-f:.]+)\]? authentication failure using internet password\s*$"
+)
 _OLD_LINE = r"(?s)Authentication failed for user (.*) ; connecting host \[?([0-9A-Fa-f:.]+)\]?\s*$"
 
 
