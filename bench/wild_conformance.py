@@ -29,6 +29,11 @@ from pathlib import Path
 import polars as pl
 
 AUTH_LINE = re.compile(r"(?i)auth|login|logon|passw|sasl|credential")
+PRE_AUTH = re.compile(
+    r"no auth attempts|before auth was ready|SSL_accept\(\) failed|client didn't finish SASL|Too many invalid commands"
+)
+"""Disconnects before any credential was checked (fail2ban's aggressive mode bans them): not an
+authentication attempt, so reported apart and not counted."""
 ANNOTATION = "# failJSON:"
 HAS_STAMP = re.compile(
     r"^(?:[A-Z][a-z]{2}[ -]+\d{1,2}[ -]|\d{4}[-/.]\d{2}[-/.]\d{2}|\d{2}/\d{2}/\d{4}|@4000|<\d+>|\[|\d{10}|"
@@ -98,6 +103,9 @@ def score(folder: Path, misses: int) -> dict[str, list[int]]:
                     f.write(line + "\n")
                     note = note or {}
                     if note.get("match") is True and note.get("host") and AUTH_LINE.search(line):
+                        if PRE_AUTH.search(line):
+                            totals["(pre-auth disconnects, not counted)"][0] += 1
+                            continue
                         expected.append((i, line, norm_ip(note["host"]), note.get("user")))
             by_line: dict[int, list[tuple[str | None, str]]] = defaultdict(list)
             try:
@@ -138,6 +146,9 @@ def main() -> None:
     overall = [0, 0, 0, 0]
     for daemon in sorted(totals):
         t = totals[daemon]
+        if daemon.startswith("("):
+            print(f"{daemon}: {t[0]}")
+            continue
         overall = [x + y for x, y in zip(overall, t, strict=True)]
         print(f"{daemon:<16} {t[1]:>5}/{t[0]:<8} {t[3]:>5}/{t[2]}")
     dp = [sum(totals.get(d, [0, 0])[k] for d in ("dovecot", "postfix")) for k in (0, 1)]

@@ -906,3 +906,9 @@ def test_shapes_seen_in_the_wild(tmp_path, line: str, want: dict) -> None:
     row = events.row(0, named=True)
     for key, value in want.items():
         assert row[key] == value, key
+
+
+def test_sendmail_process_title_is_sendmail(tmp_path) -> None:
+    line = "Nov 22 03:14:15 mx1 sm-acceptingconnections[3205]: 4AM3EFa1032053: pc.example.net [198.51.100.156]: possible SMTP attack: command=AUTH, count=5"
+    events, _ = run(tmp_path, [line], year=2026)
+    assert events.select(C.DAEMON, C.SOURCE_IP, C.ATTEMPTS).rows() == [("sendmail", "198.51.100.156", 5)]

@@ -35,7 +35,7 @@ _OUTCOMES = (
 
 
 def claims() -> pl.Expr:
-    return program_starts("sendmail", "sm-mta", "sm-msp")
+    return program_starts("sendmail", "sm-mta", "sm-msp", "sm-accepting")
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -103,7 +103,7 @@ PARSER = register(
     LineParser(
         name="sendmail",
         claims=claims,
-        programs=r"^(?:sendmail|sm-mta|sm-msp)",
+        programs=r"^(?:sendmail|sm-mta|sm-msp|sm-accepting)",
         parse=parse,
         doc="Sendmail 'AUTH=server, relay=..., authid=' successes and 'AUTH failure (MECH): ...' failures.",
     )
