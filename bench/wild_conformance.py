@@ -51,6 +51,7 @@ PROGRAM = {
     "roundcube-auth": "roundcube",
     "sogo-auth": "sogod[42]",
     "squirrelmail": "squirrelmail",
+    "oracleims": "oracleims",
     "tine20": "tine20",
     "groupoffice": "groupoffice",
 }

@@ -80,6 +80,13 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         ("groupoffice", 'LOGIN FAILED for user: "{u}" from IP: 198.51.100.7'),
     ],
     "kerio": [(None, "Failed SMTP login from 198.51.100.7 with SASL method CRAM-MD5.{u}")],  # no account
+    "oracleims": [
+        (None, '<co ts="2026-11-22T03:14:15.99" pi="72aa.17f0.1" sc="tcp_local" dr="+" ac="U" tr="TCP|192.0.2.30|25|198.51.100.7|4299" ap="SMTP" mi="Bad password" us="{u}" di="535 5.7.8 Bad username or password (Authentication failed)."/>'),
+    ],
+    "perdition": [
+        ("perdition.imaps", 'Auth: 198.51.100.7:2274->192.0.2.9:993 client-secure=ssl authorisation_id=NONE authentication_id="{u}" server="imap.example.org:993" protocol=IMAP4S server-secure=ssl status="failed: Re-Authentication Failure"'),
+    ],
+    "openwebmail": [(None, "[72926] (198.51.100.7) {u} - login error - auth_unix.pl, ret -4, Password incorrect")],
     "mailu": [(None, "WARNING in limiter: Authentication attempt from 198.51.100.7 for {u} has been rate-limited.")],
     "webmail": [
         ("roundcube", "<x1y2z3> Failed login for {u} from 198.51.100.7 in session x1y2z3a4 (error: 0)"),

@@ -9,6 +9,7 @@ Recognised envelopes (one vectorised pass, the format chosen per row from its fi
 * ISO 8601 ``2026-11-23T03:14:15.123456+01:00 host prog[pid]: msg`` (rsyslog high precision,
   journald ``short-iso``; ``Z``, ``+01:00`` and ``+0100`` offsets).
 * Dovecot's own ``log_path`` ``2026-11-23 03:14:15 imap-login: Info: Login: ...`` (no host).
+* OpenWebMail ``Sat Nov 22 03:14:15 2026 - [pid] ...`` (no host, no program).
 * Kerio Connect ``[17/Nov/2026 03:14:15] ...`` and SquirrelMail ``11/22/2026 03:14:15 ...``
   (month first), neither with host nor program.
 * Roundcube's own log files ``[22-Nov-2026 03:14:15 +0100]: <session> ...`` (no host, no program).
@@ -51,6 +52,8 @@ _GENERIC = r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?
 _RCUBE = r"^\[(\d{2}-[A-Z][a-z]{2}-\d{4} \d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)\]:? (.*)$"
 _DMY = r"^\[(\d{2}/[A-Z][a-z]{2}/\d{4}:? ?\d{2}:\d{2}:\d{2})\] (.*)$"
 """Kerio Connect (and common-log-format) ``[17/Nov/2026 03:14:15] ...``."""
+_CTIME = r"^[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}:\d{2}:\d{2}) (\d{4}) - (.*)$"
+"""OpenWebMail ``Sat Nov 22 03:14:15 2026 - [pid] ...`` (ctime with the year)."""
 _US = r"^(\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}) (.*)$"
 """SquirrelMail's squirrel_logger ``11/22/2026 03:14:15 [LOGIN_ERROR] ...`` (month first)."""
 _TAI = r"^@([0-9a-f]{16})([0-9a-f]{8}) (.*)$"
@@ -246,6 +249,7 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         _rc=raw.str.extract_groups(_RCUBE),
         _dmy=raw.str.extract_groups(_DMY),
         _us=raw.str.extract_groups(_US),
+        _ct=raw.str.extract_groups(_CTIME),
     )
     is_bsd = pl.col("_bsd").struct.field("4").is_not_null()
     is_iso = pl.col("_iso").struct.field("1").is_not_null()
@@ -256,6 +260,11 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
     is_rc = pl.col("_rc").struct.field("1").is_not_null()
     dmy, us = pl.col("_dmy").struct, pl.col("_us").struct
     is_dmy, is_us = dmy.field("1").is_not_null(), us.field("1").is_not_null()
+    ct = pl.col("_ct").struct
+    is_ct = ct.field("1").is_not_null()
+    ct_text = pl.concat_str(
+        [ct.field("4"), ct.field("1"), ct.field("2").str.zfill(2), ct.field("3")], separator=" "
+    )
     dmy_text = dmy.field("1").str.replace(r"^(\d{2}/[A-Z][a-z]{2}/\d{4}):? ?", "$1 ")
     rc_text = pl.col("_rc").struct.field("1")
     rc_stamp = (
@@ -290,7 +299,9 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_dmy)
         .then(_localize(_naive(dmy_text, "%d/%b/%Y %H:%M:%S"), timezone))
         .when(is_us)
-        .then(_localize(_naive(us.field("1"), "%m/%d/%Y %H:%M:%S"), timezone)),
+        .then(_localize(_naive(us.field("1"), "%m/%d/%Y %H:%M:%S"), timezone))
+        .when(is_ct)
+        .then(_localize(_naive(ct_text, "%Y %b %d %H:%M:%S"), timezone)),
         _rest=pl.when(is_bsd)
         .then(pl.col("_bsd").struct.field("4"))
         .when(is_iso & ~is_5424)
@@ -306,13 +317,15 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_dmy)
         .then(dmy.field("2"))
         .when(is_us)
-        .then(us.field("2")),
+        .then(us.field("2"))
+        .when(is_ct)
+        .then(ct.field("5")),
     )
     lf = lf.with_columns(_tag=pl.col("_rest").str.extract_groups(_TAG), _ts=pl.col("_ts").cast(UTC_US))
     tag = pl.col("_tag").struct
     r5 = pl.col("_r5").struct
     # Roundcube's own files have no tag: ``IMAP Error: Login failed ...`` is not ``host prog: msg``
-    tagged = ~(is_rc | is_dmy | is_us)
+    tagged = ~(is_rc | is_dmy | is_us | is_ct)
     lf = lf.with_columns(
         _host=pl.when(is_5424).then(r5.field("2")).when(tagged).then(tag.field("1")),
         _prog=pl.when(is_5424).then(r5.field("3")).when(tagged).then(tag.field("2")),
@@ -338,6 +351,7 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         "_rc",
         "_dmy",
         "_us",
+        "_ct",
         "_tag",
     )
 

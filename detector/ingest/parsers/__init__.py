@@ -29,6 +29,9 @@ MODULES: tuple[str, ...] = (
     "domino",
     "webmail_other",
     "kerio",
+    "oracleims",
+    "perdition",
+    "openwebmail",
 )
 """Parser modules in dispatch order."""
 

@@ -79,7 +79,9 @@ _SASL_FAIL = r"^warning: [^\[\]\s]*\[[0-9A-Fa-f:.]+\](?::\d+)?: SASL \S+ authent
 """smtpd's SASL failure: ``warning: <verified name or unknown>[<address>](:<port>): SASL <mech>
 authentication failed``, the daemon's own words from the start of the line (the name is a
 verified host name, which holds no brackets or spaces)."""
-_AFTER_AUTH = r"^(?:lost connection|timeout|too many errors|improper command pipelining) after AUTH from [^\[\]\s]*\["
+_AFTER_AUTH = (
+    r"^(?:lost connection|timeout|too many errors|improper command pipelining) after AUTH from [^\[\]\s]*\["
+)
 _CLIENT = r"^[0-9A-Za-z]+: client=[^\[\]\s]*\["
 _QMGR_TAIL = r", size=(\d+), nrcpt=(\d+) \(queue [a-z]+\)$"
 """qmgr's ``QID: from=<sender>, size=N, nrcpt=N (queue active)``: the sender is written verbatim
