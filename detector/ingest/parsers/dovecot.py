@@ -306,9 +306,7 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     slow = _login_fields(lf.filter(~pl.col("_common")))
     lf = pl.concat([fast, slow], how="vertical").drop("_common", "_f0")
     attempts = to_int(after(_head(body), "(auth failed, "), pl.Int32).fill_null(1)
-    ambiguous = repeated(body, *_LOGIN_MARKERS)
     return lf.with_columns(
-        pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.col(KIND)).alias(KIND),
         pl.lit("dovecot").alias(C.DAEMON),
         _service(pl.col("_proc")).alias(C.SERVICE),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -351,7 +349,13 @@ def _login_fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         between(f, "method=", ",").str.to_uppercase().alias(C.AUTH_METHOD),
         (f.str.contains(", TLS", literal=True) | f.str.contains(", secured", literal=True)).alias(C.TLS),
         angle(f, "session").alias(C.SESSION_ID),
-        pl.when(rip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        # only these rows can hold a marker twice: the common layout's user has no ``=``
+        pl.when(repeated(pl.col("_body"), *_LOGIN_MARKERS))
+        .then(pl.lit(AMBIGUOUS))
+        .when(rip.is_null())
+        .then(pl.lit("unparsed"))
+        .otherwise(pl.lit("event"))
+        .alias(KIND),
     ).drop("_f")
 
 
