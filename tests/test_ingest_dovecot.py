@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from detector.schema import Action, Outcome, Service
@@ -181,7 +183,88 @@ EVENTS = [
         dict(outcome=Outcome.FAILURE, account="uma@example.net", source_ip="198.51.100.50"),
         id="pam_unix",
     ),
+    # every passdb, with and without the session, as auth and auth-worker lines
+    *[
+        pytest.param(
+            f"{S} {proc}: {passdb}(vic@example.net,203.0.113.60{sess}): {reason}",
+            dict(outcome=outcome, account="vic@example.net", source_ip="203.0.113.60"),
+            id=f"passdb-{passdb}-{proc[:4]}{'-sess' if sess else ''}",
+        )
+        for passdb, reason, outcome in [
+            (
+                "pam",
+                "pam_authenticate() failed: Authentication failure (password mismatch?)",
+                Outcome.FAILURE,
+            ),
+            ("ldap", "invalid credentials", Outcome.FAILURE),
+            ("passwd-file", "Password mismatch", Outcome.FAILURE),
+            ("sql", "unknown user", Outcome.UNKNOWN_USER),
+            ("checkpassword", "Login failed (status=1)", Outcome.TEMPFAIL),
+            ("lua", "Password mismatch", Outcome.FAILURE),
+            ("oauth2", "Password mismatch", Outcome.FAILURE),
+            ("static", "Password mismatch", Outcome.FAILURE),
+        ]
+        for proc in ("auth", "auth-worker(31)")
+        for sess in ("", ",<Qw3+/x>", ",")
+    ],
+    pytest.param(
+        f"{S} auth: Info: ldap(wes@example.net,203.0.113.61,): invalid credentials",
+        dict(outcome=Outcome.FAILURE, account="wes@example.net", source_ip="203.0.113.61"),
+        id="passdb-empty-session-slot",
+    ),
+    pytest.param(
+        f"{S} auth(default): pam(xia@example.net,203.0.113.62): pam_authenticate() failed: Authentication failure",
+        dict(outcome=Outcome.FAILURE, account="xia@example.net", source_ip="203.0.113.62"),
+        id="dovecot-2.2-auth-default",
+    ),
+    pytest.param(
+        "Nov 22 10:00:00 mx1 dovecot-auth: pam(xia@example.net,203.0.113.63): pam_authenticate() failed: Authentication failure",
+        dict(outcome=Outcome.FAILURE, account="xia@example.net", source_ip="203.0.113.63"),
+        id="dovecot-2.1-dovecot-auth-program",
+    ),
+    pytest.param(
+        "Nov 22 10:00:00 mx1 dovecot-auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=yul@example.net rhost=203.0.113.64  user=yul@example.net",
+        dict(outcome=Outcome.FAILURE, account="yul@example.net", source_ip="203.0.113.64"),
+        id="pam_unix-dovecot-auth-program",
+    ),
+    pytest.param(
+        "Nov 22 10:00:00 mx1 auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=zed@example.net rhost=203.0.113.65",
+        dict(outcome=Outcome.FAILURE, account="zed@example.net", source_ip="203.0.113.65"),
+        id="pam_unix-auth-program",
+    ),
+    pytest.param(
+        f"{S} imap-login: Disconnected (proxy dest auth failed): user=<amy@example.net>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, session=<Px1>",
+        dict(outcome=Outcome.FAILURE, account="amy@example.net", source_ip="203.0.113.66", attempts=1),
+        id="proxy-dest-auth-failed",
+    ),
+    pytest.param(
+        "@400000006a0b1c2d1a2b3c4d imap-login: Disconnected (auth failed, 2 attempts in 4 secs): user=<bo@example.net>, method=PLAIN, rip=203.0.113.67, lip=192.0.2.1, session=<T4i>",
+        dict(
+            host=None, outcome=Outcome.FAILURE, account="bo@example.net", source_ip="203.0.113.67", attempts=2
+        ),
+        id="tai64n-multilog",
+    ),
 ]
+
+LOCAL_PASSDB = [
+    f"{S} auth: passwd-file(cy@example.net): unknown user",
+    f"{S} auth: pam(cy@example.net,<Qw3>): unknown user",
+]
+
+
+@pytest.mark.parametrize("line", LOCAL_PASSDB)
+def test_passdb_line_without_address_is_local_noise(tmp_path, line):
+    events, result = run(tmp_path, [line])
+    assert events.is_empty() and result.quarantine.is_empty()
+    assert result.noise == {"noise:dovecot_auth_local": 1}
+
+
+def test_tai64n_label_is_utc_minus_ten_seconds(tmp_path):
+    row = one(
+        tmp_path,
+        "@400000006a0b1c2d1a2b3c4d dovecot: auth: passwd-file(dee@example.net,203.0.113.68): unknown user",
+    )
+    assert row["timestamp"] == datetime(2026, 5, 18, 14, 3, 15, 439041, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(("line", "want"), EVENTS)

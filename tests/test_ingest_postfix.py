@@ -59,6 +59,11 @@ EVENTS = [
         id="lost-after-auth-alone",
     ),
     pytest.param(
+        f"{T}3 mx1 postfix/smtpd[816]: improper command pipelining after AUTH from unknown[198.51.100.85]: QUIT",
+        dict(outcome=Outcome.UNKNOWN, source_ip="198.51.100.85", attempts=1),
+        id="pipelining-after-auth",
+    ),
+    pytest.param(
         f"{T}3 mx1 postfix/smtpd[815]: disconnect from unknown[198.51.100.84] ehlo=1 auth=0/2 quit=1 commands=2/4",
         dict(outcome=Outcome.FAILURE, source_ip="198.51.100.84", attempts=2),
         id="disconnect-auth-counter",

@@ -863,3 +863,52 @@ def test_any_address_and_account_come_out_canonical(template, address, user, map
     plain = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
     assert row[C.SOURCE_IP] == str(plain)
     assert row[C.ACCOUNT] == user.lower()
+
+
+WILD_SHAPES = [
+    pytest.param(
+        "[22-Nov-2026 03:14:15 +0100]: FAILED login for hugo from 198.51.100.150",
+        dict(daemon="roundcube", outcome="failure", account="hugo", source_ip="198.51.100.150"),
+        id="roundcube-own-log-old-wording",
+    ),
+    pytest.param(
+        "[22-Nov-2026 03:14:15 +0100]: <k2p9> IMAP Error: Login failed for hugo from 198.51.100.151. AUTHENTICATE PLAIN: Authentication failed. in /srv/rc/rcube_imap.php on line 184",
+        dict(daemon="roundcube", outcome="failure", account="hugo", source_ip="198.51.100.151"),
+        id="roundcube-own-log-imap-error-without-against",
+    ),
+    pytest.param(
+        "Nov 22 03:14:15 sogod [2681]: SOGoRootPage Login from '198.51.100.152' for user 'ines' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0",
+        dict(daemon="sogo", outcome="failure", account="ines", source_ip="198.51.100.152"),
+        id="sogo-space-before-pid-no-host",
+    ),
+    pytest.param(
+        "Nov 22 03:14:15 mx1 sm-mta[5133]: 4AM3EFa1005133: pc.example.net [198.51.100.153] (may be forged): possible SMTP attack: command=AUTH, count=5",
+        dict(daemon="sendmail", outcome="failure", account=None, source_ip="198.51.100.153", attempts=5),
+        id="sendmail-too-many-auth-commands",
+    ),
+    pytest.param(
+        "Nov 22 03:14:15 mx1 sendmail[16665]: 4AM3EFa1016765: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=jon, relay=[198.51.100.154]",
+        dict(daemon="sendmail", outcome="failure", account="jon", source_ip="198.51.100.154"),
+        id="sendmail-failure-behind-queue-id",
+    ),
+    pytest.param(
+        '2026-11-22 03:14:15 SMTP protocol error in "aUtH lOgIn" H=(pc) [198.51.100.155] AUTH command used when not advertised',
+        dict(daemon="exim", outcome="policy_refused", source_ip="198.51.100.155"),
+        id="exim-protocol-error-any-case",
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "want"), WILD_SHAPES)
+def test_shapes_seen_in_the_wild(tmp_path, line: str, want: dict) -> None:
+    events, result = run(tmp_path, [line], year=2026)
+    assert events.height == 1, (result.noise, result.quarantine)
+    row = events.row(0, named=True)
+    for key, value in want.items():
+        assert row[key] == value, key
+
+
+def test_sendmail_process_title_is_sendmail(tmp_path) -> None:
+    line = "Nov 22 03:14:15 mx1 sm-acceptingconnections[3205]: 4AM3EFa1032053: pc.example.net [198.51.100.156]: possible SMTP attack: command=AUTH, count=5"
+    events, _ = run(tmp_path, [line], year=2026)
+    assert events.select(C.DAEMON, C.SOURCE_IP, C.ATTEMPTS).rows() == [("sendmail", "198.51.100.156", 5)]

@@ -31,6 +31,7 @@ from detector.ingest.copies import drop_copies, unique_contents
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
+from detector.ingest.screen import screen
 from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
 from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
 
@@ -203,7 +204,7 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     tables = 0
     for inp in files:
         if inp.is_table:
-            df = read_table(inp).collect()
+            df = _screen_table(read_table(inp).collect(), inp.path, run)
             run.writer.write(df)
             run.lines += len(df)
             tables += 1
@@ -263,6 +264,27 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
         claimed=run.claimed,
         quarantined=run.quarantined,
     )
+
+
+def _screen_table(df: pl.DataFrame, path: str, run: _Run) -> pl.DataFrame:
+    """A table of events passes the same screen as parsed lines: rows with an invalid address are
+    quarantined (located by table path and 1-based row), control characters in accounts escaped."""
+    out, reason = screen(df.with_columns(pl.lit("event").alias(KIND)))
+    bad = reason.is_not_null()
+    if bad.any():
+        rows = out.with_row_index("_row", offset=1).filter(bad)
+        q = rows.select(
+            pl.lit(path).alias(C.SOURCE_FILE),
+            pl.col("_row").cast(pl.Int64).alias(C.LINE_NUMBER),
+            pl.concat_str(
+                [pl.lit("source_ip="), pl.col(C.SOURCE_IP), pl.lit(" local_ip="), pl.col(C.LOCAL_IP)],
+                ignore_nulls=True,
+            )
+            .str.slice(0, RAW_CUT)
+            .alias(C.RAW),
+        ).with_columns(reason.filter(bad).alias("reason"))
+        _add_quarantine(run, q.select(QUARANTINE_SCHEMA.names()).cast(dict(QUARANTINE_SCHEMA)))
+    return out.filter(~bad).drop(KIND)
 
 
 def _check_timezone(name: str) -> None:
@@ -470,29 +492,30 @@ def _claim_tail(rows: pl.DataFrame, tail: tuple, jobs: list) -> pl.DataFrame:
 
 
 def _sort_out(out: pl.DataFrame, bad_lines: pl.Series, raws: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
-    """One parser's rows: unparsed ones and invalid UTF-8 go to the quarantine, noise that no join
-    can need is counted now, the rest is returned. Masks first, then one filter of the wide frame."""
+    """One parser's rows: unparsed, ambiguous and invalid-address lines (:func:`screen`) and
+    invalid UTF-8 go to the quarantine, noise that no join can need is counted now, the rest is
+    returned. Masks first, then one filter of the wide frame."""
+    out, reason = screen(out)
     kind = out[KIND]
     is_event = kind == "event"
-    bad = kind == "unparsed"
+    bad = reason.is_not_null()
     if len(bad_lines):
         invalid = out[C.LINE_NUMBER].is_in(bad_lines.implode())
         bad = bad | (invalid & ~is_event)
-        out = out.with_columns(invalid_utf8=invalid)
+        reason = reason.scatter((invalid & ~is_event).arg_true(), "invalid_utf8")
     if bad.any():
-        q = out.filter(bad).select(
-            C.SOURCE_FILE, C.LINE_NUMBER, KIND, *(["invalid_utf8"] if len(bad_lines) else [])
+        q = (
+            out.filter(bad)
+            .select(C.SOURCE_FILE, C.LINE_NUMBER)
+            .with_columns(reason.filter(bad).alias("reason"))
         )
         q = q.join(raws, on=C.LINE_NUMBER, how="left", maintain_order="left")
-        reason = pl.lit("unparsed")
-        if len(bad_lines):
-            reason = pl.when(pl.col("invalid_utf8")).then(pl.lit("invalid_utf8")).otherwise(reason)
-        fx.quarantine.append(_quarantine(q, reason))
+        fx.quarantine.append(_quarantine(q, pl.col("reason")))
+    is_event = is_event & ~bad
     done = ~bad & ~is_event & out[corr.STAGE].is_null()
     for k, n in kind.filter(done).value_counts().iter_rows():
         fx.noise[k] += n
-    out = out.filter(~bad & ~done)
-    return out.drop("invalid_utf8") if len(bad_lines) else out
+    return out.filter(~bad & ~done)
 
 
 def _count_unclaimed(unclaimed: pl.DataFrame, raws: pl.DataFrame, fx: _Effects) -> None:

@@ -9,6 +9,13 @@ Recognised envelopes (one vectorised pass, the format chosen per row from its fi
 * ISO 8601 ``2026-11-23T03:14:15.123456+01:00 host prog[pid]: msg`` (rsyslog high precision,
   journald ``short-iso``; ``Z``, ``+01:00`` and ``+0100`` offsets).
 * Dovecot's own ``log_path`` ``2026-11-23 03:14:15 imap-login: Info: Login: ...`` (no host).
+* OpenWebMail ``Sat Nov 22 03:14:15 2026 - [pid] ...`` (no host, no program).
+* Kerio Connect ``[17/Nov/2026 03:14:15] ...`` and SquirrelMail ``11/22/2026 03:14:15 ...``
+  (month first), neither with host nor program.
+* Roundcube's own log files ``[22-Nov-2026 03:14:15 +0100]: <session> ...`` (no host, no program).
+* TAI64N ``@4000000069234f0f1a2b3c4d imap-login: Info: ...`` (daemontools/runit ``multilog`` and
+  ``svlogd -t``; no host): the label's seconds minus 2^62 and the 10 s TAI-UTC offset that
+  ``tai64nlocal`` assumes.
 
 Stamps without an offset are read in ``timezone``. ``program`` is the tag as written without
 ``[pid]`` (``dovecot``, ``postfix/submission/smtpd``, ``auth-worker(12)`` in ``log_path`` files);
@@ -41,9 +48,17 @@ _MONTH_TEXT = {m: f"{i:02d}" for m, i in MONTHS.items()}
 _BSD = r"^(?:<\d{1,3}>)?([A-Z][a-z]{2})[ ]+(\d{1,2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
 _ISO = r"^(?:<\d{1,3}>)?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) (.*)$"
 _DOVECOT = r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) (.*)$"
-_GENERIC = (
-    r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)\]?[ ,]+(.*)$"
-)
+_GENERIC = r"^\[?(\d{4}[-/]\d{2}[-/]\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)(?:\][ ,]*|[ ,]+)(.*)$"
+_RCUBE = r"^\[(\d{2}-[A-Z][a-z]{2}-\d{4} \d{2}:\d{2}:\d{2}(?: [+-]\d{4})?)\]:? (.*)$"
+_DMY = r"^\[(\d{2}/[A-Z][a-z]{2}/\d{4}:? ?\d{2}:\d{2}:\d{2})\] (.*)$"
+"""Kerio Connect (and common-log-format) ``[17/Nov/2026 03:14:15] ...``."""
+_CTIME = r"^[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}:\d{2}:\d{2}) (\d{4}) - (.*)$"
+"""OpenWebMail ``Sat Nov 22 03:14:15 2026 - [pid] ...`` (ctime with the year)."""
+_US = r"^(\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}) (.*)$"
+"""SquirrelMail's squirrel_logger ``11/22/2026 03:14:15 [LOGIN_ERROR] ...`` (month first)."""
+_TAI = r"^@([0-9a-f]{16})([0-9a-f]{8}) (.*)$"
+_TAI_BASE = 2**62 + 10
+"""A TAI64N label's seconds are 2^62 + TAI seconds; TAI is UTC + 10 s in daemontools' convention."""
 _5424 = r"^<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(.*)$"
 # host (optional: absent in log_path files), tag, [pid], message
 _TAG = r"^(?:([^\s:\[\]]+) )?([^\s\[\]:]+(?:\([^)\s]*\))?(?:<[^>\s]*>)*)(?:\[(\d+)\])?: ?(.*)$"
@@ -165,11 +180,13 @@ def parse_envelope(
         .then(7)
         .otherwise(0)
     )
+    # ``sogod [26818]: ...`` (a space before the pid, no host): the word is the program
+    spaced_pid = (pl.col("_prog") == "").fill_null(False)
     return (
         both.with_columns(
             pl.col("_ts").cast(UTC_US).alias(C.TIMESTAMP),
-            pl.col("_host").alias(C.HOST),
-            pl.col("_prog").alias("program"),
+            pl.when(spaced_pid).then(None).otherwise(pl.col("_host")).alias(C.HOST),
+            pl.when(spaced_pid).then(pl.col("_host")).otherwise(pl.col("_prog")).alias("program"),
             pl.col("_pid").cast(pl.Int64, strict=False).alias("pid"),
             msg.str.slice(level).alias("message"),
         )
@@ -228,12 +245,41 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         _dov=raw.str.extract_groups(_DOVECOT),
         _r5=raw.str.extract_groups(_5424),
         _gen=raw.str.extract_groups(_GENERIC),
+        _tai=raw.str.extract_groups(_TAI),
+        _rc=raw.str.extract_groups(_RCUBE),
+        _dmy=raw.str.extract_groups(_DMY),
+        _us=raw.str.extract_groups(_US),
+        _ct=raw.str.extract_groups(_CTIME),
     )
     is_bsd = pl.col("_bsd").struct.field("4").is_not_null()
     is_iso = pl.col("_iso").struct.field("1").is_not_null()
     is_dov = pl.col("_dov").struct.field("1").is_not_null()
     is_5424 = pl.col("_r5").struct.field("1").is_not_null()
     is_gen = pl.col("_gen").struct.field("1").is_not_null()
+    is_tai = pl.col("_tai").struct.field("1").is_not_null()
+    is_rc = pl.col("_rc").struct.field("1").is_not_null()
+    dmy, us = pl.col("_dmy").struct, pl.col("_us").struct
+    is_dmy, is_us = dmy.field("1").is_not_null(), us.field("1").is_not_null()
+    ct = pl.col("_ct").struct
+    is_ct = ct.field("1").is_not_null()
+    ct_text = pl.concat_str(
+        [ct.field("4"), ct.field("1"), ct.field("2").str.zfill(2), ct.field("3")], separator=" "
+    )
+    dmy_text = dmy.field("1").str.replace(r"^(\d{2}/[A-Z][a-z]{2}/\d{4}):? ?", "$1 ")
+    rc_text = pl.col("_rc").struct.field("1")
+    rc_stamp = (
+        pl.when(rc_text.str.contains(r" [+-]\d{4}$"))
+        .then(
+            rc_text.str.to_datetime(
+                "%d-%b-%Y %H:%M:%S %z", time_unit="us", strict=False
+            ).dt.convert_time_zone("UTC")
+        )
+        .otherwise(_localize(_naive(rc_text, "%d-%b-%Y %H:%M:%S"), timezone))
+    )
+    tai = pl.col("_tai").struct
+    tai_us = (tai.field("1").str.to_integer(base=16, strict=False) - _TAI_BASE) * 1_000_000 + tai.field(
+        "2"
+    ).str.to_integer(base=16, strict=False) // 1000
     gen_stamp = pl.col("_gen").struct.field("1").str.replace_all("/", "-", literal=True)
     lf = lf.with_columns(
         _ts=pl.when(is_bsd)
@@ -245,7 +291,17 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_dov)
         .then(_iso_stamp(pl.col("_dov").struct.field("1"), timezone))
         .when(is_gen)
-        .then(_iso_stamp(gen_stamp, timezone)),
+        .then(_iso_stamp(gen_stamp, timezone))
+        .when(is_tai)
+        .then(pl.from_epoch(tai_us, time_unit="us").dt.replace_time_zone("UTC"))
+        .when(is_rc)
+        .then(rc_stamp)
+        .when(is_dmy)
+        .then(_localize(_naive(dmy_text, "%d/%b/%Y %H:%M:%S"), timezone))
+        .when(is_us)
+        .then(_localize(_naive(us.field("1"), "%m/%d/%Y %H:%M:%S"), timezone))
+        .when(is_ct)
+        .then(_localize(_naive(ct_text, "%Y %b %d %H:%M:%S"), timezone)),
         _rest=pl.when(is_bsd)
         .then(pl.col("_bsd").struct.field("4"))
         .when(is_iso & ~is_5424)
@@ -253,19 +309,50 @@ def _slow(lf: pl.LazyFrame, timezone: str, year: int | None, reference: datetime
         .when(is_dov)
         .then(pl.col("_dov").struct.field("2"))
         .when(is_gen)
-        .then(pl.col("_gen").struct.field("2")),
+        .then(pl.col("_gen").struct.field("2"))
+        .when(is_tai)
+        .then(tai.field("3"))
+        .when(is_rc)
+        .then(pl.col("_rc").struct.field("2"))
+        .when(is_dmy)
+        .then(dmy.field("2"))
+        .when(is_us)
+        .then(us.field("2"))
+        .when(is_ct)
+        .then(ct.field("5")),
     )
     lf = lf.with_columns(_tag=pl.col("_rest").str.extract_groups(_TAG), _ts=pl.col("_ts").cast(UTC_US))
     tag = pl.col("_tag").struct
     r5 = pl.col("_r5").struct
+    # Roundcube's own files have no tag: ``IMAP Error: Login failed ...`` is not ``host prog: msg``
+    tagged = ~(is_rc | is_dmy | is_us | is_ct)
     lf = lf.with_columns(
-        _host=pl.when(is_5424).then(r5.field("2")).otherwise(tag.field("1")),
-        _prog=pl.when(is_5424).then(r5.field("3")).otherwise(tag.field("2")),
-        _pid=pl.when(is_5424).then(r5.field("4")).otherwise(tag.field("3")),
-        _msg=pl.when(is_5424).then(r5.field("5")).otherwise(pl.coalesce(tag.field("4"), pl.col("_rest"))),
+        _host=pl.when(is_5424).then(r5.field("2")).when(tagged).then(tag.field("1")),
+        _prog=pl.when(is_5424).then(r5.field("3")).when(tagged).then(tag.field("2")),
+        _pid=pl.when(is_5424).then(r5.field("4")).when(tagged).then(tag.field("3")),
+        _msg=pl.when(is_5424)
+        .then(r5.field("5"))
+        .when(tagged)
+        .then(pl.coalesce(tag.field("4"), pl.col("_rest")))
+        .otherwise(pl.col("_rest")),
     ).with_columns(_host=pl.when(pl.col("_host") != "-").then(pl.col("_host")))
     return lf.drop(
-        "_bsd", "_mon", "_day", "_clock", "_rest", "_ts_bsd", "_iso", "_dov", "_r5", "_gen", "_tag"
+        "_bsd",
+        "_mon",
+        "_day",
+        "_clock",
+        "_rest",
+        "_ts_bsd",
+        "_iso",
+        "_dov",
+        "_r5",
+        "_gen",
+        "_tai",
+        "_rc",
+        "_dmy",
+        "_us",
+        "_ct",
+        "_tag",
     )
 
 

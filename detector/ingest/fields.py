@@ -67,9 +67,9 @@ def angle(expr: pl.Expr, key: str) -> pl.Expr:
 
 def _canon_one(text: str) -> str | None:
     try:
-        ip = ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
-        return None
+        return text  # kept as written: :func:`detector.ingest.screen.screen` quarantines it
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     return str(ip)
@@ -80,7 +80,7 @@ def _canon_v6(s: pl.Series) -> pl.Series:
     if not mask.any():
         return s
     v6 = s.filter(mask)
-    mapping = {u: _canon_one(u.split("%", 1)[0]) for u in v6.unique().to_list()}
+    mapping = {u: _canon_one(u) for u in v6.unique().to_list()}
     # only the IPv6 rows are looked up (a replace over the whole column hashes every row)
     out = s.clone()
     out.scatter(mask.arg_true(), v6.replace(mapping))
@@ -89,13 +89,31 @@ def _canon_v6(s: pl.Series) -> pl.Series:
 
 def canonical_ip(expr: pl.Expr) -> pl.Expr:
     """Canonical address text: brackets and ``%zone`` removed, IPv6 compressed lower case,
-    ``::ffff:a.b.c.d`` -> ``a.b.c.d``; IPv6 text that is not an address becomes null.
+    ``::ffff:a.b.c.d`` -> ``a.b.c.d``.
 
     IPv4 text is kept as is (its shape is already canonical); IPv6 goes through
     :mod:`ipaddress` once per distinct value, which is cheap because such values are few.
+    Text that is not an address is kept as written, so that the ingestion screen
+    (:mod:`detector.ingest.screen`) quarantines the line as ``invalid_address`` instead of
+    silently dropping the address.
     """
     t = expr.str.strip_chars("[] ")
     return t.map_batches(_canon_v6, return_dtype=pl.String).replace("", None)
+
+
+def occurs(expr: pl.Expr, marker: str) -> pl.Expr:
+    """How many times the literal ``marker`` occurs in ``expr`` (0 where null)."""
+    return expr.str.count_matches(marker, literal=True).fill_null(0)
+
+
+def repeated(expr: pl.Expr, *markers: str) -> pl.Expr:
+    """One of the daemon's own ``markers`` occurs more than once: an attacker-written field
+    (user name, HELO, form field) carries a copy, and which one the daemon wrote cannot be told
+    (the line is quarantined as ``ambiguous_field``, never guessed)."""
+    out = pl.lit(False)
+    for m in markers:
+        out = out | (occurs(expr, m) > 1)
+    return out
 
 
 def to_int(expr: pl.Expr, dtype: pl.DataType = pl.Int64) -> pl.Expr:
@@ -144,5 +162,7 @@ __all__ = [
     "canonical_ip",
     "finish",
     "kv",
+    "occurs",
+    "repeated",
     "to_int",
 ]

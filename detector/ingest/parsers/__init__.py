@@ -25,6 +25,13 @@ MODULES: tuple[str, ...] = (
     "exchange",
     "mailu",
     "webmail",
+    "solid_pop3d",
+    "domino",
+    "webmail_other",
+    "kerio",
+    "oracleims",
+    "perdition",
+    "openwebmail",
 )
 """Parser modules in dispatch order."""
 

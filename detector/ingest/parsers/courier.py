@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import between, canonical_ip, to_int
+from detector.ingest.fields import between, canonical_ip, repeated, to_int
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -16,6 +16,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _MAIL_PROGRAMS = r"^(?:imapd|pop3d)(?:-ssl)?$"
@@ -43,6 +44,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     ).fill_null(False)
     smtp_auth = smtp & has("error,relay=") & M.str.contains(r'msg="5\d\d [^"]*[Aa]uth').fill_null(False)
     login = failed | success | smtp_auth
+    # ``LOGIN[ FAILED], [method=M, ]user=<name>, ip=[<address>], ...``: the name is the client's,
+    # verbatim, so it ends where the daemon's ``, ip=[`` begins
+    ambiguous = pl.when(smtp).then(repeated(M, "relay=")).otherwise(repeated(M, "user=", "ip=[", "port=["))
 
     protocol = _kv("protocol=").str.to_lowercase()
     service = (
@@ -71,7 +75,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .when(login)
         .then(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(_kv("user=")).alias(C.ACCOUNT),
+        lower_or_null(between(M, "user=", ", ip=[")).alias(C.ACCOUNT),
         canonical_ip(ip).alias(C.SOURCE_IP),
         to_int(pl.when(smtp).then(_kv(",port=")).otherwise(between(M, "port=[", "]")), pl.Int32).alias(
             C.SOURCE_PORT
@@ -93,6 +97,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .alias(C.REASON),
         kind(
             [
+                ((login | session_end) & ambiguous, AMBIGUOUS),
                 (login | session_end, EVENT),
                 (program_starts("authdaemond", "courier-authdaemon"), "noise:auth_backend"),
                 (M.str.starts_with("Connection, ip=") | has("started,ip="), "noise:connect"),

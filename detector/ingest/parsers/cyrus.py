@@ -47,12 +47,17 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     tok1 = before(rest, " ")
     rest2 = after(rest, " ")
     tok2 = before(rest2, " ")
+    # ``badlogin: <host> [<ip>] <mech> [<user>] <reason>``: the user (the client's, verbatim,
+    # spaces included) runs from the mechanism to the last SASL reason (``SASL(-N): ...`` or
+    # ``[...]``), which the daemon writes at the end
+    parts = M.str.extract_groups(
+        r"(?s)^badlogin: (?:\S+ )?\[[^\]]*\] \S+ (?:(.+) )?(SASL\(-?\d+\): [^\[\]]*|\[[^\[]*\])$"
+    )
+    named, tail = parts.struct.field("1"), parts.struct.field("2")
     bad_user = (
-        pl.when(tok2.str.starts_with("(").fill_null(False))
-        .then(tok2.str.strip_chars("()"))
-        .when(tok2.str.contains(r"^(?:\[|SASL)").fill_null(False) | (tok2 == rest2))
-        .then(pl.lit(None, dtype=pl.String))
-        .otherwise(tok2)
+        pl.when(named.str.starts_with("(") & named.str.ends_with(")"))
+        .then(named.str.slice(1, named.str.len_chars() - 2))
+        .otherwise(named)
     )
     mech_raw = pl.when(bad).then(tok1).when(good).then(tok2)
     mech_name = before(mech_raw, "+")
@@ -62,9 +67,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(mechanism(mech_name))
     )
     reason = pl.when(bad).then(
-        pl.when(rest2.str.contains("[", literal=True))
-        .then(between(rest2, "[", "]"))
-        .otherwise(after(rest2, " "))
+        pl.when(tail.str.starts_with("["))
+        .then(tail.str.strip_prefix("[").str.strip_suffix("]"))
+        .otherwise(tail)
     )
     service = (
         pl.when(PROGRAM.str.contains("pop3", literal=True).fill_null(False))

@@ -33,9 +33,11 @@ from detector.ingest.fields import (
     byte_slice,
     canonical_ip,
     finish,
+    repeated,
     to_int,
 )
 from detector.ingest.registry import KIND, LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 STAGE = "_stage"
@@ -43,10 +45,17 @@ STAGE = "_stage"
 
 _PROCS = ("auth", "imap", "pop3", "lmtp", "managesieve", "submission", "master", "doveadm", "indexer", "lda")
 _LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
-_PASSDB = r"([A-Za-z][\w-]*)\(([^()]*?),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>]*)>)?\): (.*)$"
-_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>)?\): "
+_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]*)(?:,master)?(?:,<([^>]*)>|,)?\): (.*)$"
+_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>|,)?\): "
+_PASSDB_LOCAL = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
+"""A passdb line without an address (a local client): ``passwd-file(user): ...``, ``pam(user,<S>): ...``."""
 """The common passdb head at the start of the body. Where it matches, :data:`_PASSDB` finds the
 same groups (user without comma, session without ``)``: the first ``"): "`` ends the head)."""
+_IDENTIFIER_TAIL = r",(?:[0-9A-Fa-f:.]+(?:,master)?(?:,<[^<>]*>|,)?|master(?:,<[^<>]*>)?|<[^<>]*>|)\): "
+"""The end of a passdb line's identifier that Dovecot writes after the user name (``auth-request.c``:
+``,<remote ip>[,master][,<session>]): ``). The user name is written verbatim (control characters
+replaced), so a line holding two of these is ``ambiguous_field`` (``,): `` counts: Dovecot never
+writes an empty address, a name ending so would turn a remote attempt into a local one)."""
 _LOGIN_FIELDS = (
     r"^user=<([^>=,]*)>, method=([^,=]*), rip=([^,=]*), lip=([^,=]*)(?:, mpid=\d+)?(, TLS|, secured)?, "
     r"session=<([^>,=]*)>$"
@@ -79,6 +88,7 @@ def claims() -> pl.Expr:
         | prog.str.ends_with("-login")
         | prog.str.starts_with("auth-worker")
         | (pl.col(C.HOST).is_null() & prog.str.contains(_starts_any(_PROCS)))
+        | pl.col("message").str.starts_with("pam_unix(dovecot").fill_null(False)
     )
 
 
@@ -153,7 +163,9 @@ def _proc_class() -> pl.Expr:
     """0 other, 1 ``*-login``, 2 ``auth*``, 3 a mail process (``imap(``, ``pop3(``, ...)."""
     proc = pl.col("_proc")
     return (
-        pl.when(proc.str.ends_with("-login"))
+        pl.when(pl.col("_body").str.starts_with("pam_unix(").fill_null(False))
+        .then(pl.lit(0, pl.Int8))
+        .when(proc.str.ends_with("-login"))
         .then(pl.lit(1, pl.Int8))
         .when(proc.str.starts_with("auth"))
         .then(pl.lit(2, pl.Int8))
@@ -163,13 +175,23 @@ def _proc_class() -> pl.Expr:
     )
 
 
+def _head(body: pl.Expr) -> pl.Expr:
+    """The daemon's own words of a login-process line: the text before the first ``: user=<``
+    (the user name, written verbatim, comes after it and cannot reach this part)."""
+    return before(body, ": user=<")
+
+
 def _login_kind(body: pl.Expr) -> pl.Expr:
+    head = _head(body)
     return (
         pl.when(body.str.starts_with("Login: "))
         .then(pl.lit("login_ok"))
-        .when(body.str.contains("(auth failed", literal=True))
+        .when(
+            head.str.contains("(auth failed", literal=True)
+            | head.str.contains("(proxy dest auth failed)", literal=True)
+        )
         .then(pl.lit("login_fail"))
-        .when(body.str.contains("plaintext auth)", literal=True))
+        .when(head.str.contains("plaintext auth)", literal=True))
         .then(pl.lit("login_policy"))
         .otherwise(pl.lit("noise:dovecot_login"))
     )
@@ -179,18 +201,32 @@ def _other_kind() -> pl.Expr:
     """``pam_unix(dovecot:auth): authentication failure`` (whichever envelope carried it), else noise."""
     prog, msg = pl.col("program"), pl.col("message")
     head = pl.when(pl.col("_sys")).then(msg).otherwise(prog)
-    pam = head.str.starts_with("pam_unix(") & msg.str.contains("authentication failure", literal=True)
+    starts = head.str.starts_with("pam_unix(") | pl.col("_body").str.starts_with("pam_unix(")
+    pam = starts & msg.str.contains("authentication failure", literal=True)
     return pl.when(pam).then(pl.lit("pam")).otherwise(pl.lit("noise:dovecot_other"))
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
+    # some set-ups log ``dovecot[pid]: dovecot: auth: ...``: the second tag is dropped
+    lf = lf.with_columns(
+        pl.when(prog.str.starts_with("dovecot") & msg.str.starts_with("dovecot: "))
+        .then(msg.str.slice(len("dovecot: ")))
+        .otherwise(msg)
+        .alias("message")
+    )
     # the Dovecot text is ``proc: body``: in syslog the message, in log_path files program + message
     colon = msg.str.find(": ", literal=True)
-    lf = lf.with_columns(_sys=prog.str.starts_with("dovecot"), _colon=colon)
+    # Dovecot 2.1/2.2 logged its auth process as the program ``dovecot-auth``: ``proc`` is ``auth``
+    auth2 = prog.str.starts_with("dovecot-auth")
+    lf = lf.with_columns(_sys=prog.str.starts_with("dovecot") & ~auth2, _auth2=auth2, _colon=colon)
     sys = pl.col("_sys")
     lf = lf.with_columns(
-        _proc=pl.when(sys).then(byte_head(msg, pl.col("_colon"))).otherwise(prog),
+        _proc=pl.when(sys)
+        .then(byte_head(msg, pl.col("_colon")))
+        .when(pl.col("_auth2"))
+        .then(pl.lit("auth"))
+        .otherwise(prog),
         _body=pl.when(sys).then(byte_slice(msg, pl.col("_colon") + 2)).otherwise(msg),
     )
     lf = lf.with_columns(_body=_strip_level(pl.col("_body")))
@@ -230,9 +266,19 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+_LOGIN_MARKERS = ("user=<", "method=", "rip=", "lip=", "rport=", "lport=", "mpid=", "session=<")
+"""Keys of Dovecot's login fields: the user name (first, verbatim, only control characters
+replaced) may carry copies; a line where one occurs twice is ``ambiguous_field``."""
+
+
 def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     body, kind = pl.col("_body"), pl.col("_line")
-    fields = pl.when(kind == "login_ok").then(byte_slice(body, 7)).otherwise(after(body, "): "))
+    user_at = pl.concat_str([pl.lit("user=<"), after(body, ": user=<")])
+    fields = (
+        pl.when(kind == "login_ok")
+        .then(byte_slice(body, 7))
+        .otherwise(pl.coalesce(user_at, after(body, "): ")))
+    )
     lf = lf.with_columns(_f0=fields)
     f0 = pl.col("_f0")
     common = f0.str.contains(_LOGIN_FIELDS).fill_null(False)
@@ -259,7 +305,7 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
     )
     slow = _login_fields(lf.filter(~pl.col("_common")))
     lf = pl.concat([fast, slow], how="vertical").drop("_common", "_f0")
-    attempts = to_int(after(body, "(auth failed, "), pl.Int32)
+    attempts = to_int(after(_head(body), "(auth failed, "), pl.Int32).fill_null(1)
     return lf.with_columns(
         pl.lit("dovecot").alias(C.DAEMON),
         _service(pl.col("_proc")).alias(C.SERVICE),
@@ -290,15 +336,26 @@ def _login_fields(lf: pl.LazyFrame) -> pl.LazyFrame:
     lf = lf.with_columns(_f=pl.concat_str([pl.lit(" "), pl.col("_f0").fill_null(pl.col("_body"))]))
     f = pl.col("_f")
     rip = between(f, "rip=", ",")
+    # the user is written verbatim: it ends at the last ``>`` before the daemon's next field
+    user = pl.coalesce(
+        f.str.extract(r"(?s) user=<(.*)>, (?:method|rip|lip|rport|lport|mpid|session)=", 1),
+        f.str.extract(r"(?s) user=<(.*)>$", 1),
+    )
     return lf.with_columns(
-        angle(f, "user").str.to_lowercase().alias(C.ACCOUNT),
+        _nonempty(user).str.to_lowercase().alias(C.ACCOUNT),
         canonical_ip(rip.str.strip_chars()).alias(C.SOURCE_IP),
         to_int(between(f, "rport=", ","), pl.Int32).alias(C.SOURCE_PORT),
         canonical_ip(between(f, "lip=", ",").str.strip_chars()).alias(C.LOCAL_IP),
         between(f, "method=", ",").str.to_uppercase().alias(C.AUTH_METHOD),
         (f.str.contains(", TLS", literal=True) | f.str.contains(", secured", literal=True)).alias(C.TLS),
         angle(f, "session").alias(C.SESSION_ID),
-        pl.when(rip.is_null()).then(pl.lit("unparsed")).otherwise(pl.lit("event")).alias(KIND),
+        # only these rows can hold a marker twice: the common layout's user has no ``=``
+        pl.when(repeated(pl.col("_body"), *_LOGIN_MARKERS))
+        .then(pl.lit(AMBIGUOUS))
+        .when(rip.is_null())
+        .then(pl.lit("unparsed"))
+        .otherwise(pl.lit("event"))
+        .alias(KIND),
     ).drop("_f")
 
 
@@ -321,9 +378,18 @@ def _passdb(lf: pl.LazyFrame) -> pl.LazyFrame:
         _unreadable=pl.lit(False),
     )
     slow = lf.filter(~common).with_columns(_g=body.str.extract_groups(_PASSDB))
-    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)}).with_columns(
-        _unreadable=pl.col("_g1").is_null() & _looks_failed(body)
-    )
+    slow = slow.with_columns(**{f"_g{i}": g.field(str(i)) for i in range(1, 6)})
+    # no address: the passdb, the user and the session of a local client's line
+    local = body.str.extract_groups(_PASSDB_LOCAL).struct
+    slow = slow.with_columns(
+        _g1=pl.coalesce(pl.col("_g1"), local.field("1")),
+        _g2=pl.coalesce(pl.col("_g2"), local.field("2")),
+        _g3=pl.when(pl.col("_g1").is_null() & local.field("1").is_not_null())
+        .then(pl.lit(""))
+        .otherwise(pl.col("_g3")),
+        _g4=pl.coalesce(pl.col("_g4"), local.field("3")),
+        _g5=pl.coalesce(pl.col("_g5"), local.field("4")),
+    ).with_columns(_unreadable=pl.col("_g1").is_null() & _looks_failed(body))
     return pl.concat([fast.drop("_g"), slow.drop("_g")], how="vertical")
 
 
@@ -344,7 +410,9 @@ def _auth(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
         _given_password(reason_full).alias(C.PASSWORD_HASH),
-        pl.when(pl.col("_unreadable"))
+        pl.when(pl.col("_body").str.count_matches(_IDENTIFIER_TAIL).fill_null(0) > 1)
+        .then(pl.lit(AMBIGUOUS))
+        .when(pl.col("_unreadable"))
         .then(pl.lit("unparsed"))
         .when(outcome.is_null())
         .then(pl.lit("noise:dovecot_auth"))
@@ -385,10 +453,14 @@ def _logout(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _pam(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """pam_unix writes ``... tty=dovecot ruser=<user> rhost=<address>  user=<user>``: both user
+    fields are the name given by the client, verbatim; ``rhost`` is Dovecot's remote address.
+    A line with a second ``rhost=``/``ruser=``/``user=`` is ``ambiguous_field``."""
     t = pl.concat_str([_text(), pl.lit(" ")])
-    user = between(t, " ruser=", " ")
-    user = pl.when(user.str.len_bytes() > 0).then(user).otherwise(between(t, " user=", " "))
+    user = between(t, " ruser=", " rhost=")
+    user = pl.when(user.str.len_bytes() > 0).then(user).otherwise(after(t, "  user=").str.strip_suffix(" "))
     rhost = between(t, " rhost=", " ")
+    ambiguous = repeated(t, " rhost=", " ruser=", " user=")
     return lf.with_columns(
         pl.lit("dovecot").alias(C.DAEMON),
         pl.lit(Action.LOGIN).alias(C.ACTION),
@@ -397,7 +469,12 @@ def _pam(lf: pl.LazyFrame) -> pl.LazyFrame:
         canonical_ip(rhost).alias(C.SOURCE_IP),
         pl.lit(1).alias(C.ATTEMPTS),
         pl.lit("pam authentication failure").alias(C.REASON),
-        pl.when(rhost.str.len_bytes() > 0).then(pl.lit("event")).otherwise(pl.lit("unparsed")).alias(KIND),
+        pl.when(ambiguous)
+        .then(pl.lit(AMBIGUOUS))
+        .when(rhost.str.len_bytes() > 0)
+        .then(pl.lit("event"))
+        .otherwise(pl.lit("unparsed"))
+        .alias(KIND),
         pl.lit("dv_pam").alias(STAGE),
     )
 

@@ -17,6 +17,7 @@ from detector.ingest.parsers._common import (
     service_from_port,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome
 
 _EP = r"(?:[0-9.]+|\[[0-9A-Fa-f:.]+\]):\d+"
@@ -87,6 +88,9 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         & reply.str.contains(r"^(?:\S+ OK (?:LOGIN|AUTHENTICATE)|\+OK)").fill_null(False)
     )
     user_field = pl.when(~smtp_layout).then(f.list.get(4, null_on_oob=True))
+    # Exchange quotes a CSV field holding a comma or a quote: the fields before the command are
+    # read by position, so a quote among them (a user name holding ``,`` or ``"``) is ambiguous
+    ambiguous = ~smtp_layout & f.list.head(9).list.join(",").str.contains('"', literal=True).fill_null(False)
     account = pl.coalesce(lower_or_null(user_field), lower_or_null(b.str.extract(r"User: ([^\"\s;]+)", 1)))
 
     # SMTP Receive: connector,sessionId,seq,local,remote,event,data,context
@@ -124,7 +128,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit(1).alias(C.ATTEMPTS),
         reason.alias(C.REASON),
         kind(
-            [(failed | ok, EVENT), (pl.lit(True), "noise:protocol")],
+            [((failed | ok) & ambiguous, AMBIGUOUS), (failed | ok, EVENT), (pl.lit(True), "noise:protocol")],
         ),
     ]
     return narrowed_columns(lf, columns)

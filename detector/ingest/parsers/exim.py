@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, before, between, canonical_ip, to_int
+from detector.ingest.fields import after, before, canonical_ip, repeated, to_int
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -20,7 +20,8 @@ from detector.ingest.parsers._common import (
     narrowed,
     service_from_port,
 )
-from detector.ingest.registry import LineParser, register
+from detector.ingest.registry import KIND, LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 STAGE = "_stage"
@@ -30,6 +31,11 @@ _FAILED = "authenticator failed for "
 _PROTO = 'SMTP protocol error in "AUTH'
 _HOST = r"(?:\S+ )?(?:\([^)]*\) )?\[([0-9A-Fa-f:.]+)\](?::(\d+))?"
 """``name (helo) [ip]:port`` as Exim writes a remote host; groups: address, port."""
+_REPLY_HOST = (
+    r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?(?: (?:I=\[[0-9A-Fa-f:.]+\](?::\d+)?|U=\S*|Ci=\d+))*: [45]\d\d "
+)
+"""The client of a failed authentication: the bracketed address that the SMTP reply code follows
+(the HELO name before it may hold brackets; a line with two such places is ambiguous)."""
 _MSGID = r"^(?:\[\d+\] )?([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) "
 
 
@@ -38,7 +44,7 @@ def claims() -> pl.Expr:
     no_prog = PROGRAM.is_null()
     markers = (
         has(_FAILED)
-        | has(_PROTO)
+        | _is_proto()
         | M.str.contains(r"(?:^|\s)H=\S*(?: \([^)]*\))? \[").fill_null(False)
         | M.str.contains(_MSGID + r"(?:<=|=>|->|>>|\*\*|==|Completed)").fill_null(False)
     )
@@ -54,7 +60,7 @@ def _is_send() -> pl.Expr:
 
 
 def _is_proto() -> pl.Expr:
-    return has(_PROTO)
+    return M.str.contains(r'(?i)SMTP protocol error in "AUTH').fill_null(False)
 
 
 def _kind() -> pl.Expr:
@@ -88,13 +94,19 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
     failed, send, proto = _is_failed(), _is_send(), _is_proto()
     # Anchored regexes on the text after a literal marker: much faster than searching the line.
     host_text = pl.when(failed).then(after(M, _FAILED)).otherwise(after(pl.concat_str(pl.lit(" "), M), " H="))
-    host = host_text.str.extract_groups("^" + _HOST)
+    host = (
+        pl.when(failed)
+        .then(M.str.extract_groups(_REPLY_HOST))
+        .otherwise(host_text.str.extract_groups("^" + _HOST))
+    )
     local = after(M, " I=[").str.extract_groups(r"^([0-9A-Fa-f:.]+)\](?::(\d+))?")
     lf = lf.with_columns(host.alias("_h"), local.alias("_li"))
     local_port = pl.col("_li").struct.field("2")
     authenticator = before(M, " " + _FAILED)
     a_field = before(after(M, " A="), " ")
-    account = pl.when(failed).then(between(M, "(set_id=", ")")).when(send).then(after(a_field, ":"))
+    account = (
+        pl.when(failed).then(M.str.extract(r"(?s)\(set_id=(.*)\)$", 1)).when(send).then(after(a_field, ":"))
+    )
     method = pl.when(failed & has(" " + _FAILED)).then(authenticator).when(send).then(before(a_field, ":"))
     reply = pl.when(failed).then(M.str.extract(r": (\d{3} [^(]*)", 1).str.strip_chars())
     outcome = (
@@ -110,6 +122,11 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(reply.str.strip_chars())
         .when(proto)
         .then(M.str.extract(r"\[[0-9A-Fa-f:.]+\](?::\d+)? (.*?)(?::\s*\d+ Time\(s\))?$", 1))
+    )
+    # the HELO name, the sender and set_id are the client's words, verbatim: a second host field,
+    # ``A=``/``set_id=`` or authenticator head makes the line ambiguous
+    ambiguous = repeated(M, " H=", " A=", "(set_id=", _FAILED) | (
+        M.str.count_matches(_REPLY_HOST).fill_null(0).gt(1)
     )
     default_service = pl.when(send).then(pl.lit(Service.SUBMISSION)).otherwise(pl.lit(Service.SMTP))
     return lf.with_columns(
@@ -129,6 +146,7 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         # Exim's dovecot_* authenticators: the Dovecot auth line of the same attempt is merged
         # into this event by detector.ingest.correlate, as for Postfix with Dovecot SASL.
         pl.when(failed).then(pl.lit(SASL_FAIL_STAGE)).alias(STAGE),
+        pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.col(KIND)).alias(KIND),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import canonical_ip
+from detector.ingest.fields import canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -20,6 +20,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome
 
 _FLASK = r"^(?:\[[^\]]+\] )?(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) in [\w.]+: "
@@ -33,7 +34,11 @@ def claims() -> pl.Expr:
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     limited = has("Authentication attempt from ") & has(_LIMITED)
-    parts = M.str.extract_groups(r"Authentication attempt from (\S+?)(?: for (\S+))? has been rate-limited")
+    # the name (the client's, verbatim) runs from `` for `` to the daemon's closing words
+    parts = M.str.extract_groups(
+        r"(?s)Authentication attempt from (\S+?)(?: for (.+))? has been rate-limited\.?$"
+    )
+    ambiguous = repeated(M, "Authentication attempt from ", _LIMITED)
     lf = lf.with_columns(parts.alias("_p"))
     columns = [
         pl.lit("mailu").alias(C.DAEMON),
@@ -45,6 +50,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.lit("rate-limited").alias(C.REASON),
         kind(
             [
+                (limited & ambiguous, AMBIGUOUS),
+                (limited & pl.col("_p").struct.field("1").is_null(), "unparsed"),
                 (limited, EVENT),
                 (has("Invalid user ") | has("undecodable"), "noise:bad_request"),
                 (M.str.contains(r"(?i)^(?:\[[^\]]+\] )?(?:DEBUG|INFO) in ").fill_null(False), "noise:info"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import before, between, canonical_ip
+from detector.ingest.fields import before, between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     M,
@@ -18,6 +18,7 @@ from detector.ingest.parsers._common import (
     service_from_port,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome
 
 _ERRLOG = r"^(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} )?\[(?:debug|info|notice|warn|error|crit|alert|emerg)\] \d+#\d+: "
@@ -48,10 +49,18 @@ def claims() -> pl.Expr:
     )
 
 
+_HEAD = r"^(?:(?:\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} )?\[\w+\] \d+#\d+: )?\*\d+ "
+"""The start of an nginx error-log message up to the connection number: the outcome words follow."""
+
+
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    failed = has(_FAILED)
+    # the outcome from the words nginx writes right after ``*N`` (the login, the client's words,
+    # comes last); a line with a second ``client:``/``login:`` field is ambiguous
+    failed = M.str.contains(_HEAD + _FAILED).fill_null(False)
     # "logged in" without a login is inbound mail (SMTP with auth none), not an account login.
-    ok = has(_LOGGED_IN) & has(', login: "')
+    ok = M.str.contains(_HEAD + _LOGGED_IN).fill_null(False) & has(', login: "')
+    ambiguous = repeated(M, ", client: ", ", server: ", ', login: "')
+    login = M.str.extract(r'(?s), login: "(.*)"(?:, upstream: \S+)?$', 1)
     client = before(between(M, ", client: ", ","), " ")
     server = between(M, ", server: ", ",")
     port = server.str.extract(r":(\d+)$", 1)
@@ -64,7 +73,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.SUCCESS))
         .otherwise(by_words(pl.coalesce(reason, pl.lit("")), _OUTCOMES, Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(between(M, ', login: "', '"')).alias(C.ACCOUNT),
+        lower_or_null(login).alias(C.ACCOUNT),
         canonical_ip(client).alias(C.SOURCE_IP),
         pl.when(~server.str.contains(r"^(?:0\.0\.0\.0|\[?::\]?):").fill_null(True))
         .then(canonical_ip(server.str.replace(r":\d+$", "")))
@@ -75,6 +84,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         reason.alias(C.REASON),
         kind(
             [
+                ((failed | ok) & ambiguous, AMBIGUOUS),
                 (failed | ok, EVENT),
                 (M.str.contains(r"(?:^|\s)\*\d+ client \S+ connected to ").fill_null(False), "noise:connect"),
                 (has(_LOGGED_IN), "noise:inbound_smtp"),

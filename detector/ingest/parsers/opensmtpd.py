@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import canonical_ip
+from detector.ingest.fields import canonical_ip, repeated
 from detector.ingest.parsers._common import EVENT, PROGRAM, M, done, has, kind, lower_or_null, mechanism
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _SID = r"^([0-9a-f]{16}) smtp "
@@ -51,6 +52,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     cmd_event = failed_cmd & pl.col("_has_auth").is_null() & result.str.contains(r"^5\d\d").fill_null(False)
     auth_ok = result == "ok"
     command = _word("command")
+    # ``user=`` is the client's name, verbatim: a second ``user=``/``result=``/``address=`` is
+    # ambiguous (``user=x result=ok`` in a failed attempt)
+    ambiguous = repeated(
+        M, " user=", " result=", " address=", "smtp authentication ", "event=authentication "
+    )
     out = lf.with_columns(
         pl.lit("opensmtpd").alias(C.DAEMON),
         pl.lit(Service.SMTP).alias(C.SERVICE),
@@ -63,7 +69,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.POLICY))
         .otherwise(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(_word("user")).alias(C.ACCOUNT),
+        lower_or_null(
+            pl.coalesce(
+                M.str.extract(r"(?s) user=(.*?) (?:address|result)=", 1), _word("user")
+            ).str.strip_chars('"')
+        ).alias(C.ACCOUNT),
         canonical_ip(pl.coalesce(pl.col("_addr"), pl.col("_conn_addr"))).alias(C.SOURCE_IP),
         pl.when(cmd_event).then(mechanism(command.str.extract(r"^AUTH (\S+)", 1))).alias(C.AUTH_METHOD),
         pl.col("_sid").alias(C.SESSION_ID),
@@ -71,6 +81,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(pl.col("_auth")).then(pl.lit("result=") + result).otherwise(result).alias(C.REASON),
         kind(
             [
+                ((pl.col("_auth") | cmd_event) & ambiguous, AMBIGUOUS),
                 (pl.col("_auth") | cmd_event, EVENT),
                 (failed_cmd, "noise:auth_reply"),
                 (pl.col("_conn"), "noise:connect"),

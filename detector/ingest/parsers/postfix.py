@@ -81,6 +81,17 @@ def _process() -> pl.Expr:
     return pl.concat_str([pl.col("program"), pl.lit("["), pl.col("pid").cast(pl.String), pl.lit("]")])
 
 
+_SASL_FAIL = r"^warning: [^\[\]\s]*\[[0-9A-Fa-f:.]+\](?::\d+)?: SASL \S+ authentication failed"
+"""smtpd's SASL failure: ``warning: <verified name or unknown>[<address>](:<port>): SASL <mech>
+authentication failed``, the daemon's own words from the start of the line (the name is a
+verified host name, which holds no brackets or spaces)."""
+_AFTER_AUTH = (
+    r"^(?:lost connection|timeout|too many errors|improper command pipelining) after AUTH from [^\[\]\s]*\["
+)
+_CLIENT = r"^[0-9A-Za-z]+: client=[^\[\]\s]*\["
+_QMGR_TAIL = r", size=(\d+), nrcpt=(\d+) \(queue [a-z]+\)$"
+"""qmgr's ``QID: from=<sender>, size=N, nrcpt=N (queue active)``: the sender is written verbatim
+(``from=<"size=1,nrcpt=1,"@x>``), so size and recipients are read from the end of the line."""
 _AGENT_NOISE = {agent: f"noise:postfix_{agent}" for agent in _AGENTS}
 _MARKERS = r": client=|authentication fail|after AUTH from |auth=0|: from=<|SASL"
 """One regex alternation (a single SIMD literal search): a line without any of these can only be
@@ -101,18 +112,15 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
     cases: list[tuple[pl.Expr, pl.Expr]] = []
     if smtpd and marked:
         client = (
-            pl.when(msg.str.contains("sasl_username=", literal=True))
+            pl.when(msg.str.contains(", sasl_username=", literal=True))
             .then(pl.lit("client"))
             .otherwise(pl.lit("noise:client"))
         )
         cases += [
-            (msg.str.contains(": client=", literal=True), client),
-            (
-                msg.str.contains(" authentication failed", literal=True) & msg.str.starts_with("warning: "),
-                pl.lit("sasl_fail"),
-            ),
+            (msg.str.contains(_CLIENT), client),
+            (msg.str.contains(_SASL_FAIL), pl.lit("sasl_fail")),
             *_sasl_variants(msg),
-            (msg.str.contains(" after AUTH from ", literal=True), pl.lit("after_auth")),
+            (msg.str.contains(_AFTER_AUTH), pl.lit("after_auth")),
             (
                 msg.str.starts_with("disconnect from ") & msg.str.contains(" auth=0", literal=True),
                 pl.lit("disconnect_auth"),
@@ -120,7 +128,7 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
         ]
     if marked and not smtpd:
         cases.append(
-            (msg.str.contains(": from=<", literal=True) & prog.str.ends_with("/qmgr"), pl.lit("qmgr"))
+            (msg.str.contains(r"^[0-9A-Za-z]+: from=<") & prog.str.ends_with("/qmgr"), pl.lit("qmgr"))
         )
     if smtpd:
         cases += [
@@ -205,7 +213,10 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
 def _client(lf: pl.LazyFrame) -> pl.LazyFrame:
     msg = pl.col("message")
     ip, port = _addr(between(msg, "client=", ","))
-    user = between(msg, "sasl_username=", ",")
+    # the name runs to the daemon's next field (or the end), not to the first comma
+    user = msg.str.extract(
+        r"(?s), sasl_username=(.*?)(?:, (?:sasl_sender|orig_queue_id|orig_client)=.*)?$", 1
+    )
     return lf.with_columns(
         pl.lit(Action.LOGIN).alias(C.ACTION),
         pl.lit(Outcome.SUCCESS).alias(C.OUTCOME),
@@ -348,10 +359,11 @@ def _disconnect(lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def _qmgr(lf: pl.LazyFrame) -> pl.LazyFrame:
     msg = pl.col("message")
+    tail = msg.str.extract_groups(_QMGR_TAIL)
     return lf.with_columns(
         pl.lit(Action.SEND).alias(C.ACTION),
-        to_int(between(msg, "nrcpt=", ","), pl.Int32).alias(C.RECIPIENTS),
-        to_int(between(msg, "size=", ",")).alias(C.MESSAGE_SIZE),
+        tail.struct.field("2").cast(pl.Int32, strict=False).alias(C.RECIPIENTS),
+        tail.struct.field("1").cast(pl.Int64, strict=False).alias(C.MESSAGE_SIZE),
         before(msg, ": ").alias(C.SESSION_ID),
         pl.lit("noise:qmgr").alias(KIND),
         pl.lit("pf_qmgr").alias(STAGE),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, between, canonical_ip
+from detector.ingest.fields import between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     M,
@@ -18,6 +18,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _OK = "AUTH=server, relay="
@@ -34,13 +35,24 @@ _OUTCOMES = (
 
 
 def claims() -> pl.Expr:
-    return program_starts("sendmail", "sm-mta", "sm-msp")
+    return program_starts("sendmail", "sm-mta", "sm-msp", "sm-accepting")
 
 
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    ok, failed = has(_OK), has(_FAILED)
-    relay = after(M, "relay=")
-    reason = pl.when(failed).then(M.str.extract(r"^AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1))
+    # success or failure from the daemon's own first words (``[qid: ]AUTH=server, relay=`` /
+    # ``AUTH failure (MECH): ``); the user name it writes later is the client's, verbatim
+    ok = M.str.contains(r"^(?:\w+: )?AUTH=server, relay=").fill_null(False)
+    failed = M.str.contains(r"^(?:\w+: )?AUTH failure \(").fill_null(False)
+    # ``QID: [name ][<ip>]( (may be forged))?: possible SMTP attack: command=AUTH, count=N``:
+    # the client tried AUTH N times in one session (sendmail's own words, no client text)
+    attack = M.str.extract_groups(
+        r"^(?:\w+: )?(?:\S+ )?\[([0-9A-Fa-f:.]+)\](?: \(may be forged\))?: possible SMTP attack: command=AUTH, count=(\d+)$"
+    )
+    attacked = attack.struct.field("1").is_not_null()
+    ambiguous = repeated(M, "relay=", "user=", "authid=", "AUTH failure (", "AUTH=server")
+    reason = pl.when(failed).then(
+        M.str.extract(r"^(?:\w+: )?AUTH failure \([^)]*\): (.*?), (?:user=|relay=)", 1)
+    )
     columns = [
         pl.lit("sendmail").alias(C.DAEMON),
         pl.lit(Service.SMTP).alias(C.SERVICE),
@@ -49,18 +61,26 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.SUCCESS))
         .otherwise(by_words(pl.coalesce(reason, pl.lit("")), _OUTCOMES, Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(pl.when(ok).then(between(M, "authid=", ",")).otherwise(between(M, "user=", ","))).alias(
-            C.ACCOUNT
-        ),
-        canonical_ip(between(relay, "[", "]")).alias(C.SOURCE_IP),
+        lower_or_null(
+            pl.when(ok).then(between(M, "authid=", ", mech=")).otherwise(between(M, "user=", ", relay="))
+        ).alias(C.ACCOUNT),
+        canonical_ip(
+            pl.when(attacked)
+            .then(attack.struct.field("1"))
+            .otherwise(M.str.extract(r"relay=(?:\S* )?\[([^\]]*)\]", 1))
+        ).alias(C.SOURCE_IP),
         mechanism(pl.when(ok).then(between(M, "mech=", ",")).otherwise(between(M, _FAILED, ")"))).alias(
             C.AUTH_METHOD
         ),
-        pl.lit(1).alias(C.ATTEMPTS),
-        reason.alias(C.REASON),
+        pl.when(attacked)
+        .then(attack.struct.field("2").cast(pl.Int64, strict=False))
+        .otherwise(1)
+        .alias(C.ATTEMPTS),
+        pl.when(attacked).then(pl.lit("too many AUTH commands")).otherwise(reason).alias(C.REASON),
         kind(
             [
-                (ok | failed, EVENT),
+                ((ok | failed) & ambiguous, AMBIGUOUS),
+                (ok | failed | attacked, EVENT),
                 (has("STARTTLS") | has("TLS handshake") | has("tls_"), "noise:tls"),
                 (has("reject=") | has("Relaying denied") | has("User unknown") | has("DSN:"), "noise:reject"),
                 (has("from=<") | has("to=<") | has("stat=") | has("Message accepted"), "noise:delivery"),
@@ -83,7 +103,7 @@ PARSER = register(
     LineParser(
         name="sendmail",
         claims=claims,
-        programs=r"^(?:sendmail|sm-mta|sm-msp)",
+        programs=r"^(?:sendmail|sm-mta|sm-msp|sm-accepting)",
         parse=parse,
         doc="Sendmail 'AUTH=server, relay=..., authid=' successes and 'AUTH failure (MECH): ...' failures.",
     )

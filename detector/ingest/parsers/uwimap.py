@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, before, between, canonical_ip
+from detector.ingest.fields import before, between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -17,6 +17,7 @@ from detector.ingest.parsers._common import (
     narrowed_columns,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 
@@ -35,7 +36,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     success = _starts("Login user=") | _starts("Authenticated user=")
     session_end = _starts("Logout user=") | _starts("Autologout user=")
     login = failed | disabled | auth_failed | success
-    host = after(M, " host=")
+    # imapd writes ``... user=%.80s [auth=%.80s] host=<name> [<ip>]``: user and auth are the
+    # client's words, verbatim; the address is the bracketed one that ends the host field
+    with_auth = failed | disabled
+    ambiguous = repeated(M, " host=", " auth=", "user=")
+    address = M.str.extract(r" host=(?:\S* )?\[([0-9A-Fa-f:.]+)\](?: [a-z]+=\S+)*$", 1)
     service = (
         pl.when(PROGRAM.str.contains("pop", literal=True).fill_null(False))
         .then(pl.lit(Service.POP3))
@@ -53,16 +58,18 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .when(login)
         .then(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(M.str.extract(r"(?:^|\s)user=(\S+)", 1)).alias(C.ACCOUNT),
-        canonical_ip(between(host, "[", "]")).alias(C.SOURCE_IP),
+        lower_or_null(
+            pl.when(with_auth).then(between(M, "user=", " auth=")).otherwise(between(M, "user=", " host="))
+        ).alias(C.ACCOUNT),
+        canonical_ip(address).alias(C.SOURCE_IP),
         pl.when(method.is_not_null()).then(mechanism(method)).alias(C.AUTH_METHOD),
         pl.when(PROGRAM.str.ends_with("-ssl").fill_null(False)).then(pl.lit(True)).alias(C.TLS),
         pl.lit(1).alias(C.ATTEMPTS),
-        pl.when(failed | disabled | auth_failed)
-        .then(before(M, " user=").str.replace(r" host=.*$", ""))
-        .alias(C.REASON),
+        pl.when(failed | disabled | auth_failed).then(before(before(M, " user="), " host=")).alias(C.REASON),
         kind(
             [
+                ((login | session_end) & ambiguous, AMBIGUOUS),
+                ((login | session_end) & address.is_null(), "unparsed"),
                 (login | session_end, EVENT),
                 (has(" service init from "), "noise:connect"),
                 (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, before, between, canonical_ip
+from detector.ingest.fields import after, before, between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -25,6 +25,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _RC_FAILED = "Failed login for "
@@ -36,7 +37,9 @@ _SOGO_OK = "SOGoRootPage successful login from '"
 
 def claims() -> pl.Expr:
     programs = program_starts("roundcube", "sogo", "rcube")
-    orphan = PROGRAM.is_null() & (has(_RC_FAILED) | has(_RC_OK) | has(_RC_IMAP) | has("SOGoRootPage"))
+    orphan = (PROGRAM.is_null() | (PROGRAM == "")).fill_null(True) & (
+        has(_RC_FAILED) | has("FAILED login for ") | has(_RC_OK) | has(_RC_IMAP) | has("SOGoRootPage")
+    )
     return programs | orphan
 
 
@@ -48,19 +51,38 @@ def _client(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(forwarded, real, direct)
 
 
+_RC_HEAD = r"^(?:\[[^\]]*\]:? )?(?:<\w+> )?"
+"""What Roundcube writes before its words: its own date (in its log files) and ``<session>``."""
+
+
+def _starts(words: str) -> pl.Expr:
+    return M.str.contains(_RC_HEAD + words).fill_null(False)
+
+
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
-    rc_failed, rc_ok, rc_imap = has(_RC_FAILED), has(_RC_OK), has(_RC_IMAP)
-    sogo_failed, sogo_ok = has(_SOGO_FAILED), has(_SOGO_OK)
+    # the outcome from the daemon's first words; the user name (written verbatim, later in the
+    # line) may carry another daemon's wording, and a second ``from``/``for user`` is ambiguous
+    rc_failed = _starts("(?:Failed|FAILED) login for ")
+    rc_ok, rc_imap = _starts(_RC_OK), _starts(_RC_IMAP)
+    rc_any = rc_failed | rc_ok | rc_imap
+    sogo_words = M.str.extract(r"SOGoRootPage (Login|successful login) from '", 1)
+    sogo_failed = (sogo_words == "Login").fill_null(False) & ~rc_any
+    sogo_ok = (sogo_words == "successful login").fill_null(False) & ~rc_any
     sogo = sogo_failed | sogo_ok
     roundcube = rc_failed | rc_ok | rc_imap
+    ambiguous = (
+        pl.when(sogo)
+        .then(repeated(M, "SOGoRootPage", " from '", " for user '"))
+        .otherwise(repeated(M, "login for ", "Login failed for ", " from ", " in session ", " against "))
+    )
     rc_from = (
         pl.when(rc_imap).then(between(M, " from ", ". ")).otherwise(between(M, " from ", " in session "))
     )
     rc_user = first(
         [
-            (rc_failed, before(after(M, _RC_FAILED), " from ")),
+            (rc_failed, before(after(M, "login for "), " from ")),
             (rc_ok, before(before(after(M, _RC_OK), " from "), " (ID:")),
-            (rc_imap, before(after(M, _RC_IMAP), " against ")),
+            (rc_imap, before(before(after(M, _RC_IMAP), " against "), " from ")),
         ]
     ).cast(pl.String)
     sogo_from = pl.coalesce(between(M, _SOGO_FAILED, "'"), between(M, _SOGO_OK, "'"))
@@ -82,7 +104,11 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.SUCCESS))
         .otherwise(pl.lit(Outcome.FAILURE))
         .alias(C.OUTCOME),
-        lower_or_null(pl.when(sogo).then(between(M, " for user '", "'")).otherwise(rc_user)).alias(C.ACCOUNT),
+        lower_or_null(
+            pl.when(sogo)
+            .then(M.str.extract(r"(?s) for user '(.*)'(?: might not have worked| - |$)", 1))
+            .otherwise(rc_user)
+        ).alias(C.ACCOUNT),
         canonical_ip(address).alias(C.SOURCE_IP),
         pl.when(roundcube)
         .then(pl.coalesce(M.str.extract(r" in session (\w+)", 1), M.str.extract(r"^<(\w+)>", 1)))
@@ -91,6 +117,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(sogo_failed).then(pl.lit("might not have worked")).otherwise(rc_reason).alias(C.REASON),
         kind(
             [
+                ((roundcube | sogo) & ambiguous, AMBIGUOUS),
                 (roundcube | sogo, EVENT),
                 (has("SOGoRootPage"), "noise:sogo"),
                 (has("PHP ") | has("DB Error") | has("SMTP Error") | has("IMAP Error"), "noise:error"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import between, canonical_ip
+from detector.ingest.fields import between, canonical_ip, repeated
 from detector.ingest.parsers._common import (
     EVENT,
     PROGRAM,
@@ -19,6 +19,7 @@ from detector.ingest.parsers._common import (
     program_starts,
 )
 from detector.ingest.registry import LineParser, register
+from detector.ingest.screen import AMBIGUOUS
 from detector.schema import Action, C, Outcome, Service
 
 _FAILED = "authentication failed for ["
@@ -48,12 +49,25 @@ def _ctx(key: str) -> pl.Expr:
     return M.str.extract(rf"[\[;]{key}=([^;\]]*)", 1)
 
 
+def _ctx_keys() -> pl.Expr:
+    """How many of the keys ``oip ip name oport port`` the line holds, each counted once."""
+    n = pl.lit(0)
+    for key in ("oip", "ip", "name", "oport", "port"):
+        n = n + M.str.contains(rf"[\[;]{key}=").fill_null(False).cast(pl.Int32)
+    return n
+
+
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     failed = has(_FAILED)
     audit = has(_AUDIT)
     audit_error = audit & has(" error=")
     success = audit & ~audit_error & ~failed
     event = failed | audit
+    # the context block ``[name=<account>;oip=<address>;ua=<agent>;...]`` and the message carry
+    # names and agents verbatim: a second ``oip=``/``ip=``/``name=`` key is ambiguous
+    ambiguous = (
+        M.str.count_matches(r"[\[;](?:oip|ip|name|oport|port)=").fill_null(0) > _ctx_keys()
+    ) | repeated(M, _FAILED, _AUDIT)
     reason = pl.coalesce(
         M.str.extract(r"authentication failed for \[[^\]]*\],\s*([^;]+)", 1),
         M.str.extract(r" error=([^;]+)", 1),
@@ -73,7 +87,13 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         ).cast(pl.String),
     )
     address = pl.coalesce(_ctx("oip"), _ctx("ip")).str.split(",").list.first().str.strip_chars()
-    account = pl.coalesce(between(M, _FAILED, "]"), M.str.extract(r" account=([^;\s]+)", 1), _ctx("name"))
+    # Zimbra writes the name up to three times with different delimiters (``[name=..;``,
+    # ``account=..;``, ``for [..]``): a name holding one of them reads differently, ambiguous
+    names = [between(M, _FAILED, "]"), M.str.extract(r" account=([^;\s]+)", 1), _ctx("name")]
+    account = pl.coalesce(*names)
+    disagree = pl.lit(False)
+    for n in names:
+        disagree = disagree | (n.is_not_null() & (n != account)).fill_null(False)
     columns = [
         pl.lit("zimbra").alias(C.DAEMON),
         service.alias(C.SERVICE),
@@ -90,6 +110,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         reason.str.strip_chars().alias(C.REASON),
         kind(
             [
+                (event & (ambiguous | disagree), AMBIGUOUS),
                 (event, EVENT),
                 (has("handler exception"), "noise:soap_exception"),
                 (has("security - cmd="), "noise:audit"),
