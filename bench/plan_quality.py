@@ -244,7 +244,20 @@ RECORD_HEADER = """\
 # attack mixes drawn from the seed (detector simulate --mix drawn), measured once and recorded here.
 # Never tune on these worlds: the next round draws new ones (the seeds here are excluded).
 # nan: the figure has no denominator in that world. Summary: bench/plan_quality.py --summary
+# Rerun one world (same figures, at its `code` commit): bench/plan_quality.py --seed S --mix drawn
+#   --accounts A --days D --all
 """
+
+
+def code_version() -> str:
+    """The commit the world was measured with (``+dirty`` with uncommitted changes): reruns need it."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+
+    head = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
 
 
 def fresh(args, cfg, model) -> int:
@@ -270,6 +283,7 @@ def fresh(args, cfg, model) -> int:
             figures = world_figures(plans, results, world, args.accounts)
         entry = {
             "seed": seed,
+            "code": code_version(),
             "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "accounts": args.accounts,
             "days": args.days,
