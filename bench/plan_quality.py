@@ -25,8 +25,14 @@ from pathlib import Path
 import polars as pl
 
 
-def run_world(world: Path, plan_days: list[int], cfg, model, work: Path) -> tuple[dict, dict]:
-    """Run the nightly stages day by day over ``world``; return the plans and their next-day replays."""
+def run_world(
+    world: Path, plan_days: list[int], cfg, model, work: Path, by_technique: dict | None = None
+) -> tuple[dict, dict]:
+    """Run the nightly stages day by day over ``world``; return the plans and their next-day replays.
+
+    With ``by_technique`` (a dict), also replays each plan against each attack technique alone
+    (the other techniques' events left out): ``by_technique[day][technique]`` is that replay.
+    """
     from detector.detect import detect
     from detector.enrich import (
         enrich,
@@ -57,7 +63,23 @@ def run_world(world: Path, plan_days: list[int], cfg, model, work: Path) -> tupl
         )
         events = enriched.events.collect()
         if i - 1 in plans:
-            results[i - 1] = replay(plans[i - 1], label_events(events.lazy(), labels).collect(), None, cfg)
+            labelled = label_events(events.lazy(), labels).collect()
+            results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
+            if by_technique is not None:
+                by_technique[i - 1] = {
+                    t: replay(
+                        plans[i - 1],
+                        labelled.filter(~pl.col("is_attack") | (pl.col("label_technique") == t)),
+                        None,
+                        cfg,
+                    )
+                    for t in sorted(
+                        labelled.filter(pl.col("is_attack"))
+                        .get_column("label_technique")
+                        .unique()
+                        .drop_nulls()
+                    )
+                }
         if i in plan_days:
             detection = detect(events, cfg, history)
             scores = score(detection, model, cfg)
@@ -107,6 +129,26 @@ def account_figures(plans: dict, labels: pl.DataFrame, accounts: int) -> dict[st
     }
 
 
+def technique_figures(by_technique: dict) -> dict[str, dict[str, float | int | None]]:
+    """Per attack technique, over the day pairs: attempts, share stopped, logins and share still in."""
+    from detector.recommend import combine_results
+
+    out = {}
+    for t in sorted({t for day in by_technique.values() for t in day}):
+        row = combine_results([day[t] for day in by_technique.values() if t in day]).row("plan")
+        out[t] = {
+            "attempts": int(row["attack_attempts"]),
+            "stopped_pct": None
+            if row["attack_stopped_pct"] is None
+            else round(float(row["attack_stopped_pct"]), 2),
+            "logins": int(row["attacker_logins"]),
+            "logins_in_pct": None
+            if row["attacker_logins_pct"] is None
+            else round(float(row["attacker_logins_pct"]), 2),
+        }
+    return out
+
+
 def world_figures(plans: dict, results: dict, world: Path, accounts: int) -> dict[str, float | None]:
     """The six target figures of one world, its day pairs summed."""
     from detector.labels import read_labels
@@ -146,13 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         help="K fresh worlds (seeds never used before, drawn mixes, every day pair), recorded in --record",
     )
     ap.add_argument("--record", type=Path, default=FRESH_FILE, help="where fresh worlds are recorded")
+    ap.add_argument(
+        "--tuned",
+        action="store_true",
+        help="measure the tuned worlds (fixed mix, seeds 11-131; K of them with --fresh K) into tuned_worlds.toml",
+    )
     ap.add_argument("--summary", action="store_true", help="only summarise the recorded worlds")
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
+    if args.tuned:
+        args.record, args.fresh = TUNED_FILE, min(args.fresh or len(TUNED_SEEDS), len(TUNED_SEEDS))
+        if TUNED_FILE.exists():
+            TUNED_FILE.unlink()
     if args.summary:
-        print(summarise(read_record(args.record)))
+        print(summarise(read_record(args.record), read_record(TUNED_FILE)))
         return 0
     model = None
     if not args.no_model:
@@ -204,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 FRESH_FILE = Path(__file__).with_name("fresh_worlds.toml")
+TUNED_FILE = Path(__file__).with_name("tuned_worlds.toml")
+TUNED_SEEDS = (11, 23, 37, 53, 71, 83, 97, 109, 131)
+"""The fixed-mix worlds the rules were tuned or studied on (109, 131: measured once before)."""
 
 
 def read_record(path: Path) -> list[dict]:
@@ -250,14 +304,18 @@ RECORD_HEADER = """\
 
 
 def code_version() -> str:
-    """The commit the world was measured with (``+dirty`` with uncommitted changes): reruns need it."""
+    """The commit the world was measured with (``+dirty``: the code or model differed): reruns need it."""
     import subprocess
 
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
 
     head = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
+    return head + (
+        "+dirty"
+        if git("status", "--porcelain", "--untracked-files=no", "--", "detector", "models", __file__).strip()
+        else ""
+    )
 
 
 def fresh(args, cfg, model) -> int:
@@ -270,16 +328,22 @@ def fresh(args, cfg, model) -> int:
 
     used = {int(w["seed"]) for w in read_record(args.record)}
     plan_days = list(range(1, args.days))
-    for _ in range(args.fresh):
-        seed = secrets.randbits(31)
-        while seed in used or seed < 1000:
+    tuned = args.record == TUNED_FILE
+    mix = "fixed" if tuned else "drawn"
+    for i in range(args.fresh):
+        if tuned:  # the worlds the rules were tuned or studied on, with the fixed mix
+            seed = TUNED_SEEDS[i]
+        else:
             seed = secrets.randbits(31)
-        used.add(seed)
+            while seed in used or seed < 1000:
+                seed = secrets.randbits(31)
+            used.add(seed)
         began = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
             world = Path(tmp) / "world"
-            sim = simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix="drawn")
-            plans, results = run_world(world, plan_days, cfg, model, Path(tmp))
+            sim = simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix=mix)
+            per_technique: dict = {}
+            plans, results = run_world(world, plan_days, cfg, model, Path(tmp), per_technique)
             figures = world_figures(plans, results, world, args.accounts)
         entry = {
             "seed": seed,
@@ -292,12 +356,13 @@ def fresh(args, cfg, model) -> int:
             "seconds": round(time.perf_counter() - began, 1),
             "load": round(os.getloadavg()[0], 1),
             **figures,
+            "by_technique": technique_figures(per_technique),
             "mix": {k: v for k, v in sim.mix.summary().items() if k != "drawn"},
         }
         entry["mix"]["takeover_infra"] = list(sim.mix.takeover_infra or ())
         append_record(args.record, entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "mix"}), flush=True)
-    print(summarise(read_record(args.record)))
+    print(summarise(read_record(args.record), read_record(TUNED_FILE)))
     return 0
 
 
@@ -307,38 +372,55 @@ ALL_TARGETS = (
 )
 """The issue's account targets, beside the plan's replay targets (``TARGETS``)."""
 
-TUNED = {
-    "compromised_found_pct": "100 (seed 202)",
-    "false_locks_per_10k": "0 (seed 202)",
-    "attack_stopped_pct": "92.8-94.5",
-    "attacker_logins_pct": "1.1-18.3",
-    "legit_refused_pct": "0.17-0.29",
-    "practitioner_refused_pct": "0.017-0.078",
-}
-"""The tuned (fixed-mix) worlds' figures as the README reports them (seeds 11-97; 202 for the model)."""
 
-
-def summarise(worlds: list[dict]) -> str:
-    """Per target: median, worst decile and share of worlds meeting it."""
+def summarise(worlds: list[dict], tuned: list[dict]) -> str:
+    """Per target: median, worst decile and worlds meeting it, fresh beside tuned; then per technique."""
     import math
 
     import numpy as np
 
-    if not worlds:
-        return "no fresh world recorded"
-    sizes = sorted({(w["accounts"], w["days"]) for w in worlds})
-    out = [f"{len(worlds)} fresh worlds ({', '.join(f'{a} accounts x {d} days' for a, d in sizes)})"]
-    out.append(f"{'target':<36} {'bound':>8} {'median':>8} {'worst 10%':>10} {'met':>8}  tuned worlds")
-    for key, op, bound, what in ALL_TARGETS + TARGETS:
-        vals = [float(w[key]) for w in worlds if key in w and not math.isnan(float(w[key]))]
+    def stats(rows: list[dict], key: str, op: str, bound: float) -> str:
+        vals = [float(w[key]) for w in rows if key in w and not math.isnan(float(w[key]))]
         if not vals:
-            continue
+            return f"{'-':>8} {'-':>10} {'-':>7}"
         worst = np.percentile(vals, 10 if op == ">=" else 90)
         met = sum(v >= bound if op == ">=" else v <= bound for v in vals)
-        out.append(
-            f"{what:<36} {op + str(bound):>8} {np.median(vals):8.2f} {worst:10.2f} {met:>4}/{len(vals):<3}"
-            f"  {TUNED.get(key, '')}"
+        return f"{np.median(vals):8.2f} {worst:10.2f} {f'{met}/{len(vals)}':>7}"
+
+    def sizes(rows: list[dict]) -> str:
+        return ", ".join(
+            f"{a} accounts x {d} days" for a, d in sorted({(w["accounts"], w["days"]) for w in rows})
         )
+
+    if not worlds:
+        return "no fresh world recorded"
+    out = [
+        f"{len(worlds)} fresh worlds ({sizes(worlds)}); tuned: {len(tuned)} fixed-mix worlds ({sizes(tuned)})"
+    ]
+    head = f"{'median':>8} {'worst 10%':>10} {'met':>7}"
+    out.append(f"{'target':<34} {'bound':>7}  fresh: {head}   tuned: {head}")
+    for key, op, bound, what in ALL_TARGETS + TARGETS:
+        out.append(
+            f"{what:<34} {op + str(bound):>7}  {stats(worlds, key, op, bound)}          {stats(tuned, key, op, bound)}"
+        )
+    techniques = sorted({t for w in worlds for t in w.get("by_technique", {})})
+    if techniques:
+        rows = [w for w in worlds if "by_technique" in w]
+        out.append(
+            f"per technique over the {len(rows)} fresh worlds with the breakdown (median; worst decile):"
+        )
+        for t in techniques:
+            got = [w["by_technique"][t] for w in rows if t in w["by_technique"]]
+            stop = [g["stopped_pct"] for g in got if not math.isnan(g["stopped_pct"])]
+            inside = [g["logins_in_pct"] for g in got if not math.isnan(g["logins_in_pct"])]
+            text = f"  {t:<24} attempts stopped"
+            text += f" {np.median(stop):6.1f}%; {np.percentile(stop, 10):6.1f}%" if stop else " -"
+            text += (
+                f"   attacker logins still in {np.median(inside):6.1f}%; {np.percentile(inside, 90):6.1f}%"
+                if inside
+                else ""
+            )
+            out.append(text)
     return "\n".join(out)
 
 
