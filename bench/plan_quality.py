@@ -379,8 +379,12 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
 
     import numpy as np
 
+    def known(values) -> list[float]:
+        """The figures a world has (None or nan: no denominator in that world)."""
+        return [float(v) for v in values if v is not None and not math.isnan(float(v))]
+
     def stats(rows: list[dict], key: str, op: str, bound: float) -> str:
-        vals = [float(w[key]) for w in rows if key in w and not math.isnan(float(w[key]))]
+        vals = known(w.get(key) for w in rows)
         if not vals:
             return f"{'-':>8} {'-':>10} {'-':>7}"
         worst = np.percentile(vals, 10 if op == ">=" else 90)
@@ -411,8 +415,8 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
         )
         for t in techniques:
             got = [w["by_technique"][t] for w in rows if t in w["by_technique"]]
-            stop = [g["stopped_pct"] for g in got if not math.isnan(g["stopped_pct"])]
-            inside = [g["logins_in_pct"] for g in got if not math.isnan(g["logins_in_pct"])]
+            stop = known(g["stopped_pct"] for g in got)
+            inside = known(g["logins_in_pct"] for g in got)
             text = f"  {t:<24} attempts stopped"
             text += f" {np.median(stop):6.1f}%; {np.percentile(stop, 10):6.1f}%" if stop else " -"
             text += (
