@@ -326,7 +326,9 @@ def fresh(args, cfg, model) -> int:
 
     from detector.simulate import simulate
 
-    used = {int(w["seed"]) for w in read_record(args.record)}
+    recorded = read_record(args.record)
+    used = {int(w["seed"]) for w in recorded}
+    round_no = max((int(w.get("round", 1)) for w in recorded), default=0) + 1
     plan_days = list(range(1, args.days))
     tuned = args.record == TUNED_FILE
     mix = "fixed" if tuned else "drawn"
@@ -346,6 +348,7 @@ def fresh(args, cfg, model) -> int:
             plans, results = run_world(world, plan_days, cfg, model, Path(tmp), per_technique)
             figures = world_figures(plans, results, world, args.accounts)
         entry = {
+            "round": round_no,
             "seed": seed,
             "code": code_version(),
             "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -398,7 +401,9 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
 
     if not worlds:
         return "no fresh world recorded"
-    out = [
+    rounds = sorted({int(w.get("round", 1)) for w in worlds})
+    out = [f"rounds {', '.join(map(str, rounds))}: each round's worlds measured once, never tuned on"]
+    out += [
         f"{len(worlds)} fresh worlds ({sizes(worlds)}); tuned: {len(tuned)} fixed-mix worlds ({sizes(tuned)})"
     ]
     head = f"{'median':>8} {'worst 10%':>10} {'met':>7}"
