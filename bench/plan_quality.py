@@ -365,7 +365,7 @@ def fresh(args, cfg, model) -> int:
         entry["mix"]["takeover_infra"] = list(sim.mix.takeover_infra or ())
         append_record(args.record, entry)
         print(json.dumps({k: v for k, v in entry.items() if k != "mix"}), flush=True)
-    print(summarise(read_record(args.record), read_record(TUNED_FILE)))
+    print(summarise(read_record(FRESH_FILE if tuned else args.record), read_record(TUNED_FILE)))
     return 0
 
 
