@@ -412,23 +412,19 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
         out.append(
             f"{what:<34} {op + str(bound):>7}  {stats(worlds, key, op, bound)}          {stats(tuned, key, op, bound)}"
         )
-    techniques = sorted({t for w in worlds for t in w.get("by_technique", {})})
-    if techniques:
-        rows = [w for w in worlds if "by_technique" in w]
-        out.append(
-            f"per technique over the {len(rows)} fresh worlds with the breakdown (median; worst decile):"
-        )
-        for t in techniques:
+    for name, group in (("fresh", worlds), ("tuned", tuned)):
+        rows = [w for w in group if "by_technique" in w]
+        if not rows:
+            continue
+        out.append(f"per technique, {len(rows)} {name} worlds (median; worst decile):")
+        for t in sorted({t for w in rows for t in w["by_technique"]}):
             got = [w["by_technique"][t] for w in rows if t in w["by_technique"]]
             stop = known(g["stopped_pct"] for g in got)
             inside = known(g["logins_in_pct"] for g in got)
             text = f"  {t:<24} attempts stopped"
             text += f" {np.median(stop):6.1f}%; {np.percentile(stop, 10):6.1f}%" if stop else " -"
-            text += (
-                f"   attacker logins still in {np.median(inside):6.1f}%; {np.percentile(inside, 90):6.1f}%"
-                if inside
-                else ""
-            )
+            if inside:
+                text += f"   attacker logins still in {np.median(inside):6.1f}%; {np.percentile(inside, 90):6.1f}%"
             out.append(text)
     return "\n".join(out)
 
