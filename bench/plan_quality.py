@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--summary", action="store_true", help="only summarise the recorded worlds")
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
+    ap.add_argument("--model", type=Path, default=None, help="a model file instead of the shipped one")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from detector.pipeline import default_model_path
 
-            model = load_model(default_model_path())
+            model = load_model(args.model or default_model_path())
         except Exception as e:  # no shipped model yet: rule fallback
             print(f"(no model: {e}; rule fallback)", file=sys.stderr)
     if args.fresh:
@@ -355,7 +356,7 @@ def fresh(args, cfg, model) -> int:
             "accounts": args.accounts,
             "days": args.days,
             "day_pairs": len(plan_days),
-            "model": model is not None,
+            "model": model.model_id if model is not None else "rules",
             "seconds": round(time.perf_counter() - began, 1),
             "load": round(os.getloadavg()[0], 1),
             **figures,
