@@ -194,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the tuned worlds (fixed mix, seeds 11-131; K of them with --fresh K) into tuned_worlds.toml",
     )
     ap.add_argument("--summary", action="store_true", help="only summarise the recorded worlds")
+    ap.add_argument(
+        "--same-worlds-as",
+        type=Path,
+        default=None,
+        help="with --fresh: the worlds recorded in that file (e.g. another model on the same worlds)",
+    )
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
     ap.add_argument("--model", type=Path, default=None, help="a model file instead of the shipped one")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
@@ -336,6 +342,8 @@ def fresh(args, cfg, model) -> int:
     for i in range(args.fresh):
         if tuned:  # the worlds the rules were tuned or studied on, with the fixed mix
             seed = TUNED_SEEDS[i]
+        elif args.same_worlds_as is not None:
+            seed = int(read_record(args.same_worlds_as)[i]["seed"])
         else:
             seed = secrets.randbits(31)
             while seed in used or seed < 1000:
