@@ -334,7 +334,8 @@ def fresh(args, cfg, model) -> int:
     from detector.simulate import simulate
 
     recorded = read_record(args.record)
-    used = {int(w["seed"]) for w in recorded}
+    every = [args.record, *FRESH_FILE.parent.glob("fresh_worlds*.toml")]  # no seed twice in any record
+    used = {int(w["seed"]) for path in every for w in read_record(path)}
     round_no = max((int(w.get("round", 1)) for w in recorded), default=0) + 1
     plan_days = list(range(1, args.days))
     tuned = args.record == TUNED_FILE
