@@ -1,6 +1,6 @@
 """The attack mix of a world: how big, how fast, from where and how the attackers behave.
 
-``AttackMix()`` is the fixed mix every world had before generator version 2 (``data/samples``, the
+``AttackMix()`` is the fixed mix every world had before mixes were drawn (``data/samples``, the
 golden runs and the tuned worlds keep it, byte for byte). ``AttackMix.draw(seed)`` draws a mix from
 the seed, so that another seed is a genuinely different world, not the same attacks on other
 people. The draw uses its own generator (seeded from the world's seed and a constant), so the mix
