@@ -46,7 +46,7 @@ bench: $(STAMP) ## Benchmark ingestion and the nightly job (lines/s, peak memory
 
 samples: $(STAMP) ## Regenerate data/samples with `detector simulate` (documented seed)
 	rm -rf $(SAMPLES)
-	$(BIN)/detector simulate --out $(SAMPLES) --accounts 3000 --days 3 --seed 7
+	$(BIN)/detector simulate --out $(SAMPLES) --accounts 3000 --days 3 --seed 7 --mix fixed
 
 model: $(STAMP) ## Retrain the shipped model on a simulated world (not data/samples)
 	$(BIN)/python -m detector.score.reproduce

@@ -6,6 +6,8 @@ fallback when there is none), builds the plan from day N and replays it, with la
 beside a blanket shutdown, fail2ban's default jail and no action. Prints the table and a JSON line.
 
     .venv/bin/python bench/plan_quality.py [--seed 11] [--accounts 3000] [--days 4] [--day N [N ...]]
+    .venv/bin/python bench/plan_quality.py --fresh K [--accounts 3000] [--days 3]   # K unseen worlds
+    .venv/bin/python bench/plan_quality.py --summary                               # the recorded ones
 
 Several ``--day`` values replay each day's plan on the day after it in one pass over the world.
 """
@@ -23,8 +25,14 @@ from pathlib import Path
 import polars as pl
 
 
-def main(argv: list[str] | None = None) -> int:
-    from detector.config import load
+def run_world(
+    world: Path, plan_days: list[int], cfg, model, work: Path, by_technique: dict | None = None
+) -> tuple[dict, dict]:
+    """Run the nightly stages day by day over ``world``; return the plans and their next-day replays.
+
+    With ``by_technique`` (a dict), also replays each plan against each attack technique alone
+    (the other techniques' events left out): ``by_technique[day][technique]`` is that replay.
+    """
     from detector.detect import detect
     from detector.enrich import (
         enrich,
@@ -37,9 +45,129 @@ def main(argv: list[str] | None = None) -> int:
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
     from detector.pipeline import learnable_events
-    from detector.recommend import combine_results, recommend, replay
+    from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
-    from detector.score import load_model, score
+    from detector.score import score
+
+    geoip = find_databases(str(world / "geoip"))
+    directory = load_practitioners(world / "practitioners.csv")
+    labels = read_labels(world / "labels" / "incidents.csv")
+    days = sorted(p for p in (world / "logs").iterdir() if p.is_dir())
+    if plan_days[0] < 1 or plan_days[-1] >= len(days):
+        raise SystemExit(f"--day must be between 1 and {len(days) - 1} (the world has {len(days)} days)")
+    history, shared = History.empty(), None
+    plans, results = {}, {}
+    for i, day in enumerate(days[: plan_days[-1] + 1], start=1):
+        ingested = ingest([str(day)], cfg.ingest, work / f"work{i}")
+        enriched = enrich(
+            ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
+        )
+        events = enriched.events.collect()
+        if i - 1 in plans:
+            labelled = label_events(events.lazy(), labels).collect()
+            results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
+            if by_technique is not None:
+                by_technique[i - 1] = {
+                    t: replay(
+                        plans[i - 1],
+                        labelled.filter(~pl.col("is_attack") | (pl.col("label_technique") == t)),
+                        None,
+                        cfg,
+                    )
+                    for t in sorted(
+                        labelled.filter(pl.col("is_attack"))
+                        .get_column("label_technique")
+                        .unique()
+                        .drop_nulls()
+                    )
+                }
+        if i in plan_days:
+            detection = detect(events, cfg, history)
+            scores = score(detection, model, cfg)
+            now = events.get_column("timestamp").max() + timedelta(seconds=1)
+            plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
+            plans[i] = plans[i].with_columns(pl.lit(now).alias("_now"))
+        learned = events.lazy()
+        if i in plan_days:  # as the nightly job: the attacker's logins are not the owner's history
+            learned = learnable_events(scores.events.lazy(), scores, cfg)
+        history = update_history(history, learned)
+        shared = merge_shared(shared_address_counts(learned), shared)
+    return plans, results
+
+
+def account_figures(plans: dict, labels: pl.DataFrame, accounts: int) -> dict[str, float | None]:
+    """Compromised accounts found by the plans (locked or reset) and false locks per 10,000 accounts.
+
+    An account counts as compromised on day N when a compromised label row starts before that
+    day's plan; found when the plan of that day (or an earlier one) locks or resets it.
+    """
+    from detector.recommend.plan import LOCK, RESET
+
+    truth, found, false = set(), set(), set()
+    acted: set[str] = set()
+    for _, plan in sorted(plans.items()):
+        now = plan.get_column("_now")[0] if plan.height else None
+        if now is None:
+            continue
+        acted |= set(
+            plan.filter(pl.col("action").is_in([LOCK, RESET]) & (pl.col("target_type") == "account"))
+            .get_column("target")
+            .str.to_lowercase()
+            .to_list()
+        )
+        truth_now = set(
+            labels.filter(pl.col("compromised") & (pl.col("start") < now)).get_column("account").to_list()
+        )
+        truth |= truth_now
+        found |= acted & truth_now
+        false |= acted - set(labels.filter(pl.col("compromised")).get_column("account").to_list())
+    return {
+        "compromised": len(truth),
+        "compromised_found_pct": round(100 * len(found) / len(truth), 2) if truth else None,
+        "false_locks": len(false),
+        "false_locks_per_10k": round(10_000 * len(false) / accounts, 2),
+    }
+
+
+def technique_figures(by_technique: dict) -> dict[str, dict[str, float | int | None]]:
+    """Per attack technique, over the day pairs: attempts, share stopped, logins and share still in."""
+    from detector.recommend import combine_results
+
+    out = {}
+    for t in sorted({t for day in by_technique.values() for t in day}):
+        row = combine_results([day[t] for day in by_technique.values() if t in day]).row("plan")
+        out[t] = {
+            "attempts": int(row["attack_attempts"]),
+            "stopped_pct": None
+            if row["attack_stopped_pct"] is None
+            else round(float(row["attack_stopped_pct"]), 2),
+            "logins": int(row["attacker_logins"]),
+            "logins_in_pct": None
+            if row["attacker_logins_pct"] is None
+            else round(float(row["attacker_logins_pct"]), 2),
+        }
+    return out
+
+
+def world_figures(plans: dict, results: dict, world: Path, accounts: int) -> dict[str, float | None]:
+    """The six target figures of one world, its day pairs summed."""
+    from detector.labels import read_labels
+    from detector.recommend import combine_results
+
+    row = combine_results([results[d] for d in sorted(results)]).row("plan")
+    labels = read_labels(world / "labels" / "incidents.csv")
+    out = account_figures(plans, labels, accounts)
+    for key, *_ in TARGETS:
+        if key in row:
+            out[key] = None if row[key] is None else round(float(row[key]), 3)
+    out["attack_attempts"] = int(row["attack_attempts"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from detector.config import load
+    from detector.recommend import combine_results
+    from detector.score import load_model
     from detector.simulate import simulate
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,52 +179,57 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--all", action="store_true", help="every day N from 1 to the last but one")
     ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
+    ap.add_argument("--mix", choices=("fixed", "drawn"), default="fixed", help="attack mix of --seed's world")
+    ap.add_argument(
+        "--fresh",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K fresh worlds (seeds never used before, drawn mixes, every day pair), recorded in --record",
+    )
+    ap.add_argument("--record", type=Path, default=FRESH_FILE, help="where fresh worlds are recorded")
+    ap.add_argument(
+        "--tuned",
+        action="store_true",
+        help="measure the tuned worlds (fixed mix, seeds 11-131; K of them with --fresh K) into tuned_worlds.toml",
+    )
+    ap.add_argument("--summary", action="store_true", help="only summarise the recorded worlds")
+    ap.add_argument(
+        "--same-worlds-as",
+        type=Path,
+        default=None,
+        help="with --fresh: the worlds recorded in that file (e.g. another model on the same worlds)",
+    )
     ap.add_argument("--no-model", action="store_true", help="use the rule fallback even if a model exists")
+    ap.add_argument("--model", type=Path, default=None, help="a model file instead of the shipped one")
     ap.add_argument("--config", type=Path, default=None, help="TOML configuration (e.g. [plan] budgets)")
     args = ap.parse_args(argv)
     cfg = load(args.config)
+    if args.tuned:
+        args.record, args.fresh = TUNED_FILE, min(args.fresh or len(TUNED_SEEDS), len(TUNED_SEEDS))
+        if TUNED_FILE.exists():
+            TUNED_FILE.unlink()
+    if args.summary:
+        print(summarise(read_record(args.record), read_record(TUNED_FILE)))
+        return 0
+    model = None
+    if not args.no_model:
+        try:
+            from detector.pipeline import default_model_path
+
+            model = load_model(args.model or default_model_path())
+        except Exception as e:  # no shipped model yet: rule fallback
+            print(f"(no model: {e}; rule fallback)", file=sys.stderr)
+    if args.fresh:
+        return fresh(args, cfg, model)
     plan_days = list(range(1, args.days)) if args.all else sorted(set(args.day or [args.days - 1]))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
         world = args.world or Path(tmp) / "world"
         if args.world is None:
-            simulate(world, accounts=args.accounts, days=args.days, seed=args.seed)
-        model = None
-        if not args.no_model:
-            try:
-                from detector.pipeline import default_model_path
-
-                model = load_model(default_model_path())
-            except Exception as e:  # no shipped model yet: rule fallback
-                print(f"(no model: {e}; rule fallback)", file=sys.stderr)
-        geoip = find_databases(str(world / "geoip"))
-        directory = load_practitioners(world / "practitioners.csv")
-        labels = read_labels(world / "labels" / "incidents.csv")
-        days = sorted(p for p in (world / "logs").iterdir() if p.is_dir())
-        if plan_days[0] < 1 or plan_days[-1] >= len(days):
-            ap.error(f"--day must be between 1 and {len(days) - 1} (the world has {len(days)} days)")
-        history, shared = History.empty(), None
-        plans, results = {}, {}
-        for i, day in enumerate(days[: plan_days[-1] + 1], start=1):
-            ingested = ingest([str(day)], cfg.ingest, Path(tmp) / f"work{i}")
-            enriched = enrich(
-                ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
-            )
-            events = enriched.events.collect()
-            if i - 1 in plans:
-                results[i - 1] = replay(
-                    plans[i - 1], label_events(events.lazy(), labels).collect(), None, cfg
-                )
-            if i in plan_days:
-                detection = detect(events, cfg, history)
-                scores = score(detection, model, cfg)
-                now = events.get_column("timestamp").max() + timedelta(seconds=1)
-                plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
-            learned = events.lazy()
-            if i in plan_days:  # as the nightly job: the attacker's logins are not the owner's history
-                learned = learnable_events(scores.events.lazy(), scores, cfg)
-            history = update_history(history, learned)
-            shared = merge_shared(shared_address_counts(learned), shared)
+            simulate(world, accounts=args.accounts, days=args.days, seed=args.seed, mix=args.mix)
+        plans, results = run_world(world, plan_days, cfg, model, Path(tmp))
+        figures = world_figures(plans, results, world, args.accounts)
     for day_n in plan_days:
         plan, result = plans[day_n], results[day_n]
         print(
@@ -124,7 +257,186 @@ def main(argv: list[str] | None = None) -> int:
         print(verdict(world))
         print(json.dumps({"world": str(args.world) if args.world else f"seed {args.seed}", "days": plan_days,
                           "table": world.table.to_dicts()}))  # fmt: skip
+    print(json.dumps({"figures": figures}))
     return 0
+
+
+FRESH_FILE = Path(__file__).with_name("fresh_worlds.toml")
+TUNED_FILE = Path(__file__).with_name("tuned_worlds.toml")
+TUNED_SEEDS = (11, 23, 37, 53, 71, 83, 97, 109, 131)
+"""The fixed-mix worlds the rules were tuned or studied on (109, 131: measured once before)."""
+
+
+def read_record(path: Path) -> list[dict]:
+    import tomllib
+
+    if not path.exists():
+        return []
+    return tomllib.loads(path.read_text()).get("world", [])
+
+
+def append_record(path: Path, entry: dict) -> None:
+    """Append one world as a ``[[world]]`` table (hand-written TOML: flat scalars, lists, one sub-table)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return "nan" if v is None else repr(v)
+
+    if not path.exists():
+        path.write_text(RECORD_HEADER)
+    lines = ["", "[[world]]"]
+    lines += [f"{k} = {value(v)}" for k, v in entry.items() if not isinstance(v, dict)]
+    for k, v in entry.items():
+        if isinstance(v, dict):
+            lines += ["", f"[world.{k}]"] + [f"{kk} = {value(vv)}" for kk, vv in v.items()]
+    with path.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+RECORD_HEADER = """\
+# Fresh worlds of bench/plan_quality.py --fresh: seeds drawn from the operating system's randomness,
+# attack mixes drawn from the seed (detector simulate --mix drawn), measured once and recorded here.
+# Never tune on these worlds: the next round draws new ones (the seeds here are excluded).
+# nan: the figure has no denominator in that world. Summary: bench/plan_quality.py --summary
+# Rerun one world (same figures, at its `code` commit): bench/plan_quality.py --seed S --mix drawn
+#   --accounts A --days D --all
+"""
+
+
+def code_version() -> str:
+    """The commit the world was measured with (``+dirty``: the code or model differed): reruns need it."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+
+    head = git("rev-parse", "--short=12", "HEAD").strip() or "unknown"
+    return head + (
+        "+dirty"
+        if git("status", "--porcelain", "--untracked-files=no", "--", "detector", "models", __file__).strip()
+        else ""
+    )
+
+
+def fresh(args, cfg, model) -> int:
+    """Draw ``args.fresh`` unseen seeds, measure each world once, record it, print the summary."""
+    import datetime as dt
+    import os
+    import secrets
+
+    from detector.simulate import simulate
+
+    recorded = read_record(args.record)
+    every = [args.record, *FRESH_FILE.parent.glob("fresh_worlds*.toml")]  # no seed twice in any record
+    used = {int(w["seed"]) for path in every for w in read_record(path)}
+    round_no = max((int(w.get("round", 1)) for w in recorded), default=0) + 1
+    plan_days = list(range(1, args.days))
+    tuned = args.record == TUNED_FILE
+    mix = "fixed" if tuned else "drawn"
+    for i in range(args.fresh):
+        if tuned:  # the worlds the rules were tuned or studied on, with the fixed mix
+            seed = TUNED_SEEDS[i]
+        elif args.same_worlds_as is not None:
+            seed = int(read_record(args.same_worlds_as)[i]["seed"])
+        else:
+            seed = secrets.randbits(31)
+            while seed in used or seed < 1000:
+                seed = secrets.randbits(31)
+            used.add(seed)
+        began = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
+            world = Path(tmp) / "world"
+            sim = simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix=mix)
+            per_technique: dict = {}
+            plans, results = run_world(world, plan_days, cfg, model, Path(tmp), per_technique)
+            figures = world_figures(plans, results, world, args.accounts)
+        entry = {
+            "round": round_no,
+            "seed": seed,
+            "code": code_version(),
+            "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "accounts": args.accounts,
+            "days": args.days,
+            "day_pairs": len(plan_days),
+            "model": model.model_id if model is not None else "rules",
+            "seconds": round(time.perf_counter() - began, 1),
+            "load": round(os.getloadavg()[0], 1),
+            **figures,
+            "by_technique": technique_figures(per_technique),
+            "mix": {k: v for k, v in sim.mix.summary().items() if k != "drawn"},
+        }
+        entry["mix"]["takeover_infra"] = list(sim.mix.takeover_infra or ())
+        append_record(args.record, entry)
+        print(json.dumps({k: v for k, v in entry.items() if k != "mix"}), flush=True)
+    print(summarise(read_record(FRESH_FILE if tuned else args.record), read_record(TUNED_FILE)))
+    return 0
+
+
+ALL_TARGETS = (
+    ("compromised_found_pct", ">=", 95.0, "compromised accounts found"),
+    ("false_locks_per_10k", "<=", 1.0, "false locks per 10,000 accounts"),
+)
+"""The issue's account targets, beside the plan's replay targets (``TARGETS``)."""
+
+
+def summarise(worlds: list[dict], tuned: list[dict]) -> str:
+    """Per target: median, worst decile and worlds meeting it, fresh beside tuned; then per technique."""
+    import math
+
+    import numpy as np
+
+    def known(values) -> list[float]:
+        """The figures a world has (None or nan: no denominator in that world)."""
+        return [float(v) for v in values if v is not None and not math.isnan(float(v))]
+
+    def stats(rows: list[dict], key: str, op: str, bound: float) -> str:
+        vals = known(w.get(key) for w in rows)
+        if not vals:
+            return f"{'-':>8} {'-':>10} {'-':>7}"
+        worst = np.percentile(vals, 10 if op == ">=" else 90)
+        met = sum(v >= bound if op == ">=" else v <= bound for v in vals)
+        return f"{np.median(vals):8.2f} {worst:10.2f} {f'{met}/{len(vals)}':>7}"
+
+    def sizes(rows: list[dict]) -> str:
+        return ", ".join(
+            f"{a} accounts x {d} days" for a, d in sorted({(w["accounts"], w["days"]) for w in rows})
+        )
+
+    if not worlds:
+        return "no fresh world recorded"
+    rounds = sorted({int(w.get("round", 1)) for w in worlds})
+    out = [f"rounds {', '.join(map(str, rounds))}: each round's worlds measured once, never tuned on"]
+    out += [
+        f"{len(worlds)} fresh worlds ({sizes(worlds)}); tuned: {len(tuned)} fixed-mix worlds ({sizes(tuned)})"
+    ]
+    head = f"{'median':>8} {'worst 10%':>10} {'met':>7}"
+    out.append(f"{'target':<34} {'bound':>7}  fresh: {head}   tuned: {head}")
+    for key, op, bound, what in ALL_TARGETS + TARGETS:
+        out.append(
+            f"{what:<34} {op + str(bound):>7}  {stats(worlds, key, op, bound)}          {stats(tuned, key, op, bound)}"
+        )
+    for name, group in (("fresh", worlds), ("tuned", tuned)):
+        rows = [w for w in group if "by_technique" in w]
+        if not rows:
+            continue
+        out.append(f"per technique, {len(rows)} {name} worlds (median; worst decile):")
+        for t in sorted({t for w in rows for t in w["by_technique"]}):
+            got = [w["by_technique"][t] for w in rows if t in w["by_technique"]]
+            stop = known(g["stopped_pct"] for g in got)
+            inside = known(g["logins_in_pct"] for g in got)
+            text = f"  {t:<24} attempts stopped"
+            text += f" {np.median(stop):6.1f}%; {np.percentile(stop, 10):6.1f}%" if stop else " -"
+            if inside:
+                text += f"   attacker logins still in {np.median(inside):6.1f}%; {np.percentile(inside, 90):6.1f}%"
+            out.append(text)
+    return "\n".join(out)
 
 
 TARGETS = (

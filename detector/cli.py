@@ -360,6 +360,13 @@ def simulate(
     start: Annotated[
         datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (UTC), default 2026-11-16.")
     ] = None,
+    mix: Annotated[
+        str,
+        typer.Option(
+            help="Attack mix: 'drawn' from the seed (sizes, proxies, rotation, scale, timing, takeover), "
+            "or 'fixed' (the mix of data/samples and the tuned worlds)."
+        ),
+    ] = "drawn",
 ) -> None:
     """Write a reproducible labelled mail world: logs, practitioner directory, GeoIP databases, incidents."""
     from detector.simulate import DEFAULT_START
@@ -372,6 +379,7 @@ def simulate(
         seed=seed,
         practitioner_share=practitioner_share,
         start=start.date() if start is not None else DEFAULT_START,
+        mix=mix,
     )
     say(result.summary_text())
 

@@ -28,6 +28,7 @@ import polars as pl
 
 from detector.errors import InputError
 from detector.simulate import attacks, benign, plan, population, render, truth
+from detector.simulate.mix import AttackMix, resolve
 from detector.simulate.sessions import US, day_start
 
 GENERATOR_VERSION = "1"
@@ -46,6 +47,7 @@ class SimulationResult:
     compromised_accounts: int
     seconds: float
     warnings: tuple[str, ...] = field(default=())
+    mix: AttackMix = field(default_factory=AttackMix)
 
     def summary_text(self) -> str:
         text = (
@@ -53,6 +55,8 @@ class SimulationResult:
             f"{self.sessions} sessions, {self.lines} log lines, {self.label_rows} label rows, "
             f"{self.compromised_accounts} compromised accounts ({self.seconds:.1f} s)"
         )
+        if self.mix.drawn:
+            text += f"; attack mix drawn from the seed (scale {self.mix.scale}x, see manifest.json)"
         return "\n".join([text, *(f"warning: {w}" for w in self.warnings)])
 
 
@@ -163,6 +167,7 @@ class World:
     compromises: list[attacks.Compromise]
     dropped: int
     """Legitimate sessions left out because an (address, account) label row would have covered them."""
+    mix: AttackMix = field(default_factory=AttackMix)
 
 
 def build_world(
@@ -171,18 +176,24 @@ def build_world(
     seed: int = 7,
     practitioner_share: float = 0.35,
     start: dt.date = DEFAULT_START,
+    mix: str | AttackMix = "fixed",
 ) -> World:
-    """Draw the population, its legitimate sessions, the campaigns and the labels (nothing written)."""
+    """Draw the population, its legitimate sessions, the campaigns and the labels (nothing written).
+
+    ``mix``: ``"fixed"`` (the attack mix of generator version 1, the default so that existing
+    worlds keep their bytes), ``"drawn"`` (drawn from the seed, ``AttackMix.draw``) or a mix.
+    """
     _check(accounts, days, practitioner_share)
+    attack_mix = resolve(mix, seed)
     rng = np.random.default_rng(seed)
     pop = population.build(rng, accounts, practitioner_share)
     life = benign.life_events(rng, pop, start, days)
     legit = benign.generate(rng, pop, life, start, days)
-    attack, wins = attacks.generate(rng, pop, life, start, days)
+    attack, wins = attacks.generate(rng, pop, life, start, days, attack_mix)
     sessions = pl.concat([legit, attack])
     labels = truth.derive_labels(sessions)
     clash = truth.conflicts(sessions, labels)
-    return World(rng, pop, life, sessions.filter(~clash), labels, wins, int(clash.sum()))
+    return World(rng, pop, life, sessions.filter(~clash), labels, wins, int(clash.sum()), attack_mix)
 
 
 def simulate(
@@ -192,11 +203,12 @@ def simulate(
     seed: int = 7,
     practitioner_share: float = 0.35,
     start: dt.date = DEFAULT_START,
+    mix: str | AttackMix = "fixed",
 ) -> SimulationResult:
     """Write a complete labelled world to ``out_dir`` (created; existing files are overwritten)."""
     began = time.perf_counter()
     out = Path(out_dir)
-    w = build_world(accounts, days, seed, practitioner_share, start)
+    w = build_world(accounts, days, seed, practitioner_share, start, mix)
     rng, pop, life, sessions, labels, wins = w.rng, w.population, w.life, w.sessions, w.labels, w.compromises
 
     prepared = render.prepare(rng, sessions)
@@ -241,6 +253,8 @@ def simulate(
         wins,
         w.dropped,
     )
+    if w.mix.drawn:  # the fixed mix's manifest keeps the bytes of generator version 1
+        manifest["attack_mix"] = w.mix.summary()
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     )
@@ -255,6 +269,7 @@ def simulate(
         compromised_accounts=compromised,
         seconds=time.perf_counter() - began,
         warnings=tuple(warnings),
+        mix=w.mix,
     )
 
 

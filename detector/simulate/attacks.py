@@ -14,6 +14,7 @@ import polars as pl
 
 from detector.simulate import plan
 from detector.simulate.benign import LifeEvents
+from detector.simulate.mix import FIXED, TAKEOVER_INFRA, AttackMix
 from detector.simulate.population import DOMAIN, GENERIC_LOCALS, Population, _names
 from detector.simulate.sessions import (
     DAY,
@@ -101,12 +102,26 @@ def _renew(rng: np.random.Generator, pool: np.ndarray, keep: float, fresh: np.nd
     return np.where(kept, pool, fresh[: len(pool)])
 
 
-def _windows(rng: np.random.Generator, k: int, start: dt.date, day: int, bursts: int) -> np.ndarray:
-    """``k`` times inside a few bursts of one to three hours on that day (attackers ignore local time)."""
-    begin = rng.integers(0, 21 * HOUR, bursts)
-    length = rng.integers(1 * HOUR, 3 * HOUR, bursts)
+def _windows(
+    rng: np.random.Generator, k: int, start: dt.date, day: int, bursts: int, mix: AttackMix = FIXED
+) -> np.ndarray:
+    """``k`` times inside a few bursts of one to three hours on that day (attackers ignore local time).
+
+    A drawn mix may start bursts late in the evening (running over midnight into the next day) and
+    spread a share of the tries evenly over the whole day (low and slow).
+    """
+    lo, hi = (int(h * HOUR) for h in mix.burst_hours)
+    begin = rng.integers(0, 24 * HOUR - hi, bursts)
+    length = rng.integers(lo, hi, bursts)
+    if mix.drawn:
+        late = rng.random(bursts) < mix.midnight
+        begin = np.where(late, rng.integers(22 * HOUR, 24 * HOUR, bursts), begin)
     which = rng.integers(0, bursts, k)
-    return day_start(start, day) + begin[which] + (rng.random(k) * length[which]).astype(np.int64)
+    ts = day_start(start, day) + begin[which] + (rng.random(k) * length[which]).astype(np.int64)
+    if mix.drawn and mix.low_and_slow:
+        slow = rng.random(k) < mix.low_and_slow
+        ts = np.where(slow, day_start(start, day) + rng.integers(0, DAY, k), ts)
+    return ts
 
 
 def _unknown_accounts(rng: np.random.Generator, k: int, known: set[str]) -> np.ndarray:
@@ -135,36 +150,55 @@ def credential_stuffing(
     start: dt.date,
     days: int,
     campaign: str = "CS-1",
+    mix: AttackMix = FIXED,
 ) -> tuple[pl.DataFrame, list[Compromise]]:
     """A leaked combo list tried once per credential from residential proxies, in bursts, over the days."""
     n = pop.size
-    n_real = max(20, n // 10)
-    real = rng.choice(n, n_real, replace=False)
-    unknown = _unknown_accounts(rng, int(n_real * 1.5), set(pop.account))
+    if not mix.drawn:
+        n_real = max(20, n // 10)
+        real = rng.choice(n, n_real, replace=False)
+    else:
+        n_real = min(n, max(20, int(n * min(0.9, mix.stuffing_list * mix.scale))))
+        weight = np.where(pop.is_practitioner, mix.practitioner_bias, 1.0)
+        real = rng.choice(n, n_real, replace=False, p=weight / weight.sum())
+    unknown = _unknown_accounts(rng, int(n_real * mix.stuffing_unknown), set(pop.account))
     accounts = np.concatenate([pop.account[real], unknown])
     is_real = np.concatenate([np.ones(n_real, bool), np.zeros(len(unknown), bool)])
-    valid = is_real & (rng.random(len(accounts)) < 0.03)
+    valid = is_real & (rng.random(len(accounts)) < mix.stuffing_valid)
     if not valid.any():
         valid[0] = True
     hashes = random_hashes(rng, len(accounts))
     order = rng.permutation(len(accounts))
     chunk = np.array_split(order, days)
-    n_proxies = max(40, len(accounts) // (2 * days))
-    pool = _residential_pool(rng, n_proxies, life, pop, domestic=0.3, mobile=0.12, shared=0.06)
+    if mix.drawn:
+        n_proxies = max(40, int(len(accounts) * mix.proxies_per_try / days))
+    else:
+        n_proxies = max(40, len(accounts) // (2 * days))
+    shares = (mix.proxy_domestic, mix.proxy_mobile, mix.proxy_shared)
+    pool = _residential_pool(rng, n_proxies, life, pop, *shares)
+    city_of = np.concatenate([pop.city[real], np.zeros(len(unknown), int)])
     parts, wins = [], []
     real_idx = {a: i for i, a in enumerate(pop.account)}
     for d in range(days):
         if d:
-            pool = _renew(rng, pool, 0.4, _residential_pool(rng, n_proxies, life, pop, 0.3, 0.12, 0.06))
+            pool = _renew(rng, pool, mix.proxy_keep, _residential_pool(rng, n_proxies, life, pop, *shares))
         # Today's share of the list, plus a retry of some earlier entries from other proxies.
         todo = chunk[d]
         if d:
-            todo = np.concatenate([todo, rng.choice(np.concatenate(chunk[:d]), len(chunk[d]) // 5)])
+            retries = len(chunk[d]) // 5 if not mix.drawn else int(len(chunk[d]) * mix.retry)
+            todo = np.concatenate([todo, rng.choice(np.concatenate(chunk[:d]), retries)])
         todo = todo[~valid[todo] | ~np.isin(todo, np.concatenate(chunk[:d]) if d else np.zeros(0, int))]
         k = len(todo)
-        ts = _windows(rng, k, start, d, bursts=3)
+        ts = _windows(rng, k, start, d, mix.bursts, mix)
         ok = valid[todo]
         service, method = _service(rng, k, 0.2)
+        ip = pool[rng.integers(0, n_proxies, k)]
+        if mix.drawn:
+            # Past the last day, a burst over midnight wraps to the same evening; some tries come
+            # from a home in the victim's own city (a proxy chosen for its location).
+            ts = np.where(ts >= day_start(start, days), ts - DAY, ts)
+            near = is_real[todo] & (rng.random(k) < mix.proxy_same_city)
+            ip = np.where(near, _domestic_other(rng, k, city_of[todo]), ip)
         service = np.where(ok, "imap", service)
         outcome = np.where(ok, "success", np.where(is_real[todo], "failure", "unknown_user"))
         parts.append(
@@ -172,7 +206,7 @@ def credential_stuffing(
                 k,
                 ts=ts,
                 account=accounts[todo].astype(str),
-                ip=plan.v4_text(pool[rng.integers(0, n_proxies, k)]),
+                ip=plan.v4_text(ip),
                 service=service,
                 outcome=outcome,
                 attempts=np.where(ok, 0, 1).astype(np.int32),
@@ -193,17 +227,23 @@ def credential_stuffing(
 
 
 def password_spraying(
-    rng: np.random.Generator, pop: Population, start: dt.date, days: int, campaign: str = "PS-1"
+    rng: np.random.Generator,
+    pop: Population,
+    start: dt.date,
+    days: int,
+    campaign: str = "PS-1",
+    mix: AttackMix = FIXED,
 ) -> tuple[pl.DataFrame, list[Compromise]]:
     """One common password a day against most accounts, slowly, from a few hosting /24s."""
     n = pop.size
-    real = np.flatnonzero(rng.random(n) < 0.75)
+    reach = mix.spray_reach if not mix.drawn else min(0.95, mix.spray_reach * mix.scale)
+    real = np.flatnonzero(rng.random(n) < reach)
     unknown = _unknown_accounts(rng, max(10, n // 12), set(pop.account))
     accounts = np.concatenate([pop.account[real], unknown])
     is_real = np.concatenate([np.ones(len(real), bool), np.zeros(len(unknown), bool)])
     city_of = np.concatenate([pop.city[real], np.zeros(len(unknown), int)])
     subnets = [(0, 3), (1, 5), (3, 2)]
-    per_subnet = 6
+    per_subnet = mix.spray_hosts
     hosts = rng.integers(2, 250, (len(subnets), per_subnet))
     parts, wins = [], []
     already = np.zeros(len(accounts), bool)
@@ -221,8 +261,12 @@ def password_spraying(
         order = order[~already[order]]
         k = len(order)
         # Slow: spread over twenty hours, each address trying one account every several minutes.
-        ts = day_start(start, d) + 2 * HOUR + np.sort(rng.integers(0, 20 * HOUR, k))
-        ok = is_real[order] & (rng.random(k) < 0.0007)
+        hours = int(mix.spray_hours * HOUR)
+        first = 2 * HOUR if not mix.drawn else int(rng.integers(0, DAY - hours + 1))
+        ts = day_start(start, d) + first + np.sort(rng.integers(0, hours, k))
+        if mix.drawn:
+            ts = np.where(ts >= day_start(start, days), ts - DAY, ts)
+        ok = is_real[order] & (rng.random(k) < mix.spray_success)
         if d == 0 and not ok.any():
             ok[np.flatnonzero(is_real[order])[0]] = True
         already[order[ok]] = True
@@ -255,11 +299,17 @@ def password_spraying(
 
 
 def brute_force(
-    rng: np.random.Generator, pop: Population, start: dt.date, days: int, campaign: str = "BF-1"
+    rng: np.random.Generator,
+    pop: Population,
+    start: dt.date,
+    days: int,
+    campaign: str = "BF-1",
+    mix: AttackMix = FIXED,
 ) -> tuple[pl.DataFrame, list[Compromise]]:
     """Targeted brute force on a few practitioners, from a hosting address and a VPN exit."""
     practitioners = np.flatnonzero(pop.is_practitioner)
-    targets = rng.choice(practitioners, max(2, pop.size // 1500), replace=False)
+    n_targets = max(2, int(pop.size * (mix.scale if mix.drawn else 1)) // mix.brute_per_accounts)
+    targets = rng.choice(practitioners, min(n_targets, len(practitioners)), replace=False)
     vpn = plan.vpn_exit(0, int(rng.integers(0, plan.VPN_EXITS_PER_LOCATION)))
     host = plan.hosting_base(1, 7) + int(rng.integers(2, 250))
     parts, wins = [], []
@@ -268,7 +318,7 @@ def brute_force(
         if d:
             host = plan.hosting_base(1, 7) + int(rng.integers(2, 250))
         for t in targets:
-            conns = int(rng.integers(80, 130))
+            conns = int(rng.integers(*mix.brute_conns))
             ts = day_start(start, d) + np.sort(rng.integers(0, DAY - HOUR, conns))
             attempts = rng.integers(1, 4, conns).astype(np.int32)
             ips = np.where(rng.random(conns) < 0.7, host, vpn)
@@ -309,12 +359,13 @@ def distributed_brute_force(
     start: dt.date,
     days: int,
     campaign: str = "DBF-1",
+    mix: AttackMix = FIXED,
 ) -> pl.DataFrame:
     """Thousands of bots, one try each, against a few accounts, all day long."""
     targets = rng.choice(pop.size, max(2, pop.size // 1200), replace=False)
     parts = []
     for d in range(days):
-        k = max(300, pop.size // 3)
+        k = max(300, pop.size // 3 if not mix.drawn else int(pop.size * mix.bots_per_account * mix.scale))
         ips = _residential_pool(rng, k, life, pop, domestic=0.2, mobile=0.08, shared=0.02)
         ts = day_start(start, d) + rng.integers(0, DAY, k)
         service, method = _service(rng, k, 0.25)
@@ -342,6 +393,8 @@ INFRA = ("hosting", "vpn", "tor")
 
 
 def _attacker_address(rng: np.random.Generator, infra: str, city: int) -> int:
+    if infra == "residential_domestic":
+        return int(_domestic_other(rng, 1)[0])
     if infra == "hosting":
         return plan.hosting_base(int(rng.integers(0, 2)), int(rng.integers(0, 3))) + int(rng.integers(2, 250))
     if infra == "vpn":
@@ -352,7 +405,9 @@ def _attacker_address(rng: np.random.Generator, infra: str, city: int) -> int:
     return int(_domestic_other(rng, 1, np.array([city]))[0])
 
 
-def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, days: int) -> pl.DataFrame:
+def takeover(
+    rng: np.random.Generator, wins: list[Compromise], start: dt.date, days: int, mix: AttackMix = FIXED
+) -> pl.DataFrame:
     """What the attacker does with each account: logins from its infrastructure, bulk IMAP downloads, SMTP bursts.
 
     The first victim is entered from a residential proxy in the victim's own city.
@@ -360,18 +415,22 @@ def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, d
     end = day_start(start, days)
     parts = []
     for k, win in enumerate(sorted(wins, key=lambda w: (w.ts, w.account))):
-        t0 = win.ts + int(rng.integers(10 * MINUTE, 8 * HOUR))
+        t0 = win.ts + int(rng.integers(10 * MINUTE, int(mix.takeover_delay_hours * HOUR)))
         span = max(end - HOUR - t0, MINUTE)
-        logins = int(rng.integers(3, 6))
+        logins = int(rng.integers(*mix.takeover_logins))
         ts = t0 + np.sort(rng.integers(0, min(30 * HOUR, span), logins))
         ts = ts[ts < end - HOUR]
         m = len(ts)
         if m == 0:
             continue
         # The attacker rotates through its infrastructure; one victim is entered from its own city.
-        infra = [INFRA[(k + j) % len(INFRA)] for j in range(m)]
-        if k == 0:
-            infra[0] = "residential_same_city"
+        if mix.takeover_infra is None:
+            infra = [INFRA[(k + j) % len(INFRA)] for j in range(m)]
+            if k == 0:
+                infra[0] = "residential_same_city"
+        else:
+            p = np.array(mix.takeover_infra)
+            infra = [str(x) for x in rng.choice(TAKEOVER_INFRA, m, p=p / p.sum())]
         own = {name: _attacker_address(rng, name, win.city) for name in sorted(set(infra))}
         ips = plan.v4_text(np.array([own[name] for name in infra]))
         text = ips[0]
@@ -421,16 +480,21 @@ def takeover(rng: np.random.Generator, wins: list[Compromise], start: dt.date, d
 
 
 def generate(
-    rng: np.random.Generator, pop: Population, life: LifeEvents, start: dt.date, days: int
+    rng: np.random.Generator,
+    pop: Population,
+    life: LifeEvents,
+    start: dt.date,
+    days: int,
+    mix: AttackMix = FIXED,
 ) -> tuple[pl.DataFrame, list[Compromise]]:
-    cs, cs_wins = credential_stuffing(rng, pop, life, start, days)
-    ps, ps_wins = password_spraying(rng, pop, start, days)
-    bf, bf_wins = brute_force(rng, pop, start, days)
-    dbf = distributed_brute_force(rng, pop, life, start, days)
+    cs, cs_wins = credential_stuffing(rng, pop, life, start, days, mix=mix)
+    ps, ps_wins = password_spraying(rng, pop, start, days, mix=mix)
+    bf, bf_wins = brute_force(rng, pop, start, days, mix=mix)
+    dbf = distributed_brute_force(rng, pop, life, start, days, mix=mix)
     # An account broken twice is taken over once, by the first campaign that got in.
     first: dict[str, Compromise] = {}
     for w in sorted(cs_wins + ps_wins + bf_wins, key=lambda w: (w.ts, w.account)):
         first.setdefault(w.account, w)
     wins = list(first.values())
-    ato = takeover(rng, wins, start, days)
+    ato = takeover(rng, wins, start, days, mix)
     return pl.concat([conform(p) for p in (cs, ps, bf, dbf, ato)]), wins
