@@ -19,6 +19,8 @@ from typing import Any
 
 from detector.errors import ConfigError, did_you_mean
 
+KERNEL_MODES = ("auto", "on", "off")
+
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -30,6 +32,15 @@ class IngestConfig:
     """Longer lines are quarantined as too_long."""
     chunk_bytes: int = 16 * 1024 * 1024
     """Decompressed bytes parsed per batch (bounds memory)."""
+    kernel: str = "auto"
+    """Compiled fast path for the commonest lines: ``auto`` (where numba is installed), ``on``, ``off``."""
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNEL_MODES:
+            raise ConfigError(
+                f"ingest.kernel must be one of {', '.join(KERNEL_MODES)}, got {self.kernel!r}",
+                hint=did_you_mean(self.kernel, KERNEL_MODES),
+            )
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from detector.config import IngestConfig
 from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
-from detector.ingest import registry
+from detector.ingest import kernel, registry
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
@@ -344,6 +344,14 @@ def _parse_batch(
     if not too_long.is_empty():
         fx.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
+    fast = None
+    if kernel.enabled(cfg.kernel, cfg.year) and not batch.is_empty():
+        # the compiled fast path takes the lines it fully recognises; the rest go on below
+        fast, batch = kernel.split(batch, timezone=cfg.timezone, reference=inp.mtime, private=PRIVATE)
+        fx.noise.update(fast.noise)
+        fx.claimed += fast.lines
+        if batch.is_empty():
+            return fast.events, fx
     # the raw text is not carried through the envelope (a copy of the batch's text per batch):
     # the quarantine takes it from the batch by line number
     raws = batch.select(C.LINE_NUMBER, C.RAW)
@@ -388,10 +396,14 @@ def _parse_batch(
     _count_unclaimed(remaining, raws, fx)
     del parts, jobs, unclaimed, remaining  # the plans in ``outs`` hold what they read
     if not outs:
+        if fast is not None:
+            return fast.events, fx
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
     done = pl.collect_all(outs, engine=ENGINE)
     del outs
     kept = [_sort_out(done.pop(0), bad_lines, raws, fx) for _ in range(len(done))]
+    if fast is not None:
+        kept.insert(0, fast.events)
     return pl.concat(kept, how="vertical"), fx
 
 
