@@ -5,7 +5,25 @@ a line is taken only when every byte of it was read by one of the shapes below."
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+
+_TEXT = types.Array(types.uint8, 1, "C", readonly=True)
+_I64 = types.Array(types.int64, 1, "C")
+_OFFSETS = types.Array(types.int64, 1, "C", readonly=True)
+_I64_2D = types.Array(types.int64, 2, "C")
+SCAN_SIG = types.void(
+    _TEXT, _OFFSETS, types.int64, types.int64, types.Array(types.int8, 1, "C"), _I64, _I64_2D, _I64_2D
+)
+VIEWS_SIG = types.int64(
+    _TEXT,
+    _I64_2D,
+    _I64,
+    types.int64,
+    types.int64,
+    types.Array(types.uint8, 2, "C"),
+    types.Array(types.uint8, 1, "C"),
+)
+"""The one signature each entry point is compiled for, when the module is imported (from the cache)."""
 
 # kinds, field and integer slots: the same numbers as detector.ingest.kernel
 LOGIN_OK, LOGIN_FAIL, AUTH, LOGOUT, NOISE_LOGIN, NOISE_MAIL, NOISE_OTHER = 1, 2, 3, 4, 5, 6, 7
@@ -553,7 +571,7 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
     return kind
 
 
-@njit(cache=True, nogil=True)
+@njit(SCAN_SIG, cache=True, nogil=True)
 def scan(data, offsets, limit_key, limit_year, kinds, stamps, spans, ints):
     """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken) and fields."""
     for i in range(offsets.shape[0] - 1):
@@ -576,45 +594,38 @@ def _cased(c, case):
     return c
 
 
-@njit(cache=True, nogil=True)
+@njit(VIEWS_SIG, cache=True, nogil=True)
 def views(data, spans, rows, field, case, out, extra):
     """Arrow string views (16 bytes each, ``out``) of ``data[start:end]`` for the given rows'
-    field: no copy of the text, which stays in ``data`` (buffer 0), except values whose case must
-    change (``case`` 1 lower, 2 upper), copied changed into ``extra`` (buffer 1). Returns the
-    bytes used in ``extra``."""
+    field, case changed (``case`` 1 lower, 2 upper). Values of up to 12 bytes live in the view
+    itself, longer ones are copied to ``extra`` (the array's one data buffer): the column never
+    holds on to the batch's text. Returns the bytes used in ``extra``."""
     used = 0
+    words = out.view(np.uint32)
     for i in range(rows.shape[0]):
         s = spans[rows[i], 2 * field]
         n = spans[rows[i], 2 * field + 1] - s
         if s < 0:
             n = 0
-        change = False
-        if case != 0:
-            for j in range(n):
-                if _cased(data[s + j], case) != data[s + j]:
-                    change = True
-                    break
-        out[i, 0] = n & 255
-        out[i, 1] = (n >> 8) & 255
-        out[i, 2] = (n >> 16) & 255
-        out[i, 3] = (n >> 24) & 255
+        words[i, 0] = n
+        words[i, 1] = 0
+        words[i, 2] = 0
+        words[i, 3] = 0
         if n <= 12:
-            for j in range(n):
-                out[i, 4 + j] = _cased(data[s + j], case)
-            for j in range(n, 12):
-                out[i, 4 + j] = 0
+            if case == 0:
+                for j in range(n):
+                    out[i, 4 + j] = data[s + j]
+            else:
+                for j in range(n):
+                    out[i, 4 + j] = _cased(data[s + j], case)
             continue
-        src = s
-        buf = 0
-        if change:
+        if case == 0:
+            extra[used : used + n] = data[s : s + n]
+        else:
             for j in range(n):
                 extra[used + j] = _cased(data[s + j], case)
-            src = used
-            buf = 1
-            used += n
         for j in range(4):
-            out[i, 4 + j] = _cased(data[s + j], case)
-        for j in range(4):
-            out[i, 8 + j] = (buf >> (8 * j)) & 255
-            out[i, 12 + j] = (src >> (8 * j)) & 255
+            out[i, 4 + j] = extra[used + j]
+        words[i, 3] = used
+        used += n
     return used

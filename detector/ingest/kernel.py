@@ -163,7 +163,7 @@ def split(
     n = len(raw)
     bufs = raw.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int64)[raw.offset : raw.offset + n + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+    data = np.frombuffer(bufs[2] if bufs[2] is not None else b"", dtype=np.uint8)
     kinds = np.zeros(n, np.int8)
     stamps = np.zeros(n, np.int64)
     spans = np.full((n, 2 * N_FIELDS), -1, np.int64)
@@ -197,10 +197,9 @@ def split(
 
     kind = kinds[idx]
     iv = ints[idx]
-    buffers = _Buffers(raw.buffers()[2], data)
 
     def text(f: int, case: int = 0) -> pl.Series:
-        return _strings(buffers, spans, idx, f, case)
+        return _strings(data, spans, idx, f, case)
 
     def num(i: int, dtype: pl.DataType) -> pl.Series:
         v = iv[:, i]
@@ -261,28 +260,19 @@ def split(
 LOWER, UPPER = 1, 2
 
 
-@dataclass(frozen=True)
-class _Buffers:
-    arrow: pa.Buffer
-    """The batch's text (shared by the string views, never copied)."""
-    array: np.ndarray
-
-
-def _strings(buffers: _Buffers, spans: np.ndarray, rows: np.ndarray, field: int, case: int) -> pl.Series:
-    """Field ``field`` of ``rows`` as a String column of Arrow string views into the batch's text
-    (null where the kernel left no span); values whose case changes are copied."""
+def _strings(data: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int, case: int) -> pl.Series:
+    """Field ``field`` of ``rows`` as a String column of Arrow string views (null where the kernel
+    left no span), built by compiled code without a per-value Python object."""
     from detector.ingest import _kernel_impl
 
     n = len(rows)
     views = np.empty((n, 16), np.uint8)
     starts = spans[rows, 2 * field]
-    extra = np.empty(int((spans[rows, 2 * field + 1] - starts).clip(0).sum()) if case else 0, np.uint8)
-    used = _kernel_impl.views(buffers.array, spans, rows, field, case, views, extra)
+    extra = np.empty(int((spans[rows, 2 * field + 1] - starts).clip(0).sum()), np.uint8)
+    used = _kernel_impl.views(data, spans, rows, field, case, views, extra)
     valid = starts >= 0
     mask = None if valid.all() else pa.array(valid).buffers()[1]
-    arr = pa.Array.from_buffers(
-        pa.string_view(), n, [mask, pa.py_buffer(views), buffers.arrow, pa.py_buffer(extra[:used])]
-    )
+    arr = pa.Array.from_buffers(pa.string_view(), n, [mask, pa.py_buffer(views), pa.py_buffer(extra[:used])])
     return pl.Series(pl.from_arrow(arr))
 
 
