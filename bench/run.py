@@ -93,7 +93,8 @@ def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedPr
 
 
 def bench_ingest(ctx: Context) -> list[Row]:
-    """`detector ingest` against the per-line Python `re` reference, on the same log."""
+    """`detector ingest` (with its compiled kernel, then without) against the per-line Python `re`
+    reference, on the same log."""
     log = ctx.mail_log()
     rows = []
     wall, cpu, mib, done = measure(
@@ -105,6 +106,22 @@ def bench_ingest(ctx: Context) -> list[Row]:
         else "?"
     )
     rows.append(Row("ingest", "detector ingest", ctx.lines, wall, cpu, mib, f"{events} events"))
+    off = ctx.work / "kernel-off.toml"
+    off.write_text('[ingest]\nkernel = "off"\n')
+    wall, cpu, mib, _ = measure(
+        [
+            str(BIN / "detector"),
+            "ingest",
+            str(log),
+            "--out",
+            str(ctx.work / "events-off.parquet"),
+            "--config",
+            str(off),
+        ]
+    )
+    rows.append(
+        Row("ingest", "detector ingest, kernel off", ctx.lines, wall, cpu, mib, "polars parsers only")
+    )
     wall, cpu, mib, _ = measure(
         [
             str(BIN / "python"),

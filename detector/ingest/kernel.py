@@ -25,6 +25,7 @@ machine and version; ``make install`` compiles it ahead of a first run (:func:`w
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -111,8 +112,12 @@ def _scan_fn():
         fn = _COMPILED.get("scan")
         if fn is None:
             if not os.environ.get(CACHE_ENV):
-                # numba reads its cache location when it is first imported
+                # numba reads its cache location when it is imported (or its configuration reloaded)
                 os.environ[CACHE_ENV] = str(cache_dir())
+                if "numba" in sys.modules:
+                    from numba.core import config
+
+                    config.reload_config()
             from detector.ingest import _kernel_impl
 
             fn = _COMPILED["scan"] = _kernel_impl.scan
