@@ -168,6 +168,20 @@ def test_year_inferred_across_new_year(tmp_path):
     _both(tmp_path, [str(write_log(tmp_path / "mail.log", lines))])
 
 
+def test_auto_takes_inputs_that_are_mostly_dovecot():
+    def first(dovecot: int, other: int) -> pl.DataFrame:
+        lines = [f"{S}: {LOGIN}"] * dovecot + [
+            "Nov 23 03:14:15 mx1 postfix/smtpd[1]: connect from x[1.2.3.4]"
+        ] * other
+        return pl.DataFrame({C.RAW: lines})
+
+    assert kernel.wanted("auto", None, first(6, 4))
+    assert not kernel.wanted("auto", None, first(3, 7))
+    assert kernel.wanted("on", None, first(0, 7))
+    assert not kernel.wanted("off", None, first(7, 0))
+    assert not kernel.wanted("auto", 2026, first(7, 0))
+
+
 def test_fixed_year_turns_the_kernel_off():
     assert not kernel.enabled("auto", 2026)
     assert not kernel.enabled("off", None)

@@ -290,9 +290,14 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-settle") as settling,
     ):
         waiting: deque[Future] = deque()
+        fast: bool | None = None
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
-            waiting.append(settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state)))
+            if fast is None:
+                fast = kernel.wanted(run.cfg.kernel, run.cfg.year, batch)
+            waiting.append(
+                settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state, fast=fast))
+            )
             del batch
             if len(waiting) > workers + AHEAD:
                 waiting.popleft().result()
@@ -336,7 +341,7 @@ def _applied(run: _Run, parsed: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
 
 
 def _parse_batch(
-    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict
+    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict, *, fast: bool = False
 ) -> tuple[pl.DataFrame, _Effects]:
     fx = _Effects()
     long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
@@ -344,14 +349,14 @@ def _parse_batch(
     if not too_long.is_empty():
         fx.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
-    fast = None
-    if kernel.enabled(cfg.kernel, cfg.year) and not batch.is_empty():
+    taken = None
+    if fast and not batch.is_empty():
         # the compiled fast path takes the lines it fully recognises; the rest go on below
-        fast, batch = kernel.split(batch, timezone=cfg.timezone, reference=inp.mtime, private=PRIVATE)
-        fx.noise.update(fast.noise)
-        fx.claimed += fast.lines
+        taken, batch = kernel.split(batch, timezone=cfg.timezone, reference=inp.mtime, private=PRIVATE)
+        fx.noise.update(taken.noise)
+        fx.claimed += taken.lines
         if batch.is_empty():
-            return fast.events, fx
+            return taken.events, fx
     # the raw text is not carried through the envelope (a copy of the batch's text per batch):
     # the quarantine takes it from the batch by line number
     raws = batch.select(C.LINE_NUMBER, C.RAW)
@@ -396,14 +401,14 @@ def _parse_batch(
     _count_unclaimed(remaining, raws, fx)
     del parts, jobs, unclaimed, remaining  # the plans in ``outs`` hold what they read
     if not outs:
-        if fast is not None:
-            return fast.events, fx
+        if taken is not None:
+            return taken.events, fx
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
     done = pl.collect_all(outs, engine=ENGINE)
     del outs
     kept = [_sort_out(done.pop(0), bad_lines, raws, fx) for _ in range(len(done))]
-    if fast is not None:
-        kept.insert(0, fast.events)
+    if taken is not None:
+        kept.insert(0, taken.events)
     return pl.concat(kept, how="vertical"), fx
 
 
