@@ -177,6 +177,9 @@ def test_auto_takes_inputs_that_are_mostly_dovecot():
         return pl.DataFrame({C.RAW: lines})
 
     assert kernel.wanted("auto", None, first(6, 4))
+    assert kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES)
+    assert not kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES - 1)
+    assert kernel.wanted("on", None, first(6, 4), 10)
     assert not kernel.wanted("auto", None, first(3, 7))
     assert kernel.wanted("on", None, first(0, 7))
     assert not kernel.wanted("off", None, first(7, 0))

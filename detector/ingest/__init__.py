@@ -101,6 +101,8 @@ class _Run:
     rid: int = 0
     sessions: pl.DataFrame | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    text_bytes: int | None = None
+    """Size of the text inputs on disk (None where one is stdin): whether the kernel pays off."""
 
 
 DICTIONARY_COLUMNS = (
@@ -173,6 +175,8 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, _EventWriter(work_dir / "events.parquet"))
+    sizes = [inp.size for inp in files if not inp.is_table]
+    run.text_bytes = None if any(size is None for size in sizes) else sum(sizes)
     inputs: list[tuple[str, int | None, str]] = []
     warnings: list[str] = []
     tables = 0
@@ -294,7 +298,7 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
             if fast is None:
-                fast = kernel.wanted(run.cfg.kernel, run.cfg.year, batch)
+                fast = kernel.wanted(run.cfg.kernel, run.cfg.year, batch, run.text_bytes)
             waiting.append(
                 settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state, fast=fast))
             )
