@@ -1,8 +1,11 @@
 """Benchmarks (``make bench``): lines/s and peak memory, each in a child process. Not a test.
 
-    .venv/bin/python bench/run.py                 # 2 million lines
+    .venv/bin/python bench/run.py                 # 2 million lines of each profile
     .venv/bin/python bench/run.py --lines 10000000
-    .venv/bin/python bench/run.py --only ingest
+    .venv/bin/python bench/run.py --only ingest --profile imap
+
+Every benchmark runs on each log profile of ``bench/loggen.py`` (``mta``: mixed Dovecot + Postfix
+with delivery noise; ``imap``: a Dovecot IMAP/POP3 front end), and the table shows them side by side.
 
 Each benchmark is a function ``(ctx) -> list[Row]`` in :data:`BENCHES`; add one (e.g. the nightly
 job end to end) by writing such a function and appending it. Timings are wall clock and CPU of
@@ -18,13 +21,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = ROOT / ".venv" / "bin"
 sys.path.insert(0, str(HERE))
+
+from loggen import PROFILES  # noqa: E402
+
+PROFILES_DEFAULT = "mta"
+"""The profile a log given with ``--log`` is labelled with unless ``--profile`` says otherwise."""
 
 
 class BenchFailed(RuntimeError):
@@ -40,6 +48,7 @@ class Row:
     cpu_s: float
     peak_mib: float
     note: str = ""
+    profile: str = ""
 
     @property
     def rate(self) -> float:
@@ -51,17 +60,19 @@ class Context:
     work: Path
     lines: int
     log: Path | None = None
+    profile: str = "mta"
 
     def mail_log(self) -> Path:
-        """The generated mixed log (made once per run)."""
+        """The generated log of this context's profile (made once per run)."""
         if self.log is None:
             from loggen import generate
 
-            self.log = self.work / "mail.log"
+            self.log = self.work / f"mail-{self.profile}.log"
             t = time.perf_counter()
-            n = generate(self.log, self.lines)
+            n = generate(self.log, self.lines, profile=self.profile)
             print(
-                f"generated {n:,} lines ({self.log.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.0f}s"
+                f"generated {n:,} lines of the {self.profile} profile "
+                f"({self.log.stat().st_size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.0f}s"
             )
             self.lines = n
         return self.log
@@ -82,7 +93,8 @@ def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedPr
 
 
 def bench_ingest(ctx: Context) -> list[Row]:
-    """`detector ingest` against the per-line Python `re` reference, on the same log."""
+    """`detector ingest` (with its compiled kernel, then without) against the per-line Python `re`
+    reference, on the same log."""
     log = ctx.mail_log()
     rows = []
     wall, cpu, mib, done = measure(
@@ -93,7 +105,23 @@ def bench_ingest(ctx: Context) -> list[Row]:
         if done
         else "?"
     )
-    rows.append(Row("ingest", "detector ingest (polars)", ctx.lines, wall, cpu, mib, f"{events} events"))
+    rows.append(Row("ingest", "detector ingest", ctx.lines, wall, cpu, mib, f"{events} events"))
+    off = ctx.work / "kernel-off.toml"
+    off.write_text('[ingest]\nkernel = "off"\n')
+    wall, cpu, mib, _ = measure(
+        [
+            str(BIN / "detector"),
+            "ingest",
+            str(log),
+            "--out",
+            str(ctx.work / "events-off.parquet"),
+            "--config",
+            str(off),
+        ]
+    )
+    rows.append(
+        Row("ingest", "detector ingest, kernel off", ctx.lines, wall, cpu, mib, "polars parsers only")
+    )
     wall, cpu, mib, _ = measure(
         [
             str(BIN / "python"),
@@ -102,8 +130,11 @@ def bench_ingest(ctx: Context) -> list[Row]:
             str(ctx.work / "reference.parquet"),
         ]
     )
-    rows.append(Row("ingest", "per-line Python re reference", ctx.lines, wall, cpu, mib))
+    rows.append(Row("ingest", REFERENCE, ctx.lines, wall, cpu, mib))
     return rows
+
+
+REFERENCE = "per-line Python re reference"
 
 
 def bench_nightly(ctx: Context) -> list[Row]:
@@ -121,18 +152,28 @@ BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'bench':<8} {'what':<32} {'lines':>12} {'wall s':>8} {'cpu s':>8} {'lines/s':>12} {'peak MiB':>9}  note"
+    head = (
+        f"{'profile':<7} {'bench':<8} {'what':<32} {'lines':>12} {'wall s':>8} {'cpu s':>8} "
+        f"{'lines/s':>12} {'cpu us/line':>11} {'peak MiB':>9}  note"
+    )
     out = [head, "-" * len(head)]
     for r in rows:
+        per_line = r.cpu_s / r.lines * 1e6 if r.lines else 0.0
         out.append(
-            f"{r.bench:<8} {r.what:<32} {r.lines:>12,} {r.wall_s:>8.1f} {r.cpu_s:>8.1f} {r.rate:>12,.0f} {r.peak_mib:>9,.0f}  {r.note}"
+            f"{r.profile:<7} {r.bench:<8} {r.what:<32} {r.lines:>12,} {r.wall_s:>8.1f} {r.cpu_s:>8.1f} "
+            f"{r.rate:>12,.0f} {per_line:>11.2f} {r.peak_mib:>9,.0f}  {r.note}"
         )
-    by = {}
+    by: dict[tuple[str, str], dict[str, Row]] = {}
     for r in rows:
-        by.setdefault(r.bench, []).append(r)
-    for name, group in by.items():
-        if len(group) >= 2 and group[1].wall_s:
-            out.append(f"{name}: {group[1].wall_s / group[0].wall_s:.1f}x the reference (wall clock)")
+        by.setdefault((r.profile, r.bench), {})[r.what] = r
+    for (profile, name), group in by.items():
+        ref = group.get(REFERENCE)
+        ours = group.get("detector ingest")
+        if ref and ours and ours.wall_s and ours.cpu_s:
+            out.append(
+                f"{profile} {name}: {ref.wall_s / ours.wall_s:.1f}x the reference's speed (wall clock), "
+                f"{ref.cpu_s / ours.cpu_s:.1f}x (CPU)"
+            )
     return "\n".join(out)
 
 
@@ -142,30 +183,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", action="append", choices=[n for n, _ in BENCHES], help="run only these benchmarks"
     )
+    ap.add_argument(
+        "--profile",
+        action="append",
+        choices=list(PROFILES),
+        help="log profiles to run (default: all, side by side)",
+    )
     ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
     ap.add_argument("--log", type=Path, help="use this existing log instead of generating one")
     a = ap.parse_args(argv)
+    profiles = a.profile or ([PROFILES_DEFAULT] if a.log else list(PROFILES))
     with tempfile.TemporaryDirectory(prefix="detector-bench-") as tmp:
-        work = a.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        ctx = Context(work, a.lines)
-        if a.log:
-            ctx.log = a.log
-            with open(a.log, "rb") as f:
-                ctx.lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+        root = a.keep or Path(tmp)
         rows: list[Row] = []
         failed = 0
-        for name, fn in BENCHES:
-            if a.only and name not in a.only:
-                continue
-            try:
-                got = fn(ctx)
-            except BenchFailed as e:
-                failed += 1
-                print(f"{name}: FAILED: {e}", file=sys.stderr)
-                continue
-            rows += got
-            print(table(got), flush=True)
+        for profile in profiles:
+            work = root / profile
+            work.mkdir(parents=True, exist_ok=True)
+            ctx = Context(work, a.lines, profile=profile)
+            if a.log:
+                ctx.log = a.log
+                with open(a.log, "rb") as f:
+                    ctx.lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+            for name, fn in BENCHES:
+                if a.only and name not in a.only:
+                    continue
+                try:
+                    got = [replace(r, profile=profile) for r in fn(ctx)]
+                except BenchFailed as e:
+                    failed += 1
+                    print(f"{profile} {name}: FAILED: {e}", file=sys.stderr)
+                    continue
+                rows += got
+                print(table(got), flush=True)
         print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(table(rows))
     return 1 if failed else 0

@@ -26,6 +26,7 @@ from detector.errors import ConfigError, did_you_mean
 
 RANGE = "range"
 """Field metadata key holding a key's :class:`Range` (every key of every section has one)."""
+KERNEL_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,13 @@ def _duration(value: Any) -> str | None:
     return f"must be a positive duration such as 30m, 6h or 1d, got {value!r}"
 
 
+def _kernel_mode(value: Any) -> str | None:
+    if value in KERNEL_MODES:
+        return None
+    hint = did_you_mean(str(value), KERNEL_MODES)
+    return f"must be one of {', '.join(KERNEL_MODES)}, got {value!r}" + (f" ({hint})" if hint else "")
+
+
 def _path(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else f"must be a path, got {value!r}"
 
@@ -172,6 +180,8 @@ class IngestConfig(_Section):
     """Longer lines are quarantined as too_long."""
     chunk_bytes: int = key(16 * 1024 * 1024, Range(1024, 1 << 34))
     """Decompressed bytes parsed per batch (bounds memory)."""
+    kernel: str = key("auto", Range(check=_kernel_mode, text="auto, on or off"))
+    """Compiled fast path for the commonest lines: ``auto`` (where numba is installed), ``on``, ``off``."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from detector.config import IngestConfig
 from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
-from detector.ingest import registry
+from detector.ingest import kernel, registry
 from detector.ingest.copies import drop_copies, unique_contents
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
@@ -128,6 +128,8 @@ class _Run:
     rid: int = 0
     sessions: pl.DataFrame | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    text_bytes: int | None = None
+    """Size of the text inputs on disk (None where one is stdin): whether the kernel pays off."""
 
 
 DICTIONARY_COLUMNS = (
@@ -200,6 +202,8 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, _EventWriter(work_dir / "events.parquet"))
+    sizes = [inp.size for inp in files if not inp.is_table]
+    run.text_bytes = None if any(size is None for size in sizes) else sum(sizes)
     inputs: list[tuple[str, int | None, str]] = []
     tables = 0
     for inp in files:
@@ -345,9 +349,14 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-settle") as settling,
     ):
         waiting: deque[Future] = deque()
+        fast: bool | None = None
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
-            waiting.append(settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state)))
+            if fast is None:
+                fast = kernel.wanted(run.cfg.kernel, run.cfg.year, batch, run.text_bytes)
+            waiting.append(
+                settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state, fast=fast))
+            )
             del batch
             if len(waiting) > workers + AHEAD:
                 waiting.popleft().result()
@@ -391,7 +400,7 @@ def _applied(run: _Run, parsed: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
 
 
 def _parse_batch(
-    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict
+    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict, *, fast: bool = False
 ) -> tuple[pl.DataFrame, _Effects]:
     fx = _Effects()
     long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
@@ -399,6 +408,14 @@ def _parse_batch(
     if not too_long.is_empty():
         fx.quarantine.append(_quarantine(too_long, pl.lit("too_long")))
         batch = batch.filter(~long)
+    taken = None
+    if fast and not batch.is_empty():
+        # the compiled fast path takes the lines it fully recognises; the rest go on below
+        taken, batch = kernel.split(batch, timezone=cfg.timezone, reference=inp.mtime, private=PRIVATE)
+        fx.noise.update(taken.noise)
+        fx.claimed += taken.lines
+        if batch.is_empty():
+            return taken.events, fx
     # the raw text is not carried through the envelope (a copy of the batch's text per batch):
     # the quarantine takes it from the batch by line number
     raws = batch.select(C.LINE_NUMBER, C.RAW)
@@ -443,10 +460,14 @@ def _parse_batch(
     _count_unclaimed(remaining, raws, fx)
     del parts, jobs, unclaimed, remaining  # the plans in ``outs`` hold what they read
     if not outs:
+        if taken is not None:
+            return taken.events, fx
         return pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(PRIVATE, pl.String)}), fx
     done = pl.collect_all(outs, engine=ENGINE)
     del outs
     kept = [_sort_out(done.pop(0), bad_lines, raws, fx) for _ in range(len(done))]
+    if taken is not None:
+        kept.insert(0, taken.events)
     return pl.concat(kept, how="vertical"), fx
 
 

@@ -1,0 +1,289 @@
+"""The compiled kernel is a strict fast path: what it takes, it reads exactly as the polars parsers
+do (frame for frame), and everything else it leaves to them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from detector.config import IngestConfig, load
+from detector.errors import ConfigError
+from detector.ingest import _parse_batch, ingest, kernel
+from detector.ingest.sources import LINE_SCHEMA, InputFile
+from detector.schema import C
+from tests.ingest_helpers import MTIME, write_log
+
+pytestmark = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
+
+ROOT = Path(__file__).resolve().parent.parent
+S = "Nov 23 03:14:15 mx1 dovecot"
+LOGIN = "imap-login: Login: user=<alice@example.org>, method=PLAIN, rip=203.0.113.7, lip=192.0.2.10, mpid=812, TLS, session=<AbCd+/Ef12>"
+FAIL = "imap-login: Disconnected: Aborted login by logging out (auth failed, 3 attempts in 2 secs): user=<alice@example.org>, method=PLAIN, rip=203.0.113.7, lip=192.0.2.10, TLS, session=<AbCd+/Ef12>"
+AUTH = "auth-worker(812): sql(alice@example.org,203.0.113.7,<AbCd+/Ef12>): Password mismatch"
+LOGOUT = "imap(alice@example.org)<812><AbCd+/Ef12>: Logged out in=120 out=5400 deleted=0 expunged=0"
+POP = "pop3(alice@example.org)<812><AbCd+/Ef12>: Disconnected: Logged out top=0/0, retr=2/4096, del=2/2, size=9000"
+
+TAKEN = [
+    f"{S}: {LOGIN}",
+    f"{S}[7508]: {LOGIN}",
+    f"{S}: Info: {LOGIN}",
+    f"{S}: {LOGIN.replace(', TLS', ', secured')}",
+    f"{S}: {LOGIN.replace(', TLS', '').replace(', mpid=812', '')}",
+    f"{S}: {LOGIN.replace('alice', 'ALICE').replace('PLAIN', 'plain')}",
+    f"{S}: {LOGIN.replace('imap-login', 'pop3-login')}",
+    f"{S}: {LOGIN.replace('imap-login', 'submission-login')}",
+    f"{S}: {LOGIN.replace('203.0.113.7', '2001:DB8:0:0::7')}",
+    f"{S}: {LOGIN.replace('203.0.113.7', '::ffff:198.51.100.1')}",
+    f"Feb 28 23:59:59 mx1 dovecot: {LOGIN}",
+    f"Nov  3 03:14:15 mx1 dovecot: {LOGIN}",
+    f"{S}: {FAIL}",
+    f"{S}: {FAIL.replace('3 attempts', '1 attempts')}",
+    f"{S}: imap-login: Disconnected (auth failed, 1 attempts in 6 secs): user=<a@b>, method=PLAIN, rip=1.1.1.1, lip=7.7.7.7, TLS, session=<x>",
+    f"{S}: {AUTH}",
+    f"{S}: {AUTH.replace('Password mismatch', 'unknown user')}",
+    f"{S}: {AUTH.replace(',<AbCd+/Ef12>', '')}",
+    f"{S}: auth: passwd-file(bob,198.51.100.9): unknown user",
+    f"{S}: {LOGOUT}",
+    f"{S}: {POP}",
+    f"{S}: imap(a@b)<1><s>: Disconnected: Connection closed (IDLE running for 0.001 + waiting input for 29.001 secs, 2 B in + 10 B out, state=wait-input) in=1 out=2",
+    f"{S}: imap(a@b)<1><s>: Disconnected for inactivity in=1 out=2 deleted=0",
+    # noise kinds, counted only
+    f"{S}: imap-login: Disconnected: Connection closed (no auth attempts in 0 secs): user=<>, rip=1.2.3.4, lip=5.6.7.8, session=<x>",
+    f"{S}: lmtp(alice@example.org)<812><AbCd>: msgid=<x@y>: saved mail to INBOX",
+    f"{S}: master: Dovecot v2.3.21 starting up",
+    f"{S}: imap(alice@example.org)<812><AbCd>: Disconnected: Connection closed",
+]
+"""Lines the kernel takes (and must read as the polars parsers do)."""
+
+LEFT = [
+    # other envelopes, programs and Dovecot shapes: the polars parsers' business
+    f"<34>1 2026-11-23T03:14:15.123Z mx1 dovecot 812 - - {LOGIN}",
+    f"2026-11-23T03:14:15.123456+01:00 mx1 dovecot: {LOGIN}",
+    f"2026-11-23 03:14:15 {LOGIN}",
+    "Nov 23 03:14:15 mx1 postfix/smtpd[812]: connect from unknown[203.0.113.7]",
+    "Nov 23 03:14:15 mx1 CRON[1]: (root) CMD (true)",
+    f"Nov 23 03:14:15.123 mx1 dovecot: {LOGIN}",
+    f"<38>Nov 23 03:14:15 mx1 dovecot: {LOGIN}",
+    f"Nov 23 03:14:15 dovecot: {LOGIN}",
+    f"{S}: Warning: {LOGIN}",
+    f"{S}: imap-login: Warning: Login: user=<a@b>, method=PLAIN, rip=1.2.3.4, lip=5.6.7.8, session=<x>",
+    f"{S}: {AUTH.replace('Password mismatch', 'Password mismatch (given password: hunter2)')}",
+    f"{S}: {AUTH.replace('Password mismatch', 'pam_authenticate() failed: Authentication failure')}",
+    f"{S}: auth-worker(1): conn unix:auth-worker (pid=1,uid=2): auth-worker<1>: sql(a@b,1.2.3.4,<s>): Password mismatch",
+    f"{S}: imap-login: Disconnected (tried to use disallowed plaintext auth): user=<>, rip=1.2.3.4, lip=5.6.7.8, session=<x>",
+    f"{S}: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=a rhost=1.2.3.4",
+    f"{S}: {POP.replace('size=9000', 'size= 9000')}",
+    f"{S}: {LOGIN.replace('rip=203.0.113.7', 'rip=203.0.113.07')}",
+    f"{S}: {LOGIN.replace('rip=203.0.113.7', 'rip=203.0.113.256')}",
+    f"{S}: {LOGIN.replace('rip=203.0.113.7', 'rip=')}",
+    f"{S}: {LOGIN.replace('rip=203.0.113.7', 'rip=[203.0.113.7]')}",
+    f"{S}: {LOGIN}, extra=1",
+    f"{S}: {LOGIN.replace('alice@example.org', '')}",
+    f"Feb 29 23:59:59 mx1 dovecot: {LOGIN}",  # 2026 is no leap year
+    f"Feb 30 23:59:59 mx1 dovecot: {LOGIN}",
+    f"Foo 23 03:14:15 mx1 dovecot: {LOGIN}",
+    f"Nov 23 24:14:15 mx1 dovecot: {LOGIN}",
+    f"Nov 23 03:14:15 mx1 dovecot2: {LOGIN}",
+    f"Nov 23 03:14:15 mx1 dovecot[x]: {LOGIN}",
+    # user names an attacker typed: quoting, a second field, separators, non-ASCII, controls
+    f"{S}: {LOGIN.replace('alice@example.org', 'a>, method=PLAIN, rip=6.6.6.6, lip=1.1.1.1, session=<z')}",
+    f"{S}: {LOGIN.replace('alice@example.org', 'a, rip=6.6.6.6')}",
+    f"{S}: {LOGIN.replace('alice@example.org', 'a rip=6.6.6.6')}",
+    f"{S}: {LOGIN.replace('alice@example.org', 'ålice@example.org')}",
+    f"{S}: " + LOGIN.replace("alice@example.org", "a\tb"),
+    f"{S}: {LOGIN.replace('alice@example.org', '=cmd|calc')}",
+    f"{S}: {AUTH.replace('alice@example.org', 'a,6.6.6.6): unknown user (x')}",
+    f"{S}: {LOGOUT.replace('alice@example.org', 'a) in=1 out=2 (b')}",
+    f"{S}: {LOGOUT.replace('alice@example.org', 'a)<1><s>: Logged out in=9 out=9 (')}",
+]
+"""Lines the kernel leaves to the polars parsers."""
+
+
+def _split(lines: list[str]) -> tuple[kernel.Taken, pl.DataFrame]:
+    batch = pl.DataFrame(
+        {C.SOURCE_FILE: ["x"] * len(lines), C.LINE_NUMBER: list(range(1, len(lines) + 1)), C.RAW: lines},
+        schema={C.SOURCE_FILE: pl.String, C.LINE_NUMBER: pl.Int64, C.RAW: pl.String},
+    )
+    return kernel.split(batch, timezone="UTC", reference=MTIME, private=("_stage", "_qid", "_smtpd"))
+
+
+def _both(tmp_path: Path, paths: list[str], **cfg) -> None:
+    """Ingest ``paths`` with the kernel off and on: identical events, quarantine, noise, counts."""
+    out = []
+    for mode in ("off", "on"):
+        r = ingest(paths, IngestConfig(kernel=mode, **cfg), tmp_path / mode)
+        out.append(
+            (
+                r.events.collect().sort(C.SOURCE_FILE, C.LINE_NUMBER),
+                r.quarantine.sort(C.SOURCE_FILE, C.LINE_NUMBER),
+                r.noise,
+                (r.lines_read, r.claimed, r.quarantined),
+            )
+        )
+    (ev0, q0, n0, c0), (ev1, q1, n1, c1) = out
+    assert_frame_equal(ev0, ev1)
+    assert_frame_equal(q0, q1)
+    assert n0 == n1
+    assert c0 == c1
+
+
+@pytest.mark.parametrize("line", TAKEN)
+def test_taken_lines_read_as_the_parsers_do(tmp_path, line):
+    taken, rest = _split([line])
+    assert taken.lines == 1 and rest.is_empty()
+    _both(tmp_path, [str(write_log(tmp_path / "mail.log", [line]))])
+
+
+@pytest.mark.parametrize("line", LEFT)
+def test_other_lines_are_left_to_the_parsers(tmp_path, line):
+    taken, rest = _split([line])
+    assert taken.lines == 0 and len(rest) == 1
+    _both(tmp_path, [str(write_log(tmp_path / "mail.log", [line, f"{S}: {LOGIN}"]))])
+
+
+def test_rest_keeps_its_order_and_columns():
+    lines = [LEFT[3], TAKEN[0], LEFT[4], TAKEN[-1], LEFT[0]]
+    taken, rest = _split(lines)
+    assert taken.lines == 2 and taken.events.height == 1
+    assert rest[C.LINE_NUMBER].to_list() == [1, 3, 5]
+    assert taken.noise == {"noise:dovecot_mail": 1}
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Europe/Paris", "America/New_York"])
+def test_time_zones_and_the_skipped_hour(tmp_path, timezone):
+    # 02:30 on 29 March does not exist in Paris: the envelope quarantines it, so must the kernel
+    lines = [f"{d} mx1 dovecot: {LOGIN}" for d in ("Mar 29 02:30:00", "Mar 29 03:30:00", "Oct 25 02:30:00")]
+    lines.append(f"Mar 29 02:30:00 mx1 dovecot: {LOGOUT}")
+    _both(tmp_path, [str(write_log(tmp_path / "mail.log", lines))], timezone=timezone)
+
+
+def test_year_inferred_across_new_year(tmp_path):
+    lines = [f"Dec 31 23:59:59 mx1 dovecot: {LOGIN}", f"Jan  1 00:00:01 mx1 dovecot: {LOGOUT}"]
+    _both(tmp_path, [str(write_log(tmp_path / "mail.log", lines))])
+
+
+def test_auto_takes_inputs_that_are_mostly_dovecot():
+    def first(dovecot: int, other: int) -> pl.DataFrame:
+        lines = [f"{S}: {LOGIN}"] * dovecot + [
+            "Nov 23 03:14:15 mx1 postfix/smtpd[1]: connect from x[1.2.3.4]"
+        ] * other
+        return pl.DataFrame({C.RAW: lines})
+
+    assert kernel.wanted("auto", None, first(6, 4))
+    assert kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES)
+    assert not kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES - 1)
+    assert kernel.wanted("on", None, first(6, 4), 10)
+    assert not kernel.wanted("auto", None, first(3, 7))
+    assert kernel.wanted("on", None, first(0, 7))
+    assert not kernel.wanted("off", None, first(7, 0))
+    assert not kernel.wanted("auto", 2026, first(7, 0))
+
+
+def test_fixed_year_turns_the_kernel_off():
+    assert not kernel.enabled("auto", 2026)
+    assert not kernel.enabled("off", None)
+    assert kernel.enabled("on", None)
+
+
+def test_unknown_mode_is_a_config_error(tmp_path):
+    cfg = tmp_path / "detector.toml"
+    cfg.write_text('[ingest]\nkernel = "fast"\n')
+    with pytest.raises(ConfigError, match="kernel"):
+        load(cfg)
+
+
+HOSTILE = st.lists(
+    st.sampled_from([*"aZ09._@+-,=<>()[]: /\\|'\"\t%;{}$", "rip=", ", ", "å", "\u202e", "TLS"]), max_size=12
+).map("".join)
+
+
+def _parsed(lines: list[str], fast: bool) -> tuple[pl.DataFrame, dict, list[pl.DataFrame], int]:
+    """One batch through the parsing step with the kernel or without (what the kernel changes;
+    correlation and writing then run on the same rows)."""
+    batch = pl.DataFrame(
+        {
+            C.SOURCE_FILE: ["x"] * len(lines),
+            C.LINE_NUMBER: list(range(1, len(lines) + 1)),
+            C.RAW: lines,
+            "invalid_utf8": [False] * len(lines),
+        },
+        schema=LINE_SCHEMA,
+    )
+    out, fx = _parse_batch(batch, InputFile("x", None, MTIME), IngestConfig(), {}, fast=fast)
+    return out.sort(C.LINE_NUMBER), dict(fx.noise), fx.quarantine, fx.claimed
+
+
+@settings(max_examples=80, deadline=None)
+@given(user=HOSTILE, session=HOSTILE, reason=st.sampled_from(["Password mismatch", "unknown user", "x"]))
+def test_hostile_user_names_never_read_differently(user, session, reason):
+    """Whatever an attacker puts in a user name or session, the kernel's rows equal the parsers'."""
+    lines = [
+        f"{S}: {LOGIN.replace('alice@example.org', user).replace('AbCd+/Ef12', session)}",
+        f"{S}: {FAIL.replace('alice@example.org', user)}",
+        f"{S}: {AUTH.replace('alice@example.org', user).replace('Password mismatch', reason)}",
+        f"{S}: {LOGOUT.replace('alice@example.org', user).replace('AbCd+/Ef12', session)}",
+        f"{S}: {POP.replace('alice@example.org', user)}",
+    ]
+    (a, na, qa, ca), (b, nb, qb, cb) = _parsed(lines, False), _parsed(lines, True)
+    assert_frame_equal(a, b)
+    assert (na, ca) == (nb, cb)
+    assert [q.sort(C.LINE_NUMBER).to_dicts() for q in qa] == [q.sort(C.LINE_NUMBER).to_dicts() for q in qb]
+
+
+@pytest.mark.slow
+def test_bench_profiles_identical(tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from loggen import PROFILES, generate
+
+    paths = []
+    for profile in PROFILES:
+        path = tmp_path / f"{profile}.log"
+        generate(path, 6000, seed=11, profile=profile)
+        paths.append(str(path))
+    for p in paths:
+        _both(tmp_path / Path(p).stem, [p], chunk_bytes=65536)
+
+
+@pytest.mark.slow
+def test_samples_identical(tmp_path):
+    _both(tmp_path, [str(ROOT / "data" / "samples" / "logs")])
+
+
+CORPORA = ROOT.parent / "shared" / "corpora"
+
+
+@pytest.mark.skipif(not CORPORA.is_dir(), reason="no shared corpora beside the repository")
+def test_corpora_identical(tmp_path):
+    lines = []
+    for path in sorted(CORPORA.rglob("*.jsonl")):
+        for row in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                line = json.loads(row).get("line")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(line, str) and "\n" not in line and "\r" not in line:
+                lines.append(line)
+    assert lines
+    _both(tmp_path, [str(write_log(tmp_path / "corpora.log", lines))])
+
+
+def test_cache_dir_for_a_service_user(monkeypatch, tmp_path):
+    monkeypatch.delenv(kernel.CACHE_ENV, raising=False)
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "svc"))
+    assert kernel.cache_dir() == tmp_path / "svc" / "numba"
+    monkeypatch.delenv("CACHE_DIRECTORY")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(ro))
+    monkeypatch.setattr(kernel.os, "access", lambda p, mode: not str(p).startswith(str(ro)))
+    assert not str(kernel.cache_dir()).startswith(str(ro))
+    monkeypatch.setenv(kernel.CACHE_ENV, str(tmp_path / "given"))
+    assert kernel.cache_dir() == tmp_path / "given"
