@@ -66,6 +66,8 @@ P_LOGIN = _b("Login: ")
 P_AUTH_FAILED = _b("(auth failed")
 P_AUTH_FAILED_N = _b("(auth failed, ")
 P_PLAINTEXT = _b("plaintext auth)")
+P_PROXY_DEST = _b("(proxy dest auth failed)")
+"""A failure the login process reports for its proxy destination: the polars parser reads it."""
 P_PAREN_COLON = _b("): ")
 P_USER = _b("user=<")
 P_METHOD = _b(">, method=")
@@ -331,7 +333,7 @@ def _take_login(b, proc, pend, body, hi, row, spans, ints):
         ints[row, I_OUTCOME] = OUT_FAILURE
         ints[row, I_ATTEMPTS] = attempts
         return LOGIN_FAIL
-    if _find(b, body, hi, P_PLAINTEXT) >= 0:
+    if _find(b, body, hi, P_PLAINTEXT) >= 0 or _find(b, body, hi, P_PROXY_DEST) >= 0:
         return 0
     return NOISE_LOGIN
 
