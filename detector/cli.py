@@ -515,6 +515,7 @@ def serve(
         Path | None,
         typer.Option(help="Operator's control file (TOML: open_wave, password_changed); re-read on change."),
     ] = None,
+    overrides: OverridesOpt = None,
     log_only: Annotated[
         bool, typer.Option("--log-only", help="Decide and log, but answer allow (rollout).")
     ] = False,
@@ -538,7 +539,7 @@ def serve(
         postfix_listen=parse_listen(postfix_listen) if postfix_listen else None,
         now=now.replace(tzinfo=UTC) if now is not None and now.tzinfo is None else now,
         geoip_dir=geoip_dir, api_key_file=api_key_file, state_dir=state, control_file=control,
-        log_only=log_only, cfg=cfgmod.load(config).serve,
+        overrides_file=overrides, log_only=log_only, cfg=cfgmod.load(config).serve,
     )  # fmt: skip
     run_service(options)
 

@@ -336,3 +336,21 @@ def test_any_postfix_attributes_get_an_action(shared_service, attrs):
     assert answer.startswith(b"action=") and answer.endswith(b"\n\n")
     action = answer.decode().split("\n", 1)[0]
     assert action in ("action=DUNNO",) or action.startswith("action=REJECT 5.7.1 ")
+
+
+def test_an_operators_override_is_honoured_and_reloaded(plan_file, tmp_path):
+    """`detector override lift` on a block: the service stops refusing its addresses, without a run."""
+    overrides = tmp_path / "overrides.toml"
+    overrides.write_text("")
+    block = measure("block", "100.70.0.0/24")["measure_id"]
+    with Background(options(plan_file, overrides_file=overrides)) as s:
+        c = http.client.HTTPConnection("127.0.0.1", s.ports["dovecot"], timeout=5)
+        assert post(c, "allow", login("dora@example.org", "100.70.0.9"))[1]["status"] == -1
+        overrides.write_text(
+            f'[[override]]\nmeasure = "{block}"\naction = "lift"\nby = "soc"\nwhy = "partner NAT"\n'
+            f"at = {NOW.isoformat()}\n"
+        )
+        deadline = time.time() + 5
+        while post(c, "allow", login("dora@example.org", "100.70.0.9"))[1]["status"] != 0:
+            assert time.time() < deadline, "the lifted block is still in force"
+            time.sleep(0.05)

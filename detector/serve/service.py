@@ -59,6 +59,8 @@ class ServeOptions:
     api_key_file: Path | None = None
     state_dir: Path | None = None
     control_file: Path | None = None
+    overrides_file: Path | None = None
+    """Operators' overrides of measures (``detector override``; None: the default file if it exists)."""
     log_only: bool = False
     cfg: ServeConfig = field(default_factory=ServeConfig)
 
@@ -102,10 +104,13 @@ def read_control(path: Path | None) -> Control:
     return Control(open_wave=wave, password_changed=frozenset(a.strip().lower() for a in changed))
 
 
-def load_plan_index(path: Path, now: datetime) -> PlanIndex:
+def load_plan_index(path: Path, now: datetime, overrides: Path | None = None) -> PlanIndex:
+    """The plan in ``path`` with the operators' overrides in force at ``now`` applied, indexed."""
+    from detector.recommend.overrides import apply_overrides, read_overrides
     from detector.recommend.replay import read_plan
 
-    return build_index(read_plan(path), now=now)
+    plan, _ = apply_overrides(read_plan(path), read_overrides(overrides), now)
+    return build_index(plan, now=now)
 
 
 def asn_lookup(geoip_dir: Path | None) -> AsnOf | None:
@@ -217,6 +222,7 @@ class Service:
         self.engine.prune_resets()
         self.plan_version = self._version(options.plan)
         self.control_version = self._version(options.control_file)
+        self.overrides_version = self._version(self._overrides_path())
         self.loaded_at = self.now()
         self.limiters = {
             "dovecot": Limiter(self.cfg.max_connections),
@@ -228,7 +234,9 @@ class Service:
     # -- plan and control ------------------------------------------------------------------
 
     def _load_plan(self) -> PlanIndex:
-        return load_plan_index(self.options.plan, datetime.fromtimestamp(self.now(), UTC))
+        return load_plan_index(
+            self.options.plan, datetime.fromtimestamp(self.now(), UTC), self.options.overrides_file
+        )
 
     @staticmethod
     def _version(path: Path | None) -> tuple[int, int, int] | None:
@@ -245,6 +253,7 @@ class Service:
         what is in force stays. A broken file is tried once, not at every check, until it changes."""
         self.plan_version = self._version(self.options.plan)
         self.control_version = self._version(self.options.control_file)
+        self.overrides_version = self._version(self._overrides_path())
         try:
             return self._load_plan(), read_control(self.options.control_file)
         except DetectorError as e:
@@ -272,7 +281,13 @@ class Service:
         return (
             self._version(self.options.plan) != self.plan_version
             or self._version(self.options.control_file) != self.control_version
+            or self._version(self._overrides_path()) != self.overrides_version
         )
+
+    def _overrides_path(self) -> Path:
+        from detector.recommend.overrides import DEFAULT_PATH
+
+        return self.options.overrides_file or DEFAULT_PATH
 
     # -- request handlers ----------------------------------------------------------------
 
