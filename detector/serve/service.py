@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import logging
@@ -201,6 +202,16 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+def _settle_heap() -> None:
+    """Collect once, then freeze what survives (the plan's index: about a million objects at
+    100,000 measures) out of the cyclic collector's reach. Without it each full collection walks
+    the whole index in the middle of request handling: p99 latency 300 ms at 2,000 requests/s,
+    against about 1 ms for the median. Paid once per (re)load, not per request."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Service:
     """The running service: the engine, the listeners, the reload and save tasks."""
 
@@ -220,6 +231,7 @@ class Service:
             load_resets(options.state_dir),
         )
         self.engine.prune_resets()
+        _settle_heap()
         self.plan_version = self._version(options.plan)
         self.control_version = self._version(options.control_file)
         self.overrides_version = self._version(self._overrides_path())
@@ -266,6 +278,7 @@ class Service:
         index, control = new
         self.engine.index, self.engine.control = index, control
         self.engine.prune_resets()
+        _settle_heap()
         self.loaded_at = self.now()
         self.metrics.inc("reloads_total", result="ok")
         log(logger, logging.INFO, "plan loaded", measures=index.size, open_wave=control.open_wave)
