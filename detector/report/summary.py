@@ -392,14 +392,16 @@ def next_steps(
         steps.append(
             {
                 "what": "load tonight's blocks into the firewall",
-                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format nftables",
+                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format nftables "
+                "--out detector-blocks.nft --fail-on-empty",
             }
         )
     if plan.filter(pl.col("target_type") == "account").height:
         steps.append(
             {
                 "what": "hand the account measures to the mail server",
-                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format dovecot",
+                "command": f"detector export --plan {REPORTS}/recommendations.parquet --format dovecot "
+                "--out /etc/dovecot/detector",
             }
         )
     return steps
