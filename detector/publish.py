@@ -19,11 +19,10 @@ the reports and the state always end up from the same night. Details: docs/opera
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,10 @@ from detector.state import (
     FILE_MODE,
     PENDING_FILE,
     STATE_FILE,
+    exclusive,
     fsync_dir,
     locked,
     make_current,
-    private_dir,
     write_private,
 )
 
@@ -44,22 +43,9 @@ JOURNAL = ".publish.json"
 OUT_LOCK = ".lock"
 
 
-@contextlib.contextmanager
-def locked_out(out_dir: Path) -> Iterator[Path]:
+def locked_out(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
     """Hold an exclusive lock on the output directory (created 0700 if missing) for one run."""
-    try:
-        private_dir(out_dir)
-        fd = os.open(out_dir / OUT_LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
-    except OSError as e:
-        raise OutputError(f"cannot write the output directory: {e.strerror}", path=out_dir) from e
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise OutputError("output directory is in use by another run", path=out_dir) from e
-        yield out_dir
-    finally:
-        os.close(fd)
+    return exclusive(out_dir, OUT_LOCK, what="output directory", busy=OutputError)
 
 
 def make_private(directory: Path) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from detector import __version__
-from detector.errors import OutputError, StateError
+from detector.errors import DetectorError, OutputError, StateError
 from detector.schema import UTC_US
 
 STATE_FORMAT = "detector-state"
@@ -132,22 +132,27 @@ def _sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def locked(state_dir: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on ``state_dir`` (created if missing) for one run."""
-    d = Path(state_dir)
+def exclusive(d: Path, lock_name: str, *, what: str, busy: type[DetectorError]) -> Iterator[Path]:
+    """Hold an exclusive lock file ``lock_name`` in ``d`` (created 0700 if missing) for one run;
+    ``busy`` is raised at once when another run holds it."""
     try:
         private_dir(d)
-        fd = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = os.open(d / lock_name, os.O_RDWR | os.O_CREAT, FILE_MODE)
     except OSError as e:
-        raise OutputError(f"cannot use the state directory: {e.strerror}", path=d) from e
+        raise OutputError(f"cannot write the {what}: {e.strerror}", path=d) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
-            raise StateError("state directory is in use by another run", path=d) from e
+            raise busy(f"{what} is in use by another run", path=d) from e
         yield d
     finally:
         os.close(fd)
+
+
+def locked(state_dir: str | Path) -> contextlib.AbstractContextManager[Path]:
+    """Hold an exclusive lock on ``state_dir`` (created if missing) for one run."""
+    return exclusive(Path(state_dir), LOCK_FILE, what="state directory", busy=StateError)
 
 
 def _tables(state: State) -> dict[str, pl.DataFrame]:

@@ -29,25 +29,12 @@ from typing import Any
 import polars as pl
 
 from detector.config import PlanConfig
+from detector.enrich.geoip import PRIVATE_V4, PRIVATE_V6
 from detector.recommend import nets
 
-RESERVED: tuple[str, ...] = (
-    "0.0.0.0/8",
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-    "::/128",
-    "::1/128",
-    "fc00::/7",
-    "fe80::/10",
-    "ff00::/8",
-)
-"""Networks no plan blocks, whatever the configuration: never an attacker's public address."""
+RESERVED: tuple[str, ...] = (*PRIVATE_V4, "100.64.0.0/10", *PRIVATE_V6)
+"""Networks no plan blocks, whatever the configuration: never an attacker's public address (the
+private and reserved ranges enrichment knows, and CGNAT, whose users share addresses)."""
 
 WHY_INVALID = "not a valid address or network"
 WHY_NOT_ADDRESS = "not a single address"
