@@ -10,8 +10,28 @@ import polars as pl
 
 from detector.config import IngestConfig
 from detector.ingest import IngestResult, ingest
+from detector.ingest.registry import ENVELOPE_SCHEMA
+from detector.schema import C
 
 MTIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 11, 23, 3, 14, 15, tzinfo=UTC)
+
+
+def envelope(rows: list[tuple[str | None, str]]) -> pl.DataFrame:
+    """Envelope rows (``program``, ``message``) at :data:`T0`, as a parser receives them."""
+    n = len(rows)
+    return pl.DataFrame(
+        {
+            C.TIMESTAMP: [T0] * n,
+            C.HOST: ["mx1"] * n,
+            "program": [r[0] for r in rows],
+            "pid": [None] * n,
+            "message": [r[1] for r in rows],
+            C.SOURCE_FILE: ["mail.log"] * n,
+            C.LINE_NUMBER: list(range(1, n + 1)),
+        },
+        schema=ENVELOPE_SCHEMA,
+    )
 
 
 def write_log(path: Path, lines: list[str], mtime: datetime = MTIME) -> Path:

@@ -7,19 +7,16 @@ modelled on the formats the daemons write; the client-written field is ``{u}``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, get, parsers
+from detector.ingest.registry import KIND, get, parsers
 from detector.ingest.screen import escape_controls, screen, valid_ip
 from detector.schema import C
-from tests.ingest_helpers import run
+from tests.ingest_helpers import envelope, run
 
-T0 = datetime(2026, 11, 23, 3, 14, 15, tzinfo=UTC)
 REAL = "198.51.100.7"
 
 # parser -> (program, message with {u} where the client's name goes); the address is REAL
@@ -114,22 +111,6 @@ NAMES = st.lists(st.sampled_from(MARKERS), min_size=1, max_size=6).map(
 )
 
 
-def envelope(rows: list[tuple[str | None, str]]) -> pl.DataFrame:
-    n = len(rows)
-    return pl.DataFrame(
-        {
-            C.TIMESTAMP: [T0] * n,
-            C.HOST: ["mx1"] * n,
-            "program": [r[0] for r in rows],
-            "pid": [None] * n,
-            "message": [r[1] for r in rows],
-            C.SOURCE_FILE: ["mail.log"] * n,
-            C.LINE_NUMBER: list(range(1, n + 1)),
-        },
-        schema=ENVELOPE_SCHEMA,
-    )
-
-
 def written(parser: str, name: str) -> str:
     """The name as the daemon writes it: Dovecot replaces control characters by ``?``, Exchange
     quotes a CSV field that needs it."""
@@ -197,6 +178,13 @@ def test_hostile_name_moves_no_address_or_outcome(parser: str, index: int, names
 def test_hostile_name_is_the_account(parser: str, index: int, names: list[str]) -> None:
     """... and the account is the whole name (escaped, lower case), or the line is quarantined."""
     _check(parser, index, names, accounts=True)
+
+
+@pytest.mark.parametrize("name", ["u10.0.0.0,,<z", "u,,<z", "a,<b", "a,,", "u,<x>,"])
+def test_a_name_cannot_make_a_passdb_attempt_local(name: str) -> None:
+    """Regression (found by the property test above): with a lazy user group, ``u,,<z`` ended the
+    user early, read an empty address and turned the remote attempt into local noise."""
+    _check("dovecot", 2, [name], accounts=True)
 
 
 # --- the attacks of issue 12, end to end through ingestion

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from detector.ingest import registry
 from detector.ingest.fields import OUTPUT_SCHEMA
-from detector.ingest.registry import ENVELOPE_SCHEMA, KIND, get, parsers
+from detector.ingest.registry import KIND, get, parsers
 from detector.schema import C
-from tests.ingest_helpers import run
+from tests.ingest_helpers import T0, envelope, run
 
 MINE = (
     "exim",
@@ -33,23 +33,6 @@ MINE = (
     "mailu",
     "webmail",
 )
-T0 = datetime(2026, 11, 23, 3, 14, 15, tzinfo=UTC)
-
-
-def envelope(rows: list[tuple[str | None, str]]) -> pl.DataFrame:
-    n = len(rows)
-    return pl.DataFrame(
-        {
-            C.TIMESTAMP: [T0] * n,
-            C.HOST: ["mx1"] * n,
-            "program": [r[0] for r in rows],
-            "pid": [None] * n,
-            "message": [r[1] for r in rows],
-            C.SOURCE_FILE: ["mail.log"] * n,
-            C.LINE_NUMBER: list(range(1, n + 1)),
-        },
-        schema=ENVELOPE_SCHEMA,
-    )
 
 
 def public(schema: pl.Schema) -> pl.Schema:

@@ -45,12 +45,15 @@ STAGE = "_stage"
 
 _PROCS = ("auth", "imap", "pop3", "lmtp", "managesieve", "submission", "master", "doveadm", "indexer", "lda")
 _LEVELS = ("Info: ", "Warning: ", "Error: ", "Fatal: ", "Panic: ", "Debug: ")
-_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]*)(?:,master)?(?:,<([^>]*)>|,)?\): (.*)$"
-_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]*)(?:,<([^>)]*)>|,)?\): "
-_PASSDB_LOCAL = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
-"""A passdb line without an address (a local client): ``passwd-file(user): ...``, ``pam(user,<S>): ...``."""
+_PASSDB = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?),([0-9A-Fa-f:.%\[\]]+)(?:,master)?(?:,<([^<>]*)>|,)?\): (.*)$"
+"""Any passdb line with an address. The address is not empty (Dovecot never writes an empty one) and
+the session holds no ``<``: a name such as ``u,,<z`` cannot end the user early and turn the remote
+attempt into a local one (the user is the shortest text before the one identifier tail)."""
+_PASSDB_HEAD = r"^([A-Za-z][\w-]*)\(([^(),]*),([0-9A-Fa-f:.%\[\]]+)(?:,<([^<>(),]*)>|,)?\): "
 """The common passdb head at the start of the body. Where it matches, :data:`_PASSDB` finds the
 same groups (user without comma, session without ``)``: the first ``"): "`` ends the head)."""
+_PASSDB_LOCAL = r"(?s)(?:^|: )([A-Za-z][\w-]*)\((.*?)(?:,master)?(?:,<([^>]*)>)?\): (.*)$"
+"""A passdb line without an address (a local client): ``passwd-file(user): ...``, ``pam(user,<S>): ...``."""
 _IDENTIFIER_TAIL = r",(?:[0-9A-Fa-f:.]+(?:,master)?(?:,<[^<>]*>|,)?|master(?:,<[^<>]*>)?|<[^<>]*>|)\): "
 """The end of a passdb line's identifier that Dovecot writes after the user name (``auth-request.c``:
 ``,<remote ip>[,master][,<session>]): ``). The user name is written verbatim (control characters
