@@ -18,7 +18,10 @@ Line kinds:
 * qmgr ``QID: from=<a>, size=N, nrcpt=N``: joined to the authenticated ``client=`` line.
 
 Everything else of Postfix is noise by kind (connect, disconnect, NOQUEUE reject, cleanup,
-delivery agents, postscreen, ...).
+delivery agents, ...). anvil's ``statistics: max ... for (service:addr)`` peaks are
+``noise:postfix_anvil`` and postscreen's verdicts ``noise:postscreen_<verdict>`` by the daemon's
+first words (:data:`_POSTSCREEN`): neither is a login attempt, and the client's own AUTH attempts
+are counted from smtpd's lines (docs/parsers.md, "Postfix anvil and postscreen").
 """
 
 from __future__ import annotations
@@ -98,6 +101,40 @@ _MARKERS = r": client=|authentication fail|after AUTH from |auth=0|: from=<|SASL
 noise of a kind decided by its program and first words (see :func:`_kind`)."""
 
 
+_POSTSCREEN = {
+    "CONNECT from [": "connect",
+    "PASS NEW [": "pass",
+    "PASS OLD [": "pass",
+    "DNSBL rank ": "dnsbl",
+    "PREGREET ": "pregreet",
+    "HANGUP after ": "hangup",
+    "DISCONNECT [": "disconnect",
+    "NOQUEUE: reject: ": "reject",
+    "reject: connect from [": "reject",
+    "COMMAND ": "protocol",
+    "NON-SMTP COMMAND from [": "protocol",
+    "BARE NEWLINE from [": "protocol",
+    "DATA without valid RCPT from [": "protocol",
+    "BDAT without valid RCPT from [": "protocol",
+    "DENYLISTED [": "access",
+    "BLACKLISTED [": "access",
+    "ALLOWLISTED [": "access",
+    "WHITELISTED [": "access",
+    "ALLOWLIST VETO [": "access",
+    "WHITELIST VETO [": "access",
+}
+"""postscreen's own first words (``src/postscreen/postscreen*.c``) -> its verdict; what follows
+them (the client's pre-greeting text, HELO name, commands, envelope addresses) is the client's and
+never read."""
+_POSTSCREEN_RE = "^(" + "|".join(w.replace("[", r"\[") for w in _POSTSCREEN) + ")"
+
+
+def _postscreen_kind(msg: pl.Expr) -> pl.Expr:
+    """``noise:postscreen_<verdict>`` from the daemon's first words, else ``noise:postfix_postscreen``."""
+    verdict = msg.str.extract(_POSTSCREEN_RE, 1).replace_strict(_POSTSCREEN, default=None)
+    return (pl.lit("noise:postscreen_") + verdict).fill_null("noise:postfix_postscreen")
+
+
 def _noise_of(prog: pl.Expr) -> pl.Expr:
     """``noise:postfix_<agent>`` for the usual agents (the last ``/`` segment of the program), else
     ``noise:postfix_other``."""
@@ -110,6 +147,8 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
     programs and for lines with or without one of :data:`_MARKERS`: a test that cannot hold is
     left out, as polars evaluates every test of a when/then chain on every row."""
     cases: list[tuple[pl.Expr, pl.Expr]] = []
+    if not smtpd:
+        cases.append((prog.str.ends_with("/postscreen"), _postscreen_kind(msg)))
     if smtpd and marked:
         client = (
             pl.when(msg.str.contains(", sasl_username=", literal=True))
