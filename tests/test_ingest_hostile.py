@@ -30,6 +30,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         ("dovecot", "auth: passwd-file({u},198.51.100.7,<AbC+12/x>): Password mismatch"),
         ("dovecot", "auth-worker(12): pam({u},198.51.100.7,<AbC+12/x>): pam_authenticate() failed: Authentication failure (password mismatch?)"),
         ("dovecot", "pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={u} rhost=198.51.100.7  user={u}"),
+        ("dovecot", "imap-login: proxy({u}): Login failed to 192.0.2.10:143: [AUTHENTICATIONFAILED] Authentication failed.: user=<{u}>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, TLS, session=<AbC+12/x>"),
     ],
     "postfix": [
         ("postfix/submission/smtpd", "warning: unknown[198.51.100.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={u}"),
