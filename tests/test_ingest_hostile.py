@@ -38,6 +38,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
     ],
     "exim": [
         ("exim", "dovecot_plain authenticator failed for ({u}) [198.51.100.7]:40122: 535 Incorrect authentication data (set_id={u})"),
+        ("exim", 'SMTP call from (pc) [198.51.100.7]:40122 dropped: too many syntax or protocol errors (last command was "AUTH LOGIN {u}")'),
     ],
     "courier": [
         ("imapd-ssl", "LOGIN FAILED, user={u}, ip=[::ffff:198.51.100.7]"),
@@ -96,7 +97,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
     ],
 }  # fmt: skip
 
-NO_ACCOUNT = {("kerio", 0)}
+NO_ACCOUNT = {("kerio", 0), ("exim", 1)}
 """Templates whose line names no account: the client's text (trailing junk) must change nothing."""
 
 MARKERS = [

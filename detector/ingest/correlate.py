@@ -10,6 +10,10 @@
   ``noise:merged`` where one exists (host + session id, or host + ip + account within
   :data:`LOGIN_WINDOW` when a line has no session id), so a client retrying on one connection
   counts every try, and a session counts at least once.
+* Exim: a call ``dropped: too many syntax or protocol errors (last command was "AUTH ...")`` is
+  one refused attempt only where no AUTH line of that client (``SMTP protocol error in "AUTH``,
+  ``authenticator failed``) on that host precedes it within :data:`LOGIN_WINDOW`; otherwise
+  it closes attempts already counted and becomes ``noise:merged``.
 * Postfix smtpd sessions (lines of one smtpd process between two ``disconnect from``): a SASL
   warning makes ``lost connection after AUTH`` and ``disconnect ... auth=0/N`` of the same session
   ``noise:merged``; a ``lost connection after AUTH`` does the same to the disconnect counter.
@@ -31,6 +35,7 @@ from datetime import timedelta
 import polars as pl
 
 from detector.ingest.parsers.dovecot import PROXY_REASON
+from detector.ingest.parsers.exim import DROP_STAGE, PROTO_STAGE, SASL_FAIL_STAGE
 from detector.ingest.registry import KIND
 from detector.schema import UTC_US, C
 
@@ -56,6 +61,7 @@ def correlate(rows: pl.DataFrame) -> pl.DataFrame:
         _dovecot_pam,
         _dovecot_proxy,
         _dovecot_pairs,
+        _exim_drops,
         _postfix_sessions,
         _postfix_dovecot_sasl,
         _postfix_sends,
@@ -156,6 +162,28 @@ def _dovecot_proxy(cand: pl.DataFrame) -> pl.DataFrame:
     )
     gone = pl.concat([by_session.select(RID, "_tts"), near.select(RID, "_tts")], how="vertical_relaxed")
     return _apply(cand, _merged(gone[RID], gone["_tts"]))
+
+
+def _exim_drops(cand: pl.DataFrame) -> pl.DataFrame:
+    drops = _pick(cand, (pl.col(STAGE) == DROP_STAGE) & EVENT, RID, C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if drops.is_empty():
+        return cand
+    auth = (pl.col(STAGE) == PROTO_STAGE) | (
+        (pl.col(STAGE) == SASL_FAIL_STAGE) & (pl.col(C.DAEMON) == "exim")
+    )
+    tries = _pick(cand, auth & EVENT, pl.col(C.TIMESTAMP).alias("_tts"), C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if tries.is_empty():
+        return cand
+    m = drops.sort(C.TIMESTAMP).join_asof(
+        tries.sort(C.TIMESTAMP),
+        on=C.TIMESTAMP,
+        by=["_h", C.SOURCE_IP],
+        strategy="backward",
+        tolerance=LOGIN_WINDOW,
+        check_sortedness=False,
+    )
+    m = m.filter(pl.col("_tts").is_not_null())
+    return _apply(cand, _merged(m[RID], m["_tts"]))
 
 
 def spread_attempts(n: pl.Expr, k: pl.Expr, i: pl.Expr) -> pl.Expr:
