@@ -617,6 +617,12 @@ NOISE = [
     ("exim", None, "1kXyZa-000Abc-Q1 Completed", "noise:delivery"),
     ("exim", "exim", "Start queue run: pid=4411", "noise:daemon"),
     (
+        "uwimap",
+        "imapd",
+        "pam_unix(imap:auth): authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=198.51.100.12  user=ann",
+        "noise:pam",
+    ),
+    (
         "exim",
         "exim",
         'SMTP call from (desk) [198.51.100.8]:4100 dropped: too many syntax or protocol errors (last command was "RCPT TO:<x@example.org>")',
