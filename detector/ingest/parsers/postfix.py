@@ -147,8 +147,6 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
     programs and for lines with or without one of :data:`_MARKERS`: a test that cannot hold is
     left out, as polars evaluates every test of a when/then chain on every row."""
     cases: list[tuple[pl.Expr, pl.Expr]] = []
-    if not smtpd:
-        cases.append((prog.str.ends_with("/postscreen"), _postscreen_kind(msg)))
     if smtpd and marked:
         client = (
             pl.when(msg.str.contains(", sasl_username=", literal=True))
@@ -199,14 +197,22 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
     # most lines are delivery noise: one marker search splits them off, and each of the four
-    # sub-frames (smtpd or not, marker or not) runs only the tests that can hold on it
-    lf = lf.with_columns(_is_smtpd=prog.str.ends_with("/smtpd"), _marked=msg.str.contains(_MARKERS))
-    smtpd, marked = pl.col("_is_smtpd"), pl.col("_marked")
+    # sub-frames (smtpd or not, marker or not) runs only the tests that can hold on it;
+    # postscreen's lines are a fifth, decided by its first words alone (no other test applies)
+    lf = lf.with_columns(
+        _is_smtpd=prog.str.ends_with("/smtpd"),
+        _marked=msg.str.contains(_MARKERS),
+        _psc=prog.str.ends_with("/postscreen"),
+    )
+    smtpd, marked, psc = pl.col("_is_smtpd"), pl.col("_marked"), pl.col("_psc")
     lf = pl.concat(
         [
-            lf.filter(s & m).with_columns(_line=_kind(prog, msg, smtpd=sv, marked=mv))
-            for s, sv in ((smtpd, True), (~smtpd, False))
-            for m, mv in ((marked, True), (~marked, False))
+            lf.filter(psc).with_columns(_line=_postscreen_kind(msg)),
+            *(
+                lf.filter(s & m & ~psc).with_columns(_line=_kind(prog, msg, smtpd=sv, marked=mv))
+                for s, sv in ((smtpd, True), (~smtpd, False))
+                for m, mv in ((marked, True), (~marked, False))
+            ),
         ],
         how="vertical",
     )
