@@ -11,6 +11,12 @@ envelope with the filter's program; events are matched back by line number (a ne
 two lines also counts: some daemons log one attempt over several lines, which ingestion merges).
 
     python bench/wild_conformance.py /work/wild/fail2ban [--misses 5] [--json]
+    python bench/wild_conformance.py /work/wild/patterndb
+
+A folder may also hold syslog-ng patterndb rule files (``*.xml``, ``*.pdb``): each
+``<example>``'s ``<test_message program="...">`` is a line, and the address and user name its
+``<test_values>`` give (``*.client.ip``, ``*.login.ip``, ``usracct.device``; ``*username``) are
+the annotation.
 
 The upstream repositories and commits are listed in docs/parsers.md ("Conformance in the wild").
 """
@@ -23,6 +29,7 @@ import json
 import re
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
@@ -85,6 +92,25 @@ def annotated(path: Path) -> list[tuple[str, dict | None]]:
     return out
 
 
+PDB_ADDRESS = (".client.ip", ".login.ip", "usracct.device", ".src_ip")
+PDB_USER = "username"
+
+
+def patterndb(path: Path) -> list[tuple[str, dict | None]]:
+    """(line, annotation in fail2ban's shape or None) for every example of a patterndb file."""
+    out = []
+    for i, example in enumerate(ET.parse(path).getroot().iter("example"), start=1):
+        message = example.find("test_message")
+        if message is None or not message.text:
+            continue
+        values = {v.get("name", ""): v.text or "" for v in example.iter("test_value")}
+        host = next((v for k, v in values.items() if k.endswith(PDB_ADDRESS)), None)
+        user = next((v for k, v in values.items() if k.endswith(PDB_USER)), None)
+        line = f"Nov 23 03:14:{i % 60:02d} mail {message.get('program', path.stem)}[42]: {message.text}"
+        out.append((line, {"match": True, "host": host, "user": user} if host else None))
+    return out
+
+
 def score(folder: Path, misses: int) -> dict[str, list[int]]:
     from detector.config import IngestConfig
     from detector.ingest import ingest
@@ -93,8 +119,9 @@ def score(folder: Path, misses: int) -> dict[str, list[int]]:
     lost: dict[str, list[str]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as tmp:
         for path in sorted(p for p in folder.iterdir() if p.is_file()):
-            daemon = path.name
-            lines = annotated(path)
+            pdb = path.suffix in (".xml", ".pdb")
+            daemon = f"{path.stem} (patterndb)" if pdb else path.name
+            lines = patterndb(path) if pdb else annotated(path)
             log = Path(tmp) / f"{daemon}.log"
             expected = []
             with open(log, "w", encoding="utf-8", errors="surrogateescape") as f:

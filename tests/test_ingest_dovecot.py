@@ -238,6 +238,24 @@ EVENTS = [
         id="proxy-dest-auth-failed",
     ),
     pytest.param(
+        f"{S} imap-login: proxy(amy@example.net): Login failed to 192.0.2.10:143: [AUTHENTICATIONFAILED] Authentication failed.: user=<amy@example.net>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, TLS, session=<Px1>",
+        dict(
+            outcome=Outcome.FAILURE,
+            account="amy@example.net",
+            source_ip="203.0.113.66",
+            attempts=1,
+            reason="proxy dest auth failed",
+            service="imap",
+            session_id="Px1",
+        ),
+        id="proxy-login-failed-to",
+    ),
+    pytest.param(
+        f"{S} pop3-login: Info: proxy(amy@example.net): Login failed to mail2.example.org:110/amy (master admin): -ERR [AUTH] Authentication failed.: user=<amy@example.net>, method=PLAIN, rip=2001:db8::66, lip=2001:db8::1, session=<Px2>",
+        dict(outcome=Outcome.FAILURE, account="amy@example.net", source_ip="2001:db8::66", service="pop3"),
+        id="proxy-login-failed-to-remote-user-master",
+    ),
+    pytest.param(
         "@400000006a0b1c2d1a2b3c4d imap-login: Disconnected (auth failed, 2 attempts in 4 secs): user=<bo@example.net>, method=PLAIN, rip=203.0.113.67, lip=192.0.2.1, session=<T4i>",
         dict(
             host=None, outcome=Outcome.FAILURE, account="bo@example.net", source_ip="203.0.113.67", attempts=2
@@ -296,6 +314,16 @@ NOISE = [
         f"{S} imap-login: Disconnected (no auth attempts in 3 secs): user=<>, rip=198.51.100.60, lip=192.0.2.1, session=<n1>",
         "noise:dovecot_login",
         id="no-auth-attempts",
+    ),
+    pytest.param(
+        f"{S} imap-login: proxy(amy@example.net): Login failed to 192.0.2.10:143: Authentication failed",
+        "noise:dovecot_proxy",
+        id="proxy-login-failed-to-without-client-fields",
+    ),
+    pytest.param(
+        f"{S} imap-login: proxy(amy@example.net): started proxying to 192.0.2.10:143: user=<amy@example.net>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, session=<Px3>",
+        "noise:dovecot_login",
+        id="proxy-started",
     ),
     pytest.param(
         f"{S} auth: Warning: auth client 0 disconnected with 1 pending requests",
@@ -388,3 +416,35 @@ def test_passdb_line_in_any_shape(tmp_path, body, want):
     # the common head is one anchored capture, other shapes the general regex: same groups
     row = one(tmp_path, f"{S} auth: {body}")
     assert (row["account"], row["source_ip"], row["session_id"]) == want
+
+
+PROXY_TRY = "imap-login: proxy(amy@example.net): Login failed to 192.0.2.10:143: [AUTHENTICATIONFAILED] Authentication failed.: user=<amy@example.net>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, TLS{session}"
+PROXY_END = "imap-login: Disconnected (proxy dest auth failed): user=<amy@example.net>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, TLS{session}"
+
+
+@pytest.mark.parametrize(
+    ("tries", "session", "attempts"),
+    [
+        pytest.param(0, ", session=<Px1>", 1, id="end-only"),
+        pytest.param(1, ", session=<Px1>", 1, id="one-try"),
+        pytest.param(3, ", session=<Px1>", 3, id="three-tries-one-connection"),
+        pytest.param(2, "", 2, id="no-session-id"),
+    ],
+)
+def test_proxy_session_counts_each_try_once(tmp_path, tries, session, attempts):
+    """Each ``Login failed to`` line is an attempt; the session's ``(proxy dest auth failed)``
+    disconnect counts only where there is none."""
+    lines = [f"Nov 22 10:00:0{i} px1 dovecot: {PROXY_TRY.format(session=session)}" for i in range(tries)]
+    lines.append(f"Nov 22 10:00:09 px1 dovecot: {PROXY_END.format(session=session)}")
+    events, result = run(tmp_path, lines)
+    assert events["attempts"].sum() == attempts
+    assert result.noise.get("noise:merged", 0) == (1 if tries else 0)
+
+
+def test_proxy_end_of_another_session_still_counts(tmp_path):
+    lines = [
+        f"Nov 22 10:00:01 px1 dovecot: {PROXY_TRY.format(session=', session=<Px1>')}",
+        f"Nov 22 10:00:09 px1 dovecot: {PROXY_END.format(session=', session=<Px2>')}",
+    ]
+    events, _ = run(tmp_path, lines)
+    assert events["attempts"].sum() == 2

@@ -27,6 +27,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
         ("dovecot", "auth: passwd-file({u},198.51.100.7,<AbC+12/x>): Password mismatch"),
         ("dovecot", "auth-worker(12): pam({u},198.51.100.7,<AbC+12/x>): pam_authenticate() failed: Authentication failure (password mismatch?)"),
         ("dovecot", "pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={u} rhost=198.51.100.7  user={u}"),
+        ("dovecot", "imap-login: proxy({u}): Login failed to 192.0.2.10:143: [AUTHENTICATIONFAILED] Authentication failed.: user=<{u}>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, TLS, session=<AbC+12/x>"),
     ],
     "postfix": [
         ("postfix/submission/smtpd", "warning: unknown[198.51.100.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username={u}"),
@@ -34,6 +35,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
     ],
     "exim": [
         ("exim", "dovecot_plain authenticator failed for ({u}) [198.51.100.7]:40122: 535 Incorrect authentication data (set_id={u})"),
+        ("exim", 'SMTP call from (pc) [198.51.100.7]:40122 dropped: too many syntax or protocol errors (last command was "AUTH LOGIN {u}")'),
     ],
     "courier": [
         ("imapd-ssl", "LOGIN FAILED, user={u}, ip=[::ffff:198.51.100.7]"),
@@ -92,7 +94,7 @@ TEMPLATES: dict[str, list[tuple[str | None, str]]] = {
     ],
 }  # fmt: skip
 
-NO_ACCOUNT = {("kerio", 0)}
+NO_ACCOUNT = {("kerio", 0), ("exim", 1)}
 """Templates whose line names no account: the client's text (trailing junk) must change nothing."""
 
 MARKERS = [

@@ -78,6 +78,7 @@ LEFT = [
     f"{S}: {AUTH.replace('Password mismatch', 'pam_authenticate() failed: Authentication failure')}",
     f"{S}: auth-worker(1): conn unix:auth-worker (pid=1,uid=2): auth-worker<1>: sql(a@b,1.2.3.4,<s>): Password mismatch",
     f"{S}: imap-login: Disconnected (tried to use disallowed plaintext auth): user=<>, rip=1.2.3.4, lip=5.6.7.8, session=<x>",
+    f"{S}: imap-login: proxy(a@b): Login failed to 192.0.2.10:143: Authentication failed.: user=<a@b>, method=PLAIN, rip=1.2.3.4, lip=5.6.7.8, session=<x>",
     f"{S}: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=a rhost=1.2.3.4",
     f"{S}: {POP.replace('size=9000', 'size= 9000')}",
     f"{S}: {LOGIN.replace('rip=203.0.113.7', 'rip=203.0.113.07')}",

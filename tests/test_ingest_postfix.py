@@ -103,7 +103,7 @@ NOISE = [
     ),
     pytest.param(
         f"{T}1 mx1 postfix/postscreen[4]: PASS OLD [198.51.100.92]:5100",
-        "noise:postfix_postscreen",
+        "noise:postscreen_pass",
         id="postscreen",
     ),
     pytest.param(

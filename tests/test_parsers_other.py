@@ -142,6 +142,26 @@ EVENTS = [
         ),
         id="exim-auth-not-advertised",
     ),
+    pytest.param(
+        "exim",
+        None,
+        'SMTP call from [198.51.100.8] dropped: too many syntax or protocol errors (last command was "AUTH LOGIN")',
+        dict(outcome="policy_refused", source_ip="198.51.100.8", service="smtp", account=None),
+        id="exim-dropped-after-auth-mainlog",
+    ),
+    pytest.param(
+        "exim",
+        "exim4",
+        'SMTP call from pc.example.net (desk) [2001:db8::8]:4100 I=[192.0.2.1]:587 Ci=812 dropped: too many syntax or protocol errors (last command was "auth plain [192.0.2.66]:1 I=[192.0.2.1]:25",  C=EHLO,AUTH)',
+        dict(
+            outcome="policy_refused",
+            source_ip="2001:db8::8",
+            source_port=4100,
+            local_ip="192.0.2.1",
+            service="submission",
+        ),
+        id="exim-4.9x-dropped-after-auth-lowercase",
+    ),
     # --- Courier
     pytest.param(
         "courier",
@@ -579,6 +599,24 @@ NOISE = [
     ),
     ("exim", None, "1kXyZa-000Abc-Q1 Completed", "noise:delivery"),
     ("exim", "exim", "Start queue run: pid=4411", "noise:daemon"),
+    (
+        "uwimap",
+        "imapd",
+        "pam_unix(imap:auth): authentication failure; logname= uid=0 euid=0 tty= ruser= rhost=198.51.100.12  user=ann",
+        "noise:pam",
+    ),
+    (
+        "exim",
+        "exim",
+        'SMTP call from (desk) [198.51.100.8]:4100 dropped: too many syntax or protocol errors (last command was "RCPT TO:<x@example.org>")',
+        "noise:reject",
+    ),
+    (
+        "exim",
+        "exim",
+        'SMTP call from (desk) [198.51.100.8]:4100 dropped: too many syntax or protocol errors (last command was "AUTHX")',
+        "noise:reject",
+    ),
     ("exim", "exim", "H=(x) [198.51.100.9] rejected AUTH: sorry, try the submission port", "noise:reject"),
     ("courier", "imapd", "Connection, ip=[::ffff:198.51.100.62]", "noise:connect"),
     ("courier", "imapd", "Disconnected, ip=[::ffff:198.51.100.62], time=0", "noise:disconnect"),
@@ -815,6 +853,44 @@ def test_exim_with_dovecot_sasl_counts_each_attempt_once(tmp_path) -> None:
     )
     assert (rows[4][C.ACCOUNT], rows[4][C.OUTCOME]) == ("ghost@example.org", "unknown_user")
     assert result.noise.get("noise:merged") == 2
+
+
+@pytest.mark.parametrize(
+    ("before", "merged"),
+    [
+        pytest.param([], 0, id="drop-alone-counts-once"),
+        pytest.param(
+            [
+                'SMTP protocol error in "AUTH LOGIN" H=(pc) [198.51.100.35]:4000 AUTH command used when not advertised'
+            ]
+            * 2,
+            1,
+            id="after-protocol-errors",
+        ),
+        pytest.param(
+            [
+                "plain authenticator failed for (pc) [198.51.100.35]:4000: 535 Incorrect authentication data (set_id=x)"
+            ],
+            1,
+            id="after-authenticator-failure",
+        ),
+        pytest.param(
+            [
+                'SMTP protocol error in "AUTH LOGIN" H=(pc) [198.51.100.36]:4000 AUTH command used when not advertised'
+            ],
+            0,
+            id="another-client",
+        ),
+    ],
+)
+def test_exim_dropped_call_closes_attempts_already_counted(tmp_path, before, merged) -> None:
+    """A call dropped after AUTH errors is one refused attempt only where no AUTH line of the client
+    precedes it."""
+    drop = 'SMTP call from (pc) [198.51.100.35]:4000 dropped: too many syntax or protocol errors (last command was "AUTH LOGIN")'
+    lines = [f"Nov 22 03:14:1{i} mx1 exim[2001]: {m}" for i, m in enumerate([*before, drop])]
+    events, result = run(tmp_path, lines, year=2026)
+    assert len(events) == len(before) + 1 - merged
+    assert result.noise.get("noise:merged", 0) == merged
 
 
 TEMPLATES = [

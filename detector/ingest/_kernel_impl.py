@@ -68,6 +68,9 @@ P_AUTH_FAILED_N = _b("(auth failed, ")
 P_PLAINTEXT = _b("plaintext auth)")
 P_PROXY_DEST = _b("(proxy dest auth failed)")
 """A failure the login process reports for its proxy destination: the polars parser reads it."""
+P_PROXY_OPEN = _b("proxy(")
+P_PROXY_FAILED = _b("): Login failed to ")
+"""``proxy(<user>): Login failed to ...``, the destination's refusal: the polars parser reads it."""
 P_PAREN_COLON = _b("): ")
 P_USER = _b("user=<")
 P_METHOD = _b(">, method=")
@@ -311,6 +314,8 @@ def _service(b, lo, hi):
 def _take_login(b, proc, pend, body, hi, row, spans, ints):
     svc = _service(b, proc, pend - 6)
     if svc == 0:
+        return 0
+    if _starts(b, body, hi, P_PROXY_OPEN) and _find(b, body, hi, P_PROXY_FAILED) >= 0:
         return 0
     if _starts(b, body, hi, P_LOGIN):
         if not _login_fields(b, body + 7, hi, row, spans, ints):

@@ -5,6 +5,15 @@
   :data:`LOGIN_WINDOW` when there is no session id). The auth line stays the event (account,
   reason, password hash) and takes service, TLS, method, local address and attempts from the
   login line; the login line becomes ``noise:merged``.
+* Dovecot proxy failures: each ``proxy(user): Login failed to host:port`` line is one attempt; the
+  session's ``Disconnected (proxy dest auth failed)`` line (no count of its own) becomes
+  ``noise:merged`` where one exists (host + session id, or host + ip + account within
+  :data:`LOGIN_WINDOW` when a line has no session id), so a client retrying on one connection
+  counts every try, and a session counts at least once.
+* Exim: a call ``dropped: too many syntax or protocol errors (last command was "AUTH ...")`` is
+  one refused attempt only where no AUTH line of that client (``SMTP protocol error in "AUTH``,
+  ``authenticator failed``) on that host precedes it within :data:`LOGIN_WINDOW`; otherwise
+  it closes attempts already counted and becomes ``noise:merged``.
 * Postfix smtpd sessions (lines of one smtpd process between two ``disconnect from``): a SASL
   warning makes ``lost connection after AUTH`` and ``disconnect ... auth=0/N`` of the same session
   ``noise:merged``; a ``lost connection after AUTH`` does the same to the disconnect counter.
@@ -25,6 +34,8 @@ from datetime import timedelta
 
 import polars as pl
 
+from detector.ingest.parsers.dovecot import PROXY_REASON
+from detector.ingest.parsers.exim import DROP_STAGE, PROTO_STAGE, SASL_FAIL_STAGE
 from detector.ingest.registry import KIND
 from detector.schema import UTC_US, C
 
@@ -46,7 +57,15 @@ def correlate(rows: pl.DataFrame) -> pl.DataFrame:
     if not rows[RID].is_sorted():
         rows = rows.sort(RID)
     cand = rows.with_columns(_h=pl.col(C.HOST).fill_null(""))
-    for step in (_dovecot_pam, _dovecot_pairs, _postfix_sessions, _postfix_dovecot_sasl, _postfix_sends):
+    for step in (
+        _dovecot_pam,
+        _dovecot_proxy,
+        _dovecot_pairs,
+        _exim_drops,
+        _postfix_sessions,
+        _postfix_dovecot_sasl,
+        _postfix_sends,
+    ):
         cand = step(cand)
     return cand.drop("_h")
 
@@ -103,6 +122,68 @@ def _dovecot_pam(cand: pl.DataFrame) -> pl.DataFrame:
     )
     m = m.filter(pl.col("_ats").is_not_null())
     return _apply(cand, _merged(m[RID], m["_ats"]))
+
+
+def _dovecot_proxy(cand: pl.DataFrame) -> pl.DataFrame:
+    keys = [RID, C.TIMESTAMP, "_h", C.SESSION_ID, C.SOURCE_IP, C.ACCOUNT]
+    tries = _pick(cand, (pl.col(STAGE) == "dv_proxy_fail") & EVENT, *keys)
+    if tries.is_empty():
+        return cand
+    ends = _pick(cand, (pl.col(STAGE) == "dv_login_fail") & EVENT & (pl.col(C.REASON) == PROXY_REASON), *keys)
+    if ends.is_empty():
+        return cand
+    last = tries.group_by("_h", C.SESSION_ID).agg(pl.col(C.TIMESTAMP).max().alias("_tts"))
+    by_session = ends.filter(pl.col(C.SESSION_ID).is_not_null()).join(
+        last.filter(pl.col(C.SESSION_ID).is_not_null()), on=["_h", C.SESSION_ID], how="inner"
+    )
+    near = (
+        ends.filter(pl.col(C.ACCOUNT).is_not_null() & ~pl.col(RID).is_in(by_session[RID].implode()))
+        .sort(C.TIMESTAMP)
+        .join_asof(
+            tries.filter(pl.col(C.ACCOUNT).is_not_null())
+            .select(
+                pl.col(C.TIMESTAMP).alias("_tts"),
+                C.TIMESTAMP,
+                "_h",
+                C.SOURCE_IP,
+                C.ACCOUNT,
+                pl.col(C.SESSION_ID).alias("_tsession"),
+            )
+            .sort(C.TIMESTAMP),
+            on=C.TIMESTAMP,
+            by=["_h", C.SOURCE_IP, C.ACCOUNT],
+            strategy="backward",
+            tolerance=LOGIN_WINDOW,
+            check_sortedness=False,
+        )
+        .filter(
+            pl.col("_tts").is_not_null() & (pl.col(C.SESSION_ID).is_null() | pl.col("_tsession").is_null())
+        )
+    )
+    gone = pl.concat([by_session.select(RID, "_tts"), near.select(RID, "_tts")], how="vertical_relaxed")
+    return _apply(cand, _merged(gone[RID], gone["_tts"]))
+
+
+def _exim_drops(cand: pl.DataFrame) -> pl.DataFrame:
+    drops = _pick(cand, (pl.col(STAGE) == DROP_STAGE) & EVENT, RID, C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if drops.is_empty():
+        return cand
+    auth = (pl.col(STAGE) == PROTO_STAGE) | (
+        (pl.col(STAGE) == SASL_FAIL_STAGE) & (pl.col(C.DAEMON) == "exim")
+    )
+    tries = _pick(cand, auth & EVENT, pl.col(C.TIMESTAMP).alias("_tts"), C.TIMESTAMP, "_h", C.SOURCE_IP)
+    if tries.is_empty():
+        return cand
+    m = drops.sort(C.TIMESTAMP).join_asof(
+        tries.sort(C.TIMESTAMP),
+        on=C.TIMESTAMP,
+        by=["_h", C.SOURCE_IP],
+        strategy="backward",
+        tolerance=LOGIN_WINDOW,
+        check_sortedness=False,
+    )
+    m = m.filter(pl.col("_tts").is_not_null())
+    return _apply(cand, _merged(m[RID], m["_tts"]))
 
 
 def spread_attempts(n: pl.Expr, k: pl.Expr, i: pl.Expr) -> pl.Expr:

@@ -184,15 +184,23 @@ def _head(body: pl.Expr) -> pl.Expr:
     return before(body, ": user=<")
 
 
+PROXY_DEST = "(proxy dest auth failed)"
+PROXY_REASON = "proxy dest auth failed"
+"""The reason of both proxy failure lines: each ``Login failed to`` line is one attempt, and the
+session's ``Disconnected (proxy dest auth failed)`` line counts only where it has none
+(``correlate``)."""
+
+
 def _login_kind(body: pl.Expr) -> pl.Expr:
     head = _head(body)
     return (
         pl.when(body.str.starts_with("Login: "))
         .then(pl.lit("login_ok"))
-        .when(
-            head.str.contains("(auth failed", literal=True)
-            | head.str.contains("(proxy dest auth failed)", literal=True)
-        )
+        # ``proxy(<user>): Login failed to <host>:<port>[/<user>][ (master <m>)]: <reply>: <fields>``
+        # (login-common's client_proxy_log_failure): the destination refused the password
+        .when(body.str.starts_with("proxy(") & body.str.contains("): Login failed to ", literal=True))
+        .then(pl.lit("login_proxy"))
+        .when(head.str.contains("(auth failed", literal=True) | head.str.contains(PROXY_DEST, literal=True))
         .then(pl.lit("login_fail"))
         .when(head.str.contains("plaintext auth)", literal=True))
         .then(pl.lit("login_policy"))
@@ -324,9 +332,20 @@ def _login(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(None, pl.String))
         .when(kind == "login_policy")
         .then(pl.lit("plaintext auth refused"))
+        .when((kind == "login_proxy") | _head(body).str.contains(PROXY_DEST, literal=True))
+        .then(pl.lit(PROXY_REASON))
         .otherwise(pl.lit("auth failed"))
         .alias(C.REASON),
-        pl.when(kind == "login_fail").then(pl.lit("dv_login_fail")).alias(STAGE),
+        pl.when(kind == "login_fail")
+        .then(pl.lit("dv_login_fail"))
+        .when(kind == "login_proxy")
+        .then(pl.lit("dv_proxy_fail"))
+        .alias(STAGE),
+        # Dovecot 2.0/2.1 wrote the proxy failure without the client's fields: nothing to read
+        pl.when((kind == "login_proxy") & (pl.col(KIND) == "unparsed"))
+        .then(pl.lit("noise:dovecot_proxy"))
+        .otherwise(pl.col(KIND))
+        .alias(KIND),
     )
 
 

@@ -37,6 +37,19 @@ _REPLY_HOST = (
 """The client of a failed authentication: the bracketed address that the SMTP reply code follows
 (the HELO name before it may hold brackets; a line with two such places is ambiguous)."""
 _MSGID = r"^(?:\[\d+\] )?([0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4}) "
+_DROP_WORDS = ' dropped: too many syntax or protocol errors (last command was "'
+_DROPPED = (
+    r"^(?:\[\d+\] )?SMTP call from (?:\S+ )?(?:\([^)]*\) )?\[([0-9A-Fa-f:.]+)\](?::(\d+))?"
+    r"(?: I=\[([0-9A-Fa-f:.]+)\](?::(\d+))?)?(?: Ci=\d+)?"
+    r' dropped: too many syntax or protocol errors \(last command was "(?i:AUTH)\b'
+)
+"""smtp_in.c's ``SMTP call from <host_and_ident> dropped: too many syntax or protocol errors (last
+command was "<command>"[, C=...])`` where the client's last command was AUTH; groups: address,
+port, local address, local port. Everything from the command on is the client's."""
+DROP_STAGE = "ex_auth_drop"
+PROTO_STAGE = "ex_auth_proto"
+"""Correlation stages: a dropped call counts only where no AUTH line of that client precedes it
+(see detector.ingest.correlate)."""
 
 
 def claims() -> pl.Expr:
@@ -45,6 +58,7 @@ def claims() -> pl.Expr:
     markers = (
         has(_FAILED)
         | _is_proto()
+        | _is_dropped()
         | M.str.contains(r"(?:^|\s)H=\S*(?: \([^)]*\))? \[").fill_null(False)
         | M.str.contains(_MSGID + r"(?:<=|=>|->|>>|\*\*|==|Completed)").fill_null(False)
     )
@@ -63,10 +77,15 @@ def _is_proto() -> pl.Expr:
     return M.str.contains(r'(?i)SMTP protocol error in "AUTH').fill_null(False)
 
 
+def _is_dropped() -> pl.Expr:
+    """A call dropped after too many errors, the last one an AUTH command (any case)."""
+    return has(_DROP_WORDS) & M.str.contains(_DROPPED).fill_null(False)
+
+
 def _kind() -> pl.Expr:
     return kind(
         [
-            (_is_failed() | _is_send() | _is_proto(), EVENT),
+            (_is_failed() | _is_send() | _is_proto() | _is_dropped(), EVENT),
             (has(" <= "), "noise:receive"),
             (
                 has(" => ") | has(" -> ") | has(" >> ") | has(" ** ") | has(" == ") | has(" Completed"),
@@ -91,15 +110,22 @@ def _kind() -> pl.Expr:
 
 
 def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
-    failed, send, proto = _is_failed(), _is_send(), _is_proto()
+    failed, send, proto, dropped = _is_failed(), _is_send(), _is_proto(), _is_dropped()
     # Anchored regexes on the text after a literal marker: much faster than searching the line.
     host_text = pl.when(failed).then(after(M, _FAILED)).otherwise(after(pl.concat_str(pl.lit(" "), M), " H="))
+    drop = M.str.extract_groups(_DROPPED)
     host = (
         pl.when(failed)
         .then(M.str.extract_groups(_REPLY_HOST))
+        .when(dropped)
+        .then(pl.struct(drop.struct.field("1"), drop.struct.field("2")))
         .otherwise(host_text.str.extract_groups("^" + _HOST))
     )
-    local = after(M, " I=[").str.extract_groups(r"^([0-9A-Fa-f:.]+)\](?::(\d+))?")
+    local = (
+        pl.when(dropped)
+        .then(pl.struct(drop.struct.field("3").alias("1"), drop.struct.field("4").alias("2")))
+        .otherwise(after(M, " I=[").str.extract_groups(r"^([0-9A-Fa-f:.]+)\](?::(\d+))?"))
+    )
     lf = lf.with_columns(host.alias("_h"), local.alias("_li"))
     local_port = pl.col("_li").struct.field("2")
     authenticator = before(M, " " + _FAILED)
@@ -114,7 +140,7 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit(Outcome.TEMPFAIL))
         .when(failed)
         .then(pl.lit(Outcome.FAILURE))
-        .when(proto)
+        .when(proto | dropped)
         .then(pl.lit(Outcome.POLICY))
     )
     reason = (
@@ -122,10 +148,12 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         .then(reply.str.strip_chars())
         .when(proto)
         .then(M.str.extract(r"\[[0-9A-Fa-f:.]+\](?::\d+)? (.*?)(?::\s*\d+ Time\(s\))?$", 1))
+        .when(dropped)
+        .then(pl.lit("too many syntax or protocol errors, the last an AUTH command"))
     )
     # the HELO name, the sender and set_id are the client's words, verbatim: a second host field,
     # ``A=``/``set_id=`` or authenticator head makes the line ambiguous
-    ambiguous = repeated(M, " H=", " A=", "(set_id=", _FAILED) | (
+    ambiguous = repeated(M, " H=", " A=", "(set_id=", _FAILED, _DROP_WORDS) | (
         M.str.count_matches(_REPLY_HOST).fill_null(0).gt(1)
     )
     default_service = pl.when(send).then(pl.lit(Service.SUBMISSION)).otherwise(pl.lit(Service.SMTP))
@@ -145,7 +173,13 @@ def _fields(lf: pl.LazyFrame) -> pl.LazyFrame:
         reason.alias(C.REASON),
         # Exim's dovecot_* authenticators: the Dovecot auth line of the same attempt is merged
         # into this event by detector.ingest.correlate, as for Postfix with Dovecot SASL.
-        pl.when(failed).then(pl.lit(SASL_FAIL_STAGE)).alias(STAGE),
+        pl.when(failed)
+        .then(pl.lit(SASL_FAIL_STAGE))
+        .when(proto)
+        .then(pl.lit(PROTO_STAGE))
+        .when(dropped)
+        .then(pl.lit(DROP_STAGE))
+        .alias(STAGE),
         pl.when(ambiguous).then(pl.lit(AMBIGUOUS)).otherwise(pl.col(KIND)).alias(KIND),
     )
 
@@ -160,6 +194,6 @@ PARSER = register(
         claims=claims,
         programs=r"^exim",
         parse=parse,
-        doc="Exim: 'authenticator failed for' (SMTP AUTH failures), '<= ... A=' authenticated submissions, AUTH protocol errors.",
+        doc="Exim: 'authenticator failed for' (SMTP AUTH failures), '<= ... A=' authenticated submissions, AUTH protocol errors, calls dropped after AUTH errors.",
     )
 )

@@ -18,7 +18,10 @@ Line kinds:
 * qmgr ``QID: from=<a>, size=N, nrcpt=N``: joined to the authenticated ``client=`` line.
 
 Everything else of Postfix is noise by kind (connect, disconnect, NOQUEUE reject, cleanup,
-delivery agents, postscreen, ...).
+delivery agents, ...). anvil's ``statistics: max ... for (service:addr)`` peaks are
+``noise:postfix_anvil`` and postscreen's verdicts ``noise:postscreen_<verdict>`` by the daemon's
+first words (:data:`_POSTSCREEN`): neither is a login attempt, and the client's own AUTH attempts
+are counted from smtpd's lines (docs/parsers.md, "Postfix anvil and postscreen").
 """
 
 from __future__ import annotations
@@ -98,6 +101,40 @@ _MARKERS = r": client=|authentication fail|after AUTH from |auth=0|: from=<|SASL
 noise of a kind decided by its program and first words (see :func:`_kind`)."""
 
 
+_POSTSCREEN = {
+    "CONNECT from [": "connect",
+    "PASS NEW [": "pass",
+    "PASS OLD [": "pass",
+    "DNSBL rank ": "dnsbl",
+    "PREGREET ": "pregreet",
+    "HANGUP after ": "hangup",
+    "DISCONNECT [": "disconnect",
+    "NOQUEUE: reject: ": "reject",
+    "reject: connect from [": "reject",
+    "COMMAND ": "protocol",
+    "NON-SMTP COMMAND from [": "protocol",
+    "BARE NEWLINE from [": "protocol",
+    "DATA without valid RCPT from [": "protocol",
+    "BDAT without valid RCPT from [": "protocol",
+    "DENYLISTED [": "access",
+    "BLACKLISTED [": "access",
+    "ALLOWLISTED [": "access",
+    "WHITELISTED [": "access",
+    "ALLOWLIST VETO [": "access",
+    "WHITELIST VETO [": "access",
+}
+"""postscreen's own first words (``src/postscreen/postscreen*.c``) -> its verdict; what follows
+them (the client's pre-greeting text, HELO name, commands, envelope addresses) is the client's and
+never read."""
+_POSTSCREEN_RE = "^(" + "|".join(w.replace("[", r"\[") for w in _POSTSCREEN) + ")"
+
+
+def _postscreen_kind(msg: pl.Expr) -> pl.Expr:
+    """``noise:postscreen_<verdict>`` from the daemon's first words, else ``noise:postfix_postscreen``."""
+    verdict = msg.str.extract(_POSTSCREEN_RE, 1).replace_strict(_POSTSCREEN, default=None)
+    return (pl.lit("noise:postscreen_") + verdict).fill_null("noise:postfix_postscreen")
+
+
 def _noise_of(prog: pl.Expr) -> pl.Expr:
     """``noise:postfix_<agent>`` for the usual agents (the last ``/`` segment of the program), else
     ``noise:postfix_other``."""
@@ -160,14 +197,22 @@ def _kind(prog: pl.Expr, msg: pl.Expr, *, smtpd: bool, marked: bool) -> pl.Expr:
 def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
     prog, msg = pl.col("program"), pl.col("message")
     # most lines are delivery noise: one marker search splits them off, and each of the four
-    # sub-frames (smtpd or not, marker or not) runs only the tests that can hold on it
-    lf = lf.with_columns(_is_smtpd=prog.str.ends_with("/smtpd"), _marked=msg.str.contains(_MARKERS))
-    smtpd, marked = pl.col("_is_smtpd"), pl.col("_marked")
+    # sub-frames (smtpd or not, marker or not) runs only the tests that can hold on it;
+    # postscreen's lines are a fifth, decided by its first words alone (no other test applies)
+    lf = lf.with_columns(
+        _is_smtpd=prog.str.ends_with("/smtpd"),
+        _marked=msg.str.contains(_MARKERS),
+        _psc=prog.str.ends_with("/postscreen"),
+    )
+    smtpd, marked, psc = pl.col("_is_smtpd"), pl.col("_marked"), pl.col("_psc")
     lf = pl.concat(
         [
-            lf.filter(s & m).with_columns(_line=_kind(prog, msg, smtpd=sv, marked=mv))
-            for s, sv in ((smtpd, True), (~smtpd, False))
-            for m, mv in ((marked, True), (~marked, False))
+            lf.filter(psc).with_columns(_line=_postscreen_kind(msg)),
+            *(
+                lf.filter(s & m & ~psc).with_columns(_line=_kind(prog, msg, smtpd=sv, marked=mv))
+                for s, sv in ((smtpd, True), (~smtpd, False))
+                for m, mv in ((marked, True), (~marked, False))
+            ),
         ],
         how="vertical",
     )

@@ -72,6 +72,8 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
                 ((login | session_end) & address.is_null(), "unparsed"),
                 (login | session_end, EVENT),
                 (has(" service init from "), "noise:connect"),
+                # PAM's own line under imapd's name: imapd's ``Login failed`` of the same attempt is the event
+                (_starts("pam_unix("), "noise:pam"),
                 (
                     _starts("Command stream end of file")
                     | _starts("Killed ")
