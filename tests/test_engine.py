@@ -95,28 +95,27 @@ def test_evaluate_without_the_state_sees_another_night(nights, monkeypatch):
 
 
 def test_replay_judges_the_day_with_runs_verdicts(nights, monkeypatch):
-    rp = importlib.import_module("detector.recommend.replay")
+    """`detector replay --state` of night 1's plan on night 2 is `run`'s next-day replay of night 2."""
+    import json
 
+    from detector.report.summary import replay_rows
+
+    rp = importlib.import_module("detector.recommend.replay")
     seen: list[pl.DataFrame] = []
     replay = rp.replay
     monkeypatch.setattr(
         rp, "replay", lambda plan, events, *a, **k: seen.append(events) or replay(plan, events, *a, **k)
     )
-    rp.replay_logs(
+    result = rp.replay_logs(
         [str(nights["second"])], nights["root"] / "out1" / "recommendations.parquet", Config(),
         geoip_dir=nights["geoip_dir"], practitioners=nights["practitioners"], state_dir=nights["state_dir"],
     )  # fmt: skip
-    events = seen[0].select(C.EVENT_ID, C.SOURCE_IP, C.RISK_SCORE, rp.IS_ATTACK)
-    published = pl.read_parquet(nights["out"] / "events.parquet").select(C.EVENT_ID, C.RISK_SCORE)
-    assert events.height == published.height
-    joined = events.join(published, on=C.EVENT_ID, suffix="_run")
-    assert joined.height == published.height
-    assert joined.get_column(C.RISK_SCORE).to_list() == joined.get_column(f"{C.RISK_SCORE}_run").to_list()
-    _, sources = _run_verdicts(nights["out"])
-    malicious = {s for s, v in sources.items() if v == "malicious"}
-    assert malicious
-    attack = joined.filter(pl.col(rp.IS_ATTACK)).get_column(C.SOURCE_IP).unique().to_list()
-    assert malicious <= set(attack)
+    assert _risks(seen[0]).equals(_risks(pl.scan_parquet(nights["out"] / "events.parquet")))
+    summary = json.loads((nights["out"] / "summary.json").read_text())["replay"]
+    assert summary["kind"] == "next_day" and result.truth == "verdicts"
+    rows = replay_rows(result)
+    assert rows == summary["strategies"]
+    assert rows[0]["attack_attempts"] > 0
 
 
 def test_train_builds_its_frame_through_the_one_analysis(nights, monkeypatch):

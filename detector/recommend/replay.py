@@ -490,7 +490,10 @@ def fail2ban_refusals(day: Day, **jail: Any) -> pl.Series:
 
 
 def _truth(
-    events: pl.LazyFrame | pl.DataFrame, labels: pl.DataFrame | None, cfg: Config
+    events: pl.LazyFrame | pl.DataFrame,
+    labels: pl.DataFrame | None,
+    cfg: Config,
+    sources: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> tuple[pl.LazyFrame, str]:
     if labels is not None:
         from detector.labels import label_events
@@ -499,7 +502,8 @@ def _truth(
     have = events.lazy().collect_schema()
     if IS_ATTACK in have:
         return events.lazy(), TRUTH_LABELS
-    return own_verdicts(events, cfg), TRUTH_VERDICTS
+    malicious = _malicious(sources) if sources is not None else None
+    return own_verdicts(events, cfg, malicious=malicious), TRUTH_VERDICTS
 
 
 def own_verdicts(
@@ -614,6 +618,7 @@ def replay(
     cfg: Config,
     *,
     truth: str | None = None,
+    sources: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> ReplayResult:
     """Apply the plan, a blanket shutdown, fail2ban and no action to ``events``; compare.
 
@@ -626,8 +631,11 @@ def replay(
         truth: what ``is_attack`` in ``events`` comes from, when the caller computed it
             (``"verdicts"`` after :func:`own_verdicts`); by default it is read from labels or
             an ``is_attack`` column (labels) or computed from the tool's verdicts.
+        sources: the day's source verdicts (``Scores.sources``): without labels, the events of a
+            ``malicious`` source count as attacks beside those scored at or above the threshold
+            (``run`` and ``detector replay`` pass them, so both judge the day alike).
     """
-    lf, found = _truth(events, labels, cfg)
+    lf, found = _truth(events, labels, cfg, sources)
     truth = truth or found
     day = _prepare(lf)
     none = pl.Series([False] * day.height, dtype=pl.Boolean)
@@ -723,12 +731,10 @@ def replay_logs(
         for w in [*notes, *([NO_DIRECTORY] if directory is None else [])]:
             warn(w)
         scores = analysis.scores
-        if scores is None:
-            events = analysis.events
-        else:
-            events = _attack(scores.events.lazy(), cfg, _malicious(scores.sources))
-        truth = TRUTH_LABELS if label_frame is not None else TRUTH_VERDICTS
+        events = analysis.events if scores is None else scores.events.lazy()
         with step("replay"):
-            result = replay(plan, events.collect(), label_frame, cfg, truth=truth)
+            result = replay(
+                plan, events.collect(), label_frame, cfg, sources=None if scores is None else scores.sources
+            )
     notes = (*result.notes, *ingested.warnings[:3])
     return ReplayResult(table=result.table, truth=result.truth, logins=result.logins, notes=tuple(notes))
