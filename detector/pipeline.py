@@ -492,7 +492,7 @@ def _run(
     # else the plan on the logs it was built from
     replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
     with step("replay"):  # a night without events has nothing to replay
-        comparison = replay(replayed, events, label_frame, cfg, sources=scores.sources) if n_events else None
+        comparison = replay(replayed, events, label_frame, cfg) if n_events else None
 
     tables = {
         "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
