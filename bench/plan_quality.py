@@ -33,9 +33,8 @@ def run_world(
     With ``by_technique`` (a dict), also replays each plan against each attack technique alone
     (the other techniques' events left out): ``by_technique[day][technique]`` is that replay.
     """
-    from detector.detect import detect
+    from detector.engine import Prior, analyse
     from detector.enrich import (
-        enrich,
         find_databases,
         load_practitioners,
         merge_shared,
@@ -47,7 +46,7 @@ def run_world(
     from detector.pipeline import learnable_events
     from detector.recommend import recommend, replay
     from detector.recommend.plan import known_networks
-    from detector.score import score
+    from detector.state import State
 
     geoip = find_databases(str(world / "geoip"))
     directory = load_practitioners(world / "practitioners.csv")
@@ -59,10 +58,13 @@ def run_world(
     plans, results = {}, {}
     for i, day in enumerate(days[: plan_days[-1] + 1], start=1):
         ingested = ingest([str(day)], cfg.ingest, work / f"work{i}")
-        enriched = enrich(
-            ingested.events, geoip=geoip, practitioners=directory, history_shared=shared, cfg=cfg.enrich
-        )
-        events = enriched.events.collect()
+        # the nightly job's analysis (detector.engine), against the days before as its state
+        prior = Prior(State(history=history.to_frames(), shared=shared))
+        analysis = analyse(
+            ingested.events, cfg, work_dir=work / f"work{i}", prior=prior, geoip=geoip, practitioners=directory,
+            model=model, until="score" if i in plan_days else "enrich",
+        )  # fmt: skip
+        events = analysis.events.collect()
         if i - 1 in plans:
             labelled = label_events(events.lazy(), labels).collect()
             results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
@@ -82,8 +84,7 @@ def run_world(
                     )
                 }
         if i in plan_days:
-            detection = detect(events, cfg, history)
-            scores = score(detection, model, cfg)
+            detection, scores = analysis.detection, analysis.scores
             now = events.get_column("timestamp").max() + timedelta(seconds=1)
             plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
             plans[i] = plans[i].with_columns(pl.lit(now).alias("_now"))

@@ -249,6 +249,10 @@ def replay_cmd(
     model: Annotated[
         Path | None, typer.Option(help="Model for the own verdicts (default: the shipped one).")
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="State directory of `run`: analyse against the earlier nights it holds."),
+    ] = None,
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = None,
@@ -262,8 +266,9 @@ def replay_cmd(
 
     cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
     result = replay_logs(
-        paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model
-    )
+        paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model,
+        state_dir=state,
+    )  # fmt: skip
     if json:
         emit_json(result)
     else:
@@ -435,6 +440,10 @@ def evaluate(
     labels: LabelsOpt,
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="State directory of `run`: analyse against the earlier nights it holds."),
+    ] = None,
     config: ConfigOpt = None,
     write_card: Annotated[
         bool,
@@ -454,6 +463,7 @@ def evaluate(
         labels,
         geoip_dir=geoip_dir,
         practitioners=practitioners,
+        state_dir=state,
         cfg=cfgmod.load(config),
         write=write_card,
     )

@@ -16,11 +16,9 @@ import logging
 import os
 import resource
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +28,9 @@ import polars as pl
 
 from detector import __version__, schema
 from detector.config import Config
-from detector.errors import ConfigError, DetectorError, InputError, ModelError, RunFailed, unwritable
+from detector.engine import default_model_path as default_model_path
+from detector.engine import night_window
+from detector.errors import ConfigError, DetectorError, InputError, RunFailed, unwritable
 from detector.logging_setup import LOGGER, log
 from detector.publish import JOURNAL, commit, locked_out, recover_out
 from detector.report import contract
@@ -50,8 +50,6 @@ STEPS: tuple[str, ...] = (
     "publish",
 )
 """The steps of a run, in order (progress callbacks receive these names)."""
-
-MODEL_NAME = "default.skops"
 
 EVENT_ROW_GROUP = 64 * 1024
 """Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
@@ -126,32 +124,6 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def default_model_path() -> Path:
-    """The model used without ``--model``.
-
-    In order: ``$DETECTOR_MODEL``; ``detector/data/default.skops`` (package data of an installed
-    wheel); ``models/default.skops`` next to the source tree (a checkout, an editable install);
-    ``<prefix>/share/detector/models/default.skops``.
-    """
-    env = os.environ.get("DETECTOR_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    candidates = [
-        here / "data" / MODEL_NAME,
-        here.parent / "models" / MODEL_NAME,
-        Path(sys.prefix) / "share" / "detector" / "models" / MODEL_NAME,
-    ]
-    for p in candidates:
-        if p.exists():
-            return p
-    raise ModelError(
-        "no default model found",
-        path=candidates[1],
-        hint="pass --model FILE or set DETECTOR_MODEL; `make model` trains one",
-    )
-
-
 class _Steps:
     """Times each step, logs it, and tells the progress callback."""
 
@@ -188,13 +160,6 @@ def _inputs_meta(inputs: Sequence[Any]) -> list[dict[str, Any]]:
         path, size, sha = (i.path, i.size, i.sha256) if hasattr(i, "sha256") else tuple(i)
         out.append({"path": str(path), "size": None if size is None else int(size), "sha256": str(sha)})
     return out
-
-
-def _window(events: pl.LazyFrame) -> tuple[datetime | None, datetime | None]:
-    row = events.select(
-        pl.col(C.TIMESTAMP).min().alias("start"), pl.col(C.TIMESTAMP).max().alias("end")
-    ).collect()
-    return row["start"][0], row["end"][0]
 
 
 TEXT_COLUMNS = ("reason", "reasons", "evidence")
@@ -388,27 +353,24 @@ def _run(
     # scikit-learn loads, so set before the first import; a value in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from detector.detect.campaigns import with_history
-    from detector.detect.shards import detect_sharded
+    from detector.engine import analyse, prior_for
     from detector.enrich import (
         NO_DIRECTORY,
-        enrich,
         find_databases,
         load_practitioners,
         merge_shared,
         shared_address_counts,
     )
-    from detector.features.baseline import History, update_history
+    from detector.features.baseline import update_history
     from detector.ingest import ingest
     from detector.publish import announce, recover_state
     from detector.recommend import recommend, replay
     from detector.recommend.plan import collateral_table, known_networks
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
-    from detector.score import load_model, score
     from detector.score.io import check_model
     from detector.state import (
         State,
-        base_for,
         load_state,
         next_generation,
         prune,
@@ -444,38 +406,30 @@ def _run(
         ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
     warnings.extend(ingested.warnings)
     inputs = _inputs_meta(ingested.inputs)
-    night = _window(ingested.events)
+    night = night_window(ingested.events)
     later_nights = False
+    prior = None
     if state_dir is not None:
         # a night the state already holds runs against the generation before it (same reports)
-        base = base_for(state_dir, current, night[0], {i["sha256"] for i in inputs})
-        if base.number is not None:
-            state = load_state(state_dir, base.number) if base.number else State()
-            warnings.append(base.note or "")
-        later_nights = base.later_nights
-    history = History.from_frames(state.history) if state.history else History.empty()
-    with step("enrich"):
-        enriched = enrich(
-            ingested.events, geoip=geoip, practitioners=directory, history_shared=state.shared, cfg=cfg.enrich
-        )
-    warnings.extend(enriched.warnings)
+        prior = prior_for(state_dir, current, night[0], {i["sha256"] for i in inputs})
+        if prior.note is not None:
+            warnings.append(prior.note)
+        state, later_nights = prior.state, prior.later_nights
+    # enrich -> features -> detect -> score: the one analysis every command runs (detector.engine);
+    # detection per account shard, in files under the staging directory (small nights: in memory)
+    analysis = analyse(
+        ingested.events, cfg, work_dir=staging / "work", prior=prior, geoip=geoip, practitioners=directory,
+        model=model_file, step=step,
+    )  # fmt: skip
+    history = analysis.prior.history
+    warnings.extend(analysis.warnings)
     if directory is None:
         warnings.append(NO_DIRECTORY)
     if not history.n_accounts:
         warnings.append(FIRST_NIGHT)
     for w in warnings:
         log(logger, logging.WARNING, w)
-    with step("detect"), ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
-        # importing scikit-learn and loading the model (about 2.5 s, mostly Python) run beside
-        # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
-        loading = pool.submit(load_model, model_file)
-        # per account shard, in files under the staging directory (small nights: in memory)
-        detection = detect_sharded(
-            enriched.events, cfg, history, staging / "work" / "shards", known_campaigns=state.campaigns
-        )
-    model = loading.result()
-    with step("score"):
-        scores = score(detection, model, cfg)
+    detection, scores, model = analysis.detection, analysis.scores, analysis.model
 
     pseudo = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
     meta: dict[str, Any] = {
@@ -487,7 +441,7 @@ def _run(
         contract.Meta.INPUTS: inputs,
         contract.Meta.MODEL_ID: getattr(model, "model_id", model_file.name),
         contract.Meta.MODEL_CARD_SHA256: getattr(model, "card_sha256", None),
-        contract.Meta.GEOIP: enriched.metadata,
+        contract.Meta.GEOIP: analysis.enrich_metadata,
         contract.Meta.CONFIG_SHA256: cfg.digest(),
         contract.Meta.PSEUDONYMIZED: "true" if pseudo else "false",
     }
@@ -496,7 +450,7 @@ def _run(
         columns = contract.BY_NAME["events.parquet"].columns()
         scored = _conform(scores.events, columns)
         # per shard, the window comes from the detection files (the lazy merge would read them all)
-        start, end = _window(pl.scan_parquet([d for d, _ in scores.shards]) if scores.shards else scored)
+        start, end = night_window(pl.scan_parquet([d for d, _ in scores.shards]) if scores.shards else scored)
         meta[contract.Meta.WINDOW_START] = start.isoformat() if start else None
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}

@@ -35,7 +35,6 @@ from detector.score.train import (
     LABEL_TECHNIQUE,
     Prepared,
     compromised_set,
-    prepare,
     source_labels,
     with_labels,
 )
@@ -334,6 +333,36 @@ def format_metrics(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _measured(
+    scores: Scores,
+    labels: pl.DataFrame,
+    model: Any,
+    source: str,
+    *,
+    world: dict[str, Any] | None,
+    plan_csv: str | Path | None,
+    behaviours: str | Path | None,
+) -> dict[str, Any]:
+    from detector.logging_setup import step
+
+    with step("measure"):
+        m = metrics_for(scores, labels, plan_csv, behaviours)
+    m["targets"] = quality_targets(m)
+    m["evaluated_on"] = source
+    m["world"] = world or {}
+    m["model_id"] = model.model_id
+    m["evaluated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return m
+
+
+def _recorded(m: dict[str, Any], model_path: str | Path, write: bool) -> EvalResult:
+    if write:
+        card = read_card(model_path)
+        card["metrics"] = m
+        write_card(model_path, card)
+    return EvalResult(metrics=m, model_path=str(model_path))
+
+
 def evaluate_prepared(
     prepared: Prepared,
     labels: pl.DataFrame,
@@ -345,25 +374,19 @@ def evaluate_prepared(
     behaviours: str | Path | None = None,
     write: bool = True,
 ) -> EvalResult:
-    """Score a prepared detection with the model at ``model_path`` and measure it against ``labels``."""
+    """Score a prepared detection (:func:`detector.score.train.prepare`, the analysis' detection)
+    with the model at ``model_path`` and measure it against ``labels`` (``make model``: one
+    detection, a model trained after it)."""
     cfg = cfg or Config()
     from detector.logging_setup import step
 
     model = load_model(model_path)
     with step("score"):
         scores = score(prepared.detection, model, cfg)
-    with step("measure"):
-        m = metrics_for(scores, labels, plan_csv, behaviours)
-    m["targets"] = quality_targets(m)
-    m["evaluated_on"] = prepared.source
-    m["world"] = world or {}
-    m["model_id"] = model.model_id
-    m["evaluated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    if write:
-        card = read_card(model_path)
-        card["metrics"] = m
-        write_card(model_path, card)
-    return EvalResult(metrics=m, model_path=str(model_path))
+    m = _measured(
+        scores, labels, model, prepared.source, world=world, plan_csv=plan_csv, behaviours=behaviours
+    )
+    return _recorded(m, model_path, write)
 
 
 def evaluate(
@@ -373,21 +396,37 @@ def evaluate(
     *,
     geoip_dir: str | Path | None = None,
     practitioners: str | Path | None = None,
+    state_dir: str | Path | None = None,
     cfg: Config | None = None,
     world: dict[str, Any] | None = None,
     write: bool = True,
 ) -> EvalResult:
     """``detector evaluate``: score labelled logs with a model, print and record the figures.
 
-    The model is loaded (and verified) first, so a bad model fails before the long steps.
+    The logs go through :func:`detector.engine.analyse` as in ``detector run``, against the
+    state in ``state_dir`` as it was before their night (:func:`detector.engine.read_prior`), so
+    the verdicts measured are the ones the nightly job gives. The model is loaded (and verified)
+    first, so a bad model fails before the long steps.
     """
-    from detector.labels import read_labels
+    import tempfile
 
-    load_model(model_path)
+    from detector.labels import read_labels
+    from detector.score.train import analyse_path
+
+    cfg = cfg or Config()
+    model = load_model(model_path)
     labels = read_labels(labels_path)
     plan = Path(geoip_dir) / "address-plan.csv" if geoip_dir is not None else None
     behaviours = Path(labels_path).with_name(BEHAVIOURS_FILE)
-    prepared = prepare(events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners)
-    return evaluate_prepared(
-        prepared, labels, model_path, cfg=cfg, world=world, plan_csv=plan, behaviours=behaviours, write=write
-    )
+    with tempfile.TemporaryDirectory(prefix="detector-evaluate-") as work:
+        analysis = analyse_path(
+            events_path, Path(work), cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners,
+            state_dir=state_dir, model=model,
+        )  # fmt: skip
+        scores = analysis.scores
+        scores = Scores(
+            events=scores.events.lazy().collect(), accounts=scores.accounts, sources=scores.sources,
+            model_id=scores.model_id,
+        )  # fmt: skip
+    m = _measured(scores, labels, model, str(events_path), world=world, plan_csv=plan, behaviours=behaviours)
+    return _recorded(m, model_path, write)

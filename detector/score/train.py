@@ -74,48 +74,80 @@ def _read_events_parquet(path: Path) -> pl.LazyFrame:
     return lf
 
 
+def analyse_path(
+    events_path: str | Path,
+    work: Path,
+    *,
+    cfg: Config,
+    geoip_dir: str | Path | None = None,
+    practitioners: str | Path | None = None,
+    state_dir: str | Path | None = None,
+    model: Any = None,
+    until: str = "score",
+) -> Any:
+    """Logs (file or directory) or a canonical events Parquet -> :func:`detector.engine.analyse`.
+
+    ``state_dir``: earlier nights' state, read as ``detector run`` reads it
+    (:func:`detector.engine.read_prior`). The analysis' files live in ``work``.
+    """
+    from detector.engine import analyse, digests, read_prior
+    from detector.enrich import NO_DIRECTORY, find_databases, load_practitioners
+    from detector.ingest import ingest
+    from detector.logging_setup import warn
+
+    path = Path(events_path)
+    if not path.exists():
+        raise InputError("events not found", path=path)
+    inputs: list[str] = []
+    if path.is_file() and path.suffix == ".parquet":
+        events = _read_events_parquet(path)
+    else:
+        with step("ingest"):
+            ingested = ingest([str(path)], cfg.ingest, work)
+        events = ingested.events
+        inputs = digests(ingested.inputs)
+        for w in ingested.warnings:
+            warn(w)
+    prior = read_prior(state_dir, events, inputs)
+    if prior.note:
+        warn(prior.note)
+    geo = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
+    directory = load_practitioners(practitioners) if practitioners is not None else None
+    have = events.collect_schema().names()
+    enriched = all(c.name in have for c in ENRICH_COLUMNS)
+    analysis = analyse(
+        events, cfg, work_dir=work, prior=prior, geoip=None if enriched else find_databases(geo),
+        practitioners=directory, model=model, until=until, step=step,
+    )  # fmt: skip
+    for w in [*analysis.warnings, *([NO_DIRECTORY] if directory is None and not enriched else [])]:
+        warn(w)
+    return analysis
+
+
 def prepare(
     events_path: str | Path,
     *,
     cfg: Config | None = None,
     geoip_dir: str | Path | None = None,
     practitioners: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> Prepared:
-    """Logs (file or directory) or a canonical events Parquet -> ingest -> enrich -> detect."""
-    from detector.detect import detect
-    from detector.enrich import NO_DIRECTORY, enrich, find_databases, load_practitioners
-    from detector.ingest import ingest
-    from detector.logging_setup import warn
-
+    """The training frame: :func:`analyse_path` up to detection, kept in memory."""
     cfg = cfg or Config()
-    path = Path(events_path)
-    if not path.exists():
-        raise InputError("events not found", path=path)
     with tempfile.TemporaryDirectory(prefix="detector-train-") as work:
-        if path.is_file() and path.suffix == ".parquet":
-            events = _read_events_parquet(path)
-        else:
-            with step("ingest"):
-                ingested = ingest([str(path)], cfg.ingest, Path(work))
-            events = ingested.events
-            for w in ingested.warnings:
-                warn(w)
-        have = events.collect_schema().names()
-        if not all(c.name in have for c in ENRICH_COLUMNS):
-            geo = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
-            directory = load_practitioners(practitioners) if practitioners is not None else None
-            with step("enrich"):
-                enriched = enrich(events, geoip=find_databases(geo), practitioners=directory, cfg=cfg.enrich)
-            events = enriched.events
-            for w in [*enriched.warnings, *([NO_DIRECTORY] if directory is None else [])]:
-                warn(w)
-        with step("detect"):
-            detection = detect(events, cfg, None)
-        frame = detection.events.collect() if isinstance(detection.events, pl.LazyFrame) else detection.events
-        if dataclasses.is_dataclass(detection):
-            # The ingest work directory goes away with this block: keep the events in memory.
-            detection = dataclasses.replace(detection, events=frame.lazy())
-    return Prepared(detection=detection, events=frame, source=str(path))
+        analysis = analyse_path(
+            events_path, Path(work), cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners,
+            state_dir=state_dir, until="detect",
+        )  # fmt: skip
+        detection = analysis.detection
+        frame = _frame(detection.events)
+        # the work directory goes away with this block: keep the events in memory
+        detection = dataclasses.replace(detection, events=frame.lazy(), shards=())
+    return Prepared(detection=detection, events=frame, source=str(events_path))
+
+
+def _frame(x: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return x.collect() if isinstance(x, pl.LazyFrame) else x
 
 
 def with_labels(events: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
