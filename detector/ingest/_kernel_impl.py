@@ -296,6 +296,23 @@ def _login_fields(b, lo, hi, row, spans, ints):
 
 
 @njit(cache=True, nogil=True)
+def _after_level(b, pos, hi):
+    """``pos`` moved past Dovecot's ``Info: `` level; -1 at any other level (those lines are left
+    to the polars parsers); ``pos`` itself where there is none."""
+    if _starts(b, pos, hi, P_INFO):
+        return pos + 6
+    if (
+        _starts(b, pos, hi, P_WARNING)
+        or _starts(b, pos, hi, P_DEBUG)
+        or _starts(b, pos, hi, P_ERROR)
+        or _starts(b, pos, hi, P_FATAL)
+        or _starts(b, pos, hi, P_PANIC)
+    ):
+        return -1
+    return pos
+
+
+@njit(cache=True, nogil=True)
 def _service(b, lo, hi):
     """Service code of a process name ``imap``, ``pop3``, ... ending at ``hi`` (0: another)."""
     n = hi - lo
@@ -532,31 +549,15 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
         for k in range(t + 1, colon - 1):
             if not _digit(b[k]):
                 return 0
-    msg = colon + 2
-    if _starts(b, msg, hi, P_INFO):
-        msg += 6
-    elif (
-        _starts(b, msg, hi, P_WARNING)
-        or _starts(b, msg, hi, P_DEBUG)
-        or _starts(b, msg, hi, P_ERROR)
-        or _starts(b, msg, hi, P_FATAL)
-        or _starts(b, msg, hi, P_PANIC)
-    ):
+    msg = _after_level(b, colon + 2, hi)
+    if msg < 0:
         return 0
     # Dovecot's `proc: body`
     pend = _find(b, msg, hi, P_COLON)
     if pend <= msg:
         return 0
-    body = pend + 2
-    if _starts(b, body, hi, P_INFO):
-        body += 6
-    elif (
-        _starts(b, body, hi, P_WARNING)
-        or _starts(b, body, hi, P_DEBUG)
-        or _starts(b, body, hi, P_ERROR)
-        or _starts(b, body, hi, P_FATAL)
-        or _starts(b, body, hi, P_PANIC)
-    ):
+    body = _after_level(b, pend + 2, hi)
+    if body < 0:
         return 0
     if pend - msg >= 6 and _starts(b, pend - 6, pend, P_LOGIN_SUFFIX):
         kind = _take_login(b, msg, pend, body, hi, row, spans, ints)
