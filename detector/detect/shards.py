@@ -68,6 +68,7 @@ from detector.features import (
 from detector.features import expressions as x
 from detector.features.baseline import TRAITS
 from detector.schema import C
+from detector.workers import Workers, in_process
 
 SHARD_EVENTS = 150_000
 """Events per shard (a few hundred MiB of working memory in detection and scoring)."""
@@ -152,12 +153,47 @@ class ShardFrames:
     def scan(self, k: int) -> pl.LazyFrame:
         return self._frames[k].lazy() if self.in_memory else pl.scan_parquet(self.paths[k])
 
+    def take(self, k: int) -> Shard:
+        """Shard ``k`` for a task: its frame (forgotten here: the task owns it) or its file."""
+        return self._frames.pop(k) if self.in_memory else self.paths[k]
+
+    def target(self, k: int) -> Path | None:
+        """Where a task stores shard ``k``: ``None`` in memory (the task returns the frame)."""
+        return None if self.in_memory else self.paths[k]
+
+    def keep(self, k: int, shard: Shard) -> None:
+        """Shard ``k`` as a task stored it (:meth:`target`)."""
+        if isinstance(shard, pl.DataFrame):
+            self._frames[k] = shard
+
     def drop(self, k: int) -> None:
         """Free shard ``k`` (its frame, or its file)."""
         if self.in_memory:
             self._frames.pop(k, None)
         else:
             self.paths[k].unlink(missing_ok=True)
+
+
+Shard = pl.DataFrame | Path
+"""A shard as a task receives or returns it: its frame, or its Parquet file."""
+
+
+def load(shard: Shard) -> pl.DataFrame:
+    """A shard's frame."""
+    return shard if isinstance(shard, pl.DataFrame) else pl.read_parquet(shard)
+
+
+def store(frame: pl.DataFrame, target: Path | None, **options: Any) -> Shard:
+    """``frame`` kept in memory (``target`` is ``None``) or written to ``target`` (lz4)."""
+    if target is None:
+        return frame
+    frame.write_parquet(target, compression="lz4", **options)
+    return target
+
+
+def _free(shard: Shard) -> None:
+    if isinstance(shard, Path):
+        shard.unlink(missing_ok=True)
 
 
 IN_MEMORY_EVENTS = 600_000
@@ -353,6 +389,28 @@ def source_step(logins: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
     return pl.concat(found) if found else empty_findings()
 
 
+def features_task(item: tuple[Shard, Path | None], ctx: DetectContext) -> tuple[Shard, pl.DataFrame]:
+    """Per shard: enriched events -> features (stored), and the login columns of the source steps."""
+    shard, target = item
+    frame = features_step(load(shard), ctx)
+    _free(shard)
+    return store(frame, target), source_inputs_step(frame, ctx)
+
+
+def account_task(shard: Shard, ctx: DetectContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per shard: the findings of the account-scoped detectors and the events in campaigns."""
+    frame = campaign_step(load(shard), ctx)
+    return account_step(frame, ctx), members_step(frame, ctx)
+
+
+def finish_task(item: tuple[Shard, Path], ctx: DetectContext) -> Path:
+    """Per shard: the finished detection, written to its file (sorted by ``event_id``)."""
+    shard, target = item
+    det = finish_step(load(shard), ctx)
+    _free(shard)
+    return Path(store(det, target, row_group_size=BATCH_ROWS))
+
+
 def read_batches(
     path: Path, batch_rows: int = BATCH_ROWS, columns: Sequence[str] | None = None
 ) -> Iterator[pl.DataFrame]:
@@ -409,12 +467,14 @@ def detect_sharded(
     *,
     shard_events: int | None = None,
     known_campaigns: pl.DataFrame | None = None,
+    workers: Workers | None = None,
 ) -> Detection:
     """:func:`detector.detect.detect`, one account shard at a time (module docstring).
 
     Intermediate files live in ``work_dir``; the returned ``Detection.events`` scans
     ``work_dir/detection-<k>.parquet``, so keep ``work_dir`` until the events are written.
     ``known_campaigns`` (the state's) give tonight's campaigns their earlier ids (:func:`relink`).
+    ``workers`` run the per-shard tasks (default: in this process); the result does not depend on them.
     """
     if not _DURATION.match(cfg.features.window):
         raise ConfigError(
@@ -426,14 +486,14 @@ def detect_sharded(
 
     inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS)
     ctx = DetectContext(cfg, history or History.empty(), tables, known_campaigns=known_campaigns)
-    features = ShardFrames(work, "features", len(inputs), inputs.in_memory)
+    n = len(inputs)
+    workers = (workers or in_process()).start(n)
+    features = ShardFrames(work, "features", n, inputs.in_memory)
     logins = []
-    for k in range(len(inputs)):
-        frame = features_step(inputs.get(k), ctx)
-        inputs.drop(k)
-        features.put(k, frame)
-        logins.append(source_inputs_step(frame, ctx))
-        del frame
+    items = ((inputs.take(k), features.target(k)) for k in range(n))
+    for k, (frame, source_inputs) in enumerate(workers.map(features_task, items, ctx)):
+        features.keep(k, frame)
+        logins.append(source_inputs)
     # in shard order: the campaign rules and the source-scoped detectors do not depend on row order
     login_events = pl.concat(logins)
     del logins
@@ -442,11 +502,10 @@ def detect_sharded(
     del login_events
 
     members = []
-    for k in range(len(features)):
-        frame = campaign_step(features.get(k), ctx)
-        found.append(account_step(frame, ctx))
-        members.append(members_step(frame, ctx))
-        del frame
+    shards = (features.get(k) if features.in_memory else features.paths[k] for k in range(n))
+    for account_findings, campaign_members in workers.map(account_task, shards, ctx):
+        found.append(account_findings)
+        members.append(campaign_members)
     member_events = pl.concat(members)
     ctx = replace(ctx, sizes=campaign_sizes(member_events))
     campaigns = campaign_table(member_events)
@@ -454,14 +513,8 @@ def detect_sharded(
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
     ctx = replace(ctx, per_event=_per_event(findings))
 
-    out = []
-    for k in range(len(features)):
-        det = finish_step(features.get(k), ctx)
-        features.drop(k)
-        path = work / f"detection-{k}.parquet"
-        det.write_parquet(path, compression="lz4", row_group_size=BATCH_ROWS)
-        del det
-        out.append(path)
+    targets = [work / f"detection-{k}.parquet" for k in range(n)]
+    out = list(workers.map(finish_task, ((features.take(k), targets[k]) for k in range(n)), ctx))
     return Detection(events=pl.scan_parquet(out), findings=findings, campaigns=campaigns, shards=tuple(out))
 
 
