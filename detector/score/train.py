@@ -333,12 +333,16 @@ def train(
     *,
     geoip_dir: str | Path | None = None,
     practitioners: str | Path | None = None,
+    state_dir: str | Path | None = None,
     cfg: Config | None = None,
     world: dict[str, Any] | None = None,
     random_state: int = 0,
     max_iter: int | None = None,
 ) -> TrainResult:
     """``detector train``: logs or events Parquet + labels file -> ``out.skops`` and ``out.card.json``.
+
+    ``state_dir``: the state of ``detector run``: the training frame is built against the earlier
+    nights it holds (history, shared-address counts, campaigns), as the nightly job sees the night.
 
     Raises:
         InputError: missing events or labels.
@@ -347,5 +351,7 @@ def train(
     from detector.labels import read_labels
 
     labels = read_labels(labels_path)
-    prepared = prepare(events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners)
+    prepared = prepare(
+        events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners, state_dir=state_dir
+    )
     return train_frames(prepared, labels, out, world=world, random_state=random_state, max_iter=max_iter)
