@@ -209,7 +209,7 @@ ENTITY_COLUMNS = {
 """(type column, value column) pairs whose value is an account where the type says so."""
 
 
-def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Any) -> dict[str, pl.DataFrame]:
+def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Pseudonymizer) -> dict[str, pl.DataFrame]:
     """Replace account names in every report table: account columns, entity columns and free text."""
     pseudo.learn(tables["accounts.parquet"].get_column(C.ACCOUNT).to_list())
     for name, (kind, value) in ENTITY_COLUMNS.items():
