@@ -43,10 +43,9 @@ def run_world(
     from detector.features.baseline import History, update_history
     from detector.ingest import ingest
     from detector.labels import label_events, read_labels
-    from detector.pipeline import learnable_events
     from detector.recommend import recommend, replay
     from detector.recommend.history import known_networks
-    from detector.state import State
+    from detector.state import State, learnable_events
 
     geoip = find_databases(str(world / "geoip"))
     directory = load_practitioners(world / "practitioners.csv")

@@ -241,6 +241,10 @@ def run_cmd(
 PlanOpt = Annotated[
     Path, typer.Option("--plan", help="The plan: recommendations.parquet (or a JSON export).")
 ]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(help="State directory of `run`: analyse against the earlier nights it holds."),
+]
 
 
 @app.command("replay")
@@ -257,10 +261,7 @@ def replay_cmd(
     model: Annotated[
         Path | None, typer.Option(help="Model for the own verdicts (default: the shipped one).")
     ] = None,
-    state: Annotated[
-        Path | None,
-        typer.Option(help="State directory of `run`: analyse against the earlier nights it holds."),
-    ] = None,
+    state: StateOpt = None,
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = None,
@@ -423,6 +424,7 @@ def train(
     ],
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
+    state: StateOpt = None,
     config: ConfigOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the cross-validation folds and the trees.")] = 0,
     max_iter: Annotated[
@@ -438,7 +440,7 @@ def train(
     log_steps()
 
     result = train_model(
-        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners,
+        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, state_dir=state,
         cfg=cfgmod.load(config).overridden(engine={"workers": workers}), random_state=seed, max_iter=max_iter,
     )  # fmt: skip
     say(result.summary_text())
@@ -452,10 +454,7 @@ def evaluate(
     labels: LabelsOpt,
     geoip_dir: GeoipOpt = None,
     practitioners: PractitionersOpt = None,
-    state: Annotated[
-        Path | None,
-        typer.Option(help="State directory of `run`: analyse against the earlier nights it holds."),
-    ] = None,
+    state: StateOpt = None,
     config: ConfigOpt = None,
     write_card: Annotated[
         bool,

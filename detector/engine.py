@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -37,6 +37,13 @@ UNTIL = ("enrich", "detect", "score")
 
 Step = Callable[[str], AbstractContextManager[None]]
 """Times and reports one named step (``enrich``, ``detect``, ``score``)."""
+
+if TYPE_CHECKING:
+    from detector.detect import Detection
+    from detector.enrich import GeoIPDatabases
+    from detector.features.baseline import History
+    from detector.score.io import Model
+    from detector.score.verdicts import Scores
 
 
 def default_model_path() -> Path:
@@ -95,8 +102,8 @@ class Prior:
     later_nights: bool = False
 
     @property
-    def history(self) -> Any:
-        """The per-account baseline (``detector.features.baseline.History``)."""
+    def history(self) -> History:
+        """The per-account baseline."""
         from detector.features.baseline import History
 
         return History.from_frames(self.state.history) if self.state.history else History.empty()
@@ -142,9 +149,9 @@ class Analysis:
     """
 
     events: pl.LazyFrame
-    detection: Any
-    scores: Any
-    model: Any
+    detection: Detection | None
+    scores: Scores | None
+    model: Model | None
     prior: Prior
     enrich_metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -161,9 +168,9 @@ def analyse(
     *,
     work_dir: str | Path,
     prior: Prior | None = None,
-    geoip: Any = None,
+    geoip: GeoIPDatabases | None = None,
     practitioners: pl.DataFrame | None = None,
-    model: Any = None,
+    model: Model | str | Path | None = None,
     until: str = "score",
     step: Step | None = None,
 ) -> Analysis:
@@ -231,7 +238,7 @@ def analyse(
     )  # fmt: skip
 
 
-def _load(model: Any) -> Any:
+def _load(model: Model | str | Path | None) -> Model | None:
     if isinstance(model, str | Path):
         from detector.score import load_model
 

@@ -20,9 +20,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -32,12 +32,25 @@ from detector.engine import default_model_path as default_model_path
 from detector.engine import night_window
 from detector.errors import ConfigError, DetectorError, InputError, RunFailed, unwritable
 from detector.logging_setup import LOGGER, log
-from detector.publish import JOURNAL, commit, locked_out, recover_out
+from detector.publish import JOURNAL, commit, locked_out, recover_out, recover_state
 from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C
+from detector.state import State
+
+if TYPE_CHECKING:
+    from detector.detect import Detection
+    from detector.engine import Analysis
+    from detector.enrich import GeoIPDatabases
+    from detector.features.baseline import History
+    from detector.ingest import IngestResult
+    from detector.recommend.overrides import Override
+    from detector.recommend.replay import ReplayResult
+    from detector.report.pseudonymize import Pseudonymizer
+    from detector.score import Scores
 
 STEPS: tuple[str, ...] = (
+    "inputs",
     "ingest",
     "enrich",
     "detect",
@@ -49,7 +62,13 @@ STEPS: tuple[str, ...] = (
     "state",
     "publish",
 )
-"""The steps of a run, in order (progress callbacks receive these names)."""
+"""The steps of a run, in order (progress callbacks receive these names; a run that fails names
+the step in its error). ``inputs`` reads and checks everything but the logs (state, model, GeoIP,
+directory, overrides, labels) before the long steps; ``enrich``, ``detect`` and ``score`` are
+:func:`detector.engine.analyse`'s."""
+
+Window = tuple[datetime | None, datetime | None]
+"""The first and last timestamp of a night's events (``None``: no event)."""
 
 EVENT_ROW_GROUP = 64 * 1024
 """Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
@@ -120,20 +139,38 @@ class RunResult:
         return 3 if self.attention else 0
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run reads besides its logs, fixed for the run (:func:`run`'s keyword arguments)."""
+
+    state_dir: Path | None = None
+    practitioners: Path | None = None
+    geoip_dir: Path | None = None
+    model_path: Path | None = None
+    cfg: Config = field(default_factory=Config)
+    fail_on: FailOn | None = None
+    pseudonymize_key: str | None = None
+    labels: Path | None = None
+    overrides: Path | None = None
+
+
 def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 class _Steps:
-    """Times each step, logs it, and tells the progress callback."""
+    """Times each step, logs it, tells the progress callback, and knows the step running (or the
+    one that failed)."""
 
     def __init__(self, logger: logging.Logger, progress: Callable[[str], None] | None) -> None:
         self.logger = logger
         self.progress = progress
         self.timings: dict[str, float] = {}
+        self.current: str | None = None
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        self.current = name
         if self.progress is not None:
             self.progress(name)
         start = time.perf_counter()
@@ -172,7 +209,7 @@ ENTITY_COLUMNS = {
 """(type column, value column) pairs whose value is an account where the type says so."""
 
 
-def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Any) -> dict[str, pl.DataFrame]:
+def _pseudonymize_tables(tables: dict[str, pl.DataFrame], pseudo: Pseudonymizer) -> dict[str, pl.DataFrame]:
     """Replace account names in every report table: account columns, entity columns and free text."""
     pseudo.learn(tables["accounts.parquet"].get_column(C.ACCOUNT).to_list())
     for name, (kind, value) in ENTITY_COLUMNS.items():
@@ -233,18 +270,24 @@ def run(
         labels: ground-truth incidents for the replay comparison (otherwise the tool's verdicts).
         overrides: operators' overrides of measures (``detector.recommend.overrides``; ``None``:
             ``/etc/detector/overrides.toml`` if it exists), applied to the plan and audited.
-        progress: called with each step name as it starts.
+        progress: called with each step name (:data:`STEPS`) as it starts.
         clock: the wall clock (tests).
 
     Raises:
-        DetectorError: bad input, configuration, model or state (exit 2), or RunFailed (exit 1).
+        DetectorError: bad input, configuration, model or state (exit 2), or RunFailed (exit 1,
+            naming the step that failed).
     """
-    cfg = cfg or Config()
-    rule = fail_on if isinstance(fail_on, FailOn) or fail_on is None else FailOn.parse(fail_on)
+    opts = RunOptions(
+        state_dir=_path(state_dir), practitioners=_path(practitioners), geoip_dir=_path(geoip_dir),
+        model_path=_path(model_path), cfg=cfg or Config(),
+        fail_on=fail_on if isinstance(fail_on, FailOn) or fail_on is None else FailOn.parse(fail_on),
+        pseudonymize_key=pseudonymize_key, labels=_path(labels), overrides=_path(overrides),
+    )  # fmt: skip
     clock = clock or (lambda: datetime.now(UTC))
     started = clock()
     run_id = new_run_id(started)
     logger = logging.getLogger(LOGGER)
+    steps = _Steps(logger, progress)
     out = Path(out_dir)
     if not paths:
         raise InputError("no input paths given")
@@ -261,19 +304,14 @@ def run(
         for stale in out.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = out / f".tmp-{run_id}"
-        writing = [out]  # the directory the current step writes to, named when it cannot be written
+        night = _Night(run_id, started, out, staging, logger, steps, writing=[out], warnings=[])
         try:
             private_dir(staging)
             with contextlib.ExitStack() as stack:
-                if state_dir is not None:
-                    stack.enter_context(locked(state_dir))
-                    stack.callback(_roll_back, Path(state_dir), out)
-                return _run(
-                    paths, out, staging, run_id, started, logger, progress, cfg, rule,
-                    state_dir=None if state_dir is None else Path(state_dir), practitioners=practitioners,
-                    geoip_dir=geoip_dir, model_path=model_path, pseudonymize_key=pseudonymize_key,
-                    labels=labels, writing=writing, overrides=overrides,
-                )  # fmt: skip
+                if opts.state_dir is not None:
+                    stack.enter_context(locked(opts.state_dir))
+                    stack.callback(_roll_back, opts.state_dir, out)
+                return _run(paths, opts, night)
         except DetectorError:
             raise
         except (KeyboardInterrupt, SystemExit):
@@ -287,13 +325,18 @@ def run(
                     "run on this output directory finishes it",
                     path=out / JOURNAL,
                 ) from e
-            refused = unwritable(e, writing[-1])
+            refused = unwritable(e, night.writing[-1])
             if refused is not None:
                 raise refused from e
-            raise RunFailed(f"run failed, previous reports kept: {type(e).__name__}: {e}") from e
+            where = f" in step {steps.current}" if steps.current else ""
+            raise RunFailed(f"run failed{where}, previous reports kept: {type(e).__name__}: {e}") from e
         finally:
             if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files
                 shutil.rmtree(staging, ignore_errors=True)
+
+
+def _path(p: str | Path | None) -> Path | None:
+    return None if p is None else Path(p)
 
 
 def _roll_back(state_dir: Path, out: Path) -> None:
@@ -314,140 +357,194 @@ FIRST_NIGHT = (
 """The run's warning when the baseline history is empty (measured: docs/response-plan.md)."""
 
 
-def learnable_events(events: pl.LazyFrame, scores: Any, cfg: Config) -> pl.LazyFrame:
-    """The night's events the state may learn (:func:`detector.features.baseline.learnable`): not the
-    attacker's logins into compromised accounts, nor any login from an unshared malicious source (a
-    forged or doubtful success). ``scores``: ``accounts`` and ``sources`` with their verdicts."""
-    from detector.features.baseline import learnable
-    from detector.score.verdicts import Verdict
+@dataclass(frozen=True)
+class _Night:
+    """One run: its identity, where it stages its files, and what its steps share.
 
-    compromised = scores.accounts.lazy().filter(pl.col("verdict") == Verdict.COMPROMISED)
-    attackers = scores.sources.lazy().filter(
-        (pl.col("verdict") == Verdict.MALICIOUS) & ~pl.col("shared_address").fill_null(False)
-    )
-    return learnable(events, compromised, cfg.scoring.account_compromised, attackers)
+    ``writing``: the directory the current step writes to (the last one), named when it cannot be
+    written; ``warnings``: the run's warnings so far, in order (they go into the summary)."""
+
+    run_id: str
+    started: datetime
+    out: Path
+    staging: Path
+    logger: logging.Logger
+    step: _Steps
+    writing: list[Path]
+    warnings: list[str]
+
+    def warn(self, *messages: str) -> None:
+        for w in messages:
+            log(self.logger, logging.WARNING, w)
+        self.warnings.extend(messages)
 
 
-def _run(
-    paths: Sequence[str | Path],
-    out: Path,
-    staging: Path,
-    run_id: str,
-    started: datetime,
-    logger: logging.Logger,
-    progress: Callable[[str], None] | None,
-    cfg: Config,
-    rule: FailOn | None,
-    *,
-    state_dir: Path | None,
-    practitioners: str | Path | None,
-    geoip_dir: str | Path | None,
-    model_path: str | Path | None,
-    pseudonymize_key: str | None,
-    labels: str | Path | None,
-    writing: list[Path],
-    overrides: str | Path | None = None,
-) -> RunResult:
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything a run reads besides the logs, read and checked before the long steps."""
+
+    state: State
+    model_file: Path
+    geoip: GeoIPDatabases
+    directory: pl.DataFrame | None
+    overrides: list[Override]
+    labels: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The scored events as published (``events.parquet``, staged) and the reports' metadata."""
+
+    events: pl.LazyFrame
+    count: int
+    end: datetime | None
+    meta: dict[str, Any]
+    scores: Scores
+    detection: Detection
+    pseudo: Pseudonymizer | None
+    """Pseudonyms of the accounts named in the events, for the tables' free text (``None``: real names)."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    plan: pl.DataFrame
+    collateral: pl.DataFrame
+    audit: pl.DataFrame
+
+
+def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunResult:
+    """The steps of :data:`STEPS`, each a function of what the steps before it returned."""
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
     # scikit-learn loads, so set before the first import; a value in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from detector.detect.campaigns import with_history
-    from detector.engine import analyse, prior_for
-    from detector.enrich import (
-        NO_DIRECTORY,
-        find_databases,
-        load_practitioners,
-        merge_shared,
-        shared_address_counts,
+    log(night.logger, logging.INFO, "run started", run_id=night.run_id, inputs=len(paths), out=str(night.out))
+    inputs = _read_inputs(opts, night)
+    ingested, window = _ingest(paths, opts, night)
+    analysis, history = _analyse(ingested, window, inputs, opts, night)
+    scored = _write_events(analysis, ingested, inputs, opts, night)
+    planned = _recommend(scored, history, inputs, opts, night)
+    state = analysis.prior.state
+    comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night)
+    tables, summary, attention = _reports(
+        scored, planned, ingested, state, comparison, replay_kind, opts, night
     )
-    from detector.features.baseline import update_history
-    from detector.ingest import ingest
-    from detector.publish import announce, recover_state
-    from detector.recommend import recommend, replay
-    from detector.recommend.history import known_networks
-    from detector.recommend.plan import collateral_table
-    from detector.report import RunData, write_reports
-    from detector.report.pseudonymize import Pseudonymizer
+    generation = None
+    if opts.state_dir is not None and not analysis.prior.later_nights:
+        generation = _fold(
+            opts.state_dir, state, history, scored, tables, planned.plan, ingested, window, opts, night
+        )
+    files = _publish(opts, night, generation)
+    log(
+        night.logger,
+        logging.INFO,
+        "run finished",
+        run_id=night.run_id,
+        attention=attention,
+        **night.step.timings,
+    )
+    return RunResult(
+        run_id=night.run_id,
+        out_dir=night.out,
+        files=files,
+        summary=summary,
+        attention=attention,
+        warnings=tuple(night.warnings),
+        timings=night.step.timings,
+        state_generation=generation["generation"] if generation else None,
+    )
+
+
+def _read_inputs(opts: RunOptions, night: _Night) -> _Inputs:
+    """Everything that can be wrong with the inputs but the logs, checked before the long steps."""
+    from detector.enrich import find_databases, load_practitioners
+    from detector.labels import read_labels
+    from detector.recommend.overrides import read_overrides
     from detector.score.io import check_model
-    from detector.state import (
-        State,
-        load_state,
-        next_generation,
-        prune,
-        retain,
-        stage_generation,
-    )
+    from detector.state import load_state
 
-    step = _Steps(logger, progress)
-    warnings: list[str] = []
-    log(logger, logging.INFO, "run started", run_id=run_id, inputs=len(paths), out=str(out))
+    with night.step("inputs"):
+        if opts.state_dir is not None:
+            settled = recover_state(opts.state_dir, own_out=night.out)
+            if settled:
+                log(night.logger, logging.WARNING, settled)
+        model_file = opts.model_path if opts.model_path is not None else default_model_path()
+        check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
+        geo_dir = str(opts.geoip_dir) if opts.geoip_dir is not None else opts.cfg.enrich.geoip_dir
+        return _Inputs(
+            state=load_state(opts.state_dir) if opts.state_dir is not None else State(),
+            model_file=model_file,
+            geoip=find_databases(geo_dir),
+            directory=load_practitioners(opts.practitioners) if opts.practitioners is not None else None,
+            overrides=read_overrides(opts.overrides),
+            labels=read_labels(opts.labels) if opts.labels is not None else None,
+        )
 
-    # Everything that can be wrong with the inputs is checked before the long steps.
-    if state_dir is not None:
-        settled = recover_state(state_dir, own_out=out)
-        if settled:
-            log(logger, logging.WARNING, settled)
-    current = state = load_state(state_dir) if state_dir is not None else State()
-    model_file = Path(model_path) if model_path is not None else default_model_path()
-    check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
-    geo_dir = str(geoip_dir) if geoip_dir is not None else cfg.enrich.geoip_dir
-    geoip = find_databases(geo_dir)
-    directory = load_practitioners(practitioners) if practitioners is not None else None
-    from detector.recommend.overrides import apply_overrides, read_overrides
 
-    operator_overrides = read_overrides(overrides)
-    label_frame = None
-    if labels is not None:
-        from detector.labels import read_labels
+def _ingest(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> tuple[IngestResult, Window]:
+    """The night's events (and its first and last timestamp)."""
+    from detector.ingest import ingest
 
-        label_frame = read_labels(labels)
+    with night.step("ingest"):
+        ingested = ingest([str(p) for p in paths], opts.cfg.ingest, night.staging / "work")
+        window = night_window(ingested.events)
+    night.warnings.extend(ingested.warnings)
+    return ingested, window
 
-    with step("ingest"):
-        ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
-    warnings.extend(ingested.warnings)
-    inputs = _inputs_meta(ingested.inputs)
-    night = night_window(ingested.events)
-    later_nights = False
+
+def _analyse(
+    ingested: IngestResult, window: Window, inputs: _Inputs, opts: RunOptions, night: _Night
+) -> tuple[Analysis, History]:
+    """enrich -> features -> detect -> score: the one analysis every command runs (detector.engine),
+    against the state as it was before the night; detection per account shard, in files under the
+    staging directory (small nights: in memory)."""
+    from detector.engine import analyse, digests, prior_for
+    from detector.enrich import NO_DIRECTORY
+
     prior = None
-    if state_dir is not None:
+    if opts.state_dir is not None:
         # a night the state already holds runs against the generation before it (same reports)
-        prior = prior_for(state_dir, current, night[0], {i["sha256"] for i in inputs})
+        prior = prior_for(opts.state_dir, inputs.state, window[0], set(digests(ingested.inputs)))
         if prior.note is not None:
-            warnings.append(prior.note)
-        state, later_nights = prior.state, prior.later_nights
-    # enrich -> features -> detect -> score: the one analysis every command runs (detector.engine);
-    # detection per account shard, in files under the staging directory (small nights: in memory)
+            night.warnings.append(prior.note)
     analysis = analyse(
-        ingested.events, cfg, work_dir=staging / "work", prior=prior, geoip=geoip, practitioners=directory,
-        model=model_file, step=step,
+        ingested.events, opts.cfg, work_dir=night.staging / "work", prior=prior, geoip=inputs.geoip,
+        practitioners=inputs.directory, model=inputs.model_file, step=night.step,
     )  # fmt: skip
     history = analysis.prior.history
-    warnings.extend(analysis.warnings)
-    if directory is None:
-        warnings.append(NO_DIRECTORY)
+    night.warnings.extend(analysis.warnings)
+    if inputs.directory is None:
+        night.warnings.append(NO_DIRECTORY)
     if not history.n_accounts:
-        warnings.append(FIRST_NIGHT)
-    for w in warnings:
-        log(logger, logging.WARNING, w)
-    detection, scores, model = analysis.detection, analysis.scores, analysis.model
+        night.warnings.append(FIRST_NIGHT)
+    for w in night.warnings:
+        log(night.logger, logging.WARNING, w)
+    return analysis, history
 
-    pseudo = Pseudonymizer(pseudonymize_key) if pseudonymize_key else None
-    meta: dict[str, Any] = {
-        contract.Meta.TOOL_VERSION: __version__,
-        contract.Meta.REPORT_VERSION: contract.REPORT_VERSION,
-        contract.Meta.SCHEMA_VERSION: schema.SCHEMA_VERSION,
-        contract.Meta.RUN_ID: run_id,
-        contract.Meta.CREATED_AT: started.isoformat(),
-        contract.Meta.INPUTS: inputs,
-        contract.Meta.MODEL_ID: getattr(model, "model_id", model_file.name),
-        contract.Meta.MODEL_CARD_SHA256: getattr(model, "card_sha256", None),
-        contract.Meta.GEOIP: analysis.enrich_metadata,
-        contract.Meta.CONFIG_SHA256: cfg.digest(),
-        contract.Meta.PSEUDONYMIZED: "true" if pseudo else "false",
-    }
 
-    with step("events"):
+def _write_events(
+    analysis: Analysis, ingested: IngestResult, inputs: _Inputs, opts: RunOptions, night: _Night
+) -> _Events:
+    """``events.parquet`` streamed in event order, one batch per shard in memory; the reports' metadata."""
+    from detector.report.pseudonymize import Pseudonymizer
+
+    assert analysis.scores is not None and analysis.detection is not None
+    scores, staging = analysis.scores, night.staging
+    pseudo = Pseudonymizer(opts.pseudonymize_key) if opts.pseudonymize_key else None
+    with night.step("events"):
+        meta: dict[str, Any] = {
+            contract.Meta.TOOL_VERSION: __version__,
+            contract.Meta.REPORT_VERSION: contract.REPORT_VERSION,
+            contract.Meta.SCHEMA_VERSION: schema.SCHEMA_VERSION,
+            contract.Meta.RUN_ID: night.run_id,
+            contract.Meta.CREATED_AT: night.started.isoformat(),
+            contract.Meta.INPUTS: _inputs_meta(ingested.inputs),
+            contract.Meta.MODEL_ID: getattr(analysis.model, "model_id", inputs.model_file.name),
+            contract.Meta.MODEL_CARD_SHA256: getattr(analysis.model, "card_sha256", None),
+            contract.Meta.GEOIP: analysis.enrich_metadata,
+            contract.Meta.CONFIG_SHA256: opts.cfg.digest(),
+            contract.Meta.PSEUDONYMIZED: "true" if pseudo else "false",
+        }
         columns = contract.BY_NAME["events.parquet"].columns()
         scored = _conform(scores.events, columns)
         # per shard, the window comes from the detection files (the lazy merge would read them all)
@@ -456,7 +553,6 @@ def _run(
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
-        # streamed in event order, one batch per shard in memory
         batches = (_conform(b, columns).collect() for b in scores.batches([c.name for c in columns]))
         n_events = write_batches(batches, scored.collect_schema(), raw_events, events_meta, EVENT_ROW_GROUP)
         events = pl.scan_parquet(raw_events)
@@ -465,139 +561,165 @@ def _run(
                 events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
             )
     # the later steps read the scored events from disk: the in-memory frames of detection and
-    # scoring (every event, about 100 columns) are freed before the plan and the replay
-    scores = dataclasses.replace(scores, events=events)
-    detection = dataclasses.replace(detection, events=events)
-    del scored
+    # scoring (every event, about 100 columns) are not kept for the plan and the replay
+    return _Events(
+        events=events,
+        count=n_events,
+        end=end,
+        meta=meta,
+        scores=dataclasses.replace(scores, events=events),
+        detection=dataclasses.replace(analysis.detection, events=events),
+        pseudo=pseudo,
+    )
 
-    with step("recommend"):
-        now = end or started
-        # networks the accounts used on earlier nights (the history before tonight's update)
+
+def _recommend(scored: _Events, history: History, inputs: _Inputs, opts: RunOptions, night: _Night) -> _Plan:
+    """The plan with its collateral, the operators' overrides applied (audited)."""
+    from detector.recommend import recommend
+    from detector.recommend.history import known_networks
+    from detector.recommend.overrides import apply_overrides
+    from detector.recommend.plan import collateral_table
+
+    with night.step("recommend"):
+        now = scored.end or night.started
         guarded: list[str] = []  # blocks the plan's guards refused (docs/security.md)
         plan, collateral = collateral_table(
-            _frame(
-                recommend(
-                    scores, detection, cfg, now, known_networks=known_networks(history), warnings=guarded,
-                    with_collateral=True,
-                )
+            recommend(
+                scored.scores, scored.detection, opts.cfg, now,
+                # networks the accounts used on earlier nights (the history before tonight's update)
+                known_networks=known_networks(history), warnings=guarded, with_collateral=True,
             ),
-            _frame(scores.accounts),
+            _frame(scored.scores.accounts),
         )  # fmt: skip
         # operators' lifts and extensions (in force at the wall-clock time of the run), audited
-        plan, override_audit = apply_overrides(plan, operator_overrides, started)
+        plan, audit = apply_overrides(plan, inputs.overrides, night.started)
         collateral = collateral.filter(pl.col("measure_id").is_in(plan.get_column("measure_id").implode()))
-    for w in guarded:
-        log(logger, logging.WARNING, w)
-    warnings.extend(guarded)
-    # with a state, last night's plan on tonight's logs (what the plan is worth a day later);
-    # else the plan on the logs it was built from
-    replayed, replay_kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
-    with step("replay"):  # a night without events has nothing to replay
-        comparison = replay(replayed, events, label_frame, cfg) if n_events else None
+    night.warn(*guarded)
+    return _Plan(plan, collateral, audit)
 
-    tables = {
-        "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
-        "sources.parquet": _frame(_conform(scores.sources, schema.SOURCE_COLUMNS)),
-        "recommendations.parquet": _frame(_conform(plan, schema.RECOMMENDATION_COLUMNS)),
-        "findings.parquet": _frame(
-            _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
-        ),
-        "collateral.parquet": collateral,
-        "campaigns.parquet": _frame(
-            _conform(
-                with_history(_frame(detection.campaigns), state.campaigns),
-                contract.BY_NAME["campaigns.parquet"].columns(),
-            )
-        ),
-        "quarantine.parquet": _frame(_conform(ingested.quarantine, schema.QUARANTINE_COLUMNS)),
-    }
-    if pseudo:
-        tables = _pseudonymize_tables(tables, pseudo)
-    attention = rule.check(tables["accounts.parquet"]) if rule else None
 
-    with step("reports"):
+def _replay(
+    state: State, scored: _Events, plan: pl.DataFrame, inputs: _Inputs, opts: RunOptions, night: _Night
+) -> tuple[ReplayResult | None, str]:
+    """With a state, last night's plan on tonight's logs (what the plan is worth a day later); else
+    the plan on the logs it was built from. A night without events has nothing to replay."""
+    from detector.recommend import replay
+
+    replayed, kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
+    with night.step("replay"):
+        comparison = replay(replayed, scored.events, inputs.labels, opts.cfg) if scored.count else None
+    return comparison, kind
+
+
+def _reports(
+    scored: _Events,
+    planned: _Plan,
+    ingested: IngestResult,
+    state: State,
+    comparison: ReplayResult | None,
+    replay_kind: str,
+    opts: RunOptions,
+    night: _Night,
+) -> tuple[dict[str, pl.DataFrame], dict[str, Any], str | None]:
+    """The report tables (pseudonymized if asked), the staged reports and summary, and whether the
+    night needs attention under ``fail_on``."""
+    from detector.detect.campaigns import with_history
+    from detector.report import RunData, write_reports
+
+    rule = opts.fail_on
+    with night.step("reports"):
+        scores, detection = scored.scores, scored.detection
+        tables = {
+            "accounts.parquet": _frame(_conform(scores.accounts, schema.ACCOUNT_COLUMNS)),
+            "sources.parquet": _frame(_conform(scores.sources, schema.SOURCE_COLUMNS)),
+            "recommendations.parquet": _frame(_conform(planned.plan, schema.RECOMMENDATION_COLUMNS)),
+            "findings.parquet": _frame(
+                _conform(detection.findings, contract.BY_NAME["findings.parquet"].columns())
+            ),
+            "collateral.parquet": planned.collateral,
+            "campaigns.parquet": _frame(
+                _conform(
+                    with_history(_frame(detection.campaigns), state.campaigns),
+                    contract.BY_NAME["campaigns.parquet"].columns(),
+                )
+            ),
+            "quarantine.parquet": _frame(_conform(ingested.quarantine, schema.QUARANTINE_COLUMNS)),
+        }
+        if scored.pseudo is not None:
+            tables = _pseudonymize_tables(tables, scored.pseudo)
+        attention = rule.check(tables["accounts.parquet"]) if rule else None
         data = RunData(
-            meta=meta,
-            events=pl.scan_parquet(staging / "events.parquet"),
+            meta=scored.meta,
+            events=pl.scan_parquet(night.staging / "events.parquet"),
             tables=tables,
             lines_read=int(ingested.lines_read),
             noise=dict(ingested.noise),
             replay=comparison,
             replay_labelled=getattr(comparison, "truth", None) == "labels",
             replay_kind=replay_kind,
-            overrides=override_audit,
+            overrides=planned.audit,
             previous_plan=state.plan,
-            warnings=tuple(warnings),
+            warnings=tuple(night.warnings),
             fail_on=rule.describe() if rule else None,
             attention=attention,
         )
-        summary = write_reports(data, staging)
+        summary = write_reports(data, night.staging)
+    return tables, summary, attention
 
-    generation = None
-    if state_dir is not None and not later_nights:
-        writing.append(state_dir)
-        with step("state"):
-            seen = state.processed()
-            new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
-            if new_paths:
-                fresh = learnable_events(events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths)), scores, cfg)
-                history = update_history(history, fresh)
-                # nor does an attacker's address become one "legitimate users" log in from
-                shared = merge_shared(shared_address_counts(fresh), state.shared)
-            else:
-                log(logger, logging.INFO, "inputs already in the state: history not updated again")
-                shared = state.shared
-            horizon_end = end or started
-            history = history.prune(horizon_end - timedelta(days=cfg.state.horizon_days))
-            campaigns = _merge_campaigns(state.campaigns, tables["campaigns.parquet"])
-            new_state = State(
-                history=history.to_frames(),
-                shared=prune(shared, horizon_end, cfg.state.horizon_days) if shared is not None else None,
-                campaigns=prune(campaigns, horizon_end, cfg.state.horizon_days),
-                plan=plan,
-                manifest=state.manifest,
-                run_id=run_id,
-            ).with_inputs(inputs, run_id, started)
-            number = next_generation(state_dir)
-            announce(state_dir, run_id=run_id, generation=number, out_dir=out)
-            generation = stage_generation(
-                state_dir, new_state, generation=number, parent=state.generation or None, run_id=run_id,
-                now=started, window=night, inputs=[i["sha256"] for i in inputs],
-            )  # fmt: skip
-        writing.pop()
 
-    with step("publish"):
+def _fold(
+    state_dir: Path,
+    state: State,
+    history: History,
+    scored: _Events,
+    tables: dict[str, pl.DataFrame],
+    plan: pl.DataFrame,
+    ingested: IngestResult,
+    window: Window,
+    opts: RunOptions,
+    night: _Night,
+) -> dict[str, Any]:
+    """The night folded into the state it ran against (:func:`detector.state.fold_night`), staged as
+    the state's next generation; returns the generation's record."""
+    from detector.publish import announce
+    from detector.state import fold_night, next_generation, stage_generation
+
+    night.writing.append(state_dir)
+    inputs = _inputs_meta(ingested.inputs)
+    with night.step("state"):
+        if state.processed() >= {i["sha256"] for i in inputs}:
+            log(night.logger, logging.INFO, "inputs already in the state: history not updated again")
+        folded = fold_night(
+            state, history, scored.scores, events=scored.events, campaigns=tables["campaigns.parquet"],
+            plan=plan, inputs=inputs, run_id=night.run_id, now=night.started, end=scored.end, cfg=opts.cfg,
+        )  # fmt: skip
+        number = next_generation(state_dir)
+        announce(state_dir, run_id=night.run_id, generation=number, out_dir=night.out)
+        generation = stage_generation(
+            state_dir, folded, generation=number, parent=state.generation or None, run_id=night.run_id,
+            now=night.started, window=window, inputs=[i["sha256"] for i in inputs],
+        )  # fmt: skip
+    night.writing.pop()
+    return generation
+
+
+def _publish(opts: RunOptions, night: _Night, generation: dict[str, Any] | None) -> tuple[Path, ...]:
+    """Reports and state generation published as one transaction; then old generations dropped."""
+    from detector.state import retain
+
+    with night.step("publish"):
         files = commit(
-            out, staging, contract.ALL_FILES, run_id=run_id, state_dir=state_dir, generation=generation
-        )
-    if state_dir is not None:
+            night.out, night.staging, contract.ALL_FILES, run_id=night.run_id, state_dir=opts.state_dir,
+            generation=generation,
+        )  # fmt: skip
+    if opts.state_dir is not None:
         try:
-            retain(state_dir, cfg.state.generations)
+            retain(opts.state_dir, opts.cfg.state.generations)
         except OSError as e:  # the night is published; the next run retries
             log(
-                logger,
+                night.logger,
                 logging.WARNING,
                 f"cannot delete old state generations: {e.strerror}",
-                path=str(state_dir),
+                path=str(opts.state_dir),
             )
-
-    log(logger, logging.INFO, "run finished", run_id=run_id, attention=attention, **step.timings)
-    return RunResult(
-        run_id=run_id,
-        out_dir=out,
-        files=files,
-        summary=summary,
-        attention=attention,
-        warnings=tuple(warnings),
-        timings=step.timings,
-        state_generation=generation["generation"] if generation else None,
-    )
-
-
-def _merge_campaigns(previous: pl.DataFrame | None, current: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Campaign infrastructure seen so far: this night's campaigns replace earlier rows of the same id."""
-    now = _frame(current)
-    if previous is None or previous.is_empty():
-        return now
-    keep = previous.filter(~pl.col(C.CAMPAIGN).is_in(now.get_column(C.CAMPAIGN).implode()))
-    return pl.concat([keep, now], how="diagonal_relaxed")
+    return files

@@ -72,6 +72,8 @@ class C:
     TECHNIQUES = "techniques"
     BASELINE_SCORE = "baseline_score"
     CAMPAIGN = "campaign"
+    VERDICT = "verdict"
+    """An account's or a source's verdict (:class:`Verdict`)."""
     # quarantine
     RAW = "raw"
 
@@ -106,6 +108,9 @@ class Service:
 
 
 class Verdict:
+    """The verdicts of scoring: an account is compromised, targeted, suspicious or clean; a source
+    malicious, suspicious or benign (``C.VERDICT`` of accounts.parquet and sources.parquet)."""
+
     COMPROMISED = "compromised"
     TARGETED = "targeted"
     SUSPICIOUS = "suspicious"
@@ -255,7 +260,7 @@ ACCOUNT_COLUMNS: tuple[Column, ...] = (
     Column(C.IS_PRACTITIONER, pl.Boolean, "Account is in the practitioner directory."),
     Column(C.PROFESSION, pl.String, "Profession from the directory."),
     Column(C.RISK_SCORE, pl.Float64, "Risk that the account is compromised, in [0, 1]."),
-    Column("verdict", pl.String, "compromised, targeted, suspicious or clean."),
+    Column(C.VERDICT, pl.String, "compromised, targeted, suspicious or clean."),
     Column("reasons", pl.List(pl.String), "Why, in plain words."),
     Column(C.TECHNIQUES, pl.List(pl.String), "ATT&CK technique ids behind the verdict."),
     Column("attempts", pl.Int64, "Authentication attempts against the account."),
@@ -274,7 +279,7 @@ SOURCE_COLUMNS: tuple[Column, ...] = (
     Column(C.AS_ORG, pl.String, "AS organisation."),
     Column(C.COUNTRY, pl.String, "Country code."),
     Column(C.RISK_SCORE, pl.Float64, "Risk that the source is malicious, in [0, 1]."),
-    Column("verdict", pl.String, "malicious, suspicious or benign."),
+    Column(C.VERDICT, pl.String, "malicious, suspicious or benign."),
     Column(
         "reasons",
         pl.List(pl.String),

@@ -27,13 +27,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from detector import __version__
 from detector.errors import DetectorError, OutputError, StateError
-from detector.schema import UTC_US
+from detector.schema import UTC_US, C, Verdict
+
+if TYPE_CHECKING:
+    from detector.config import Config
+    from detector.features.baseline import History
+    from detector.score.verdicts import Scores
 
 STATE_FORMAT = "detector-state"
 STATE_VERSION = 1
@@ -121,6 +126,82 @@ def prune(frame: pl.DataFrame, now: datetime, horizon_days: int) -> pl.DataFrame
                 cutoff = cutoff.replace(tzinfo=None)
             return frame.filter(col.is_null() | (col >= cutoff))
     return frame
+
+
+def learnable_events(events: pl.LazyFrame, scores: Scores, cfg: Config) -> pl.LazyFrame:
+    """The night's events the state may learn (:func:`detector.features.baseline.learnable`): not the
+    attacker's logins into compromised accounts, nor any login from an unshared malicious source (a
+    forged or doubtful success). ``scores``: ``accounts`` and ``sources`` with their verdicts."""
+    from detector.features.baseline import learnable
+
+    compromised = scores.accounts.lazy().filter(pl.col(C.VERDICT) == Verdict.COMPROMISED)
+    attackers = scores.sources.lazy().filter(
+        (pl.col(C.VERDICT) == Verdict.MALICIOUS) & ~pl.col("shared_address").fill_null(False)
+    )
+    return learnable(events, compromised, cfg.scoring.account_compromised, attackers)
+
+
+def merge_campaigns(previous: pl.DataFrame | None, current: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Campaign infrastructure seen so far: this night's campaigns replace earlier rows of the same id."""
+    now = current.collect() if isinstance(current, pl.LazyFrame) else current
+    if previous is None or previous.is_empty():
+        return now
+    keep = previous.filter(~pl.col(C.CAMPAIGN).is_in(now.get_column(C.CAMPAIGN).implode()))
+    return pl.concat([keep, now], how="diagonal_relaxed")
+
+
+def fold_night(
+    state: State,
+    history: History,
+    scores: Scores,
+    *,
+    events: pl.LazyFrame,
+    campaigns: pl.DataFrame,
+    plan: pl.DataFrame,
+    inputs: list[dict[str, Any]],
+    run_id: str,
+    now: datetime,
+    end: datetime | None,
+    cfg: Config,
+) -> State:
+    """The state after a night: ``state`` (the one the night ran against) with the night folded in.
+
+    The per-account ``history`` and the shared-address counts learn the :func:`learnable_events`
+    of the inputs ``state`` does not hold yet (a night run again learns nothing twice); history,
+    shared addresses and campaigns (``campaigns``: the night's, replacing earlier rows of the same
+    id) are pruned to ``[state] horizon_days`` before ``end`` (the night's last event, else
+    ``now``); ``plan`` is kept for the next night's replay; the inputs join the manifest.
+
+    Args:
+        state: the state the night was analysed against.
+        history: its per-account history (``History.from_frames(state.history)``).
+        scores: the night's verdicts (``accounts``, ``sources``).
+        events: the night's scored events (with ``source_file``).
+        inputs: the night's input manifest (dicts with path, size, sha256).
+        now: when the run started (the manifest's ``processed_at``).
+    """
+    from detector.enrich import merge_shared, shared_address_counts
+    from detector.features.baseline import update_history
+
+    seen = state.processed()
+    new_paths = [i["path"] for i in inputs if i["sha256"] not in seen]
+    shared = state.shared
+    if new_paths:
+        fresh = learnable_events(events.filter(pl.col(C.SOURCE_FILE).is_in(new_paths)), scores, cfg)
+        history = update_history(history, fresh)
+        # nor does an attacker's address become one "legitimate users" log in from
+        shared = merge_shared(shared_address_counts(fresh), state.shared)
+    horizon_end = end or now
+    days = cfg.state.horizon_days
+    history = history.prune(horizon_end - timedelta(days=days))
+    return State(
+        history=history.to_frames(),
+        shared=prune(shared, horizon_end, days) if shared is not None else None,
+        campaigns=prune(merge_campaigns(state.campaigns, campaigns), horizon_end, days),
+        plan=plan,
+        manifest=state.manifest,
+        run_id=run_id,
+    ).with_inputs(inputs, run_id, now)
 
 
 def _sha256(path: Path) -> str:

@@ -163,3 +163,37 @@ def test_no_stage_imports_the_pipeline():
             if any(n == "detector.pipeline" for n in names):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+@pytest.mark.parametrize("with_state", [True, False], ids=["--state", "no state"])
+def test_train_on_the_command_line_reads_the_state(nights, monkeypatch, tmp_path, with_state):
+    """`detector train --state DIR` builds its frame against the generation `run` used for the night."""
+    from typer.testing import CliRunner
+
+    import detector.score.train as tr
+    from detector.cli import app
+
+    priors: list[Any] = []
+    analyse = engine.analyse
+    monkeypatch.setattr(engine, "analyse", lambda *a, **k: priors.append(k["prior"]) or analyse(*a, **k))
+    monkeypatch.setattr(tr, "train_frames", lambda prepared, *a, **k: _Trained(prepared))
+    args = ["train", "--events", str(nights["second"]), "--labels", str(nights["labels"]),
+            "--out", str(tmp_path / "m"), "--geoip-dir", str(nights["geoip_dir"]),
+            "--practitioners", str(nights["practitioners"])]  # fmt: skip
+    if with_state:
+        args += ["--state", str(nights["state_dir"])]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "prepared" in r.output
+    (prior,) = priors
+    # the second night ran against the first night's generation; without --state, a first night
+    assert prior.state.generation == (1 if with_state else 0)
+    assert (prior.history.n_accounts > 0) is with_state
+
+
+class _Trained:
+    def __init__(self, prepared: Any) -> None:
+        self.prepared = prepared
+
+    def summary_text(self) -> str:
+        return f"prepared {self.prepared.events.height} events"

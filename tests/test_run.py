@@ -113,6 +113,7 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     failed = cli(*args)
     assert failed.exit_code == 1
     assert "disk on fire" in failed.stderr and "previous reports kept" in failed.stderr
+    assert "run failed in step reports" in failed.stderr, "the error names the step that failed"
     assert _snapshot(out) == before
     assert not list(out.glob(".tmp-*"))
     assert (state / STATE_FILE).read_bytes() == state_before

@@ -16,6 +16,7 @@ from detector.state import (
     STATE_VERSION,
     State,
     base_for,
+    fold_night,
     load_state,
     locked,
     make_current,
@@ -209,3 +210,59 @@ def test_base_for_a_night_the_state_holds(tmp_path, window_start, inputs, number
     base = base_for(tmp_path, load_state(tmp_path), window_start, inputs)
     assert (base.number, base.later_nights) == (number, later)
     assert (base.note is None) == (number is None)
+
+
+def _night(path: str) -> pl.LazyFrame:
+    """Tonight: a@x.org logs in from its home and (risky) from an attacker; c@x.org is new."""
+    rows = {
+        C.TIMESTAMP: [datetime(2025, 3, 2, h, tzinfo=UTC) for h in (1, 2, 3)],
+        C.ACTION: ["login"] * 3,
+        C.OUTCOME: ["success"] * 3,
+        C.ACCOUNT: ["a@x.org", "a@x.org", "c@x.org"],
+        C.SOURCE_IP: ["192.0.2.1", "203.0.113.9", "192.0.2.3"],
+        C.PREFIX: ["192.0.2.0/24", "203.0.113.0/24", "192.0.2.0/24"],
+        C.SOURCE_FILE: [path] * 3,
+    }
+    events = conform(pl.DataFrame(rows).lazy(), ENRICHED_SCHEMA)
+    return events.with_columns(pl.Series(C.RISK_SCORE, [0.1, 0.99, 0.1]))
+
+
+class _Verdicts:
+    def __init__(self, compromised: list[str], malicious: list[str]) -> None:
+        text = {C.ACCOUNT: pl.String, C.SOURCE_IP: pl.String, C.VERDICT: pl.String}
+        self.accounts = pl.DataFrame(
+            {C.ACCOUNT: compromised, C.VERDICT: ["compromised"] * len(compromised)}, schema_overrides=text
+        )
+        self.sources = pl.DataFrame(
+            {C.SOURCE_IP: malicious, C.VERDICT: ["malicious"] * len(malicious)}, schema_overrides=text
+        ).with_columns(pl.lit(False).alias("shared_address"))
+
+
+def _addresses(state: State, account: str) -> set[str]:
+    h = History.from_frames(state.history).accounts
+    return set(h.filter((pl.col(C.ACCOUNT) == account) & (pl.col("feature") == C.SOURCE_IP))["value"])
+
+
+@pytest.mark.parametrize(
+    ("sha", "verdicts", "a_learns", "c_learns"),
+    [
+        ("bb", _Verdicts([], []), {"192.0.2.1", "203.0.113.9"}, True),
+        ("bb", _Verdicts(["a@x.org"], ["203.0.113.9"]), {"192.0.2.1"}, True),
+        ("aa", _Verdicts([], []), {"192.0.2.1"}, False),  # inputs already folded in: nothing learned twice
+    ],
+    ids=["new night", "attacker not learned", "night run again"],
+)
+def test_fold_night_learns_what_the_state_may_learn_once(sha, verdicts, a_learns, c_learns):
+    from detector.config import Config
+
+    before = _state()
+    inputs = [{"path": "/logs/b.log", "size": 10, "sha256": sha}]
+    after = fold_night(
+        before, History.from_frames(before.history), verdicts, events=_night("/logs/b.log"),
+        campaigns=pl.DataFrame(), plan=pl.DataFrame({"measure_id": ["M1"]}), inputs=inputs, run_id="r2",
+        now=NOW + timedelta(days=1), end=NOW + timedelta(hours=3), cfg=Config(),
+    )  # fmt: skip
+    assert _addresses(after, "a@x.org") == a_learns
+    assert bool(_addresses(after, "c@x.org")) is c_learns
+    assert after.manifest.height == (2 if sha == "bb" else 1)
+    assert after.run_id == "r2" and after.plan is not None and after.plan.height == 1

@@ -4,13 +4,17 @@ legitimate logins (the unit of collateral) and the attack statistics per source 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from detector.config import Config
 from detector.recommend import scope
 from detector.schema import UTC_US, Action, C, Outcome
+
+if TYPE_CHECKING:
+    from detector.detect import Detection
+    from detector.score.verdicts import Scores
 
 BLOCK = "block"
 LOCK = "lock_account"
@@ -66,7 +70,7 @@ def _frame(obj: Any, name: str) -> pl.DataFrame | None:
     return value.collect() if isinstance(value, pl.LazyFrame) else value
 
 
-def _events(scores: Any) -> pl.DataFrame:
+def _events(scores: Scores) -> pl.DataFrame:
     """The columns of the scored events the plan needs (missing ones as nulls), logins only."""
     lf = scores.events.lazy()
     have = lf.collect_schema()
@@ -80,7 +84,7 @@ def _events(scores: Any) -> pl.DataFrame:
     )
 
 
-def _finding_index(detection: Any) -> pl.DataFrame:
+def _finding_index(detection: Detection | None) -> pl.DataFrame:
     """``entity_type``, ``entity``, ``finding_id`` of attack findings (benign explainers excluded)."""
     findings = _frame(detection, "findings")
     schema = {"entity_type": pl.String, "entity": pl.String, "finding_id": pl.String}

@@ -3,12 +3,15 @@ plan counts in collateral and ``allowed_networks``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from detector.recommend import scope
 from detector.schema import C
+
+if TYPE_CHECKING:
+    from detector.features.baseline import History
 
 
 def _anonymous_history_as_prefixes(
@@ -36,7 +39,7 @@ def _anonymous_history_as_prefixes(
     )
 
 
-def known_networks(history: Any) -> pl.DataFrame:
+def known_networks(history: History | pl.DataFrame | None) -> pl.DataFrame:
     """``account``, ``net`` (address, CIDR or ``AS<n>``) from the baseline history's successful logins.
 
     Pass the result as ``recommend(..., known_networks=...)`` so that collateral and restrictions

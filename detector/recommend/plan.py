@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -48,6 +48,10 @@ from detector.recommend.guard import warnings as guard_warnings
 from detector.recommend.history import _anonymous_history_as_prefixes, _history_rows
 from detector.recommend.reopen import reopen_rows
 from detector.schema import RECOMMENDATION_SCHEMA, C, Column, Outcome, conform, dtypes
+
+if TYPE_CHECKING:
+    from detector.detect import Detection
+    from detector.score.verdicts import Scores
 
 COLLATERAL_COLUMNS: tuple[Column, ...] = (
     Column("measure_id", pl.String, "The measure (recommendations.parquet)."),
@@ -102,8 +106,8 @@ def finish(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def recommend(
-    scores: Any,
-    detection: Any,
+    scores: Scores,
+    detection: Detection | None,
     cfg: Config,
     now: datetime,
     *,

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,10 @@ from detector.config import Config
 from detector.errors import InputError, ModelError
 from detector.logging_setup import step
 from detector.schema import ENRICH_COLUMNS, EVENT_SCHEMA, C
+
+if TYPE_CHECKING:
+    from detector.detect import Detection
+    from detector.engine import Analysis
 from detector.score import aggregates as agg
 from detector.score.io import Model, model_paths, save_model
 from detector.score.model import AccountCompromiseClassifier, LoginRiskClassifier, SourceRiskClassifier
@@ -39,7 +43,7 @@ LABEL_CAMPAIGN = "label_campaign"
 class Prepared:
     """A detection ready for scoring, with where it came from."""
 
-    detection: Any
+    detection: Detection
     events: pl.DataFrame
     source: str
 
@@ -82,9 +86,9 @@ def analyse_path(
     geoip_dir: str | Path | None = None,
     practitioners: str | Path | None = None,
     state_dir: str | Path | None = None,
-    model: Any = None,
+    model: Model | str | Path | None = None,
     until: str = "score",
-) -> Any:
+) -> Analysis:
     """Logs (file or directory) or a canonical events Parquet -> :func:`detector.engine.analyse`.
 
     ``state_dir``: earlier nights' state, read as ``detector run`` reads it
@@ -333,12 +337,16 @@ def train(
     *,
     geoip_dir: str | Path | None = None,
     practitioners: str | Path | None = None,
+    state_dir: str | Path | None = None,
     cfg: Config | None = None,
     world: dict[str, Any] | None = None,
     random_state: int = 0,
     max_iter: int | None = None,
 ) -> TrainResult:
     """``detector train``: logs or events Parquet + labels file -> ``out.skops`` and ``out.card.json``.
+
+    ``state_dir``: the state of ``detector run``: the training frame is built against the earlier
+    nights it holds (history, shared-address counts, campaigns), as the nightly job sees the night.
 
     Raises:
         InputError: missing events or labels.
@@ -347,5 +355,7 @@ def train(
     from detector.labels import read_labels
 
     labels = read_labels(labels_path)
-    prepared = prepare(events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners)
+    prepared = prepare(
+        events_path, cfg=cfg, geoip_dir=geoip_dir, practitioners=practitioners, state_dir=state_dir
+    )
     return train_frames(prepared, labels, out, world=world, random_state=random_state, max_iter=max_iter)
