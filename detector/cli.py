@@ -116,6 +116,13 @@ ConfigOpt = Annotated[
         help="TOML configuration file (default: $DETECTOR_CONFIG, else /etc/detector/detector.toml if it exists).",
     ),
 ]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Worker processes (default: [engine] workers, else the cores available; 0: the cores available).",
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics stay on stderr).")
 ]
@@ -161,6 +168,7 @@ def ingest(
     out: Annotated[Path, typer.Option(help="Events Parquet file to write.")],
     year: Year = None,
     timezone: Timezone = None,
+    workers: Workers = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -168,8 +176,10 @@ def ingest(
     from detector import config as cfgmod
     from detector.ingest import ingest_to_parquet
 
-    cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
-    result = ingest_to_parquet(paths, out, cfg.ingest)
+    cfg = cfgmod.load(config).overridden(
+        ingest={"year": year, "timezone": timezone}, engine={"workers": workers}
+    )
+    result = ingest_to_parquet(paths, out, cfg.ingest, workers=cfg.engine.workers)
     if json:
         warn_all(result.warnings)
         emit_json(result)
@@ -217,6 +227,7 @@ def run_cmd(
     ] = LogFormat.text,
     year: Year = None,
     timezone: Annotated[str | None, typer.Option(help="Time zone of time stamps without an offset.")] = None,
+    workers: Workers = None,
 ) -> None:
     """Run the nightly job: ingest, enrich, detect, score, recommend; publish reports; print the summary."""
     from detector.runner import run_command
@@ -225,6 +236,7 @@ def run_cmd(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
         log_format=log_format.value, year=year, timezone=timezone, overrides=overrides,
+        workers=workers,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

@@ -187,6 +187,25 @@ class IngestConfig(_Section):
 
 
 @dataclass(frozen=True)
+class EngineConfig(_Section):
+    SECTION: ClassVar[str] = "engine"
+    workers: int = key(0, Range(0, 4096))
+    """Worker processes (ingestion batches, detection shards); 0: the cores available to the process."""
+
+    def resolved_workers(self) -> int:
+        """``workers``, with 0 read as the cores this process may run on."""
+        return self.workers or available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a cgroup cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
 class EnrichConfig(_Section):
     SECTION: ClassVar[str] = "enrich"
     geoip_dir: str | None = key(None, Range(check=_path, text="a directory path", optional=True))
@@ -323,6 +342,7 @@ class ServeConfig(_Section):
 
 SECTIONS: tuple[type, ...] = (
     IngestConfig,
+    EngineConfig,
     EnrichConfig,
     ScoringConfig,
     PlanConfig,
@@ -343,6 +363,7 @@ would leave the suspicious verdict unreachable."""
 @dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     enrich: EnrichConfig = field(default_factory=EnrichConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -366,7 +387,13 @@ class Config:
 
     def digest(self) -> str:
         """Short hash of the effective configuration, recorded in every report."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        values = self.to_dict()
+        # how many processes compute a report does not change it (nor digests of earlier configurations)
+        engine = values.pop("engine")
+        engine.pop("workers")
+        if engine:
+            values["engine"] = engine
+        text = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, **sections: Any) -> Config:

@@ -403,7 +403,7 @@ def _run(
         label_frame = read_labels(labels)
 
     with step("ingest"):
-        ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
+        ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work", workers=cfg.engine.workers)
     warnings.extend(ingested.warnings)
     inputs = _inputs_meta(ingested.inputs)
     night = night_window(ingested.events)

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from detector.config import IngestConfig
+from detector.config import IngestConfig, available_cores
 from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
 from detector.ingest import kernel, registry
@@ -130,6 +130,10 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     text_bytes: int | None = None
     """Size of the text inputs on disk (None where one is stdin): whether the kernel pays off."""
+    processes: Executor | None = None
+    """Worker processes parsing batches (``workers`` > 1 on a large input), else None (threads)."""
+    parse_workers: int = 0
+    """How many (with ``processes``)."""
 
 
 DICTIONARY_COLUMNS = (
@@ -201,8 +205,14 @@ class _EventWriter:
             tmp.unlink()
 
 
-def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path) -> IngestResult:
-    """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc)."""
+def ingest(
+    paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path, *, workers: int = 1
+) -> IngestResult:
+    """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc).
+
+    With ``workers`` > 1 (0: the cores available) the batches of a large input are parsed in that
+    many worker processes; correlation and writing stay in this one, in batch order, so the
+    result is the same whatever the number."""
     started = time.perf_counter()
     _check_timezone(cfg.timezone)
     files, warnings = unique_contents(expand(list(paths)))
@@ -211,15 +221,46 @@ def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path
     run = _Run(
         cfg, _EventWriter(work_dir / "events.parquet", LogoutPairing(work_dir, cfg.pairing_memory_bytes))
     )
+    sizes = [inp.size for inp in files if not inp.is_table]
+    run.text_bytes = None if any(size is None for size in sizes) else sum(sizes)
+    n = workers or available_cores()
+    big = run.text_bytes is None or run.text_bytes >= PROCESS_MIN_BYTES
     try:
+        if n > 1 and big and cfg.year is None:
+            run.parse_workers = n
+            with _processes(n) as run.processes:
+                return _ingest(files, warnings, run, started)
         return _ingest(files, warnings, run, started)
     finally:
+        run.processes = None
         run.writer.pairing.discard()
 
 
+PROCESS_MIN_BYTES = 64 * 1024 * 1024
+"""Text input below which ``workers`` > 1 still parses in this process: starting a worker (Python,
+polars, the kernel) costs more than it saves."""
+
+
+def _processes(n: int) -> ProcessPoolExecutor:
+    """``n`` worker processes (spawned: polars' threads do not survive a fork), each with a
+    share of the cores for polars."""
+    import multiprocessing
+
+    threads = max(1, available_cores() // n)
+    return ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(threads,),
+    )
+
+
+def _worker_start(threads: int) -> None:
+    # before polars' thread pool starts (it starts on first use, not on import)
+    os.environ["POLARS_MAX_THREADS"] = str(threads)
+
+
 def _ingest(files: list[InputFile], warnings: list[str], run: _Run, started: float) -> IngestResult:
-    sizes = [inp.size for inp in files if not inp.is_table]
-    run.text_bytes = None if any(size is None for size in sizes) else sum(sizes)
     inputs: list[tuple[str, int | None, str]] = []
     tables = 0
     for inp in files:
@@ -360,8 +401,12 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         carry[0] = _settle(_applied(run, *parsed.result()), carry[0], run, final=False)
 
     workers = 1 if run.cfg.year is not None else PARSE_WORKERS
+    threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse")
+    pool: Executor = threads
+    if run.processes is not None:
+        pool, workers = run.processes, run.parse_workers
     with (
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse") as pool,
+        threads,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-settle") as settling,
     ):
         waiting: deque[Future] = deque()
@@ -593,7 +638,9 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
     return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
 
 
-def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:
+def ingest_to_parquet(
+    paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig, *, workers: int = 1
+) -> IngestResult:
     """Ingest ``paths`` into ``out`` (written under a temporary name, then renamed) and the
     quarantine into ``<out stem>.quarantine.parquet`` next to it.
 
@@ -614,7 +661,7 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
-        result = ingest(paths, cfg, Path(tmp))
+        result = ingest(paths, cfg, Path(tmp), workers=workers)
         os.chmod(result.events_path, 0o600)  # account names and addresses: personal data
         os.replace(result.events_path, out)
     qpath = out.with_name(f"{out.stem}.quarantine.parquet")
