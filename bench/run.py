@@ -9,7 +9,9 @@ with delivery noise; ``imap``: a Dovecot IMAP/POP3 front end), and the table sho
 
 Each benchmark is a function ``(ctx) -> list[Row]`` in :data:`BENCHES`; add one (e.g. the nightly
 job end to end) by writing such a function and appending it. Timings are wall clock and CPU of
-the child process; peak memory is the child's maximum resident set size (``wait4``).
+the child process and its workers; peak memory is that of the whole process tree: the largest sum
+of PSS over the child and its descendants (sampled every 0.1 s, shared pages counted once), or
+the child's maximum resident set size (``wait4``) where that is larger (a short peak between samples).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -78,34 +81,71 @@ class Context:
         return self.log
 
 
+def _tree_pss_kib(pid: int) -> int:
+    """PSS of ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0)
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+    return total
+
+
 def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedProcess | None]:
-    """Run ``cmd``; (wall seconds, CPU seconds, peak RSS MiB) of the child."""
+    """Run ``cmd``; (wall seconds, CPU seconds, peak MiB) of the child and its workers (module doc)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    done_sampling = threading.Event()
+
+    def sample() -> None:
+        while not done_sampling.wait(0.1):
+            peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done_sampling.set()
+    sampler.join()
     wall = time.perf_counter() - t
     out = proc.stdout.read() if proc.stdout else ""
     err = proc.stderr.read() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise BenchFailed(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
     done = subprocess.CompletedProcess(cmd, 0, out, err)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, done
+    return wall, usage.ru_utime + usage.ru_stime, max(usage.ru_maxrss, peak[0]) / 1024, done
 
 
 def bench_ingest(ctx: Context) -> list[Row]:
-    """`detector ingest` (with its compiled kernel, then without) against the per-line Python `re`
-    reference, on the same log."""
+    """`detector ingest` with 1 and 2 worker processes (with its compiled kernel), then 1 without the
+    kernel, against the per-line Python `re` reference, on the same log."""
     log = ctx.mail_log()
     rows = []
-    wall, cpu, mib, done = measure(
-        [str(BIN / "detector"), "ingest", str(log), "--out", str(ctx.work / "events.parquet")]
-    )
-    events = (
-        next((ln.split()[1] for ln in done.stdout.splitlines() if ln.startswith("events")), "?")
-        if done
-        else "?"
-    )
-    rows.append(Row("ingest", "detector ingest", ctx.lines, wall, cpu, mib, f"{events} events"))
+    for workers in (1, 2):
+        wall, cpu, mib, done = measure(
+            [
+                str(BIN / "detector"),
+                "ingest",
+                str(log),
+                "--out",
+                str(ctx.work / "events.parquet"),
+                "--workers",
+                str(workers),
+            ]
+        )
+        events = (
+            next((ln.split()[1] for ln in done.stdout.splitlines() if ln.startswith("events")), "?")
+            if done
+            else "?"
+        )
+        what = "detector ingest" if workers == 1 else f"detector ingest --workers {workers}"
+        rows.append(Row("ingest", what, ctx.lines, wall, cpu, mib, f"{events} events"))
     off = ctx.work / "kernel-off.toml"
     off.write_text('[ingest]\nkernel = "off"\n')
     wall, cpu, mib, _ = measure(
@@ -117,6 +157,8 @@ def bench_ingest(ctx: Context) -> list[Row]:
             str(ctx.work / "events-off.parquet"),
             "--config",
             str(off),
+            "--workers",
+            "1",
         ]
     )
     rows.append(

@@ -123,6 +123,13 @@ ConfigOpt = Annotated[
         help="TOML configuration file (default: $DETECTOR_CONFIG, else /etc/detector/detector.toml if it exists).",
     ),
 ]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Worker processes (default: [engine] workers, else the cores available; 0: the cores available).",
+    ),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics stay on stderr).")
 ]
@@ -168,6 +175,7 @@ def ingest(
     out: Annotated[Path, typer.Option(help="Events Parquet file to write.")],
     year: Year = None,
     timezone: Timezone = None,
+    workers: Workers = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -175,8 +183,10 @@ def ingest(
     from detector import config as cfgmod
     from detector.ingest import ingest_to_parquet
 
-    cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
-    result = ingest_to_parquet(paths, out, cfg.ingest)
+    cfg = cfgmod.load(config).overridden(
+        ingest={"year": year, "timezone": timezone}, engine={"workers": workers}
+    )
+    result = ingest_to_parquet(paths, out, cfg.ingest, workers=cfg.engine.workers)
     if json:
         warn_all(result.warnings)
         emit_json(result)

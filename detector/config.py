@@ -180,8 +180,24 @@ class IngestConfig(_Section):
     """Longer lines are quarantined as too_long."""
     chunk_bytes: int = key(16 * 1024 * 1024, Range(1024, 1 << 34))
     """Decompressed bytes parsed per batch (bounds memory)."""
+    pairing_memory_bytes: int = key(256 * 1024 * 1024, Range(1024, 1 << 40))
+    """Memory for pairing Dovecot logouts with their logins at the end of ingestion (more partitions below)."""
     kernel: str = key("auto", Range(check=_kernel_mode, text="auto, on or off"))
     """Compiled fast path for the commonest lines: ``auto`` (where numba is installed), ``on``, ``off``."""
+
+
+@dataclass(frozen=True)
+class EngineConfig(_Section):
+    SECTION: ClassVar[str] = "engine"
+    workers: int = key(0, Range(0, 4096))
+    """Worker processes (ingestion batches, detection and scoring shards); 0: the cores available to
+    the process; 1: everything in the job's process."""
+
+    def resolved_workers(self) -> int:
+        """``workers``, with 0 read as the cores this process may run on."""
+        from detector.workers import worker_count
+
+        return worker_count(self.workers)
 
 
 @dataclass(frozen=True)
@@ -285,13 +301,6 @@ class FeaturesConfig(_Section):
 
 
 @dataclass(frozen=True)
-class EngineConfig(_Section):
-    SECTION: ClassVar[str] = "engine"
-    workers: int = key(0, Range(0, 4096))
-    """Worker processes for the per-shard steps (0: the cores available to the process; 1: none, all in the job's process)."""
-
-
-@dataclass(frozen=True)
 class ServeConfig(_Section):
     """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
 
@@ -328,12 +337,12 @@ class ServeConfig(_Section):
 
 SECTIONS: tuple[type, ...] = (
     IngestConfig,
+    EngineConfig,
     EnrichConfig,
     ScoringConfig,
     PlanConfig,
     StateConfig,
     FeaturesConfig,
-    EngineConfig,
     ServeConfig,
 )
 """Every section with ranged keys (``[detectors.<name>]`` is checked by the detector registry)."""
@@ -349,12 +358,12 @@ would leave the suspicious verdict unreachable."""
 @dataclass(frozen=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     enrich: EnrichConfig = field(default_factory=EnrichConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     state: StateConfig = field(default_factory=StateConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    engine: EngineConfig = field(default_factory=EngineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-detector parameters, ``[detectors.brute_force] min_failures = 20``; ``enabled = false`` disables one."""
@@ -373,7 +382,13 @@ class Config:
 
     def digest(self) -> str:
         """Short hash of the effective configuration, recorded in every report."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        values = self.to_dict()
+        # how many processes compute a report does not change it (nor digests of earlier configurations)
+        engine = values.pop("engine")
+        engine.pop("workers")
+        if engine:
+            values["engine"] = engine
+        text = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def replace(self, **sections: Any) -> Config:

@@ -486,7 +486,9 @@ def _ingest(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> tup
     from detector.ingest import ingest
 
     with night.step("ingest"):
-        ingested = ingest([str(p) for p in paths], opts.cfg.ingest, night.staging / "work")
+        ingested = ingest(
+            [str(p) for p in paths], opts.cfg.ingest, night.staging / "work", workers=opts.cfg.engine.workers
+        )
         window = night_window(ingested.events)
     night.warnings.extend(ingested.warnings)
     return ingested, window

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,10 +30,12 @@ from detector.ingest import kernel, registry
 from detector.ingest.copies import drop_copies, unique_contents
 from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
+from detector.ingest.logouts import LogoutPairing
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
 from detector.ingest.screen import screen
 from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
-from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, Action, C, Outcome
+from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, C
+from detector.workers import available_cores
 
 __all__ = ["IngestResult", "ingest", "ingest_to_parquet"]
 
@@ -126,10 +128,13 @@ class _Run:
     lines: int = 0
     claimed: int = 0
     rid: int = 0
-    sessions: pl.DataFrame | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     text_bytes: int | None = None
     """Size of the text inputs on disk (None where one is stdin): whether the kernel pays off."""
+    processes: Executor | None = None
+    """Worker processes parsing batches (``workers`` > 1 on a large input), else None (threads)."""
+    parse_workers: int = 0
+    """How many (with ``processes``)."""
 
 
 DICTIONARY_COLUMNS = (
@@ -145,18 +150,30 @@ DICTIONARY_COLUMNS = (
 """Event columns of few distinct values, dictionary-encoded in the Parquet output."""
 
 
-class _EventWriter:
-    """Appends event batches as row groups; remembers whether time order held across batches."""
+WRITER_OPTIONS: dict[str, Any] = {
+    "compression": "lz4",
+    # statistics on the sort key only (row-group skipping by time); on every column they were a
+    # third of the writing time. Dictionary encoding only where values repeat (hashing
+    # addresses, sessions and stamps was a third of what was left)
+    "write_statistics": [C.TIMESTAMP],
+    "use_dictionary": list(DICTIONARY_COLUMNS),
+}
 
-    def __init__(self, path: Path) -> None:
+
+class _EventWriter:
+    """Appends event batches as row groups; remembers whether time order held across batches.
+    Logins and open logouts of parsed text go to ``pairing`` (filled in :meth:`close`)."""
+
+    def __init__(self, path: Path, pairing: LogoutPairing) -> None:
         self.path = path
+        self.pairing = pairing
         self.writer: pq.ParquetWriter | None = None
         self.last: datetime | None = None
         self.ordered = True
         self.count = 0
         self.arrow_schema = pl.DataFrame(schema=EVENT_SCHEMA).to_arrow().schema
 
-    def write(self, df: pl.DataFrame) -> None:
+    def write(self, df: pl.DataFrame, *, pair: bool = False) -> None:
         if df.is_empty():
             return
         # time order; ties in file line order (a batch holds the lines of one file)
@@ -167,24 +184,19 @@ class _EventWriter:
         if last is not None and (self.last is None or last > self.last):
             self.last = last
         if self.writer is None:
-            # statistics on the sort key only (row-group skipping by time); on every column
-            # they were a third of the writing time. Dictionary encoding only where values
-            # repeat (hashing addresses, sessions and stamps was a third of what was left)
-            self.writer = pq.ParquetWriter(
-                self.path,
-                self.arrow_schema,
-                compression="lz4",
-                write_statistics=[C.TIMESTAMP],
-                use_dictionary=list(DICTIONARY_COLUMNS),
-            )
+            self.writer = pq.ParquetWriter(self.path, self.arrow_schema, **WRITER_OPTIONS)
+        if pair:
+            self.pairing.record(df, self.count)
         self.writer.write_table(df.to_arrow().cast(self.arrow_schema))
         self.count += len(df)
 
     def close(self) -> None:
         if self.writer is None:
+            self.pairing.discard()
             pl.DataFrame(schema=EVENT_SCHEMA).write_parquet(self.path)
             return
         self.writer.close()
+        self.pairing.apply(self.path, self.arrow_schema, WRITER_OPTIONS)
         if not self.ordered:
             tmp = self.path.with_suffix(".unsorted.parquet")
             os.replace(self.path, tmp)
@@ -194,16 +206,62 @@ class _EventWriter:
             tmp.unlink()
 
 
-def ingest(paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path) -> IngestResult:
-    """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc)."""
+def ingest(
+    paths: list[str] | tuple[str, ...], cfg: IngestConfig, work_dir: Path, *, workers: int = 1
+) -> IngestResult:
+    """Parse ``paths`` into canonical events at ``work_dir/events.parquet`` (see module doc).
+
+    With ``workers`` > 1 (0: the cores available) the batches of a large input are parsed in that
+    many worker processes; correlation and writing stay in this one, in batch order, so the
+    result is the same whatever the number."""
     started = time.perf_counter()
     _check_timezone(cfg.timezone)
     files, warnings = unique_contents(expand(list(paths)))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg, _EventWriter(work_dir / "events.parquet"))
+    run = _Run(
+        cfg, _EventWriter(work_dir / "events.parquet", LogoutPairing(work_dir, cfg.pairing_memory_bytes))
+    )
     sizes = [inp.size for inp in files if not inp.is_table]
     run.text_bytes = None if any(size is None for size in sizes) else sum(sizes)
+    n = workers or available_cores()
+    big = run.text_bytes is None or run.text_bytes >= PROCESS_MIN_BYTES
+    try:
+        if n > 1 and big and cfg.year is None:
+            run.parse_workers = n
+            with _processes(n) as run.processes:
+                return _ingest(files, warnings, run, started)
+        return _ingest(files, warnings, run, started)
+    finally:
+        run.processes = None
+        run.writer.pairing.discard()
+
+
+PROCESS_MIN_BYTES = 64 * 1024 * 1024
+"""Text input below which ``workers`` > 1 still parses in this process: starting a worker (Python,
+polars, the kernel) costs more than it saves."""
+
+
+def _processes(n: int) -> ProcessPoolExecutor:
+    """``n`` worker processes (spawned: polars' threads do not survive a fork), each with a
+    share of the cores for polars."""
+    import multiprocessing
+
+    threads = max(1, available_cores() // n)
+    return ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(threads,),
+    )
+
+
+def _worker_start(threads: int) -> None:
+    # before polars' thread pool starts (it starts on first use, not on import)
+    os.environ["POLARS_MAX_THREADS"] = str(threads)
+
+
+def _ingest(files: list[InputFile], warnings: list[str], run: _Run, started: float) -> IngestResult:
     inputs: list[tuple[str, int | None, str]] = []
     tables = 0
     for inp in files:
@@ -344,8 +402,12 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         carry[0] = _settle(_applied(run, *parsed.result()), carry[0], run, final=False)
 
     workers = 1 if run.cfg.year is not None else PARSE_WORKERS
+    threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse")
+    pool: Executor = threads
+    if run.processes is not None:
+        pool, workers = run.processes, run.parse_workers
     with (
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse") as pool,
+        threads,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-settle") as settling,
     ):
         waiting: deque[Future] = deque()
@@ -568,8 +630,7 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
     # masks on the narrow columns, one filter of the wide frame
     kind = out[KIND]
     is_event = kind == "event"
-    events = _fill_logouts(out.filter(is_event & ~wait).select(EVENT_SCHEMA.names()), run)
-    run.writer.write(events)
+    run.writer.write(out.filter(is_event & ~wait).select(EVENT_SCHEMA.names()), pair=True)
     noise = kind.filter(~is_event & ~wait).value_counts()
     with run.lock:
         for k, n in noise.iter_rows():
@@ -578,53 +639,9 @@ def _settle(parsed: pl.DataFrame, pending: pl.DataFrame | None, run: _Run, *, fi
     return rows.filter(pl.col(corr.RID).is_in(waiting_ids.implode()))
 
 
-SESSION_KEYS = (C.HOST, C.SESSION_ID)
-SESSION_MEMORY = timedelta(hours=12)
-"""How long a Dovecot login is remembered for the logout of its session."""
-
-
-def _fill_logouts(events: pl.DataFrame, run: _Run) -> pl.DataFrame:
-    """Give Dovecot logouts (whose log prefix has no address) the address, local address and TLS of
-    the login with the same host and session id, remembered across batches for 12 hours."""
-    logins = events.filter(
-        (pl.col(C.ACTION) == Action.LOGIN)
-        & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
-        & (pl.col(C.DAEMON) == "dovecot")
-        & pl.col(C.SESSION_ID).is_not_null()
-    ).select(*SESSION_KEYS, C.TIMESTAMP, C.SOURCE_IP, C.LOCAL_IP, C.TLS)
-    known = pl.concat([run.sessions, logins], how="vertical") if run.sessions is not None else logins
-    if not known.is_empty() and events.height:
-        horizon = events[C.TIMESTAMP].max()
-        if horizon is not None:
-            known = known.filter(pl.col(C.TIMESTAMP) >= horizon - SESSION_MEMORY)
-    run.sessions = known
-    is_logout = (
-        (pl.col(C.ACTION) == Action.LOGOUT)
-        & pl.col(C.SOURCE_IP).is_null()
-        & pl.col(C.SESSION_ID).is_not_null()
-    )
-    if known.is_empty() or not events.select(is_logout.any()).item():
-        return events
-    wanted = events.filter(is_logout).select(*SESSION_KEYS).unique()
-    fill = (
-        known.join(wanted, on=list(SESSION_KEYS), how="semi", nulls_equal=True)
-        .unique(SESSION_KEYS, keep="last")
-        .select(
-            *SESSION_KEYS,
-            pl.col(C.SOURCE_IP).alias("_ip"),
-            pl.col(C.LOCAL_IP).alias("_lip"),
-            pl.col(C.TLS).alias("_tls"),
-        )
-    )
-    out = events.join(fill, on=list(SESSION_KEYS), how="left", nulls_equal=True, maintain_order="left")
-    return out.with_columns(
-        pl.when(is_logout).then(pl.col("_ip")).otherwise(pl.col(C.SOURCE_IP)).alias(C.SOURCE_IP),
-        pl.when(is_logout).then(pl.col("_lip")).otherwise(pl.col(C.LOCAL_IP)).alias(C.LOCAL_IP),
-        pl.when(is_logout).then(pl.col("_tls")).otherwise(pl.col(C.TLS)).alias(C.TLS),
-    ).select(EVENT_SCHEMA.names())
-
-
-def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig) -> IngestResult:
+def ingest_to_parquet(
+    paths: list[str] | tuple[str, ...], out: Path | str, cfg: IngestConfig, *, workers: int = 1
+) -> IngestResult:
     """Ingest ``paths`` into ``out`` (written under a temporary name, then renamed) and the
     quarantine into ``<out stem>.quarantine.parquet`` next to it.
 
@@ -645,7 +662,7 @@ def ingest_to_parquet(paths: list[str] | tuple[str, ...], out: Path | str, cfg: 
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
-        result = ingest(paths, cfg, Path(tmp))
+        result = ingest(paths, cfg, Path(tmp), workers=workers)
         os.chmod(result.events_path, 0o600)  # account names and addresses: personal data
         os.replace(result.events_path, out)
     qpath = out.with_name(f"{out.stem}.quarantine.parquet")

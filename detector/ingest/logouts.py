@@ -1,0 +1,222 @@
+"""Dovecot logouts take the address of their login, within a memory budget.
+
+Dovecot's default log prefix gives a logout (``imap(u)<pid><session>: Disconnected: Logged out``)
+the session id but no client address. A logout takes address, local address and TLS from the last
+successful login of the same host and session id logged at most :data:`SESSION_MEMORY` before it
+(at the same second included). The rule does not depend on how the input is cut into batches,
+files or workers.
+
+Nothing waits in memory for a partner: while events are written, the narrow key columns of the
+logins and of the logouts without an address go to two spill files beside the output, with each
+row's position in the events file. At the end the two are paired per partition of a hash of
+(host, session id), as many partitions as ``[ingest] pairing_memory_bytes`` asks for, and the
+fills are applied by one streaming rewrite of the events file, range of positions by range of
+positions. Memory is set by the budget, not by the night.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from detector.schema import UTC_US, Action, C, Outcome
+
+SESSION_MEMORY = timedelta(hours=12)
+"""Longest time between a Dovecot login and the logout that takes its address."""
+MAX_PARTITIONS = 256
+"""Partitions (passes over the spill files) at most, whatever the budget."""
+WORKING_FACTOR = 4
+"""Memory of pairing one partition, per uncompressed byte of its spilled rows (sort, join, copies)."""
+
+POS = "_pos"
+KEY_SCHEMA = pl.Schema({"_h": pl.String, C.SESSION_ID: pl.String, C.TIMESTAMP: UTC_US, POS: pl.Int64})
+LOGIN_SCHEMA = pl.Schema({**KEY_SCHEMA, C.SOURCE_IP: pl.String, C.LOCAL_IP: pl.String, C.TLS: pl.Boolean})
+FILL_SCHEMA = pl.Schema({POS: pl.Int64, C.SOURCE_IP: pl.String, C.LOCAL_IP: pl.String, C.TLS: pl.Boolean})
+
+
+def is_login() -> pl.Expr:
+    """A successful Dovecot login with a session id: what a logout can take its address from."""
+    return (
+        (pl.col(C.ACTION) == Action.LOGIN)
+        & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+        & (pl.col(C.DAEMON) == "dovecot")
+        & pl.col(C.SESSION_ID).is_not_null()
+    )
+
+
+def is_open_logout() -> pl.Expr:
+    """A logout with a session id and no address: waits for its login."""
+    return (
+        (pl.col(C.ACTION) == Action.LOGOUT)
+        & pl.col(C.SOURCE_IP).is_null()
+        & pl.col(C.SESSION_ID).is_not_null()
+    )
+
+
+def _key() -> list[pl.Expr]:
+    return [pl.col(C.HOST).fill_null("").alias("_h"), pl.col(C.SESSION_ID)]
+
+
+class LogoutPairing:
+    """Spills logins and open logouts as events are written; :meth:`apply` fills the logouts."""
+
+    def __init__(self, work_dir: Path, memory_bytes: int) -> None:
+        self.budget = max(1, memory_bytes)
+        self.dir = Path(tempfile.mkdtemp(prefix=".pairing-", dir=work_dir))
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.logouts = 0
+
+    def record(self, events: pl.DataFrame, offset: int) -> None:
+        """Spill the logins and open logouts of ``events``, to be written at ``offset`` onwards."""
+        sel = events.lazy().with_row_index(POS, offset=offset).with_columns(pl.col(POS).cast(pl.Int64))
+        logins, logouts = pl.collect_all(
+            [
+                sel.filter(is_login()).select(*_key(), C.TIMESTAMP, POS, C.SOURCE_IP, C.LOCAL_IP, C.TLS),
+                sel.filter(is_open_logout()).select(*_key(), C.TIMESTAMP, POS),
+            ],
+            engine="in-memory",
+        )
+        self._spill("logins", logins, LOGIN_SCHEMA)
+        self._spill("logouts", logouts, KEY_SCHEMA)
+        self.logouts += len(logouts)
+
+    def _spill(self, name: str, rows: pl.DataFrame, schema: pl.Schema) -> None:
+        if rows.is_empty():
+            return
+        table = rows.cast(dict(schema)).to_arrow()
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = pq.ParquetWriter(
+                self.dir / f"{name}.parquet", table.schema, compression="lz4"
+            )
+        writer.write_table(table)
+
+    def close(self) -> None:
+        for w in self._writers.values():
+            w.close()
+        self._writers.clear()
+
+    def discard(self) -> None:
+        self.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def partitions(self) -> int:
+        """Partitions needed to pair within the budget (from the spilled rows' uncompressed size)."""
+        size = 0
+        for name in ("logins", "logouts"):
+            path = self.dir / f"{name}.parquet"
+            if path.exists():
+                meta = pq.ParquetFile(path).metadata
+                size += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        return max(1, min(MAX_PARTITIONS, math.ceil(WORKING_FACTOR * size / self.budget)))
+
+    def apply(self, events_path: Path, arrow_schema: pa.Schema, writer_options: dict) -> int:
+        """Fill the open logouts of ``events_path`` in place; the number filled."""
+        self.close()
+        try:
+            if not self.logouts or not (self.dir / "logins.parquet").exists():
+                return 0
+            n_parts = self.partitions()
+            total = pq.ParquetFile(events_path).metadata.num_rows
+            span = max(1, math.ceil(total / n_parts))
+            filled = self._pair(n_parts, span)
+            if filled:
+                self._rewrite(events_path, span, arrow_schema, writer_options)
+            return filled
+        finally:
+            self.discard()
+
+    def _pair(self, n_parts: int, span: int) -> int:
+        """Pair per hash partition; fills go to one file per range of ``span`` positions."""
+        writers: dict[int, pq.ParquetWriter] = {}
+        filled = 0
+        part = pl.struct("_h", C.SESSION_ID).hash(seed=7) % n_parts
+        try:
+            for p in range(n_parts):
+                logins = (
+                    pl.scan_parquet(self.dir / "logins.parquet")
+                    .filter(part == p)
+                    .sort(C.TIMESTAMP, POS)
+                    # of logins at one second, the last written
+                    .unique(["_h", C.SESSION_ID, C.TIMESTAMP], keep="last", maintain_order=True)
+                )
+                fills = (
+                    pl.scan_parquet(self.dir / "logouts.parquet")
+                    .filter(part == p)
+                    .sort(C.TIMESTAMP)
+                    .join_asof(
+                        logins.select(
+                            "_h",
+                            C.SESSION_ID,
+                            C.TIMESTAMP,
+                            pl.col(C.TIMESTAMP).alias("_login"),
+                            C.SOURCE_IP,
+                            C.LOCAL_IP,
+                            C.TLS,
+                        ),
+                        on=C.TIMESTAMP,
+                        by=["_h", C.SESSION_ID],
+                        strategy="backward",
+                        tolerance=SESSION_MEMORY,
+                        check_sortedness=False,
+                    )
+                    .filter(pl.col("_login").is_not_null())
+                    .select(FILL_SCHEMA.names())
+                    .with_columns((pl.col(POS) // span).alias("_range"))
+                    .collect()
+                )
+                filled += len(fills)
+                for (r,), rows in fills.partition_by("_range", as_dict=True, include_key=False).items():
+                    table = rows.cast(dict(FILL_SCHEMA)).to_arrow()
+                    if r not in writers:
+                        writers[r] = pq.ParquetWriter(self.dir / f"fill-{r}.parquet", table.schema)
+                    writers[r].write_table(table)
+        finally:
+            for w in writers.values():
+                w.close()
+        return filled
+
+    def _rewrite(self, events_path: Path, span: int, arrow_schema: pa.Schema, options: dict) -> None:
+        """Rewrite the events file row group by row group, filling logouts from the range files."""
+        tmp = events_path.with_name(f".{events_path.name}.filled")
+        source = pq.ParquetFile(events_path)
+        loaded = -1
+        fills = pl.DataFrame(schema=FILL_SCHEMA)
+        offset = 0
+        with pq.ParquetWriter(tmp, arrow_schema, **options) as out:
+            for i in range(source.metadata.num_row_groups):
+                group = pl.from_arrow(source.read_row_group(i))
+                assert isinstance(group, pl.DataFrame)
+                end = offset + len(group)
+                while loaded < (end - 1) // span:
+                    loaded += 1
+                    path = self.dir / f"fill-{loaded}.parquet"
+                    if path.exists():
+                        fills = pl.concat([fills, pl.read_parquet(path)], how="vertical")
+                fills = fills.filter(pl.col(POS) >= offset)
+                here = fills.filter(pl.col(POS) < end)
+                if not here.is_empty():
+                    group = _filled(group, here, offset)
+                out.write_table(group.to_arrow().cast(arrow_schema))
+                offset = end
+        source.close()
+        os.replace(tmp, events_path)
+
+
+def _filled(group: pl.DataFrame, fills: pl.DataFrame, offset: int) -> pl.DataFrame:
+    """Scatter the fills (positions from ``offset``) into copies of the three columns."""
+    idx = (fills[POS] - offset).cast(pl.UInt32)
+    cols = {}
+    for c in (C.SOURCE_IP, C.LOCAL_IP, C.TLS):
+        col = group[c].clone()
+        col.scatter(idx, fills[c].cast(group.schema[c]))
+        cols[c] = col
+    return group.with_columns(**cols)
