@@ -39,33 +39,76 @@ import polars as pl
 import pyarrow as pa
 
 from detector.config import KERNEL_MODES
+from detector.ingest.parsers.postfix import _AGENTS
 from detector.schema import UTC_US, Action, C, Outcome, Service
 
 MODES = KERNEL_MODES
 """``[ingest] kernel``: ``auto`` uses it where numba is installed, ``on`` requires it, ``off`` never."""
 
-# line kinds the kernel emits (0: not taken, the polars parsers read the line)
+# line kinds the kernel emits (0: not taken, the polars parsers read the line); the numbers are
+# those of detector.ingest._kernel_impl (checked by the tests)
 TAKEN_NOT = 0
-LOGIN_OK = 1
-LOGIN_FAIL = 2
-AUTH = 3
-LOGOUT = 4
-NOISE_LOGIN = 5
-NOISE_MAIL = 6
-NOISE_OTHER = 7
+LOGIN_OK, LOGIN_FAIL, AUTH, LOGOUT = 1, 2, 3, 4
+PF_CLIENT, PF_SASL_FAIL, PF_SASL_ABORT, PF_AFTER_AUTH, PF_DISC_AUTH, PF_BOUNDARY, PF_QMGR = (
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+)
+LAST_ROW = PF_QMGR
+"""Kinds up to this one are rows of the output; the ones above are noise, only counted."""
 NOISE_KINDS = {
-    NOISE_LOGIN: "noise:dovecot_login",
-    NOISE_MAIL: "noise:dovecot_mail",
-    NOISE_OTHER: "noise:dovecot_other",
+    20: "noise:dovecot_login",
+    21: "noise:dovecot_mail",
+    22: "noise:dovecot_other",
+    23: "noise:connect",
+    24: "noise:client",
+    25: "noise:smtpd_other",
+    26: "noise:postfix_other",
+    **{27 + i: f"noise:postfix_{agent}" for i, agent in enumerate(_AGENTS)},
 }
-SERVICES = {1: Service.IMAP, 2: Service.POP3, 3: Service.SUBMISSION, 4: Service.MANAGESIEVE}
+ROW_KIND = {PF_BOUNDARY: "noise:disconnect", PF_QMGR: "noise:qmgr"}
+"""The parsers' ``kind`` of rows that are not events (kept for ``correlate``); the others are events."""
+STAGES = {
+    LOGIN_FAIL: "dv_login_fail",
+    AUTH: "dv_auth",
+    PF_CLIENT: "pf_client",
+    PF_SASL_FAIL: "pf_sasl_fail",
+    PF_SASL_ABORT: "pf_sasl_fail",
+    PF_AFTER_AUTH: "pf_after_auth",
+    PF_DISC_AUTH: "pf_disconnect",
+    PF_BOUNDARY: "pf_boundary",
+    PF_QMGR: "pf_qmgr",
+}
+ACTIONS = {LOGOUT: Action.LOGOUT, PF_BOUNDARY: None, PF_QMGR: Action.SEND}
+"""Actions other than ``login``."""
+SERVICES = {1: Service.IMAP, 2: Service.POP3, 3: Service.SUBMISSION, 4: Service.MANAGESIEVE, 5: Service.SMTP}
 # string fields, as (start, end) byte offsets into the batch's text
-F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON = range(7)
-N_FIELDS = 7
+F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON, F_SMTPD = range(8)
+N_FIELDS = 8
 # integer fields (-1: null)
 I_ATTEMPTS, I_BYTES_IN, I_BYTES_OUT, I_MESSAGE_SIZE, I_OUTCOME, I_TLS, I_SERVICE, I_V6 = range(8)
-N_INTS = 8
-OUTCOMES = {1: Outcome.SUCCESS, 2: Outcome.FAILURE, 3: Outcome.UNKNOWN_USER}
+I_RECIPIENTS, I_REASON = 8, 9
+N_INTS = 10
+OUTCOMES = {
+    1: Outcome.SUCCESS,
+    2: Outcome.FAILURE,
+    3: Outcome.UNKNOWN_USER,
+    4: Outcome.UNKNOWN,
+    5: Outcome.TEMPFAIL,
+}
+AFTER_AUTH = ("lost connection", "timeout", "too many errors", "improper command pipelining")
+REASONS = {
+    1: "authentication failure",
+    2: "Connection lost to authentication server",
+    3: "authentication aborted",
+    4: "auth command failed",
+    **{5 + i: f"{w} after AUTH" for i, w in enumerate(AFTER_AUTH)},
+}
+"""Reasons by code (``I_REASON``); Dovecot's are read from the line (``F_REASON``)."""
 
 CACHE_ENV = "NUMBA_CACHE_DIR"
 
@@ -156,7 +199,11 @@ def wanted(mode: str, year: int | None, first: pl.DataFrame, text_bytes: int | N
     if first.is_empty() or (text_bytes is not None and text_bytes < AUTO_MIN_BYTES):
         return False
     raw = pl.col(C.RAW)
-    tagged = raw.str.contains(" dovecot: ", literal=True) | raw.str.contains(" dovecot[", literal=True)
+    tagged = (
+        raw.str.contains(" dovecot: ", literal=True)
+        | raw.str.contains(" dovecot[", literal=True)
+        | raw.str.contains(" postfix", literal=True)
+    )
     return bool(first.select(tagged.mean()).item() >= AUTO_SHARE)
 
 
@@ -210,41 +257,49 @@ def split(
         ).to_series()
         kinds[some[local.is_null().to_numpy()]] = TAKEN_NOT
 
+    rows = np.flatnonzero((kinds >= LOGIN_OK) & (kinds <= LAST_ROW))
+    sip, lip = _strings(data, spans, rows, F_SOURCE_IP, 0), _strings(data, spans, rows, F_LOCAL_IP, 0)
+    v6 = ints[rows, I_V6] > 0
+    if v6.any():
+        # IPv6 text is made canonical by the function the parsers use (once per distinct value);
+        # what is then no valid address goes back to the parsers, whose screen quarantines it
+        sip, lip = _canon_v6(sip), _canon_v6(lip)
+        ok = np.ones(len(rows), bool)
+        of_v6 = pl.Series(v6)
+        ok[v6] = _valid_both(sip.filter(of_v6), lip.filter(of_v6))
+        if not ok.all():
+            kinds[rows[~ok]] = TAKEN_NOT
+            keep = pl.Series(ok)
+            rows, sip, lip = rows[ok], sip.filter(keep), lip.filter(keep)
+
     noise: Counter = Counter()
-    counts = np.bincount(kinds, minlength=NOISE_OTHER + 1)
+    counts = np.bincount(kinds.view(np.uint8), minlength=max(NOISE_KINDS) + 1)
     for k, name in NOISE_KINDS.items():
         if counts[k]:
             noise[name] += int(counts[k])
     taken = kinds != TAKEN_NOT
-    is_event = (kinds >= LOGIN_OK) & (kinds <= LOGOUT)
     rest = batch.filter(pl.Series(~taken)) if taken.any() else batch
-    idx = np.flatnonzero(is_event)
-    if not len(idx):
+    if not len(rows):
         return Taken(
             pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(private, pl.String)}),
             noise,
             int(taken.sum()),
         ), rest
 
-    kind = kinds[idx]
-    iv = ints[idx]
+    kind = kinds[rows]
+    iv = ints[rows]
 
     def text(f: int, case: int = 0) -> pl.Series:
-        return _strings(data, spans, idx, f, case)
+        return _strings(data, spans, rows, f, case)
 
     def num(i: int, dtype: pl.DataType) -> pl.Series:
         v = iv[:, i]
         return pl.Series(pl.from_arrow(pa.array(v, mask=v < 0))).cast(dtype)
 
-    sip, lip = text(F_SOURCE_IP), text(F_LOCAL_IP)
-    if (iv[:, I_V6] > 0).any():
-        # IPv6 text is made canonical by the function the parsers use (once per distinct value)
-        sip, lip = _canon_v6(sip), _canon_v6(lip)
-    code = pl.Series("_k", kind)
-    naive = pl.Series(stamps[idx], dtype=pl.Int64).cast(pl.Datetime("us"))
+    naive = pl.Series(stamps[rows], dtype=pl.Int64).cast(pl.Datetime("us"))
     frame = pl.DataFrame(
         {
-            "_k": code,
+            "_k": pl.Series("_k", kind),
             "_ts": naive,
             C.HOST: text(F_HOST),
             "_svc": num(I_SERVICE, pl.Int8),
@@ -259,33 +314,48 @@ def split(
             C.BYTES_IN: num(I_BYTES_IN, pl.Int64),
             C.BYTES_OUT: num(I_BYTES_OUT, pl.Int64),
             C.MESSAGE_SIZE: num(I_MESSAGE_SIZE, pl.Int64),
+            C.RECIPIENTS: num(I_RECIPIENTS, pl.Int32),
             "_reason": text(F_REASON),
-            C.SOURCE_FILE: batch[C.SOURCE_FILE].gather(idx),
-            C.LINE_NUMBER: batch[C.LINE_NUMBER].gather(idx),
+            "_rc": num(I_REASON, pl.Int8),
+            "_smtpd": text(F_SMTPD),
+            C.SOURCE_FILE: batch[C.SOURCE_FILE].gather(rows),
+            C.LINE_NUMBER: batch[C.LINE_NUMBER].gather(rows),
         }
     )
     k = pl.col("_k")
     cols = {
         C.TIMESTAMP: _localize(pl.col("_ts"), timezone).cast(UTC_US),
-        C.DAEMON: pl.lit("dovecot"),
+        C.DAEMON: pl.when(k <= LOGOUT).then(pl.lit("dovecot")).otherwise(pl.lit("postfix")),
         C.SERVICE: pl.col("_svc").replace_strict(SERVICES, default=None, return_dtype=pl.String),
-        C.ACTION: pl.when(k == LOGOUT).then(pl.lit(Action.LOGOUT)).otherwise(pl.lit(Action.LOGIN)),
+        C.ACTION: k.replace_strict(ACTIONS, default=Action.LOGIN, return_dtype=pl.String),
         C.OUTCOME: pl.col("_out").replace_strict(OUTCOMES, default=None, return_dtype=pl.String),
-        C.REASON: pl.when(k == LOGIN_FAIL).then(pl.lit("auth failed")).otherwise(pl.col("_reason")),
-        KIND: pl.lit("event"),
-        "_stage": pl.when(k == LOGIN_FAIL)
-        .then(pl.lit("dv_login_fail"))
-        .when(k == AUTH)
-        .then(pl.lit("dv_auth")),
+        C.REASON: pl.when(k == LOGIN_FAIL)
+        .then(pl.lit("auth failed"))
+        .when(pl.col("_rc").is_not_null())
+        .then(pl.col("_rc").replace_strict(REASONS, default=None, return_dtype=pl.String))
+        .otherwise(pl.col("_reason")),
+        KIND: k.replace_strict(ROW_KIND, default="event", return_dtype=pl.String),
+        "_stage": k.replace_strict(STAGES, default=None, return_dtype=pl.String),
+        "_qid": pl.when(k.is_in([PF_CLIENT, PF_QMGR])).then(pl.col(C.SESSION_ID)),
     }
     out = frame.with_columns(**cols).select(
         [
             (pl.col(c) if c in frame.columns or c in cols else pl.lit(None)).cast(t).alias(c)
             for c, t in OUTPUT_SCHEMA.items()
         ]
-        + [(pl.col(p) if p in cols else pl.lit(None)).cast(pl.String).alias(p) for p in private]
+        + [
+            (pl.col(p) if p in cols or p in frame.columns else pl.lit(None)).cast(pl.String).alias(p)
+            for p in private
+        ]
     )
     return Taken(out, noise, int(taken.sum())), rest
+
+
+def _valid_both(sip: pl.Series, lip: pl.Series) -> np.ndarray:
+    """Both addresses valid in canonical text (or absent)."""
+    from detector.ingest.screen import valid_ip
+
+    return (valid_ip(sip).fill_null(True) & valid_ip(lip).fill_null(True)).to_numpy()
 
 
 LOWER, UPPER = 1, 2
