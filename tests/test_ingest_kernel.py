@@ -4,6 +4,7 @@ do (frame for frame), and everything else it leaves to them."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -416,3 +417,128 @@ def test_cache_dir_for_a_service_user(monkeypatch, tmp_path):
     assert not str(kernel.cache_dir()).startswith(str(ro))
     monkeypatch.setenv(kernel.CACHE_ENV, str(tmp_path / "given"))
     assert kernel.cache_dir() == tmp_path / "given"
+
+
+def test_cache_dir_someone_else_could_write_is_never_used(monkeypatch, tmp_path):
+    """numba's cache index is a pickle: a directory another user made or may write is refused."""
+    monkeypatch.delenv(kernel.CACHE_ENV, raising=False)
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    shared = tmp_path / "shared"
+    (shared / "detector" / "numba").mkdir(parents=True)
+    (shared / "detector" / "numba").chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    assert not str(kernel.cache_dir()).startswith(str(shared))
+    (shared / "detector" / "numba").chmod(0o755)
+    assert kernel.cache_dir() == shared / "detector" / "numba"
+    monkeypatch.setattr(kernel.os, "getuid", lambda: 4242)  # the directory is now someone else's
+    assert not str(kernel.cache_dir()).startswith(str(shared))
+
+
+def test_rows_cost_memory_by_their_fields_not_their_offsets():
+    """A row without an address (Postfix's session boundary) takes no bytes for it."""
+    import tracemalloc
+
+    lines = [f"{P}/smtpd[812]: disconnect from mail.example.net[203.0.113.7] ehlo=1 quit=1 commands=2"] * 4000
+    _split(lines[:1])
+    tracemalloc.start()
+    taken, _ = _split(lines)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert taken.events.height == 4000
+    assert peak < 32 * 2**20
+
+
+PROBE = """
+import os, sys
+from detector.ingest import kernel
+kernel.warm()
+from detector.ingest import _kernel_impl as k
+print(sum(k.scan.stats.cache_hits.values()), sum(k.scan.stats.cache_misses.values()), os.environ["NUMBA_CACHE_DIR"])
+"""
+
+
+def _probe(env: dict, user: str | None = None, python: str = sys.executable) -> tuple[int, int, str]:
+    import subprocess
+
+    import shutil
+
+    cmd = [python, "-c", PROBE]
+    if user:
+        cmd = [shutil.which("runuser") or "runuser", "-u", user, "--", *cmd]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
+    hits, misses, where = done.stdout.split()
+    return int(hits), int(misses), where
+
+
+@pytest.mark.slow
+def test_seeded_installation_loads_without_compiling(tmp_path):
+    """A user with an empty cache (a service user, a Spark executor) copies the installation's
+    compiled kernel instead of compiling it."""
+    seed = tmp_path / "seed"
+    assert kernel.write_seed(seed) > 0
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), kernel.SEED_ENV: str(seed)}
+    hits, misses, where = _probe(env)
+    assert (hits, misses) == (1, 0)
+    assert where.startswith(str(home))
+    assert any(Path(where).rglob("_kernel_impl.scan-*.nbi"))
+
+
+SERVICE_PYTHON = os.environ.get("DETECTOR_SERVICE_PYTHON", sys.executable)
+"""An interpreter (with detector installed) the ``nobody`` user can run: CI's own when it lives
+where ``nobody`` can read it, else one named by ``$DETECTOR_SERVICE_PYTHON``."""
+
+
+def _nobody_can_run(python: str) -> bool:
+    import shutil
+    import subprocess
+
+    runuser = shutil.which("runuser")
+    if os.geteuid() != 0 or runuser is None:
+        return False
+    done = subprocess.run(
+        [runuser, "-u", "nobody", "--", python, "-c", "import detector.ingest.kernel"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        timeout=300,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_service_user_with_a_read_only_installation():
+    """systemd ``User=detector`` with ``CacheDirectory=detector``: run for real as ``nobody``, who
+    cannot write into the installation nor into root's cache, with a fresh home and the unit's
+    ``$CACHE_DIRECTORY``: the kernel comes from the installation's seed, compiled once by root."""
+    import subprocess
+    import tempfile
+
+    if not _nobody_can_run(SERVICE_PYTHON):
+        pytest.skip("needs root, runuser and an interpreter nobody can run ($DETECTOR_SERVICE_PYTHON)")
+    top = Path(tempfile.mkdtemp(prefix="detector-svc-"))
+    try:
+        top.chmod(0o755)
+        seed = top / "seed"
+        made = subprocess.run(
+            [SERVICE_PYTHON, "-m", "detector.ingest.kernel_seed", str(seed)], capture_output=True, timeout=900
+        )
+        assert made.returncode == 0, made.stderr
+        cache, home = top / "cache", top / "home"
+        for d in (cache, home):
+            d.mkdir()
+            os.chown(d, 65534, 65534)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "CACHE_DIRECTORY": str(cache),
+            kernel.SEED_ENV: str(seed),
+        }
+        hits, misses, where = _probe(env, "nobody", SERVICE_PYTHON)
+        assert (hits, misses) == (1, 0)
+        assert where == str(cache / "numba")
+        assert all(f.stat().st_uid == 65534 for f in Path(where).rglob("*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)

@@ -636,7 +636,7 @@ def _pf_disconnect(b, lo, hi, row, spans, ints):
         i = k
     if auth < 0 or b[auth] != 48:
         # the parser's boundary row carries no address and no service
-        spans[row, 2 * F_SOURCE_IP] = -1
+        _span(spans, row, F_SOURCE_IP, -1, -1)
         ints[row, I_SERVICE] = -1
         return PF_BOUNDARY
     # `auth=0/N`: N failed (the parser's `auth=0...` rule); other shapes are left to it

@@ -25,6 +25,7 @@ machine and version; ``make install`` compiles it ahead of a first run (:func:`w
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -117,7 +118,7 @@ def cache_dir() -> Path:
     """Where compiled code is cached: ``$NUMBA_CACHE_DIR`` if set, else systemd's
     ``$CACHE_DIRECTORY`` (``CacheDirectory=detector`` in the unit: a service user that cannot write
     into the installation), else ``$XDG_CACHE_HOME`` or ``~/.cache``, else the temporary directory;
-    each with ``detector/numba`` below it, the first that is writable."""
+    each with ``detector/numba`` below it, the first that is ours (see :func:`_ours`)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     candidates = []
@@ -128,12 +129,107 @@ def cache_dir() -> Path:
     candidates.append(Path(tempfile.gettempdir()) / f"detector-numba-{os.getuid()}")
     for c in candidates:
         try:
-            c.mkdir(parents=True, exist_ok=True)
+            c.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError:
             continue
-        if os.access(c, os.W_OK):
+        if _ours(c) and os.access(c, os.W_OK):
             return c
-    return candidates[-1]
+    # nowhere safe to keep compiled code: a private directory of this process (compiles each run)
+    return Path(tempfile.mkdtemp(prefix="detector-numba-"))
+
+
+def _ours(path: Path, *, owners: tuple[int, ...] = ()) -> bool:
+    """``path`` belongs to this user (or one of ``owners``) and no one else may write into it.
+    numba's cache index is a pickle: whoever can write it runs code as the reader, so a directory
+    someone else made (``/tmp/detector-numba-<uid>`` planted by another local user) is never used."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid in (os.getuid(), *owners) and not st.st_mode & 0o022
+
+
+SEED_ENV = "DETECTOR_KERNEL_SEED"
+
+
+def seed_dir() -> Path:
+    """The compiled kernel shipped with the installation: ``$DETECTOR_KERNEL_SEED``, else
+    ``<sys.prefix>/share/detector/numba``. Written by whoever installs (``make install``,
+    ``python -m detector.ingest.kernel_seed``), read by every user: a service user or a Spark executor
+    whose cache holds no kernel copies it there (a few milliseconds) instead of compiling it."""
+    given = os.environ.get(SEED_ENV)
+    return Path(given) if given else Path(sys.prefix) / "share" / "detector" / "numba"
+
+
+IMPL = "_kernel_impl"
+
+
+def _cache_subdir(cache: Path) -> Path | None:
+    """The directory numba keeps the kernel's compiled files in under ``cache`` (it depends on
+    where the source is installed); None if this numba does not say."""
+    import importlib.util
+
+    try:
+        from numba.core.caching import _CacheLocator
+    except ImportError:  # pragma: no cover - another numba layout: no seed, numba compiles
+        return None
+    spec = importlib.util.find_spec(f"detector.ingest.{IMPL}")
+    if spec is None or spec.origin is None:
+        return None
+    return cache / _CacheLocator.get_suitable_cache_subpath(spec.origin)
+
+
+def _from_seed(cache: Path) -> int:
+    """Copy the seed's compiled files into ``cache`` when it holds no kernel yet; returns the
+    number of files copied. Each file lands under a temporary name and is renamed, so parallel
+    workers starting together never read half a file."""
+    seed = seed_dir()
+    target = _cache_subdir(cache)
+    if target is None or not seed.is_dir() or not _ours(seed, owners=(0,)):
+        return 0
+    files = [f for f in seed.glob(f"{IMPL}.*") if f.suffix in (".nbi", ".nbc") and _ours(f, owners=(0,))]
+    index = [f for f in files if f.name.startswith(f"{IMPL}.scan-") and f.suffix == ".nbi"]
+    if not index or all(_same(f, target / f.name) for f in index):
+        return 0  # no seed, or the cache has this kernel already
+    try:
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for f in files:
+            tmp = target / f".{f.name}.{os.getpid()}.tmp"
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, target / f.name)
+    except OSError:
+        return 0  # numba compiles instead
+    return len(files)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def write_seed(seed: Path | None = None) -> int:
+    """Compile (or load) the kernel, then copy its compiled files into ``seed`` (default
+    :func:`seed_dir`) for other users of this installation; returns the number of files."""
+    warm()
+    seed = seed or seed_dir()
+    source = _cache_subdir(Path(os.environ[CACHE_ENV]))
+    if source is None:
+        return 0
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"detector.ingest.{IMPL}")
+    since = Path(spec.origin).stat().st_mtime if spec and spec.origin else 0.0
+    # files of this source only (an older source's leftovers were written before it changed)
+    files = [f for f in source.glob(f"{IMPL}.*") if f.stat().st_mtime >= since]
+    seed.mkdir(parents=True, exist_ok=True)
+    for old in seed.glob(f"{IMPL}.*"):
+        old.unlink()
+    for f in files:
+        shutil.copyfile(f, seed / f.name)
+        os.chmod(seed / f.name, 0o644)
+    return len(files)
 
 
 _LOCK = threading.Lock()
@@ -159,6 +255,7 @@ def _scan_fn():
                     from numba.core import config
 
                     config.reload_config()
+            _from_seed(Path(os.environ[CACHE_ENV]))
             from detector.ingest import _kernel_impl
 
             fn = _COMPILED["scan"] = _kernel_impl.scan
@@ -369,7 +466,9 @@ def _strings(data: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int, 
     n = len(rows)
     views = np.empty((n, 16), np.uint8)
     starts = spans[rows, 2 * field]
-    extra = np.empty(int((spans[rows, 2 * field + 1] - starts).clip(0).sum()), np.uint8)
+    extra = np.empty(
+        int(np.where(starts >= 0, spans[rows, 2 * field + 1] - starts, 0).clip(0).sum()), np.uint8
+    )
     used = _kernel_impl.views(data, spans, rows, field, case, views, extra)
     valid = starts >= 0
     mask = None if valid.all() else pa.array(valid).buffers()[1]
@@ -386,3 +485,16 @@ def warm() -> float:
     batch = pl.DataFrame({C.SOURCE_FILE: ["-"], C.LINE_NUMBER: [1], C.RAW: [line]})
     split(batch, timezone="UTC", reference=None, private=())
     return time.perf_counter() - t
+
+
+def main() -> None:
+    """``python -m detector.ingest.kernel_seed [SEED_DIR]``: the packaging step that ships the compiled
+    kernel with an installation (see :func:`seed_dir`)."""
+    import time
+
+    seed = Path(sys.argv[1]) if len(sys.argv) > 1 else seed_dir()
+    t = time.perf_counter()
+    n = write_seed(seed)
+    print(
+        f"ingestion kernel compiled or loaded, {n} files written to {seed} in {time.perf_counter() - t:.1f} s"
+    )
