@@ -111,11 +111,36 @@ POSTFIX = [
 ]
 """Postfix lines the kernel takes."""
 TAKEN += POSTFIX
+ISO = [
+    f"2026-11-23T03:14:15.123456+01:00 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15.1-01:30 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15Z mx1 dovecot: {AUTH}",
+    f"2026-11-23T03:14:15+0100 mx1 dovecot: {LOGOUT}",
+    f"2024-02-29T23:59:59.000001+00:00 mx1 dovecot: {LOGIN}",
+    f"2026-01-01T00:30:00+02:00 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {SASL.split(' mx1 ', 1)[1]}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {DISC.split(' mx1 ', 1)[1]}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {QMGR.split(' mx1 ', 1)[1]}",
+]
+"""ISO 8601 (RFC 3339) envelopes with their offset."""
+TAKEN += ISO
 
 LEFT = [
     # other envelopes, programs and Dovecot shapes: the polars parsers' business
     f"<34>1 2026-11-23T03:14:15.123Z mx1 dovecot 812 - - {LOGIN}",
-    f"2026-11-23T03:14:15.123456+01:00 mx1 dovecot: {LOGIN}",
+    "2026-11-23T03:14:15.123456789+01:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15,123456+01:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15.123456 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15 mx1 dovecot: " + LOGIN,
+    "2026-13-23T03:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-02-29T03:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T24:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:60Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15+24:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15+01 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15.Z mx1 dovecot: " + LOGIN,
+    "2026-11-23t03:14:15z mx1 dovecot: " + LOGIN,
+    "<38>2026-11-23T03:14:15Z mx1 dovecot: " + LOGIN,
     f"2026-11-23 03:14:15 {LOGIN}",
     "Nov 23 03:14:15 mx1 CRON[1]: (root) CMD (true)",
     f"{S}: {LOGIN.replace('203.0.113.7', '1:::2')}",

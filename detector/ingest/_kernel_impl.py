@@ -13,9 +13,8 @@ _TEXT = types.Array(types.uint8, 1, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C")
 _OFFSETS = types.Array(types.int64, 1, "C", readonly=True)
 _I64_2D = types.Array(types.int64, 2, "C")
-SCAN_SIG = types.void(
-    _TEXT, _OFFSETS, types.int64, types.int64, types.Array(types.int8, 1, "C"), _I64, _I64_2D, _I64_2D
-)
+_I8 = types.Array(types.int8, 1, "C")
+SCAN_SIG = types.void(_TEXT, _OFFSETS, types.int64, types.int64, _I8, _I64, _I8, _I64_2D, _I64_2D)
 VIEWS_SIG = types.int64(
     _TEXT,
     _I64_2D,
@@ -862,7 +861,106 @@ def _take_postfix(b, t0, colon, hi, row, spans, ints):
 
 
 @njit(cache=True, nogil=True)
-def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
+def _bsd(b, lo, hi, limit_key, limit_year):
+    """RFC 3164 stamp at fixed positions, ``Mmm dd hh:mm:ss ``: (local time in us, start of the
+    host), or (0, -1)."""
+    mon = 0
+    for m in range(12):
+        if b[lo] == MONTHS[3 * m] and b[lo + 1] == MONTHS[3 * m + 1] and b[lo + 2] == MONTHS[3 * m + 2]:
+            mon = m + 1
+            break
+    if mon == 0 or b[lo + 3] != 32 or b[lo + 6] != 32 or b[lo + 9] != 58 or b[lo + 12] != 58:
+        return 0, -1
+    if b[lo + 15] != 32 or not _digit(b[lo + 5]):
+        return 0, -1
+    if b[lo + 4] == 32:
+        day = b[lo + 5] - 48
+    elif _digit(b[lo + 4]):
+        day = (b[lo + 4] - 48) * 10 + b[lo + 5] - 48
+    else:
+        return 0, -1
+    for k in (7, 8, 10, 11, 13, 14):
+        if not _digit(b[lo + k]):
+            return 0, -1
+    hh = (b[lo + 7] - 48) * 10 + b[lo + 8] - 48
+    mm = (b[lo + 10] - 48) * 10 + b[lo + 11] - 48
+    ss = (b[lo + 13] - 48) * 10 + b[lo + 14] - 48
+    if day < 1 or hh > 23 or mm > 59 or ss > 59:
+        return 0, -1
+    key = (((mon * 100 + day) * 100 + hh) * 100 + mm) * 100 + ss
+    year = limit_year if key <= limit_key else limit_year - 1
+    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
+    if day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        return 0, -1
+    return (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss) * 1000000, lo + 16
+
+
+@njit(cache=True, nogil=True)
+def _two(b, i):
+    if not (_digit(b[i]) and _digit(b[i + 1])):
+        return -1
+    return (b[i] - 48) * 10 + b[i + 1] - 48
+
+
+@njit(cache=True, nogil=True)
+def _iso(b, lo, hi):
+    """ISO 8601 stamp with an offset, ``YYYY-MM-DDThh:mm:ss[.ffffff](Z|+hh:mm|+hhmm) `` (rsyslog's
+    high precision, RFC 3339): (UTC in us, start of the host), or (0, -1). Without an offset, with
+    more than six fraction digits or a comma, the envelope reads the line."""
+    if hi - lo < 22 or b[lo + 4] != 45 or b[lo + 7] != 45 or b[lo + 10] != 84:
+        return 0, -1
+    if b[lo + 13] != 58 or b[lo + 16] != 58:
+        return 0, -1
+    y1, y2 = _two(b, lo), _two(b, lo + 2)
+    mon, day = _two(b, lo + 5), _two(b, lo + 8)
+    hh, mm, ss = _two(b, lo + 11), _two(b, lo + 14), _two(b, lo + 17)
+    if y1 < 0 or y2 < 0 or mon < 1 or mon > 12 or day < 1 or hh < 0 or hh > 23:
+        return 0, -1
+    if mm < 0 or mm > 59 or ss < 0 or ss > 59:
+        return 0, -1
+    year = y1 * 100 + y2
+    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
+    if year < 1 or day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        return 0, -1
+    i = lo + 19
+    us = 0
+    if i < hi and b[i] == 46:
+        j = i + 1
+        while j < hi and _digit(b[j]):
+            us = us * 10 + (b[j] - 48)
+            j += 1
+        n = j - i - 1
+        if n < 1 or n > 6:
+            return 0, -1
+        for _ in range(6 - n):
+            us *= 10
+        i = j
+    if i >= hi:
+        return 0, -1
+    off = 0
+    if b[i] == 90:
+        i += 1
+    elif b[i] == 43 or b[i] == 45:
+        if i + 5 >= hi:
+            return 0, -1
+        oh = _two(b, i + 1)
+        k = i + 3
+        if b[k] == 58:
+            k += 1
+        om = _two(b, k)
+        if oh < 0 or oh > 23 or om < 0 or om > 59:
+            return 0, -1
+        off = (oh * 3600 + om * 60) * (1 if b[i] == 43 else -1)
+        i = k + 2
+    else:
+        return 0, -1
+    if i >= hi or b[i] != 32:
+        return 0, -1
+    return (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off) * 1000000 + us, i + 1
+
+
+@njit(cache=True, nogil=True)
+def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints):
     if hi - lo < 24:
         return 0
     bad = 0
@@ -870,44 +968,21 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
         bad |= (b[k] < 32) | (b[k] > 126)
     if bad:
         return 0
-    # RFC 3164 stamp at fixed positions: "Mmm dd hh:mm:ss "
-    mon = 0
-    for m in range(12):
-        if b[lo] == MONTHS[3 * m] and b[lo + 1] == MONTHS[3 * m + 1] and b[lo + 2] == MONTHS[3 * m + 2]:
-            mon = m + 1
-            break
-    if mon == 0 or b[lo + 3] != 32 or b[lo + 6] != 32 or b[lo + 9] != 58 or b[lo + 12] != 58:
-        return 0
-    if b[lo + 15] != 32 or not _digit(b[lo + 5]):
-        return 0
-    if b[lo + 4] == 32:
-        day = b[lo + 5] - 48
-    elif _digit(b[lo + 4]):
-        day = (b[lo + 4] - 48) * 10 + b[lo + 5] - 48
+    if _digit(b[lo]):
+        stamp, r = _iso(b, lo, hi)
+        zones[row] = 1
     else:
-        return 0
-    for k in (7, 8, 10, 11, 13, 14):
-        if not _digit(b[lo + k]):
-            return 0
-    hh = (b[lo + 7] - 48) * 10 + b[lo + 8] - 48
-    mm = (b[lo + 10] - 48) * 10 + b[lo + 11] - 48
-    ss = (b[lo + 13] - 48) * 10 + b[lo + 14] - 48
-    if day < 1 or hh > 23 or mm > 59 or ss > 59:
-        return 0
-    key = (((mon * 100 + day) * 100 + hh) * 100 + mm) * 100 + ss
-    year = limit_year if key <= limit_key else limit_year - 1
-    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
-    if day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        stamp, r = _bsd(b, lo, hi, limit_key, limit_year)
+    if r < 0:
         return 0
     # host, then the tag `dovecot` or `dovecot[pid]`, then ": "
-    r = lo + 16
     sp = _find_byte(b, r, hi, 32)
     colon = _find(b, r, hi, P_COLON)
     if sp <= r or colon < 0 or colon < sp:
         return 0
     if _starts(b, sp + 1, colon, P_POSTFIX):
         kind = _take_postfix(b, sp + 1, colon, hi, row, spans, ints)
-        return _stamped(kind, year, mon, day, hh, mm, ss, r, sp, row, stamps, spans)
+        return _stamped(kind, stamp, r, sp, row, stamps, spans)
     if not _starts(b, sp + 1, colon, P_DOVECOT):
         return 0
     t = sp + 8
@@ -939,14 +1014,14 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
             return 0
         else:
             kind = NOISE_OTHER
-    return _stamped(kind, year, mon, day, hh, mm, ss, r, sp, row, stamps, spans)
+    return _stamped(kind, stamp, r, sp, row, stamps, spans)
 
 
 @njit(cache=True, nogil=True)
-def _stamped(kind, year, mon, day, hh, mm, ss, r, sp, row, stamps, spans):
+def _stamped(kind, stamp, r, sp, row, stamps, spans):
     """A taken line's stamp (and host, for rows)."""
     if kind != 0:
-        stamps[row] = (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss) * 1000000
+        stamps[row] = stamp
     if kind >= 1 and kind <= LAST_ROW:
         spans[row, 2 * F_HOST] = r
         spans[row, 2 * F_HOST + 1] = sp
@@ -954,10 +1029,11 @@ def _stamped(kind, year, mon, day, hh, mm, ss, r, sp, row, stamps, spans):
 
 
 @njit(SCAN_SIG, cache=True, nogil=True)
-def scan(data, offsets, limit_key, limit_year, kinds, stamps, spans, ints):
-    """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken) and fields."""
+def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints):
+    """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken), its stamp (local
+    time, or UTC where ``zones`` is 1) and fields."""
     for i in range(offsets.shape[0] - 1):
-        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, spans, ints)
+        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints)
         if k == 0 or k > LAST_ROW:
             # a line not taken (or noise) leaves nothing behind
             for f in range(spans.shape[1]):

@@ -341,14 +341,15 @@ def split(
     data = np.frombuffer(bufs[2] if bufs[2] is not None else b"", dtype=np.uint8)
     kinds = np.zeros(n, np.int8)
     stamps = np.zeros(n, np.int64)
+    zones = np.zeros(n, np.int8)  # 1: the stamp is UTC already (an ISO 8601 stamp with its offset)
     spans = np.full((n, 2 * N_FIELDS), -1, np.int64)
     ints = np.full((n, N_INTS), -1, np.int64)
     key, year = _limit(reference, timezone)
-    _scan_fn()(data, offsets, key, year, kinds, stamps, spans, ints)
+    _scan_fn()(data, offsets, key, year, kinds, stamps, zones, spans, ints)
     if timezone != "UTC":
         # a local time that does not exist (the hour skipped in spring) has no stamp: the
         # envelope quarantines such lines, so the kernel leaves them to it
-        some = np.flatnonzero(kinds)
+        some = np.flatnonzero((kinds != TAKEN_NOT) & (zones == 0))
         local = pl.select(
             _localize(pl.lit(pl.Series(stamps[some]).cast(pl.Datetime("us"))), timezone)
         ).to_series()
@@ -394,10 +395,12 @@ def split(
         return pl.Series(pl.from_arrow(pa.array(v, mask=v < 0))).cast(dtype)
 
     naive = pl.Series(stamps[rows], dtype=pl.Int64).cast(pl.Datetime("us"))
+    utc = pl.Series(zones[rows] == 1)
     frame = pl.DataFrame(
         {
             "_k": pl.Series("_k", kind),
             "_ts": naive,
+            "_utc": utc,
             C.HOST: text(F_HOST),
             "_svc": num(I_SERVICE, pl.Int8),
             "_out": num(I_OUTCOME, pl.Int8),
@@ -421,7 +424,9 @@ def split(
     )
     k = pl.col("_k")
     cols = {
-        C.TIMESTAMP: _localize(pl.col("_ts"), timezone).cast(UTC_US),
+        C.TIMESTAMP: pl.when(pl.col("_utc"))
+        .then(pl.col("_ts").dt.replace_time_zone("UTC"))
+        .otherwise(_localize(pl.col("_ts"), timezone).cast(UTC_US)),
         C.DAEMON: pl.when(k <= LOGOUT).then(pl.lit("dovecot")).otherwise(pl.lit("postfix")),
         C.SERVICE: pl.col("_svc").replace_strict(SERVICES, default=None, return_dtype=pl.String),
         C.ACTION: k.replace_strict(ACTIONS, default=Action.LOGIN, return_dtype=pl.String),
