@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -c 'from detector.ingest.kernel import warm; print(f"ingestion kernel compiled in {warm():.0f} s")'
+	$(BIN)/python -m detector.ingest.kernel_seed
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install detector with its dev tools (idempotent)

@@ -4,6 +4,7 @@ do (frame for frame), and everything else it leaves to them."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -60,15 +61,90 @@ TAKEN = [
     f"{S}: master: Dovecot v2.3.21 starting up",
     f"{S}: imap(alice@example.org)<812><AbCd>: Disconnected: Connection closed",
 ]
-"""Lines the kernel takes (and must read as the polars parsers do)."""
+"""Dovecot lines the kernel takes (and must read as the polars parsers do)."""
+
+P = "Nov 23 03:14:15 mx1 postfix"
+SUB = f"{P}/submission/smtpd[4711]"
+SASL = f"{SUB}: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+CLIENT = f"{SUB}: 1E28ACDAB8: client=client.example.net[198.51.100.4], sasl_method=PLAIN, sasl_username=Alice@example.org"
+QMGR = f"{P}/qmgr[812]: 1E28ACDAB8: from=<alice@example.org>, size=367646, nrcpt=5 (queue active)"
+DISC = f"{SUB}: disconnect from unknown[203.0.113.7] ehlo=1 auth=0/1 commands=1/2"
+POSTFIX = [
+    f"{P}/smtpd[812]: connect from unknown[203.0.113.7]",
+    f"{P}/smtpd[812]: connect from a.b[2001:db8::7]",
+    f"{P}/smtpd[812]: disconnect from mail.example.net[203.0.113.7] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+    f"{SUB}: disconnect from client.example.net[198.51.100.4] ehlo=1 auth=1 mail=1 quit=1 commands=4",
+    f"{SUB}: disconnect from unknown[203.0.113.7]",
+    DISC,
+    DISC.replace("auth=0/1", "auth=0/12"),
+    DISC.replace("203.0.113.7", "2001:DB8::0:7"),
+    SASL,
+    SASL.replace("UGFzc3dvcmQ6", "VXNlcm5hbWU6"),
+    SASL.replace("UGFzc3dvcmQ6", "authentication failure"),
+    SASL.replace("UGFzc3dvcmQ6", "Connection lost to authentication server"),
+    SASL.replace(": UGFzc3dvcmQ6", ": "),
+    SASL + ", sasl_username=Bob@Example.org",
+    SASL.replace("submission/smtpd", "smtpd").replace("LOGIN", "plain"),
+    SASL.replace("postfix/submission", "postfix-in/smtps").replace("unknown", "h-1.example.net"),
+    f"{SUB}: warning: unknown[203.0.113.7]: SASL LOGIN authentication aborted",
+    f"{SUB}: lost connection after AUTH from unknown[203.0.113.7]",
+    f"{SUB}: timeout after AUTH from unknown[203.0.113.7]",
+    f"{SUB}: too many errors after AUTH from unknown[2001:db8::1]",
+    f"{SUB}: improper command pipelining after AUTH from x.example[203.0.113.7]",
+    f"{SUB}: lost connection after DATA from unknown[203.0.113.7]",
+    CLIENT,
+    f"{P}/smtpd[812]: 7D8A4F31F6: client=mail.example.net[203.0.113.7]",
+    f"{P}/smtpd[812]: 7D8A4F31F6: client=mail.example.net[203.0.113.7], orig_queue_id=X",
+    f"{P}/smtpd[812]: warning: hostname x.example does not resolve to address 203.0.113.7",
+    QMGR,
+    QMGR.replace("alice@example.org", ""),
+    QMGR.replace("alice@example.org", "x, size=1, nrcpt=1 (queue active)"),
+    QMGR.replace("active", "deferred"),
+    f"{P}/qmgr[812]: 1E28ACDAB8: removed",
+    f"{P}/cleanup[48387]: 1E28ACDAB8: message-id=<54fde43577be7088@example.org>",
+    f"{P}/smtp[48388]: 1E28ACDAB8: to=<someone@example.com>, relay=mx.example.com[198.51.100.20]:25, delay=0.4, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+    f"{P}/anvil[99]: statistics: max connection rate 1/60s for (smtp:203.0.113.7) at Nov 23 03:10:00",
+    f"{P}/pickup[7]: 1E28ACDAB8: uid=0 from=<root>",
+    f"{P}-in/local[7]: 1E28ACDAB8: to=<a@b>, status=sent",
+    f"{P}/postqueue[7]: fatal: whatever",
+    f"{P}[7]: starting the Postfix mail system",
+]
+"""Postfix lines the kernel takes."""
+TAKEN += POSTFIX
+ISO = [
+    f"2026-11-23T03:14:15.123456+01:00 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15.1-01:30 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15Z mx1 dovecot: {AUTH}",
+    f"2026-11-23T03:14:15+0100 mx1 dovecot: {LOGOUT}",
+    f"2024-02-29T23:59:59.000001+00:00 mx1 dovecot: {LOGIN}",
+    f"2026-01-01T00:30:00+02:00 mx1 dovecot: {LOGIN}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {SASL.split(' mx1 ', 1)[1]}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {DISC.split(' mx1 ', 1)[1]}",
+    f"2026-11-23T03:14:15.123+01:00 mx1 {QMGR.split(' mx1 ', 1)[1]}",
+]
+"""ISO 8601 (RFC 3339) envelopes with their offset."""
+TAKEN += ISO
 
 LEFT = [
     # other envelopes, programs and Dovecot shapes: the polars parsers' business
     f"<34>1 2026-11-23T03:14:15.123Z mx1 dovecot 812 - - {LOGIN}",
-    f"2026-11-23T03:14:15.123456+01:00 mx1 dovecot: {LOGIN}",
+    "2026-11-23T03:14:15.123456789+01:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15,123456+01:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15.123456 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15 mx1 dovecot: " + LOGIN,
+    "2026-13-23T03:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-02-29T03:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T24:14:15Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:60Z mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15+24:00 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15+01 mx1 dovecot: " + LOGIN,
+    "2026-11-23T03:14:15.Z mx1 dovecot: " + LOGIN,
+    "2026-11-23t03:14:15z mx1 dovecot: " + LOGIN,
+    "<38>2026-11-23T03:14:15Z mx1 dovecot: " + LOGIN,
     f"2026-11-23 03:14:15 {LOGIN}",
-    "Nov 23 03:14:15 mx1 postfix/smtpd[812]: connect from unknown[203.0.113.7]",
     "Nov 23 03:14:15 mx1 CRON[1]: (root) CMD (true)",
+    f"{S}: {LOGIN.replace('203.0.113.7', '1:::2')}",
+    f"{S}: {LOGIN.replace('203.0.113.7', '2001:db8::1.2.3.999')}",
     f"Nov 23 03:14:15.123 mx1 dovecot: {LOGIN}",
     f"<38>Nov 23 03:14:15 mx1 dovecot: {LOGIN}",
     f"Nov 23 03:14:15 dovecot: {LOGIN}",
@@ -103,6 +179,35 @@ LEFT = [
     f"{S}: {AUTH.replace('alice@example.org', 'a,6.6.6.6): unknown user (x')}",
     f"{S}: {LOGOUT.replace('alice@example.org', 'a) in=1 out=2 (b')}",
     f"{S}: {LOGOUT.replace('alice@example.org', 'a)<1><s>: Logged out in=9 out=9 (')}",
+    # Postfix: other shapes, ports, markers where the kernel does not read them, postscreen
+    DISC.replace("auth=0/1", "auth=0"),
+    DISC.replace("auth=0/1", "auth=0/0"),
+    DISC.replace("auth=0/1", "auth=00/1"),
+    DISC.replace("auth=0/1", "auth=0/1 auth=0/1"),
+    DISC.replace("[203.0.113.7]", "[203.0.113.7]:4711"),
+    DISC.replace("[203.0.113.7]", "[1:::2]"),
+    SASL.replace("[203.0.113.7]", "[203.0.113.7]:4711"),
+    SASL.replace("UGFzc3dvcmQ6", "generic failure"),
+    SASL + ", sasl_username=",
+    SASL + ", sasl_username=a b",
+    SASL + ", sasl_username=a, sasl_username=b",
+    SASL.replace("unknown", "un[known"),
+    SASL.replace("203.0.113.7", "203.0.113.07"),
+    CLIENT.replace("Alice@example.org", "a, sasl_sender=b"),
+    CLIENT + ", orig_client=x",
+    CLIENT.replace("sasl_method=PLAIN, ", ""),
+    QMGR.replace("nrcpt=5", "nrcpt=99999999999"),
+    QMGR.replace(" (queue active)", ""),
+    QMGR.replace("1E28ACDAB8", "1E28-ACDAB8"),
+    f"{P}/smtpd[812]: NOQUEUE: reject: RCPT from unknown[203.0.113.7]: 554 5.7.1 Relay access denied",
+    f"{P}/smtpd[812]: warning: SASL authentication failure: Password verification failed",
+    f"{P}/smtp[9]: warning: SASL authentication failed; server mx.example[192.0.2.1] said: 535",
+    f"{P}/cleanup[9]: 1E28ACDAB8: message-id=<SASL@example.org>",
+    f"{P}/postscreen[9]: CONNECT from [203.0.113.7]:4711 to [192.0.2.1]:25",
+    f"{P}/smtpd[0812]: connect from unknown[203.0.113.7]",
+    f"{P}/smtpd: connect from unknown[203.0.113.7]",
+    f"{P}/SMTPD[812]: connect from unknown[203.0.113.7]",
+    f"{P}/smtpd[812] connect from unknown[203.0.113.7]",
 ]
 """Lines the kernel leaves to the polars parsers."""
 
@@ -150,7 +255,7 @@ def test_other_lines_are_left_to_the_parsers(tmp_path, line):
 
 
 def test_rest_keeps_its_order_and_columns():
-    lines = [LEFT[3], TAKEN[0], LEFT[4], TAKEN[-1], LEFT[0]]
+    lines = [LEFT[3], TAKEN[0], LEFT[4], f"{S}: imap(a@b)<8><AbCd>: Disconnected: Connection closed", LEFT[0]]
     taken, rest = _split(lines)
     assert taken.lines == 2 and taken.events.height == 1
     assert rest[C.LINE_NUMBER].to_list() == [1, 3, 5]
@@ -170,11 +275,13 @@ def test_year_inferred_across_new_year(tmp_path):
     _both(tmp_path, [str(write_log(tmp_path / "mail.log", lines))])
 
 
-def test_auto_takes_inputs_that_are_mostly_dovecot():
-    def first(dovecot: int, other: int) -> pl.DataFrame:
-        lines = [f"{S}: {LOGIN}"] * dovecot + [
-            "Nov 23 03:14:15 mx1 postfix/smtpd[1]: connect from x[1.2.3.4]"
-        ] * other
+def test_auto_takes_inputs_that_are_mostly_dovecot_or_postfix():
+    def first(dovecot: int, other: int, postfix: int = 0) -> pl.DataFrame:
+        lines = (
+            [f"{S}: {LOGIN}"] * dovecot
+            + ["Nov 23 03:14:15 mx1 CRON[1]: (root) CMD (true)"] * other
+            + [POSTFIX[0]] * postfix
+        )
         return pl.DataFrame({C.RAW: lines})
 
     assert kernel.wanted("auto", None, first(6, 4))
@@ -182,9 +289,23 @@ def test_auto_takes_inputs_that_are_mostly_dovecot():
     assert not kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES - 1)
     assert kernel.wanted("on", None, first(6, 4), 10)
     assert not kernel.wanted("auto", None, first(3, 7))
+    assert kernel.wanted("auto", None, first(3, 4, 3))
+    assert kernel.wanted("auto", None, first(0, 4, 6))
     assert kernel.wanted("on", None, first(0, 7))
     assert not kernel.wanted("off", None, first(7, 0))
     assert not kernel.wanted("auto", 2026, first(7, 0))
+
+
+def test_kind_numbers_agree_with_the_compiled_code():
+    from detector.ingest import _kernel_impl as impl
+
+    for name in ("LOGIN_OK", "LOGOUT", "PF_CLIENT", "PF_QMGR", "LAST_ROW", "F_SMTPD", "I_REASON"):
+        assert getattr(kernel, name) == getattr(impl, name), name
+    assert kernel.NOISE_KINDS[impl.NOISE_OTHER] == "noise:dovecot_other"
+    assert kernel.NOISE_KINDS[impl.PN_CONNECT] == "noise:connect"
+    assert kernel.NOISE_KINDS[impl.PN_AGENT] == "noise:postfix_qmgr"
+    assert kernel.AFTER_AUTH == impl.AFTER_AUTH
+    assert kernel.REASONS[impl.R_TEMPFAIL] == "Connection lost to authentication server"
 
 
 def test_fixed_year_turns_the_kernel_off():
@@ -201,7 +322,14 @@ def test_unknown_mode_is_a_config_error(tmp_path):
 
 
 HOSTILE = st.lists(
-    st.sampled_from([*"aZ09._@+-,=<>()[]: /\\|'\"\t%;{}$", "rip=", ", ", "å", "\u202e", "TLS"]), max_size=12
+    st.sampled_from(
+        [
+            *"aZ09._@+-,=<>()[]: /\\|'\"\t%;{}$",
+            *("rip=", ", ", "å", "\u202e", "TLS", "SASL", " auth=0/1", ", sasl_username=", ": client="),
+            *(", size=1, nrcpt=2 (queue active)", "]: SASL ", " authentication failed: ", "1.2.3.4"),
+        ]
+    ),
+    max_size=12,
 ).map("".join)
 
 
@@ -231,6 +359,32 @@ def test_hostile_user_names_never_read_differently(user, session, reason):
         f"{S}: {AUTH.replace('alice@example.org', user).replace('Password mismatch', reason)}",
         f"{S}: {LOGOUT.replace('alice@example.org', user).replace('AbCd+/Ef12', session)}",
         f"{S}: {POP.replace('alice@example.org', user)}",
+    ]
+    (a, na, qa, ca), (b, nb, qb, cb) = _parsed(lines, False), _parsed(lines, True)
+    assert_frame_equal(a, b)
+    assert (na, ca) == (nb, cb)
+    assert [q.sort(C.LINE_NUMBER).to_dicts() for q in qa] == [q.sort(C.LINE_NUMBER).to_dicts() for q in qb]
+
+
+@settings(max_examples=80, deadline=None)
+@given(name=HOSTILE, host=HOSTILE, method=HOSTILE, tail=HOSTILE)
+def test_hostile_postfix_fields_never_read_differently(name, host, method, tail):
+    """Postfix's client-written fields (SASL user name and method, the client's name from its
+    PTR record, a sender address, text after a daemon's words) never make the kernel read a line
+    differently from the parser."""
+    lines = [
+        SASL.replace("unknown", host or "unknown") + f", sasl_username={name}",
+        SASL.replace("LOGIN", method),
+        SASL.replace("UGFzc3dvcmQ6", tail),
+        CLIENT.replace("Alice@example.org", name).replace("PLAIN", method),
+        CLIENT.replace("client.example.net", host),
+        QMGR.replace("alice@example.org", name + tail),
+        DISC.replace("unknown", host) + tail,
+        DISC.replace("ehlo=1", tail),
+        f"{SUB}: lost connection after AUTH from {host}[203.0.113.7]{tail}",
+        f"{SUB}: connect from {host}[203.0.113.7]{tail}",
+        f"{P}/cleanup[9]: 1E28ACDAB8: message-id=<{name}{tail}>",
+        f"{SUB}: {tail}{name}",
     ]
     (a, na, qa, ca), (b, nb, qb, cb) = _parsed(lines, False), _parsed(lines, True)
     assert_frame_equal(a, b)
@@ -288,3 +442,128 @@ def test_cache_dir_for_a_service_user(monkeypatch, tmp_path):
     assert not str(kernel.cache_dir()).startswith(str(ro))
     monkeypatch.setenv(kernel.CACHE_ENV, str(tmp_path / "given"))
     assert kernel.cache_dir() == tmp_path / "given"
+
+
+def test_cache_dir_someone_else_could_write_is_never_used(monkeypatch, tmp_path):
+    """numba's cache index is a pickle: a directory another user made or may write is refused."""
+    monkeypatch.delenv(kernel.CACHE_ENV, raising=False)
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    shared = tmp_path / "shared"
+    (shared / "detector" / "numba").mkdir(parents=True)
+    (shared / "detector" / "numba").chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    assert not str(kernel.cache_dir()).startswith(str(shared))
+    (shared / "detector" / "numba").chmod(0o755)
+    assert kernel.cache_dir() == shared / "detector" / "numba"
+    monkeypatch.setattr(kernel.os, "getuid", lambda: 4242)  # the directory is now someone else's
+    assert not str(kernel.cache_dir()).startswith(str(shared))
+
+
+def test_rows_cost_memory_by_their_fields_not_their_offsets():
+    """A row without an address (Postfix's session boundary) takes no bytes for it."""
+    import tracemalloc
+
+    lines = [f"{P}/smtpd[812]: disconnect from mail.example.net[203.0.113.7] ehlo=1 quit=1 commands=2"] * 4000
+    _split(lines[:1])
+    tracemalloc.start()
+    taken, _ = _split(lines)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert taken.events.height == 4000
+    assert peak < 32 * 2**20
+
+
+PROBE = """
+import os, sys
+from detector.ingest import kernel
+kernel.warm()
+from detector.ingest import _kernel_impl as k
+print(sum(k.scan.stats.cache_hits.values()), sum(k.scan.stats.cache_misses.values()), os.environ["NUMBA_CACHE_DIR"])
+"""
+
+
+def _probe(env: dict, user: str | None = None, python: str = sys.executable) -> tuple[int, int, str]:
+    import subprocess
+
+    import shutil
+
+    cmd = [python, "-c", PROBE]
+    if user:
+        cmd = [shutil.which("runuser") or "runuser", "-u", user, "--", *cmd]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=True)
+    hits, misses, where = done.stdout.split()
+    return int(hits), int(misses), where
+
+
+@pytest.mark.slow
+def test_seeded_installation_loads_without_compiling(tmp_path):
+    """A user with an empty cache (a service user, a Spark executor) copies the installation's
+    compiled kernel instead of compiling it."""
+    seed = tmp_path / "seed"
+    assert kernel.write_seed(seed) > 0
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), kernel.SEED_ENV: str(seed)}
+    hits, misses, where = _probe(env)
+    assert (hits, misses) == (1, 0)
+    assert where.startswith(str(home))
+    assert any(Path(where).rglob("_kernel_impl.scan-*.nbi"))
+
+
+SERVICE_PYTHON = os.environ.get("DETECTOR_SERVICE_PYTHON", sys.executable)
+"""An interpreter (with detector installed) the ``nobody`` user can run: CI's own when it lives
+where ``nobody`` can read it, else one named by ``$DETECTOR_SERVICE_PYTHON``."""
+
+
+def _nobody_can_run(python: str) -> bool:
+    import shutil
+    import subprocess
+
+    runuser = shutil.which("runuser")
+    if os.geteuid() != 0 or runuser is None:
+        return False
+    done = subprocess.run(
+        [runuser, "-u", "nobody", "--", python, "-c", "import detector.ingest.kernel"],
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        timeout=300,
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_service_user_with_a_read_only_installation():
+    """systemd ``User=detector`` with ``CacheDirectory=detector``: run for real as ``nobody``, who
+    cannot write into the installation nor into root's cache, with a fresh home and the unit's
+    ``$CACHE_DIRECTORY``: the kernel comes from the installation's seed, compiled once by root."""
+    import subprocess
+    import tempfile
+
+    if not _nobody_can_run(SERVICE_PYTHON):
+        pytest.skip("needs root, runuser and an interpreter nobody can run ($DETECTOR_SERVICE_PYTHON)")
+    top = Path(tempfile.mkdtemp(prefix="detector-svc-"))
+    try:
+        top.chmod(0o755)
+        seed = top / "seed"
+        made = subprocess.run(
+            [SERVICE_PYTHON, "-m", "detector.ingest.kernel_seed", str(seed)], capture_output=True, timeout=900
+        )
+        assert made.returncode == 0, made.stderr
+        cache, home = top / "cache", top / "home"
+        for d in (cache, home):
+            d.mkdir()
+            os.chown(d, 65534, 65534)
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(home),
+            "CACHE_DIRECTORY": str(cache),
+            kernel.SEED_ENV: str(seed),
+        }
+        hits, misses, where = _probe(env, "nobody", SERVICE_PYTHON)
+        assert (hits, misses) == (1, 0)
+        assert where == str(cache / "numba")
+        assert all(f.stat().st_uid == 65534 for f in Path(where).rglob("*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)

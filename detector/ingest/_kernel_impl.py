@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, types
 
+from detector.ingest.parsers.postfix import _AGENTS
+
 _TEXT = types.Array(types.uint8, 1, "C", readonly=True)
 _I64 = types.Array(types.int64, 1, "C")
 _OFFSETS = types.Array(types.int64, 1, "C", readonly=True)
 _I64_2D = types.Array(types.int64, 2, "C")
-SCAN_SIG = types.void(
-    _TEXT, _OFFSETS, types.int64, types.int64, types.Array(types.int8, 1, "C"), _I64, _I64_2D, _I64_2D
-)
+_I8 = types.Array(types.int8, 1, "C")
+SCAN_SIG = types.void(_TEXT, _OFFSETS, types.int64, types.int64, _I8, _I64, _I8, _I64_2D, _I64_2D)
 VIEWS_SIG = types.int64(
     _TEXT,
     _I64_2D,
@@ -26,19 +27,30 @@ VIEWS_SIG = types.int64(
 """The one signature each entry point is compiled for, when the module is imported (from the cache)."""
 
 # kinds, field and integer slots: the same numbers as detector.ingest.kernel
-LOGIN_OK, LOGIN_FAIL, AUTH, LOGOUT, NOISE_LOGIN, NOISE_MAIL, NOISE_OTHER = 1, 2, 3, 4, 5, 6, 7
-F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON = 0, 1, 2, 3, 4, 5, 6
-I_ATTEMPTS, I_BYTES_IN, I_BYTES_OUT, I_MESSAGE_SIZE, I_OUTCOME, I_TLS, I_SERVICE, I_V6 = (
-    0,
-    1,
-    2,
-    3,
-    4,
+LOGIN_OK, LOGIN_FAIL, AUTH, LOGOUT = 1, 2, 3, 4
+PF_CLIENT, PF_SASL_FAIL, PF_SASL_ABORT, PF_AFTER_AUTH, PF_DISC_AUTH, PF_BOUNDARY, PF_QMGR = (
     5,
     6,
     7,
+    8,
+    9,
+    10,
+    11,
 )
-OUT_SUCCESS, OUT_FAILURE, OUT_UNKNOWN_USER = 1, 2, 3
+LAST_ROW = 11
+"""Kinds up to this one are rows of the output; the ones above are noise, only counted."""
+NOISE_LOGIN, NOISE_MAIL, NOISE_OTHER = 20, 21, 22
+PN_CONNECT, PN_CLIENT, PN_SMTPD_OTHER, PN_OTHER, PN_AGENT = 23, 24, 25, 26, 27
+"""Postfix noise; ``PN_AGENT + i`` is ``noise:postfix_<_AGENTS[i]>``."""
+F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON, F_SMTPD = range(8)
+I_ATTEMPTS, I_BYTES_IN, I_BYTES_OUT, I_MESSAGE_SIZE, I_OUTCOME, I_TLS, I_SERVICE, I_V6 = range(8)
+I_RECIPIENTS, I_REASON = 8, 9
+OUT_SUCCESS, OUT_FAILURE, OUT_UNKNOWN_USER, OUT_UNKNOWN, OUT_TEMPFAIL = 1, 2, 3, 4, 5
+SVC_SUBMISSION, SVC_SMTP = 3, 5
+# reason codes (I_REASON; -1: the F_REASON span)
+R_AUTH_FAILURE, R_TEMPFAIL, R_ABORTED, R_AUTH_COMMAND = 1, 2, 3, 4
+R_AFTER_AUTH = 5
+"""``R_AFTER_AUTH + i``: the i-th phrase of :data:`AFTER_AUTH` followed by `` after AUTH``."""
 
 
 def _b(text: str) -> np.ndarray:
@@ -93,6 +105,48 @@ P_OUT0 = _b("out=")
 P_BYTES0 = _b("bytes=")
 P_SIZE0 = _b("size=")
 P_TOP0 = _b("top=")
+
+P_POSTFIX = _b("postfix")
+P_SMTPD = _b("smtpd")
+P_QMGR = _b("qmgr")
+P_SUBMISSION_W = _b("submission")
+P_SMTPS = _b("smtps")
+P_CONNECT = _b("connect from ")
+P_DISCONNECT = _b("disconnect from ")
+P_WARNING_PF = _b("warning: ")
+P_NOQUEUE = _b("NOQUEUE: ")
+P_CLIENT = _b(": client=")
+P_SASL_METHOD = _b(", sasl_method=")
+P_SASL_USERNAME = _b(", sasl_username=")
+P_SASL_SP = _b("]: SASL ")
+P_AUTH_FAILED_PF = _b(" authentication failed: ")
+P_AUTH_ABORTED = _b(" authentication aborted")
+P_AUTH_EQ = _b(" auth=")
+P_FROM_ANGLE = _b(": from=<")
+P_QUEUE = _b(" (queue ")
+P_NRCPT = _b(", nrcpt=")
+P_SIZE_PF = _b(", size=")
+P_AFTER_AUTH_FROM = _b(" after AUTH from ")
+P_PW_PROMPT = _b("UGFzc3dvcmQ6")
+P_USER_PROMPT = _b("VXNlcm5hbWU6")
+P_AUTH_FAILURE = _b("authentication failure")
+P_CONN_LOST = _b("Connection lost to authentication server")
+M_CLIENT = _b(": client=")
+M_AUTH_FAIL = _b("authentication fail")
+M_AFTER_AUTH = _b("after AUTH from ")
+M_AUTH0 = _b("auth=0")
+M_FROM = _b(": from=<")
+M_SASL = _b("SASL")
+"""The Postfix parser's markers (``postfix._MARKERS``): a line with one of them is read by the
+kernel only in the exact shapes below, else left to the parser."""
+
+AFTER_AUTH = ("lost connection", "timeout", "too many errors", "improper command pipelining")
+_AA = "".join(AFTER_AUTH)
+AA_BYTES = _b(_AA)
+AA_OFF = np.cumsum([0, *(len(w) for w in AFTER_AUTH)]).astype(np.int64)
+AGENT_BYTES = _b("".join(_AGENTS))
+AGENT_OFF = np.cumsum([0, *(len(a) for a in _AGENTS)]).astype(np.int64)
+POSTSCREEN = _AGENTS.index("postscreen")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -496,8 +550,417 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
     return LOGOUT
 
 
+# --- Postfix ---
+
+
 @njit(cache=True, nogil=True)
-def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
+def _marked(b, lo, hi):
+    """One of the Postfix parser's markers occurs in ``b[lo:hi]``."""
+    return (
+        _find(b, lo, hi, M_SASL) >= 0
+        or _find(b, lo, hi, M_CLIENT) >= 0
+        or _find(b, lo, hi, M_AUTH_FAIL) >= 0
+        or _find(b, lo, hi, M_AFTER_AUTH) >= 0
+        or _find(b, lo, hi, M_AUTH0) >= 0
+        or _find(b, lo, hi, M_FROM) >= 0
+    )
+
+
+@njit(cache=True, nogil=True)
+def _host_end(b, lo, hi):
+    """End of a client name of ``[A-Za-z0-9._-]`` (Postfix's verified name or ``unknown``)."""
+    i = lo
+    while i < hi and (_alnum(b[i]) or b[i] == 46 or b[i] == 95 or b[i] == 45):
+        i += 1
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _client_addr(b, lo, hi, row, spans, ints, keep):
+    """``name[address]`` at ``lo`` (no port); returns the position after ``]`` or -1. The
+    address span is kept when ``keep``."""
+    h = _host_end(b, lo, hi)
+    if h == lo or h >= hi or b[h] != 91:
+        return -1
+    a1 = _ip_end(b, h + 1, hi, ints, row)
+    if a1 == h + 1 or a1 >= hi or b[a1] != 93:
+        return -1
+    if keep:
+        spans[row, 2 * F_SOURCE_IP] = h + 1
+        spans[row, 2 * F_SOURCE_IP + 1] = a1
+    return a1 + 1
+
+
+@njit(cache=True, nogil=True)
+def _span(spans, row, f, lo, hi):
+    spans[row, 2 * f] = lo
+    spans[row, 2 * f + 1] = hi
+
+
+@njit(cache=True, nogil=True)
+def _pf_disconnect(b, lo, hi, row, spans, ints):
+    """``disconnect from name[address]( cmd=N(/N)?)*``: the session's end (a boundary row for
+    ``correlate``), or with ``auth=0/N`` N failed AUTH commands."""
+    e = _client_addr(b, lo, hi, row, spans, ints, True)
+    if e < 0:
+        return 0
+    i = e
+    auth = -1
+    while i < hi:
+        if b[i] != 32:
+            return 0
+        n0 = i + 1
+        j = n0
+        while j < hi and 97 <= b[j] <= 122:
+            j += 1
+        if j == n0 or j >= hi or b[j] != 61:
+            return 0
+        v0 = j + 1
+        k = v0
+        while k < hi and _digit(b[k]):
+            k += 1
+        if k == v0:
+            return 0
+        if k < hi and b[k] == 47:
+            k2 = k + 1
+            while k2 < hi and _digit(b[k2]):
+                k2 += 1
+            if k2 == k + 1:
+                return 0
+            k = k2
+        if j - n0 == 4 and _starts(b, i, hi, P_AUTH_EQ):
+            if auth >= 0:
+                return 0
+            auth = v0
+        i = k
+    if auth < 0 or b[auth] != 48:
+        # the parser's boundary row carries no address and no service
+        _span(spans, row, F_SOURCE_IP, -1, -1)
+        ints[row, I_SERVICE] = -1
+        return PF_BOUNDARY
+    # `auth=0/N`: N failed (the parser's `auth=0...` rule); other shapes are left to it
+    if auth + 2 >= hi or b[auth + 1] != 47:
+        return 0
+    tried = _lead_int(b, auth + 2, hi)
+    if tried < 1 or tried > 2147483647:
+        return 0
+    ints[row, I_ATTEMPTS] = tried
+    ints[row, I_OUTCOME] = OUT_FAILURE
+    ints[row, I_REASON] = R_AUTH_COMMAND
+    return PF_DISC_AUTH
+
+
+@njit(cache=True, nogil=True)
+def _pf_warning(b, lo, hi, row, spans, ints):
+    """``warning: name[address]: SASL M authentication failed: R[, sasl_username=u]`` (R one of
+    the SASL servers' usual reasons) or ``... authentication aborted``."""
+    e = _client_addr(b, lo, hi, row, spans, ints, True)
+    if e < 0 or not _starts(b, e - 1, hi, P_SASL_SP):
+        return 0
+    m0 = e + 7
+    m1 = _token_end(b, m0, hi)
+    if m1 == m0:
+        return 0
+    _span(spans, row, F_METHOD, m0, m1)
+    ints[row, I_ATTEMPTS] = 1
+    if hi - m1 == 23 and _starts(b, m1, hi, P_AUTH_ABORTED):
+        ints[row, I_OUTCOME] = OUT_UNKNOWN
+        ints[row, I_REASON] = R_ABORTED
+        return PF_SASL_ABORT
+    if not _starts(b, m1, hi, P_AUTH_FAILED_PF):
+        return 0
+    r0 = m1 + 24
+    u = _find(b, r0, hi, P_SASL_USERNAME)
+    r1 = hi if u < 0 else u
+    n = r1 - r0
+    if (
+        (n == 12 and (_starts(b, r0, r1, P_PW_PROMPT) or _starts(b, r0, r1, P_USER_PROMPT)))
+        or (n == 22 and _starts(b, r0, r1, P_AUTH_FAILURE))
+        or n == 0
+    ):
+        ints[row, I_OUTCOME] = OUT_FAILURE
+        ints[row, I_REASON] = R_AUTH_FAILURE
+    elif n == 40 and _starts(b, r0, r1, P_CONN_LOST):
+        ints[row, I_OUTCOME] = OUT_TEMPFAIL
+        ints[row, I_REASON] = R_TEMPFAIL
+    else:
+        return 0
+    if u >= 0:
+        u0 = u + 16
+        if _user_end(b, u0, hi) != hi or u0 == hi:
+            return 0
+        _span(spans, row, F_ACCOUNT, u0, hi)
+    return PF_SASL_FAIL
+
+
+@njit(cache=True, nogil=True)
+def _pf_after_auth(b, lo, hi, row, spans, ints):
+    """``lost connection|timeout|too many errors|improper command pipelining after AUTH from
+    name[address]``."""
+    for w in range(AA_OFF.shape[0] - 1):
+        n = AA_OFF[w + 1] - AA_OFF[w]
+        if hi - lo < n:
+            continue
+        same = True
+        for j in range(n):
+            if b[lo + j] != AA_BYTES[AA_OFF[w] + j]:
+                same = False
+                break
+        if same and _starts(b, lo + n, hi, P_AFTER_AUTH_FROM):
+            e = _client_addr(b, lo + n + 17, hi, row, spans, ints, True)
+            if e != hi:
+                return 0
+            ints[row, I_ATTEMPTS] = 1
+            ints[row, I_OUTCOME] = OUT_UNKNOWN
+            ints[row, I_REASON] = R_AFTER_AUTH + w
+            return PF_AFTER_AUTH
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _pf_client(b, lo, hi, row, spans, ints):
+    """``QID: client=name[address]``: with ``, sasl_method=M, sasl_username=u`` (exactly, to the
+    end) a login, without any ``, sasl_username=`` noise; -1 when the line has no such start."""
+    q = lo
+    while q < hi and _alnum(b[q]):
+        q += 1
+    if q == lo or not _starts(b, q, hi, P_CLIENT):
+        return -1
+    e = _client_addr(b, q + 9, hi, row, spans, ints, True)
+    if e < 0:
+        return 0
+    if _find(b, e, hi, P_SASL_USERNAME) < 0:
+        return PN_CLIENT
+    if not _starts(b, e, hi, P_SASL_METHOD):
+        return 0
+    m0 = e + 14
+    m1 = _token_end(b, m0, hi)
+    if m1 == m0 or not _starts(b, m1, hi, P_SASL_USERNAME):
+        return 0
+    u0 = m1 + 16
+    if u0 == hi or _user_end(b, u0, hi) != hi:
+        return 0
+    _span(spans, row, F_METHOD, m0, m1)
+    _span(spans, row, F_ACCOUNT, u0, hi)
+    _span(spans, row, F_SESSION, lo, q)
+    ints[row, I_ATTEMPTS] = 1
+    ints[row, I_OUTCOME] = OUT_SUCCESS
+    return PF_CLIENT
+
+
+@njit(cache=True, nogil=True)
+def _pf_qmgr(b, lo, hi, row, spans, ints):
+    """``QID: from=<sender>, size=N, nrcpt=N (queue name)``, size and recipients read from the
+    end (the sender is written verbatim); -1 when the line has no ``QID: from=<`` start."""
+    q = lo
+    while q < hi and _alnum(b[q]):
+        q += 1
+    if q == lo or not _starts(b, q, hi, P_FROM_ANGLE):
+        return -1
+    if b[hi - 1] != 41:
+        return 0
+    i = hi - 2
+    while i > q and 97 <= b[i] <= 122:
+        i -= 1
+    if i == hi - 2 or i - 7 < q or not _starts(b, i - 7, hi, P_QUEUE):
+        return 0
+    d1 = i - 7
+    d0 = d1
+    while d0 > q and _digit(b[d0 - 1]):
+        d0 -= 1
+    if d0 == d1 or d1 - d0 > 9 or d0 - 8 < q or not _starts(b, d0 - 8, hi, P_NRCPT):
+        return 0
+    nrcpt = _lead_int(b, d0, d1)
+    s1 = d0 - 8
+    s0 = s1
+    while s0 > q and _digit(b[s0 - 1]):
+        s0 -= 1
+    if s0 == s1 or s1 - s0 > 18 or s0 - 7 < q or not _starts(b, s0 - 7, hi, P_SIZE_PF):
+        return 0
+    if nrcpt > 2147483647:
+        return 0
+    ints[row, I_RECIPIENTS] = nrcpt
+    ints[row, I_MESSAGE_SIZE] = _lead_int(b, s0, s1)
+    _span(spans, row, F_SESSION, lo, q)
+    return PF_QMGR
+
+
+@njit(cache=True, nogil=True)
+def _take_postfix(b, t0, colon, hi, row, spans, ints):
+    """A ``postfix...[pid]: message`` line (tag from ``t0`` to ``colon``)."""
+    br = _find_byte(b, t0, colon, 91)
+    if br < 0 or b[colon - 1] != 93 or colon - 1 - (br + 1) < 1 or colon - 1 - (br + 1) > 18:
+        return 0
+    if b[br + 1] == 48 and colon - 1 - (br + 1) > 1:
+        return 0  # the pid is read as a number: a leading zero would not survive
+    for k in range(br + 1, colon - 1):
+        if not _digit(b[k]):
+            return 0
+    slash = -1
+    for k in range(t0, br):
+        c = b[k]
+        if c == 47:
+            slash = k
+        elif not ((48 <= c <= 57) or (97 <= c <= 122) or c == 45 or c == 95 or c == 46):
+            return 0
+    msg = colon + 2
+    if slash < 0:
+        if _marked(b, msg, hi) or _starts(b, msg, hi, P_NOQUEUE):
+            return 0
+        return PN_OTHER
+    a0 = slash + 1
+    n = br - a0
+    _span(spans, row, F_SMTPD, t0, colon)
+    nslash = 0
+    for k in range(t0, br):
+        if b[k] == 47:
+            nslash += 1
+    if nslash >= 2 and (_find(b, t0, br, P_SUBMISSION_W) >= 0 or _find(b, t0, br, P_SMTPS) >= 0):
+        ints[row, I_SERVICE] = SVC_SUBMISSION
+    else:
+        ints[row, I_SERVICE] = SVC_SMTP
+    if n == 5 and _starts(b, a0, br, P_SMTPD):
+        if _starts(b, msg, hi, P_CONNECT):
+            return PN_CONNECT
+        if _starts(b, msg, hi, P_DISCONNECT):
+            return _pf_disconnect(b, msg + 16, hi, row, spans, ints)
+        if _starts(b, msg, hi, P_WARNING_PF):
+            k = _pf_warning(b, msg + 9, hi, row, spans, ints)
+            if k != 0:
+                return k
+        k = _pf_after_auth(b, msg, hi, row, spans, ints)
+        if k >= 0:
+            return k
+        k = _pf_client(b, msg, hi, row, spans, ints)
+        if k >= 0:
+            return k
+        if _marked(b, msg, hi) or _starts(b, msg, hi, P_NOQUEUE):
+            return 0
+        return PN_SMTPD_OTHER
+    if n == 4 and _starts(b, a0, br, P_QMGR):
+        k = _pf_qmgr(b, msg, hi, row, spans, ints)
+        if k >= 0:
+            # qmgr's row names no smtpd process and no service
+            spans[row, 2 * F_SMTPD] = -1
+            ints[row, I_SERVICE] = -1
+            return k
+    if _marked(b, msg, hi) or _starts(b, msg, hi, P_NOQUEUE):
+        return 0
+    for g in range(AGENT_OFF.shape[0] - 1):
+        if AGENT_OFF[g + 1] - AGENT_OFF[g] == n:
+            same = True
+            for j in range(n):
+                if b[a0 + j] != AGENT_BYTES[AGENT_OFF[g] + j]:
+                    same = False
+                    break
+            if same:
+                if g == POSTSCREEN:
+                    return 0  # postscreen's verdicts by its first words: the parser's
+                return PN_AGENT + g
+    return PN_OTHER
+
+
+@njit(cache=True, nogil=True)
+def _bsd(b, lo, hi, limit_key, limit_year):
+    """RFC 3164 stamp at fixed positions, ``Mmm dd hh:mm:ss ``: (local time in us, start of the
+    host), or (0, -1)."""
+    mon = 0
+    for m in range(12):
+        if b[lo] == MONTHS[3 * m] and b[lo + 1] == MONTHS[3 * m + 1] and b[lo + 2] == MONTHS[3 * m + 2]:
+            mon = m + 1
+            break
+    if mon == 0 or b[lo + 3] != 32 or b[lo + 6] != 32 or b[lo + 9] != 58 or b[lo + 12] != 58:
+        return 0, -1
+    if b[lo + 15] != 32 or not _digit(b[lo + 5]):
+        return 0, -1
+    if b[lo + 4] == 32:
+        day = b[lo + 5] - 48
+    elif _digit(b[lo + 4]):
+        day = (b[lo + 4] - 48) * 10 + b[lo + 5] - 48
+    else:
+        return 0, -1
+    for k in (7, 8, 10, 11, 13, 14):
+        if not _digit(b[lo + k]):
+            return 0, -1
+    hh = (b[lo + 7] - 48) * 10 + b[lo + 8] - 48
+    mm = (b[lo + 10] - 48) * 10 + b[lo + 11] - 48
+    ss = (b[lo + 13] - 48) * 10 + b[lo + 14] - 48
+    if day < 1 or hh > 23 or mm > 59 or ss > 59:
+        return 0, -1
+    key = (((mon * 100 + day) * 100 + hh) * 100 + mm) * 100 + ss
+    year = limit_year if key <= limit_key else limit_year - 1
+    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
+    if day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        return 0, -1
+    return (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss) * 1000000, lo + 16
+
+
+@njit(cache=True, nogil=True)
+def _two(b, i):
+    if not (_digit(b[i]) and _digit(b[i + 1])):
+        return -1
+    return (b[i] - 48) * 10 + b[i + 1] - 48
+
+
+@njit(cache=True, nogil=True)
+def _iso(b, lo, hi):
+    """ISO 8601 stamp with an offset, ``YYYY-MM-DDThh:mm:ss[.ffffff](Z|+hh:mm|+hhmm) `` (rsyslog's
+    high precision, RFC 3339): (UTC in us, start of the host), or (0, -1). Without an offset, with
+    more than six fraction digits or a comma, the envelope reads the line."""
+    if hi - lo < 22 or b[lo + 4] != 45 or b[lo + 7] != 45 or b[lo + 10] != 84:
+        return 0, -1
+    if b[lo + 13] != 58 or b[lo + 16] != 58:
+        return 0, -1
+    y1, y2 = _two(b, lo), _two(b, lo + 2)
+    mon, day = _two(b, lo + 5), _two(b, lo + 8)
+    hh, mm, ss = _two(b, lo + 11), _two(b, lo + 14), _two(b, lo + 17)
+    if y1 < 0 or y2 < 0 or mon < 1 or mon > 12 or day < 1 or hh < 0 or hh > 23:
+        return 0, -1
+    if mm < 0 or mm > 59 or ss < 0 or ss > 59:
+        return 0, -1
+    year = y1 * 100 + y2
+    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
+    if year < 1 or day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        return 0, -1
+    i = lo + 19
+    us = 0
+    if i < hi and b[i] == 46:
+        j = i + 1
+        while j < hi and _digit(b[j]):
+            us = us * 10 + (b[j] - 48)
+            j += 1
+        n = j - i - 1
+        if n < 1 or n > 6:
+            return 0, -1
+        for _ in range(6 - n):
+            us *= 10
+        i = j
+    if i >= hi:
+        return 0, -1
+    off = 0
+    if b[i] == 90:
+        i += 1
+    elif b[i] == 43 or b[i] == 45:
+        if i + 5 >= hi:
+            return 0, -1
+        oh = _two(b, i + 1)
+        k = i + 3
+        if b[k] == 58:
+            k += 1
+        om = _two(b, k)
+        if oh < 0 or oh > 23 or om < 0 or om > 59:
+            return 0, -1
+        off = (oh * 3600 + om * 60) * (1 if b[i] == 43 else -1)
+        i = k + 2
+    else:
+        return 0, -1
+    if i >= hi or b[i] != 32:
+        return 0, -1
+    return (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off) * 1000000 + us, i + 1
+
+
+@njit(cache=True, nogil=True)
+def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints):
     if hi - lo < 24:
         return 0
     bad = 0
@@ -505,41 +968,21 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
         bad |= (b[k] < 32) | (b[k] > 126)
     if bad:
         return 0
-    # RFC 3164 stamp at fixed positions: "Mmm dd hh:mm:ss "
-    mon = 0
-    for m in range(12):
-        if b[lo] == MONTHS[3 * m] and b[lo + 1] == MONTHS[3 * m + 1] and b[lo + 2] == MONTHS[3 * m + 2]:
-            mon = m + 1
-            break
-    if mon == 0 or b[lo + 3] != 32 or b[lo + 6] != 32 or b[lo + 9] != 58 or b[lo + 12] != 58:
-        return 0
-    if b[lo + 15] != 32 or not _digit(b[lo + 5]):
-        return 0
-    if b[lo + 4] == 32:
-        day = b[lo + 5] - 48
-    elif _digit(b[lo + 4]):
-        day = (b[lo + 4] - 48) * 10 + b[lo + 5] - 48
+    if _digit(b[lo]):
+        stamp, r = _iso(b, lo, hi)
+        zones[row] = 1
     else:
-        return 0
-    for k in (7, 8, 10, 11, 13, 14):
-        if not _digit(b[lo + k]):
-            return 0
-    hh = (b[lo + 7] - 48) * 10 + b[lo + 8] - 48
-    mm = (b[lo + 10] - 48) * 10 + b[lo + 11] - 48
-    ss = (b[lo + 13] - 48) * 10 + b[lo + 14] - 48
-    if day < 1 or hh > 23 or mm > 59 or ss > 59:
-        return 0
-    key = (((mon * 100 + day) * 100 + hh) * 100 + mm) * 100 + ss
-    year = limit_year if key <= limit_key else limit_year - 1
-    leap = (year % 4 == 0 and year % 100 != 0) or year % 400 == 0
-    if day > DAYS[mon - 1] + (1 if (mon == 2 and leap) else 0):
+        stamp, r = _bsd(b, lo, hi, limit_key, limit_year)
+    if r < 0:
         return 0
     # host, then the tag `dovecot` or `dovecot[pid]`, then ": "
-    r = lo + 16
     sp = _find_byte(b, r, hi, 32)
     colon = _find(b, r, hi, P_COLON)
     if sp <= r or colon < 0 or colon < sp:
         return 0
+    if _starts(b, sp + 1, colon, P_POSTFIX):
+        kind = _take_postfix(b, sp + 1, colon, hi, row, spans, ints)
+        return _stamped(kind, stamp, r, sp, row, stamps, spans)
     if not _starts(b, sp + 1, colon, P_DOVECOT):
         return 0
     t = sp + 8
@@ -571,20 +1014,27 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, spans, ints):
             return 0
         else:
             kind = NOISE_OTHER
+    return _stamped(kind, stamp, r, sp, row, stamps, spans)
+
+
+@njit(cache=True, nogil=True)
+def _stamped(kind, stamp, r, sp, row, stamps, spans):
+    """A taken line's stamp (and host, for rows)."""
     if kind != 0:
-        stamps[row] = (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss) * 1000000
-    if kind >= LOGIN_OK and kind <= LOGOUT:
+        stamps[row] = stamp
+    if kind >= 1 and kind <= LAST_ROW:
         spans[row, 2 * F_HOST] = r
         spans[row, 2 * F_HOST + 1] = sp
     return kind
 
 
 @njit(SCAN_SIG, cache=True, nogil=True)
-def scan(data, offsets, limit_key, limit_year, kinds, stamps, spans, ints):
-    """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken) and fields."""
+def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints):
+    """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken), its stamp (local
+    time, or UTC where ``zones`` is 1) and fields."""
     for i in range(offsets.shape[0] - 1):
-        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, spans, ints)
-        if k == 0 or k > LOGOUT:
+        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints)
+        if k == 0 or k > LAST_ROW:
             # a line not taken (or noise) leaves nothing behind
             for f in range(spans.shape[1]):
                 spans[i, f] = -1

@@ -25,6 +25,7 @@ machine and version; ``make install`` compiles it ahead of a first run (:func:`w
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -39,33 +40,76 @@ import polars as pl
 import pyarrow as pa
 
 from detector.config import KERNEL_MODES
+from detector.ingest.parsers.postfix import _AGENTS
 from detector.schema import UTC_US, Action, C, Outcome, Service
 
 MODES = KERNEL_MODES
 """``[ingest] kernel``: ``auto`` uses it where numba is installed, ``on`` requires it, ``off`` never."""
 
-# line kinds the kernel emits (0: not taken, the polars parsers read the line)
+# line kinds the kernel emits (0: not taken, the polars parsers read the line); the numbers are
+# those of detector.ingest._kernel_impl (checked by the tests)
 TAKEN_NOT = 0
-LOGIN_OK = 1
-LOGIN_FAIL = 2
-AUTH = 3
-LOGOUT = 4
-NOISE_LOGIN = 5
-NOISE_MAIL = 6
-NOISE_OTHER = 7
+LOGIN_OK, LOGIN_FAIL, AUTH, LOGOUT = 1, 2, 3, 4
+PF_CLIENT, PF_SASL_FAIL, PF_SASL_ABORT, PF_AFTER_AUTH, PF_DISC_AUTH, PF_BOUNDARY, PF_QMGR = (
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+)
+LAST_ROW = PF_QMGR
+"""Kinds up to this one are rows of the output; the ones above are noise, only counted."""
 NOISE_KINDS = {
-    NOISE_LOGIN: "noise:dovecot_login",
-    NOISE_MAIL: "noise:dovecot_mail",
-    NOISE_OTHER: "noise:dovecot_other",
+    20: "noise:dovecot_login",
+    21: "noise:dovecot_mail",
+    22: "noise:dovecot_other",
+    23: "noise:connect",
+    24: "noise:client",
+    25: "noise:smtpd_other",
+    26: "noise:postfix_other",
+    **{27 + i: f"noise:postfix_{agent}" for i, agent in enumerate(_AGENTS)},
 }
-SERVICES = {1: Service.IMAP, 2: Service.POP3, 3: Service.SUBMISSION, 4: Service.MANAGESIEVE}
+ROW_KIND = {PF_BOUNDARY: "noise:disconnect", PF_QMGR: "noise:qmgr"}
+"""The parsers' ``kind`` of rows that are not events (kept for ``correlate``); the others are events."""
+STAGES = {
+    LOGIN_FAIL: "dv_login_fail",
+    AUTH: "dv_auth",
+    PF_CLIENT: "pf_client",
+    PF_SASL_FAIL: "pf_sasl_fail",
+    PF_SASL_ABORT: "pf_sasl_fail",
+    PF_AFTER_AUTH: "pf_after_auth",
+    PF_DISC_AUTH: "pf_disconnect",
+    PF_BOUNDARY: "pf_boundary",
+    PF_QMGR: "pf_qmgr",
+}
+ACTIONS = {LOGOUT: Action.LOGOUT, PF_BOUNDARY: None, PF_QMGR: Action.SEND}
+"""Actions other than ``login``."""
+SERVICES = {1: Service.IMAP, 2: Service.POP3, 3: Service.SUBMISSION, 4: Service.MANAGESIEVE, 5: Service.SMTP}
 # string fields, as (start, end) byte offsets into the batch's text
-F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON = range(7)
-N_FIELDS = 7
+F_HOST, F_ACCOUNT, F_SOURCE_IP, F_LOCAL_IP, F_METHOD, F_SESSION, F_REASON, F_SMTPD = range(8)
+N_FIELDS = 8
 # integer fields (-1: null)
 I_ATTEMPTS, I_BYTES_IN, I_BYTES_OUT, I_MESSAGE_SIZE, I_OUTCOME, I_TLS, I_SERVICE, I_V6 = range(8)
-N_INTS = 8
-OUTCOMES = {1: Outcome.SUCCESS, 2: Outcome.FAILURE, 3: Outcome.UNKNOWN_USER}
+I_RECIPIENTS, I_REASON = 8, 9
+N_INTS = 10
+OUTCOMES = {
+    1: Outcome.SUCCESS,
+    2: Outcome.FAILURE,
+    3: Outcome.UNKNOWN_USER,
+    4: Outcome.UNKNOWN,
+    5: Outcome.TEMPFAIL,
+}
+AFTER_AUTH = ("lost connection", "timeout", "too many errors", "improper command pipelining")
+REASONS = {
+    1: "authentication failure",
+    2: "Connection lost to authentication server",
+    3: "authentication aborted",
+    4: "auth command failed",
+    **{5 + i: f"{w} after AUTH" for i, w in enumerate(AFTER_AUTH)},
+}
+"""Reasons by code (``I_REASON``); Dovecot's are read from the line (``F_REASON``)."""
 
 CACHE_ENV = "NUMBA_CACHE_DIR"
 
@@ -74,7 +118,7 @@ def cache_dir() -> Path:
     """Where compiled code is cached: ``$NUMBA_CACHE_DIR`` if set, else systemd's
     ``$CACHE_DIRECTORY`` (``CacheDirectory=detector`` in the unit: a service user that cannot write
     into the installation), else ``$XDG_CACHE_HOME`` or ``~/.cache``, else the temporary directory;
-    each with ``detector/numba`` below it, the first that is writable."""
+    each with ``detector/numba`` below it, the first that is ours (see :func:`_ours`)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     candidates = []
@@ -85,12 +129,107 @@ def cache_dir() -> Path:
     candidates.append(Path(tempfile.gettempdir()) / f"detector-numba-{os.getuid()}")
     for c in candidates:
         try:
-            c.mkdir(parents=True, exist_ok=True)
+            c.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError:
             continue
-        if os.access(c, os.W_OK):
+        if _ours(c) and os.access(c, os.W_OK):
             return c
-    return candidates[-1]
+    # nowhere safe to keep compiled code: a private directory of this process (compiles each run)
+    return Path(tempfile.mkdtemp(prefix="detector-numba-"))
+
+
+def _ours(path: Path, *, owners: tuple[int, ...] = ()) -> bool:
+    """``path`` belongs to this user (or one of ``owners``) and no one else may write into it.
+    numba's cache index is a pickle: whoever can write it runs code as the reader, so a directory
+    someone else made (``/tmp/detector-numba-<uid>`` planted by another local user) is never used."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return st.st_uid in (os.getuid(), *owners) and not st.st_mode & 0o022
+
+
+SEED_ENV = "DETECTOR_KERNEL_SEED"
+
+
+def seed_dir() -> Path:
+    """The compiled kernel shipped with the installation: ``$DETECTOR_KERNEL_SEED``, else
+    ``<sys.prefix>/share/detector/numba``. Written by whoever installs (``make install``,
+    ``python -m detector.ingest.kernel_seed``), read by every user: a service user or a Spark executor
+    whose cache holds no kernel copies it there (a few milliseconds) instead of compiling it."""
+    given = os.environ.get(SEED_ENV)
+    return Path(given) if given else Path(sys.prefix) / "share" / "detector" / "numba"
+
+
+IMPL = "_kernel_impl"
+
+
+def _cache_subdir(cache: Path) -> Path | None:
+    """The directory numba keeps the kernel's compiled files in under ``cache`` (it depends on
+    where the source is installed); None if this numba does not say."""
+    import importlib.util
+
+    try:
+        from numba.core.caching import _CacheLocator
+    except ImportError:  # pragma: no cover - another numba layout: no seed, numba compiles
+        return None
+    spec = importlib.util.find_spec(f"detector.ingest.{IMPL}")
+    if spec is None or spec.origin is None:
+        return None
+    return cache / _CacheLocator.get_suitable_cache_subpath(spec.origin)
+
+
+def _from_seed(cache: Path) -> int:
+    """Copy the seed's compiled files into ``cache`` when it holds no kernel yet; returns the
+    number of files copied. Each file lands under a temporary name and is renamed, so parallel
+    workers starting together never read half a file."""
+    seed = seed_dir()
+    target = _cache_subdir(cache)
+    if target is None or not seed.is_dir() or not _ours(seed, owners=(0,)):
+        return 0
+    files = [f for f in seed.glob(f"{IMPL}.*") if f.suffix in (".nbi", ".nbc") and _ours(f, owners=(0,))]
+    index = [f for f in files if f.name.startswith(f"{IMPL}.scan-") and f.suffix == ".nbi"]
+    if not index or all(_same(f, target / f.name) for f in index):
+        return 0  # no seed, or the cache has this kernel already
+    try:
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for f in files:
+            tmp = target / f".{f.name}.{os.getpid()}.tmp"
+            shutil.copyfile(f, tmp)
+            os.replace(tmp, target / f.name)
+    except OSError:
+        return 0  # numba compiles instead
+    return len(files)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def write_seed(seed: Path | None = None) -> int:
+    """Compile (or load) the kernel, then copy its compiled files into ``seed`` (default
+    :func:`seed_dir`) for other users of this installation; returns the number of files."""
+    warm()
+    seed = seed or seed_dir()
+    source = _cache_subdir(Path(os.environ[CACHE_ENV]))
+    if source is None:
+        return 0
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"detector.ingest.{IMPL}")
+    since = Path(spec.origin).stat().st_mtime if spec and spec.origin else 0.0
+    # files of this source only (an older source's leftovers were written before it changed)
+    files = [f for f in source.glob(f"{IMPL}.*") if f.stat().st_mtime >= since]
+    seed.mkdir(parents=True, exist_ok=True)
+    for old in seed.glob(f"{IMPL}.*"):
+        old.unlink()
+    for f in files:
+        shutil.copyfile(f, seed / f.name)
+        os.chmod(seed / f.name, 0o644)
+    return len(files)
 
 
 _LOCK = threading.Lock()
@@ -116,6 +255,7 @@ def _scan_fn():
                     from numba.core import config
 
                     config.reload_config()
+            _from_seed(Path(os.environ[CACHE_ENV]))
             from detector.ingest import _kernel_impl
 
             fn = _COMPILED["scan"] = _kernel_impl.scan
@@ -156,7 +296,11 @@ def wanted(mode: str, year: int | None, first: pl.DataFrame, text_bytes: int | N
     if first.is_empty() or (text_bytes is not None and text_bytes < AUTO_MIN_BYTES):
         return False
     raw = pl.col(C.RAW)
-    tagged = raw.str.contains(" dovecot: ", literal=True) | raw.str.contains(" dovecot[", literal=True)
+    tagged = (
+        raw.str.contains(" dovecot: ", literal=True)
+        | raw.str.contains(" dovecot[", literal=True)
+        | raw.str.contains(" postfix", literal=True)
+    )
     return bool(first.select(tagged.mean()).item() >= AUTO_SHARE)
 
 
@@ -197,55 +341,66 @@ def split(
     data = np.frombuffer(bufs[2] if bufs[2] is not None else b"", dtype=np.uint8)
     kinds = np.zeros(n, np.int8)
     stamps = np.zeros(n, np.int64)
+    zones = np.zeros(n, np.int8)  # 1: the stamp is UTC already (an ISO 8601 stamp with its offset)
     spans = np.full((n, 2 * N_FIELDS), -1, np.int64)
     ints = np.full((n, N_INTS), -1, np.int64)
     key, year = _limit(reference, timezone)
-    _scan_fn()(data, offsets, key, year, kinds, stamps, spans, ints)
+    _scan_fn()(data, offsets, key, year, kinds, stamps, zones, spans, ints)
     if timezone != "UTC":
         # a local time that does not exist (the hour skipped in spring) has no stamp: the
         # envelope quarantines such lines, so the kernel leaves them to it
-        some = np.flatnonzero(kinds)
+        some = np.flatnonzero((kinds != TAKEN_NOT) & (zones == 0))
         local = pl.select(
             _localize(pl.lit(pl.Series(stamps[some]).cast(pl.Datetime("us"))), timezone)
         ).to_series()
         kinds[some[local.is_null().to_numpy()]] = TAKEN_NOT
 
+    rows = np.flatnonzero((kinds >= LOGIN_OK) & (kinds <= LAST_ROW))
+    sip, lip = _strings(data, spans, rows, F_SOURCE_IP, 0), _strings(data, spans, rows, F_LOCAL_IP, 0)
+    v6 = ints[rows, I_V6] > 0
+    if v6.any():
+        # IPv6 text is made canonical by the function the parsers use (once per distinct value);
+        # what is then no valid address goes back to the parsers, whose screen quarantines it
+        sip, lip = _canon_v6(sip), _canon_v6(lip)
+        ok = np.ones(len(rows), bool)
+        of_v6 = pl.Series(v6)
+        ok[v6] = _valid_both(sip.filter(of_v6), lip.filter(of_v6))
+        if not ok.all():
+            kinds[rows[~ok]] = TAKEN_NOT
+            keep = pl.Series(ok)
+            rows, sip, lip = rows[ok], sip.filter(keep), lip.filter(keep)
+
     noise: Counter = Counter()
-    counts = np.bincount(kinds, minlength=NOISE_OTHER + 1)
+    counts = np.bincount(kinds.view(np.uint8), minlength=max(NOISE_KINDS) + 1)
     for k, name in NOISE_KINDS.items():
         if counts[k]:
             noise[name] += int(counts[k])
     taken = kinds != TAKEN_NOT
-    is_event = (kinds >= LOGIN_OK) & (kinds <= LOGOUT)
     rest = batch.filter(pl.Series(~taken)) if taken.any() else batch
-    idx = np.flatnonzero(is_event)
-    if not len(idx):
+    if not len(rows):
         return Taken(
             pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(private, pl.String)}),
             noise,
             int(taken.sum()),
         ), rest
 
-    kind = kinds[idx]
-    iv = ints[idx]
+    kind = kinds[rows]
+    iv = ints[rows]
 
     def text(f: int, case: int = 0) -> pl.Series:
-        return _strings(data, spans, idx, f, case)
+        return _strings(data, spans, rows, f, case)
 
     def num(i: int, dtype: pl.DataType) -> pl.Series:
         v = iv[:, i]
         return pl.Series(pl.from_arrow(pa.array(v, mask=v < 0))).cast(dtype)
 
-    sip, lip = text(F_SOURCE_IP), text(F_LOCAL_IP)
-    if (iv[:, I_V6] > 0).any():
-        # IPv6 text is made canonical by the function the parsers use (once per distinct value)
-        sip, lip = _canon_v6(sip), _canon_v6(lip)
-    code = pl.Series("_k", kind)
-    naive = pl.Series(stamps[idx], dtype=pl.Int64).cast(pl.Datetime("us"))
+    naive = pl.Series(stamps[rows], dtype=pl.Int64).cast(pl.Datetime("us"))
+    utc = pl.Series(zones[rows] == 1)
     frame = pl.DataFrame(
         {
-            "_k": code,
+            "_k": pl.Series("_k", kind),
             "_ts": naive,
+            "_utc": utc,
             C.HOST: text(F_HOST),
             "_svc": num(I_SERVICE, pl.Int8),
             "_out": num(I_OUTCOME, pl.Int8),
@@ -259,33 +414,50 @@ def split(
             C.BYTES_IN: num(I_BYTES_IN, pl.Int64),
             C.BYTES_OUT: num(I_BYTES_OUT, pl.Int64),
             C.MESSAGE_SIZE: num(I_MESSAGE_SIZE, pl.Int64),
+            C.RECIPIENTS: num(I_RECIPIENTS, pl.Int32),
             "_reason": text(F_REASON),
-            C.SOURCE_FILE: batch[C.SOURCE_FILE].gather(idx),
-            C.LINE_NUMBER: batch[C.LINE_NUMBER].gather(idx),
+            "_rc": num(I_REASON, pl.Int8),
+            "_smtpd": text(F_SMTPD),
+            C.SOURCE_FILE: batch[C.SOURCE_FILE].gather(rows),
+            C.LINE_NUMBER: batch[C.LINE_NUMBER].gather(rows),
         }
     )
     k = pl.col("_k")
     cols = {
-        C.TIMESTAMP: _localize(pl.col("_ts"), timezone).cast(UTC_US),
-        C.DAEMON: pl.lit("dovecot"),
+        C.TIMESTAMP: pl.when(pl.col("_utc"))
+        .then(pl.col("_ts").dt.replace_time_zone("UTC"))
+        .otherwise(_localize(pl.col("_ts"), timezone).cast(UTC_US)),
+        C.DAEMON: pl.when(k <= LOGOUT).then(pl.lit("dovecot")).otherwise(pl.lit("postfix")),
         C.SERVICE: pl.col("_svc").replace_strict(SERVICES, default=None, return_dtype=pl.String),
-        C.ACTION: pl.when(k == LOGOUT).then(pl.lit(Action.LOGOUT)).otherwise(pl.lit(Action.LOGIN)),
+        C.ACTION: k.replace_strict(ACTIONS, default=Action.LOGIN, return_dtype=pl.String),
         C.OUTCOME: pl.col("_out").replace_strict(OUTCOMES, default=None, return_dtype=pl.String),
-        C.REASON: pl.when(k == LOGIN_FAIL).then(pl.lit("auth failed")).otherwise(pl.col("_reason")),
-        KIND: pl.lit("event"),
-        "_stage": pl.when(k == LOGIN_FAIL)
-        .then(pl.lit("dv_login_fail"))
-        .when(k == AUTH)
-        .then(pl.lit("dv_auth")),
+        C.REASON: pl.when(k == LOGIN_FAIL)
+        .then(pl.lit("auth failed"))
+        .when(pl.col("_rc").is_not_null())
+        .then(pl.col("_rc").replace_strict(REASONS, default=None, return_dtype=pl.String))
+        .otherwise(pl.col("_reason")),
+        KIND: k.replace_strict(ROW_KIND, default="event", return_dtype=pl.String),
+        "_stage": k.replace_strict(STAGES, default=None, return_dtype=pl.String),
+        "_qid": pl.when(k.is_in([PF_CLIENT, PF_QMGR])).then(pl.col(C.SESSION_ID)),
     }
     out = frame.with_columns(**cols).select(
         [
             (pl.col(c) if c in frame.columns or c in cols else pl.lit(None)).cast(t).alias(c)
             for c, t in OUTPUT_SCHEMA.items()
         ]
-        + [(pl.col(p) if p in cols else pl.lit(None)).cast(pl.String).alias(p) for p in private]
+        + [
+            (pl.col(p) if p in cols or p in frame.columns else pl.lit(None)).cast(pl.String).alias(p)
+            for p in private
+        ]
     )
     return Taken(out, noise, int(taken.sum())), rest
+
+
+def _valid_both(sip: pl.Series, lip: pl.Series) -> np.ndarray:
+    """Both addresses valid in canonical text (or absent)."""
+    from detector.ingest.screen import valid_ip
+
+    return (valid_ip(sip).fill_null(True) & valid_ip(lip).fill_null(True)).to_numpy()
 
 
 LOWER, UPPER = 1, 2
@@ -299,7 +471,9 @@ def _strings(data: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int, 
     n = len(rows)
     views = np.empty((n, 16), np.uint8)
     starts = spans[rows, 2 * field]
-    extra = np.empty(int((spans[rows, 2 * field + 1] - starts).clip(0).sum()), np.uint8)
+    extra = np.empty(
+        int(np.where(starts >= 0, spans[rows, 2 * field + 1] - starts, 0).clip(0).sum()), np.uint8
+    )
     used = _kernel_impl.views(data, spans, rows, field, case, views, extra)
     valid = starts >= 0
     mask = None if valid.all() else pa.array(valid).buffers()[1]
@@ -316,3 +490,16 @@ def warm() -> float:
     batch = pl.DataFrame({C.SOURCE_FILE: ["-"], C.LINE_NUMBER: [1], C.RAW: [line]})
     split(batch, timezone="UTC", reference=None, private=())
     return time.perf_counter() - t
+
+
+def main() -> None:
+    """``python -m detector.ingest.kernel_seed [SEED_DIR]``: the packaging step that ships the compiled
+    kernel with an installation (see :func:`seed_dir`)."""
+    import time
+
+    seed = Path(sys.argv[1]) if len(sys.argv) > 1 else seed_dir()
+    t = time.perf_counter()
+    n = write_seed(seed)
+    print(
+        f"ingestion kernel compiled or loaded, {n} files written to {seed} in {time.perf_counter() - t:.1f} s"
+    )
