@@ -312,7 +312,8 @@ def run(
                     stack.enter_context(locked(opts.state_dir))
                     stack.callback(_roll_back, opts.state_dir, out)
                 return _run(paths, opts, night)
-        except DetectorError:
+        except DetectorError as e:
+            e.step = e.step or steps.current
             raise
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -325,11 +326,12 @@ def run(
                     "run on this output directory finishes it",
                     path=out / JOURNAL,
                 ) from e
-            refused = unwritable(e, night.writing[-1])
-            if refused is not None:
-                raise refused from e
-            where = f" in step {steps.current}" if steps.current else ""
-            raise RunFailed(f"run failed{where}, previous reports kept: {type(e).__name__}: {e}") from e
+            failed = unwritable(e, night.writing[-1])
+            if failed is None:
+                where = f" in step {steps.current}" if steps.current else ""
+                failed = RunFailed(f"run failed{where}, previous reports kept: {type(e).__name__}: {e}")
+            failed.step = steps.current
+            raise failed from e
         finally:
             if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files
                 shutil.rmtree(staging, ignore_errors=True)
