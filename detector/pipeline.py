@@ -425,14 +425,16 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
     ingested, window = _ingest(paths, opts, night)
     analysis, history = _analyse(ingested, window, inputs, opts, night)
     scored = _write_events(analysis, ingested, inputs, opts, night)
+    prior = analysis.prior
+    del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
     planned = _recommend(scored, history, inputs, opts, night)
-    state = analysis.prior.state
+    state = prior.state
     comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night)
     tables, summary, attention = _reports(
         scored, planned, ingested, state, comparison, replay_kind, opts, night
     )
     generation = None
-    if opts.state_dir is not None and not analysis.prior.later_nights:
+    if opts.state_dir is not None and not prior.later_nights:
         generation = _fold(
             opts.state_dir, state, history, scored, tables, planned.plan, ingested, window, opts, night
         )
@@ -562,8 +564,8 @@ def _write_events(
             write_parquet(
                 events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
             )
-    # the later steps read the scored events from disk: the in-memory frames of detection and
-    # scoring (every event, about 100 columns) are not kept for the plan and the replay
+    # the later steps read the scored events from disk, not the in-memory frames of detection and
+    # scoring (every event, about 100 columns)
     return _Events(
         events=events,
         count=n_events,
