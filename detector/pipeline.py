@@ -35,7 +35,7 @@ from detector.logging_setup import LOGGER, log
 from detector.publish import JOURNAL, commit, locked_out, recover_out, recover_state
 from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
-from detector.schema import C
+from detector.schema import C, Verdict
 from detector.state import State
 
 if TYPE_CHECKING:
@@ -87,9 +87,9 @@ class FailOn:
             return None
         t = text.strip().lower()
         if t == "compromised":
-            return cls(verdicts=("compromised",))
+            return cls(verdicts=(Verdict.COMPROMISED,))
         if t == "targeted":
-            return cls(verdicts=("compromised", "targeted"))
+            return cls(verdicts=(Verdict.COMPROMISED, Verdict.TARGETED))
         try:
             value = float(t)
         except ValueError:
@@ -103,8 +103,8 @@ class FailOn:
     def check(self, accounts: pl.DataFrame) -> str | None:
         """Why the night needs attention, or ``None``."""
         if self.verdicts:
-            counts = accounts.filter(pl.col("verdict").is_in(self.verdicts)).group_by("verdict").len()
-            found = {r["verdict"]: r["len"] for r in counts.iter_rows(named=True)}
+            counts = accounts.filter(pl.col(C.VERDICT).is_in(self.verdicts)).group_by(C.VERDICT).len()
+            found = {r[C.VERDICT]: r["len"] for r in counts.iter_rows(named=True)}
             if found:
                 return ", ".join(f"{n} {v}" for v, n in sorted(found.items()))
             return None
@@ -115,7 +115,7 @@ class FailOn:
     def describe(self) -> str:
         if self.threshold is not None:
             return f"risk>={self.threshold:g}"
-        return "targeted" if "targeted" in self.verdicts else "compromised"
+        return "targeted" if Verdict.TARGETED in self.verdicts else "compromised"
 
 
 @dataclass(frozen=True)
