@@ -296,3 +296,14 @@ def test_a_failed_run_names_its_step_and_publishes_nothing(
         assert f"run failed in step {step}, previous reports kept" in str(e.value)
     assert not [p for p in out.iterdir() if p.name != ".lock"], "nothing published"
     assert load_state(tmp_path / "state").is_empty, "the state is unchanged"
+
+
+def test_every_step_of_a_run_is_timed_in_order(night, tmp_path):
+    """The progress bar counts STEPS: a run with a state goes through each of them, in that order."""
+    from detector.pipeline import STEPS, run
+
+    result = run(
+        [night["logs"]], tmp_path / "out", state_dir=tmp_path / "state", practitioners=night["practitioners"]
+    )
+    assert tuple(result.timings) == STEPS
+    assert result.state_generation == 1
