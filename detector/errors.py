@@ -18,6 +18,8 @@ class DetectorError(ValueError):
     """Root of every error caused by input, configuration or environment."""
 
     exit_code = 2
+    step: str | None = None
+    """The nightly job's step it stopped (``detector.pipeline.STEPS``; set by the pipeline)."""
 
     def __init__(
         self,

@@ -35,7 +35,7 @@ from detector.logging_setup import LOGGER, log
 from detector.publish import JOURNAL, commit, locked_out, recover_out, recover_state
 from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
-from detector.schema import C
+from detector.schema import C, Verdict
 from detector.state import State
 
 if TYPE_CHECKING:
@@ -87,9 +87,9 @@ class FailOn:
             return None
         t = text.strip().lower()
         if t == "compromised":
-            return cls(verdicts=("compromised",))
+            return cls(verdicts=(Verdict.COMPROMISED,))
         if t == "targeted":
-            return cls(verdicts=("compromised", "targeted"))
+            return cls(verdicts=(Verdict.COMPROMISED, Verdict.TARGETED))
         try:
             value = float(t)
         except ValueError:
@@ -103,8 +103,8 @@ class FailOn:
     def check(self, accounts: pl.DataFrame) -> str | None:
         """Why the night needs attention, or ``None``."""
         if self.verdicts:
-            counts = accounts.filter(pl.col("verdict").is_in(self.verdicts)).group_by("verdict").len()
-            found = {r["verdict"]: r["len"] for r in counts.iter_rows(named=True)}
+            counts = accounts.filter(pl.col(C.VERDICT).is_in(self.verdicts)).group_by(C.VERDICT).len()
+            found = {r[C.VERDICT]: r["len"] for r in counts.iter_rows(named=True)}
             if found:
                 return ", ".join(f"{n} {v}" for v, n in sorted(found.items()))
             return None
@@ -115,7 +115,7 @@ class FailOn:
     def describe(self) -> str:
         if self.threshold is not None:
             return f"risk>={self.threshold:g}"
-        return "targeted" if "targeted" in self.verdicts else "compromised"
+        return "targeted" if Verdict.TARGETED in self.verdicts else "compromised"
 
 
 @dataclass(frozen=True)
@@ -312,7 +312,8 @@ def run(
                     stack.enter_context(locked(opts.state_dir))
                     stack.callback(_roll_back, opts.state_dir, out)
                 return _run(paths, opts, night)
-        except DetectorError:
+        except DetectorError as e:
+            e.step = e.step or steps.current
             raise
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -325,11 +326,12 @@ def run(
                     "run on this output directory finishes it",
                     path=out / JOURNAL,
                 ) from e
-            refused = unwritable(e, night.writing[-1])
-            if refused is not None:
-                raise refused from e
-            where = f" in step {steps.current}" if steps.current else ""
-            raise RunFailed(f"run failed{where}, previous reports kept: {type(e).__name__}: {e}") from e
+            failed = unwritable(e, night.writing[-1])
+            if failed is None:
+                where = f" in step {steps.current}" if steps.current else ""
+                failed = RunFailed(f"run failed{where}, previous reports kept: {type(e).__name__}: {e}")
+            failed.step = steps.current
+            raise failed from e
         finally:
             if not (out / JOURNAL).exists():  # after the commit point the next run needs the staged files
                 shutil.rmtree(staging, ignore_errors=True)
@@ -423,14 +425,16 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
     ingested, window = _ingest(paths, opts, night)
     analysis, history = _analyse(ingested, window, inputs, opts, night)
     scored = _write_events(analysis, ingested, inputs, opts, night)
+    prior = analysis.prior
+    del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
     planned = _recommend(scored, history, inputs, opts, night)
-    state = analysis.prior.state
+    state = prior.state
     comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night)
     tables, summary, attention = _reports(
         scored, planned, ingested, state, comparison, replay_kind, opts, night
     )
     generation = None
-    if opts.state_dir is not None and not analysis.prior.later_nights:
+    if opts.state_dir is not None and not prior.later_nights:
         generation = _fold(
             opts.state_dir, state, history, scored, tables, planned.plan, ingested, window, opts, night
         )
@@ -562,8 +566,8 @@ def _write_events(
             write_parquet(
                 events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
             )
-    # the later steps read the scored events from disk: the in-memory frames of detection and
-    # scoring (every event, about 100 columns) are not kept for the plan and the replay
+    # the later steps read the scored events from disk, not the in-memory frames of detection and
+    # scoring (every event, about 100 columns)
     return _Events(
         events=events,
         count=n_events,

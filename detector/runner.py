@@ -120,7 +120,7 @@ def run_command(
         return result.exit_code
     except DetectorError as e:
         if log_format == "json":
-            log(logging.getLogger(LOGGER), logging.ERROR, str(e), exit_code=e.exit_code)
+            log(logging.getLogger(LOGGER), logging.ERROR, str(e), exit_code=e.exit_code, step=e.step)
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

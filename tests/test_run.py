@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from detector.cli import app
-from detector.errors import ConfigError
+from detector.errors import ConfigError, RunFailed
 from detector.pipeline import FailOn
 from detector.report import contract
 from detector.report.parquet import read_metadata
@@ -114,6 +114,9 @@ def test_run_end_to_end(night, tmp_path, monkeypatch):
     assert failed.exit_code == 1
     assert "disk on fire" in failed.stderr and "previous reports kept" in failed.stderr
     assert "run failed in step reports" in failed.stderr, "the error names the step that failed"
+    logged = [json.loads(line) for line in failed.stderr.splitlines() if line.startswith("{")]
+    errors = [e for e in logged if e["level"] == "error"]
+    assert [(e["step"], e["exit_code"]) for e in errors] == [("reports", 1)], failed.stderr
     assert _snapshot(out) == before
     assert not list(out.glob(".tmp-*"))
     assert (state / STATE_FILE).read_bytes() == state_before
@@ -265,3 +268,42 @@ def test_quiet_night_without_events(tmp_path):
     for report in contract.PARQUET_REPORTS:
         assert pl.read_parquet_schema(out / report.name) == dict(report.schema())
     assert json.loads((out / "summary.json").read_text())["replay"]["strategies"] is None
+
+
+@pytest.mark.parametrize(
+    ("where", "raised", "caught", "step"),
+    [
+        ("detector.ingest.ingest", RuntimeError("parser bug"), RunFailed, "ingest"),
+        ("detector.recommend.recommend", ConfigError("bad allowlist"), ConfigError, "recommend"),
+        ("detector.state.fold_night", RuntimeError("fold bug"), RunFailed, "state"),
+    ],
+)
+def test_a_failed_run_names_its_step_and_publishes_nothing(
+    night, tmp_path, monkeypatch, where, raised, caught, step
+):
+    from detector.pipeline import run
+
+    def boom(*a, **k):
+        raise raised
+
+    monkeypatch.setattr(where, boom)
+    out = tmp_path / "out"
+    with pytest.raises(caught) as e:
+        run([night["logs"]], out, state_dir=tmp_path / "state", practitioners=night["practitioners"])
+    assert e.value.step == step
+    assert e.value.exit_code == (2 if caught is ConfigError else 1)
+    if caught is RunFailed:
+        assert f"run failed in step {step}, previous reports kept" in str(e.value)
+    assert not [p for p in out.iterdir() if p.name != ".lock"], "nothing published"
+    assert load_state(tmp_path / "state").is_empty, "the state is unchanged"
+
+
+def test_every_step_of_a_run_is_timed_in_order(night, tmp_path):
+    """The progress bar counts STEPS: a run with a state goes through each of them, in that order."""
+    from detector.pipeline import STEPS, run
+
+    result = run(
+        [night["logs"]], tmp_path / "out", state_dir=tmp_path / "state", practitioners=night["practitioners"]
+    )
+    assert tuple(result.timings) == STEPS
+    assert result.state_generation == 1
