@@ -176,7 +176,10 @@ class Workers:
     def _publish(self, ctx: Any) -> ContextFile:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.work_dir / f"context-{os.getpid()}-{next(self._maps)}.pickle"
-        with open(path, "wb") as f:
+        # personal data (the history), loaded by pickle: only this account may read or plant it;
+        # O_EXCL refuses a file (or a link) already there
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
             pickle.dump(ctx, f, protocol=pickle.HIGHEST_PROTOCOL)
         return ContextFile(str(path))
 

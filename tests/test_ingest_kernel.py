@@ -483,9 +483,8 @@ print(sum(k.scan.stats.cache_hits.values()), sum(k.scan.stats.cache_misses.value
 
 
 def _probe(env: dict, user: str | None = None, python: str = sys.executable) -> tuple[int, int, str]:
-    import subprocess
-
     import shutil
+    import subprocess
 
     cmd = [python, "-c", PROBE]
     if user:
