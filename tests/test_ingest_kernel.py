@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -483,9 +486,6 @@ print(sum(k.scan.stats.cache_hits.values()), sum(k.scan.stats.cache_misses.value
 
 
 def _probe(env: dict, user: str | None = None, python: str = sys.executable) -> tuple[int, int, str]:
-    import shutil
-    import subprocess
-
     cmd = [python, "-c", PROBE]
     if user:
         cmd = [shutil.which("runuser") or "runuser", "-u", user, "--", *cmd]
@@ -515,9 +515,6 @@ where ``nobody`` can read it, else one named by ``$DETECTOR_SERVICE_PYTHON``."""
 
 
 def _nobody_can_run(python: str) -> bool:
-    import shutil
-    import subprocess
-
     runuser = shutil.which("runuser")
     if os.geteuid() != 0 or runuser is None:
         return False
@@ -535,9 +532,6 @@ def test_service_user_with_a_read_only_installation():
     """systemd ``User=detector`` with ``CacheDirectory=detector``: run for real as ``nobody``, who
     cannot write into the installation nor into root's cache, with a fresh home and the unit's
     ``$CACHE_DIRECTORY``: the kernel comes from the installation's seed, compiled once by root."""
-    import subprocess
-    import tempfile
-
     if not _nobody_can_run(SERVICE_PYTHON):
         pytest.skip("needs root, runuser and an interpreter nobody can run ($DETECTOR_SERVICE_PYTHON)")
     top = Path(tempfile.mkdtemp(prefix="detector-svc-"))
@@ -563,6 +557,4 @@ def test_service_user_with_a_read_only_installation():
         assert where == str(cache / "numba")
         assert all(f.stat().st_uid == 65534 for f in Path(where).rglob("*"))
     finally:
-        import shutil
-
         shutil.rmtree(top, ignore_errors=True)

@@ -15,7 +15,7 @@ _OFFSETS = types.Array(types.int64, 1, "C", readonly=True)
 _I64_2D = types.Array(types.int64, 2, "C")
 _I8 = types.Array(types.int8, 1, "C")
 SCAN_SIG = types.void(_TEXT, _OFFSETS, types.int64, types.int64, _I8, _I64, _I8, _I64_2D, _I64_2D)
-VIEWS_SIG = types.int64(
+VIEWS_SIG = types.Array(types.uint8, 1, "C")(
     _TEXT,
     _I64_2D,
     _I64,
@@ -1053,11 +1053,19 @@ def _cased(c, case):
 
 
 @njit(VIEWS_SIG, cache=True, nogil=True)
-def views(data, spans, rows, field, case, out, extra):
+def views(data, spans, rows, field, case, out, valid):
     """Arrow string views (16 bytes each, ``out``) of ``data[start:end]`` for the given rows'
-    field, case changed (``case`` 1 lower, 2 upper). Values of up to 12 bytes live in the view
-    itself, longer ones are copied to ``extra`` (the array's one data buffer): the column never
-    holds on to the batch's text. Returns the bytes used in ``extra``."""
+    field, case changed (``case`` 1 lower, 2 upper), and ``valid`` (1 where the row has the
+    field). Values of up to 12 bytes live in the view itself, longer ones are copied to the
+    returned buffer (the array's one data buffer): the column never holds on to the batch's text."""
+    size = 0
+    for i in range(rows.shape[0]):
+        s = spans[rows[i], 2 * field]
+        if s >= 0:
+            n = spans[rows[i], 2 * field + 1] - s
+            if n > 12:
+                size += n
+    extra = np.empty(size, np.uint8)
     used = 0
     words = out.view(np.uint32)
     for i in range(rows.shape[0]):
@@ -1065,6 +1073,7 @@ def views(data, spans, rows, field, case, out, extra):
         n = spans[rows[i], 2 * field + 1] - s
         if s < 0:
             n = 0
+        valid[i] = 1 if s >= 0 else 0
         words[i, 0] = n
         words[i, 1] = 0
         words[i, 2] = 0
@@ -1086,4 +1095,4 @@ def views(data, spans, rows, field, case, out, extra):
             out[i, 4 + j] = extra[used + j]
         words[i, 3] = used
         used += n
-    return used
+    return extra

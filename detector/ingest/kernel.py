@@ -470,14 +470,12 @@ def _strings(data: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int, 
 
     n = len(rows)
     views = np.empty((n, 16), np.uint8)
-    starts = spans[rows, 2 * field]
-    extra = np.empty(
-        int(np.where(starts >= 0, spans[rows, 2 * field + 1] - starts, 0).clip(0).sum()), np.uint8
-    )
-    used = _kernel_impl.views(data, spans, rows, field, case, views, extra)
-    valid = starts >= 0
-    mask = None if valid.all() else pa.array(valid).buffers()[1]
-    arr = pa.Array.from_buffers(pa.string_view(), n, [mask, pa.py_buffer(views), pa.py_buffer(extra[:used])])
+    valid = np.empty(n, np.uint8)
+    extra = _kernel_impl.views(data, spans, rows, field, case, views, valid)
+    if not valid.any():
+        return pl.repeat(None, n, dtype=pl.String, eager=True)
+    mask = None if valid.all() else pa.array(valid.view(np.bool_)).buffers()[1]
+    arr = pa.Array.from_buffers(pa.string_view(), n, [mask, pa.py_buffer(views), pa.py_buffer(extra)])
     return pl.Series(pl.from_arrow(arr))
 
 
