@@ -154,6 +154,11 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 @guarded
 def ingest(
@@ -217,6 +222,18 @@ def run_cmd(
     ] = LogFormat.text,
     year: Year = None,
     timezone: Annotated[str | None, typer.Option(help="Time zone of time stamps without an offset.")] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: this process; spark: the same steps as Spark tasks (docs/spark.md)."),
+    ] = Engine.local,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Spark master with --engine spark: local[N], yarn, k8s://..., spark://... "
+            "(default: spark-submit's, else local[2]).",
+        ),
+    ] = None,
 ) -> None:
     """Run the nightly job: ingest, enrich, detect, score, recommend; publish reports; print the summary."""
     from detector.runner import run_command
@@ -225,6 +242,7 @@ def run_cmd(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
         log_format=log_format.value, year=year, timezone=timezone, overrides=overrides,
+        engine=engine.value, spark_master=spark_master,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

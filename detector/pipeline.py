@@ -51,6 +51,9 @@ STEPS: tuple[str, ...] = (
 )
 """The steps of a run, in order (progress callbacks receive these names)."""
 
+ENGINES = ("local", "spark")
+"""Where the analysis runs: this process, or Spark (:mod:`detector.spark`)."""
+
 EVENT_ROW_GROUP = 64 * 1024
 """Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
 
@@ -217,6 +220,8 @@ def run(
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     overrides: str | Path | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
 ) -> RunResult:
     """Run the nightly job on ``paths`` and publish its reports in ``out_dir``.
 
@@ -235,6 +240,9 @@ def run(
             ``/etc/detector/overrides.toml`` if it exists), applied to the plan and audited.
         progress: called with each step name as it starts.
         clock: the wall clock (tests).
+        engine: ``local`` (this process) or ``spark`` (:mod:`detector.spark`: the same functions
+            run as Spark tasks; the state and the reports stay with this process).
+        spark_master: the Spark master URL (``None``: ``spark-submit``'s, else ``local[2]``).
 
     Raises:
         DetectorError: bad input, configuration, model or state (exit 2), or RunFailed (exit 1).
@@ -248,6 +256,8 @@ def run(
     out = Path(out_dir)
     if not paths:
         raise InputError("no input paths given")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     from detector.state import locked, private_dir
 
     with locked_out(out):
@@ -272,7 +282,8 @@ def run(
                     paths, out, staging, run_id, started, logger, progress, cfg, rule,
                     state_dir=None if state_dir is None else Path(state_dir), practitioners=practitioners,
                     geoip_dir=geoip_dir, model_path=model_path, pseudonymize_key=pseudonymize_key,
-                    labels=labels, writing=writing, overrides=overrides,
+                    labels=labels, writing=writing, overrides=overrides, engine=engine,
+                    spark_master=spark_master,
                 )  # fmt: skip
         except DetectorError:
             raise
@@ -347,6 +358,8 @@ def _run(
     labels: str | Path | None,
     writing: list[Path],
     overrides: str | Path | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
 ) -> RunResult:
     # scikit-learn's OpenMP threads (the event model predicts on two) sleep while they wait instead
     # of spinning: on a busy machine spinning doubled the prediction's CPU and wall time. Read when
@@ -402,8 +415,16 @@ def _run(
 
         label_frame = read_labels(labels)
 
+    spark = None
+    if engine == "spark":  # before the long steps: no PySpark or no Java is bad usage (exit 2)
+        from detector import spark as spark_engine
+
+        spark = spark_engine.session(spark_master)
     with step("ingest"):
-        ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
+        if spark is None:
+            ingested = ingest([str(p) for p in paths], cfg.ingest, staging / "work")
+        else:
+            ingested = spark_engine.ingest(spark, paths, cfg.ingest, staging / "work")
     warnings.extend(ingested.warnings)
     inputs = _inputs_meta(ingested.inputs)
     night = night_window(ingested.events)
@@ -417,10 +438,16 @@ def _run(
         state, later_nights = prior.state, prior.later_nights
     # enrich -> features -> detect -> score: the one analysis every command runs (detector.engine);
     # detection per account shard, in files under the staging directory (small nights: in memory)
-    analysis = analyse(
-        ingested.events, cfg, work_dir=staging / "work", prior=prior, geoip=geoip, practitioners=directory,
-        model=model_file, step=step,
-    )  # fmt: skip
+    if spark is None:
+        analysis = analyse(
+            ingested.events, cfg, work_dir=staging / "work", prior=prior, geoip=geoip,
+            practitioners=directory, model=model_file, step=step,
+        )  # fmt: skip
+    else:
+        analysis = spark_engine.analyse(
+            spark, ingested.events_path, cfg, work_dir=staging / "work", prior=prior, geoip=geoip,
+            practitioners=directory, model=model_file, step=step,
+        )  # fmt: skip
     history = analysis.prior.history
     warnings.extend(analysis.warnings)
     if directory is None:
