@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -135,6 +136,27 @@ def test_sharded_detection_and_scores_equal_the_whole_night(
         e1 = s1.events.lazy().select(C.EVENT_ID, C.RISK_SCORE).collect()
         e2 = s2.events.lazy().select(C.EVENT_ID, C.RISK_SCORE).collect()
         assert e1.equals(e2)
+
+
+def test_shard_steps_run_from_a_pickled_context(night: pl.DataFrame, tmp_path: Path):
+    """The per-shard steps are what a worker process (or a Spark task) runs: their context
+    crosses a process boundary by pickling and gives the same frames on the other side."""
+    import pickle
+
+    import detector.detect.shards as sh
+    from detector.features import History
+
+    inputs, tables = partition(night.lazy(), Config(), tmp_path, shard_events=night.height)
+    ctx = sh.DetectContext(Config(), History.empty(), tables)
+    moved = pickle.loads(pickle.dumps(ctx))
+    frame = inputs.get(0)
+    features = sh.features_step(frame, ctx)
+    assert features.equals(sh.features_step(frame, moved))
+    with pytest.raises(ValueError, match="campaign keys"):
+        sh.campaign_step(features, moved)
+    logins = sh.source_inputs_step(features, moved)
+    keyed = pickle.loads(pickle.dumps(replace(moved, keys=sh.campaigns_step(logins, moved))))
+    assert sh.campaign_step(features, keyed).get_column(C.CAMPAIGN).drop_nulls().len() > 0
 
 
 def test_source_scope_columns_exist_in_features(night: pl.DataFrame):

@@ -11,22 +11,29 @@ hits) while holding only one shard of the night's events in memory at a time:
    (:data:`SHARD_EVENTS` per shard; 1 on small nights, which take the same path); and the
    cross-account tables of the features (:func:`detector.features.window_tables`).
 2. One pass splits the events into ``enriched-<k>.parquet``.
-3. Per shard: the features (``build_features`` with the global tables), written to
-   ``features-<k>.parquet``; its login events' few columns the campaign rules and the
-   source-scoped detectors read are kept.
-4. Over those login columns of all shards: the campaigns (``campaign_keys``) and the detectors of
-   scope ``source`` (spraying, stuffing, shared address).
-5. Per shard: the campaigns applied and the detectors of scope ``account``.
-6. Per shard: campaign sizes and per-event hits joined, features finished, written to
-   ``detection-<k>.parquet`` (sorted by ``event_id``); ``Detection.shards`` lists them and
-   ``Detection.events`` scans them (in shard order, not event order).
+3. Per shard (:func:`features_step`): the features, kept as ``features-<k>``; its login events'
+   few columns the campaign rules and the source-scoped detectors read (:func:`source_inputs_step`).
+4. Over those login columns of all shards: the campaigns (:func:`campaigns_step`) and the
+   detectors of scope ``source`` (:func:`source_step`: spraying, stuffing, shared address).
+5. Per shard: the campaigns applied (:func:`campaign_step`), the detectors of scope ``account``
+   (:func:`account_step`) and the events in campaigns (:func:`members_step`).
+6. Per shard (:func:`finish_step`): campaign sizes and per-event hits joined, features finished,
+   written to ``detection-<k>.parquet`` (sorted by ``event_id``); ``Detection.shards`` lists
+   them and ``Detection.events`` scans them (in shard order, not event order).
+
+The per-shard steps are top-level functions ``step(frame, ctx) -> frame`` over polars frames with
+one picklable :class:`DetectContext` (configuration, history, the global tables and what the
+global steps found): the unit a worker process or a distributed backend runs. No stage is
+computed anywhere else.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -36,6 +43,7 @@ from detector.config import Config
 from detector.detect import _DURATION, Detection, _per_event
 from detector.detect.campaigns import (
     CAMPAIGN_INPUT_COLUMNS,
+    CampaignKeys,
     apply_campaigns,
     campaign_keys,
     campaign_sizes,
@@ -253,6 +261,98 @@ def _finish(annotated: pl.DataFrame) -> pl.DataFrame:
     return out.select(keep).collect()
 
 
+def _scoped(cfg: Config, source: bool) -> dict[str, Configured]:
+    """The enabled detectors of scope ``source`` (``source=True``) or of the other scopes."""
+    return {n: c for n, c in configure(cfg).items() if c.enabled and (c.detector.scope == "source") is source}
+
+
+@dataclass(frozen=True)
+class DetectContext:
+    """What a per-shard detection step reads besides its shard (picklable; frames are Arrow-friendly).
+
+    Built once per night by :func:`detect_sharded` and extended between the global steps: the
+    campaign keys after the source step, the campaign sizes and per-event hits before the finish.
+
+    Attributes:
+        cfg: the effective configuration.
+        history: earlier nights' per-account baseline.
+        tables: the cross-account tables of the features (:func:`partition`).
+        keys: tonight's campaigns (:func:`source_step`), relinked to the state's.
+        sizes: sources and accounts per campaign, over all shards (:func:`campaign_sizes`).
+        per_event: per event, the detectors that fired and their hits (``detect._per_event``).
+        known_campaigns: earlier nights' campaigns (the state's), for :func:`relink`.
+    """
+
+    cfg: Config
+    history: History
+    tables: WindowTables
+    keys: CampaignKeys | None = None
+    sizes: pl.DataFrame | None = None
+    per_event: pl.DataFrame | None = None
+    known_campaigns: pl.DataFrame | None = None
+
+
+def _need(value: object, what: str) -> Any:
+    if value is None:
+        raise ValueError(f"this step needs the context's {what}: run the global step before it")
+    return value
+
+
+def features_step(frame: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Step 1 per account shard: its enriched events (with ``event_id``) -> their features."""
+    return build_features(frame.lazy(), ctx.cfg.features, ctx.history, ctx.tables).collect()
+
+
+def source_inputs_step(features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per account shard: the few columns of its login events the source-keyed rules read."""
+    return features.filter(x.is_login()).select(SOURCE_SCOPE_COLUMNS)
+
+
+def campaign_step(features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per account shard: the features with each event's ``campaign`` (null outside campaigns)."""
+    keys = _need(ctx.keys, "campaign keys")
+    return features.hstack([event_campaigns(features, keys).get_column(C.CAMPAIGN)])
+
+
+def account_step(campaigned: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per account shard (:func:`campaign_step`'s frame): the findings of the detectors of scope
+    ``account`` (``findings.empty_findings()``'s columns)."""
+    found = _run(campaigned, _scoped(ctx.cfg, source=False))
+    return pl.concat(found) if found else empty_findings()
+
+
+def members_step(campaigned: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per account shard (:func:`campaign_step`'s frame): its events in campaigns, the columns
+    :func:`campaign_sizes` and :func:`campaign_table` read."""
+    return campaigned.filter(pl.col(C.CAMPAIGN).is_not_null()).select(C.CAMPAIGN, *CAMPAIGN_TABLE_COLUMNS)
+
+
+def finish_step(features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Last step per account shard: campaigns with their sizes, per-event hits, finished features."""
+    keys = _need(ctx.keys, "campaign keys")
+    sizes = _need(ctx.sizes, "campaign sizes")
+    per_event = _need(ctx.per_event, "per-event hits")
+    return _finish(_annotate(apply_campaigns(features, keys, sizes), per_event))
+
+
+def campaigns_step(logins: pl.DataFrame, ctx: DetectContext) -> CampaignKeys:
+    """Global: tonight's campaigns over the login events of every shard (:func:`source_inputs_step`),
+    renamed to the earlier campaigns they continue (``ctx.known_campaigns``)."""
+    configured = configure(ctx.cfg)
+    params = {n: c.params for n, c in configured.items()}
+    enabled = {n: c.enabled for n, c in configured.items()}
+    return relink(campaign_keys(logins, params, enabled), ctx.known_campaigns, logins)
+
+
+def source_step(logins: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """The findings of the detectors of scope ``source`` over login events (with the campaigns of
+    ``ctx.keys``)."""
+    keys = _need(ctx.keys, "campaign keys")
+    logins = logins.hstack([event_campaigns(logins, keys).get_column(C.CAMPAIGN)])
+    found = _run(logins, _scoped(ctx.cfg, source=True))
+    return pl.concat(found) if found else empty_findings()
+
+
 def read_batches(
     path: Path, batch_rows: int = BATCH_ROWS, columns: Sequence[str] | None = None
 ) -> Iterator[pl.DataFrame]:
@@ -320,53 +420,43 @@ def detect_sharded(
         raise ConfigError(
             f"[features] window must be a duration such as 6h or 1d, got {cfg.features.window!r}"
         )
-    configured = configure(cfg)
-    params = {n: c.params for n, c in configured.items()}
-    enabled = {n: c.enabled for n, c in configured.items()}
-    by_source = {n: c for n, c in configured.items() if c.enabled and c.detector.scope == "source"}
-    by_account = {n: c for n, c in configured.items() if c.enabled and c.detector.scope != "source"}
     lf = events.lazy()
     schema.check(lf.collect_schema(), schema.ENRICHED_SCHEMA, what="enriched events")
     work = Path(work_dir)
-    history = history or History.empty()
 
     inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS)
+    ctx = DetectContext(cfg, history or History.empty(), tables, known_campaigns=known_campaigns)
     features = ShardFrames(work, "features", len(inputs), inputs.in_memory)
     logins = []
     for k in range(len(inputs)):
-        frame = build_features(inputs.scan(k), cfg.features, history, tables).collect()
+        frame = features_step(inputs.get(k), ctx)
         inputs.drop(k)
         features.put(k, frame)
-        logins.append(frame.filter(x.is_login()).select(SOURCE_SCOPE_COLUMNS))
+        logins.append(source_inputs_step(frame, ctx))
         del frame
     # in shard order: the campaign rules and the source-scoped detectors do not depend on row order
     login_events = pl.concat(logins)
     del logins
-    keys = relink(campaign_keys(login_events, params, enabled), known_campaigns, login_events)
-    login_events = login_events.hstack([event_campaigns(login_events, keys).get_column(C.CAMPAIGN)])
-    found = _run(login_events, by_source)
+    ctx = replace(ctx, keys=campaigns_step(login_events, ctx))
+    found = [source_step(login_events, ctx)]
     del login_events
 
     members = []
     for k in range(len(features)):
-        frame = features.get(k)
-        campaign = event_campaigns(frame, keys).get_column(C.CAMPAIGN)
-        frame = frame.hstack([campaign])
-        found.extend(_run(frame, by_account))
-        members.append(frame.filter(campaign.is_not_null()).select(C.CAMPAIGN, *CAMPAIGN_TABLE_COLUMNS))
+        frame = campaign_step(features.get(k), ctx)
+        found.append(account_step(frame, ctx))
+        members.append(members_step(frame, ctx))
         del frame
     member_events = pl.concat(members)
-    sizes = campaign_sizes(member_events)
+    ctx = replace(ctx, sizes=campaign_sizes(member_events))
     campaigns = campaign_table(member_events)
     del members, member_events
-    findings = (
-        pl.concat(found).sort("start", "detector", "entity", "finding_id") if found else empty_findings()
-    )
-    per_event = _per_event(findings)
+    findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
+    ctx = replace(ctx, per_event=_per_event(findings))
 
     out = []
     for k in range(len(features)):
-        det = _finish(_annotate(apply_campaigns(features.get(k), keys, sizes), per_event))
+        det = finish_step(features.get(k), ctx)
         features.drop(k)
         path = work / f"detection-{k}.parquet"
         det.write_parquet(path, compression="lz4", row_group_size=BATCH_ROWS)
@@ -380,11 +470,20 @@ __all__ = [
     "IN_MEMORY_EVENTS",
     "SHARD_EVENTS",
     "SOURCE_SCOPE_COLUMNS",
+    "DetectContext",
     "ShardFrames",
+    "account_step",
+    "campaign_step",
+    "campaigns_step",
     "detect_sharded",
+    "features_step",
+    "finish_step",
+    "members_step",
     "merge_sorted_batches",
     "partition",
     "read_batches",
     "shard_count",
     "shard_of",
+    "source_inputs_step",
+    "source_step",
 ]

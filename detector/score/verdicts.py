@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -793,47 +793,149 @@ SCORE_INPUTS: tuple[str, ...] = (
 """Columns :func:`score_events` reads besides the model's event features."""
 
 
-def write_shard_risks(
-    pairs: tuple[tuple[Path, Path], ...], model: Model | None, cfg: Config, wanted: list[str]
-) -> None:
+@dataclass(frozen=True)
+class ScoreContext:
+    """What a per-shard scoring step reads besides its shard (picklable; frames are Arrow-friendly).
+
+    Built by :func:`score_shards` and extended between its global steps.
+
+    Attributes:
+        cfg: the effective configuration.
+        model: the loaded model (``None``: the rules).
+        combine: ``risk_score`` is the larger of the model's and the rules' risk.
+        names: the detectors the account and source tables count.
+        wanted: the columns :func:`risk_inputs_step` keeps.
+        path_risks: the event model's positive probability (``_positive``) per distinct path
+            through its trees (``w0``...), over all shards (:func:`path_risks`).
+        hosted: hosted addresses whose events' rules' risk is raised (:mod:`detector.score.hosted`).
+        sources: the source table (all shards).
+        context: per-source context of the account table (``aggregates.source_context``).
+        sprayers: the takeover sprayers (:func:`takeover_sprayers`).
+    """
+
+    cfg: Config
+    model: Model | None
+    combine: bool
+    names: tuple[str, ...]
+    wanted: tuple[str, ...]
+    path_risks: pl.DataFrame | None = None
+    hosted: pl.DataFrame | None = None
+    sources: pl.DataFrame | None = None
+    context: pl.DataFrame | None = None
+    sprayers: pl.DataFrame | None = None
+
+    @property
+    def thresholds(self) -> list[np.ndarray] | None:
+        """The event model's split thresholds (``None``: no model, or not plain boosted trees)."""
+        return self.model.event.thresholds() if self.model is not None else None
+
+
+def _need(value: Any, what: str) -> Any:
+    if value is None:
+        raise ValueError(f"this step needs the context's {what}: run the global step before it")
+    return value
+
+
+def risk_inputs_step(detection: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard: the columns of its detection the event risk reads."""
+    return detection.select([c for c in dict.fromkeys(ctx.wanted) if c in detection.columns])
+
+
+def rule_risk_step(inputs: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard, without distinct paths (no model, or not plain trees): ``risk_score`` and
+    ``_rule_risk`` of each event (:func:`score_events`)."""
+    return score_events(inputs, ctx.model, ctx.cfg).select(RISK, RULE)
+
+
+def paths_step(inputs: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard, with a tree model: each event's rules' risk and path through the trees
+    (``_rule_risk``, ``w0``...; :meth:`~detector.score.model.CalibratedBoostingClassifier.paths`)."""
+    model = _need(ctx.model, "model")
+    thresholds = _need(ctx.thresholds, "model's thresholds")
+    check_event_features(inputs, model)
+    rule = pl.Series(RULE, event_rule_risk(inputs, model, ctx.cfg), dtype=pl.Float64)
+    paths, inverse = model.event.paths(agg.event_matrix(inputs, model.event_features), thresholds)
+    return paths[inverse].insert_column(0, rule)
+
+
+def path_risks(paths: Sequence[pl.DataFrame], ctx: ScoreContext) -> pl.DataFrame:
+    """Global: the event model's positive probability per distinct path of all shards' events
+    (each shard's :func:`paths_step` frame, or its distinct paths).
+
+    The event model predicts once per distinct path over all shards together (the shards of a
+    night share most paths: 151,597 per-shard paths but 90,137 distinct ones over 4 shards of
+    532,873 events).
+    """
+    model = _need(ctx.model, "model")
+    every = pl.concat([p.drop(RULE, strict=False).unique() for p in paths]).unique()
+    positive = model.event.predict_paths(every, _need(ctx.thresholds, "thresholds"), threads=PREDICT_THREADS)
+    return every.with_columns(pl.Series("_positive", positive[:, -1], dtype=pl.Float64))
+
+
+def path_risk_step(paths: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard (:func:`paths_step`'s frame): ``risk_score`` and ``_rule_risk`` of each event."""
+    table = _need(ctx.path_risks, "path risks")
+    codes = [c for c in paths.columns if c != RULE]
+    positive = paths.select(codes).join(table, on=codes, how="left", maintain_order="left")
+    return pl.DataFrame(
+        [
+            pl.Series(RISK, np.clip(positive.get_column("_positive").to_numpy(), 0.0, 1.0), dtype=pl.Float64),
+            paths.get_column(RULE),
+        ]
+    )
+
+
+def hosted_step(scored: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard (``event_id``, ``risk_score``, ``_rule_risk``): the risk columns with the hosted
+    addresses' events' risk raised and the mark (:func:`detector.score.hosted.mark`)."""
+    hosted = _need(ctx.hosted, "hosted addresses")
+    columns = _rule_columns(ctx.model, ctx.combine)
+    marked = hosted_rule.mark(scored.lazy().select(C.EVENT_ID, RISK, RULE), hosted, ctx.cfg, columns)
+    return marked.drop(C.EVENT_ID).collect()
+
+
+def account_step(scored: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
+    """Per account shard (its detection beside its risk columns): its accounts' rows."""
+    return account_table(
+        scored,
+        _need(ctx.sources, "source table"),
+        ctx.model,
+        ctx.cfg,
+        ctx.names,
+        combine=ctx.combine,
+        context=_need(ctx.context, "source context"),
+        sprayers=_need(ctx.sprayers, "takeover sprayers"),
+    )
+
+
+def write_shard_risks(pairs: tuple[tuple[Path, Path], ...], ctx: ScoreContext) -> None:
     """Write each shard's ``risk_score`` and ``_rule_risk`` (as :func:`score_events`) to its risk file.
 
-    The event model predicts once per distinct path through its trees over all shards together
-    (the shards of a night share most paths: 151,597 per-shard paths but 90,137 distinct ones over
-    4 shards of 532,873 events): each shard's paths and rules' risk first, one prediction, then the
-    files. Kept per event meanwhile: the rules' risk and a path index (12 bytes).
+    With a tree model, each shard's paths (:func:`paths_step`) are kept in its risk file until
+    the one prediction over all shards' distinct paths (:func:`path_risks`) gives their risks.
     """
-    thresholds = model.event.thresholds() if model is not None else None
-    if model is None or thresholds is None:
+    if ctx.thresholds is None:
         for path, risk in pairs:
-            inputs = _shard_inputs(path, wanted)
-            score_events(inputs, model, cfg).select(RISK, RULE).write_parquet(risk, compression="lz4")
+            rule_risk_step(risk_inputs_step(_shard_inputs(path, ctx.wanted), ctx), ctx).write_parquet(
+                risk, compression="lz4"
+            )
         return
-    rules, inverses, codes = [], [], []
-    for path, _ in pairs:
-        inputs = _shard_inputs(path, wanted)
-        check_event_features(inputs, model)
-        rules.append(event_rule_risk(inputs, model, cfg))
-        paths, inverse = model.event.paths(agg.event_matrix(inputs, model.event_features), thresholds)
-        del inputs
-        codes.append(paths)
-        inverses.append(inverse)
-    every = pl.concat(codes).unique()
-    positive = model.event.predict_paths(every, thresholds, threads=PREDICT_THREADS)[:, -1]
-    where = every.with_row_index("_path")
-    for (_, risk), paths, inverse, rule in zip(pairs, codes, inverses, rules, strict=True):
-        index = paths.join(where, on=paths.columns, how="left", maintain_order="left").get_column("_path")
-        shard_risk = np.clip(positive[index.to_numpy()[inverse]], 0.0, 1.0)
-        pl.DataFrame(
-            [pl.Series(RISK, shard_risk, dtype=pl.Float64), pl.Series(RULE, rule, dtype=pl.Float64)]
-        ).write_parquet(risk, compression="lz4")
+    distinct = []
+    for path, risk in pairs:
+        paths = paths_step(risk_inputs_step(_shard_inputs(path, ctx.wanted), ctx), ctx)
+        paths.write_parquet(risk, compression="lz4")
+        distinct.append(paths.drop(RULE).unique())
+        del paths
+    ctx = replace(ctx, path_risks=path_risks(distinct, ctx))
+    for _, risk in pairs:
+        path_risk_step(pl.read_parquet(risk), ctx).write_parquet(risk, compression="lz4")
 
 
 PREDICT_THREADS = 2
 """Threads of the one event-model prediction over a night's distinct paths."""
 
 
-def _shard_inputs(path: Path, wanted: list[str]) -> pl.DataFrame:
+def _shard_inputs(path: Path, wanted: Sequence[str]) -> pl.DataFrame:
     scan = pl.scan_parquet(path)
     have = scan.collect_schema().names()
     return scan.select([c for c in dict.fromkeys(wanted) if c in have]).collect()
@@ -855,41 +957,40 @@ def score_shards(
     account's events are in one shard) with the per-source context and the takeover sprayers
     computed over all events. ``Scores.events`` merges the scored shards back into event order,
     lazily (it is streamed into ``events.parquet``).
+
+    The per-shard work is the steps ``step(frame, ctx) -> frame`` with one picklable
+    :class:`ScoreContext` (:func:`risk_inputs_step`, :func:`rule_risk_step` or :func:`paths_step`
+    then :func:`path_risk_step`, :func:`hosted_step`, :func:`account_step`); the global steps
+    between them (:func:`path_risks`, the source table, the hosted addresses, the source context,
+    the takeover sprayers) extend the context.
     """
     names = tuple(model.detector_names) if model is not None else _fired_names(pl.scan_parquet(list(shards)))
     combine = combine and model is not None
-    wanted = [*SCORE_INPUTS, *(model.event_features if model is not None else ())]
+    wanted = (*SCORE_INPUTS, *(model.event_features if model is not None else ()))
+    ctx = ScoreContext(cfg, model, combine, names, wanted)
     pairs = tuple((path, path.with_name("risk-" + path.name)) for path in shards)
-    write_shard_risks(pairs, model, cfg, wanted)
+    write_shard_risks(pairs, ctx)
     scored = _scored_scans(pairs)
     every = pl.concat(scored)
     sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
-    columns = _rule_columns(model, combine)
-    hosted = _hosted(every, sources, cfg, columns)
+    hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
+        ctx = replace(ctx, hosted=hosted)
         for (_, risk), shard in zip(pairs, scored, strict=True):
-            marked = hosted_rule.mark(shard.select(C.EVENT_ID, RISK, RULE), hosted, cfg, columns)
-            marked.drop(C.EVENT_ID).collect().write_parquet(risk, compression="lz4")
+            marked = hosted_step(shard.select(C.EVENT_ID, RISK, RULE).collect(), ctx)
+            marked.write_parquet(risk, compression="lz4")
         scored = _scored_scans(pairs)
         every = pl.concat(scored)
         sources = _rescore_sources(every, sources, hosted, model, cfg, names, combine)
-    context = agg.source_context(every).collect()
-    sprayers = takeover_sprayers(every, sources, cfg).collect()
-    accounts = pl.concat(
-        [
-            account_table(
-                shard.collect(),
-                sources,
-                model,
-                cfg,
-                names,
-                combine=combine,
-                context=context,
-                sprayers=sprayers,
-            )
-            for shard in scored
-        ]
-    ).sort(RISK, C.ACCOUNT, descending=[True, False])
+    ctx = replace(
+        ctx,
+        sources=sources,
+        context=agg.source_context(every).collect(),
+        sprayers=takeover_sprayers(every, sources, cfg).collect(),
+    )
+    accounts = pl.concat([account_step(shard.collect(), ctx) for shard in scored]).sort(
+        RISK, C.ACCOUNT, descending=[True, False]
+    )
     events = functools.reduce(
         lambda a, b: a.merge_sorted(b, key=C.EVENT_ID),
         [_final(s, combine).drop(RULE, hosted_rule.HOSTED, strict=False) for s in scored],
