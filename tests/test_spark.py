@@ -21,6 +21,7 @@ from detector.schema import C  # noqa: E402
 
 pytestmark = [
     pytest.mark.xdist_group("spark"),
+    pytest.mark.slow,
     pytest.mark.skipif(
         spark_engine.java_missing() is not None,
         reason=f"Spark needs Java: {spark_engine.java_missing()}; {spark_engine.JAVA_HINT}",
@@ -65,13 +66,21 @@ def _run(world: Path, out: Path, state: Path, engine: str, spark_master: str | N
     ]
 
 
+SHARD_EVENTS = 600
+"""Events per account shard in these runs: several shards a night (Spark tasks in each step)."""
+
+
 @pytest.fixture(scope="module")
 def both(world: Path, tmp_path_factory: pytest.TempPathFactory, spark) -> dict[str, Path]:
+    from detector.detect import shards
+
     outs = {}
-    for engine in ("local", "spark"):
-        root = tmp_path_factory.mktemp(f"runs-{engine}")
-        _run(world, root / "out", root / "state", engine)
-        outs[engine] = root
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shards, "SHARD_EVENTS", SHARD_EVENTS)
+        for engine in ("local", "spark"):
+            root = tmp_path_factory.mktemp(f"runs-{engine}")
+            _run(world, root / "out", root / "state", engine)
+            outs[engine] = root
     return outs
 
 
@@ -123,6 +132,13 @@ def test_the_state_is_written_once_per_night_by_the_driver(both):
     assert local.history is not None and spark.history is not None
     for name, frame in local.history.items():
         assert frame.sort(frame.columns).equals(spark.history[name].sort(frame.columns)), name
+
+
+def test_the_nights_have_several_account_shards(both):
+    shards = list((both["spark"] / "out").rglob("detection-*.parquet"))
+    assert not shards  # the work directory is removed with the staging directory
+    events = _table(both["spark"], 0, "events.parquet").height
+    assert events > 2 * SHARD_EVENTS
 
 
 def test_spark_ingestion_per_file_equals_local_ingestion(world, spark, tmp_path):
