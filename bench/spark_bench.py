@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,21 +29,35 @@ TREEMEM = Path("/work/shared/tools/treemem.py")
 MASTER = "local[2]"
 
 
-def _tree(cmd: list[str]) -> tuple[float, float | None]:
-    """(wall seconds, peak MiB of the process tree or None) of ``cmd``; raises when it fails."""
+def _steps(stderr: str) -> dict[str, float]:
+    """The seconds of each step of a ``detector run --log-format json`` (its ``run finished`` line)."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("{") and '"run finished"' in line:
+            return {k: v for k, v in json.loads(line).items() if isinstance(v, float)}
+    return {}
+
+
+def _tree(cmd: list[str]) -> tuple[float, float | None, dict[str, float]]:
+    """(wall seconds, peak MiB of the process tree or None, seconds per step) of ``cmd``."""
     env = {**os.environ, "COLUMNS": "100"}
     if TREEMEM.exists():
-        done = subprocess.run([sys.executable, str(TREEMEM), *cmd], capture_output=True, text=True, env=env)
+        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+            # treemem discards the command's output: the run's JSON log goes to a file
+            shell = ["sh", "-c", f"exec {shlex.join(cmd)} 2>{shlex.quote(log.name)}"]
+            done = subprocess.run(
+                [sys.executable, str(TREEMEM), *shell], capture_output=True, text=True, env=env
+            )
+            stderr = log.read()
         line = next((x for x in reversed(done.stdout.splitlines()) if x.startswith("{")), None)
         figures = json.loads(line) if line else {}
         if figures.get("rc") not in (0, 3):
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-        return float(figures["wall_s"]), float(figures["peak_mib"])
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
+        return float(figures["wall_s"]), float(figures["peak_mib"]), _steps(stderr)
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode not in (0, 3):
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start, None
+    return time.perf_counter() - start, None, _steps(done.stderr)
 
 
 def compare(log: Path, work: Path, lines: int) -> dict[str, Any]:
@@ -62,8 +77,12 @@ def compare(log: Path, work: Path, lines: int) -> dict[str, Any]:
         ]  # fmt: skip
         if engine == "spark":
             cmd += ["--spark-master", MASTER]
-        wall, peak = _tree(cmd)
-        figures[engine] = {"wall_s": round(wall, 1), "peak_tree_mib": None if peak is None else round(peak)}
+        wall, peak, steps = _tree(cmd)
+        figures[engine] = {
+            "wall_s": round(wall, 1),
+            "peak_tree_mib": None if peak is None else round(peak),
+            "steps_s": steps,
+        }
     figures["overhead"] = round(figures["spark"]["wall_s"] / figures["local"]["wall_s"], 2)
     figures["load"] = [round(x, 1) for x in os.getloadavg()]
     return figures

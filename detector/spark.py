@@ -96,7 +96,7 @@ def session(
     builder = SparkSession.builder.appName(app_name)
     if master is not None:
         builder = builder.master(master)
-    elif "SPARK_HOME" not in os.environ and "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit, which gave its master
         builder = builder.master(LOCAL_MASTER)
     settings = {
         "spark.sql.session.timeZone": "UTC",
