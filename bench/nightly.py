@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,27 +73,45 @@ def bench_nightly(lines: int = 2_000_000, workdir: Path | None = None) -> dict[s
     }
 
 
+WORKERS = (1, 2)
+"""`detector run --workers N` runs of the bench: 1 pinned to one core (``taskset -c 0``), N on all."""
+
+
 def rows(ctx: Any, measure: Any, row: Any, bin_dir: Path) -> list[Any]:
-    """``bench/run.py`` entry: `detector run` on the run's generated log (``ctx.mail_log()``)."""
+    """``bench/run.py`` entry: `detector run` on the run's generated log (``ctx.mail_log()``), with
+    ``--workers 1`` on one core and ``--workers 2`` on every core; memory of the process tree."""
     from detector.simulate import simulate
 
     log = ctx.mail_log()
     world = ctx.work / "world"
     if not (world / "geoip").exists():
         simulate(world, accounts=300, days=1, seed=11)
-    out = ctx.work / "nightly-out"
-    cmd = [
-        str(bin_dir / "detector"), "run", str(log), "--out", str(out),
-        "--practitioners", str(world / "practitioners.csv"), "--geoip-dir", str(world / "geoip"),
-        "--year", "2026", "--log-format", "json",
-    ]  # fmt: skip
-    wall, cpu, mib, done = measure(cmd)
-    logs = [json.loads(x) for x in (done.stderr if done else "").splitlines() if x.startswith("{")]
-    finished = next((x for x in reversed(logs) if x.get("msg") == "run finished"), {})
-    slow = sorted(((k, v) for k, v in finished.items() if isinstance(v, float)), key=lambda kv: -kv[1])[:3]
-    events = json.loads((out / "summary.json").read_text())["night"]["events"]
-    note = f"{events:,} events; slowest: " + ", ".join(f"{k} {v:.0f}s" for k, v in slow)
-    return [row("nightly", "detector run (whole job)", ctx.lines, wall, cpu, mib, note)]
+    out = []
+    walls: dict[int, float] = {}
+    for workers in WORKERS:
+        target = ctx.work / f"nightly-out-{workers}"
+        pin = ["taskset", "-c", "0"] if workers == 1 and shutil.which("taskset") else []
+        cmd = [
+            *pin, str(bin_dir / "detector"), "run", str(log), "--out", str(target),
+            "--practitioners", str(world / "practitioners.csv"), "--geoip-dir", str(world / "geoip"),
+            "--year", "2026", "--log-format", "json", "--workers", str(workers),
+        ]  # fmt: skip
+        wall, cpu, mib, done = measure(cmd)
+        walls[workers] = wall
+        logs = [json.loads(x) for x in (done.stderr if done else "").splitlines() if x.startswith("{")]
+        finished = next((x for x in reversed(logs) if x.get("msg") == "run finished"), {})
+        slow = sorted(((k, v) for k, v in finished.items() if isinstance(v, float)), key=lambda kv: -kv[1])[
+            :3
+        ]
+        events = json.loads((target / "summary.json").read_text())["night"]["events"]
+        note = f"{events:,} events; slowest: " + ", ".join(f"{k} {v:.0f}s" for k, v in slow)
+        if workers > 1 and walls.get(1):
+            note += f"; {wall / walls[1]:.2f}x the wall time of --workers 1 on one core"
+        cores = "1 core" if pin else f"{os.cpu_count()} cores"
+        out.append(
+            row("nightly", f"detector run --workers {workers} ({cores})", ctx.lines, wall, cpu, mib, note)
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

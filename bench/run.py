@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -78,18 +79,65 @@ class Context:
         return self.log
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+    except OSError:
+        return 0
+
+
+def tree_pss_mib(pid: int) -> float:
+    """Proportional set size of ``pid`` and all its descendants (shared pages counted once), MiB."""
+    seen, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        todo += _children(p)
+    return sum(_pss_kib(p) for p in seen) / 1024
+
+
 def measure(cmd: list[str]) -> tuple[float, float, float, subprocess.CompletedProcess | None]:
-    """Run ``cmd``; (wall seconds, CPU seconds, peak RSS MiB) of the child."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise BenchFailed(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-    done = subprocess.CompletedProcess(cmd, 0, out, err)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, done
+    """Run ``cmd``; (wall seconds, CPU seconds, peak memory MiB) of the child and its descendants.
+
+    Peak memory is the largest sum of PSS over the process tree, sampled every 0.1 s (worker
+    processes count in full, shared pages once), or the child's own peak RSS if larger.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        peak = [0.0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.1):
+                peak[0] = max(peak[0], tree_pss_mib(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        stop.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise BenchFailed(f"{' '.join(cmd)} failed:\n{stderr[-2000:]}")
+    done = subprocess.CompletedProcess(cmd, 0, stdout, stderr)
+    return wall, usage.ru_utime + usage.ru_stime, max(peak[0], usage.ru_maxrss / 1024), done
 
 
 def bench_ingest(ctx: Context) -> list[Row]:
@@ -162,14 +210,14 @@ BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'profile':<7} {'bench':<8} {'what':<32} {'lines':>12} {'wall s':>8} {'cpu s':>8} "
+        f"{'profile':<7} {'bench':<8} {'what':<36} {'lines':>12} {'wall s':>8} {'cpu s':>8} "
         f"{'lines/s':>12} {'cpu us/line':>11} {'peak MiB':>9}  note"
     )
     out = [head, "-" * len(head)]
     for r in rows:
         per_line = r.cpu_s / r.lines * 1e6 if r.lines else 0.0
         out.append(
-            f"{r.profile:<7} {r.bench:<8} {r.what:<32} {r.lines:>12,} {r.wall_s:>8.1f} {r.cpu_s:>8.1f} "
+            f"{r.profile:<7} {r.bench:<8} {r.what:<36} {r.lines:>12,} {r.wall_s:>8.1f} {r.cpu_s:>8.1f} "
             f"{r.rate:>12,.0f} {per_line:>11.2f} {r.peak_mib:>9,.0f}  {r.note}"
         )
     by: dict[tuple[str, str], dict[str, Row]] = {}

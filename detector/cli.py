@@ -109,6 +109,13 @@ Timezone = Annotated[
     str | None,
     typer.Option(help="Time zone of time stamps without an offset (default: [ingest] timezone, UTC)."),
 ]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Worker processes for detection and scoring (default: [engine] workers, else the cores available; 1: none).",
+    ),
+]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -234,6 +241,7 @@ def run_cmd(
             "(default: spark-submit's, else local[2]).",
         ),
     ] = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Run the nightly job: ingest, enrich, detect, score, recommend; publish reports; print the summary."""
     from detector.runner import run_command
@@ -241,7 +249,7 @@ def run_cmd(
     code = run_command(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
-        log_format=log_format.value, year=year, timezone=timezone, overrides=overrides,
+        log_format=log_format.value, year=year, timezone=timezone, overrides=overrides, workers=workers,
         engine=engine.value, spark_master=spark_master,
     )  # fmt: skip
     if code:
@@ -274,6 +282,7 @@ def replay_cmd(
     config: ConfigOpt = None,
     year: Year = None,
     timezone: Timezone = None,
+    workers: WorkersOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Apply a plan to a log (typically the next day) beside a blanket shutdown, fail2ban and no action."""
@@ -282,7 +291,9 @@ def replay_cmd(
 
     log_steps()
 
-    cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
+    cfg = cfgmod.load(config).overridden(
+        ingest={"year": year, "timezone": timezone}, engine={"workers": workers}
+    )
     result = replay_logs(
         paths, plan, cfg, labels=labels, geoip_dir=geoip_dir, practitioners=practitioners, model_path=model,
         state_dir=state,
@@ -436,6 +447,7 @@ def train(
         int | None,
         typer.Option(help="Boosting iterations per estimator (default: each one's own; fewer is faster)."),
     ] = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Train the scoring model on labelled logs (ingest, enrich and detect run internally)."""
     from detector import config as cfgmod
@@ -444,8 +456,8 @@ def train(
     log_steps()
 
     result = train_model(
-        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners, cfg=cfgmod.load(config),
-        random_state=seed, max_iter=max_iter,
+        events, labels, out, geoip_dir=geoip_dir, practitioners=practitioners,
+        cfg=cfgmod.load(config).overridden(engine={"workers": workers}), random_state=seed, max_iter=max_iter,
     )  # fmt: skip
     say(result.summary_text())
 
@@ -467,6 +479,7 @@ def evaluate(
         bool,
         typer.Option(help="Record the figures in the model card (off by default: the card is left alone)."),
     ] = False,
+    workers: WorkersOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Measure a model on labelled logs: precision/recall, PR-AUC, detection rate at low FPR, per family."""
@@ -482,7 +495,7 @@ def evaluate(
         geoip_dir=geoip_dir,
         practitioners=practitioners,
         state_dir=state,
-        cfg=cfgmod.load(config),
+        cfg=cfgmod.load(config).overridden(engine={"workers": workers}),
         write=write_card,
     )
     if json:

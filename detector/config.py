@@ -285,6 +285,13 @@ class FeaturesConfig(_Section):
 
 
 @dataclass(frozen=True)
+class EngineConfig(_Section):
+    SECTION: ClassVar[str] = "engine"
+    workers: int = key(0, Range(0, 4096))
+    """Worker processes for the per-shard steps (0: the cores available to the process; 1: none, all in the job's process)."""
+
+
+@dataclass(frozen=True)
 class ServeConfig(_Section):
     """Thresholds of ``detector serve``, the login-time policy service (docs/serve.md)."""
 
@@ -326,6 +333,7 @@ SECTIONS: tuple[type, ...] = (
     PlanConfig,
     StateConfig,
     FeaturesConfig,
+    EngineConfig,
     ServeConfig,
 )
 """Every section with ranged keys (``[detectors.<name>]`` is checked by the detector registry)."""
@@ -346,6 +354,7 @@ class Config:
     plan: PlanConfig = field(default_factory=PlanConfig)
     state: StateConfig = field(default_factory=StateConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-detector parameters, ``[detectors.brute_force] min_failures = 20``; ``enabled = false`` disables one."""

@@ -28,6 +28,7 @@ from detector.config import Config
 from detector.errors import ModelError
 from detector.schema import ENRICH_COLUMNS, C
 from detector.state import State, base_for, load_state
+from detector.workers import Workers, worker_count
 
 MODEL_NAME = "default.skops"
 
@@ -170,7 +171,8 @@ def analyse(
 
     Args:
         events: ingested events (or enriched ones: every ``schema.ENRICH_COLUMNS`` present).
-        cfg: the effective configuration.
+        cfg: the effective configuration (``[engine] workers``: the processes running the per-shard
+            steps; the results do not depend on it).
         work_dir: where detection keeps its per-shard files; keep it until the results are read.
         prior: history, shared-address counts and campaign ids of earlier nights (empty: none).
         geoip: databases (``detector.enrich.find_databases``); ``None``: no GeoIP columns.
@@ -207,20 +209,22 @@ def analyse(
         return Analysis(lf, None, None, None, prior, metadata, tuple(warnings))
     scoring = until == "score"
     history = prior.history
-    with step("detect"), ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
-        # importing scikit-learn and loading the model (about 2.5 s, mostly Python) run beside
-        # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
-        loading = pool.submit(_load, model if scoring else None)
-        detection = detect_sharded(
-            lf, cfg, history, Path(work_dir) / "shards", known_campaigns=prior.state.campaigns
-        )
-    loaded = loading.result()
-    scores = None
-    if scoring:
-        from detector.score import score
+    shards = Path(work_dir) / "shards"
+    with Workers(worker_count(cfg.engine.workers), shards) as workers:
+        with step("detect"), ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+            # importing scikit-learn and loading the model (about 2.5 s, mostly Python) run beside
+            # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
+            loading = pool.submit(_load, model if scoring else None)
+            detection = detect_sharded(
+                lf, cfg, history, shards, known_campaigns=prior.state.campaigns, workers=workers
+            )
+        loaded = loading.result()
+        scores = None
+        if scoring:
+            from detector.score import score
 
-        with step("score"):
-            scores = score(detection, loaded, cfg)
+            with step("score"):
+                scores = score(detection, loaded, cfg, workers=workers)
     return Analysis(
         events=lf, detection=detection, scores=scores, model=loaded, prior=prior,
         enrich_metadata=metadata, warnings=tuple(warnings),

@@ -71,6 +71,7 @@ def run_command(
     timezone: str | None,
     engine: str = "local",
     spark_master: str | None = None,
+    workers: int | None = None,
 ) -> int:
     """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``).
 
@@ -88,7 +89,9 @@ def run_command(
         # under cron (no terminal) text logs keep every step, as JSON logs do; a terminal has the progress bar
         setup(log_format, level=logging.WARNING if interactive else logging.INFO)
         rule = FailOn.parse(fail_on)
-        cfg = cfgmod.load(config).overridden(ingest={"year": year, "timezone": timezone})
+        cfg = cfgmod.load(config).overridden(
+            ingest={"year": year, "timezone": timezone}, engine={"workers": workers}
+        )
         with _progress(interactive) as progress:
             result = run(
                 list(paths),

@@ -12,8 +12,10 @@
    with :func:`detector.enrich.shared.counts_from_pairs` and merged with the state's); each block is
    then enriched by :func:`detector.enrich.enrich` against it, the GeoIP databases and the
    practitioner directory shipped to the executors with the job (``SparkContext.addFile``).
-3. **detect and score**: :func:`detector.engine.analyse` on the enriched events (its detection
-   runs per account shard).
+3. **detect and score**: the engine's own ``detect_sharded`` and ``score`` with
+   :class:`SparkWorkers` as their workers: each per-shard task (features, campaign candidates,
+   source and account detectors, finish; event risk, hosted marks, accounts) is one Spark task,
+   the narrow global steps between them stay on the driver, as with the local worker processes.
 
 The state is read and updated by the driver only, once, as in the local engine; the reports go
 through the same staging and publication (:mod:`detector.publish`). ``docs/spark.md`` says how to
@@ -490,12 +492,14 @@ def analyse(
     step: Any = None,
     shard_events: int | None = None,
 ) -> Any:
-    """:func:`detector.engine.analyse` with enrichment and detection in Spark.
+    """:func:`detector.engine.analyse` with enrichment, detection and scoring in Spark.
 
-    Scoring (:func:`detector.score.score`, per account shard over the detection files) runs on the
-    driver; ``shard_events``: events per account shard (default the local engine's).
+    Detection and scoring are the engine's own (``detect_sharded``, ``score``) with their per-shard
+    tasks run by :class:`SparkWorkers`; ``shard_events``: events per account shard (default the
+    local engine's).
     """
     from detector import engine
+    from detector.detect.shards import detect_sharded
     from detector.score import score
 
     prior = prior or engine.Prior()
@@ -505,23 +509,76 @@ def analyse(
             spark, events_path, work_dir, cfg, prior_shared=prior.state.shared, geoip=geoip,
             practitioners=practitioners,
         )  # fmt: skip
-    with step("detect"):
-        detection = detect(
-            spark, work_dir / "enriched.parquet", cfg, prior.history, work_dir / "shards",
-            shard_events=shard_events, known_campaigns=prior.state.campaigns,
-        )  # fmt: skip
-    loaded = engine._load(model)
-    with step("score"):
-        scores = score(detection, loaded, cfg)
+    with SparkWorkers(spark) as workers:
+        with step("detect"):
+            detection = detect_sharded(
+                enriched, cfg, prior.history, work_dir / "shards", shard_events=shard_events,
+                known_campaigns=prior.state.campaigns, workers=workers,
+            )  # fmt: skip
+        loaded = engine._load(model)
+        with step("score"):
+            scores = score(detection, loaded, cfg, workers=workers)
     return engine.Analysis(
         events=enriched, detection=detection, scores=scores, model=loaded, prior=prior,
         enrich_metadata=metadata, warnings=tuple(warnings),
     )  # fmt: skip
 
 
+# ---------------------------------------------------------------- detection and scoring, one task per shard
+
+
+class SparkWorkers:
+    """The engine's :class:`detector.workers.Workers` on Spark: each per-shard task ``fn(item, ctx)``
+    of detection and scoring is one Spark task.
+
+    The engine's orchestration (``detect_sharded``, ``score_shards``) is unchanged: it hands each
+    map's task, items (a shard's frame, or its Parquet file under the work directory) and context
+    to :meth:`map`, which ships the context once per map (a broadcast) and returns the results in
+    the items' order, as the local workers do.
+    """
+
+    parallel = True
+    """Items and results cross a process boundary (the engine keeps large shards in files)."""
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+        self.n = int(spark.sparkContext.defaultParallelism)
+
+    def __enter__(self) -> SparkWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, shards: int) -> SparkWorkers:
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def map(self, fn: Any, items: Any, ctx: Any) -> Iterator[Any]:
+        """``fn(item, ctx)`` for each item as a Spark task, results in the items' order."""
+        numbered = list(enumerate(items))
+        if not numbered:
+            return
+        sc = self.spark.sparkContext
+        shipped = sc.broadcast(ctx)
+        try:
+            results = (
+                sc.parallelize(numbered, len(numbered))
+                .map(lambda pair: (pair[0], fn(pair[1], shipped.value)))
+                .collect()
+            )
+        finally:
+            shipped.unpersist()
+        for _, result in sorted(results, key=lambda pair: pair[0]):
+            yield result
+
+
 __all__ = [
     "JAVA_HINT",
     "LOCAL_MASTER",
+    "SparkWorkers",
     "analyse",
     "arrow_schema",
     "enrich",
@@ -530,165 +587,3 @@ __all__ = [
     "session",
     "spark_schema",
 ]
-
-
-# ---------------------------------------------------------------- detection, one task per account shard
-
-POS = "_pos"
-"""A row's position in its shard's frame, so a step reads its shard in the local engine's order
-(Spark keeps no order inside a group)."""
-
-
-def _frame(table: pa.Table, order: str, schema: pl.Schema) -> pl.DataFrame:
-    """A group's rows in their shard's order, with the types the step expects (Spark has no
-    unsigned integers)."""
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    return df.sort(order).select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def _positioned(df: pl.DataFrame, shard: int) -> pl.DataFrame:
-    return df.with_columns(
-        pl.int_range(0, df.height, dtype=pl.Int64).alias(POS), pl.lit(shard, pl.Int64).alias(SHARD)
-    )
-
-
-def _shard_task(
-    step: Any, ctx: Any, order: str, given: pl.Schema, schema: pa.Schema, keep_position: bool
-) -> Any:
-    """``step(frame, ctx)`` on one account shard, the group's rows in the local engine's order."""
-
-    def run(table: pa.Table) -> pa.Table:
-        shard = int(table.column(SHARD)[0].as_py()) if table.num_rows else 0
-        out = step(_frame(table, order, given), ctx)
-        if keep_position:
-            out = _positioned(out, shard)
-        return pa.Table.from_batches(list(to_batches(out, schema)), schema)
-
-    return run
-
-
-def _per_shard(
-    spark: Any, frame: Any, step: Any, ctx: Any, empty: pl.DataFrame, order: str, keep_position: bool = False
-) -> tuple[Any, pl.Schema]:
-    """``groupBy(shard).applyInArrow`` of ``step``; what it returns (its polars schema from a run on
-    an empty shard on the driver)."""
-    out = step(empty, ctx)
-    schema = arrow_schema((_positioned(out, 0) if keep_position else out).schema)
-    task = _shard_task(step, ctx, order, empty.schema, schema, keep_position)
-    return frame.groupBy(SHARD).applyInArrow(task, spark_schema(schema)), out.schema
-
-
-def _collect(result: tuple[Any, pl.Schema]) -> pl.DataFrame:
-    """A step's (small) results of every shard on the driver, with the step's types."""
-    df, schema = result
-    out = pl.from_arrow(df.toArrow())
-    assert isinstance(out, pl.DataFrame)
-    return out.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-SHARD = "_shard"
-
-
-def detect(
-    spark: Any,
-    enriched_path: Path,
-    cfg: Config,
-    history: Any,
-    work_dir: Path,
-    *,
-    shard_events: int | None = None,
-    known_campaigns: pl.DataFrame | None = None,
-) -> Any:
-    """:func:`detector.detect.shards.detect_sharded` with each per-account-shard step a Spark task.
-
-    The numbering and the cross-account tables (a few columns of every event), the campaigns and
-    the detectors of scope ``source`` (the login events' few columns), the campaign sizes and the
-    per-event hits run on the driver, as in the local engine; every per-shard step
-    (``features_step``, ``campaign_step`` + ``account_step``, ``members_step``, ``finish_step``)
-    runs as ``groupBy(shard).applyInArrow``. Returns the same ``Detection``, its shards in
-    ``work_dir/detection-<k>.parquet``.
-    """
-    from dataclasses import replace
-
-    from detector.detect import Detection, _per_event
-    from detector.detect import shards as sh
-    from detector.detect.campaigns import campaign_sizes, campaign_table
-    from detector.detect.findings import empty_findings
-    from detector.features import History
-    from detector.schema import ENRICHED_SCHEMA, C
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    per_shard = shard_events or sh.SHARD_EVENTS
-    enriched = pl.scan_parquet(enriched_path)
-    n_events = int(enriched.select(pl.len()).collect().item())
-    n = sh.shard_count(n_events, per_shard)
-    order, tables = sh._numbering(enriched, cfg, n_events, per_shard)
-    numbered = work_dir / "numbered.parquet"
-    (
-        pl.concat([enriched, order.lazy().rename({sh.SHARD: SHARD})], how="horizontal")
-        .with_row_index(ORDER)
-        # Spark has no unsigned integers: each step casts its frame back to the engine's types
-        .with_columns(
-            pl.col(ORDER).cast(pl.Int64), pl.col(SHARD).cast(pl.Int64), pl.col(C.EVENT_ID).cast(pl.Int64)
-        )
-        .sink_parquet(numbered)
-    )
-    del order
-    ctx = sh.DetectContext(cfg, history or History.empty(), tables, known_campaigns=known_campaigns)
-    events = spark.read.parquet(str(numbered)).repartition(n, SHARD)
-    empty = pl.DataFrame(schema={**ENRICHED_SCHEMA, C.EVENT_ID: pl.UInt64})
-
-    features, _ = _per_shard(spark, events, sh.features_step, ctx, empty, ORDER, keep_position=True)
-    staged = work_dir / "spark-features"
-    features.write.mode("overwrite").parquet(str(staged))
-    empty_features = sh.features_step(empty, ctx)
-    features = spark.read.parquet(str(staged))
-
-    def logins_of(features_frame: pl.DataFrame, ctx: Any) -> pl.DataFrame:
-        return sh.source_inputs_step(features_frame, ctx)
-
-    logins = _collect(_per_shard(spark, features, logins_of, ctx, empty_features, POS))
-    ctx = replace(ctx, keys=sh.campaigns_step(logins, ctx))
-    found = [sh.source_step(logins, ctx)]
-    del logins
-
-    def account_findings(frame: pl.DataFrame, ctx: Any) -> pl.DataFrame:
-        return sh.account_step(sh.campaign_step(frame, ctx), ctx)
-
-    def members(frame: pl.DataFrame, ctx: Any) -> pl.DataFrame:
-        return sh.members_step(sh.campaign_step(frame, ctx), ctx)
-
-    found.append(_collect(_per_shard(spark, features, account_findings, ctx, empty_features, POS)))
-    member_events = _collect(_per_shard(spark, features, members, ctx, empty_features, POS))
-    ctx = replace(ctx, sizes=campaign_sizes(member_events))
-    campaigns = campaign_table(member_events)
-    del member_events
-    findings = pl.concat([f for f in found if f.height] or [empty_findings()]).sort(
-        "start", "detector", "entity", "finding_id"
-    )
-    findings = findings.select([pl.col(c).cast(t) for c, t in empty_findings().schema.items()])
-    ctx = replace(ctx, per_event=_per_event(findings))
-
-    finished, detection_schema = _per_shard(
-        spark, features, sh.finish_step, ctx, empty_features, POS, keep_position=True
-    )
-    done = work_dir / "spark-detection"
-    finished.write.mode("overwrite").partitionBy(SHARD).parquet(str(done))
-    out = []
-    for k in range(n):
-        part = done / f"{SHARD}={k}"
-        path = work_dir / f"detection-{k}.parquet"
-        frame = (
-            pl.scan_parquet(str(part / "*.parquet")).sort(POS).drop(POS)
-            if part.exists()
-            else pl.LazyFrame(schema=detection_schema)
-        )
-        frame.select([pl.col(c).cast(t) for c, t in detection_schema.items()]).collect().write_parquet(
-            path, compression="lz4", row_group_size=sh.BATCH_ROWS
-        )
-        out.append(path)
-    shutil.rmtree(staged, ignore_errors=True)
-    shutil.rmtree(done, ignore_errors=True)
-    numbered.unlink(missing_ok=True)
-    return Detection(events=pl.scan_parquet(out), findings=findings, campaigns=campaigns, shards=tuple(out))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.config import Config
 from detector.detect import REGISTRY, detect
@@ -155,8 +157,55 @@ def test_shard_steps_run_from_a_pickled_context(night: pl.DataFrame, tmp_path: P
     with pytest.raises(ValueError, match="campaign keys"):
         sh.campaign_step(features, moved)
     logins = sh.source_inputs_step(features, moved)
-    keyed = pickle.loads(pickle.dumps(replace(moved, keys=sh.campaigns_step(logins, moved))))
+    candidates = pickle.loads(pickle.dumps(sh.candidates_step(logins, moved)))
+    keyed = pickle.loads(pickle.dumps(replace(moved, keys=sh.campaigns_step(candidates, moved))))
     assert sh.campaign_step(features, keyed).get_column(C.CAMPAIGN).drop_nulls().len() > 0
+
+
+def _logins(rows: list[tuple[str | None, str | None, int | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows, schema={C.SOURCE_IP: pl.String, C.PREFIX: pl.String, C.ASN: pl.Int64}, orient="row"
+    )
+
+
+def test_source_networks_link_prefixes_through_asns():
+    import detector.detect.shards as sh
+
+    events = _logins(
+        [
+            ("10.0.0.1", "10.0.0.0/24", 1),
+            ("10.0.1.1", "10.0.1.0/24", 1),
+            ("10.0.1.2", "10.0.1.0/24", 2),  # the prefix has two ASNs: 1 and 2 are one network
+            ("10.0.2.1", "10.0.2.0/24", 2),
+            ("10.0.3.1", "10.0.3.0/24", None),  # an address GeoIP could not place
+            ("10.0.3.2", "10.0.3.0/24", 3),
+            ("10.0.4.1", "10.0.4.0/24", 4),
+            ("bad", None, None),
+            (None, None, None),
+        ]
+    )
+    networks = dict(sh.source_networks(events.lazy()).iter_rows())
+    assert networks["10.0.0.0/24"] == networks["10.0.1.0/24"] == networks["10.0.2.0/24"]
+    assert (
+        len({networks["10.0.0.0/24"], networks["10.0.3.0/24"], networks["10.0.4.0/24"], networks["bad"]}) == 4
+    )
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.one_of(st.none(), st.integers(0, 6))), min_size=1, max_size=60),
+    st.integers(1, 7),
+)
+def test_every_address_prefix_and_asn_lies_in_one_source_shard(rows: list[tuple[int, int | None]], n: int):
+    """Whatever the addresses, prefixes and ASNs: the groups of the source-keyed rules are whole."""
+    import detector.detect.shards as sh
+
+    events = _logins([(f"10.0.{i // 4}.{i}", f"10.0.{i // 4}.0/24", asn) for i, asn in rows])
+    shard = sh.source_shard_of(events, sh.source_networks(events.lazy()), n)
+    assert shard.is_between(0, n - 1).all()
+    keyed = events.with_columns(shard)
+    for column in (C.SOURCE_IP, C.PREFIX, C.ASN):
+        per = keyed.drop_nulls(column).group_by(column).agg(pl.col(sh.SHARD).n_unique())
+        assert (per.get_column(sh.SHARD) == 1).all(), column
 
 
 def test_source_scope_columns_exist_in_features(night: pl.DataFrame):

@@ -25,7 +25,17 @@ def test_run_with_spark_and_no_java_exits_2_with_one_line(monkeypatch, tmp_path)
 
     monkeypatch.setattr(spark_engine, "java_missing", lambda: "no Java runtime found")
     logs = write_night(tmp_path / "logs")
-    result = CliRunner().invoke(app, ["run", str(logs), "--out", str(tmp_path / "out"), "--engine", "spark"])
+    args = [
+        "run",
+        str(logs),
+        "--out",
+        str(tmp_path / "out"),
+        "--engine",
+        "spark",
+        "--spark-master",
+        "local[1]",
+    ]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()] if result.stderr_bytes else []
     assert any("Java" in ln for ln in lines)

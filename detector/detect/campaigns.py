@@ -24,6 +24,7 @@ account, so it keeps its id for as long as the account is attacked that way.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,13 +126,26 @@ def _stuffing_candidates(df: pl.LazyFrame, stuffing: Any, dbf: Any) -> pl.LazyFr
     )
 
 
-def _stuffing(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
+STUFFING_CANDIDATE_SCHEMA = {
+    C.SOURCE_IP: pl.String,
+    C.ACCOUNT: pl.String,
+    C.PREFIX: pl.String,
+    C.TIMESTAMP: UTC_US,
+}
+
+
+def _stuffing_rows(df: pl.DataFrame, stuffing: Any, dbf: Any) -> pl.DataFrame:
+    """The candidate failures of stuffing proxies (per source: any set of whole sources)."""
     # lazily, so that only the columns the rule reads are filtered and joined (not the wide frame)
-    cand = (
+    return (
         _stuffing_candidates(df.lazy(), stuffing, dbf)
         .select(C.SOURCE_IP, C.ACCOUNT, C.PREFIX, C.TIMESTAMP)
         .collect()
     )
+
+
+def _stuffing(cand: pl.DataFrame, stuffing: Any) -> pl.DataFrame:
+    """``cs-`` campaigns over the candidate failures of all sources (:func:`_stuffing_rows`)."""
     if cand.is_empty():
         return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
     # two grids of time slots offset by half a slot, so that busy consecutive slots chain up
@@ -180,13 +194,18 @@ def spraying_sources(spray: Any) -> pl.Expr:
     )
 
 
-def _spraying(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
-    cand = (
+def _spraying_rows(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
+    """The failures of spraying sources (a row filter)."""
+    return (
         df.lazy()
         .filter(x.is_failed() & pl.col(C.SOURCE_IP).is_not_null() & spraying_sources(spray))
         .select(C.SOURCE_IP, C.PREFIX, C.PASSWORD_HASH, C.TIMESTAMP)
         .collect()
     )
+
+
+def _spraying(cand: pl.DataFrame) -> pl.DataFrame:
+    """``ps-`` campaigns over the failures of all spraying sources (:func:`_spraying_rows`)."""
     if cand.is_empty():
         return pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
     edges = pl.concat(
@@ -208,8 +227,9 @@ def _spraying(df: pl.DataFrame, spray: Any) -> pl.DataFrame:
     )
 
 
-def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
-    hit = (
+def _distributed_rows(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
+    """The failures against accounts under a distributed brute force (a row filter)."""
+    return (
         df.lazy()
         .filter(
             x.is_failed()
@@ -219,6 +239,10 @@ def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
         .select(C.EVENT_ID, BUCKET, C.ACCOUNT, C.TIMESTAMP)
         .collect()
     )
+
+
+def _distributed(hit: pl.DataFrame) -> pl.DataFrame:
+    """``db-`` campaigns over all such failures (:func:`_distributed_rows`)."""
     if hit.is_empty():
         return pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
     ids = (
@@ -229,13 +253,13 @@ def _distributed(df: pl.DataFrame, dbf: Any) -> pl.DataFrame:
     return hit.join(ids, on=[BUCKET, C.ACCOUNT]).select(C.EVENT_ID, C.CAMPAIGN)
 
 
-def _guessing(df: pl.DataFrame, guess: Any) -> pl.DataFrame:
-    """``gs-`` campaigns: the sources :func:`guessing_sources` judges, linked by /24 (/64) and ASN,
-    where at least ``min_sources_prefix`` of them share a component."""
+def _guessing_rows(df: pl.DataFrame, guess: Any) -> pl.DataFrame:
+    """The sources :func:`guessing_sources` judges, one row each (per source, its prefix and
+    ASN: any set of whole sources, with their prefixes and ASNs)."""
     from detector.detect.detectors.guessing import guessing_sources
 
     sources = guessing_sources(df.lazy(), guess)
-    cand = (
+    return (
         df.lazy()
         .join(sources, on=C.SOURCE_IP, how="semi")
         .group_by(C.SOURCE_IP)
@@ -246,6 +270,11 @@ def _guessing(df: pl.DataFrame, guess: Any) -> pl.DataFrame:
         )
         .collect()
     )
+
+
+def _guessing(cand: pl.DataFrame, guess: Any) -> pl.DataFrame:
+    """``gs-`` campaigns: the sources :func:`guessing_sources` judges (:func:`_guessing_rows`),
+    linked by /24 (/64) and ASN, where at least ``min_sources_prefix`` of them share a component."""
     empty = pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
     if cand.height < max(guess.min_sources_prefix, 2):
         return empty
@@ -285,28 +314,88 @@ class CampaignKeys:
     """source_ip, campaign (last: a source already in another campaign keeps it)"""
 
 
+@dataclass(frozen=True)
+class CampaignCandidates:
+    """What the campaign rules keep of the login events before linking them (narrow rows).
+
+    Each part is computed per source (any set of whole sources, with their prefixes and ASNs,
+    gives its own rows: :func:`campaign_candidates` per source shard, then :func:`concat`); the
+    links between sources (:func:`campaigns_from`) need them all.
+    """
+
+    spraying: pl.DataFrame
+    """source_ip, prefix, password_hash, timestamp"""
+    stuffing: pl.DataFrame
+    """source_ip, account, prefix, timestamp"""
+    distributed: pl.DataFrame
+    """event_id, window bucket, account, timestamp"""
+    guessing: pl.DataFrame
+    """source_ip, prefix, asn, _t0"""
+
+    @staticmethod
+    def concat(parts: list[CampaignCandidates]) -> CampaignCandidates:
+        return CampaignCandidates(
+            *(pl.concat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(CampaignCandidates))
+        )
+
+    def prefixes(self) -> pl.DataFrame:
+        """``source_ip, prefix`` of the candidate sources (every source a campaign can hold)."""
+        return pl.concat(
+            [t.select(C.SOURCE_IP, C.PREFIX) for t in (self.spraying, self.stuffing, self.guessing)]
+        ).unique()
+
+
+def campaign_candidates(
+    df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]
+) -> CampaignCandidates:
+    """The candidate rows of the campaign rules in the feature frame ``df`` (login events; whole
+    sources with their prefixes and ASNs). Reads the columns of :data:`CAMPAIGN_INPUT_COLUMNS`."""
+    df = df.with_columns(pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0).alias("_n_legit"))
+    none = df.clear()
+    return CampaignCandidates(
+        spraying=_spraying_rows(
+            df if enabled.get("password_spraying", True) else none, params["password_spraying"]
+        ),
+        stuffing=_stuffing_rows(
+            df if enabled.get("credential_stuffing", True) else none,
+            params["credential_stuffing"],
+            params["distributed_brute_force"],
+        ),
+        distributed=_distributed_rows(
+            df if enabled.get("distributed_brute_force", True) else none, params["distributed_brute_force"]
+        ),
+        guessing=_guessing_rows(
+            df if enabled.get("guessing_source", True) else none, params["guessing_source"]
+        ),
+    )
+
+
+def campaigns_from(
+    cand: CampaignCandidates, params: dict[str, Any], enabled: dict[str, bool]
+) -> CampaignKeys:
+    """The campaigns: the candidate rows of every source linked into components."""
+    by_source = pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
+    by_event = pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
+    return CampaignKeys(
+        spraying=_spraying(cand.spraying) if enabled.get("password_spraying", True) else by_source,
+        stuffing=_stuffing(cand.stuffing, params["credential_stuffing"])
+        if enabled.get("credential_stuffing", True)
+        else by_source,
+        distributed=_distributed(cand.distributed)
+        if enabled.get("distributed_brute_force", True)
+        else by_event,
+        guessing=_guessing(cand.guessing, params["guessing_source"])
+        if enabled.get("guessing_source", True)
+        else by_source,
+    )
+
+
 def campaign_keys(df: pl.DataFrame, params: dict[str, Any], enabled: dict[str, bool]) -> CampaignKeys:
     """The campaigns of the feature frame ``df`` (it may hold only the login events, in event order).
 
     Reads the columns of :data:`CAMPAIGN_INPUT_COLUMNS`.
     """
-    df = df.with_columns(pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0).alias("_n_legit"))
-    by_source = pl.DataFrame(schema={C.SOURCE_IP: pl.String, C.CAMPAIGN: pl.String})
-    by_event = pl.DataFrame(schema={C.EVENT_ID: pl.UInt64, C.CAMPAIGN: pl.String})
-    return CampaignKeys(
-        spraying=_spraying(df, params["password_spraying"])
-        if enabled.get("password_spraying", True)
-        else by_source,
-        stuffing=_stuffing(df, params["credential_stuffing"], params["distributed_brute_force"])
-        if enabled.get("credential_stuffing", True)
-        else by_source,
-        distributed=_distributed(df, params["distributed_brute_force"])
-        if enabled.get("distributed_brute_force", True)
-        else by_event,
-        guessing=_guessing(df, params["guessing_source"])
-        if enabled.get("guessing_source", True)
-        else by_source,
-    )
+    return campaigns_from(campaign_candidates(df, params, enabled), params, enabled)
 
 
 CAMPAIGN_INPUT_COLUMNS: tuple[str, ...] = (

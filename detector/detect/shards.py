@@ -43,11 +43,17 @@ from detector.config import Config
 from detector.detect import _DURATION, Detection, _per_event
 from detector.detect.campaigns import (
     CAMPAIGN_INPUT_COLUMNS,
+    KEY,
+    LABEL,
+    NODE,
+    CampaignCandidates,
     CampaignKeys,
     apply_campaigns,
-    campaign_keys,
+    campaign_candidates,
     campaign_sizes,
     campaign_table,
+    campaigns_from,
+    components,
     event_campaigns,
     relink,
 )
@@ -68,6 +74,7 @@ from detector.features import (
 from detector.features import expressions as x
 from detector.features.baseline import TRAITS
 from detector.schema import C
+from detector.workers import Workers, in_process
 
 SHARD_EVENTS = 150_000
 """Events per shard (a few hundred MiB of working memory in detection and scoring)."""
@@ -136,6 +143,8 @@ class ShardFrames:
         self.paths = [work_dir / f"{prefix}-{k}.parquet" for k in range(n)]
         self.in_memory = in_memory
         self._frames: dict[int, pl.DataFrame] = {}
+        self.networks: pl.DataFrame | None = None
+        """Enriched events (:func:`partition`): the source networks (:func:`source_networks`)."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -152,6 +161,19 @@ class ShardFrames:
     def scan(self, k: int) -> pl.LazyFrame:
         return self._frames[k].lazy() if self.in_memory else pl.scan_parquet(self.paths[k])
 
+    def take(self, k: int) -> Shard:
+        """Shard ``k`` for a task: its frame (forgotten here: the task owns it) or its file."""
+        return self._frames.pop(k) if self.in_memory else self.paths[k]
+
+    def target(self, k: int) -> Path | None:
+        """Where a task stores shard ``k``: ``None`` in memory (the task returns the frame)."""
+        return None if self.in_memory else self.paths[k]
+
+    def keep(self, k: int, shard: Shard) -> None:
+        """Shard ``k`` as a task stored it (:meth:`target`)."""
+        if isinstance(shard, pl.DataFrame):
+            self._frames[k] = shard
+
     def drop(self, k: int) -> None:
         """Free shard ``k`` (its frame, or its file)."""
         if self.in_memory:
@@ -160,20 +182,81 @@ class ShardFrames:
             self.paths[k].unlink(missing_ok=True)
 
 
+Shard = pl.DataFrame | Path
+"""A shard as a task receives or returns it: its frame, or its Parquet file."""
+
+
+def load(shard: Shard) -> pl.DataFrame:
+    """A shard's frame."""
+    return shard if isinstance(shard, pl.DataFrame) else pl.read_parquet(shard)
+
+
+def store(frame: pl.DataFrame, target: Path | None, **options: Any) -> Shard:
+    """``frame`` kept in memory (``target`` is ``None``) or written to ``target`` (lz4)."""
+    if target is None:
+        return frame
+    frame.write_parquet(target, compression="lz4", **options)
+    return target
+
+
+def _free(shard: Shard) -> None:
+    if isinstance(shard, Path):
+        shard.unlink(missing_ok=True)
+
+
 IN_MEMORY_EVENTS = 600_000
 """Nights of up to this many events keep their shard frames in memory (:class:`ShardFrames`)."""
 
 
 def _numbering(
     frame: pl.LazyFrame, cfg: Config, n_events: int, shard_events: int
-) -> tuple[pl.DataFrame, WindowTables]:
-    """Per row of ``frame`` (in its order) its ``event_id`` and shard; the cross-account tables."""
+) -> tuple[pl.DataFrame, WindowTables, pl.DataFrame]:
+    """Per row of ``frame`` (in its order) its ``event_id`` and shard; the cross-account tables;
+    the source networks (:func:`source_networks`)."""
     narrow = frame.select(_global_columns(frame.collect_schema().names())).with_row_index(ROW)
     n = shard_count(n_events, shard_events)
     order = windows.number(narrow).select(ROW, C.EVENT_ID, shard_of(n)).sort(ROW).collect()
     # group-bys and a median: the order of the rows does not matter
     tables = window_tables(windows.work_columns(narrow, cfg.features.window))
-    return order.select(C.EVENT_ID, SHARD), tables
+    return order.select(C.EVENT_ID, SHARD), tables, source_networks(narrow)
+
+
+NETWORK = "_network"
+
+
+def _node() -> pl.Expr:
+    return pl.coalesce(pl.col(C.PREFIX), pl.col(C.SOURCE_IP)).alias(NODE)
+
+
+def source_networks(events: pl.LazyFrame) -> pl.DataFrame:
+    """Per prefix (or address without one), its network: the prefixes linked by shared ASNs.
+
+    The source-keyed rules group login events by address, /24 (/64) prefix and ASN; events of one
+    network share all three, so a source shard made of whole networks (:func:`source_shard_of`)
+    gives each rule every event of its groups. A narrow global step: distinct (prefix, ASN) pairs.
+    """
+    pairs = (
+        events.select(_node(), ("a:" + pl.col(C.ASN).cast(pl.String)).alias(KEY))
+        .filter(pl.col(NODE).is_not_null())
+        .unique()
+        .collect()
+    )
+    linked = components(pairs.drop_nulls())
+    return (
+        pairs.select(NODE)
+        .unique()
+        .join(linked, on=NODE, how="left")
+        .select(NODE, pl.coalesce(LABEL, NODE).alias(NETWORK))
+    )
+
+
+def source_shard_of(logins: pl.DataFrame, networks: pl.DataFrame, n: int) -> pl.Series:
+    """The source shard of each login event: a hash of its network modulo ``n`` (events without
+    an address: shard 0)."""
+    network = (
+        logins.select(_node()).join(networks, on=NODE, how="left", maintain_order="left").get_column(NETWORK)
+    )
+    return (network.hash(seed=0) % n).fill_null(0).cast(pl.UInt32).alias(SHARD)
 
 
 def partition(
@@ -185,8 +268,8 @@ def partition(
 ) -> tuple[ShardFrames, WindowTables]:
     """Number the events, compute the cross-account tables and split the events into shards.
 
-    Returns the shards (:class:`ShardFrames` ``enriched-<k>``, each event with its ``event_id``)
-    and the :class:`~detector.features.WindowTables`. A night of more than ``in_memory_events``
+    Returns the shards (:class:`ShardFrames` ``enriched-<k>``, each event with its ``event_id``;
+    ``networks``: :func:`source_networks`) and the :class:`~detector.features.WindowTables`. A night of more than ``in_memory_events``
     (default :data:`IN_MEMORY_EVENTS`) events is written once to ``work_dir/enriched.parquet`` and
     split from there in batches.
     """
@@ -196,7 +279,7 @@ def partition(
     limit = IN_MEMORY_EVENTS if in_memory_events is None else in_memory_events
     if n_events <= limit:
         frame = events.collect()
-        order, tables = _numbering(frame.lazy(), cfg, n_events, shard_events)
+        order, tables, networks = _numbering(frame.lazy(), cfg, n_events, shard_events)
         frame = frame.hstack(order.get_columns())
         del order
         parts = frame.partition_by(SHARD, as_dict=True, include_key=False)
@@ -205,13 +288,15 @@ def partition(
         shards = ShardFrames(work_dir, "enriched", n, in_memory=True)
         for k in range(n):
             shards.put(k, parts.pop((k,), empty))
+        shards.networks = networks
         return shards, tables
     enriched = work_dir / "enriched.parquet"
     events.sink_parquet(enriched)
-    order, tables = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
+    order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
     ids, shard = order.get_column(C.EVENT_ID), order.get_column(SHARD)
     del order
     shards = ShardFrames(work_dir, "enriched", n, in_memory=False)
+    shards.networks = networks
     writers: dict[int, pq.ParquetWriter] = {}
     offset = 0
     try:
@@ -281,6 +366,8 @@ class DetectContext:
         sizes: sources and accounts per campaign, over all shards (:func:`campaign_sizes`).
         per_event: per event, the detectors that fired and their hits (``detect._per_event``).
         known_campaigns: earlier nights' campaigns (the state's), for :func:`relink`.
+        networks: the source networks (:func:`source_networks`) that make the source shards.
+        source_shards: how many source shards the login events are split into.
     """
 
     cfg: Config
@@ -290,6 +377,8 @@ class DetectContext:
     sizes: pl.DataFrame | None = None
     per_event: pl.DataFrame | None = None
     known_campaigns: pl.DataFrame | None = None
+    networks: pl.DataFrame | None = None
+    source_shards: int = 1
 
 
 def _need(value: object, what: str) -> Any:
@@ -335,22 +424,112 @@ def finish_step(features: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
     return _finish(_annotate(apply_campaigns(features, keys, sizes), per_event))
 
 
-def campaigns_step(logins: pl.DataFrame, ctx: DetectContext) -> CampaignKeys:
-    """Global: tonight's campaigns over the login events of every shard (:func:`source_inputs_step`),
-    renamed to the earlier campaigns they continue (``ctx.known_campaigns``)."""
-    configured = configure(ctx.cfg)
-    params = {n: c.params for n, c in configured.items()}
-    enabled = {n: c.enabled for n, c in configured.items()}
-    return relink(campaign_keys(logins, params, enabled), ctx.known_campaigns, logins)
+def _rule_inputs(cfg: Config) -> tuple[dict[str, Any], dict[str, bool]]:
+    configured = configure(cfg)
+    return {n: c.params for n, c in configured.items()}, {n: c.enabled for n, c in configured.items()}
 
 
-def source_step(logins: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
-    """The findings of the detectors of scope ``source`` over login events (with the campaigns of
-    ``ctx.keys``)."""
+BY_CAMPAIGN = frozenset({"credential_stuffing"})
+"""Detectors of scope ``source`` that judge a campaign as a whole (its events span networks):
+they run once over the events of tonight's campaigns (:func:`campaign_detectors_step`)."""
+
+
+def candidates_step(logins: pl.DataFrame, ctx: DetectContext) -> CampaignCandidates:
+    """Per source shard (its login events: whole networks): the campaign rules' candidate rows."""
+    return campaign_candidates(logins, *_rule_inputs(ctx.cfg))
+
+
+def campaigns_step(candidates: CampaignCandidates, ctx: DetectContext) -> CampaignKeys:
+    """Global, over the candidate rows of every source shard (narrow): tonight's campaigns, renamed
+    to the earlier campaigns they continue (``ctx.known_campaigns``)."""
+    keys = campaigns_from(candidates, *_rule_inputs(ctx.cfg))
+    return relink(keys, ctx.known_campaigns, candidates.prefixes())
+
+
+def campaigned_step(logins: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per source shard: its login events with their ``campaign``."""
     keys = _need(ctx.keys, "campaign keys")
-    logins = logins.hstack([event_campaigns(logins, keys).get_column(C.CAMPAIGN)])
-    found = _run(logins, _scoped(ctx.cfg, source=True))
+    return logins.hstack([event_campaigns(logins, keys).get_column(C.CAMPAIGN)])
+
+
+def source_step(campaigned: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per source shard (:func:`campaigned_step`'s frame): the findings of the detectors of scope
+    ``source`` but those of :data:`BY_CAMPAIGN`."""
+    by_source = {n: c for n, c in _scoped(ctx.cfg, source=True).items() if n not in BY_CAMPAIGN}
+    found = _run(campaigned, by_source)
     return pl.concat(found) if found else empty_findings()
+
+
+def campaign_inputs_step(campaigned: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Per source shard (:func:`campaigned_step`'s frame): its events in a campaign."""
+    return campaigned.filter(pl.col(C.CAMPAIGN).is_not_null())
+
+
+def campaign_detectors_step(members: pl.DataFrame, ctx: DetectContext) -> pl.DataFrame:
+    """Global, over the login events in campaigns of every source shard: the findings of the
+    detectors of :data:`BY_CAMPAIGN`."""
+    by_campaign = {n: c for n, c in _scoped(ctx.cfg, source=True).items() if n in BY_CAMPAIGN}
+    found = _run(members, by_campaign)
+    return pl.concat(found) if found else empty_findings()
+
+
+def split_sources(logins: pl.DataFrame, ctx: DetectContext) -> list[pl.DataFrame]:
+    """An account shard's login columns split into the ``ctx.source_shards`` source shards."""
+    n = ctx.source_shards
+    if n == 1:
+        return [logins]
+    networks = _need(ctx.networks, "source networks")
+    parts = logins.with_columns(source_shard_of(logins, networks, n)).partition_by(
+        SHARD, as_dict=True, include_key=False
+    )
+    empty = logins.clear()
+    return [parts.get((j,), empty) for j in range(n)]
+
+
+def features_task(item: tuple[Shard, Path | None], ctx: DetectContext) -> tuple[Shard, list[Shard]]:
+    """Per account shard: enriched events -> features (stored), and its login columns per source
+    shard (in memory, or ``logins-<k>-<j>.parquet`` beside the features)."""
+    shard, target = item
+    frame = features_step(load(shard), ctx)
+    _free(shard)
+    parts = split_sources(source_inputs_step(frame, ctx), ctx)
+    if target is None:
+        return frame, list(parts)
+    stored = store(frame, target)
+    k = target.stem.rsplit("-", 1)[-1]
+    return stored, [store(p, target.with_name(f"logins-{k}-{j}.parquet")) for j, p in enumerate(parts)]
+
+
+def _logins(parts: list[Shard]) -> pl.DataFrame:
+    return pl.concat([load(p) for p in parts])
+
+
+def candidates_task(parts: list[Shard], ctx: DetectContext) -> CampaignCandidates:
+    """Per source shard (its parts from every account shard): :func:`candidates_step`."""
+    return candidates_step(_logins(parts), ctx)
+
+
+def source_task(parts: list[Shard], ctx: DetectContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per source shard: the source detectors' findings and its events in campaigns; its parts' files
+    are removed."""
+    campaigned = campaigned_step(_logins(parts), ctx)
+    for p in parts:
+        _free(p)
+    return source_step(campaigned, ctx), campaign_inputs_step(campaigned, ctx)
+
+
+def account_task(shard: Shard, ctx: DetectContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per shard: the findings of the account-scoped detectors and the events in campaigns."""
+    frame = campaign_step(load(shard), ctx)
+    return account_step(frame, ctx), members_step(frame, ctx)
+
+
+def finish_task(item: tuple[Shard, Path], ctx: DetectContext) -> Path:
+    """Per shard: the finished detection, written to its file (sorted by ``event_id``)."""
+    shard, target = item
+    det = finish_step(load(shard), ctx)
+    _free(shard)
+    return Path(store(det, target, row_group_size=BATCH_ROWS))
 
 
 def read_batches(
@@ -409,12 +588,14 @@ def detect_sharded(
     *,
     shard_events: int | None = None,
     known_campaigns: pl.DataFrame | None = None,
+    workers: Workers | None = None,
 ) -> Detection:
     """:func:`detector.detect.detect`, one account shard at a time (module docstring).
 
     Intermediate files live in ``work_dir``; the returned ``Detection.events`` scans
     ``work_dir/detection-<k>.parquet``, so keep ``work_dir`` until the events are written.
     ``known_campaigns`` (the state's) give tonight's campaigns their earlier ids (:func:`relink`).
+    ``workers`` run the per-shard tasks (default: in this process); the result does not depend on them.
     """
     if not _DURATION.match(cfg.features.window):
         raise ConfigError(
@@ -426,27 +607,35 @@ def detect_sharded(
 
     inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS)
     ctx = DetectContext(cfg, history or History.empty(), tables, known_campaigns=known_campaigns)
-    features = ShardFrames(work, "features", len(inputs), inputs.in_memory)
-    logins = []
-    for k in range(len(inputs)):
-        frame = features_step(inputs.get(k), ctx)
-        inputs.drop(k)
-        features.put(k, frame)
-        logins.append(source_inputs_step(frame, ctx))
-        del frame
-    # in shard order: the campaign rules and the source-scoped detectors do not depend on row order
-    login_events = pl.concat(logins)
-    del logins
-    ctx = replace(ctx, keys=campaigns_step(login_events, ctx))
-    found = [source_step(login_events, ctx)]
-    del login_events
+    n = len(inputs)
+    workers = (workers or in_process()).start(n)
+    ctx = replace(ctx, networks=inputs.networks, source_shards=n)
+    features = ShardFrames(work, "features", n, inputs.in_memory)
+    by_source: list[list[Shard]] = [[] for _ in range(n)]
+    items = ((inputs.take(k), features.target(k)) for k in range(n))
+    for k, (frame, parts) in enumerate(workers.map(features_task, items, ctx)):
+        features.keep(k, frame)
+        for j, part in enumerate(parts):
+            by_source[j].append(part)
+    # per source shard (whole networks): the campaigns' candidates, then, linked globally, the
+    # campaigns; the source-scoped detectors per source shard, those judging whole campaigns over
+    # the events in campaigns. None of them depends on row order.
+    candidates = CampaignCandidates.concat(list(workers.map(candidates_task, by_source, ctx)))
+    ctx = replace(ctx, keys=campaigns_step(candidates, ctx))
+    del candidates
+    found, in_campaigns = [], []
+    for source_findings, members in workers.map(source_task, by_source, ctx):
+        found.append(source_findings)
+        in_campaigns.append(members)
+    del by_source
+    found.append(campaign_detectors_step(pl.concat(in_campaigns), ctx))
+    del in_campaigns
 
     members = []
-    for k in range(len(features)):
-        frame = campaign_step(features.get(k), ctx)
-        found.append(account_step(frame, ctx))
-        members.append(members_step(frame, ctx))
-        del frame
+    shards = (features.get(k) if features.in_memory else features.paths[k] for k in range(n))
+    for account_findings, campaign_members in workers.map(account_task, shards, ctx):
+        found.append(account_findings)
+        members.append(campaign_members)
     member_events = pl.concat(members)
     ctx = replace(ctx, sizes=campaign_sizes(member_events))
     campaigns = campaign_table(member_events)
@@ -454,14 +643,8 @@ def detect_sharded(
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
     ctx = replace(ctx, per_event=_per_event(findings))
 
-    out = []
-    for k in range(len(features)):
-        det = finish_step(features.get(k), ctx)
-        features.drop(k)
-        path = work / f"detection-{k}.parquet"
-        det.write_parquet(path, compression="lz4", row_group_size=BATCH_ROWS)
-        del det
-        out.append(path)
+    targets = [work / f"detection-{k}.parquet" for k in range(n)]
+    out = list(workers.map(finish_task, ((features.take(k), targets[k]) for k in range(n)), ctx))
     return Detection(events=pl.scan_parquet(out), findings=findings, campaigns=campaigns, shards=tuple(out))
 
 
@@ -473,8 +656,12 @@ __all__ = [
     "DetectContext",
     "ShardFrames",
     "account_step",
+    "campaign_detectors_step",
+    "campaign_inputs_step",
     "campaign_step",
+    "campaigned_step",
     "campaigns_step",
+    "candidates_step",
     "detect_sharded",
     "features_step",
     "finish_step",
@@ -485,5 +672,7 @@ __all__ = [
     "shard_count",
     "shard_of",
     "source_inputs_step",
+    "source_networks",
+    "source_shard_of",
     "source_step",
 ]

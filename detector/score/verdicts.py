@@ -28,6 +28,7 @@ from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
 from detector.score import aggregates as agg
 from detector.score import hosted as hosted_rule
 from detector.score.io import Model
+from detector.workers import Workers, in_process
 
 RISK = C.RISK_SCORE
 
@@ -744,7 +745,14 @@ def account_table(
     return out.select([pl.col(n).cast(t) for n, t in ACCOUNT_SCHEMA.items()]).collect()
 
 
-def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = True) -> Scores:
+def score(
+    detection: Any,
+    model: Model | None,
+    cfg: Config,
+    *,
+    combine: bool = True,
+    workers: Workers | None = None,
+) -> Scores:
     """Score a detection: per-event risk, per-account and per-source verdicts with reasons.
 
     With a model, each level's risk is the larger of the model's probability and the rules' risk
@@ -759,9 +767,10 @@ def score(detection: Any, model: Model | None, cfg: Config, *, combine: bool = T
         model: A loaded :class:`Model`, or ``None`` for the rule-based fallback.
         cfg: Configuration; ``cfg.scoring`` holds the verdict thresholds.
         combine: Combine the model with the rules (default) or not.
+        workers: run the per-shard steps of a sharded detection (default: in this process).
     """
     if getattr(detection, "shards", ()):
-        return score_shards(detection.shards, model, cfg, combine=combine)
+        return score_shards(detection.shards, model, cfg, combine=combine, workers=workers)
     events = detection.events
     events = events.collect() if isinstance(events, pl.LazyFrame) else events
     names = tuple(model.detector_names) if model is not None else _fired_names(events)
@@ -908,27 +917,61 @@ def account_step(scored: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
     )
 
 
-def write_shard_risks(pairs: tuple[tuple[Path, Path], ...], ctx: ScoreContext) -> None:
+Pair = tuple[Path, Path]
+"""A scored shard: its detection file and its row-aligned risk file."""
+
+
+def rule_risk_task(pair: Pair, ctx: ScoreContext) -> None:
+    """Per shard, without distinct paths: its risk file (:func:`rule_risk_step`)."""
+    detection, risk = pair
+    inputs = risk_inputs_step(_shard_inputs(detection, ctx.wanted), ctx)
+    rule_risk_step(inputs, ctx).write_parquet(risk, compression="lz4")
+
+
+def paths_task(pair: Pair, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard, with a tree model: its events' paths kept in its risk file; its distinct paths."""
+    detection, risk = pair
+    paths = paths_step(risk_inputs_step(_shard_inputs(detection, ctx.wanted), ctx), ctx)
+    paths.write_parquet(risk, compression="lz4")
+    return paths.drop(RULE).unique()
+
+
+def path_risk_task(pair: Pair, ctx: ScoreContext) -> None:
+    """Per shard: its risk file from the paths :func:`paths_task` kept there (:func:`path_risk_step`)."""
+    risk = pair[1]
+    path_risk_step(pl.read_parquet(risk), ctx).write_parquet(risk, compression="lz4")
+
+
+def hosted_task(pair: Pair, ctx: ScoreContext) -> None:
+    """Per shard: its risk file with the hosted addresses' events raised and marked (:func:`hosted_step`)."""
+    detection, risk = pair
+    scored = pl.concat(
+        [pl.read_parquet(detection, columns=[C.EVENT_ID]), pl.read_parquet(risk, columns=[RISK, RULE])],
+        how="horizontal",
+    )
+    hosted_step(scored, ctx).write_parquet(risk, compression="lz4")
+
+
+def account_task(pair: Pair, ctx: ScoreContext) -> pl.DataFrame:
+    """Per shard: its accounts' rows (:func:`account_step`)."""
+    detection, risk = pair
+    return account_step(pl.concat([pl.read_parquet(detection), pl.read_parquet(risk)], how="horizontal"), ctx)
+
+
+def write_shard_risks(pairs: tuple[Pair, ...], ctx: ScoreContext, workers: Workers | None = None) -> None:
     """Write each shard's ``risk_score`` and ``_rule_risk`` (as :func:`score_events`) to its risk file.
 
     With a tree model, each shard's paths (:func:`paths_step`) are kept in its risk file until
     the one prediction over all shards' distinct paths (:func:`path_risks`) gives their risks.
     """
+    workers = workers or in_process()
     if ctx.thresholds is None:
-        for path, risk in pairs:
-            rule_risk_step(risk_inputs_step(_shard_inputs(path, ctx.wanted), ctx), ctx).write_parquet(
-                risk, compression="lz4"
-            )
+        list(workers.map(rule_risk_task, pairs, ctx))
         return
-    distinct = []
-    for path, risk in pairs:
-        paths = paths_step(risk_inputs_step(_shard_inputs(path, ctx.wanted), ctx), ctx)
-        paths.write_parquet(risk, compression="lz4")
-        distinct.append(paths.drop(RULE).unique())
-        del paths
+    distinct = list(workers.map(paths_task, pairs, ctx))
     ctx = replace(ctx, path_risks=path_risks(distinct, ctx))
-    for _, risk in pairs:
-        path_risk_step(pl.read_parquet(risk), ctx).write_parquet(risk, compression="lz4")
+    del distinct
+    list(workers.map(path_risk_task, pairs, ctx))
 
 
 PREDICT_THREADS = 2
@@ -947,7 +990,12 @@ def _scored_scans(pairs: tuple[tuple[Path, Path], ...]) -> list[pl.LazyFrame]:
 
 
 def score_shards(
-    shards: tuple[Path, ...], model: Model | None, cfg: Config, *, combine: bool = True
+    shards: tuple[Path, ...],
+    model: Model | None,
+    cfg: Config,
+    *,
+    combine: bool = True,
+    workers: Workers | None = None,
 ) -> Scores:
     """:func:`score` of a detection held per account shard (``Detection.shards``), one shard in memory.
 
@@ -962,23 +1010,22 @@ def score_shards(
     :class:`ScoreContext` (:func:`risk_inputs_step`, :func:`rule_risk_step` or :func:`paths_step`
     then :func:`path_risk_step`, :func:`hosted_step`, :func:`account_step`); the global steps
     between them (:func:`path_risks`, the source table, the hosted addresses, the source context,
-    the takeover sprayers) extend the context.
+    the takeover sprayers) extend the context. ``workers`` run the per-shard tasks (default: in
+    this process); the result does not depend on them.
     """
     names = tuple(model.detector_names) if model is not None else _fired_names(pl.scan_parquet(list(shards)))
     combine = combine and model is not None
     wanted = (*SCORE_INPUTS, *(model.event_features if model is not None else ()))
     ctx = ScoreContext(cfg, model, combine, names, wanted)
     pairs = tuple((path, path.with_name("risk-" + path.name)) for path in shards)
-    write_shard_risks(pairs, ctx)
+    workers = workers or in_process()
+    write_shard_risks(pairs, ctx, workers)
     scored = _scored_scans(pairs)
     every = pl.concat(scored)
     sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
-        ctx = replace(ctx, hosted=hosted)
-        for (_, risk), shard in zip(pairs, scored, strict=True):
-            marked = hosted_step(shard.select(C.EVENT_ID, RISK, RULE).collect(), ctx)
-            marked.write_parquet(risk, compression="lz4")
+        list(workers.map(hosted_task, pairs, replace(ctx, hosted=hosted)))
         scored = _scored_scans(pairs)
         every = pl.concat(scored)
         sources = _rescore_sources(every, sources, hosted, model, cfg, names, combine)
@@ -988,7 +1035,7 @@ def score_shards(
         context=agg.source_context(every).collect(),
         sprayers=takeover_sprayers(every, sources, cfg).collect(),
     )
-    accounts = pl.concat([account_step(shard.collect(), ctx) for shard in scored]).sort(
+    accounts = pl.concat(list(workers.map(account_task, pairs, ctx))).sort(
         RISK, C.ACCOUNT, descending=[True, False]
     )
     events = functools.reduce(

@@ -1,0 +1,192 @@
+"""Worker processes for the per-shard steps of detection and scoring (``[engine] workers``).
+
+:class:`Workers` maps a per-shard task ``fn(item, ctx)`` over the shards: in the job's process
+with one worker, else in a pool of ``spawn``-ed processes (never ``fork``: the job's process
+already runs polars' thread pool). Each worker's polars thread pool is sized so that workers x
+threads stay within the cores available (``POLARS_MAX_THREADS``, set before polars is imported
+in the worker). The context of a map (``DetectContext``, ``ScoreContext``: history, global
+tables, the model) is pickled once into the work directory and each worker loads it once,
+instead of once per task. Results come back in the order of the items, whatever the worker count,
+so the reports do not depend on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import pickle
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Thread pool sizes a worker inherits: polars, and the BLAS/OpenMP pools of numpy and scikit-learn."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(configured: int) -> int:
+    """``[engine] workers`` resolved: 0 means the cores available to the process."""
+    return configured if configured > 0 else available_cores()
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """A map's context, pickled once into the work directory (what a task receives instead of it)."""
+
+    path: str
+
+
+_loaded: tuple[str, Any] | None = None
+
+
+def _context(ctx: Any) -> Any:
+    """In a worker: the context a :class:`ContextFile` names, loaded once per map."""
+    global _loaded
+    if not isinstance(ctx, ContextFile):
+        return ctx
+    if _loaded is None or _loaded[0] != ctx.path:
+        _loaded = None  # free the previous map's context first
+        with open(ctx.path, "rb") as f:
+            _loaded = (ctx.path, pickle.load(f))
+    return _loaded[1]
+
+
+def _call(fn: Callable[[Any, Any], Any], item: Any, ctx: Any) -> Any:
+    return fn(item, _context(ctx))
+
+
+def _initialise(threads: int) -> None:
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+
+
+def _ready() -> int:
+    """Imported in each worker at start, so the first tasks do not pay for it."""
+    import detector.detect.shards
+    import detector.score.verdicts  # noqa: F401
+
+    return os.getpid()
+
+
+class Workers:
+    """Runs per-shard tasks in this process (``n == 1``) or in up to ``n`` worker processes.
+
+    Use as a context manager (the pool is shut down on exit). The pool starts when the work is
+    known (:meth:`start`: no more workers than shards, so a night of one shard never starts a
+    process). ``work_dir`` holds the pickled contexts of the maps.
+    """
+
+    def __init__(self, n: int, work_dir: str | Path) -> None:
+        self.n = max(1, n)
+        self.work_dir = Path(work_dir)
+        self._pool: ProcessPoolExecutor | None = None
+        self._maps = itertools.count()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def threads(self) -> int:
+        """Polars threads per worker: workers x threads within the cores available."""
+        return max(1, available_cores() // self.n)
+
+    def start(self, shards: int) -> Workers:
+        """Start the workers for ``shards`` shards: ``min(n, shards)`` processes, none for one."""
+        if self._pool is None:
+            self.n = max(1, min(self.n, shards))
+            if self.n > 1:
+                self._start()
+        return self
+
+    def _start(self) -> None:
+        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        try:
+            # spawned processes inherit the environment at start: polars reads POLARS_MAX_THREADS
+            # when it is first imported, which may happen before the initializer runs
+            _initialise(self.threads)
+            self._pool = ProcessPoolExecutor(
+                self.n,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_initialise,
+                initargs=(self.threads,),
+            )
+            # start every worker now (a pool starts them on demand), beside the job's own work
+            for _ in range(self.n):
+                self._pool.submit(_ready)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    @property
+    def parallel(self) -> bool:
+        """Tasks run in worker processes (their items and results cross a process boundary)."""
+        return self._pool is not None
+
+    def map(self, fn: Callable[[T, Any], R], items: Iterable[T], ctx: Any) -> Iterator[R]:
+        """``fn(item, ctx)`` for each item, results in the items' order.
+
+        Lazy: in this process one item at a time; in workers at most two tasks per worker are
+        submitted ahead of the result being read, so items and results do not pile up.
+        """
+        if self._pool is None:
+            for item in items:
+                yield fn(item, ctx)
+            return
+        ref = self._publish(ctx)
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(self._pool.submit(_call, fn, item, ref))
+                if len(pending) >= 2 * self.n:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            with contextlib.suppress(FileNotFoundError):
+                Path(ref.path).unlink()
+
+    def _publish(self, ctx: Any) -> ContextFile:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = self.work_dir / f"context-{os.getpid()}-{next(self._maps)}.pickle"
+        # personal data (the history), loaded by pickle: only this account may read or plant it;
+        # O_EXCL refuses a file (or a link) already there
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(ctx, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return ContextFile(str(path))
+
+
+def in_process() -> Workers:
+    """One worker: every task in this process."""
+    return Workers(1, Path("."))
+
+
+__all__ = ["Workers", "available_cores", "in_process", "worker_count"]

@@ -1,0 +1,137 @@
+"""The reports do not depend on the shard count nor on the worker count (``[engine] workers``).
+
+One hand-made night (tests/run_fixtures.py) goes through `detector run` with 1 and several
+account shards, in memory and in files, in the job's process and in two worker processes; every
+report must be the same: the scored events, the account and source verdicts, the plan and the
+summary's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from run_fixtures import DAY, write_night, write_practitioners
+
+from detector.config import Config, EngineConfig
+from detector.errors import ConfigError
+from detector.schema import C
+from detector.workers import Workers, available_cores, worker_count
+
+REPORTS = ("events.parquet", "accounts.parquet", "sources.parquet", "recommendations.parquet")
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("workers")
+    geoip = root / "no-geoip"
+    geoip.mkdir()
+    log = write_night(root / "n1", DAY, users=60, attackers=30)
+    return {"root": root, "log": log, "geoip": geoip, "practitioners": write_practitioners(root / "p.csv")}
+
+
+def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory: bool, monkeypatch) -> Path:
+    import detector.detect.shards as sh
+    from detector.pipeline import run
+
+    out = night["root"] / name
+    seen: list[tuple[int, bool]] = []
+    partition = sh.partition
+
+    def recorded(*args: Any, **kw: Any) -> Any:
+        parts, tables = partition(*args, **kw)
+        seen.append((len(parts), parts.in_memory))
+        return parts, tables
+
+    with monkeypatch.context() as m:
+        m.setattr(sh, "SHARD_EVENTS", math.ceil(500 / shards))  # the night has 400-500 events
+        m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
+        m.setattr(sh, "partition", recorded)
+        result = run(
+            [night["log"]], out, practitioners=night["practitioners"], geoip_dir=night["geoip"],
+            cfg=Config().replace(engine={"workers": workers}),
+        )  # fmt: skip
+    assert result.exit_code == 0
+    assert seen == [(shards, in_memory)]
+    return out
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    """summary.json without what says when and how long: the figures, verdicts and measures."""
+    doc = json.loads((out / "summary.json").read_text())
+    drop = {"timings", "generated_at", "run", "detector", "duration_seconds", "steps", "inputs", "output"}
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items() if k not in drop}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    return clean(doc)
+
+
+@pytest.mark.parametrize(
+    ("shards", "workers", "in_memory"), [(4, 1, True), (1, 2, True), (4, 2, True), (4, 2, False)]
+)
+def test_reports_do_not_depend_on_shards_nor_workers(
+    night: dict[str, Any], shards: int, workers: int, in_memory: bool, monkeypatch: pytest.MonkeyPatch
+):
+    if "base" not in night:
+        night["base"] = _run(night, "base", 1, 1, True, monkeypatch)
+    base = night["base"]
+    out = _run(night, f"s{shards}-w{workers}-{in_memory}", shards, workers, in_memory, monkeypatch)
+    for name in REPORTS:
+        a, b = pl.read_parquet(base / name), pl.read_parquet(out / name)
+        assert a.columns == b.columns, name
+        assert a.equals(b), name
+    events = pl.read_parquet(base / "events.parquet")
+    assert events.height > 300 and events.get_column(C.RISK_SCORE).max() > 0.5
+    assert pl.read_parquet(base / "recommendations.parquet").height > 0
+    assert _summary(base) == _summary(out)
+
+
+@pytest.mark.parametrize(("configured", "expected"), [(1, 1), (2, 2), (7, 7)])
+def test_worker_count(configured: int, expected: int):
+    assert worker_count(configured) == expected
+
+
+def test_zero_workers_means_the_cores_available():
+    assert worker_count(0) == available_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("bad", [-1, 4097])
+def test_workers_out_of_range_are_refused(bad: int):
+    with pytest.raises(ConfigError, match=r"\[engine\] workers"):
+        EngineConfig(workers=bad)
+
+
+def _pid(item: int, ctx: Any) -> tuple[int, int, str | None, Any]:
+    return item, os.getpid(), os.environ.get("POLARS_MAX_THREADS"), ctx
+
+
+def test_workers_run_tasks_in_order_with_their_context(tmp_path: Path):
+    with Workers(2, tmp_path) as workers:
+        assert not workers.parallel, "started when the work is known"
+        workers.start(5)
+        assert workers.parallel
+        results = list(workers.map(_pid, range(9), {"night": 1}))
+    assert [r[0] for r in results] == list(range(9))
+    assert {r[1] for r in results} - {os.getpid()}, "tasks ran in worker processes"
+    assert os.getpid() not in {r[1] for r in results}
+    assert {r[2] for r in results} == {str(max(1, available_cores() // 2))}
+    assert all(r[3] == {"night": 1} for r in results)
+    assert not list(tmp_path.glob("context-*")), "the pickled context is removed after the map"
+
+
+@pytest.mark.parametrize(("n", "shards"), [(1, 4), (2, 1), (4, 1)])
+def test_one_worker_or_one_shard_runs_in_this_process(tmp_path: Path, n: int, shards: int):
+    with Workers(n, tmp_path) as workers:
+        workers.start(shards)
+        assert not workers.parallel
+        assert {r[1] for r in workers.map(_pid, range(3), None)} == {os.getpid()}
