@@ -87,9 +87,13 @@ def session(
         from pyspark.sql import SparkSession
     except ImportError as e:
         raise ConfigError("--engine spark needs PySpark", hint=INSTALL_HINT) from e
-    active = SparkSession.getActiveSession()
-    if active is not None and master is None:
-        return active
+    if master is None:
+        try:
+            active = SparkSession.getActiveSession()
+        except Exception:  # a JVM that died under this process: start anew
+            active = None
+        if active is not None:
+            return active
     missing = java_missing()
     if missing:
         raise ConfigError(missing, hint=JAVA_HINT)

@@ -7,6 +7,7 @@ runs). Without a Java runtime every test here skips and says so.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +23,8 @@ from detector.schema import C  # noqa: E402
 pytestmark = [
     pytest.mark.xdist_group("spark"),
     pytest.mark.slow,
+    # four nightly runs in the module's first test (two engines x two nights): minutes on a busy machine
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(
         spark_engine.java_missing() is not None,
         reason=f"Spark needs Java: {spark_engine.java_missing()}; {spark_engine.JAVA_HINT}",
@@ -34,7 +37,8 @@ def spark():
     session = spark_engine.session("local[2]", conf={"spark.sql.shuffle.partitions": "4"})
     session.sparkContext.setLogLevel("ERROR")
     yield session
-    session.stop()
+    with contextlib.suppress(Exception):  # a JVM already gone (killed by a timeout) has nothing to stop
+        session.stop()
 
 
 @pytest.fixture(scope="module")
