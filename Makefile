@@ -25,14 +25,15 @@ run: $(STAMP) ## Run the nightly job on the bundled sample world and print its s
 	$(BIN)/detector run $(SAMPLES)/logs --out $(OUT) \
 		--practitioners $(SAMPLES)/practitioners.csv --geoip-dir $(SAMPLES)/geoip
 
+# --dist loadgroup: the Spark tests (one xdist group) share one JVM on one worker
 test: $(STAMP) test-deps ## Run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -n 2 tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests
 
 test-deps: ## Install the Debian packages the consumer and serve tests use (as root with apt; else they skip)
 	@.ci/test-deps
 
 test-fast: $(STAMP) test-deps ## Run the tests not marked slow
-	$(BIN)/python -m pytest -n 2 -m 'not slow' tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m 'not slow' tests
 
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check detector tests bench

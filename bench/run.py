@@ -206,9 +206,18 @@ def bench_nightly(ctx: Context) -> list[Row]:
     return nightly.rows(ctx, measure, Row, BIN)
 
 
+def bench_spark(ctx: Context) -> list[Row]:
+    """`detector run --engine spark` in local mode beside the local engine (IMAP profile; see
+    bench/spark_bench.py): wall time, peak memory of the process tree, the overhead ratio."""
+    import spark_bench
+
+    return spark_bench.rows(ctx, Row)
+
+
 BENCHES: list[tuple[str, Callable[[Context], list[Row]]]] = [
     ("ingest", bench_ingest),
     ("nightly", bench_nightly),
+    ("spark", bench_spark),
 ]
 """Name and function of every benchmark, in the order they run."""
 

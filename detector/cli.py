@@ -113,7 +113,7 @@ WorkersOpt = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="Worker processes for detection and scoring (default: [engine] workers, else the cores available; 1: none).",
+        help="Worker processes for ingestion, detection and scoring (default: [engine] workers, else the cores available; 1: none).",
     ),
 ]
 ConfigOpt = Annotated[
@@ -121,13 +121,6 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         help="TOML configuration file (default: $DETECTOR_CONFIG, else /etc/detector/detector.toml if it exists).",
-    ),
-]
-Workers = Annotated[
-    int | None,
-    typer.Option(
-        min=0,
-        help="Worker processes (default: [engine] workers, else the cores available; 0: the cores available).",
     ),
 ]
 JsonOpt = Annotated[
@@ -168,6 +161,11 @@ class LogFormat(StrEnum):
     json = "json"
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 @guarded
 def ingest(
@@ -175,7 +173,7 @@ def ingest(
     out: Annotated[Path, typer.Option(help="Events Parquet file to write.")],
     year: Year = None,
     timezone: Timezone = None,
-    workers: Workers = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -234,6 +232,18 @@ def run_cmd(
     ] = LogFormat.text,
     year: Year = None,
     timezone: Annotated[str | None, typer.Option(help="Time zone of time stamps without an offset.")] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: this process; spark: the same steps as Spark tasks (docs/spark.md)."),
+    ] = Engine.local,
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Spark master with --engine spark: local[N], yarn, k8s://..., spark://... "
+            "(default: spark-submit's, else local[2]).",
+        ),
+    ] = None,
     workers: WorkersOpt = None,
 ) -> None:
     """Run the nightly job: ingest, enrich, detect, score, recommend; publish reports; print the summary."""
@@ -243,6 +253,7 @@ def run_cmd(
         paths, out, state=state, practitioners=practitioners, geoip_dir=geoip_dir, model=model,
         config=config, fail_on=fail_on, pseudonymize=pseudonymize, labels=labels,
         log_format=log_format.value, year=year, timezone=timezone, overrides=overrides, workers=workers,
+        engine=engine.value, spark_master=spark_master,
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

@@ -70,6 +70,9 @@ directory, overrides, labels) before the long steps; ``enrich``, ``detect`` and 
 Window = tuple[datetime | None, datetime | None]
 """The first and last timestamp of a night's events (``None``: no event)."""
 
+ENGINES = ("local", "spark")
+"""Where the analysis runs: this process, or Spark (:mod:`detector.spark`)."""
+
 EVENT_ROW_GROUP = 64 * 1024
 """Rows per row group of events.parquet (a row group is gathered in memory before it is written)."""
 
@@ -152,6 +155,8 @@ class RunOptions:
     pseudonymize_key: str | None = None
     labels: Path | None = None
     overrides: Path | None = None
+    engine: str = "local"
+    spark_master: str | None = None
 
 
 def new_run_id(now: datetime) -> str:
@@ -254,6 +259,8 @@ def run(
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], datetime] | None = None,
     overrides: str | Path | None = None,
+    engine: str = "local",
+    spark_master: str | None = None,
 ) -> RunResult:
     """Run the nightly job on ``paths`` and publish its reports in ``out_dir``.
 
@@ -272,6 +279,9 @@ def run(
             ``/etc/detector/overrides.toml`` if it exists), applied to the plan and audited.
         progress: called with each step name (:data:`STEPS`) as it starts.
         clock: the wall clock (tests).
+        engine: ``local`` (this process) or ``spark`` (:mod:`detector.spark`: the same functions
+            run as Spark tasks; the state and the reports stay with this process).
+        spark_master: the Spark master URL (``None``: ``spark-submit``'s, else ``local[2]``).
 
     Raises:
         DetectorError: bad input, configuration, model or state (exit 2), or RunFailed (exit 1,
@@ -282,6 +292,7 @@ def run(
         model_path=_path(model_path), cfg=cfg or Config(),
         fail_on=fail_on if isinstance(fail_on, FailOn) or fail_on is None else FailOn.parse(fail_on),
         pseudonymize_key=pseudonymize_key, labels=_path(labels), overrides=_path(overrides),
+        engine=engine, spark_master=spark_master,
     )  # fmt: skip
     clock = clock or (lambda: datetime.now(UTC))
     started = clock()
@@ -291,6 +302,8 @@ def run(
     out = Path(out_dir)
     if not paths:
         raise InputError("no input paths given")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     from detector.state import locked, private_dir
 
     with locked_out(out):
@@ -391,6 +404,8 @@ class _Inputs:
     directory: pl.DataFrame | None
     overrides: list[Override]
     labels: pl.DataFrame | None
+    spark: Any = None
+    """The Spark session (``--engine spark``), else ``None``."""
 
 
 @dataclass(frozen=True)
@@ -422,7 +437,7 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     log(night.logger, logging.INFO, "run started", run_id=night.run_id, inputs=len(paths), out=str(night.out))
     inputs = _read_inputs(opts, night)
-    ingested, window = _ingest(paths, opts, night)
+    ingested, window = _ingest(paths, inputs, opts, night)
     analysis, history = _analyse(ingested, window, inputs, opts, night)
     scored = _write_events(analysis, ingested, inputs, opts, night)
     prior = analysis.prior
@@ -475,6 +490,11 @@ def _read_inputs(opts: RunOptions, night: _Night) -> _Inputs:
         model_file = opts.model_path if opts.model_path is not None else default_model_path()
         check_model(model_file)  # file, card, checksum, versions; the model loads beside detection
         geo_dir = str(opts.geoip_dir) if opts.geoip_dir is not None else opts.cfg.enrich.geoip_dir
+        spark = None
+        if opts.engine == "spark":  # before the long steps: no PySpark or no Java is bad usage (exit 2)
+            from detector import spark as spark_engine
+
+            spark = spark_engine.session(opts.spark_master)
         return _Inputs(
             state=load_state(opts.state_dir) if opts.state_dir is not None else State(),
             model_file=model_file,
@@ -482,17 +502,28 @@ def _read_inputs(opts: RunOptions, night: _Night) -> _Inputs:
             directory=load_practitioners(opts.practitioners) if opts.practitioners is not None else None,
             overrides=read_overrides(opts.overrides),
             labels=read_labels(opts.labels) if opts.labels is not None else None,
+            spark=spark,
         )
 
 
-def _ingest(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> tuple[IngestResult, Window]:
+def _ingest(
+    paths: Sequence[str | Path], inputs: _Inputs, opts: RunOptions, night: _Night
+) -> tuple[IngestResult, Window]:
     """The night's events (and its first and last timestamp)."""
     from detector.ingest import ingest
 
     with night.step("ingest"):
-        ingested = ingest(
-            [str(p) for p in paths], opts.cfg.ingest, night.staging / "work", workers=opts.cfg.engine.workers
-        )
+        if inputs.spark is None:
+            ingested = ingest(
+                [str(p) for p in paths],
+                opts.cfg.ingest,
+                night.staging / "work",
+                workers=opts.cfg.engine.workers,
+            )
+        else:
+            from detector import spark as spark_engine
+
+            ingested = spark_engine.ingest(inputs.spark, paths, opts.cfg.ingest, night.staging / "work")
         window = night_window(ingested.events)
     night.warnings.extend(ingested.warnings)
     return ingested, window
@@ -513,10 +544,18 @@ def _analyse(
         prior = prior_for(opts.state_dir, inputs.state, window[0], set(digests(ingested.inputs)))
         if prior.note is not None:
             night.warnings.append(prior.note)
-    analysis = analyse(
-        ingested.events, opts.cfg, work_dir=night.staging / "work", prior=prior, geoip=inputs.geoip,
-        practitioners=inputs.directory, model=inputs.model_file, step=night.step,
-    )  # fmt: skip
+    if inputs.spark is None:
+        analysis = analyse(
+            ingested.events, opts.cfg, work_dir=night.staging / "work", prior=prior, geoip=inputs.geoip,
+            practitioners=inputs.directory, model=inputs.model_file, step=night.step,
+        )  # fmt: skip
+    else:
+        from detector import spark as spark_engine
+
+        analysis = spark_engine.analyse(
+            inputs.spark, ingested.events_path, opts.cfg, work_dir=night.staging / "work", prior=prior,
+            geoip=inputs.geoip, practitioners=inputs.directory, model=inputs.model_file, step=night.step,
+        )  # fmt: skip
     history = analysis.prior.history
     night.warnings.extend(analysis.warnings)
     if inputs.directory is None:

@@ -69,6 +69,8 @@ def run_command(
     log_format: str,
     year: int | None,
     timezone: str | None,
+    engine: str = "local",
+    spark_master: str | None = None,
     workers: int | None = None,
 ) -> int:
     """Run the nightly job as the CLI does; return the exit code (0, or 3 under ``--fail-on``).
@@ -104,6 +106,8 @@ def run_command(
                 labels=labels,
                 overrides=overrides,
                 progress=progress,  # type: ignore[arg-type]
+                engine=engine,
+                spark_master=spark_master,
             )
         from detector.report.summary import print_summary
 

@@ -220,3 +220,17 @@ def _filled(group: pl.DataFrame, fills: pl.DataFrame, offset: int) -> pl.DataFra
         col.scatter(idx, fills[c].cast(group.schema[c]))
         cols[c] = col
     return group.with_columns(**cols)
+
+
+def fill_file(events_path: Path, memory_bytes: int, writer_options: dict) -> int:
+    """Fill the open logouts of an events file written without pairing (ingestion split across
+    processes or machines, as ``--engine spark`` splits it per file); the number filled."""
+    pairing = LogoutPairing(events_path.parent, memory_bytes)
+    file = pq.ParquetFile(events_path)
+    offset = 0
+    for batch in file.iter_batches(batch_size=256 * 1024):
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        pairing.record(frame, offset)
+        offset += frame.height
+    return pairing.apply(events_path, file.schema_arrow, writer_options)

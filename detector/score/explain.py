@@ -59,11 +59,25 @@ def _is_ip(text: str) -> bool:
 
 
 def _scan(run: Path, name: str) -> pl.LazyFrame:
+    """A report of ``run``: one Parquet file, or a directory of parts (``events.parquet/`` or
+    ``events/`` as Spark and other engines write a large table, hive-style ``key=value`` folders
+    allowed)."""
     path = run / name
+    if not path.exists() and (run / Path(name).stem).is_dir():
+        path = run / Path(name).stem
     if not path.exists():
         raise InputError(
             f"run directory lacks {name}", path=run, hint="pass the --out directory of `detector run`"
         )
+    return scan_table(path)
+
+
+def scan_table(path: Path) -> pl.LazyFrame:
+    """One Parquet file, or every ``*.parquet`` under a directory (hive partitions read as columns)."""
+    if path.is_dir():
+        if not any(path.rglob("*.parquet")):
+            raise InputError("no Parquet part in the directory", path=path)
+        return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=True)
     return pl.scan_parquet(path)
 
 
