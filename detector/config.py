@@ -180,7 +180,7 @@ class IngestConfig(_Section):
     """Longer lines are quarantined as too_long."""
     chunk_bytes: int = key(16 * 1024 * 1024, Range(1024, 1 << 34))
     """Decompressed bytes parsed per batch (bounds memory)."""
-    pairing_memory_bytes: int = key(256 * 1024 * 1024, Range(1024, 1 << 40))
+    pairing_memory_bytes: int = key(128 * 1024 * 1024, Range(1024, 1 << 40))
     """Memory for pairing Dovecot logouts with their logins at the end of ingestion (more partitions below)."""
     kernel: str = key("auto", Range(check=_kernel_mode, text="auto, on or off"))
     """Compiled fast path for the commonest lines: ``auto`` (where numba is installed), ``on``, ``off``."""

@@ -141,19 +141,25 @@ class LogoutPairing:
         part = pl.struct("_h", C.SESSION_ID).hash(seed=7) % n_parts
         try:
             for p in range(n_parts):
-                logins = (
-                    pl.scan_parquet(self.dir / "logins.parquet")
+                # the streaming engine reads the spill files a row group at a time and keeps only
+                # this partition's rows (the in-memory one would read the whole files first)
+                logins, logouts = (
+                    pl.scan_parquet(self.dir / f"{name}.parquet")
                     .filter(part == p)
-                    .sort(C.TIMESTAMP, POS)
+                    .collect(engine="streaming")
+                    for name in ("logins", "logouts")
+                )
+                logins = logins.sort(C.TIMESTAMP, POS).unique(
                     # of logins at one second, the last written
-                    .unique(["_h", C.SESSION_ID, C.TIMESTAMP], keep="last", maintain_order=True)
+                    ["_h", C.SESSION_ID, C.TIMESTAMP],
+                    keep="last",
+                    maintain_order=True,
                 )
                 fills = (
-                    pl.scan_parquet(self.dir / "logouts.parquet")
-                    .filter(part == p)
+                    logouts.lazy()
                     .sort(C.TIMESTAMP)
                     .join_asof(
-                        logins.select(
+                        logins.lazy().select(
                             "_h",
                             C.SESSION_ID,
                             C.TIMESTAMP,
@@ -173,6 +179,7 @@ class LogoutPairing:
                     .with_columns((pl.col(POS) // span).alias("_range"))
                     .collect()
                 )
+                del logins, logouts
                 filled += len(fills)
                 for (r,), rows in fills.partition_by("_range", as_dict=True, include_key=False).items():
                     table = rows.cast(dict(FILL_SCHEMA)).to_arrow()
