@@ -70,7 +70,11 @@ def run_world(
             labelled = label_events(events.lazy(), labels).collect()
             results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
             if by_technique is not None:
-                by_technique[i - 1] = technique_replays(plans[i - 1], labelled, cfg)
+                made = events.get_column("timestamp").min()  # the plan was made before this day
+                known = labels.filter(pl.col("compromised") & (pl.col("start") < made))
+                by_technique[i - 1] = technique_replays(
+                    plans[i - 1], labelled, cfg, known.get_column("account").str.to_lowercase().to_list()
+                )
         if i in plan_days:
             detection, scores = analysis.detection, analysis.scores
             now = events.get_column("timestamp").max() + timedelta(seconds=1)
@@ -87,14 +91,20 @@ def run_world(
 EXISTING = "existing"
 """Suffix of the replays and figures counting only attack attempts on accounts that exist (the
 server did not answer ``unknown_user``): a name that does not exist fails at the server anyway."""
+KNOWN = "known"
+"""Suffix of the replay counting only the attacks on accounts compromised before the plan was made
+(what a plan made that night could know of); the others were compromised on the replayed day."""
 ALL = "all"
 """Key of the replay of every attack technique together in :func:`technique_replays`."""
 
 
-def technique_replays(plan: pl.DataFrame, labelled: pl.DataFrame, cfg) -> dict:
+def technique_replays(
+    plan: pl.DataFrame, labelled: pl.DataFrame, cfg, compromised_before: list[str] | None = None
+) -> dict:
     """The plan replayed against each attack technique alone (the others' events left out), and
     against every technique (``all``), each also on the attempts at existing accounts only
-    (``<technique>/existing``)."""
+    (``<technique>/existing``); with ``compromised_before`` (accounts compromised before the plan
+    was made), also against the attacks on those accounts only (``all/known``)."""
     from detector.recommend import replay
     from detector.schema import C, Outcome
 
@@ -107,6 +117,9 @@ def technique_replays(plan: pl.DataFrame, labelled: pl.DataFrame, cfg) -> dict:
         if t != ALL:
             out[t] = replay(plan, kept, None, cfg)
         out[f"{t}/{EXISTING}"] = replay(plan, kept.filter(on_existing), None, cfg)
+    if compromised_before is not None:
+        known = pl.col(C.ACCOUNT).str.to_lowercase().is_in(compromised_before).fill_null(False)
+        out[f"{ALL}/{KNOWN}"] = replay(plan, labelled.filter(~attack | known), None, cfg)
     return out
 
 
@@ -179,10 +192,19 @@ def existing_figures(by_technique: dict) -> dict[str, float | int | None]:
         return {}
     row = combine_results(on).row("plan")
     stopped = row["attack_stopped_pct"]
-    return {
+    out = {
         "attack_attempts_existing": int(row["attack_attempts"]),
         "attack_stopped_existing_pct": None if stopped is None else round(float(stopped), 3),
     }
+    known = [day[f"{ALL}/{KNOWN}"] for day in by_technique.values() if f"{ALL}/{KNOWN}" in day]
+    if known:
+        row = combine_results(known).row("plan")
+        inside = row["attacker_logins_pct"]
+        out |= {
+            "attacker_logins_known": int(row["attacker_logins"]),
+            "attacker_logins_known_pct": None if inside is None else round(float(inside), 3),
+        }
+    return out
 
 
 def world_figures(plans: dict, results: dict, world: Path, accounts: int) -> dict[str, float | None]:
@@ -460,7 +482,9 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
     ]
     head = f"{'median':>8} {'worst 10%':>10} {'met':>7}"
     out.append(f"{'target':<34} {'bound':>7}  fresh: {head}   tuned: {head}")
-    for key, op, bound, what in ALL_TARGETS + TARGETS[:1] + EXISTING_TARGETS + TARGETS[1:]:
+    for key, op, bound, what in (
+        ALL_TARGETS + TARGETS[:1] + EXISTING_TARGETS + TARGETS[1:2] + KNOWN_TARGETS + TARGETS[2:]
+    ):
         out.append(
             f"{what:<34} {op + str(bound):>7}  {stats(worlds, key, op, bound)}          {stats(tuned, key, op, bound)}"
         )
@@ -493,6 +517,8 @@ TARGETS = (
 """The response-plan issue's quality targets for the plan, on a held-out world."""
 EXISTING_TARGETS = (("attack_stopped_existing_pct", ">=", 90.0, "  those on existing accounts"),)
 """Attack attempts stopped, counting only attempts on accounts that exist (proposed definition)."""
+KNOWN_TARGETS = (("attacker_logins_known_pct", "<=", 20.0, "  on accounts compromised before"),)
+"""Attacker logins still in, counting only accounts compromised before the plan was made."""
 
 
 def verdict(result) -> str:

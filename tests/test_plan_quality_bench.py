@@ -154,3 +154,23 @@ def test_summary_shows_the_existing_account_share_beside_the_total(pq) -> None:
     assert "0/10" in lines[total]
     assert lines[total + 1].strip().startswith("those on existing accounts") and "10/10" in lines[total + 1]
     assert "on existing accounts   50.0%" in pq.summarise(rows, [])
+
+
+def test_known_replay_counts_only_accounts_compromised_before_the_plan(pq) -> None:
+    from detector.config import Config
+    from detector.schema import RECOMMENDATION_SCHEMA
+
+    day = labelled_day(
+        [
+            ("account_takeover", "success", True),
+            ("account_takeover", "success", True),
+            (None, "success", False),
+        ]
+    )
+    got = pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config(), ["u1@x"])
+    assert got["all/known"].row("plan")["attacker_logins"] == 1
+    assert got["all/known"].row("plan")["legit_logins"] == 1
+    figures = pq.existing_figures({1: got})
+    assert figures["attacker_logins_known"] == 1 and figures["attacker_logins_known_pct"] == 100.0
+    assert "all/known" not in pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config())
+    assert "account_takeover" in pq.technique_figures({1: got})
