@@ -46,7 +46,7 @@ def run_world(
     from detector.labels import label_events, read_labels
     from detector.pipeline import learnable_events
     from detector.recommend import recommend, replay
-    from detector.recommend.plan import known_networks
+    from detector.recommend.history import known_networks
     from detector.state import State
 
     geoip = find_databases(str(world / "geoip"))
@@ -129,7 +129,7 @@ def account_figures(plans: dict, labels: pl.DataFrame, accounts: int) -> dict[st
     An account counts as compromised on day N when a compromised label row starts before that
     day's plan; found when the plan of that day (or an earlier one) locks or resets it.
     """
-    from detector.recommend.plan import LOCK, RESET
+    from detector.recommend.context import LOCK, RESET
 
     truth, found, false = set(), set(), set()
     acted: set[str] = set()

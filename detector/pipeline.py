@@ -365,7 +365,8 @@ def _run(
     from detector.ingest import ingest
     from detector.publish import announce, recover_state
     from detector.recommend import recommend, replay
-    from detector.recommend.plan import collateral_table, known_networks
+    from detector.recommend.history import known_networks
+    from detector.recommend.plan import collateral_table
     from detector.report import RunData, write_reports
     from detector.report.pseudonymize import Pseudonymizer
     from detector.score.io import check_model

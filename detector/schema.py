@@ -105,6 +105,15 @@ class Service:
     ALL = (IMAP, POP3, SMTP, SUBMISSION, MANAGESIEVE, WEBMAIL)
 
 
+class Verdict:
+    COMPROMISED = "compromised"
+    TARGETED = "targeted"
+    SUSPICIOUS = "suspicious"
+    CLEAN = "clean"
+    MALICIOUS = "malicious"
+    BENIGN = "benign"
+
+
 EVENT_COLUMNS: tuple[Column, ...] = (
     Column(C.TIMESTAMP, UTC_US, "When the server logged the line, UTC, microseconds."),
     Column(C.HOST, pl.String, "The server that logged it (syslog host name)."),

@@ -390,7 +390,7 @@ def test_history_counts_as_collateral_and_allowed_networks():
 
 
 def test_known_networks_from_history_table():
-    from detector.recommend.plan import known_networks
+    from detector.recommend.history import known_networks
 
     hist = pl.DataFrame(
         {
@@ -485,7 +485,7 @@ def test_practitioner_restriction_allows_mainstream_networks():
     ("share", "expected"), [(0.02, ["AS64601", "AS64602"]), (0.5, ["AS64602"]), (0.0, [])]
 )
 def test_mainstream_networks_are_popular_non_anonymous_unblocked_as_numbers(share, expected):
-    from detector.recommend.plan import mainstream_networks
+    from detector.recommend.accounts import mainstream_networks
 
     legit = pl.DataFrame(
         {

@@ -9,7 +9,8 @@ from score_frames import Const, Det, attack_world, blind_accounts, detection, ev
 from detector.config import Config
 from detector.schema import ACCOUNT_SCHEMA, SOURCE_SCHEMA, C
 from detector.score import score
-from detector.score.verdicts import _verdict_account, _verdict_source
+from detector.score.accounts import _verdict_account
+from detector.score.sources import _verdict_source
 
 
 @pytest.mark.parametrize(
@@ -170,7 +171,7 @@ def test_rules_do_not_override_the_model_where_geoip_placed_the_address() -> Non
 
 
 def test_events_scored_in_chunks_score_as_one_matrix(monkeypatch) -> None:
-    import detector.score.verdicts as v
+    import detector.score.rules as v
 
     whole = score(detection(attack_world()), stub_model(), Config())
     monkeypatch.setattr(v, "MATRIX_ROWS", 3)

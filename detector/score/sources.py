@@ -1,0 +1,93 @@
+"""Per-source risk, verdict, campaign, counts and shared-address flag (``schema.SOURCE_SCHEMA``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from detector.config import Config
+from detector.schema import SOURCE_SCHEMA, C, Verdict
+from detector.score import aggregates as agg
+from detector.score.io import Model
+from detector.score.reasons import _source_reason_facts, source_reasons
+from detector.score.rules import RISK, RULE, _final, _positive, detector_meta
+
+
+def _verdict_source(cfg: Config) -> pl.Expr:
+    s = cfg.scoring
+    return (
+        pl.when(pl.col(RISK) >= s.source_malicious)
+        .then(pl.lit(Verdict.MALICIOUS))
+        .when(pl.col(RISK) >= s.source_suspicious)
+        .then(pl.lit(Verdict.SUSPICIOUS))
+        .otherwise(pl.lit(Verdict.BENIGN))
+    )
+
+
+def source_table(
+    events: pl.DataFrame,
+    model: Model | None,
+    cfg: Config,
+    detector_names: tuple[str, ...],
+    *,
+    combine: bool = True,
+) -> pl.DataFrame:
+    """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``)."""
+    feats = agg.source_aggregates(events.lazy(), detector_names).collect()
+    if model is not None and model.source is not None:
+        risk = _positive(model.source, agg.matrix(feats, model.source_features))
+    else:
+        risk = feats.get_column("src_risk_max").to_numpy()
+    feats = feats.with_columns(pl.Series(RISK, np.clip(risk, 0.0, 1.0), dtype=pl.Float64))
+    lf = _final(events.lazy(), combine)
+    if combine:
+        rule = lf.group_by(C.SOURCE_IP).agg(pl.col(RULE).max().alias("_rule"))
+        feats = (
+            feats.lazy()
+            .join(rule, on=C.SOURCE_IP, how="left")
+            .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
+            .collect()
+        )
+    login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
+    calm = ok & (pl.col(RISK) < cfg.scoring.source_suspicious)
+    attack = detector_meta().filter(pl.col("kind") == "attack").get_column("detector").to_list()
+    facts = (
+        lf.filter(pl.col(C.SOURCE_IP).is_not_null())
+        .group_by(C.SOURCE_IP)
+        .agg(
+            pl.col(C.PREFIX).drop_nulls().first(),
+            pl.col(C.ASN).drop_nulls().first(),
+            pl.col(C.AS_ORG).drop_nulls().first(),
+            pl.col(C.COUNTRY).drop_nulls().first(),
+            pl.col(C.CAMPAIGN).drop_nulls().mode().sort().first().alias(C.CAMPAIGN),
+            pl.col(C.ACCOUNT).filter(login).drop_nulls().n_unique().cast(pl.Int64).alias("accounts_targeted"),
+            pl.when(login).then(agg.attempts()).otherwise(0).sum().alias("attempts"),
+            pl.when(bad).then(agg.attempts()).otherwise(0).sum().alias("failures"),
+            ok.cast(pl.Int64).sum().alias("successes"),
+            pl.col(C.ACCOUNT).filter(calm).n_unique().cast(pl.Int64).alias("_calm"),
+            pl.col(C.ACCOUNT).filter(ok & ~calm).n_unique().cast(pl.Int64).alias("_risky"),
+            pl.col(C.IP_LEGIT_ACCOUNTS).max().fill_null(0).cast(pl.Int64).alias("_known"),
+            *_source_reason_facts(attack),
+        )
+    )
+    out = (
+        facts.join(feats.lazy().select(C.SOURCE_IP, RISK), on=C.SOURCE_IP, how="left")
+        .with_columns(
+            pl.when(pl.col("_guessing"))
+            .then(pl.max_horizontal(RISK, pl.lit(cfg.scoring.source_malicious)))
+            .otherwise(pl.col(RISK))
+            .alias(RISK)
+        )
+        .with_columns(
+            pl.max_horizontal("_calm", (pl.col("_known") - pl.col("_risky")).clip(lower_bound=0)).alias(
+                "legit_accounts"
+            ),
+            _verdict_source(cfg).alias("verdict"),
+        )
+        .with_columns(
+            (pl.col("legit_accounts") >= cfg.scoring.shared_address_min_accounts).alias("shared_address")
+        )
+        .with_columns(source_reasons().alias("reasons"))
+        .sort(RISK, C.SOURCE_IP, descending=[True, False])
+    )
+    return out.select([pl.col(n).cast(t) for n, t in SOURCE_SCHEMA.items()]).collect()

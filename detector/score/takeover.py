@@ -1,0 +1,102 @@
+"""Takeover logins the account model may explain away: a sprayer's right guess, a brute force that
+got in (:func:`takeover_risk`), read across accounts from the malicious sources."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.config import Config
+from detector.schema import C, Verdict
+from detector.score import aggregates as agg
+from detector.score.rules import RISK
+
+
+def _unshared_malicious(sources: pl.DataFrame) -> pl.LazyFrame:
+    return sources.lazy().filter(
+        (pl.col("verdict") == Verdict.MALICIOUS)
+        & ~pl.col("shared_address").fill_null(False)
+        & (pl.col("legit_accounts").fill_null(0) == 0)
+    )
+
+
+def _failed_from(events: pl.LazyFrame, attackers: pl.LazyFrame) -> pl.LazyFrame:
+    """Failed logins naming an account, from the ``attackers`` (a frame with ``source_ip``)."""
+    return events.filter(agg.is_failure() & pl.col(C.ACCOUNT).is_not_null()).join(
+        attackers.select(C.SOURCE_IP), on=C.SOURCE_IP, how="semi"
+    )
+
+
+OWNER_EXPLAINERS: tuple[str, ...] = ("stale_password_device", "typo_then_success")
+"""Benign detectors that explain failures followed by a success as the owner's own (an old password
+on a device, a typo): such a pair is not a brute force that got in."""
+
+
+def _owner_explained() -> pl.Expr:
+    return pl.col(C.DETECTORS).list.eval(pl.element().is_in(OWNER_EXPLAINERS)).list.any().fill_null(False)
+
+
+def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
+    """``source_ip, _n``: unshared malicious sources that failed on at least
+    ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
+    events when accounts are scored per shard)."""
+    failed = _failed_from(events, _unshared_malicious(sources))
+    return (
+        failed.group_by(C.SOURCE_IP)
+        .agg(pl.col(C.ACCOUNT).n_unique().alias("_n"))
+        .filter(pl.col("_n") >= cfg.scoring.takeover_failed_accounts)
+    )
+
+
+def takeover_risk(
+    events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config, sprayers: pl.DataFrame | None = None
+) -> pl.LazyFrame:
+    """``account, _takeover, _takeover_why``: the riskiest takeover login of each account.
+
+    A takeover login is a success from a malicious source that either failed on at least
+    ``[scoring] takeover_failed_accounts`` accounts and on which scoring counts no legitimate user
+    (``legit_accounts == 0``, not shared; the success scored at or above ``account_compromised``:
+    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this
+    account, shared or not, with no owner's explanation (:data:`OWNER_EXPLAINERS`) on those
+    failures or the success (its risk counts as ``account_compromised`` at least, capped at 1): a
+    VPN exit's customers do not fail ten times on one mailbox before getting in, a brute force
+    through that exit does, however calm the success looks. The account model can
+    explain such a login away (the account's other logins come through a shared address), yet the
+    attacker holds the password. An address an attacker touched once (a home line a proxy borrowed)
+    or a success below the threshold (a VPN exit a stuffing list also used) is not enough.
+    """
+    s = cfg.scoring
+    failed = _failed_from(events, sources.lazy().filter(pl.col("verdict") == Verdict.MALICIOUS))
+    ok = events.filter(agg.is_success() & pl.col(C.ACCOUNT).is_not_null())
+    spraying = takeover_sprayers(events, sources, cfg) if sprayers is None else sprayers.lazy()
+    owner = _owner_explained()
+    guessing = (
+        failed.group_by(C.SOURCE_IP, C.ACCOUNT)
+        .agg(agg.attempts().sum().alias("_n"), owner.any().alias("_owner"))
+        .filter((pl.col("_n") >= s.takeover_failed_attempts) & ~pl.col("_owner"))
+    )
+    sprayed = (
+        ok.filter(pl.col(RISK) >= s.account_compromised)
+        .join(spraying, on=C.SOURCE_IP)
+        .select(
+            C.ACCOUNT,
+            RISK,
+            pl.format(
+                "a source that failed on {} accounts, with no legitimate user logged in from it", "_n"
+            ).alias("_takeover_why"),
+        )
+    )
+    guessed = (
+        ok.filter(~owner)
+        .join(guessing, on=[C.SOURCE_IP, C.ACCOUNT])
+        .select(
+            C.ACCOUNT,
+            pl.max_horizontal(RISK, pl.lit(s.account_compromised)).clip(upper_bound=1.0).alias(RISK),
+            pl.format("a source that failed {} times on it", "_n").alias("_takeover_why"),
+        )
+    )
+    return (
+        pl.concat([sprayed, guessed])
+        .sort(RISK, "_takeover_why", descending=[True, False])
+        .group_by(C.ACCOUNT)
+        .agg(pl.col(RISK).first().alias("_takeover"), pl.col("_takeover_why").first())
+    )
