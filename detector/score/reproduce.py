@@ -34,6 +34,9 @@ TRAIN_WORLDS: tuple[tuple[str, int], ...] = (
 EVAL_WORLDS: tuple[tuple[str, int], ...] = (("fixed", 202), ("drawn", 9006))
 """(attack mix, seed) of each held-out world; the card's ``metrics`` are the first one's."""
 ACCOUNTS = 8_000
+MAX_ATTACK = 100_000
+"""Attack events the login model is fitted on at most (sampled, weighted): the worlds together hold
+about 400,000, which would make each of the login model's four fits several times longer."""
 DAYS = 3
 OUT = Path(__file__).resolve().parents[2] / "models" / "default"
 WORLD_TAG = "\x1f"
@@ -134,6 +137,7 @@ def reproduce(
             out,
             world={"generator": "detector simulate", "worlds": metas},
             max_iter=max_iter,
+            max_attack=MAX_ATTACK,
         )
         say(trained.summary_text())
         evaluations = []
