@@ -31,7 +31,8 @@ def run_world(
     """Run the nightly stages day by day over ``world``; return the plans and their next-day replays.
 
     With ``by_technique`` (a dict), also replays each plan against each attack technique alone
-    (the other techniques' events left out): ``by_technique[day][technique]`` is that replay.
+    (the other techniques' events left out) and on existing accounts only: ``by_technique[day]``
+    is :func:`technique_replays`.
     """
     from detector.engine import Prior, analyse
     from detector.enrich import (
@@ -68,20 +69,11 @@ def run_world(
             labelled = label_events(events.lazy(), labels).collect()
             results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
             if by_technique is not None:
-                by_technique[i - 1] = {
-                    t: replay(
-                        plans[i - 1],
-                        labelled.filter(~pl.col("is_attack") | (pl.col("label_technique") == t)),
-                        None,
-                        cfg,
-                    )
-                    for t in sorted(
-                        labelled.filter(pl.col("is_attack"))
-                        .get_column("label_technique")
-                        .unique()
-                        .drop_nulls()
-                    )
-                }
+                made = events.get_column("timestamp").min()  # the plan was made before this day
+                known = labels.filter(pl.col("compromised") & (pl.col("start") < made))
+                by_technique[i - 1] = technique_replays(
+                    plans[i - 1], labelled, cfg, known.get_column("account").str.to_lowercase().to_list()
+                )
         if i in plan_days:
             detection, scores = analysis.detection, analysis.scores
             now = events.get_column("timestamp").max() + timedelta(seconds=1)
@@ -93,6 +85,41 @@ def run_world(
         history = update_history(history, learned)
         shared = merge_shared(shared_address_counts(learned), shared)
     return plans, results
+
+
+EXISTING = "existing"
+"""Suffix of the replays and figures counting only attack attempts on accounts that exist (the
+server did not answer ``unknown_user``): a name that does not exist fails at the server anyway."""
+KNOWN = "known"
+"""Suffix of the replay counting only the attacks on accounts compromised before the plan was made
+(what a plan made that night could know of); the others were compromised on the replayed day."""
+ALL = "all"
+"""Key of the replay of every attack technique together in :func:`technique_replays`."""
+
+
+def technique_replays(
+    plan: pl.DataFrame, labelled: pl.DataFrame, cfg, compromised_before: list[str] | None = None
+) -> dict:
+    """The plan replayed against each attack technique alone (the others' events left out), and
+    against every technique (``all``), each also on the attempts at existing accounts only
+    (``<technique>/existing``); with ``compromised_before`` (accounts compromised before the plan
+    was made), also against the attacks on those accounts only (``all/known``)."""
+    from detector.recommend import replay
+    from detector.schema import C, Outcome
+
+    attack = pl.col("is_attack").fill_null(False)
+    on_existing = ~(attack & (pl.col(C.OUTCOME) == Outcome.UNKNOWN_USER).fill_null(False))
+    techniques = labelled.filter(attack).get_column("label_technique").unique().drop_nulls().sort()
+    out = {}
+    for t in [ALL, *techniques]:
+        kept = labelled if t == ALL else labelled.filter(~attack | (pl.col("label_technique") == t))
+        if t != ALL:
+            out[t] = replay(plan, kept, None, cfg)
+        out[f"{t}/{EXISTING}"] = replay(plan, kept.filter(on_existing), None, cfg)
+    if compromised_before is not None:
+        known = pl.col(C.ACCOUNT).str.to_lowercase().is_in(compromised_before).fill_null(False)
+        out[f"{ALL}/{KNOWN}"] = replay(plan, labelled.filter(~attack | known), None, cfg)
+    return out
 
 
 def account_figures(plans: dict, labels: pl.DataFrame, accounts: int) -> dict[str, float | None]:
@@ -133,18 +160,48 @@ def technique_figures(by_technique: dict) -> dict[str, dict[str, float | int | N
     """Per attack technique, over the day pairs: attempts, share stopped, logins and share still in."""
     from detector.recommend import combine_results
 
+    def pct(v) -> float | None:
+        return None if v is None else round(float(v), 2)
+
     out = {}
-    for t in sorted({t for day in by_technique.values() for t in day}):
+    for t in sorted({t for day in by_technique.values() for t in day if "/" not in t}):
         row = combine_results([day[t] for day in by_technique.values() if t in day]).row("plan")
         out[t] = {
             "attempts": int(row["attack_attempts"]),
-            "stopped_pct": None
-            if row["attack_stopped_pct"] is None
-            else round(float(row["attack_stopped_pct"]), 2),
+            "stopped_pct": pct(row["attack_stopped_pct"]),
             "logins": int(row["attacker_logins"]),
-            "logins_in_pct": None
-            if row["attacker_logins_pct"] is None
-            else round(float(row["attacker_logins_pct"]), 2),
+            "logins_in_pct": pct(row["attacker_logins_pct"]),
+        }
+        on = [day[f"{t}/{EXISTING}"] for day in by_technique.values() if f"{t}/{EXISTING}" in day]
+        if on:
+            row = combine_results(on).row("plan")
+            out[t] |= {
+                "attempts_existing": int(row["attack_attempts"]),
+                "stopped_existing_pct": pct(row["attack_stopped_pct"]),
+            }
+    return out
+
+
+def existing_figures(by_technique: dict) -> dict[str, float | int | None]:
+    """Next-day attack attempts on existing accounts (every technique) and the share stopped."""
+    from detector.recommend import combine_results
+
+    on = [day[f"{ALL}/{EXISTING}"] for day in by_technique.values() if f"{ALL}/{EXISTING}" in day]
+    if not on:
+        return {}
+    row = combine_results(on).row("plan")
+    stopped = row["attack_stopped_pct"]
+    out = {
+        "attack_attempts_existing": int(row["attack_attempts"]),
+        "attack_stopped_existing_pct": None if stopped is None else round(float(stopped), 3),
+    }
+    known = [day[f"{ALL}/{KNOWN}"] for day in by_technique.values() if f"{ALL}/{KNOWN}" in day]
+    if known:
+        row = combine_results(known).row("plan")
+        inside = row["attacker_logins_pct"]
+        out |= {
+            "attacker_logins_known": int(row["attacker_logins"]),
+            "attacker_logins_known_pct": None if inside is None else round(float(inside), 3),
         }
     return out
 
@@ -195,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--summary", action="store_true", help="only summarise the recorded worlds")
     ap.add_argument(
+        "--round", type=int, nargs="+", default=None, help="with --summary: only these rounds of fresh worlds"
+    )
+    ap.add_argument(
         "--same-worlds-as",
         type=Path,
         default=None,
@@ -210,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         if TUNED_FILE.exists():
             TUNED_FILE.unlink()
     if args.summary:
-        print(summarise(read_record(args.record), read_record(TUNED_FILE)))
+        worlds = [
+            w for w in read_record(args.record) if args.round is None or int(w.get("round", 1)) in args.round
+        ]
+        print(summarise(worlds, read_record(TUNED_FILE)))
         return 0
     model = None
     if not args.no_model:
@@ -356,7 +419,7 @@ def fresh(args, cfg, model) -> int:
             sim = simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix=mix)
             per_technique: dict = {}
             plans, results = run_world(world, plan_days, cfg, model, Path(tmp), per_technique)
-            figures = world_figures(plans, results, world, args.accounts)
+            figures = world_figures(plans, results, world, args.accounts) | existing_figures(per_technique)
         entry = {
             "round": round_no,
             "seed": seed,
@@ -418,7 +481,9 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
     ]
     head = f"{'median':>8} {'worst 10%':>10} {'met':>7}"
     out.append(f"{'target':<34} {'bound':>7}  fresh: {head}   tuned: {head}")
-    for key, op, bound, what in ALL_TARGETS + TARGETS:
+    for key, op, bound, what in (
+        ALL_TARGETS + TARGETS[:1] + EXISTING_TARGETS + TARGETS[1:2] + KNOWN_TARGETS + TARGETS[2:]
+    ):
         out.append(
             f"{what:<34} {op + str(bound):>7}  {stats(worlds, key, op, bound)}          {stats(tuned, key, op, bound)}"
         )
@@ -433,6 +498,9 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
             inside = known(g["logins_in_pct"] for g in got)
             text = f"  {t:<24} attempts stopped"
             text += f" {np.median(stop):6.1f}%; {np.percentile(stop, 10):6.1f}%" if stop else " -"
+            existing = known(g.get("stopped_existing_pct") for g in got)
+            if existing:
+                text += f"   on existing accounts {np.median(existing):6.1f}%; {np.percentile(existing, 10):6.1f}%"
             if inside:
                 text += f"   attacker logins still in {np.median(inside):6.1f}%; {np.percentile(inside, 90):6.1f}%"
             out.append(text)
@@ -446,6 +514,10 @@ TARGETS = (
     ("practitioner_refused_pct", "<=", 0.1, "practitioners' logins refused"),
 )
 """The response-plan issue's quality targets for the plan, on a held-out world."""
+EXISTING_TARGETS = (("attack_stopped_existing_pct", ">=", 90.0, "  those on existing accounts"),)
+"""Attack attempts stopped, counting only attempts on accounts that exist (proposed definition)."""
+KNOWN_TARGETS = (("attacker_logins_known_pct", "<=", 20.0, "  on accounts compromised before"),)
+"""Attacker logins still in, counting only accounts compromised before the plan was made."""
 
 
 def verdict(result) -> str:

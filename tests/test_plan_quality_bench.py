@@ -94,3 +94,83 @@ def test_account_figures_count_found_and_false_locks(pq) -> None:
         "false_locks": 1,
         "false_locks_per_10k": 1.0,
     }
+
+
+def labelled_day(outcomes: list[tuple[str, str, bool]]) -> pl.DataFrame:
+    """Login events (technique, outcome, is_attack), one a minute, each from its own address."""
+    t0 = dt.datetime(2026, 11, 17, tzinfo=dt.UTC)
+    return pl.DataFrame(
+        {
+            "timestamp": [t0 + dt.timedelta(minutes=i) for i in range(len(outcomes))],
+            "account": [f"u{i}@x" for i in range(len(outcomes))],
+            "source_ip": [f"198.51.100.{i + 1}" for i in range(len(outcomes))],
+            "action": ["login"] * len(outcomes),
+            "outcome": [o for _, o, _ in outcomes],
+            "is_attack": [a for _, _, a in outcomes],
+            "label_technique": [t for t, _, _ in outcomes],
+        }
+    )
+
+
+def test_existing_account_replays_leave_out_names_that_do_not_exist(pq) -> None:
+    from detector.config import Config
+    from detector.schema import RECOMMENDATION_SCHEMA
+
+    day = labelled_day(
+        [
+            ("credential_stuffing", "unknown_user", True),
+            ("credential_stuffing", "unknown_user", True),
+            ("credential_stuffing", "failure", True),
+            ("password_spraying", "failure", True),
+            ("password_spraying", "unknown_user", True),
+            (None, "unknown_user", False),
+            (None, "success", False),
+        ]
+    )
+    got = pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config())
+    attempts = {k: v.row("plan")["attack_attempts"] for k, v in got.items()}
+    assert attempts == {
+        "all/existing": 2,
+        "credential_stuffing": 3,
+        "credential_stuffing/existing": 1,
+        "password_spraying": 2,
+        "password_spraying/existing": 1,
+    }
+    assert got["all/existing"].row("plan")["legit_logins"] == 1
+    figures = pq.technique_figures({1: got})
+    assert figures["credential_stuffing"]["attempts_existing"] == 1
+    assert pq.existing_figures({1: got}) == {
+        "attack_attempts_existing": 2,
+        "attack_stopped_existing_pct": 0.0,
+    }
+
+
+def test_summary_shows_the_existing_account_share_beside_the_total(pq) -> None:
+    rows = [world(i, 80.0, 5.0) | {"attack_stopped_existing_pct": 92.0 + i} for i in range(10)]
+    for r in rows:
+        r["by_technique"]["credential_stuffing"]["stopped_existing_pct"] = 50.0
+    lines = pq.summarise(rows, []).splitlines()
+    total = next(i for i, x in enumerate(lines) if x.startswith("attack attempts stopped"))
+    assert "0/10" in lines[total]
+    assert lines[total + 1].strip().startswith("those on existing accounts") and "10/10" in lines[total + 1]
+    assert "on existing accounts   50.0%" in pq.summarise(rows, [])
+
+
+def test_known_replay_counts_only_accounts_compromised_before_the_plan(pq) -> None:
+    from detector.config import Config
+    from detector.schema import RECOMMENDATION_SCHEMA
+
+    day = labelled_day(
+        [
+            ("account_takeover", "success", True),
+            ("account_takeover", "success", True),
+            (None, "success", False),
+        ]
+    )
+    got = pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config(), ["u1@x"])
+    assert got["all/known"].row("plan")["attacker_logins"] == 1
+    assert got["all/known"].row("plan")["legit_logins"] == 1
+    figures = pq.existing_figures({1: got})
+    assert figures["attacker_logins_known"] == 1 and figures["attacker_logins_known_pct"] == 100.0
+    assert "all/known" not in pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config())
+    assert "account_takeover" in pq.technique_figures({1: got})

@@ -36,6 +36,19 @@ def test_subsample_keeps_every_positive_and_reweights_negatives() -> None:
     assert len(idx) == 105 and (w == 1).all()
 
 
+@pytest.mark.parametrize(
+    ("max_benign", "max_attack", "kept"), [(20, 30, (30, 20)), (1000, 30, (30, 100)), (20, 1000, (50, 20))]
+)
+def test_subsample_caps_each_class_and_keeps_its_weight(
+    max_benign: int, max_attack: int, kept: tuple
+) -> None:
+    y = np.array([1] * 50 + [0] * 100)
+    idx, w = subsample(y, max_benign, np.random.default_rng(0), max_attack)
+    assert ((y[idx] == 1).sum(), (y[idx] == 0).sum()) == kept
+    assert w[y[idx] == 1].sum() == pytest.approx(50) and w[y[idx] == 0].sum() == pytest.approx(100)
+    assert len(set(idx.tolist())) == len(idx)
+
+
 def _labelled(rows: list[dict], attack: list[bool]) -> pl.DataFrame:
     return frame(rows).with_columns(pl.Series("is_attack", attack))
 

@@ -1,9 +1,12 @@
 """Rebuild the shipped model: ``make model`` (``python -m detector.score.reproduce``).
 
-Simulates a training world (seed 101) and a held-out world (seed 202) in a temporary directory,
-trains on the first, evaluates on the second (the figures go into the card), and writes
-``models/default.skops`` and ``models/default.card.json``. Neither world is the one in
-``data/samples`` (seed 7).
+Simulates several training worlds and held-out worlds in a temporary directory: the fixed attack
+mix (seed 101, held out: 202) and attack mixes drawn from development seeds (9001-9005, held out:
+9006; ``detector simulate --mix drawn``), trains one model on the training worlds together,
+evaluates it on each held-out world and writes ``models/default.skops`` and
+``models/default.card.json``. The card records every world (``training.worlds``,
+``evaluations``); ``metrics`` holds the first held-out world's figures. No world is
+``data/samples`` (seed 7) or a world recorded by ``bench/plan_quality.py --fresh``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,28 @@ from pathlib import Path
 import polars as pl
 
 from detector.config import Config
+from detector.schema import C
 
-TRAIN_SEED = 101
-EVAL_SEED = 202
-ACCOUNTS = 20_000
+TRAIN_WORLDS: tuple[tuple[str, int], ...] = (
+    ("fixed", 101),
+    ("drawn", 9001),
+    ("drawn", 9002),
+    ("drawn", 9003),
+    ("drawn", 9004),
+    ("drawn", 9005),
+)
+"""(attack mix, seed) of each training world: the fixed mix and five drawn development mixes."""
+EVAL_WORLDS: tuple[tuple[str, int], ...] = (("fixed", 202), ("drawn", 9006))
+"""(attack mix, seed) of each held-out world; the card's ``metrics`` are the first one's."""
+ACCOUNTS = 8_000
+MAX_ATTACK = 100_000
+"""Attack events the login model is fitted on at most (sampled, weighted): the worlds together hold
+about 400,000, which would make each of the login model's four fits several times longer."""
 DAYS = 3
 OUT = Path(__file__).resolve().parents[2] / "models" / "default"
+WORLD_TAG = "\x1f"
+"""Joins a training world's number to its account names and addresses, so that the account and
+source aggregates never merge two worlds' accounts or addresses (``\\x1f`` occurs in neither)."""
 
 
 @dataclass(frozen=True)
@@ -32,24 +51,41 @@ class _Detected:
     events: pl.LazyFrame
 
 
+def tag_world(events: pl.DataFrame, labels: pl.DataFrame, k: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One world's events and labels with its number joined to account names and addresses.
+
+    The labels still match their own world's events only, and the account and source aggregates
+    of the training frame stay per world (worlds share dates, names and carrier addresses).
+    """
+    tag = f"{WORLD_TAG}{k}"
+
+    def tagged(frame: pl.DataFrame) -> pl.DataFrame:
+        cols = [c for c in (C.ACCOUNT, C.SOURCE_IP) if c in frame.columns]
+        return frame.with_columns(pl.col(c) + tag for c in cols)
+
+    return tagged(events), tagged(labels)
+
+
 def reproduce(
     out: str | Path = OUT,
     *,
     accounts: int = ACCOUNTS,
     days: int = DAYS,
-    train_seed: int = TRAIN_SEED,
-    eval_seed: int = EVAL_SEED,
+    train_worlds: tuple[tuple[str, int], ...] = TRAIN_WORLDS,
+    eval_worlds: tuple[tuple[str, int], ...] = EVAL_WORLDS,
     max_iter: int | None = None,
     work: str | Path | None = None,
     log: bool = True,
-) -> dict:
-    """Simulate, train, evaluate; returns the held-out metrics.
+) -> list[dict]:
+    """Simulate, train on the training worlds together, evaluate on each held-out world.
 
-    ``work``: keep the worlds and their detections there and reuse them on the next call
-    (otherwise everything lives in a temporary directory).
+    Returns the held-out metrics, one dict per held-out world. ``work``: keep the worlds and
+    their detections there and reuse them on the next call (otherwise everything lives in a
+    temporary directory).
     """
     from detector.labels import read_labels
     from detector.score.evaluate import evaluate_prepared, format_metrics
+    from detector.score.io import read_card, write_card
     from detector.score.train import Prepared, prepare, train_frames
     from detector.simulate import simulate
 
@@ -59,51 +95,83 @@ def reproduce(
         if log:
             print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+    def world_of(root: Path, role: str, mix: str, seed: int) -> tuple[Path, dict, Prepared, pl.DataFrame]:
+        world = root / f"world-{mix}-{seed}-{accounts}x{days}"
+        meta = {
+            "generator": "detector simulate",
+            "mix": mix,
+            "seed": seed,
+            "accounts": accounts,
+            "days": days,
+        }
+        cached = world / "detected.parquet"
+        if cached.exists():
+            say(f"reusing the {role} world's detection in {world}")
+            events = pl.read_parquet(cached)
+            prepared = Prepared(detection=_Detected(events.lazy()), events=events, source=str(world / "logs"))
+        else:
+            say(f"simulating the {role} world ({mix} mix, seed {seed}, {accounts} accounts x {days} days)")
+            simulate(world, accounts=accounts, days=days, seed=seed, mix=mix)
+            say(f"ingest, enrich, detect ({role}, seed {seed})")
+            prepared = prepare(
+                world / "logs", cfg=cfg, geoip_dir=world / "geoip", practitioners=world / "practitioners.csv"
+            )
+            if work is not None:
+                prepared.events.write_parquet(cached)
+        return world, meta, prepared, read_labels(world / "labels" / "incidents.csv")
+
     with tempfile.TemporaryDirectory(prefix="detector-model-") as tmp:
         root = Path(work) if work is not None else Path(tmp)
-        results = {}
-        for role, seed in (("train", train_seed), ("eval", eval_seed)):
-            world = root / f"world-{seed}-{accounts}x{days}"
-            meta = {"seed": seed, "accounts": accounts, "days": days}
-            cached = world / "detected.parquet"
-            if cached.exists():
-                say(f"reusing the {role} world's detection in {world}")
-                events = pl.read_parquet(cached)
-                prepared = Prepared(
-                    detection=_Detected(events.lazy()), events=events, source=str(world / "logs")
-                )
-            else:
-                say(f"simulating the {role} world (seed {seed}, {accounts} accounts x {days} days)")
-                simulate(world, accounts=accounts, days=days, seed=seed)
-                say(f"ingest, enrich, detect ({role})")
-                prepared = prepare(
-                    world / "logs",
-                    cfg=cfg,
-                    geoip_dir=world / "geoip",
-                    practitioners=world / "practitioners.csv",
-                )
-                if work is not None:
-                    prepared.events.write_parquet(cached)
-            results[role] = (world, meta, prepared, read_labels(world / "labels" / "incidents.csv"))
-        world, meta, prepared, labels = results["train"]
-        say(f"training on {prepared.events.height} events")
+        frames, all_labels, metas = [], [], []
+        for k, (mix, seed) in enumerate(train_worlds):
+            _, meta, prepared, labels = world_of(root, "training", mix, seed)
+            events, labels = tag_world(prepared.events, labels, k)
+            frames.append(events)
+            all_labels.append(labels)
+            metas.append(meta)
+        frame = pl.concat(frames, how="diagonal_relaxed")
+        say(f"training on {frame.height} events of {len(frames)} worlds")
         trained = train_frames(
-            prepared, labels, out, world={"generator": "detector simulate", **meta}, max_iter=max_iter
+            Prepared(detection=None, events=frame, source=f"{len(frames)} simulated worlds"),
+            pl.concat(all_labels, how="diagonal_relaxed"),
+            out,
+            world={"generator": "detector simulate", "worlds": metas},
+            max_iter=max_iter,
+            max_attack=MAX_ATTACK,
         )
         say(trained.summary_text())
-        world, meta, prepared, labels = results["eval"]
-        say("evaluating on the held-out world")
-        result = evaluate_prepared(
-            prepared,
-            labels,
-            trained.model_file,
-            cfg=cfg,
-            world={"generator": "detector simulate", **meta},
-            plan_csv=world / "geoip" / "address-plan.csv",
-            behaviours=world / "labels" / "legit-behaviours.csv",
-        )
-        print(format_metrics(result.metrics), flush=True)
-        return result.metrics
+        evaluations = []
+        for mix, seed in eval_worlds:
+            world, meta, prepared, labels = world_of(root, "held-out", mix, seed)
+            say(f"evaluating on the held-out world ({mix} mix, seed {seed})")
+            result = evaluate_prepared(
+                prepared,
+                labels,
+                trained.model_file,
+                cfg=cfg,
+                world=meta,
+                plan_csv=world / "geoip" / "address-plan.csv",
+                behaviours=world / "labels" / "legit-behaviours.csv",
+                write=False,
+            )
+            print(format_metrics(result.metrics), flush=True)
+            evaluations.append(result.metrics)
+        card = read_card(trained.model_file)
+        card["metrics"] = evaluations[0] if evaluations else {}
+        card["evaluations"] = evaluations
+        write_card(trained.model_file, card)
+        return evaluations
+
+
+def _worlds(text: str) -> tuple[tuple[str, int], ...]:
+    """``fixed:101,drawn:9001`` -> ``(("fixed", 101), ("drawn", 9001))``."""
+    out = []
+    for part in text.split(","):
+        mix, _, seed = part.strip().partition(":")
+        if mix not in ("fixed", "drawn") or not seed.isdigit():
+            raise argparse.ArgumentTypeError(f"expected MIX:SEED with MIX fixed or drawn, got {part!r}")
+        out.append((mix, int(seed)))
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,12 +179,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=str(OUT), help="model to write (NAME gives NAME.skops + NAME.card.json)")
     p.add_argument("--accounts", type=int, default=ACCOUNTS, help="accounts per simulated world")
     p.add_argument("--days", type=int, default=DAYS, help="days per simulated world")
-    p.add_argument("--train-seed", type=int, default=TRAIN_SEED, help="seed of the training world")
-    p.add_argument("--eval-seed", type=int, default=EVAL_SEED, help="seed of the held-out world")
+    p.add_argument(
+        "--train",
+        type=_worlds,
+        default=TRAIN_WORLDS,
+        help="training worlds as MIX:SEED,... (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval",
+        type=_worlds,
+        default=EVAL_WORLDS,
+        help="held-out worlds as MIX:SEED,... (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-iter", type=int, default=None, help="boosting iterations (default: each estimator's own)"
+    )
     p.add_argument("--work", default=None, help="keep the worlds and detections here and reuse them")
     a = p.parse_args(argv)
     reproduce(
-        a.out, accounts=a.accounts, days=a.days, train_seed=a.train_seed, eval_seed=a.eval_seed, work=a.work
+        a.out,
+        accounts=a.accounts,
+        days=a.days,
+        train_worlds=a.train,
+        eval_worlds=a.eval,
+        max_iter=a.max_iter,
+        work=a.work,
     )
 
 

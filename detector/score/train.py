@@ -184,15 +184,21 @@ def source_labels(events: pl.DataFrame, sources: pl.DataFrame) -> np.ndarray:
     return sources.get_column(C.SOURCE_IP).is_in(bad.implode()).to_numpy().astype(int)
 
 
-def subsample(y: np.ndarray, max_benign: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices keeping every positive and at most ``max_benign`` negatives, with weights
-    (``1 / fraction kept`` for negatives) that keep the fitted probabilities calibrated."""
+def subsample(
+    y: np.ndarray, max_benign: int, rng: np.random.Generator, max_attack: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices keeping at most ``max_benign`` negatives and ``max_attack`` positives (default:
+    every positive), uniformly, with weights (``1 / fraction kept`` per class) that keep the fitted
+    probabilities calibrated."""
     neg = np.flatnonzero(y == 0)
     pos = np.flatnonzero(y != 0)
-    if len(neg) <= max_benign:
+    cut_pos = max_attack is not None and len(pos) > max_attack
+    if len(neg) <= max_benign and not cut_pos:
         return np.arange(len(y)), np.ones(len(y))
-    chosen = np.sort(np.concatenate([pos, rng.choice(neg, size=max_benign, replace=False)]))
-    weight = np.where(y[chosen] == 0, len(neg) / max_benign, 1.0)
+    keep_neg = rng.choice(neg, size=max_benign, replace=False) if len(neg) > max_benign else neg
+    keep_pos = rng.choice(pos, size=max_attack, replace=False) if cut_pos else pos
+    chosen = np.sort(np.concatenate([keep_pos, keep_neg]))
+    weight = np.where(y[chosen] == 0, len(neg) / len(keep_neg), len(pos) / len(keep_pos))
     return chosen, weight
 
 
@@ -209,6 +215,7 @@ def fit_model(
     random_state: int = 0,
     max_iter: int | None = None,
     max_benign: int = MAX_BENIGN,
+    max_attack: int | None = None,
 ) -> tuple[Model, dict[str, Any]]:
     """Fit the three estimators on labelled detection events.
 
@@ -220,7 +227,10 @@ def fit_model(
         random_state: Seed of folds and trees.
         max_iter: Boosting iterations for every estimator (default: each estimator's own).
         max_benign: Benign events the login model is fitted on at most (a uniform sample,
-            weighted up so that probabilities stay calibrated); every attack event is kept.
+            weighted up so that probabilities stay calibrated).
+        max_attack: Attack events the login model is fitted on at most, sampled and weighted the
+            same way (default: every attack event; ``make model`` caps them, its worlds together
+            hold several hundred thousand).
 
     Raises:
         ModelError: the labels mark no attack event, or every event.
@@ -241,11 +251,11 @@ def fit_model(
     oof = np.zeros(len(y))
     for fold, (fit_idx, held_idx) in enumerate(folds.split(x, y), start=1):
         with step(f"login model, cross-validation fold {fold}/3", events=len(fit_idx)):
-            keep, weight = subsample(y[fit_idx], max_benign, rng)
+            keep, weight = subsample(y[fit_idx], max_benign, rng, max_attack)
             part = LoginRiskClassifier(random_state=random_state, **it)
             part.fit(x[fit_idx][keep], y[fit_idx][keep], sample_weight=weight)
             oof[held_idx] = part.positive_proba(x[held_idx])
-    keep, weight = subsample(y, max_benign, rng)
+    keep, weight = subsample(y, max_benign, rng, max_attack)
     with step("login model", events=len(keep)):
         login = LoginRiskClassifier(random_state=random_state, **it).fit(
             x[keep], y[keep], sample_weight=weight
@@ -304,6 +314,7 @@ def train_frames(
     world: dict[str, Any] | None = None,
     random_state: int = 0,
     max_iter: int | None = None,
+    max_attack: int | None = None,
 ) -> TrainResult:
     """Train on an already prepared detection and save ``out.skops`` + ``out.card.json``."""
     features, detectors = default_features()
@@ -315,12 +326,15 @@ def train_frames(
         detector_names=detectors,
         random_state=random_state,
         max_iter=max_iter,
+        max_attack=max_attack,
     )
     card = {
         "training": {
             "events_from": prepared.source,
             "world": world or {},
             "random_state": random_state,
+            "max_benign": MAX_BENIGN,
+            "max_attack": max_attack,
             **summary,
         },
         "metrics": {},
