@@ -120,3 +120,12 @@ def test_campaign_ids_are_stable_across_two_nights(tmp_path):
     assert summary["replay"]["kind"] == "next_day" and summary["since_last_night"] is not None
     assert "Next-day estimate" in outs[1][1] and "since last night:" in outs[1][1]
     assert json.loads((outs[0][0] / "summary.json").read_text())["replay"]["kind"] == "same_day"
+
+
+def test_guessing_campaigns_survive_the_relinking():
+    """A night run with a state keeps its ``gs-`` campaigns (they were dropped once)."""
+    k = keys(stuffing=[("192.0.2.1", "cs-new")])
+    guessing = pl.DataFrame({C.SOURCE_IP: ["10.9.9.9"], C.CAMPAIGN: ["gs-new"]})
+    k = CampaignKeys(k.spraying, k.stuffing, k.distributed, guessing=guessing)
+    got = relink(k, KNOWN, PREFIXES).guessing
+    assert got is not None and got.equals(guessing)

@@ -570,7 +570,10 @@ def relink(keys: CampaignKeys, known: pl.DataFrame | None, prefixes: pl.DataFram
         )
 
     return CampaignKeys(
-        spraying=rename(keys.spraying), stuffing=rename(keys.stuffing), distributed=keys.distributed
+        spraying=rename(keys.spraying),
+        stuffing=rename(keys.stuffing),
+        distributed=keys.distributed,
+        guessing=keys.guessing,
     )
 
 
