@@ -113,7 +113,7 @@ WorkersOpt = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="Worker processes for ingestion, detection and scoring (default: [engine] workers, else the cores available; 1: none).",
+        help="Worker processes for ingestion, detection and scoring (default: [engine] workers, 1: none; 0: the cores available).",
     ),
 ]
 ConfigOpt = Annotated[

@@ -189,9 +189,10 @@ class IngestConfig(_Section):
 @dataclass(frozen=True)
 class EngineConfig(_Section):
     SECTION: ClassVar[str] = "engine"
-    workers: int = key(0, Range(0, 4096))
+    workers: int = key(1, Range(0, 4096))
     """Worker processes (ingestion batches, detection and scoring shards); 0: the cores available to
-    the process; 1: everything in the job's process."""
+    the process; 1 (the default: on 2 cores worker processes cost more CPU and memory than they
+    saved, docs/operations.md): everything in the job's process."""
 
     def resolved_workers(self) -> int:
         """``workers``, with 0 read as the cores this process may run on."""

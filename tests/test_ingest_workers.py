@@ -76,4 +76,8 @@ def test_the_worker_count_is_not_part_of_the_configuration_digest():
 
 
 def test_zero_workers_means_the_cores_available():
-    assert Config().engine.resolved_workers() == len(os.sched_getaffinity(0))
+    assert Config().replace(engine={"workers": 0}).engine.resolved_workers() == len(os.sched_getaffinity(0))
+
+
+def test_one_process_by_default():
+    assert Config().engine.resolved_workers() == 1
