@@ -305,7 +305,9 @@ def source_networks(events: pl.LazyFrame) -> pl.DataFrame:
         events.select(_node(), ("a:" + pl.col(C.ASN).cast(pl.String)).alias(KEY))
         .filter(pl.col(NODE).is_not_null())
         .unique()
-        .collect()
+        # streamed: the distinct pairs, not every event's address columns, in memory (the
+        # components take the smallest node, whatever the rows' order)
+        .collect(engine="streaming")
     )
     linked = components(pairs.drop_nulls())
     return (
