@@ -177,8 +177,7 @@ def test_sharded_detection_and_scores_equal_the_whole_night(
 
     monkeypatch.setattr(sh, "IN_MEMORY_EVENTS", night.height if in_memory else 0)
     # on disk, the night is also numbered in time ranges (event_order)
-    monkeypatch.setattr(sh, "NUMBER_EVENTS", night.height if in_memory else night.height // 7)
-    cfg = Config()
+    cfg = Config() if in_memory else Config().replace(engine={"sort_events": night.height // 7})
     whole = detect(night.lazy(), cfg)
     parts = detect_sharded(night.lazy(), cfg, None, tmp_path, shard_events=-(-night.height // shards))
     assert len(parts.shards) == shards
@@ -321,3 +320,8 @@ def test_read_batches_reads_only_the_columns_asked_for(tmp_path: Path):
     df.write_parquet(tmp_path / "x.parquet")
     got = pl.concat(list(read_batches(tmp_path / "x.parquet", 2, ["c", "a", "missing"])))
     assert got.equals(df.select("a", "c"))
+
+
+def test_the_sort_size_is_not_part_of_the_configuration_digest():
+    cfg = Config()
+    assert cfg.replace(engine={"sort_events": 10}).digest() == cfg.digest()

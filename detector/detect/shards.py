@@ -210,10 +210,6 @@ IN_MEMORY_EVENTS = 600_000
 """Nights of up to this many events keep their shard frames in memory (:class:`ShardFrames`)."""
 
 
-NUMBER_EVENTS = 1_000_000
-"""Events sorted at once when the night is numbered (:func:`event_order`): that sort's memory."""
-
-
 def _time_ranges(keys: pl.LazyFrame, chunk_events: int) -> list[pl.Expr]:
     """Filters splitting the events into ranges of whole seconds of about ``chunk_events`` events
     each (more where one second holds more), in time order, events without a time stamp last."""
@@ -244,16 +240,14 @@ def _time_ranges(keys: pl.LazyFrame, chunk_events: int) -> list[pl.Expr]:
     return [*ranges, ts.is_null()]
 
 
-def event_order(frame: pl.LazyFrame, n_events: int, n: int, chunk_events: int | None = None) -> pl.DataFrame:
+def event_order(frame: pl.LazyFrame, n_events: int, n: int, chunk_events: int) -> pl.DataFrame:
     """Per row of ``frame`` (in its order): its ``event_id`` (:func:`windows.number`'s) and shard.
 
     The same numbering as one sort of every event, sorting at most about ``chunk_events`` at a time:
     the sort keys start with the time stamp, so ranges of whole seconds, each sorted on its own
     (stable, like the whole sort) and numbered after the ranges before it, give every event its
-    place. Only the two result columns of all events are held (12 bytes an event). Default
-    ``chunk_events``: :data:`NUMBER_EVENTS`.
+    place. Only the two result columns of all events are held (12 bytes an event).
     """
-    chunk_events = chunk_events or NUMBER_EVENTS
     keys = frame.select(*SORT_KEYS).with_row_index(ROW)
     if n_events <= chunk_events:
         return (
@@ -281,7 +275,7 @@ def _numbering(
     """Per row of ``frame`` (in its order) its ``event_id`` and shard; the cross-account tables;
     the source networks (:func:`source_networks`)."""
     narrow = frame.select(_global_columns(frame.collect_schema().names()))
-    order = event_order(narrow, n_events, shard_count(n_events, shard_events))
+    order = event_order(narrow, n_events, shard_count(n_events, shard_events), cfg.engine.sort_events)
     # group-bys and a median: the order of the rows does not matter
     tables = window_tables(windows.work_columns(narrow, cfg.features.window))
     return order, tables, source_networks(narrow)
