@@ -193,6 +193,9 @@ class EngineConfig(_Section):
     """Worker processes (ingestion batches, detection and scoring shards); 0: the cores available to
     the process; 1 (the default: on 2 cores worker processes cost more CPU and memory than they
     saved, docs/operations.md): everything in the job's process."""
+    sort_events: int = key(1_000_000, Range(1, 2**40))
+    """Events detection sorts at once when it numbers the night (time ranges of about this many
+    events, each sorted on its own): the memory of that sort grows with it."""
 
     def resolved_workers(self) -> int:
         """``workers``, with 0 read as the cores this process may run on."""
@@ -384,9 +387,10 @@ class Config:
     def digest(self) -> str:
         """Short hash of the effective configuration, recorded in every report."""
         values = self.to_dict()
-        # how many processes compute a report does not change it (nor digests of earlier configurations)
+        # how many processes compute a report, and in what pieces, does not change it (nor digests of earlier configurations)
         engine = values.pop("engine")
         engine.pop("workers")
+        engine.pop("sort_events")
         if engine:
             values["engine"] = engine
         text = json.dumps(values, sort_keys=True, default=str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 
 from detector.config import Config
 from detector.detect import REGISTRY, detect
-from detector.detect.shards import SOURCE_SCOPE_COLUMNS, detect_sharded, partition, shard_count, shard_of
+from detector.detect.shards import (
+    SOURCE_SCOPE_COLUMNS,
+    detect_sharded,
+    event_order,
+    partition,
+    shard_count,
+    shard_of,
+)
+from detector.features import SORT_KEYS, windows
 from detector.schema import C
 
 
@@ -80,6 +89,53 @@ def test_partition_numbers_every_event_once(night: pl.DataFrame, tmp_path: Path,
     assert tables.population.height > 0 and set(tables.sources) == {"src", "src_pairs", "prefix", "asn"}
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 100, 10**9])
+def test_event_order_in_time_ranges_equals_one_sort(night: pl.DataFrame, chunk: int):
+    n = 3
+    whole = windows.number(night.lazy().with_row_index("_r")).select("_r", C.EVENT_ID, shard_of(n)).collect()
+    expected = whole.sort("_r").drop("_r")
+    assert event_order(night.lazy(), night.height, n, chunk_events=chunk).equals(expected)
+
+
+_STAMPS = st.one_of(
+    st.none(),
+    st.integers(0, 5).map(lambda k: datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=400 * k)),
+)
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            _STAMPS, st.sampled_from([None, "a", "b@x", "a@y"]), st.sampled_from([None, "1.2.3.4", "5.6.7.8"])
+        ),
+        max_size=40,
+    ),
+    chunk=st.integers(1, 50),
+)
+def test_event_order_equals_one_stable_sort_for_any_ties_and_nulls(
+    rows: list[tuple[datetime | None, str | None, str | None]], chunk: int
+):
+    frame = pl.DataFrame(
+        {
+            C.TIMESTAMP: [r[0] for r in rows],
+            C.ACCOUNT: [r[1] for r in rows],
+            C.SOURCE_IP: [r[2] for r in rows],
+            C.SOURCE_FILE: ["f"] * len(rows),
+            C.LINE_NUMBER: [1] * len(rows),
+        },
+        schema={
+            C.TIMESTAMP: pl.Datetime("us", "UTC"),
+            C.ACCOUNT: pl.String,
+            C.SOURCE_IP: pl.String,
+            C.SOURCE_FILE: pl.String,
+            C.LINE_NUMBER: pl.Int64,
+        },
+    ).select(SORT_KEYS)
+    whole = windows.number(frame.lazy().with_row_index("_r")).select("_r", C.EVENT_ID, shard_of(2)).collect()
+    got = event_order(frame.lazy(), frame.height, 2, chunk_events=chunk)
+    assert got.equals(whole.sort("_r").drop("_r"))
+
+
 def test_partition_in_memory_and_in_files_give_the_same_shards(night: pl.DataFrame, tmp_path: Path):
     per = max(night.height // 3, 1)
     mem, t1 = partition(night.lazy(), Config(), tmp_path / "m", shard_events=per)
@@ -120,7 +176,8 @@ def test_sharded_detection_and_scores_equal_the_whole_night(
     from detector.score import load_model, score
 
     monkeypatch.setattr(sh, "IN_MEMORY_EVENTS", night.height if in_memory else 0)
-    cfg = Config()
+    # on disk, the night is also numbered in time ranges (event_order)
+    cfg = Config() if in_memory else Config().replace(engine={"sort_events": night.height // 7})
     whole = detect(night.lazy(), cfg)
     parts = detect_sharded(night.lazy(), cfg, None, tmp_path, shard_events=-(-night.height // shards))
     assert len(parts.shards) == shards
@@ -263,3 +320,8 @@ def test_read_batches_reads_only_the_columns_asked_for(tmp_path: Path):
     df.write_parquet(tmp_path / "x.parquet")
     got = pl.concat(list(read_batches(tmp_path / "x.parquet", 2, ["c", "a", "missing"])))
     assert got.equals(df.select("a", "c"))
+
+
+def test_the_sort_size_is_not_part_of_the_configuration_digest():
+    cfg = Config()
+    assert cfg.replace(engine={"sort_events": 10}).digest() == cfg.digest()

@@ -29,12 +29,14 @@ computed anywhere else.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -208,17 +210,75 @@ IN_MEMORY_EVENTS = 600_000
 """Nights of up to this many events keep their shard frames in memory (:class:`ShardFrames`)."""
 
 
+def _time_ranges(keys: pl.LazyFrame, chunk_events: int) -> list[pl.Expr]:
+    """Filters splitting the events into ranges of whole seconds of about ``chunk_events`` events
+    each (more where one second holds more), in time order, events without a time stamp last."""
+    ts = pl.col(C.TIMESTAMP)
+    second = ts.dt.truncate("1s")
+    counts = (
+        keys.filter(ts.is_not_null())
+        .group_by(second.alias("_s"))
+        .agg(pl.len().alias("_n"))
+        .collect(engine="streaming")
+        .sort("_s")
+    )
+    bounds, total = [], 0
+    for start, size in counts.iter_rows():
+        if total >= chunk_events:
+            bounds.append(start)
+            total = 0
+        total += size
+    edges = [None, *bounds, None]
+    ranges = []
+    for lo, hi in itertools.pairwise(edges):
+        cond = ts.is_not_null()
+        if lo is not None:
+            cond = cond & (ts >= lo)
+        if hi is not None:
+            cond = cond & (ts < hi)
+        ranges.append(cond)
+    return [*ranges, ts.is_null()]
+
+
+def event_order(frame: pl.LazyFrame, n_events: int, n: int, chunk_events: int) -> pl.DataFrame:
+    """Per row of ``frame`` (in its order): its ``event_id`` (:func:`windows.number`'s) and shard.
+
+    The same numbering as one sort of every event, sorting at most about ``chunk_events`` at a time:
+    the sort keys start with the time stamp, so ranges of whole seconds, each sorted on its own
+    (stable, like the whole sort) and numbered after the ranges before it, give every event its
+    place. Only the two result columns of all events are held (12 bytes an event).
+    """
+    keys = frame.select(*SORT_KEYS).with_row_index(ROW)
+    if n_events <= chunk_events:
+        return (
+            windows.number(keys)
+            .select(ROW, C.EVENT_ID, shard_of(n))
+            .sort(ROW)
+            .select(C.EVENT_ID, SHARD)
+            .collect()
+        )
+    ids = np.zeros(n_events, dtype=np.uint64)
+    shards = np.zeros(n_events, dtype=np.uint32)
+    offset = 0
+    for cond in _time_ranges(keys, chunk_events):
+        part = windows.number(keys.filter(cond)).select(ROW, C.EVENT_ID, shard_of(n)).collect()
+        rows = part.get_column(ROW).to_numpy()
+        ids[rows] = part.get_column(C.EVENT_ID).to_numpy() + np.uint64(offset)
+        shards[rows] = part.get_column(SHARD).to_numpy()
+        offset += part.height
+    return pl.DataFrame({C.EVENT_ID: ids, SHARD: shards})
+
+
 def _numbering(
     frame: pl.LazyFrame, cfg: Config, n_events: int, shard_events: int
 ) -> tuple[pl.DataFrame, WindowTables, pl.DataFrame]:
     """Per row of ``frame`` (in its order) its ``event_id`` and shard; the cross-account tables;
     the source networks (:func:`source_networks`)."""
-    narrow = frame.select(_global_columns(frame.collect_schema().names())).with_row_index(ROW)
-    n = shard_count(n_events, shard_events)
-    order = windows.number(narrow).select(ROW, C.EVENT_ID, shard_of(n)).sort(ROW).collect()
+    narrow = frame.select(_global_columns(frame.collect_schema().names()))
+    order = event_order(narrow, n_events, shard_count(n_events, shard_events), cfg.engine.sort_events)
     # group-bys and a median: the order of the rows does not matter
     tables = window_tables(windows.work_columns(narrow, cfg.features.window))
-    return order.select(C.EVENT_ID, SHARD), tables, source_networks(narrow)
+    return order, tables, source_networks(narrow)
 
 
 NETWORK = "_network"
@@ -239,7 +299,9 @@ def source_networks(events: pl.LazyFrame) -> pl.DataFrame:
         events.select(_node(), ("a:" + pl.col(C.ASN).cast(pl.String)).alias(KEY))
         .filter(pl.col(NODE).is_not_null())
         .unique()
-        .collect()
+        # streamed: the distinct pairs, not every event's address columns, in memory (the
+        # components take the smallest node, whatever the rows' order)
+        .collect(engine="streaming")
     )
     linked = components(pairs.drop_nulls())
     return (
