@@ -24,7 +24,7 @@ def test_no_training_or_held_out_world_is_a_recorded_fresh_or_tuned_world() -> N
     assert not ours & recorded
     assert not ours & {7}  # data/samples
     assert not {s for _, s in reproduce.TRAIN_WORLDS} & {s for _, s in reproduce.EVAL_WORLDS}
-    assert {m for m, _ in reproduce.TRAIN_WORLDS} == {"fixed", "drawn"}
+    assert {m for m, _ in reproduce.TRAIN_WORLDS + reproduce.EVAL_WORLDS} == {"fixed", "drawn"}
 
 
 def test_tagged_worlds_keep_their_labels_and_their_own_accounts() -> None:
