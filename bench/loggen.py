@@ -23,6 +23,36 @@ def _stamp(t: datetime) -> str:
     return f"{MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S}"
 
 
+class _Lines:
+    """A log being written: lines gathered in ``buf`` go to the file in blocks of :data:`BLOCK`
+    (:meth:`flush_full`) and at the end; ``written`` counts the lines already in the file."""
+
+    BLOCK = 50000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buf: list[str] = []
+        self.written = 0
+
+    def __enter__(self) -> _Lines:
+        self.file = open(self.path, "w", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._flush()
+        self.file.close()
+
+    def flush_full(self) -> None:
+        if len(self.buf) >= self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buf:
+            self.file.write("\n".join(self.buf) + "\n")
+            self.written += len(self.buf)
+            self.buf.clear()
+
+
 def generate(
     path: Path, lines: int, seed: int = 7, start: datetime | None = None, profile: str = "mta"
 ) -> int:
@@ -44,11 +74,10 @@ def generate(
     ]
     v6 = [f"2001:db8:{i:x}::{rng.randrange(1, 65535):x}" for i in range(200)]
     step = 86400 * 3 / max(lines, 1)
-    written = 0
     n = 0
-    buf: list[str] = []
-    with open(path, "w", encoding="utf-8") as f:
-        while written < lines:
+    with _Lines(path) as out:
+        buf = out.buf
+        while out.written < lines:
             t = t0 + timedelta(seconds=n * step)
             n += 1
             s = _stamp(t)
@@ -138,14 +167,8 @@ def generate(
                 buf.append(
                     f"{s} mx1 CRON[{pid}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"
                 )
-            if len(buf) >= 50000:
-                f.write("\n".join(buf) + "\n")
-                written += len(buf)
-                buf.clear()
-        if buf:
-            f.write("\n".join(buf) + "\n")
-            written += len(buf)
-    return written
+            out.flush_full()
+    return out.written
 
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -178,10 +201,10 @@ def _imap(path: Path, lines: int, seed: int, start: datetime | None) -> int:
     v6 = [f"2001:db8:{i:x}::{rng.randrange(1, 65535):x}" for i in range(400)]
     lip = "192.0.2.10"
     step = 86400 / max(lines, 1)
-    written = n = 0
-    buf: list[str] = []
-    with open(path, "w", encoding="utf-8") as f:
-        while written < lines:
+    n = 0
+    with _Lines(path) as out:
+        buf = out.buf
+        while out.written < lines:
             s = _stamp(t0 + timedelta(seconds=n * step))
             n += 1
             r = rng.random()
@@ -252,14 +275,8 @@ def _imap(path: Path, lines: int, seed: int, start: datetime | None) -> int:
                 buf.append(
                     f"{s} imap1 CRON[{pid}]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)"
                 )
-            if len(buf) >= 50000:
-                f.write("\n".join(buf) + "\n")
-                written += len(buf)
-                buf.clear()
-        if buf:
-            f.write("\n".join(buf) + "\n")
-            written += len(buf)
-    return written
+            out.flush_full()
+    return out.written
 
 
 PROFILES = {
