@@ -335,16 +335,11 @@ def _login_fields(b, lo, hi, row, spans, ints):
     s1 = _token_end(b, s0, hi)
     if s1 == s0 or s1 != hi - 1 or b[s1] != 62:
         return False
-    spans[row, 2 * F_ACCOUNT] = u0
-    spans[row, 2 * F_ACCOUNT + 1] = u1
-    spans[row, 2 * F_METHOD] = m0
-    spans[row, 2 * F_METHOD + 1] = m1
-    spans[row, 2 * F_SOURCE_IP] = r0
-    spans[row, 2 * F_SOURCE_IP + 1] = r1
-    spans[row, 2 * F_LOCAL_IP] = l0
-    spans[row, 2 * F_LOCAL_IP + 1] = l1
-    spans[row, 2 * F_SESSION] = s0
-    spans[row, 2 * F_SESSION + 1] = s1
+    _span(spans, row, F_ACCOUNT, u0, u1)
+    _span(spans, row, F_METHOD, m0, m1)
+    _span(spans, row, F_SOURCE_IP, r0, r1)
+    _span(spans, row, F_LOCAL_IP, l0, l1)
+    _span(spans, row, F_SESSION, s0, s1)
     ints[row, I_TLS] = tls
     return True
 
@@ -438,8 +433,7 @@ def _take_auth(b, body, hi, row, spans, ints):
         s1 = _token_end(b, s0, hi)
         if s1 == s0 or s1 >= hi or b[s1] != 62:
             return 0
-        spans[row, 2 * F_SESSION] = s0
-        spans[row, 2 * F_SESSION + 1] = s1
+        _span(spans, row, F_SESSION, s0, s1)
         i = s1 + 1
     if not _starts(b, i, hi, P_PAREN_COLON):
         return 0
@@ -450,12 +444,9 @@ def _take_auth(b, body, hi, row, spans, ints):
         ints[row, I_OUTCOME] = OUT_UNKNOWN_USER
     else:
         return 0
-    spans[row, 2 * F_ACCOUNT] = u0
-    spans[row, 2 * F_ACCOUNT + 1] = u1
-    spans[row, 2 * F_SOURCE_IP] = a0
-    spans[row, 2 * F_SOURCE_IP + 1] = a1
-    spans[row, 2 * F_REASON] = r0
-    spans[row, 2 * F_REASON + 1] = hi
+    _span(spans, row, F_ACCOUNT, u0, u1)
+    _span(spans, row, F_SOURCE_IP, a0, a1)
+    _span(spans, row, F_REASON, r0, hi)
     ints[row, I_ATTEMPTS] = 1
     return AUTH
 
@@ -540,12 +531,9 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
     c = _find_byte(b, body, r1, 58)
     if c >= 0:
         r1 = c
-    spans[row, 2 * F_ACCOUNT] = u0
-    spans[row, 2 * F_ACCOUNT + 1] = u1
-    spans[row, 2 * F_SESSION] = s0
-    spans[row, 2 * F_SESSION + 1] = s1
-    spans[row, 2 * F_REASON] = body
-    spans[row, 2 * F_REASON + 1] = r1
+    _span(spans, row, F_ACCOUNT, u0, u1)
+    _span(spans, row, F_SESSION, s0, s1)
+    _span(spans, row, F_REASON, body, r1)
     ints[row, I_SERVICE] = svc
     return LOGOUT
 
@@ -586,13 +574,13 @@ def _client_addr(b, lo, hi, row, spans, ints, keep):
     if a1 == h + 1 or a1 >= hi or b[a1] != 93:
         return -1
     if keep:
-        spans[row, 2 * F_SOURCE_IP] = h + 1
-        spans[row, 2 * F_SOURCE_IP + 1] = a1
+        _span(spans, row, F_SOURCE_IP, h + 1, a1)
     return a1 + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _span(spans, row, f, lo, hi):
+    """Field ``f`` of ``row`` is ``b[lo:hi]`` (-1, -1: the row has no such field)."""
     spans[row, 2 * f] = lo
     spans[row, 2 * f + 1] = hi
 
@@ -1023,8 +1011,7 @@ def _stamped(kind, stamp, r, sp, row, stamps, spans):
     if kind != 0:
         stamps[row] = stamp
     if kind >= 1 and kind <= LAST_ROW:
-        spans[row, 2 * F_HOST] = r
-        spans[row, 2 * F_HOST + 1] = sp
+        _span(spans, row, F_HOST, r, sp)
     return kind
 
 
