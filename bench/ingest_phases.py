@@ -39,7 +39,7 @@ class _Inline:
         f: Future = Future()
         try:
             f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller like a real executor
+        except BaseException as e:  # handed to the caller, as a real executor does
             f.set_exception(e)
         return f
 
@@ -126,7 +126,11 @@ def instrument(ph: Phases) -> None:
         try:
             return original_write(self, df, pair=pair)
         finally:
-            pl.DataFrame.sort, pl.DataFrame.to_arrow, pq.ParquetWriter.write_table = sort, to_arrow, write_table
+            pl.DataFrame.sort, pl.DataFrame.to_arrow, pq.ParquetWriter.write_table = (
+                sort,
+                to_arrow,
+                write_table,
+            )
 
     writer_cls.write = write
 
