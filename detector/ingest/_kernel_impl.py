@@ -15,14 +15,15 @@ _OFFSETS = types.Array(types.int64, 1, "C", readonly=True)
 _I64_2D = types.Array(types.int64, 2, "C")
 _I8 = types.Array(types.int8, 1, "C")
 SCAN_SIG = types.void(_TEXT, _OFFSETS, types.int64, types.int64, _I8, _I64, _I8, _I64_2D, _I64_2D)
-VIEWS_SIG = types.Array(types.uint8, 1, "C")(
+ALL_VIEWS_SIG = types.Array(types.uint8, 1, "C")(
     _TEXT,
     _I64_2D,
     _I64,
-    types.int64,
-    types.int64,
+    _I64,
+    _I64,
+    types.Array(types.uint8, 3, "C"),
     types.Array(types.uint8, 2, "C"),
-    types.Array(types.uint8, 1, "C"),
+    _I64,
 )
 """The one signature each entry point is compiled for, when the module is imported (from the cache)."""
 
@@ -1039,47 +1040,61 @@ def _cased(c, case):
     return c
 
 
-@njit(VIEWS_SIG, cache=True, nogil=True)
-def views(data, spans, rows, field, case, out, valid):
-    """Arrow string views (16 bytes each, ``out``) of ``data[start:end]`` for the given rows'
-    field, case changed (``case`` 1 lower, 2 upper), and ``valid`` (1 where the row has the
-    field). Values of up to 12 bytes live in the view itself, longer ones are copied to the
-    returned buffer (the array's one data buffer): the column never holds on to the batch's text."""
-    size = 0
+@njit(ALL_VIEWS_SIG, cache=True, nogil=True)
+def all_views(data, spans, rows, fields, cases, out, valid, starts):
+    """Arrow string views (16 bytes each) of ``data[start:end]`` for the given rows and fields:
+    field ``fields[f]``, case changed by ``cases[f]`` (1 lower, 2 upper), into ``out[f]``, and
+    ``valid[f]`` (1 where the row has the field). Values of up to 12 bytes live in the view
+    itself; longer ones are copied to the returned buffer, so the columns never hold on to the
+    batch's text. All fields in one pass over the rows: the spans of a batch are a few MiB, and
+    a pass per field was most of the cost of building the columns. Long values of field ``f``
+    go to ``extra[starts[f]:starts[f + 1]]`` (the returned buffer), offsets counted from
+    ``starts[f]``."""
+    nf = fields.shape[0]
+    for f in range(nf + 1):
+        starts[f] = 0
     for i in range(rows.shape[0]):
-        s = spans[rows[i], 2 * field]
-        if s >= 0:
-            n = spans[rows[i], 2 * field + 1] - s
-            if n > 12:
-                size += n
-    extra = np.empty(size, np.uint8)
-    used = 0
+        r = rows[i]
+        for f in range(nf):
+            s = spans[r, 2 * fields[f]]
+            if s >= 0:
+                n = spans[r, 2 * fields[f] + 1] - s
+                if n > 12:
+                    starts[f + 1] += n
+    for f in range(nf):
+        starts[f + 1] += starts[f]
+    extra = np.empty(starts[nf], np.uint8)
+    used = starts[:nf].copy()
     words = out.view(np.uint32)
     for i in range(rows.shape[0]):
-        s = spans[rows[i], 2 * field]
-        n = spans[rows[i], 2 * field + 1] - s
-        if s < 0:
-            n = 0
-        valid[i] = 1 if s >= 0 else 0
-        words[i, 0] = n
-        words[i, 1] = 0
-        words[i, 2] = 0
-        words[i, 3] = 0
-        if n <= 12:
+        r = rows[i]
+        for f in range(nf):
+            s = spans[r, 2 * fields[f]]
+            n = spans[r, 2 * fields[f] + 1] - s
+            if s < 0:
+                n = 0
+            valid[f, i] = 1 if s >= 0 else 0
+            words[f, i, 0] = n
+            words[f, i, 1] = 0
+            words[f, i, 2] = 0
+            words[f, i, 3] = 0
+            case = cases[f]
+            if n <= 12:
+                if case == 0:
+                    for j in range(n):
+                        out[f, i, 4 + j] = data[s + j]
+                else:
+                    for j in range(n):
+                        out[f, i, 4 + j] = _cased(data[s + j], case)
+                continue
+            u = used[f]
             if case == 0:
-                for j in range(n):
-                    out[i, 4 + j] = data[s + j]
+                extra[u : u + n] = data[s : s + n]
             else:
                 for j in range(n):
-                    out[i, 4 + j] = _cased(data[s + j], case)
-            continue
-        if case == 0:
-            extra[used : used + n] = data[s : s + n]
-        else:
-            for j in range(n):
-                extra[used + j] = _cased(data[s + j], case)
-        for j in range(4):
-            out[i, 4 + j] = extra[used + j]
-        words[i, 3] = used
-        used += n
+                    extra[u + j] = _cased(data[s + j], case)
+            for j in range(4):
+                out[f, i, 4 + j] = extra[u + j]
+            words[f, i, 3] = u - starts[f]
+            used[f] = u + n
     return extra

@@ -356,7 +356,8 @@ def split(
         kinds[some[local.is_null().to_numpy()]] = TAKEN_NOT
 
     rows = np.flatnonzero((kinds >= LOGIN_OK) & (kinds <= LAST_ROW))
-    sip, lip = _strings(data, spans, rows, F_SOURCE_IP, 0), _strings(data, spans, rows, F_LOCAL_IP, 0)
+    texts = _strings(data, spans, rows, TEXT_FIELDS)
+    sip, lip = texts[F_SOURCE_IP], texts[F_LOCAL_IP]
     v6 = ints[rows, I_V6] > 0
     if v6.any():
         # IPv6 text is made canonical by the function the parsers use (once per distinct value);
@@ -369,6 +370,7 @@ def split(
             kinds[rows[~ok]] = TAKEN_NOT
             keep = pl.Series(ok)
             rows, sip, lip = rows[ok], sip.filter(keep), lip.filter(keep)
+            texts = {f: t.filter(keep) for f, t in texts.items()}
 
     noise: Counter = Counter()
     counts = np.bincount(kinds.view(np.uint8), minlength=max(NOISE_KINDS) + 1)
@@ -387,9 +389,6 @@ def split(
     kind = kinds[rows]
     iv = ints[rows]
 
-    def text(f: int, case: int = 0) -> pl.Series:
-        return _strings(data, spans, rows, f, case)
-
     def num(i: int, dtype: pl.DataType) -> pl.Series:
         v = iv[:, i]
         return pl.Series(pl.from_arrow(pa.array(v, mask=v < 0))).cast(dtype)
@@ -401,23 +400,23 @@ def split(
             "_k": pl.Series("_k", kind),
             "_ts": naive,
             "_utc": utc,
-            C.HOST: text(F_HOST),
+            C.HOST: texts[F_HOST],
             "_svc": num(I_SERVICE, pl.Int8),
             "_out": num(I_OUTCOME, pl.Int8),
-            C.ACCOUNT: text(F_ACCOUNT, LOWER),
+            C.ACCOUNT: texts[F_ACCOUNT],
             C.SOURCE_IP: sip,
             C.LOCAL_IP: lip,
-            C.AUTH_METHOD: text(F_METHOD, UPPER),
+            C.AUTH_METHOD: texts[F_METHOD],
             C.TLS: num(I_TLS, pl.Int8).cast(pl.Boolean),
-            C.SESSION_ID: text(F_SESSION),
+            C.SESSION_ID: texts[F_SESSION],
             C.ATTEMPTS: num(I_ATTEMPTS, pl.Int32),
             C.BYTES_IN: num(I_BYTES_IN, pl.Int64),
             C.BYTES_OUT: num(I_BYTES_OUT, pl.Int64),
             C.MESSAGE_SIZE: num(I_MESSAGE_SIZE, pl.Int64),
             C.RECIPIENTS: num(I_RECIPIENTS, pl.Int32),
-            "_reason": text(F_REASON),
+            "_reason": texts[F_REASON],
             "_rc": num(I_REASON, pl.Int8),
-            "_smtpd": text(F_SMTPD),
+            "_smtpd": texts[F_SMTPD],
             C.SOURCE_FILE: batch[C.SOURCE_FILE].gather(rows),
             C.LINE_NUMBER: batch[C.LINE_NUMBER].gather(rows),
         }
@@ -461,22 +460,43 @@ def _valid_both(sip: pl.Series, lip: pl.Series) -> np.ndarray:
 
 
 LOWER, UPPER = 1, 2
+TEXT_FIELDS = {
+    F_HOST: 0,
+    F_ACCOUNT: LOWER,
+    F_SOURCE_IP: 0,
+    F_LOCAL_IP: 0,
+    F_METHOD: UPPER,
+    F_SESSION: 0,
+    F_REASON: 0,
+    F_SMTPD: 0,
+}
+"""The string fields the kernel cuts, with their case (account lower, method upper)."""
 
 
-def _strings(data: np.ndarray, spans: np.ndarray, rows: np.ndarray, field: int, case: int) -> pl.Series:
-    """Field ``field`` of ``rows`` as a String column of Arrow string views (null where the kernel
-    left no span), built by compiled code without a per-value Python object."""
+def _strings(
+    data: np.ndarray, spans: np.ndarray, rows: np.ndarray, fields: dict[int, int]
+) -> dict[int, pl.Series]:
+    """Fields ``fields`` (field: case) of ``rows`` as String columns of Arrow string views (null where
+    the kernel left no span), built by one compiled call without a per-value Python object."""
     from detector.ingest import _kernel_impl
 
-    n = len(rows)
-    views = np.empty((n, 16), np.uint8)
-    valid = np.empty(n, np.uint8)
-    extra = _kernel_impl.views(data, spans, rows, field, case, views, valid)
-    if not valid.any():
-        return pl.repeat(None, n, dtype=pl.String, eager=True)
-    mask = None if valid.all() else pa.array(valid.view(np.bool_)).buffers()[1]
-    arr = pa.Array.from_buffers(pa.string_view(), n, [mask, pa.py_buffer(views), pa.py_buffer(extra)])
-    return pl.Series(pl.from_arrow(arr))
+    n, which = len(rows), list(fields)
+    views = np.empty((len(which), n, 16), np.uint8)
+    valid = np.empty((len(which), n), np.uint8)
+    starts = np.empty(len(which) + 1, np.int64)
+    cases = np.array([fields[f] for f in which], np.int64)
+    extra = _kernel_impl.all_views(data, spans, rows, np.array(which, np.int64), cases, views, valid, starts)
+    out = {}
+    for i, f in enumerate(which):
+        ok = valid[i]
+        if not ok.any():
+            out[f] = pl.repeat(None, n, dtype=pl.String, eager=True)
+            continue
+        mask = None if ok.all() else pa.array(ok.view(np.bool_)).buffers()[1]
+        data_buf = pa.py_buffer(extra[starts[i] : starts[i + 1]])
+        arr = pa.Array.from_buffers(pa.string_view(), n, [mask, pa.py_buffer(views[i]), data_buf])
+        out[f] = pl.Series(pl.from_arrow(arr))
+    return out
 
 
 def warm() -> float:

@@ -192,7 +192,8 @@ class LogoutPairing:
         return filled
 
     def _rewrite(self, events_path: Path, span: int, arrow_schema: pa.Schema, options: dict) -> None:
-        """Rewrite the events file row group by row group, filling logouts from the range files."""
+        """Rewrite the events file row group by row group, filling logouts from the range files.
+        A row group stays an Arrow table: only the three filled columns go through polars."""
         tmp = events_path.with_name(f".{events_path.name}.filled")
         source = pq.ParquetFile(events_path)
         loaded = -1
@@ -200,8 +201,7 @@ class LogoutPairing:
         offset = 0
         with pq.ParquetWriter(tmp, arrow_schema, **options) as out:
             for i in range(source.metadata.num_row_groups):
-                group = pl.from_arrow(source.read_row_group(i))
-                assert isinstance(group, pl.DataFrame)
+                group = source.read_row_group(i)
                 end = offset + len(group)
                 while loaded < (end - 1) // span:
                     loaded += 1
@@ -212,21 +212,27 @@ class LogoutPairing:
                 here = fills.filter(pl.col(POS) < end)
                 if not here.is_empty():
                     group = _filled(group, here, offset)
-                out.write_table(group.to_arrow().cast(arrow_schema))
+                out.write_table(group if group.schema == arrow_schema else group.cast(arrow_schema))
                 offset = end
         source.close()
         os.replace(tmp, events_path)
 
 
-def _filled(group: pl.DataFrame, fills: pl.DataFrame, offset: int) -> pl.DataFrame:
+FILLED = (C.SOURCE_IP, C.LOCAL_IP, C.TLS)
+
+
+def _filled(group: pa.Table, fills: pl.DataFrame, offset: int) -> pa.Table:
     """Scatter the fills (positions from ``offset``) into copies of the three columns."""
     idx = (fills[POS] - offset).cast(pl.UInt32)
-    cols = {}
-    for c in (C.SOURCE_IP, C.LOCAL_IP, C.TLS):
-        col = group[c].clone()
-        col.scatter(idx, fills[c].cast(group.schema[c]))
-        cols[c] = col
-    return group.with_columns(**cols)
+    cols = pl.from_arrow(group.select(list(FILLED)))
+    assert isinstance(cols, pl.DataFrame)
+    for c in FILLED:
+        col = cols[c].clone()
+        col.scatter(idx, fills[c].cast(cols.schema[c]))
+        position = group.schema.get_field_index(c)
+        kind = group.schema.field(position).type
+        group = group.set_column(position, c, col.to_arrow().cast(kind))
+    return group
 
 
 def fill_file(events_path: Path, memory_bytes: int, writer_options: dict) -> int:
