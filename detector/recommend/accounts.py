@@ -43,11 +43,11 @@ def _only_spraying() -> pl.Expr:
     return (t.list.len().fill_null(0) > 0) & (t.list.set_difference(pl.lit([SPRAYING])).list.len() == 0)
 
 
-def _probing(events: pl.DataFrame) -> pl.DataFrame:
+def _probing(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """(``account``, ``asn``) of addresses that only ever failed against the account: whoever is
     there is not its owner (an owner's typo is followed by a success from the same address), so a
     restriction does not allow that AS wholesale, only the account's own prefixes in it."""
-    events = events.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME)  # filters copy only these
+    events = events.lazy().select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME)  # read only these
     failed = events.filter(pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)) & pl.col(C.ACCOUNT).is_not_null())
     succeeded = events.filter(pl.col(C.OUTCOME) == Outcome.SUCCESS).select(C.ACCOUNT, C.SOURCE_IP).unique()
     return (
@@ -55,6 +55,7 @@ def _probing(events: pl.DataFrame) -> pl.DataFrame:
         .select(C.ACCOUNT, C.ASN)
         .drop_nulls()
         .unique()
+        .collect()
     )
 
 

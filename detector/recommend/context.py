@@ -70,8 +70,12 @@ def _frame(obj: Any, name: str) -> pl.DataFrame | None:
     return value.collect() if isinstance(value, pl.LazyFrame) else value
 
 
-def _events(scores: Scores) -> pl.DataFrame:
-    """The columns of the scored events the plan needs (missing ones as nulls), logins only."""
+def _events(scores: Scores) -> pl.LazyFrame:
+    """The columns of the scored events the plan needs (missing ones as nulls), logins only.
+
+    Lazy: the plan never holds every login (at 10M lines, about a gigabyte); each of its tables
+    reads the few columns and rows it needs from the scored events (``events.parquet`` in a run).
+    """
     lf = scores.events.lazy()
     have = lf.collect_schema()
     return (
@@ -80,7 +84,6 @@ def _events(scores: Scores) -> pl.DataFrame:
         )
         .filter(pl.col(C.ACTION) == Action.LOGIN)
         .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
-        .collect()
     )
 
 
@@ -136,12 +139,10 @@ def is_legit(
     )
 
 
-def _legit(events: pl.DataFrame) -> pl.DataFrame:
+def _legit(events: pl.LazyFrame) -> pl.LazyFrame:
     return (
-        events.lazy()  # the filter copies only the columns selected
-        .filter(pl.col("_legit"))
+        events.filter(pl.col("_legit"))
         .select(list(scope.LEGIT_COLUMNS))
-        .collect()
         .unique()
         .sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True)
     )

@@ -136,9 +136,11 @@ def recommend(
         ConfigError: an allowlist entry is neither an address, a CIDR nor ``AS<n>``.
     """
     nets.parse_nets(cfg.plan.allowlist)
-    events = _events(scores)
+    logins = _events(scores)
     sources = _frame(scores, "sources")
-    practitioners = events.filter(pl.col(C.IS_PRACTITIONER).fill_null(False)).get_column(C.ACCOUNT).unique()
+    practitioners = (
+        logins.filter(pl.col(C.IS_PRACTITIONER).fill_null(False)).select(C.ACCOUNT).unique().collect()
+    ).get_column(C.ACCOUNT)
     accounts = _frame(scores, "accounts").with_columns(
         pl.col(C.ACCOUNT).str.to_lowercase(),
         (
@@ -159,16 +161,18 @@ def recommend(
         else []
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
-    events = events.with_columns(
+    logins = logins.with_columns(
         is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
     )
-    attack = events.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips) & ~pl.col("_legit"))
-    legit = _legit(events)
+    # the logins from the attackers' addresses: the only ones the blocks read
+    from_attackers = logins.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips)).collect()
+    attack = from_attackers.filter(~pl.col("_legit"))
+    legit = _legit(logins).collect()
     per_source = (
         _attack_stats(attack, C.SOURCE_IP)
         .select(C.SOURCE_IP, scope.SERVICES)
         .join(
-            events.group_by(C.SOURCE_IP).agg(
+            from_attackers.group_by(C.SOURCE_IP).agg(
                 pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR)
                 .fill_null(False)
                 .any()
@@ -182,7 +186,9 @@ def recommend(
     attackers = (
         attackers.join(per_source, on=C.SOURCE_IP, how="left")
         .join(
-            events.select(C.SOURCE_IP, pl.col(C.PREFIX48).alias("_p48")).drop_nulls().unique(C.SOURCE_IP),
+            from_attackers.select(C.SOURCE_IP, pl.col(C.PREFIX48).alias("_p48"))
+            .drop_nulls()
+            .unique(C.SOURCE_IP),
             on=C.SOURCE_IP,
             how="left",
         )
@@ -192,14 +198,14 @@ def recommend(
         )
         .sort(C.SOURCE_IP)
     )
+    del from_attackers
     shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
-    addresses = events.select(C.SOURCE_IP, C.ASN).unique()
+    addresses = logins.select(C.SOURCE_IP, C.ASN).unique().collect()
     anonymous_asns = (
-        events.filter(pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR).fill_null(False))
+        logins.filter(pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR).fill_null(False))
+        .select(pl.col(C.ASN).drop_nulls().unique().sort())
+        .collect()
         .get_column(C.ASN)
-        .drop_nulls()
-        .unique()
-        .sort()
         .to_list()
     )
     if known_networks is not None:
@@ -216,16 +222,16 @@ def recommend(
         now,
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
         _probing(
-            events.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME).filter(
+            logins.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME).filter(
                 ~pl.col(C.SOURCE_IP).is_in(shared_ips)
             )
         ),
         shared_ips,
         mainstream,
-        events.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & ~pl.col("_legit"))
+        logins.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & ~pl.col("_legit"))
+        .select(pl.col(C.ACCOUNT).drop_nulls().unique())
+        .collect()
         .get_column(C.ACCOUNT)
-        .drop_nulls()
-        .unique()
         .to_list(),
     )
     parts = [
