@@ -248,7 +248,9 @@ def paths_step(inputs: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
     return paths[inverse].insert_column(0, rule)
 
 
-def path_risks(paths: Sequence[pl.DataFrame], ctx: ScoreContext, workers: Workers | None = None) -> pl.DataFrame:
+def path_risks(
+    paths: Sequence[pl.DataFrame], ctx: ScoreContext, workers: Workers | None = None
+) -> pl.DataFrame:
     """Global: the event model's positive probability per distinct path of all shards' events
     (each shard's :func:`paths_step` frame, or its distinct paths).
 
