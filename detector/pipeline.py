@@ -37,6 +37,7 @@ from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C, Verdict
 from detector.state import State
+from detector.workers import cpu_seconds, task_cpu_seconds
 
 if TYPE_CHECKING:
     from detector.detect import Detection
@@ -179,12 +180,19 @@ class _Steps:
         if self.progress is not None:
             self.progress(name)
         start = time.perf_counter()
+        cpu, tasks = cpu_seconds(), task_cpu_seconds()
         yield
         took = time.perf_counter() - start
         self.timings[name] = round(took, 3)
         # the process's peak resident memory so far (MiB): the step that raises it is the one to shrink
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        log(self.logger, logging.INFO, f"{name} done", step=name, seconds=round(took, 3), peak_rss_mib=peak)
+        # CPU seconds of this process and of its worker processes during the step, and of its
+        # per-shard tasks wherever they ran: the rest of this process's is the step's serial part
+        main, children = (round(b - a, 2) for a, b in zip(cpu, cpu_seconds(), strict=True))
+        log(
+            self.logger, logging.INFO, f"{name} done", step=name, seconds=round(took, 3), peak_rss_mib=peak,
+            cpu_s=main, workers_cpu_s=children, shard_tasks_cpu_s=round(task_cpu_seconds() - tasks, 2),
+        )  # fmt: skip
 
 
 def _frame(x: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:

@@ -17,6 +17,8 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import resource
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,6 +33,10 @@ THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREA
 """Thread pool sizes a worker inherits: polars, and the BLAS/OpenMP pools of numpy and scikit-learn."""
 
 
+WORKER_THREADS = "DETECTOR_WORKER_THREADS"
+"""Set in a worker process: its share of the cores (threads a task may use)."""
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity; a container's cpuset)."""
     try:
@@ -42,6 +48,49 @@ def available_cores() -> int:
 def worker_count(configured: int) -> int:
     """``[engine] workers`` resolved: 0 means the cores available to the process."""
     return configured if configured > 0 else available_cores()
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from ``/proc`` (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                found += kids
+                todo += kids
+        except OSError:
+            continue
+    return found
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) so far of this process (all its threads) and of its child
+    processes, ended (reaped) or still running (read from ``/proc``; Linux)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = sum(_proc_cpu(p) for p in _descendants(os.getpid()))
+    return own.ru_utime + own.ru_stime, ended.ru_utime + ended.ru_stime + live
+
+
+_task_cpu = [0.0]
+
+
+def task_cpu_seconds() -> float:
+    """CPU seconds the per-shard tasks of :meth:`Workers.map` took so far, wherever they ran
+    (a profile's split of a step into its per-shard and its serial parts)."""
+    return _task_cpu[0]
 
 
 @dataclass(frozen=True)
@@ -66,12 +115,15 @@ def _context(ctx: Any) -> Any:
     return _loaded[1]
 
 
-def _call(fn: Callable[[Any, Any], Any], item: Any, ctx: Any) -> Any:
-    return fn(item, _context(ctx))
+def _call(fn: Callable[[Any, Any], Any], item: Any, ctx: Any) -> tuple[Any, float]:
+    """In a worker: ``fn(item, ctx)`` and the CPU seconds it took (loading the context included)."""
+    start = time.process_time()
+    result = fn(item, _context(ctx))
+    return result, time.process_time() - start
 
 
 def _initialise(threads: int) -> None:
-    for name in THREAD_VARIABLES:
+    for name in (*THREAD_VARIABLES, WORKER_THREADS):
         os.environ[name] = str(threads)
 
 
@@ -117,7 +169,7 @@ class Workers:
         return self
 
     def _start(self) -> None:
-        saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        saved = {name: os.environ.get(name) for name in (*THREAD_VARIABLES, WORKER_THREADS)}
         try:
             # spawned processes inherit the environment at start: polars reads POLARS_MAX_THREADS
             # when it is first imported, which may happen before the initializer runs
@@ -156,17 +208,20 @@ class Workers:
         """
         if self._pool is None:
             for item in items:
-                yield fn(item, ctx)
+                start = time.process_time()
+                result = fn(item, ctx)
+                _task_cpu[0] += time.process_time() - start
+                yield result
             return
         ref = self._publish(ctx)
-        pending: deque[Future[R]] = deque()
+        pending: deque[Future[tuple[R, float]]] = deque()
         try:
             for item in items:
                 pending.append(self._pool.submit(_call, fn, item, ref))
                 if len(pending) >= 2 * self.n:
-                    yield pending.popleft().result()
+                    yield _timed(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield _timed(pending.popleft())
         finally:
             for future in pending:
                 future.cancel()
@@ -184,9 +239,15 @@ class Workers:
         return ContextFile(str(path))
 
 
+def _timed(future: Future[tuple[R, float]]) -> R:
+    result, cpu = future.result()
+    _task_cpu[0] += cpu
+    return result
+
+
 def in_process() -> Workers:
     """One worker: every task in this process."""
     return Workers(1, Path("."))
 
 
-__all__ = ["Workers", "available_cores", "in_process", "worker_count"]
+__all__ = ["Workers", "available_cores", "cpu_seconds", "in_process", "task_cpu_seconds", "worker_count"]

@@ -37,6 +37,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory: bool, monkeypatch) -> Path:
     import detector.detect.shards as sh
+    import detector.score.verdicts as sv
     from detector.pipeline import run
 
     out = night["root"] / name
@@ -52,6 +53,7 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         m.setattr(sh, "SHARD_EVENTS", math.ceil(500 / shards))  # the night has 400-500 events
         m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
         m.setattr(sh, "partition", recorded)
+        m.setattr(sv, "PREDICT_SLICE_ROWS", 1)  # the workers predict slices of the distinct paths
         result = run(
             [night["log"]], out, practitioners=night["practitioners"], geoip_dir=night["geoip"],
             cfg=Config().replace(engine={"workers": workers}),

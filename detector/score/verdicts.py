@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from detector.score.io import Model
 from detector.score.rules import RISK, RULE, _final, check_event_features, event_rule_risk, score_events
 from detector.score.sources import source_table
 from detector.score.takeover import _unshared_malicious, takeover_sprayers
-from detector.workers import Workers, in_process
+from detector.workers import WORKER_THREADS, Workers, in_process
 
 
 @dataclass(frozen=True)
@@ -247,18 +248,38 @@ def paths_step(inputs: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
     return paths[inverse].insert_column(0, rule)
 
 
-def path_risks(paths: Sequence[pl.DataFrame], ctx: ScoreContext) -> pl.DataFrame:
+def path_risks(
+    paths: Sequence[pl.DataFrame], ctx: ScoreContext, workers: Workers | None = None
+) -> pl.DataFrame:
     """Global: the event model's positive probability per distinct path of all shards' events
     (each shard's :func:`paths_step` frame, or its distinct paths).
 
     The event model predicts once per distinct path over all shards together (the shards of a
     night share most paths: 151,597 per-shard paths but 90,137 distinct ones over 4 shards of
-    532,873 events).
+    532,873 events). A prediction is row-wise, so ``workers`` predict slices of the distinct paths
+    (:func:`predict_step`) with the same result as one prediction.
     """
-    model = _need(ctx.model, "model")
+    _need(ctx.model, "model")
     every = pl.concat([p.drop(RULE, strict=False).unique() for p in paths]).unique()
-    positive = model.event.predict_paths(every, _need(ctx.thresholds, "thresholds"), threads=PREDICT_THREADS)
-    return every.with_columns(pl.Series("_positive", positive[:, -1], dtype=pl.Float64))
+    workers = workers or in_process()
+    parts = 1 if not workers.parallel else max(1, min(workers.n, every.height // PREDICT_SLICE_ROWS))
+    size = -(-every.height // parts)
+    slices = [every.slice(i * size, size) for i in range(parts)]
+    positive = np.concatenate([np.zeros(0), *workers.map(predict_step, slices, ctx)])
+    return every.with_columns(pl.Series("_positive", positive, dtype=pl.Float64))
+
+
+PREDICT_SLICE_ROWS = 4096
+"""Fewest distinct paths per worker's slice (:func:`path_risks`): fewer are predicted in one."""
+
+
+def predict_step(codes: pl.DataFrame, ctx: ScoreContext) -> np.ndarray:
+    """The event model's positive probability of the paths ``codes`` (a slice of :func:`path_risks`'
+    distinct paths): on :data:`PREDICT_THREADS` threads in the job's process, on a worker's share
+    of the cores in a worker."""
+    threads = int(os.environ.get(WORKER_THREADS, PREDICT_THREADS))
+    model = _need(ctx.model, "model")
+    return model.event.predict_paths(codes, _need(ctx.thresholds, "thresholds"), threads=threads)[:, -1]
 
 
 def path_risk_step(paths: pl.DataFrame, ctx: ScoreContext) -> pl.DataFrame:
@@ -349,7 +370,7 @@ def write_shard_risks(pairs: tuple[Pair, ...], ctx: ScoreContext, workers: Worke
         list(workers.map(rule_risk_task, pairs, ctx))
         return
     distinct = list(workers.map(paths_task, pairs, ctx))
-    ctx = replace(ctx, path_risks=path_risks(distinct, ctx))
+    ctx = replace(ctx, path_risks=path_risks(distinct, ctx, workers))
     del distinct
     list(workers.map(path_risk_task, pairs, ctx))
 
