@@ -21,7 +21,7 @@ import typer
 
 from detector import __version__
 from detector.errors import DetectorError, unwritable
-from detector.report.terminal import safe
+from detector.terminal import safe
 
 app = typer.Typer(
     name="detector",
@@ -671,7 +671,7 @@ def override_extend(
 def override_list(file: FileOpt = None, json: JsonOpt = False) -> None:
     """List the overrides in the file, who made them and why."""
     from detector.recommend.overrides import read_overrides
-    from detector.report.terminal import safe_line
+    from detector.terminal import safe_line
 
     found = read_overrides(file)
     if json:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from detector.report.terminal import safe_line
+from detector.terminal import safe_line
 
 LOGGER = "detector"
 

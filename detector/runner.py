@@ -21,7 +21,7 @@ from detector import config as cfgmod
 from detector.errors import DetectorError
 from detector.logging_setup import LOGGER, log, setup
 from detector.pipeline import STEPS, FailOn, run
-from detector.report.terminal import safe
+from detector.terminal import safe
 
 SUMMARY_WIDTH = 120
 

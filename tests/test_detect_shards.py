@@ -302,7 +302,8 @@ def test_read_batches_reads_every_row(tmp_path: Path):
 
 @pytest.mark.parametrize("sizes", [[], [5], [3, 4, 0, 2]])
 def test_write_batches_gathers_row_groups_and_keeps_metadata(tmp_path: Path, sizes: list[int]):
-    from detector.report.parquet import read_metadata, write_batches
+    from detector.parquet_meta import read_metadata
+    from detector.report.parquet import write_batches
 
     schema = pl.Schema({"a": pl.Int64, "b": pl.String})
     batches = [pl.DataFrame({"a": list(range(n)), "b": ["x"] * n}, schema=schema) for n in sizes]

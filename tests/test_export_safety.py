@@ -24,8 +24,8 @@ from detector.recommend.export import (
     strict_net,
 )
 from detector.report.summary import build_summary, print_summary
-from detector.report.terminal import safe
 from detector.schema import RECOMMENDATION_SCHEMA
+from detector.terminal import safe
 from tests.recommend_frames import NOW
 from tests.report_fixtures import run_data
 from tests.test_export import BASE, PLAN, ROWS, body

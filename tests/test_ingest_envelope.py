@@ -215,7 +215,7 @@ def test_year_option_through_ingest(tmp_path):
     ids=["host", "tag-and-message", "log_path-user", "iso-host"],
 )
 def test_non_ascii_text_is_cut_at_the_right_place(raw, host, program, pid, message):
-    # str.find gives byte offsets: the cuts must count bytes too
+    # offsets and cuts both count bytes, whatever unit polars's str.find counts in
     row = env([raw]).row(0, named=True)
     assert (row["host"], row["program"], row["pid"], row["message"]) == (host, program, pid, message)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from detector.ingest.fields import after, angle, before, between, byte_head, byte_slice, to_int
+from detector.ingest.fields import after, angle, before, between, byte_find, byte_head, byte_slice, to_int
 
 T = pl.col("t")
 
@@ -56,8 +58,32 @@ def test_to_int(text, want):
     assert cut(to_int(T), [text]) == [want]
 
 
-def test_byte_cuts_follow_str_find():
+def test_byte_cuts_follow_byte_find():
     text = "héllo: wörld"
-    pos = cut(T.str.find(": ", literal=True), [text])[0]
+    pos = cut(byte_find(T, ": "), [text])[0]
+    assert pos == len("héllo".encode())
     assert cut(byte_head(T, pos), [text]) == ["héllo"]
     assert cut(byte_slice(T, pos + 2), [text]) == ["wörld"]
+
+
+MARKERS = [": ", " ", "[", ">", ": SASL "]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    head=st.text(alphabet=st.sampled_from([*"ab:[ ", *"éü€漢𝔘"]), max_size=10),
+    tail=st.text(alphabet=st.sampled_from([*"ab:[> ", *"éü€漢𝔘"]), max_size=10),
+    marker=st.sampled_from(MARKERS),
+)
+def test_byte_find_and_the_cuts_count_the_same_unit(head, tail, marker):
+    """Whatever precedes the first marker, cutting at its offset gives exactly the text around it."""
+    head = head.split(marker)[0] if marker in head else head
+    text = head + marker + tail
+    pos = cut(byte_find(T, marker), [text])[0]
+    assert pos == len(head.encode())
+    assert cut(byte_head(T, pos), [text]) == [head]
+    assert cut(byte_slice(T, pos + len(marker)), [text]) == [tail]
+
+
+def test_byte_find_missing_marker_is_null():
+    assert cut(byte_find(T, ": "), ["é", None, ""]) == [None, None, None]

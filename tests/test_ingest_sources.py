@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from detector.config import IngestConfig
 from detector.errors import InputError, SchemaError
 from detector.ingest import ingest
-from detector.ingest.sources import expand, rotation_key
+from detector.ingest.sources import expand, file_sha256, rotation_key
 from tests.ingest_helpers import run, write_log
 
 GOOD = "Nov 22 10:00:01 mx1 dovecot: auth: passwd-file(ann@x.org,192.0.2.50): Password mismatch"
@@ -301,3 +301,10 @@ def test_a_cut_anywhere_keeps_a_prefix_of_whole_lines(tmp_path, suffix, cut, lin
     assert got["raw"].to_list() == [t.decode().rstrip("\n") for t in text[: got.height]]
     kept = int(len(data) * cut)
     assert (log.quarantine == []) == (kept in (0, len(data)))  # an empty file is not a broken one
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (1 << 20) + 1])
+def test_file_sha256_hashes_every_block(tmp_path, size):
+    p = tmp_path / "f"
+    p.write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    assert file_sha256(p) == hashlib.sha256(p.read_bytes()).hexdigest()

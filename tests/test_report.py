@@ -6,9 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from detector.parquet_meta import read_metadata
 from detector.report import contract, write_reports
 from detector.report.html import hbars, render_html, stacked_bars
-from detector.report.parquet import read_metadata, write_parquet
+from detector.report.parquet import write_parquet
 from detector.report.pseudonymize import PREFIX, Pseudonymizer, pseudonym
 from detector.report.summary import bucket_for, build_summary, print_summary, replay_rows
 from detector.schema import C

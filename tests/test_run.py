@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from detector.cli import app
 from detector.errors import ConfigError, RunFailed
+from detector.parquet_meta import read_metadata
 from detector.pipeline import FailOn
 from detector.report import contract
-from detector.report.parquet import read_metadata
 from detector.report.pseudonymize import pseudonym
 from detector.state import STATE_FILE, load_state
 from tests.run_fixtures import DAY, write_night, write_practitioners

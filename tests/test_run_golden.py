@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 from rich.console import Console
 
+from detector.parquet_meta import read_metadata
 from detector.report import contract
-from detector.report.parquet import read_metadata
 from detector.report.summary import print_summary
 from detector.schema import C
 from tests.golden import GOLDEN, key_counts, run_samples

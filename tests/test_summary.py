@@ -16,8 +16,8 @@ from detector.report.summary import (
     print_summary,
     top_by_impact,
 )
-from detector.report.terminal import safe_line
 from detector.schema import C
+from detector.terminal import safe_line
 from tests.report_fixtures import run_data
 
 

@@ -33,7 +33,15 @@ from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.logouts import LogoutPairing
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
 from detector.ingest.screen import screen
-from detector.ingest.sources import RAW_CUT, InputFile, ReadLog, expand, read_lines, read_table
+from detector.ingest.sources import (
+    RAW_CUT,
+    InputFile,
+    ReadLog,
+    expand,
+    file_sha256,
+    read_lines,
+    read_table,
+)
 from detector.schema import EVENT_SCHEMA, QUARANTINE_SCHEMA, C
 from detector.workers import available_cores
 
@@ -272,7 +280,7 @@ def _ingest(files: list[InputFile], warnings: list[str], run: _Run, started: flo
             run.writer.write(df)
             run.lines += len(df)
             tables += 1
-            inputs.append((inp.path, inp.size, _sha256(inp.path)))
+            inputs.append((inp.path, inp.size, file_sha256(inp.path)))
             continue
         log = ReadLog()
         _ingest_text(inp, run, log)
@@ -359,16 +367,6 @@ def _check_timezone(name: str) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
         hint = did_you_mean(name, zoneinfo.available_timezones())
         raise ConfigError(f"unknown time zone {name!r}", hint=hint) from e
-
-
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 ENGINE = "in-memory"

@@ -24,14 +24,13 @@ Files that never overlap in time (``mail.log.1`` and ``mail.log``) or come from 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from pathlib import Path
 
 import polars as pl
 
-from detector.ingest.sources import STDIN, InputFile
+from detector.ingest.sources import STDIN, InputFile, file_sha256
 from detector.schema import C
 
 COPY_KEY: tuple[str, ...] = (
@@ -53,14 +52,6 @@ COPY_KEY: tuple[str, ...] = (
 _ROW = (C.SOURCE_FILE, C.LINE_NUMBER)
 
 
-def _digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unique_contents(files: list[InputFile]) -> tuple[list[InputFile], list[str]]:
     """``files`` without the later ones whose bytes equal an earlier one's, and a warning per copy."""
     by_size: dict[int, list[InputFile]] = defaultdict(list)
@@ -73,7 +64,7 @@ def unique_contents(files: list[InputFile]) -> tuple[list[InputFile], list[str]]
         if len(group) < 2:
             continue
         for f in group:
-            digest = _digest(f.path)
+            digest = file_sha256(f.path)
             if digest in first:
                 skip[f.path] = first[digest]
             else:

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from detector.ingest.fields import byte_head, byte_slice
+from detector.ingest.fields import byte_find, byte_head, byte_slice
 from detector.schema import UTC_US, C
 
 ENVELOPE_OK = "envelope_ok"
@@ -149,7 +149,7 @@ def parse_envelope(
     branches = []
     if 1 in present:
         branches.append(_bsd_runs(lf.filter(pl.col("_fmt") == 1), year, reference, timezone, year_state))
-    sp = raw.str.find(" ", literal=True)
+    sp = byte_find(raw, " ")
     if 2 in present:
         branches.append(
             lf.filter(pl.col("_fmt") == 2).with_columns(
@@ -203,12 +203,13 @@ def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     The tag ends at the first ``": "`` (or a final ``:``); the host is what comes before the first
     space if that space is before the tag's end; a tag with a space is no tag (``_msg`` is then the
     whole text). Positions are materialised as columns first so that each search runs once per
-    row; ``str.find`` gives bytes, so the cuts are byte slices (also cheaper than ``str.slice``).
+    row; they count bytes (:func:`~detector.ingest.fields.byte_find`), and so do the cuts (also
+    cheaper than ``str.slice``).
     """
     rest = pl.col("_rest")
-    colon = rest.str.find(": ", literal=True)
+    colon = byte_find(rest, ": ")
     lf = lf.with_columns(
-        _sp=rest.str.find(" ", literal=True),
+        _sp=byte_find(rest, " "),
         _colon=pl.when(colon.is_null() & rest.str.ends_with(":"))
         .then(rest.str.len_bytes() - 1)
         .otherwise(colon),
@@ -220,7 +221,7 @@ def _split_tag(lf: pl.LazyFrame) -> pl.LazyFrame:
     tagpid = pl.col("_tagpid")
     lf = lf.with_columns(
         _ok=colon.is_not_null() & ~tagpid.str.contains(" ", literal=True) & (start < colon),
-        _br=tagpid.str.find("[", literal=True),
+        _br=byte_find(tagpid, "["),
     )
     ok, br = pl.col("_ok"), pl.col("_br")
     return lf.with_columns(

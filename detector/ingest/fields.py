@@ -5,6 +5,7 @@ Everything here returns ``pl.Expr`` (or maps a LazyFrame), so parsers stay vecto
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import polars as pl
@@ -15,8 +16,24 @@ from detector.schema import EVENT_SCHEMA, C
 MSG = "message"
 
 
+@functools.cache
+def _str_find_counts_bytes() -> bool:
+    """Whether this polars's ``str.find`` gives byte offsets (before 2.2) or characters (2.2 on,
+    which has ``bin.find`` for bytes instead). Asked of polars itself, once, not of its version."""
+    return pl.select(pl.lit("\u00e9:").str.find(":", literal=True)).item() == 2
+
+
+def byte_find(expr: pl.Expr, marker: str) -> pl.Expr:
+    """Byte offset of the first literal ``marker`` in ``expr`` (null where it is missing), whatever
+    unit this polars's ``str.find`` counts in: the offset :func:`byte_slice` and :func:`byte_head`
+    cut at. Every position the parsers cut at comes from here (never from ``str.find``)."""
+    if _str_find_counts_bytes():
+        return expr.str.find(marker, literal=True)
+    return expr.cast(pl.Binary).bin.find(pl.lit(marker.encode()))
+
+
 def byte_slice(expr: pl.Expr, offset: pl.Expr | int, length: pl.Expr | int | None = None) -> pl.Expr:
-    """``expr`` cut at byte offsets (``str.find`` gives bytes, ``str.slice`` counts characters).
+    """``expr`` cut at byte offsets (:func:`byte_find`'s; ``str.slice`` counts characters).
 
     Offsets found next to an ASCII marker fall on character boundaries, so the result is valid text.
     """
@@ -61,7 +78,7 @@ def angle(expr: pl.Expr, key: str) -> pl.Expr:
     """Value of the first ``key=<...>`` (Dovecot ``user=<x>``, Postfix ``from=<x>``); empty or
     unclosed gives null."""
     rest = after(expr, key + "=<")
-    close = rest.str.find(">", literal=True)
+    close = byte_find(rest, ">")
     return pl.when(close > 0).then(byte_head(rest, close))
 
 
@@ -157,6 +174,7 @@ __all__ = [
     "angle",
     "before",
     "between",
+    "byte_find",
     "byte_head",
     "byte_slice",
     "canonical_ip",

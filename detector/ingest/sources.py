@@ -144,6 +144,15 @@ class _Stream:
         pass
 
 
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes as stored (what :class:`_Hashing` gives for a file read as text)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 class _Hashing(_Stream):
     """A read-through wrapper that hashes and counts the bytes of the file as stored."""
 

@@ -824,9 +824,9 @@ def export_plan_file(
     """
     from detector.enrich.geoip import find_databases
     from detector.errors import InputError, RunFailed
+    from detector.parquet_meta import read_metadata
     from detector.recommend.overrides import apply_overrides, read_overrides
     from detector.recommend.replay import read_plan
-    from detector.report.parquet import read_metadata
 
     if fmt in DIRECTORY_FORMATS and out is None:
         raise InputError(f"the {fmt} export is a directory of files: pass --out DIR")

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from detector import schema
+from detector.parquet_meta import META_PREFIX as META_PREFIX
 from detector.schema import Column
 
 REPORT_VERSION = "1"
 """Version of the report contract: bumped when a column is removed, renamed or retyped."""
-
-META_PREFIX = "detector."
 
 
 class Meta:

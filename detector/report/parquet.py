@@ -8,7 +8,6 @@ large events table is never held in memory twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,17 +16,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from detector.report.contract import META_PREFIX
+from detector.parquet_meta import encode_metadata
 
 ROW_GROUP_ROWS = 512 * 1024
-
-
-def encode_metadata(meta: dict[str, Any]) -> dict[str, str]:
-    """``detector.``-prefixed string values; non-strings become JSON."""
-    return {
-        f"{META_PREFIX}{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-        for k, v in meta.items()
-    }
 
 
 def write_parquet(frame: pl.LazyFrame | pl.DataFrame, path: Path, meta: dict[str, Any]) -> int:
@@ -75,19 +66,3 @@ def write_batches(
         if pending:
             flush()
     return rows
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``detector.`` key-value metadata of a report (keys without prefix, JSON decoded)."""
-    raw = pq.read_metadata(path).metadata or {}
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        key = k.decode()
-        if not key.startswith(META_PREFIX):
-            continue
-        text = v.decode()
-        try:
-            out[key[len(META_PREFIX) :]] = json.loads(text)
-        except ValueError:
-            out[key[len(META_PREFIX) :]] = text
-    return out

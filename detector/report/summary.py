@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from detector.report import contract
-from detector.report.terminal import safe_line
 from detector.schema import Action, C, Outcome
+from detector.terminal import safe_line
 
 if TYPE_CHECKING:
     from detector.report import RunData

@@ -305,7 +305,7 @@ def render(ex: Explanation, console: Any | None = None) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from detector.report.terminal import safe
+    from detector.terminal import safe
 
     def escape(text: str) -> str:
         return markup_escape(safe(text))

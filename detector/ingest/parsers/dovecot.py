@@ -29,6 +29,7 @@ from detector.ingest.fields import (
     angle,
     before,
     between,
+    byte_find,
     byte_head,
     byte_slice,
     canonical_ip,
@@ -227,7 +228,7 @@ def parse(lf: pl.LazyFrame) -> pl.LazyFrame:
         .alias("message")
     )
     # the Dovecot text is ``proc: body``: in syslog the message, in log_path files program + message
-    colon = msg.str.find(": ", literal=True)
+    colon = byte_find(msg, ": ")
     # Dovecot 2.1/2.2 logged its auth process as the program ``dovecot-auth``: ``proc`` is ``auth``
     auth2 = prog.str.starts_with("dovecot-auth")
     lf = lf.with_columns(_sys=prog.str.starts_with("dovecot") & ~auth2, _auth2=auth2, _colon=colon)

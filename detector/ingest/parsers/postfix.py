@@ -28,7 +28,17 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.ingest.fields import after, before, between, canonical_ip, finish, to_int
+from detector.ingest.fields import (
+    after,
+    before,
+    between,
+    byte_find,
+    byte_head,
+    byte_slice,
+    canonical_ip,
+    finish,
+    to_int,
+)
 from detector.ingest.registry import KIND, LineParser, register
 from detector.schema import Action, C, Outcome, Service
 
@@ -280,10 +290,10 @@ def _client(lf: pl.LazyFrame) -> pl.LazyFrame:
 def _sasl_fail(lf: pl.LazyFrame) -> pl.LazyFrame:
     msg = pl.col("message")
     body = msg.str.slice(len("warning: "))
-    sasl = body.str.find(": SASL ", literal=True)
-    hostpart = body.str.head(sasl)
+    sasl = byte_find(body, ": SASL ")
+    hostpart = byte_head(body, sasl)
     ip, port = _addr(hostpart)
-    tail = body.str.slice(sasl + len(": SASL "))
+    tail = byte_slice(body, sasl + len(": SASL "))
     method = before(tail, " ")
     reason = after(tail, "authentication failed: ")
     user = after(reason, ", sasl_username=")
@@ -347,9 +357,9 @@ def _sasl_abort(lf: pl.LazyFrame) -> pl.LazyFrame:
     the first ``: SASL `` (a validated host name holds neither); the method is the client's word."""
     msg = pl.col("message")
     body = msg.str.slice(len("warning: "))
-    sasl = body.str.find(": SASL ", literal=True)
-    ip, port = _addr(body.str.head(sasl))
-    method = before(body.str.slice(sasl + len(": SASL ")), " ")
+    sasl = byte_find(body, ": SASL ")
+    ip, port = _addr(byte_head(body, sasl))
+    method = before(byte_slice(body, sasl + len(": SASL ")), " ")
     return lf.with_columns(
         pl.lit(Action.LOGIN).alias(C.ACTION),
         pl.lit(Outcome.UNKNOWN).alias(C.OUTCOME),
