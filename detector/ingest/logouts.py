@@ -242,7 +242,7 @@ turns it into Parquet)."""
 def _groups(path: Path) -> Iterator[pa.Table]:
     """The row groups of a Parquet events file, or the record batches of a staged IPC one."""
     if path.suffix == STAGED:
-        with pa.memory_map(str(path)) as source:
+        with pa.OSFile(str(path)) as source:
             reader = pa.ipc.open_file(source)
             for i in range(reader.num_record_batches):
                 yield pa.Table.from_batches([reader.get_batch(i)])
