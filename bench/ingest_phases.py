@@ -103,7 +103,7 @@ def instrument(ph: Phases) -> None:
     ing.read_lines = ph.wrap_iter("read", ing.read_lines)
     ing.kernel.split = ph.wrap("kernel: columns", kernel.split)
     scan_fn = kernel._scan_fn
-    kernel._scan_fn = lambda: ph.wrap("kernel: scan", scan_fn())
+    kernel._scan_fn = lambda: ph.wrap("kernel: scan", ph.wrap("kernel: load numba", scan_fn)())
     ing._parse_batch = ph.wrap("polars parsers", ing._parse_batch)
     ing._settle = ph.wrap("settle (carry, masks)", ing._settle)
     ing._applied = ph.wrap("settle (carry, masks)", ing._applied)

@@ -20,11 +20,13 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from detector.schema import UTC_US, Action, C, Outcome
@@ -118,18 +120,31 @@ class LogoutPairing:
                 size += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         return max(1, min(MAX_PARTITIONS, math.ceil(WORKING_FACTOR * size / self.budget)))
 
-    def apply(self, events_path: Path, arrow_schema: pa.Schema, writer_options: dict) -> int:
-        """Fill the open logouts of ``events_path`` in place; the number filled."""
+    def apply(
+        self,
+        events_path: Path,
+        arrow_schema: pa.Schema,
+        writer_options: dict,
+        *,
+        out: Path | None = None,
+        rows: int | None = None,
+    ) -> int:
+        """Fill the open logouts of ``events_path``; the number filled. The filled events go to
+        ``out`` (Parquet with ``writer_options``), by default ``events_path`` itself. An Arrow IPC
+        ``events_path`` (the staging file of ingestion, of ``rows`` events) is always rewritten to
+        ``out``."""
         self.close()
+        out = out or events_path
         try:
             if not self.logouts or not (self.dir / "logins.parquet").exists():
-                return 0
-            n_parts = self.partitions()
-            total = pq.ParquetFile(events_path).metadata.num_rows
-            span = max(1, math.ceil(total / n_parts))
-            filled = self._pair(n_parts, span)
-            if filled:
-                self._rewrite(events_path, span, arrow_schema, writer_options)
+                filled, span = 0, 1 << 62  # nothing to fill: one range, never found
+            else:
+                n_parts = self.partitions()
+                total = pq.ParquetFile(events_path).metadata.num_rows if rows is None else rows
+                span = max(1, math.ceil(total / n_parts))
+                filled = self._pair(n_parts, span)
+            if filled or out != events_path:
+                self._rewrite(events_path, out, span, arrow_schema, writer_options)
             return filled
         finally:
             self.discard()
@@ -191,31 +206,53 @@ class LogoutPairing:
                 w.close()
         return filled
 
-    def _rewrite(self, events_path: Path, span: int, arrow_schema: pa.Schema, options: dict) -> None:
-        """Rewrite the events file row group by row group, filling logouts from the range files.
-        A row group stays an Arrow table: only the three filled columns go through polars."""
-        tmp = events_path.with_name(f".{events_path.name}.filled")
-        source = pq.ParquetFile(events_path)
+    def _rewrite(
+        self, events_path: Path, out_path: Path, span: int, arrow_schema: pa.Schema, options: dict
+    ) -> None:
+        """Rewrite the events row group by row group into ``out_path``, filling logouts from the
+        range files. A row group stays an Arrow table: only the three filled columns go through
+        polars."""
+        tmp = out_path.with_name(f".{out_path.name}.filled")
         loaded = -1
         fills = pl.DataFrame(schema=FILL_SCHEMA)
         offset = 0
         with pq.ParquetWriter(tmp, arrow_schema, **options) as out:
-            for i in range(source.metadata.num_row_groups):
-                group = source.read_row_group(i)
+            for group in _groups(events_path):
                 end = offset + len(group)
                 while loaded < (end - 1) // span:
                     loaded += 1
                     path = self.dir / f"fill-{loaded}.parquet"
                     if path.exists():
                         fills = pl.concat([fills, pl.read_parquet(path)], how="vertical")
-                fills = fills.filter(pl.col(POS) >= offset)
-                here = fills.filter(pl.col(POS) < end)
-                if not here.is_empty():
-                    group = _filled(group, here, offset)
+                if len(fills):
+                    fills = fills.filter(pl.col(POS) >= offset)
+                    here = fills.filter(pl.col(POS) < end)
+                    if not here.is_empty():
+                        group = _filled(group, here, offset)
                 out.write_table(group if group.schema == arrow_schema else group.cast(arrow_schema))
                 offset = end
-        source.close()
-        os.replace(tmp, events_path)
+        os.replace(tmp, out_path)
+
+
+STAGED = ".arrow"
+"""Suffix of an events file staged as Arrow IPC (ingestion writes one, :meth:`LogoutPairing.apply`
+turns it into Parquet)."""
+
+
+def _groups(path: Path) -> Iterator[pa.Table]:
+    """The row groups of a Parquet events file, or the record batches of a staged IPC one."""
+    if path.suffix == STAGED:
+        with pa.OSFile(str(path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield pa.Table.from_batches([reader.get_batch(i)])
+        return
+    file = pq.ParquetFile(path)
+    try:
+        for i in range(file.metadata.num_row_groups):
+            yield file.read_row_group(i)
+    finally:
+        file.close()
 
 
 FILLED = (C.SOURCE_IP, C.LOCAL_IP, C.TLS)
