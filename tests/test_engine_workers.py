@@ -38,6 +38,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory: bool, monkeypatch) -> Path:
     import detector.detect.shards as sh
     import detector.score.verdicts as sv
+    from detector import engine
     from detector.pipeline import run
 
     out = night["root"] / name
@@ -54,6 +55,7 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
         m.setattr(sh, "partition", recorded)
         m.setattr(sv, "PREDICT_SLICE_ROWS", 1)  # the workers predict slices of the distinct paths
+        m.setattr(engine, "BYTES_PER_EVENT", 1)  # the workers start beside ingestion
         result = run(
             [night["log"]], out, practitioners=night["practitioners"], geoip_dir=night["geoip"],
             cfg=Config().replace(engine={"workers": workers}),
@@ -137,3 +139,22 @@ def test_one_worker_or_one_shard_runs_in_this_process(tmp_path: Path, n: int, sh
         workers.start(shards)
         assert not workers.parallel
         assert {r[1] for r in workers.map(_pid, range(3), None)} == {os.getpid()}
+
+
+@pytest.mark.parametrize(
+    ("configured", "size", "parallel"), [(2, 100 * 2**20, True), (2, 4096, False), (1, 100 * 2**20, False)]
+)
+def test_workers_start_beside_ingestion_when_the_logs_promise_several_shards(
+    tmp_path: Path, configured: int, size: int, parallel: bool
+):
+    from detector.engine import early_workers
+
+    log = tmp_path / "logs" / "mail.log"
+    log.parent.mkdir()
+    with open(log, "wb") as f:
+        f.truncate(size)  # sparse: its size is what counts
+    with early_workers(
+        Config().replace(engine={"workers": configured}), tmp_path / "work", [log.parent]
+    ) as workers:
+        assert workers.parallel is parallel
+        assert workers.n == (2 if parallel else configured)
