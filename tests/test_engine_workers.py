@@ -158,3 +158,19 @@ def test_workers_start_beside_ingestion_when_the_logs_promise_several_shards(
     ) as workers:
         assert workers.parallel is parallel
         assert workers.n == (2 if parallel else configured)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_each_finish_task_receives_only_its_shards_hits(n: int):
+    import numpy as np
+
+    from detector.detect.shards import split_per_event
+
+    event_shards = np.array([k % n for k in range(12)], dtype=np.uint32)
+    per_event = pl.DataFrame({C.EVENT_ID: [0, 3, 4, 7, 11], "hit_x": [1.0, 0.0, 1.0, 1.0, 0.0]})
+    parts = split_per_event(per_event, event_shards, n)
+    assert len(parts) == n
+    for k, part in enumerate(parts):
+        assert part.columns == per_event.columns
+        assert all(event_shards[i] == k for i in part.get_column(C.EVENT_ID))
+    assert pl.concat(parts).sort(C.EVENT_ID).equals(per_event)
