@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,30 @@ def test_each_finish_task_receives_only_its_shards_hits(n: int):
         assert part.columns == per_event.columns
         assert all(event_shards[i] == k for i in part.get_column(C.EVENT_ID))
     assert pl.concat(parts).sort(C.EVENT_ID).equals(per_event)
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    big: tuple[int, ...]
+    step: int = 0
+
+
+def _seen(item: int, ctx: _Ctx) -> tuple[int, int, int]:
+    return os.getpid(), id(ctx.big), ctx.step
+
+
+def test_a_context_part_is_loaded_once_per_worker_while_the_maps_share_it(tmp_path: Path):
+    ctx = _Ctx(tuple(range(1000)))
+    with Workers(2, tmp_path) as workers:
+        workers.start(2)
+        first = list(workers.map(_seen, range(6), ctx))
+        parts = list(tmp_path.glob("part-*"))
+        modes = {p.stat().st_mode & 0o777 for p in parts}
+        second = list(workers.map(_seen, range(6), replace(ctx, step=1)))
+        assert {s for _, _, s in second} == {1}
+        loaded = {pid: big for pid, big, _ in first}
+        assert all(loaded[pid] == big for pid, big, _ in second if pid in loaded), "not loaded again"
+        list(workers.map(_seen, range(6), _Ctx(tuple(range(5)), 2)))
+        assert len(parts) == 1 and not parts[0].exists(), "a part no map names any more is removed"
+    assert modes == {0o600}
+    assert not list(tmp_path.glob("part-*")) and not list(tmp_path.glob("context-*")), "removed at close"
