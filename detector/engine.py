@@ -173,6 +173,7 @@ def analyse(
     model: Model | str | Path | None = None,
     until: str = "score",
     step: Step | None = None,
+    workers: Workers | None = None,
 ) -> Analysis:
     """Enrich (unless already enriched), detect and score a night's events against ``prior``.
 
@@ -188,6 +189,9 @@ def analyse(
         until: the last step: ``enrich`` (a replay against labels), ``detect`` (training, which has
             no model yet) or ``score``.
         step: times each step (``enrich``, ``detect``, ``score``).
+        workers: the worker processes to run the per-shard steps in (a pool the caller started
+            early, e.g. :func:`early_workers` beside ingestion, and closes); default: a pool of
+            ``[engine] workers`` processes started when detection knows its shards.
     """
     from detector.detect.shards import detect_sharded
 
@@ -217,7 +221,9 @@ def analyse(
     scoring = until == "score"
     history = prior.history
     shards = Path(work_dir) / "shards"
-    with Workers(worker_count(cfg.engine.workers), shards) as workers:
+    with contextlib.ExitStack() as stack:
+        if workers is None:
+            workers = stack.enter_context(Workers(worker_count(cfg.engine.workers), shards))
         with step("detect"), ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
             # importing scikit-learn and loading the model (about 2.5 s, mostly Python) run beside
             # detection, whose polars work releases the GIL: about 1 s less wall time at 2M lines
@@ -236,6 +242,31 @@ def analyse(
         events=lf, detection=detection, scores=scores, model=loaded, prior=prior,
         enrich_metadata=metadata, warnings=tuple(warnings),
     )  # fmt: skip
+
+
+BYTES_PER_EVENT = 256
+"""Log bytes per event :func:`early_workers` expects (IMAP-like logs: about 230; logs with
+delivery noise: more, so fewer events than expected)."""
+
+
+def early_workers(cfg: Config, work_dir: str | Path, paths: Sequence[str | Path]) -> Workers:
+    """The worker processes of a run's analysis, started now if the logs promise several shards.
+
+    Started beside ingestion, the workers' start (a Python process each, importing polars,
+    scikit-learn and the engine, about 1.5 CPU-s) overlaps it instead of delaying detection; a
+    small night (one expected shard) starts none here and leaves it to detection. Close it (a
+    context manager) after :func:`analyse`.
+    """
+    from detector.detect import shards
+    from detector.ingest.sources import expand
+
+    workers = Workers(worker_count(cfg.engine.workers), Path(work_dir) / "shards")
+    if workers.n > 1:
+        size = sum(f.size or 0 for f in expand([str(p) for p in paths]))
+        expected = shards.shard_count(size // BYTES_PER_EVENT, shards.SHARD_EVENTS)
+        if expected > 1:
+            workers.start(expected)
+    return workers
 
 
 def _load(model: Model | str | Path | None) -> Model | None:

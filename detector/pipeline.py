@@ -37,7 +37,7 @@ from detector.report import contract
 from detector.report.parquet import write_batches, write_parquet
 from detector.schema import C, Verdict
 from detector.state import State
-from detector.workers import cpu_seconds, task_cpu_seconds
+from detector.workers import Workers, cpu_seconds, in_process, task_cpu_seconds
 
 if TYPE_CHECKING:
     from detector.detect import Detection
@@ -445,8 +445,9 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     log(night.logger, logging.INFO, "run started", run_id=night.run_id, inputs=len(paths), out=str(night.out))
     inputs = _read_inputs(opts, night)
-    ingested, window = _ingest(paths, inputs, opts, night)
-    analysis, history = _analyse(ingested, window, inputs, opts, night)
+    with _workers(paths, inputs, opts, night) as workers:
+        ingested, window = _ingest(paths, inputs, opts, night)
+        analysis, history = _analyse(ingested, window, inputs, opts, night, workers)
     scored = _write_events(analysis, ingested, inputs, opts, night)
     prior = analysis.prior
     del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
@@ -514,6 +515,16 @@ def _read_inputs(opts: RunOptions, night: _Night) -> _Inputs:
         )
 
 
+def _workers(paths: Sequence[str | Path], inputs: _Inputs, opts: RunOptions, night: _Night) -> Workers:
+    """The analysis' worker processes, started before ingestion when the night is large enough for
+    several shards (their start overlaps ingestion). Spark runs its own (none here)."""
+    if inputs.spark is not None:
+        return in_process()
+    from detector.engine import early_workers
+
+    return early_workers(opts.cfg, night.staging / "work", paths)
+
+
 def _ingest(
     paths: Sequence[str | Path], inputs: _Inputs, opts: RunOptions, night: _Night
 ) -> tuple[IngestResult, Window]:
@@ -538,7 +549,12 @@ def _ingest(
 
 
 def _analyse(
-    ingested: IngestResult, window: Window, inputs: _Inputs, opts: RunOptions, night: _Night
+    ingested: IngestResult,
+    window: Window,
+    inputs: _Inputs,
+    opts: RunOptions,
+    night: _Night,
+    workers: Workers | None = None,
 ) -> tuple[Analysis, History]:
     """enrich -> features -> detect -> score: the one analysis every command runs (detector.engine),
     against the state as it was before the night; detection per account shard, in files under the
@@ -555,7 +571,7 @@ def _analyse(
     if inputs.spark is None:
         analysis = analyse(
             ingested.events, opts.cfg, work_dir=night.staging / "work", prior=prior, geoip=inputs.geoip,
-            practitioners=inputs.directory, model=inputs.model_file, step=night.step,
+            practitioners=inputs.directory, model=inputs.model_file, step=night.step, workers=workers,
         )  # fmt: skip
     else:
         from detector import spark as spark_engine

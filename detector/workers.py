@@ -13,6 +13,7 @@ so the reports do not depend on it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import multiprocessing
 import os
@@ -100,18 +101,44 @@ class ContextFile:
     path: str
 
 
+_files = itertools.count()
+"""Numbers the context and part files of this process's pools (unique names in a work directory)."""
+
 _loaded: tuple[str, Any] | None = None
+_parts: dict[str, Any] = {}
+"""In a worker: the context parts (:meth:`Workers._publish`) it loaded, by file name."""
+
+
+class _Unpickler(pickle.Unpickler):
+    """Loads a context, each part it names from the worker's cache or (once) from its file."""
+
+    def __init__(self, file: Any, directory: str) -> None:
+        super().__init__(file)
+        self.directory = directory
+        self.used: set[str] = set()
+
+    def persistent_load(self, pid: Any) -> Any:
+        name = str(pid)
+        if name not in _parts:
+            with open(os.path.join(self.directory, name), "rb") as f:
+                _parts[name] = pickle.load(f)
+        self.used.add(name)
+        return _parts[name]
 
 
 def _context(ctx: Any) -> Any:
-    """In a worker: the context a :class:`ContextFile` names, loaded once per map."""
+    """In a worker: the context a :class:`ContextFile` names, loaded once per map; its parts
+    (model, history, tables) once per worker while the maps share them."""
     global _loaded
     if not isinstance(ctx, ContextFile):
         return ctx
     if _loaded is None or _loaded[0] != ctx.path:
         _loaded = None  # free the previous map's context first
         with open(ctx.path, "rb") as f:
-            _loaded = (ctx.path, pickle.load(f))
+            loader = _Unpickler(f, os.path.dirname(ctx.path))
+            _loaded = (ctx.path, loader.load())
+        for name in set(_parts) - loader.used:  # parts the maps no longer share
+            del _parts[name]
     return _loaded[1]
 
 
@@ -147,7 +174,8 @@ class Workers:
         self.n = max(1, n)
         self.work_dir = Path(work_dir)
         self._pool: ProcessPoolExecutor | None = None
-        self._maps = itertools.count()
+        self._parts: dict[int, tuple[Path, Any]] = {}
+        self._active: list[set[int]] = []
 
     def __enter__(self) -> Workers:
         return self
@@ -194,6 +222,9 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for path, _ in self._parts.values():
+            path.unlink(missing_ok=True)
+        self._parts.clear()
 
     @property
     def parallel(self) -> bool:
@@ -213,7 +244,8 @@ class Workers:
                 _task_cpu[0] += time.process_time() - start
                 yield result
             return
-        ref = self._publish(ctx)
+        ref, parts = self._publish(ctx)
+        self._active.append(parts)
         pending: deque[Future[tuple[R, float]]] = deque()
         try:
             for item in items:
@@ -227,16 +259,41 @@ class Workers:
                 future.cancel()
             with contextlib.suppress(FileNotFoundError):
                 Path(ref.path).unlink()
+            self._active.remove(parts)
 
-    def _publish(self, ctx: Any) -> ContextFile:
+    def _publish(self, ctx: Any) -> tuple[ContextFile, set[int]]:
+        """``ctx`` pickled for the workers. The values of a dataclass context's fields (model,
+        history, tables, configuration) are pickled once each into a part file the context refers
+        to, which a worker loads once while the following maps' contexts hold the same object:
+        the contexts of a night differ by what each global step adds."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        path = self.work_dir / f"context-{os.getpid()}-{next(self._maps)}.pickle"
+        values = []
+        if dataclasses.is_dataclass(ctx) and not isinstance(ctx, type):
+            values = [getattr(ctx, f.name) for f in dataclasses.fields(ctx)]
+        values = [v for v in values if v is not None and not isinstance(v, str | int | float | bool)]
+        wanted = {id(v) for v in values}
+        in_use = wanted.union(*self._active)
+        for key in [k for k in self._parts if k not in in_use]:  # no map will name it again
+            self._parts.pop(key)[0].unlink(missing_ok=True)
+        for value in values:
+            if id(value) not in self._parts:
+                part = self._file(f"part-{os.getpid()}-{next(_files)}.pickle", value)
+                self._parts[id(value)] = (part, value)  # held: its id stays its own
+        shared = {k: self._parts[k][0].name for k in wanted}
+        path = self._file(f"context-{os.getpid()}-{next(_files)}.pickle", ctx, shared)
+        return ContextFile(str(path)), wanted
+
+    def _file(self, name: str, obj: Any, shared: dict[int, str] | None = None) -> Path:
+        path = self.work_dir / name
         # personal data (the history), loaded by pickle: only this account may read or plant it;
         # O_EXCL refuses a file (or a link) already there
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
-            pickle.dump(ctx, f, protocol=pickle.HIGHEST_PROTOCOL)
-        return ContextFile(str(path))
+            pickler = pickle.Pickler(f, protocol=pickle.HIGHEST_PROTOCOL)
+            if shared:
+                pickler.persistent_id = lambda o: shared.get(id(o))  # type: ignore[method-assign]
+            pickler.dump(obj)
+        return path
 
 
 def _timed(future: Future[tuple[R, float]]) -> R:

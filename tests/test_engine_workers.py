@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory: bool, monkeypatch) -> Path:
     import detector.detect.shards as sh
     import detector.score.verdicts as sv
+    from detector import engine
     from detector.pipeline import run
 
     out = night["root"] / name
@@ -54,6 +56,7 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
         m.setattr(sh, "partition", recorded)
         m.setattr(sv, "PREDICT_SLICE_ROWS", 1)  # the workers predict slices of the distinct paths
+        m.setattr(engine, "BYTES_PER_EVENT", 1)  # the workers start beside ingestion
         result = run(
             [night["log"]], out, practitioners=night["practitioners"], geoip_dir=night["geoip"],
             cfg=Config().replace(engine={"workers": workers}),
@@ -137,3 +140,65 @@ def test_one_worker_or_one_shard_runs_in_this_process(tmp_path: Path, n: int, sh
         workers.start(shards)
         assert not workers.parallel
         assert {r[1] for r in workers.map(_pid, range(3), None)} == {os.getpid()}
+
+
+@pytest.mark.parametrize(
+    ("configured", "size", "parallel"), [(2, 100 * 2**20, True), (2, 4096, False), (1, 100 * 2**20, False)]
+)
+def test_workers_start_beside_ingestion_when_the_logs_promise_several_shards(
+    tmp_path: Path, configured: int, size: int, parallel: bool
+):
+    from detector.engine import early_workers
+
+    log = tmp_path / "logs" / "mail.log"
+    log.parent.mkdir()
+    with open(log, "wb") as f:
+        f.truncate(size)  # sparse: its size is what counts
+    with early_workers(
+        Config().replace(engine={"workers": configured}), tmp_path / "work", [log.parent]
+    ) as workers:
+        assert workers.parallel is parallel
+        assert workers.n == (2 if parallel else configured)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_each_finish_task_receives_only_its_shards_hits(n: int):
+    import numpy as np
+
+    from detector.detect.shards import split_per_event
+
+    event_shards = np.array([k % n for k in range(12)], dtype=np.uint32)
+    per_event = pl.DataFrame({C.EVENT_ID: [0, 3, 4, 7, 11], "hit_x": [1.0, 0.0, 1.0, 1.0, 0.0]})
+    parts = split_per_event(per_event, event_shards, n)
+    assert len(parts) == n
+    for k, part in enumerate(parts):
+        assert part.columns == per_event.columns
+        assert all(event_shards[i] == k for i in part.get_column(C.EVENT_ID))
+    assert pl.concat(parts).sort(C.EVENT_ID).equals(per_event)
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    big: tuple[int, ...]
+    step: int = 0
+
+
+def _seen(item: int, ctx: _Ctx) -> tuple[int, int, int]:
+    return os.getpid(), id(ctx.big), ctx.step
+
+
+def test_a_context_part_is_loaded_once_per_worker_while_the_maps_share_it(tmp_path: Path):
+    ctx = _Ctx(tuple(range(1000)))
+    with Workers(2, tmp_path) as workers:
+        workers.start(2)
+        first = list(workers.map(_seen, range(6), ctx))
+        parts = list(tmp_path.glob("part-*"))
+        modes = {p.stat().st_mode & 0o777 for p in parts}
+        second = list(workers.map(_seen, range(6), replace(ctx, step=1)))
+        assert {s for _, _, s in second} == {1}
+        loaded = {pid: big for pid, big, _ in first}
+        assert all(loaded[pid] == big for pid, big, _ in second if pid in loaded), "not loaded again"
+        list(workers.map(_seen, range(6), _Ctx(tuple(range(5)), 2)))
+        assert len(parts) == 1 and not parts[0].exists(), "a part no map names any more is removed"
+    assert modes == {0o600}
+    assert not list(tmp_path.glob("part-*")) and not list(tmp_path.glob("context-*")), "removed at close"

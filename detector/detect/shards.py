@@ -147,6 +147,8 @@ class ShardFrames:
         self._frames: dict[int, pl.DataFrame] = {}
         self.networks: pl.DataFrame | None = None
         """Enriched events (:func:`partition`): the source networks (:func:`source_networks`)."""
+        self.event_shards: np.ndarray | None = None
+        """Enriched events (:func:`partition`): each event's shard, by ``event_id`` (4 bytes an event)."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -343,6 +345,7 @@ def partition(
         frame = events.collect()
         order, tables, networks = _numbering(frame.lazy(), cfg, n_events, shard_events)
         frame = frame.hstack(order.get_columns())
+        event_shards = _event_shards(order)
         del order
         parts = frame.partition_by(SHARD, as_dict=True, include_key=False)
         empty = frame.drop(SHARD).clear()
@@ -350,15 +353,16 @@ def partition(
         shards = ShardFrames(work_dir, "enriched", n, in_memory=True)
         for k in range(n):
             shards.put(k, parts.pop((k,), empty))
-        shards.networks = networks
+        shards.networks, shards.event_shards = networks, event_shards
         return shards, tables
     enriched = work_dir / "enriched.parquet"
     events.sink_parquet(enriched)
     order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
     ids, shard = order.get_column(C.EVENT_ID), order.get_column(SHARD)
+    event_shards = _event_shards(order)
     del order
     shards = ShardFrames(work_dir, "enriched", n, in_memory=False)
-    shards.networks = networks
+    shards.networks, shards.event_shards = networks, event_shards
     writers: dict[int, pq.ParquetWriter] = {}
     offset = 0
     try:
@@ -383,6 +387,24 @@ def partition(
             w.close()
     enriched.unlink()
     return shards, tables
+
+
+def _event_shards(order: pl.DataFrame) -> np.ndarray:
+    """Each event's shard by ``event_id`` (the ids number the events from 0 without a gap)."""
+    out = np.zeros(order.height, dtype=np.uint32)
+    out[order.get_column(C.EVENT_ID).to_numpy()] = order.get_column(SHARD).to_numpy()
+    return out
+
+
+def split_per_event(per_event: pl.DataFrame, event_shards: np.ndarray, n: int) -> list[pl.DataFrame]:
+    """The per-event hits (``detect._per_event``) split by the shard of their event: what each
+    :func:`finish_task` joins, instead of every shard's task receiving every event's hits."""
+    if n == 1:
+        return [per_event]
+    shard = pl.Series(SHARD, event_shards[per_event.get_column(C.EVENT_ID).to_numpy()], dtype=pl.UInt32)
+    parts = per_event.with_columns(shard).partition_by(SHARD, as_dict=True, include_key=False)
+    empty = per_event.clear()
+    return [parts.get((k,), empty) for k in range(n)]
 
 
 def _run(frame: pl.DataFrame, configured: dict[str, Configured]) -> list[pl.DataFrame]:
@@ -586,10 +608,11 @@ def account_task(shard: Shard, ctx: DetectContext) -> tuple[pl.DataFrame, pl.Dat
     return account_step(frame, ctx), members_step(frame, ctx)
 
 
-def finish_task(item: tuple[Shard, Path], ctx: DetectContext) -> Path:
-    """Per shard: the finished detection, written to its file (sorted by ``event_id``)."""
-    shard, target = item
-    det = finish_step(load(shard), ctx)
+def finish_task(item: tuple[Shard, Path, pl.DataFrame], ctx: DetectContext) -> Path:
+    """Per shard: the finished detection, written to its file (sorted by ``event_id``); the item
+    carries the shard's own per-event hits (:func:`split_per_event`), the context none."""
+    shard, target, per_event = item
+    det = finish_step(load(shard), replace(ctx, per_event=per_event))
     _free(shard)
     return Path(store(det, target, row_group_size=BATCH_ROWS))
 
@@ -703,10 +726,11 @@ def detect_sharded(
     campaigns = campaign_table(member_events)
     del members, member_events
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
-    ctx = replace(ctx, per_event=_per_event(findings))
+    hits = split_per_event(_per_event(findings), _need(inputs.event_shards, "event shards"), n)
 
     targets = [work / f"detection-{k}.parquet" for k in range(n)]
-    out = list(workers.map(finish_task, ((features.take(k), targets[k]) for k in range(n)), ctx))
+    items = ((features.take(k), targets[k], hits[k]) for k in range(n))
+    out = list(workers.map(finish_task, items, ctx))
     return Detection(events=pl.scan_parquet(out), findings=findings, campaigns=campaigns, shards=tuple(out))
 
 
@@ -737,4 +761,5 @@ __all__ = [
     "source_networks",
     "source_shard_of",
     "source_step",
+    "split_per_event",
 ]
