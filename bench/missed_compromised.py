@@ -174,6 +174,22 @@ def refusals_by_measure(plans: dict, kept: dict, cfg) -> dict[str, dict[str, int
     return out
 
 
+PER_DAY = (
+    "legit_logins",
+    "legit_refused",
+    "practitioner_logins",
+    "practitioner_refused",
+    "attack_attempts",
+    "attack_stopped_pct",
+    "attacker_logins_pct",
+)
+
+
+def per_day(results: dict) -> dict[int, dict]:
+    """Each day pair's replay (plan of day N on day N+1): the first night's plan has no history."""
+    return {day: {k: result.row("plan")[k] for k in PER_DAY} for day, result in sorted(results.items())}
+
+
 def classify(row: dict) -> str:
     from detector.schema import Verdict
 
@@ -225,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             world = Path(tmp) / "world"
             simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix="drawn")
             kept: dict = {}
-            plans, _ = run_world(world, list(range(1, args.days)), cfg, model, Path(tmp), kept=kept)
+            plans, results = run_world(world, list(range(1, args.days)), cfg, model, Path(tmp), kept=kept)
             scored = {day: k["scores"] for day, k in kept.items()}
             figures = account_figures(plans, read_labels(world / "labels" / "incidents.csv"), args.accounts)
             rows = missed(world, plans, scored)
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             refusals = refusals_by_measure(plans, kept, cfg)
         total += figures["compromised"]
         found += figures["compromised"] - len(rows)
-        print(json.dumps({"seed": seed} | figures), flush=True)
+        print(json.dumps({"seed": seed} | figures | {"per_day": per_day(results)}), flush=True)
         for row in rows:
             classes[row["class"]] += 1
             print(json.dumps({"seed": seed} | row, default=str), flush=True)
