@@ -26,9 +26,18 @@ import polars as pl
 
 
 def run_world(
-    world: Path, plan_days: list[int], cfg, model, work: Path, by_technique: dict | None = None
+    world: Path,
+    plan_days: list[int],
+    cfg,
+    model,
+    work: Path,
+    by_technique: dict | None = None,
+    kept: dict | None = None,
 ) -> tuple[dict, dict]:
     """Run the nightly stages day by day over ``world``; return the plans and their next-day replays.
+
+    With ``kept`` (a dict), also keeps each plan day's scores and the labelled events its plan was
+    replayed on: ``kept[day]["scores"]``, ``kept[day]["next"]`` (``bench/missed_compromised.py``).
 
     With ``by_technique`` (a dict), also replays each plan against each attack technique alone
     (the other techniques' events left out) and on existing accounts only: ``by_technique[day]``
@@ -68,6 +77,8 @@ def run_world(
         if i - 1 in plans:
             labelled = label_events(events.lazy(), labels).collect()
             results[i - 1] = replay(plans[i - 1], labelled, None, cfg)
+            if kept is not None:
+                kept[i - 1]["next"] = labelled
             if by_technique is not None:
                 made = events.get_column("timestamp").min()  # the plan was made before this day
                 known = labels.filter(pl.col("compromised") & (pl.col("start") < made))
@@ -76,6 +87,8 @@ def run_world(
                 )
         if i in plan_days:
             detection, scores = analysis.detection, analysis.scores
+            if kept is not None:
+                kept[i] = {"scores": scores}
             now = events.get_column("timestamp").max() + timedelta(seconds=1)
             plans[i] = recommend(scores, detection, cfg, now, known_networks=known_networks(history))
             plans[i] = plans[i].with_columns(pl.lit(now).alias("_now"))
