@@ -1,22 +1,22 @@
 """Where ``detector ingest``'s CPU goes, phase by phase (issue 18). Not a test.
 
-    .venv/bin/python bench/ingest_phases.py LOG [--kernel on|off] [--repeat N]
+    .venv/bin/python bench/ingest_phases.py LOG [--kernel on|off|auto]
 
 Runs :func:`detector.ingest.ingest` on ``LOG`` with the batches parsed and settled one after the
 other in this thread (no overlap) and one polars thread, and charges the process's CPU time
-(user + system) to the innermost phase running: reading (with the SHA-256), the compiled scan,
-the kernel's column building, the polars parsers (envelope and parsers on the lines the kernel
-leaves), correlation, the settling around it (carry, masks, noise counts), sorting the batch,
-spilling logins/logouts for the pairing, Arrow conversion and Parquet writing, the pairing at the
-end and its rewrite. The total is the whole run's CPU; ``other`` is what no phase claims
-(start-up of the run, numba's load, the final sort).
+(user + system) to the innermost phase running: reading (with the SHA-256), loading numba and
+the compiled code, the compiled scan, the kernel's column building, the polars parsers (envelope
+and parsers on the lines the kernel leaves), correlation, the settling around it (carry, masks,
+noise counts), sorting each batch, Arrow conversion and writing the events as they come,
+spilling logins and logouts for the pairing, the pairing at the end and its rewrite (which
+writes the Parquet file). The total is the whole run's CPU; ``other`` is what no phase claims
+(start-up of the run, the final sort of an input out of time order).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -24,9 +24,6 @@ from concurrent.futures import Future
 from pathlib import Path
 
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 
 class _Inline:
@@ -63,8 +60,10 @@ class Phases:
         self.spent[self.stack[-1] if self.stack else "other"] += now - self.mark
         self.mark = now
 
-    def wrap(self, name: str, fn):
+    def wrap(self, name: str, fn, *, unless: str = ""):
         def timed(*args, **kwargs):
+            if unless and unless in self.stack:
+                return fn(*args, **kwargs)
             self._switch()
             self.stack.append(name)
             try:
@@ -112,25 +111,27 @@ def instrument(ph: Phases) -> None:
     logouts.LogoutPairing._pair = ph.wrap("pairing: pair", logouts.LogoutPairing._pair)
     logouts.LogoutPairing._rewrite = ph.wrap("pairing: rewrite", logouts.LogoutPairing._rewrite)
     import polars as pl
+    import pyarrow as pa
+    import pyarrow.ipc
 
     sort = pl.DataFrame.sort
     to_arrow = pl.DataFrame.to_arrow
-    write_table = pq.ParquetWriter.write_table
+    write_parquet = pq.ParquetWriter.write_table
+    write_ipc = pa.ipc.RecordBatchFileWriter.write_table
     writer_cls = ing._EventWriter
     original_write = writer_cls.write
 
     def write(self, df, *, pair=False):
+        # the events written as the batches come: Parquet (before session 7) or staged Arrow IPC
         pl.DataFrame.sort = ph.wrap("write: sort", sort)
-        pl.DataFrame.to_arrow = ph.wrap("write: to arrow", to_arrow)
-        pq.ParquetWriter.write_table = ph.wrap("write: parquet", write_table)
+        pl.DataFrame.to_arrow = ph.wrap("write: to arrow", to_arrow, unless="pairing: spill")
+        pq.ParquetWriter.write_table = ph.wrap("write: events", write_parquet, unless="pairing: spill")
+        pa.ipc.RecordBatchFileWriter.write_table = ph.wrap("write: events", write_ipc)
         try:
             return original_write(self, df, pair=pair)
         finally:
-            pl.DataFrame.sort, pl.DataFrame.to_arrow, pq.ParquetWriter.write_table = (
-                sort,
-                to_arrow,
-                write_table,
-            )
+            pl.DataFrame.sort, pl.DataFrame.to_arrow = sort, to_arrow
+            pq.ParquetWriter.write_table, pa.ipc.RecordBatchFileWriter.write_table = write_parquet, write_ipc
 
     writer_cls.write = write
 

@@ -25,6 +25,7 @@ ALL_VIEWS_SIG = types.Array(types.uint8, 1, "C")(
     types.Array(types.uint8, 2, "C"),
     _I64,
 )
+PLAIN_V6_SIG = types.void(_TEXT, _I64_2D, _I64, types.int64, types.Array(types.uint8, 1, "C"))
 """The one signature each entry point is compiled for, when the module is imported (from the cache)."""
 
 # kinds, field and integer slots: the same numbers as detector.ingest.kernel
@@ -1098,3 +1099,94 @@ def all_views(data, spans, rows, fields, cases, out, valid, starts):
             words[f, i, 3] = u - starts[f]
             used[f] = u + n
     return extra
+
+
+@njit(cache=True, nogil=True)
+def _hexval(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _plain_v6(b, lo, hi):
+    """``b[lo:hi]`` is IPv6 text exactly as Python's ``str(ipaddress.ip_address(text))`` writes it
+    (lower-case hex without leading zeros, the first longest run of two or more zero groups as
+    ``::``) and not IPv4-mapped, so canonicalising it would change nothing. False for anything
+    else (dots, upper case, other compressions: Python then reads it, as the parsers do)."""
+    groups = np.zeros(8, np.int64)
+    n = 0
+    gap = -1  # index of the group where `::` stands
+    i = lo
+    if hi - lo >= 2 and b[lo] == 58 and b[lo + 1] == 58:
+        gap = 0
+        i = lo + 2
+    while i < hi:
+        if n == 8:
+            return False
+        v = 0
+        j = i
+        while j < hi and j - i < 5 and _hexval(b[j]) >= 0:
+            v = v * 16 + _hexval(b[j])
+            j += 1
+        d = j - i
+        if d == 0 or d > 4 or (d > 1 and b[i] == 48):
+            return False
+        groups[n] = v
+        n += 1
+        if j == hi:
+            break
+        if b[j] != 58:
+            return False
+        if j + 1 < hi and b[j + 1] == 58:
+            if gap >= 0:
+                return False
+            gap = n
+            i = j + 2
+        elif j + 1 == hi:
+            return False
+        else:
+            i = j + 1
+    if gap < 0:
+        if n != 8:
+            return False
+    else:
+        if n > 6:
+            return False  # `::` for a single zero group is not how Python writes it
+        missing = 8 - n
+        for k in range(n - 1, gap - 1, -1):
+            groups[k + missing] = groups[k]
+        for k in range(gap, gap + missing):
+            groups[k] = 0
+    head = groups[0] | groups[1] | groups[2] | groups[3] | groups[4]
+    if head == 0 and groups[5] == 0xFFFF:
+        return False  # IPv4-mapped: written as IPv4
+    # the first longest run of zero groups (two or more) is the one Python compresses
+    best, best_len, run, run_len = -1, 1, -1, 0
+    for k in range(8):
+        if groups[k] == 0:
+            if run_len == 0:
+                run = k
+            run_len += 1
+            if run_len > best_len:
+                best, best_len = run, run_len
+        else:
+            run_len = 0
+    if gap < 0:
+        return best < 0
+    return best == gap and best_len == 8 - n
+
+
+@njit(PLAIN_V6_SIG, cache=True, nogil=True)
+def plain_v6(data, spans, rows, field, out):
+    """``out[i]`` = 1 where field ``field`` of ``rows[i]`` is absent, IPv4 (the scan took only
+    canonical dotted quads) or :func:`_plain_v6` IPv6 text; 0 where Python must read it."""
+    for i in range(rows.shape[0]):
+        s = spans[rows[i], 2 * field]
+        e = spans[rows[i], 2 * field + 1]
+        if s < 0 or _find_byte(data, s, e, 58) < 0:
+            out[i] = 1
+        else:
+            out[i] = 1 if _plain_v6(data, s, e) else 0
