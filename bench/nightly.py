@@ -105,6 +105,7 @@ def rows(ctx: Any, measure: Any, row: Any, bin_dir: Path) -> list[Any]:
         ]
         events = json.loads((target / "summary.json").read_text())["night"]["events"]
         note = f"{events:,} events; slowest: " + ", ".join(f"{k} {v:.0f}s" for k, v in slow)
+        note += "; " + cpu_split(logs, workers)
         if workers > 1 and walls.get(1):
             note += f"; {wall / walls[1]:.2f}x the wall time of --workers 1 on one core"
         cores = "1 core" if pin else f"{os.cpu_count()} cores"
@@ -112,6 +113,24 @@ def rows(ctx: Any, measure: Any, row: Any, bin_dir: Path) -> list[Any]:
             row("nightly", f"detector run --workers {workers} ({cores})", ctx.lines, wall, cpu, mib, note)
         )
     return out
+
+
+def cpu_split(logs: list[dict[str, Any]], workers: int) -> str:
+    """Where the run's CPU went, from its steps' log lines (``cpu_s``, ``workers_cpu_s``,
+    ``shard_tasks_cpu_s``): with one worker, the serial part (CPU of the job's process outside the
+    per-shard tasks) and Amdahl's ceiling for 2 cores; with more, the job's process against its workers."""
+    steps = [x for x in logs if "cpu_s" in x]
+    main = sum(x["cpu_s"] for x in steps)
+    children = sum(x["workers_cpu_s"] for x in steps)
+    tasks = sum(x["shard_tasks_cpu_s"] for x in steps)
+    if workers == 1:
+        serial = main - tasks
+        share = serial / main if main else 1.0
+        return (
+            f"serial {serial:.1f} of {main:.1f} CPU s ({share:.0%}; per-shard tasks {tasks:.1f} s): "
+            f"at best {share + (1 - share) / 2:.2f}x the time on 2 cores"
+        )
+    return f"job's process {main:.1f} CPU s, workers {children:.1f} CPU s (per-shard tasks {tasks:.1f} s)"
 
 
 def main(argv: list[str] | None = None) -> int:

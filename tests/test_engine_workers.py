@@ -165,11 +165,11 @@ def test_workers_start_beside_ingestion_when_the_logs_promise_several_shards(
 def test_each_finish_task_receives_only_its_shards_hits(n: int):
     import numpy as np
 
-    from detector.detect.shards import split_per_event
+    from detector.detect.shards import split_by_event
 
     event_shards = np.array([k % n for k in range(12)], dtype=np.uint32)
     per_event = pl.DataFrame({C.EVENT_ID: [0, 3, 4, 7, 11], "hit_x": [1.0, 0.0, 1.0, 1.0, 0.0]})
-    parts = split_per_event(per_event, event_shards, n)
+    parts = split_by_event(per_event, event_shards, n)
     assert len(parts) == n
     for k, part in enumerate(parts):
         assert part.columns == per_event.columns

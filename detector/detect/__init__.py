@@ -56,12 +56,22 @@ def _per_event(findings: pl.DataFrame) -> pl.DataFrame:
     Lists are built from (event, name) pairs sorted once, not sorted per event (millions of small
     groups on a large night).
     """
-    hits = (
+    return per_event_hits(finding_hits(findings).lazy())
+
+
+def finding_hits(findings: pl.DataFrame) -> pl.DataFrame:
+    """One row per event a finding names: ``event_id``, ``detector``, ``technique``, ``kind``."""
+    return (
         findings.lazy()
         .select("detector", "technique", "kind", pl.col("event_ids").alias(C.EVENT_ID))
         .explode(C.EVENT_ID)
         .drop_nulls(C.EVENT_ID)
+        .collect()
     )
+
+
+def per_event_hits(hits: pl.LazyFrame) -> pl.DataFrame:
+    """:func:`_per_event` from :func:`finding_hits` rows (of some events: each event's own rows)."""
     detectors = (
         hits.select(C.EVENT_ID, "detector")
         .unique()

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from detector import schema
 from detector.config import Config
-from detector.detect import _DURATION, Detection, _per_event
+from detector.detect import _DURATION, Detection, finding_hits, per_event_hits
 from detector.detect.campaigns import (
     CAMPAIGN_INPUT_COLUMNS,
     KEY,
@@ -396,14 +396,14 @@ def _event_shards(order: pl.DataFrame) -> np.ndarray:
     return out
 
 
-def split_per_event(per_event: pl.DataFrame, event_shards: np.ndarray, n: int) -> list[pl.DataFrame]:
-    """The per-event hits (``detect._per_event``) split by the shard of their event: what each
-    :func:`finish_task` joins, instead of every shard's task receiving every event's hits."""
+def split_by_event(rows: pl.DataFrame, event_shards: np.ndarray, n: int) -> list[pl.DataFrame]:
+    """Rows keyed by ``event_id`` split by the shard of their event (the findings' hits: each
+    :func:`finish_task` gets its own shard's, instead of every task receiving every event's)."""
     if n == 1:
-        return [per_event]
-    shard = pl.Series(SHARD, event_shards[per_event.get_column(C.EVENT_ID).to_numpy()], dtype=pl.UInt32)
-    parts = per_event.with_columns(shard).partition_by(SHARD, as_dict=True, include_key=False)
-    empty = per_event.clear()
+        return [rows]
+    shard = pl.Series(SHARD, event_shards[rows.get_column(C.EVENT_ID).to_numpy()], dtype=pl.UInt32)
+    parts = rows.with_columns(shard).partition_by(SHARD, as_dict=True, include_key=False)
+    empty = rows.clear()
     return [parts.get((k,), empty) for k in range(n)]
 
 
@@ -610,9 +610,10 @@ def account_task(shard: Shard, ctx: DetectContext) -> tuple[pl.DataFrame, pl.Dat
 
 def finish_task(item: tuple[Shard, Path, pl.DataFrame], ctx: DetectContext) -> Path:
     """Per shard: the finished detection, written to its file (sorted by ``event_id``); the item
-    carries the shard's own per-event hits (:func:`split_per_event`), the context none."""
-    shard, target, per_event = item
-    det = finish_step(load(shard), replace(ctx, per_event=per_event))
+    carries the findings' hits on the shard's events (:func:`split_by_event`), which become its
+    per-event hits here, the context none."""
+    shard, target, hits = item
+    det = finish_step(load(shard), replace(ctx, per_event=per_event_hits(hits.lazy())))
     _free(shard)
     return Path(store(det, target, row_group_size=BATCH_ROWS))
 
@@ -726,7 +727,7 @@ def detect_sharded(
     campaigns = campaign_table(member_events)
     del members, member_events
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
-    hits = split_per_event(_per_event(findings), _need(inputs.event_shards, "event shards"), n)
+    hits = split_by_event(finding_hits(findings), _need(inputs.event_shards, "event shards"), n)
 
     targets = [work / f"detection-{k}.parquet" for k in range(n)]
     items = ((features.take(k), targets[k], hits[k]) for k in range(n))
@@ -761,5 +762,5 @@ __all__ = [
     "source_networks",
     "source_shard_of",
     "source_step",
-    "split_per_event",
+    "split_by_event",
 ]
