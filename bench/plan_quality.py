@@ -7,6 +7,7 @@ beside a blanket shutdown, fail2ban's default jail and no action. Prints the tab
 
     .venv/bin/python bench/plan_quality.py [--seed 11] [--accounts 3000] [--days 4] [--day N [N ...]]
     .venv/bin/python bench/plan_quality.py --fresh K [--accounts 3000] [--days 3]   # K unseen worlds
+    .venv/bin/python bench/plan_quality.py --fresh K --days 4 --warmup 1            # ... after a night of state
     .venv/bin/python bench/plan_quality.py --summary                               # the recorded ones
 
 Several ``--day`` values replay each day's plan on the day after it in one pass over the world.
@@ -248,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         "--day", type=int, nargs="+", default=None, help="day(s) N (1-based) whose plan is replayed on N+1"
     )
     ap.add_argument("--all", action="store_true", help="every day N from 1 to the last but one")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="W",
+        help="with --all or --fresh: no plan on the first W days (their nights only build the state)",
+    )
     ap.add_argument("--world", type=Path, default=None, help="reuse a simulated world directory")
     ap.add_argument("--mix", choices=("fixed", "drawn"), default="fixed", help="attack mix of --seed's world")
     ap.add_argument(
@@ -298,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(no model: {e}; rule fallback)", file=sys.stderr)
     if args.fresh:
         return fresh(args, cfg, model)
-    plan_days = list(range(1, args.days)) if args.all else sorted(set(args.day or [args.days - 1]))
+    plan_days = (
+        list(range(1 + args.warmup, args.days)) if args.all else sorted(set(args.day or [args.days - 1]))
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="plan-quality-") as tmp:
         world = args.world or Path(tmp) / "world"
@@ -413,7 +423,9 @@ def fresh(args, cfg, model) -> int:
     every = [args.record, *FRESH_FILE.parent.glob("fresh_worlds*.toml")]  # no seed twice in any record
     used = {int(w["seed"]) for path in every for w in read_record(path)}
     round_no = max((int(w.get("round", 1)) for w in recorded), default=0) + 1
-    plan_days = list(range(1, args.days))
+    plan_days = list(range(1 + args.warmup, args.days))
+    if not plan_days:
+        raise SystemExit(f"--warmup {args.warmup} leaves no day pair in {args.days} days")
     tuned = args.record == TUNED_FILE
     mix = "fixed" if tuned else "drawn"
     for i in range(args.fresh):
@@ -441,6 +453,7 @@ def fresh(args, cfg, model) -> int:
             "accounts": args.accounts,
             "days": args.days,
             "day_pairs": len(plan_days),
+            "warmup": args.warmup,
             "model": model.model_id if model is not None else "rules",
             "seconds": round(time.perf_counter() - began, 1),
             "load": round(os.getloadavg()[0], 1),
@@ -482,7 +495,8 @@ def summarise(worlds: list[dict], tuned: list[dict]) -> str:
 
     def sizes(rows: list[dict]) -> str:
         return ", ".join(
-            f"{a} accounts x {d} days" for a, d in sorted({(w["accounts"], w["days"]) for w in rows})
+            f"{a} accounts x {d} days" + (f", first {u} without a plan" if u else "")
+            for a, d, u in sorted({(w["accounts"], w["days"], int(w.get("warmup", 0))) for w in rows})
         )
 
     if not worlds:

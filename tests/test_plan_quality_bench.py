@@ -174,3 +174,23 @@ def test_known_replay_counts_only_accounts_compromised_before_the_plan(pq) -> No
     assert figures["attacker_logins_known"] == 1 and figures["attacker_logins_known_pct"] == 100.0
     assert "all/known" not in pq.technique_replays(pl.DataFrame(schema=RECOMMENDATION_SCHEMA), day, Config())
     assert "account_takeover" in pq.technique_figures({1: got})
+
+
+@pytest.mark.parametrize(
+    ("warmup", "says"),
+    [
+        (None, "3000 accounts x 3 days)"),
+        (0, "3000 accounts x 3 days)"),
+        (1, "x 3 days, first 1 without a plan"),
+    ],
+)
+def test_summary_says_how_many_first_days_only_built_the_state(pq, warmup, says: str) -> None:
+    row = world(1, 95.0, 5.0) | ({} if warmup is None else {"warmup": warmup})
+    assert says in pq.summarise([row], []).splitlines()[1]
+
+
+def test_a_warmup_that_leaves_no_day_pair_is_refused(pq) -> None:
+    with pytest.raises(SystemExit, match="leaves no day pair"):
+        pq.main(
+            ["--fresh", "1", "--days", "3", "--warmup", "2", "--no-model", "--record", "/nonexistent/x.toml"]
+        )
