@@ -24,15 +24,62 @@ def _verdict_source(cfg: Config) -> pl.Expr:
     )
 
 
+SOURCE_BUCKET_EVENTS = 2_000_000
+"""Events per source bucket of :func:`source_table` and :func:`source_context` over a large night."""
+
+
+def source_buckets(events: int, bucket_events: int = SOURCE_BUCKET_EVENTS) -> int:
+    """How many source buckets a night of ``events`` events is aggregated in (at least 1)."""
+    return max(1, -(-events // max(bucket_events, 1)))
+
+
+def by_source(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> list[pl.LazyFrame]:
+    """``events`` split into ``buckets`` parts by a hash of the source address: every event of an
+    address is in one part, in its order. A per-source group-by of each part holds a part's groups
+    (the accounts behind ``n_unique``, the campaigns behind ``mode``), not every event's."""
+    lf = events.lazy()
+    if buckets <= 1:
+        return [lf]
+    bucket = (pl.col(C.SOURCE_IP).hash(seed=0) % buckets).fill_null(0)  # events without one: the first
+    return [lf.filter(bucket == j) for j in range(buckets)]
+
+
+def source_context(events: pl.LazyFrame | pl.DataFrame, buckets: int = 1) -> pl.DataFrame:
+    """:func:`aggregates.source_context`, one source bucket at a time (:func:`by_source`)."""
+    return pl.concat([agg.source_context(part).collect() for part in by_source(events, buckets)])
+
+
 def source_table(
-    events: pl.DataFrame,
+    events: pl.DataFrame | pl.LazyFrame,
     model: Model | None,
     cfg: Config,
     detector_names: tuple[str, ...],
     *,
     combine: bool = True,
+    buckets: int = 1,
 ) -> pl.DataFrame:
-    """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``)."""
+    """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``).
+
+    ``buckets``: computed per source bucket (:func:`by_source`; each row reads only its own
+    address's events, so the table is the same), sorted by risk and address.
+    """
+    if buckets > 1:
+        parts = [
+            _source_rows(part, model, cfg, detector_names, combine=combine)
+            for part in by_source(events, buckets)
+        ]
+        return pl.concat(parts).sort(RISK, C.SOURCE_IP, descending=[True, False])
+    return _source_rows(events, model, cfg, detector_names, combine=combine)
+
+
+def _source_rows(
+    events: pl.DataFrame | pl.LazyFrame,
+    model: Model | None,
+    cfg: Config,
+    detector_names: tuple[str, ...],
+    *,
+    combine: bool,
+) -> pl.DataFrame:
     feats = agg.source_aggregates(events.lazy(), detector_names).collect()
     if model is not None and model.source is not None:
         risk = _positive(model.source, agg.matrix(feats, model.source_features))

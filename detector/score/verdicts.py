@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from detector.config import Config
 from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batches
@@ -36,7 +37,7 @@ from detector.score import hosted as hosted_rule
 from detector.score.accounts import account_table
 from detector.score.io import Model
 from detector.score.rules import RISK, RULE, _final, check_event_features, event_rule_risk, score_events
-from detector.score.sources import source_table
+from detector.score.sources import source_buckets, source_context, source_table
 from detector.score.takeover import _unshared_malicious, takeover_sprayers
 from detector.workers import WORKER_THREADS, Workers, in_process
 
@@ -423,7 +424,9 @@ def score_shards(
     write_shard_risks(pairs, ctx, workers)
     scored = _scored_scans(pairs)
     every = pl.concat(scored)
-    sources = source_table(every, model, cfg, names, combine=combine)  # type: ignore[arg-type]
+    # the per-source tables one source bucket at a time: each holds a bucket's groups
+    buckets = source_buckets(sum(pq.ParquetFile(d).metadata.num_rows for d, _ in pairs))
+    sources = source_table(every, model, cfg, names, combine=combine, buckets=buckets)
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
         list(workers.map(hosted_task, pairs, replace(ctx, hosted=hosted)))
@@ -433,7 +436,7 @@ def score_shards(
     ctx = replace(
         ctx,
         sources=sources,
-        context=agg.source_context(every).collect(),
+        context=source_context(every, buckets),
         sprayers=takeover_sprayers(every, sources, cfg).collect(),
     )
     accounts = pl.concat(list(workers.map(account_task, pairs, ctx))).sort(
