@@ -583,6 +583,20 @@ def test_seeded_installation_loads_without_compiling(tmp_path):
     assert any(Path(where).rglob("_kernel_impl.scan-*.nbi"))
 
 
+@pytest.mark.slow
+def test_seed_survives_a_source_rewritten_with_the_same_content(tmp_path):
+    """numba keys its cache on the source's content: a checkout or merge that rewrites the file
+    (newer modification time, same bytes) keeps the compiled files valid, and the seed copies them."""
+    source = Path(kernel.__file__).with_name(f"{kernel.IMPL}.py")
+    before = source.stat()
+    later = before.st_mtime + 3600
+    try:
+        os.utime(source, (later, later))
+        assert kernel.write_seed(tmp_path / "seed") > 0
+    finally:
+        os.utime(source, (before.st_atime, before.st_mtime))
+
+
 SERVICE_PYTHON = os.environ.get("DETECTOR_SERVICE_PYTHON", sys.executable)
 """An interpreter (with detector installed) the ``nobody`` user can run: CI's own when it lives
 where ``nobody`` can read it, else one named by ``$DETECTOR_SERVICE_PYTHON``."""

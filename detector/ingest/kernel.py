@@ -217,12 +217,10 @@ def write_seed(seed: Path | None = None) -> int:
     source = _cache_subdir(Path(os.environ[CACHE_ENV]))
     if source is None:
         return 0
-    import importlib.util
-
-    spec = importlib.util.find_spec(f"detector.ingest.{IMPL}")
-    since = Path(spec.origin).stat().st_mtime if spec and spec.origin else 0.0
-    # files of this source only (an older source's leftovers were written before it changed)
-    files = [f for f in source.glob(f"{IMPL}.*") if f.stat().st_mtime >= since]
+    # every file: numba keys its index on a hash of the source's content, so an older source's
+    # leftovers are inert, while a filter on modification times dropped the current files
+    # whenever the source was rewritten with the same content (a checkout, a merge, a copy)
+    files = list(source.glob(f"{IMPL}.*"))
     seed.mkdir(parents=True, exist_ok=True)
     for old in seed.glob(f"{IMPL}.*"):
         old.unlink()
