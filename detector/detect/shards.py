@@ -449,7 +449,8 @@ class DetectContext:
         tables: the cross-account tables of the features (:func:`partition`).
         keys: tonight's campaigns (:func:`source_step`), relinked to the state's.
         sizes: sources and accounts per campaign, over all shards (:func:`campaign_sizes`).
-        per_event: per event, the detectors that fired and their hits (``detect._per_event``).
+        per_event: per event, the detectors that fired and their hits (``detect._per_event``; a finish
+            task sets its own shard's, :func:`finish_task`).
         known_campaigns: earlier nights' campaigns (the state's), for :func:`relink`.
         networks: the source networks (:func:`source_networks`) that make the source shards.
         source_shards: how many source shards the login events are split into.
