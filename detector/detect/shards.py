@@ -148,7 +148,7 @@ class ShardFrames:
         self.networks: pl.DataFrame | None = None
         """Enriched events (:func:`partition`): the source networks (:func:`source_networks`)."""
         self.event_shards: np.ndarray | None = None
-        """Enriched events (:func:`partition`): each event's shard, by ``event_id`` (4 bytes an event)."""
+        """Enriched events (:func:`partition`): each event's shard, by ``event_id`` (:func:`_event_shards`)."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -345,7 +345,7 @@ def partition(
         frame = events.collect()
         order, tables, networks = _numbering(frame.lazy(), cfg, n_events, shard_events)
         frame = frame.hstack(order.get_columns())
-        event_shards = _event_shards(order)
+        event_shards = _event_shards(order, n)
         del order
         parts = frame.partition_by(SHARD, as_dict=True, include_key=False)
         empty = frame.drop(SHARD).clear()
@@ -359,7 +359,7 @@ def partition(
     events.sink_parquet(enriched)
     order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
     ids, shard = order.get_column(C.EVENT_ID), order.get_column(SHARD)
-    event_shards = _event_shards(order)
+    event_shards = _event_shards(order, n)
     del order
     shards = ShardFrames(work_dir, "enriched", n, in_memory=False)
     shards.networks, shards.event_shards = networks, event_shards
@@ -389,9 +389,10 @@ def partition(
     return shards, tables
 
 
-def _event_shards(order: pl.DataFrame) -> np.ndarray:
-    """Each event's shard by ``event_id`` (the ids number the events from 0 without a gap)."""
-    out = np.zeros(order.height, dtype=np.uint32)
+def _event_shards(order: pl.DataFrame, n: int) -> np.ndarray:
+    """Each event's shard by ``event_id`` (the ids number the events from 0 without a gap); 2 bytes
+    an event up to 65,536 shards."""
+    out = np.zeros(order.height, dtype=np.uint16 if n <= 1 << 16 else np.uint32)
     out[order.get_column(C.EVENT_ID).to_numpy()] = order.get_column(SHARD).to_numpy()
     return out
 
@@ -448,7 +449,8 @@ class DetectContext:
         tables: the cross-account tables of the features (:func:`partition`).
         keys: tonight's campaigns (:func:`source_step`), relinked to the state's.
         sizes: sources and accounts per campaign, over all shards (:func:`campaign_sizes`).
-        per_event: per event, the detectors that fired and their hits (``detect._per_event``).
+        per_event: per event, the detectors that fired and their hits (``detect._per_event``; a finish
+            task sets its own shard's, :func:`finish_task`).
         known_campaigns: earlier nights' campaigns (the state's), for :func:`relink`.
         networks: the source networks (:func:`source_networks`) that make the source shards.
         source_shards: how many source shards the login events are split into.
