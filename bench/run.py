@@ -146,19 +146,13 @@ def bench_ingest(ctx: Context) -> list[Row]:
     """`detector ingest` with 1 and 2 worker processes (with its compiled kernel), then 1 without the
     kernel, against the per-line Python `re` reference, on the same log."""
     log = ctx.mail_log()
+
+    def ingest(out: str, *options: str):
+        return measure([str(BIN / "detector"), "ingest", str(log), "--out", str(ctx.work / out), *options])
+
     rows = []
     for workers in (1, 2):
-        wall, cpu, mib, done = measure(
-            [
-                str(BIN / "detector"),
-                "ingest",
-                str(log),
-                "--out",
-                str(ctx.work / "events.parquet"),
-                "--workers",
-                str(workers),
-            ]
-        )
+        wall, cpu, mib, done = ingest("events.parquet", "--workers", str(workers))
         events = (
             next((ln.split()[1] for ln in done.stdout.splitlines() if ln.startswith("events")), "?")
             if done
@@ -168,19 +162,7 @@ def bench_ingest(ctx: Context) -> list[Row]:
         rows.append(Row("ingest", what, ctx.lines, wall, cpu, mib, f"{events} events"))
     off = ctx.work / "kernel-off.toml"
     off.write_text('[ingest]\nkernel = "off"\n')
-    wall, cpu, mib, _ = measure(
-        [
-            str(BIN / "detector"),
-            "ingest",
-            str(log),
-            "--out",
-            str(ctx.work / "events-off.parquet"),
-            "--config",
-            str(off),
-            "--workers",
-            "1",
-        ]
-    )
+    wall, cpu, mib, _ = ingest("events-off.parquet", "--config", str(off), "--workers", "1")
     rows.append(
         Row("ingest", "detector ingest, kernel off", ctx.lines, wall, cpu, mib, "polars parsers only")
     )
