@@ -428,6 +428,9 @@ class _Events:
     detection: Detection
     pseudo: Pseudonymizer | None
     """Pseudonyms of the accounts named in the events, for the tables' free text (``None``: real names)."""
+    shards: tuple[Path, ...] = ()
+    """The scored events per account shard (``scored-<k>.parquet``, each sorted by ``event_id``,
+    real account names), which the later steps' per-shard tasks read; empty: not scored per shard."""
 
 
 @dataclass(frozen=True)
@@ -445,15 +448,16 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     log(night.logger, logging.INFO, "run started", run_id=night.run_id, inputs=len(paths), out=str(night.out))
     inputs = _read_inputs(opts, night)
+    # the workers run the per-shard part of every step from detection to the replay
     with _workers(paths, inputs, opts, night) as workers:
         ingested, window = _ingest(paths, inputs, opts, night)
         analysis, history = _analyse(ingested, window, inputs, opts, night, workers)
-    scored = _write_events(analysis, ingested, inputs, opts, night)
-    prior = analysis.prior
-    del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
-    planned = _recommend(scored, history, inputs, opts, night)
-    state = prior.state
-    comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night)
+        scored = _write_events(analysis, ingested, inputs, opts, night, workers)
+        prior = analysis.prior
+        del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
+        planned = _recommend(scored, history, inputs, opts, night)
+        state = prior.state
+        comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night, workers)
     tables, summary, attention = _reports(
         scored, planned, ingested, state, comparison, replay_kind, opts, night
     )
@@ -592,9 +596,18 @@ def _analyse(
 
 
 def _write_events(
-    analysis: Analysis, ingested: IngestResult, inputs: _Inputs, opts: RunOptions, night: _Night
+    analysis: Analysis,
+    ingested: IngestResult,
+    inputs: _Inputs,
+    opts: RunOptions,
+    night: _Night,
+    workers: Workers | None = None,
 ) -> _Events:
-    """``events.parquet`` streamed in event order, one batch per shard in memory; the reports' metadata."""
+    """``events.parquet`` streamed in event order, one batch per shard in memory; the reports' metadata.
+
+    Scored per shard, each shard's events are finished in the workers (``scored-<k>.parquet``,
+    :mod:`detector.report.events`) and this process merges them into the one file."""
+    from detector.report import events as shard_events
     from detector.report.pseudonymize import Pseudonymizer
 
     assert analysis.scores is not None and analysis.detection is not None
@@ -616,14 +629,25 @@ def _write_events(
         }
         columns = contract.BY_NAME["events.parquet"].columns()
         scored = _conform(scores.events, columns)
-        # per shard, the window comes from the detection files (the lazy merge would read them all)
-        start, end = night_window(pl.scan_parquet([d for d, _ in scores.shards]) if scores.shards else scored)
+        events_schema = scored.collect_schema()
+        shards: tuple[shard_events.ScoredShard, ...] = ()
+        if scores.shards:
+            shards = shard_events.scored_shards(
+                scores, events_schema, staging / "work", workers or in_process()
+            )
+            start, end = shard_events.window(shards)
+            batches: Iterator[pl.DataFrame] = shard_events.merged(shards)
+        else:
+            start, end = night_window(scored)
+            batches = (_conform(b, columns).collect() for b in scores.batches([c.name for c in columns]))
         meta[contract.Meta.WINDOW_START] = start.isoformat() if start else None
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
-        batches = (_conform(b, columns).collect() for b in scores.batches([c.name for c in columns]))
-        n_events = write_batches(batches, scored.collect_schema(), raw_events, events_meta, EVENT_ROW_GROUP)
+        n_events = write_batches(batches, events_schema, raw_events, events_meta, EVENT_ROW_GROUP)
+        for detection, risk in scores.shards:  # the scored shards hold what the later steps read
+            detection.unlink(missing_ok=True)
+            risk.unlink(missing_ok=True)
         events = pl.scan_parquet(raw_events)
         if pseudo:
             write_parquet(
@@ -636,9 +660,10 @@ def _write_events(
         count=n_events,
         end=end,
         meta=meta,
-        scores=dataclasses.replace(scores, events=events),
-        detection=dataclasses.replace(analysis.detection, events=events),
+        scores=dataclasses.replace(scores, events=events, shards=()),
+        detection=dataclasses.replace(analysis.detection, events=events, shards=()),
         pseudo=pseudo,
+        shards=tuple(s.path for s in shards),
     )
 
 
@@ -668,15 +693,28 @@ def _recommend(scored: _Events, history: History, inputs: _Inputs, opts: RunOpti
 
 
 def _replay(
-    state: State, scored: _Events, plan: pl.DataFrame, inputs: _Inputs, opts: RunOptions, night: _Night
+    state: State,
+    scored: _Events,
+    plan: pl.DataFrame,
+    inputs: _Inputs,
+    opts: RunOptions,
+    night: _Night,
+    workers: Workers | None = None,
 ) -> tuple[ReplayResult | None, str]:
     """With a state, last night's plan on tonight's logs (what the plan is worth a day later); else
-    the plan on the logs it was built from. A night without events has nothing to replay."""
+    the plan on the logs it was built from. A night without events has nothing to replay; one
+    scored per shard and judged by the tool's verdicts replays per shard in the workers."""
     from detector.recommend import replay
+    from detector.recommend.replay import replay_shards
 
     replayed, kind = (state.plan, "next_day") if state.plan is not None else (plan, "same_day")
     with night.step("replay"):
-        comparison = replay(replayed, scored.events, inputs.labels, opts.cfg) if scored.count else None
+        if not scored.count:
+            comparison = None
+        elif scored.shards and inputs.labels is None:
+            comparison = replay_shards(replayed, scored.shards, opts.cfg, workers)
+        else:
+            comparison = replay(replayed, scored.events, inputs.labels, opts.cfg)
     return comparison, kind
 
 

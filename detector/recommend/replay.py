@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,10 +29,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from detector.config import Config
 from detector.recommend import nets
 from detector.schema import UTC_US, Action, C, Outcome
+from detector.workers import Workers, in_process
 
 IS_ATTACK = "is_attack"
 STRATEGIES = ("plan", "shutdown", "fail2ban", "none")
@@ -613,8 +616,13 @@ def replay(
             an ``is_attack`` column (labels) or computed from the tool's verdicts.
     """
     lf, found = _truth(events, labels, cfg)
-    truth = truth or found
-    day = _prepare(lf)
+    return _result([_tally(plan, _prepare(lf), cfg)], truth or found)
+
+
+def _tally(plan: pl.DataFrame, day: Day, cfg: Config) -> pl.DataFrame:
+    """Per strategy, the counts of :data:`TABLE_SCHEMA` on ``day``'s logins, its logins
+    (``_logins``) and those without a practitioner flag (``_unknown``): sums over the events, so
+    the tallies of disjoint parts of a day add up to the day's (:func:`_result`)."""
     none = pl.Series([False] * day.height, dtype=pl.Boolean)
     p = plan_refusals(plan, day)
     rows = [
@@ -623,11 +631,107 @@ def replay(
         _summary(day, "fail2ban", fail2ban_refusals(day), none),
         _summary(day, "none", none, none),
     ]
-    table = _table(pl.DataFrame(rows))
+    return pl.DataFrame(rows).with_columns(
+        pl.lit(day.height, pl.Int64).alias(_LOGINS),
+        pl.lit(day.events.get_column(C.IS_PRACTITIONER).null_count(), pl.Int64).alias(_UNKNOWN),
+    )
+
+
+_LOGINS = "_logins"
+_UNKNOWN = "_unknown"
+
+
+def _result(tallies: Sequence[pl.DataFrame], truth: str) -> ReplayResult:
+    """The replay of the logins of ``tallies`` (of disjoint parts of the logins), counts summed."""
+    counts = [n for n, t in TABLE_SCHEMA.items() if t == pl.Int64]
+    summed = (
+        pl.concat(tallies)
+        .group_by("strategy", maintain_order=True)
+        .agg(pl.col(*counts, _LOGINS, _UNKNOWN).sum())
+    )
+    logins, unknown = summed.row(0, named=True)[_LOGINS], summed.row(0, named=True)[_UNKNOWN]
     notes = []
-    if day.events.get_column(C.IS_PRACTITIONER).null_count() == day.height and day.height:
+    if unknown == logins and logins:
         notes.append("no practitioner directory: practitioner figures are empty")
-    return ReplayResult(table=table, truth=truth, logins=day.height, notes=tuple(notes))
+    return ReplayResult(
+        table=_table(summed.drop(_LOGINS, _UNKNOWN)), truth=truth, logins=logins, notes=tuple(notes)
+    )
+
+
+SOURCE_BUCKET_LOGINS = 1_000_000
+"""Login events per source bucket of :func:`replay_shards` (what a task holds, about 100 bytes each)."""
+
+
+@dataclass(frozen=True)
+class ReplayContext:
+    """What the per-shard replay tasks read besides their part: the plan, the configuration and the
+    number of source buckets."""
+
+    plan: pl.DataFrame
+    cfg: Config
+    buckets: int = 1
+
+
+_EVENT = "_event"
+
+
+def logins_task(item: tuple[Path, Path], ctx: ReplayContext) -> list[Path]:
+    """Per account shard (its scored events): its login events, the replay's columns and the tool's
+    own verdicts (``is_attack``), split by a hash of the address into ``ctx.buckets`` files
+    ``<prefix>-<j>.parquet`` (all the logins of an address in one bucket, as fail2ban counts them)."""
+    shard, prefix = item
+    have = pl.scan_parquet(shard).collect_schema()
+    logins = (
+        own_verdicts(pl.scan_parquet(shard), ctx.cfg)
+        .filter(pl.col(C.ACTION) == Action.LOGIN)
+        .select(
+            pl.col(C.EVENT_ID).alias(_EVENT),
+            *[
+                (pl.col(n) if n in have or n == IS_ATTACK else pl.lit(None)).cast(t).alias(n)
+                for n, t in _NEEDED.items()
+            ],
+        )
+        .with_columns((pl.col(C.SOURCE_IP).hash(seed=0) % ctx.buckets).fill_null(0).alias("_bucket"))
+        .collect()
+    )
+    parts = logins.partition_by("_bucket", as_dict=True, include_key=False)
+    out = []
+    for j in range(ctx.buckets):
+        path = prefix.with_name(f"{prefix.name}-{j}.parquet")
+        parts.get((j,), logins.drop("_bucket").clear()).write_parquet(path, compression="lz4")
+        out.append(path)
+    return out
+
+
+def bucket_task(parts: list[Path], ctx: ReplayContext) -> pl.DataFrame:
+    """Per source bucket (its logins from every account shard, back in event order): :func:`_tally`."""
+    logins = pl.concat([pl.read_parquet(p) for p in parts]).sort(_EVENT).drop(_EVENT)
+    for p in parts:
+        p.unlink(missing_ok=True)
+    return _tally(ctx.plan, _prepare(logins), ctx.cfg)
+
+
+def replay_shards(
+    plan: pl.DataFrame, shards: Sequence[Path], cfg: Config, workers: Workers | None = None
+) -> ReplayResult:
+    """:func:`replay` of a scored night held per account shard (``scored-<k>.parquet``, each sorted
+    by ``event_id``), judged by the tool's own verdicts, in ``workers``; the same result.
+
+    Every strategy decides per address (fail2ban counts an address's failures across accounts) or
+    per (account, address, AS, service) key, so the logins are regrouped by a hash of the address
+    into source buckets, each replayed on its own, and the counts summed. The buckets' count
+    follows the logins and the workers, never the result.
+    """
+    workers = workers or in_process()
+    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    buckets = max(workers.n if workers.parallel else 1, -(-rows // SOURCE_BUCKET_LOGINS))
+    ctx = ReplayContext(plan, cfg, buckets)
+    items = [(s, s.with_name(f"replay-{k}")) for k, s in enumerate(shards)]
+    by_bucket: list[list[Path]] = [[] for _ in range(buckets)]
+    for parts in workers.map(logins_task, items, ctx):
+        for j, part in enumerate(parts):
+            by_bucket[j].append(part)
+    return _result(list(workers.map(bucket_task, by_bucket, ctx)), TRUTH_VERDICTS)
 
 
 def read_plan(path: str | Path) -> pl.DataFrame:
