@@ -455,7 +455,7 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
         scored = _write_events(analysis, ingested, inputs, opts, night, workers)
         prior = analysis.prior
         del analysis  # detection's and scoring's in-memory frames: the later steps read events.parquet
-        planned = _recommend(scored, history, inputs, opts, night)
+        planned = _recommend(scored, history, inputs, opts, night, workers)
         state = prior.state
         comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night, workers)
     tables, summary, attention = _reports(
@@ -667,8 +667,16 @@ def _write_events(
     )
 
 
-def _recommend(scored: _Events, history: History, inputs: _Inputs, opts: RunOptions, night: _Night) -> _Plan:
-    """The plan with its collateral, the operators' overrides applied (audited)."""
+def _recommend(
+    scored: _Events,
+    history: History,
+    inputs: _Inputs,
+    opts: RunOptions,
+    night: _Night,
+    workers: Workers | None = None,
+) -> _Plan:
+    """The plan with its collateral, the operators' overrides applied (audited); its tables of
+    logins built per shard in the workers."""
     from detector.recommend import recommend
     from detector.recommend.history import known_networks
     from detector.recommend.overrides import apply_overrides
@@ -682,6 +690,7 @@ def _recommend(scored: _Events, history: History, inputs: _Inputs, opts: RunOpti
                 scored.scores, scored.detection, opts.cfg, now,
                 # networks the accounts used on earlier nights (the history before tonight's update)
                 known_networks=known_networks(history), warnings=guarded, with_collateral=True,
+                shards=scored.shards, workers=workers,
             ),
             _frame(scored.scores.accounts),
         )  # fmt: skip

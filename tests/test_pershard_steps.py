@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from detector.config import Config
 from detector.recommend import replay
+from detector.recommend.logins import LoginContext, PlanLogins, combine, logins_step, logins_task
 from detector.recommend.replay import replay_shards
 from detector.schema import RECOMMENDATION_SCHEMA, C
 from tests.recommend_frames import NOW, ev, events
@@ -118,3 +119,42 @@ def test_an_addresss_failures_on_accounts_of_several_shards_ban_it_once(tmp_path
         parts = replay_shards(_plan([], [], [], []), _shards(night, shards, tmp_path), Config())
     assert whole.row("fail2ban")["attack_stopped"] == 5
     assert parts.table.equals(whole.table)
+
+
+def _tables(t: PlanLogins) -> dict[str, pl.DataFrame]:
+    """The tables, the distinct sets in a fixed order (their row order is not part of them)."""
+    out = {"from_attackers": t.from_attackers, "legit": t.legit, "probing": t.probing().sort(pl.all())}
+    for name in ("addresses", "anonymous_asns", "practitioners", "taken"):
+        out[name] = getattr(t, name).sort(pl.all(), nulls_last=True)
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(row, min_size=0, max_size=50),
+    shards=st.integers(1, 4),
+    attackers=st.lists(st.sampled_from(IPS[:5]), max_size=3),
+    compromised=st.lists(st.sampled_from(["alice", "bob", "u1"]), max_size=2),
+    shared=st.lists(st.sampled_from(IPS[:5]), max_size=1),
+)
+def test_the_plans_tables_per_shard_are_the_whole_nights(
+    tmp_path_factory: pytest.TempPathFactory, rows, shards, attackers, compromised, shared
+):
+    night = _night(rows)
+    ctx = LoginContext(tuple(attackers), tuple(compromised), tuple(attackers[:1]), tuple(shared), 0.5)
+    whole = combine([logins_step(night.lazy(), ctx)])
+    paths = _shards(night, shards, tmp_path_factory.mktemp("plan"))
+    parts = combine([logins_task(p, ctx) for p in paths])
+    for name, table in _tables(whole).items():
+        assert _tables(parts)[name].equals(table), name
+
+
+def test_an_owners_success_in_another_shard_spelling_keeps_the_address_off_the_probing_list(tmp_path: Path):
+    """``Alice`` and ``alice`` may land in different shards: the plan reads both as ``alice``."""
+    night = _night([(0, 0, "failure", 1.0, False, 0.2), (0, 1, "success", 2.0, False, 0.1)])
+    ctx = LoginContext((), (), (), (), 0.5)
+    paths = [p for p in _shards(night, 8, tmp_path) if pl.read_parquet(p).height]
+    assert len(paths) == 2, "the two spellings are in two shards"
+    assert combine([logins_task(p, ctx) for p in paths]).probing().is_empty()
+    failed = next(p for p in paths if pl.read_parquet(p).get_column(C.OUTCOME).to_list() == ["failure"])
+    assert combine([logins_task(failed, ctx)]).probing().height == 1, "alone, the failure is a probe"

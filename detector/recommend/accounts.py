@@ -43,22 +43,6 @@ def _only_spraying() -> pl.Expr:
     return (t.list.len().fill_null(0) > 0) & (t.list.set_difference(pl.lit([SPRAYING])).list.len() == 0)
 
 
-def _probing(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """(``account``, ``asn``) of addresses that only ever failed against the account: whoever is
-    there is not its owner (an owner's typo is followed by a success from the same address), so a
-    restriction does not allow that AS wholesale, only the account's own prefixes in it."""
-    events = events.lazy().select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME)  # read only these
-    failed = events.filter(pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)) & pl.col(C.ACCOUNT).is_not_null())
-    succeeded = events.filter(pl.col(C.OUTCOME) == Outcome.SUCCESS).select(C.ACCOUNT, C.SOURCE_IP).unique()
-    return (
-        failed.join(succeeded, on=[C.ACCOUNT, C.SOURCE_IP], how="anti")
-        .select(C.ACCOUNT, C.ASN)
-        .drop_nulls()
-        .unique()
-        .collect()
-    )
-
-
 def _known_networks(legit: pl.DataFrame, own_attackers: pl.DataFrame, allow: list[str]) -> pl.DataFrame:
     """Per account: the networks it logs in from legitimately (``allowed_networks``).
 

@@ -10,11 +10,10 @@ import polars as pl
 
 from detector.config import Config
 from detector.recommend import scope
-from detector.schema import UTC_US, Action, C, Outcome
+from detector.schema import UTC_US, C, Outcome
 
 if TYPE_CHECKING:
     from detector.detect import Detection
-    from detector.score.verdicts import Scores
 
 BLOCK = "block"
 LOCK = "lock_account"
@@ -70,23 +69,6 @@ def _frame(obj: Any, name: str) -> pl.DataFrame | None:
     return value.collect() if isinstance(value, pl.LazyFrame) else value
 
 
-def _events(scores: Scores) -> pl.LazyFrame:
-    """The columns of the scored events the plan needs (missing ones as nulls), logins only.
-
-    Lazy: the plan never holds every login (at 10M lines, about a gigabyte); each of its tables
-    reads the few columns and rows it needs from the scored events (``events.parquet`` in a run).
-    """
-    lf = scores.events.lazy()
-    have = lf.collect_schema()
-    return (
-        lf.select(
-            [(pl.col(n) if n in have else pl.lit(None)).cast(t).alias(n) for n, t in _EVENT_COLUMNS.items()]
-        )
-        .filter(pl.col(C.ACTION) == Action.LOGIN)
-        .with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
-    )
-
-
 def _finding_index(detection: Detection | None) -> pl.DataFrame:
     """``entity_type``, ``entity``, ``finding_id`` of attack findings (benign explainers excluded)."""
     findings = _frame(detection, "findings")
@@ -136,15 +118,6 @@ def is_legit(
         & pl.col(C.ACCOUNT).is_not_null()
         & pl.col(C.SOURCE_IP).is_not_null()
         & ~risky
-    )
-
-
-def _legit(events: pl.LazyFrame) -> pl.LazyFrame:
-    return (
-        events.filter(pl.col("_legit"))
-        .select(list(scope.LEGIT_COLUMNS))
-        .unique()
-        .sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True)
     )
 
 

@@ -18,14 +18,16 @@ The parts: :mod:`~detector.recommend.context` (what the plan reads, its vocabula
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from detector.config import Config
 from detector.recommend import nets, scope
-from detector.recommend.accounts import _account_rows, _probing, mainstream_networks
+from detector.recommend.accounts import _account_rows, mainstream_networks
 from detector.recommend.blocks import _blocks, _source_monitors
 from detector.recommend.context import (
     ACTIONS,
@@ -36,18 +38,17 @@ from detector.recommend.context import (
     REOPEN,
     _attack_stats,
     _attackers,
-    _events,
     _expand,
     _finding_index,
     _frame,
-    _legit,
-    is_legit,
 )
 from detector.recommend.guard import Guard
 from detector.recommend.guard import warnings as guard_warnings
 from detector.recommend.history import _anonymous_history_as_prefixes, _history_rows
+from detector.recommend.logins import LEGIT, LoginContext, combine, logins_step, logins_task
 from detector.recommend.reopen import reopen_rows
-from detector.schema import RECOMMENDATION_SCHEMA, C, Column, Outcome, conform, dtypes
+from detector.schema import RECOMMENDATION_SCHEMA, C, Column, conform, dtypes
+from detector.workers import Workers, in_process
 
 if TYPE_CHECKING:
     from detector.detect import Detection
@@ -114,6 +115,8 @@ def recommend(
     known_networks: pl.DataFrame | None = None,
     warnings: list[str] | None = None,
     with_collateral: bool = False,
+    shards: Sequence[Path] = (),
+    workers: Workers | None = None,
 ) -> pl.DataFrame:
     """The response plan for a scored window (one row per measure, ``RECOMMENDATION_SCHEMA``).
 
@@ -131,24 +134,16 @@ def recommend(
         now: when the plan takes effect; ``expires_at`` counts from it.
         known_networks: optional history (``account``, ``net``: CIDR or ``AS<n>``) of networks
             accounts logged in from legitimately before the window; added to ``allowed_networks``.
+        shards: the scored events per account shard (``scored-<k>.parquet``; default: read
+            ``scores.events``): the plan's tables of logins are built per shard
+            (:mod:`detector.recommend.logins`), in ``workers`` (default: this process).
 
     Raises:
         ConfigError: an allowlist entry is neither an address, a CIDR nor ``AS<n>``.
     """
     nets.parse_nets(cfg.plan.allowlist)
-    logins = _events(scores)
     sources = _frame(scores, "sources")
-    practitioners = (
-        logins.filter(pl.col(C.IS_PRACTITIONER).fill_null(False)).select(C.ACCOUNT).unique().collect()
-    ).get_column(C.ACCOUNT)
-    accounts = _frame(scores, "accounts").with_columns(
-        pl.col(C.ACCOUNT).str.to_lowercase(),
-        (
-            pl.col(C.IS_PRACTITIONER).fill_null(False)
-            | pl.col(C.ACCOUNT).str.to_lowercase().is_in(practitioners.implode())
-        ).alias(C.IS_PRACTITIONER),
-    )
-    findings = _finding_index(detection)
+    accounts = _frame(scores, "accounts").with_columns(pl.col(C.ACCOUNT).str.to_lowercase())
     attackers = sources.filter(_attackers(cfg))
     attacker_ips = attackers.get_column(C.SOURCE_IP).to_list()
     userless = (
@@ -161,13 +156,32 @@ def recommend(
         else []
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
-    logins = logins.with_columns(
-        is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
+    shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
+    ctx = LoginContext(
+        tuple(attacker_ips),
+        tuple(compromised),
+        tuple(userless),
+        tuple(shared_ips),
+        cfg.scoring.account_compromised,
     )
+    # the plan's tables of logins, per account shard in the workers when the night is held per shard
+    if shards:
+        parts = list((workers or in_process()).map(logins_task, shards, ctx))
+    else:
+        parts = [logins_step(scores.events.lazy(), ctx)]
+    tables = combine(parts)
+    del parts
+    practitioners = tables.practitioners.get_column(C.ACCOUNT)
+    accounts = accounts.with_columns(
+        (pl.col(C.IS_PRACTITIONER).fill_null(False) | pl.col(C.ACCOUNT).is_in(practitioners.implode())).alias(
+            C.IS_PRACTITIONER
+        ),
+    )
+    findings = _finding_index(detection)
     # the logins from the attackers' addresses: the only ones the blocks read
-    from_attackers = logins.filter(pl.col(C.SOURCE_IP).is_in(attacker_ips)).collect()
-    attack = from_attackers.filter(~pl.col("_legit"))
-    legit = _legit(logins).collect()
+    from_attackers = tables.from_attackers
+    attack = from_attackers.filter(~pl.col(LEGIT))
+    legit = tables.legit
     per_source = (
         _attack_stats(attack, C.SOURCE_IP)
         .select(C.SOURCE_IP, scope.SERVICES)
@@ -199,15 +213,8 @@ def recommend(
         .sort(C.SOURCE_IP)
     )
     del from_attackers
-    shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
-    addresses = logins.select(C.SOURCE_IP, C.ASN).unique().collect()
-    anonymous_asns = (
-        logins.filter(pl.any_horizontal(C.IS_HOSTING, C.IS_VPN, C.IS_TOR).fill_null(False))
-        .select(pl.col(C.ASN).drop_nulls().unique().sort())
-        .collect()
-        .get_column(C.ASN)
-        .to_list()
-    )
+    addresses = tables.addresses
+    anonymous_asns = tables.anonymous_asns.get_column(C.ASN).to_list()
     if known_networks is not None:
         history = _history_rows(known_networks, accounts, compromised)
         legit = pl.concat([legit, _anonymous_history_as_prefixes(history, legit, anonymous_asns)])
@@ -221,18 +228,10 @@ def recommend(
         cfg,
         now,
         scoping.blocks.get_column(scope.SOURCES).explode().drop_nulls().to_list(),
-        _probing(
-            logins.select(C.ACCOUNT, C.SOURCE_IP, C.ASN, C.OUTCOME).filter(
-                ~pl.col(C.SOURCE_IP).is_in(shared_ips)
-            )
-        ),
+        tables.probing(),
         shared_ips,
         mainstream,
-        logins.filter((pl.col(C.OUTCOME) == Outcome.SUCCESS) & ~pl.col("_legit"))
-        .select(pl.col(C.ACCOUNT).drop_nulls().unique())
-        .collect()
-        .get_column(C.ACCOUNT)
-        .to_list(),
+        tables.taken.get_column(C.ACCOUNT).to_list(),
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
