@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ class ShardFrames:
         """Enriched events (:func:`partition`): the source networks (:func:`source_networks`)."""
         self.event_shards: np.ndarray | None = None
         """Enriched events (:func:`partition`): each event's shard, by ``event_id`` (:func:`_event_shards`)."""
+        self.pieces: list[Pieces] | None = None
+        """Enriched events split per block (:func:`partition`): each shard's pieces."""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -160,13 +163,19 @@ class ShardFrames:
             frame.write_parquet(self.paths[k], compression="lz4")
 
     def get(self, k: int) -> pl.DataFrame:
+        if self.pieces is not None:
+            return self.pieces[k].frame()
         return self._frames[k] if self.in_memory else pl.read_parquet(self.paths[k])
 
     def scan(self, k: int) -> pl.LazyFrame:
+        if self.pieces is not None:
+            return self.get(k).lazy()
         return self._frames[k].lazy() if self.in_memory else pl.scan_parquet(self.paths[k])
 
     def take(self, k: int) -> Shard:
-        """Shard ``k`` for a task: its frame (forgotten here: the task owns it) or its file."""
+        """Shard ``k`` for a task: its frame (forgotten here: the task owns it), its file or its pieces."""
+        if self.pieces is not None:
+            return self.pieces[k]
         return self._frames.pop(k) if self.in_memory else self.paths[k]
 
     def target(self, k: int) -> Path | None:
@@ -179,19 +188,19 @@ class ShardFrames:
             self._frames[k] = shard
 
     def drop(self, k: int) -> None:
-        """Free shard ``k`` (its frame, or its file)."""
-        if self.in_memory:
+        """Free shard ``k`` (its frame, its file or its pieces)."""
+        if self.pieces is not None:
+            _free(self.pieces[k])
+        elif self.in_memory:
             self._frames.pop(k, None)
         else:
             self.paths[k].unlink(missing_ok=True)
 
 
-Shard = pl.DataFrame | Path
-"""A shard as a task receives or returns it: its frame, or its Parquet file."""
-
-
 def load(shard: Shard) -> pl.DataFrame:
     """A shard's frame."""
+    if isinstance(shard, Pieces):
+        return shard.frame()
     return shard if isinstance(shard, pl.DataFrame) else pl.read_parquet(shard)
 
 
@@ -204,8 +213,8 @@ def store(frame: pl.DataFrame, target: Path | None, **options: Any) -> Shard:
 
 
 def _free(shard: Shard) -> None:
-    if isinstance(shard, Path):
-        shard.unlink(missing_ok=True)
+    for path in shard.paths if isinstance(shard, Pieces) else [shard] if isinstance(shard, Path) else []:
+        path.unlink(missing_ok=True)
 
 
 IN_MEMORY_EVENTS = 600_000
@@ -329,13 +338,15 @@ def partition(
     work_dir: Path,
     shard_events: int = SHARD_EVENTS,
     in_memory_events: int | None = None,
+    workers: Workers | None = None,
 ) -> tuple[ShardFrames, WindowTables]:
     """Number the events, compute the cross-account tables and split the events into shards.
 
     Returns the shards (:class:`ShardFrames` ``enriched-<k>``, each event with its ``event_id``;
     ``networks``: :func:`source_networks`) and the :class:`~detector.features.WindowTables`. A night of more than ``in_memory_events``
     (default :data:`IN_MEMORY_EVENTS`) events is written once to ``work_dir/enriched.parquet`` and
-    split from there in batches.
+    split from there per block of rows in ``workers`` (started here for the shards; default: this
+    process), while this process numbers the events.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     n_events = int(events.select(pl.len()).collect().item())
@@ -357,36 +368,85 @@ def partition(
         return shards, tables
     enriched = work_dir / "enriched.parquet"
     events.sink_parquet(enriched)
-    order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
+    workers = (workers or in_process()).start(n)
+    blocks = [(a, min(SPLIT_ROWS, n_events - a)) for a in range(0, n_events, SPLIT_ROWS)]
+    ctx = SplitContext(enriched, work_dir, n)
+    if (
+        workers.parallel
+    ):  # the split per block of rows runs in the workers while this process numbers the events
+        with ThreadPoolExecutor(1, thread_name_prefix="split") as pool:
+            splitting = pool.submit(lambda: list(workers.map(split_task, blocks, ctx)))
+            try:
+                order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
+            finally:
+                pieces = splitting.result()
+    else:
+        pieces = list(workers.map(split_task, blocks, ctx))
+        order, tables, networks = _numbering(pl.scan_parquet(enriched), cfg, n_events, shard_events)
+    enriched.unlink()
     ids, shard = order.get_column(C.EVENT_ID), order.get_column(SHARD)
     event_shards = _event_shards(order, n)
     del order
+    # each shard's event ids, in the order of its rows (the blocks' order)
+    rows = np.argsort(shard.to_numpy(), kind="stable")
+    bounds = np.searchsorted(shard.to_numpy()[rows], np.arange(n + 1))
     shards = ShardFrames(work_dir, "enriched", n, in_memory=False)
     shards.networks, shards.event_shards = networks, event_shards
-    writers: dict[int, pq.ParquetWriter] = {}
-    offset = 0
-    try:
-        for batch in pq.ParquetFile(enriched).iter_batches(batch_size=256 * 1024):
-            df = pl.from_arrow(batch)
-            assert isinstance(df, pl.DataFrame)
-            df = df.with_columns(
-                ids.slice(offset, df.height).alias(C.EVENT_ID), shard.slice(offset, df.height).alias(SHARD)
-            )
-            offset += df.height
-            for (k,), part in df.partition_by(SHARD, as_dict=True, include_key=False).items():
-                table = part.to_arrow()
-                if k not in writers:
-                    writers[k] = pq.ParquetWriter(shards.paths[k], table.schema, compression="lz4")
-                writers[k].write_table(table)
-        empty = pl.scan_parquet(enriched).with_columns(ids.clear().alias(C.EVENT_ID)).clear()
-        for k, path in enumerate(shards.paths):
-            if k not in writers:
-                empty.collect().write_parquet(path)
-    finally:
-        for w in writers.values():
-            w.close()
-    enriched.unlink()
+    shards.pieces = [
+        Pieces(tuple(block[k] for block in pieces), ids.gather(rows[bounds[k] : bounds[k + 1]]))
+        for k in range(n)
+    ]
     return shards, tables
+
+
+SPLIT_ROWS = 256 * 1024
+"""Rows of the enriched events per block of the split (:func:`split_task`)."""
+
+
+@dataclass(frozen=True)
+class SplitContext:
+    """What :func:`split_task` reads besides its block: the enriched events' file, where the pieces
+    go, the shard count."""
+
+    enriched: Path
+    work_dir: Path
+    shards: int
+
+
+def split_task(block: tuple[int, int], ctx: SplitContext) -> list[Path]:
+    """Per block of rows (first row, rows) of the enriched events: its rows of each shard
+    (:func:`shard_of`), in their order, written to ``enriched-<k>-<first row>.parquet`` (every
+    shard's, empty or not)."""
+    first, height = block
+    frame = pl.scan_parquet(ctx.enriched).slice(first, height).collect()
+    parts = frame.with_columns(shard_of(ctx.shards)).partition_by(SHARD, as_dict=True, include_key=False)
+    empty = frame.clear()
+    del frame
+    out = []
+    for k in range(ctx.shards):
+        path = ctx.work_dir / f"enriched-{k}-{first}.parquet"
+        parts.pop((k,), empty).write_parquet(path, compression="lz4")
+        out.append(path)
+    return out
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """An account shard of the enriched events as the split left it: its pieces, in the order of
+    its rows, and their ``event_id`` (:func:`load` puts them together)."""
+
+    paths: tuple[Path, ...]
+    ids: pl.Series
+
+    def frame(self) -> pl.DataFrame:
+        frame = pl.concat([pl.read_parquet(p) for p in self.paths])
+        if frame.height != self.ids.len():
+            raise RuntimeError(f"a shard's pieces hold {frame.height} events, its ids {self.ids.len()}")
+        return frame.with_columns(self.ids.alias(C.EVENT_ID))
+
+
+Shard = pl.DataFrame | Path | Pieces
+"""A shard as a task receives or returns it: its frame, its Parquet file, or the split's pieces."""
 
 
 def _event_shards(order: pl.DataFrame, n: int) -> np.ndarray:
@@ -693,10 +753,11 @@ def detect_sharded(
     schema.check(lf.collect_schema(), schema.ENRICHED_SCHEMA, what="enriched events")
     work = Path(work_dir)
 
-    inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS)
+    workers = workers or in_process()
+    inputs, tables = partition(lf, cfg, work, shard_events or SHARD_EVENTS, workers=workers)
     ctx = DetectContext(cfg, history or History.empty(), tables, known_campaigns=known_campaigns)
     n = len(inputs)
-    workers = (workers or in_process()).start(n)
+    workers.start(n)
     ctx = replace(ctx, networks=inputs.networks, source_shards=n)
     features = ShardFrames(work, "features", n, inputs.in_memory)
     by_source: list[list[Shard]] = [[] for _ in range(n)]
