@@ -10,7 +10,8 @@ hits) while holding only one shard of the night's events in memory at a time:
    share a shard, so ``typo_then_success`` finds both), with ``n`` from the event count
    (:data:`SHARD_EVENTS` per shard; 1 on small nights, which take the same path); and the
    cross-account tables of the features (:func:`detector.features.window_tables`).
-2. One pass splits the events into ``enriched-<k>.parquet``.
+2. The events are split into their shards per block of rows (:func:`split_task`, in the workers
+   while this process numbers them; small nights: in memory).
 3. Per shard (:func:`features_step`): the features, kept as ``features-<k>``; its login events'
    few columns the campaign rules and the source-scoped detectors read (:func:`source_inputs_step`).
 4. Over those login columns of all shards: the campaigns (:func:`campaigns_step`) and the
