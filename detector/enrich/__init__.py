@@ -178,7 +178,9 @@ def enrich(
             lf.select(pl.col(C.SOURCE_IP)).drop_nulls().unique(),
             success_pairs(lf),
             lf.select(pl.col(C.TIMESTAMP).max()),
-        ]
+        ],
+        # streamed: the distinct addresses and pairs in memory, not five columns of every event
+        engine="streaming",
     )
     scanned = time.perf_counter()
     warnings += _stale_warnings(geoip, newest.item())
