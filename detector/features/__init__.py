@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from detector.config import FeaturesConfig
+from detector.enrich.shared import key_part
 from detector.features import expressions, windows
 from detector.features.baseline import (
     TRAITS,
@@ -127,12 +128,6 @@ class WindowTables:
 
 TABLE_KEYS: dict[str, str] = {"src": C.SOURCE_IP, "src_pairs": C.SOURCE_IP, "prefix": C.PREFIX, "asn": C.ASN}
 """The column each table of :func:`windows.source_tables` is keyed by (beside the window bucket)."""
-
-
-def key_part(column: str, parts: int, j: int) -> pl.Expr:
-    """Rows whose ``column`` hashes to part ``j`` of ``parts`` (nulls: part 0): every group keyed
-    by ``column`` falls whole into one part."""
-    return (pl.col(column).hash(seed=0) % parts).fill_null(0) == j
 
 
 def window_tables(lf: pl.LazyFrame, parts: int = 1) -> WindowTables:
