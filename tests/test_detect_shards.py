@@ -148,6 +148,28 @@ def test_partition_in_memory_and_in_files_give_the_same_shards(night: pl.DataFra
     assert t1.download_median == t2.download_median
 
 
+@pytest.mark.parametrize("parts", [2, 3, 8])
+def test_window_tables_in_key_parts_equal_one_pass(night: pl.DataFrame, parts: int):
+    from detector.features import window_tables
+
+    # some events without an address or prefix: their groups too fall whole into one part
+    lf = windows.work_columns(
+        night.lazy().with_columns(
+            pl.when(pl.int_range(pl.len()) % 11 == 0).then(None).otherwise(pl.col(c)).alias(c)
+            for c in (C.SOURCE_IP, C.PREFIX)
+        ),
+        Config().features.window,
+    )
+    one, many = window_tables(lf), window_tables(lf, parts)
+    for name, table in one.sources.items():
+        assert table.height > 0
+        assert (
+            many.sources[name].sort(pl.all(), nulls_last=True).equals(table.sort(pl.all(), nulls_last=True))
+        )
+    assert many.population.sort(pl.all()).equals(one.population.sort(pl.all()))
+    assert many.download_median == one.download_median
+
+
 def test_shard_frames_put_get_drop(tmp_path: Path):
     from detector.detect.shards import ShardFrames
 
@@ -177,6 +199,8 @@ def test_sharded_detection_and_scores_equal_the_whole_night(
     from detector.score import load_model, score
 
     monkeypatch.setattr(sh, "IN_MEMORY_EVENTS", night.height if in_memory else 0)
+    if not in_memory:  # the cross-account tables in several key parts
+        monkeypatch.setattr(sh, "TABLE_PART_EVENTS", night.height // 4)
     # on disk, the night is also numbered in time ranges (event_order)
     cfg = Config() if in_memory else Config().replace(engine={"sort_events": night.height // 7})
     whole = detect(night.lazy(), cfg)

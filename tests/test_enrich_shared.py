@@ -6,12 +6,16 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.enrich.shared import (
     SHARED_SCHEMA,
     add_shared_columns,
+    collect_pairs,
     merge_shared,
     shared_address_counts,
+    success_pairs,
 )
 from detector.errors import SchemaError
 from detector.schema import C
@@ -105,3 +109,39 @@ def test_shards_merged_equal_whole() -> None:
     whole = as_dict(shared_address_counts(SIX))
     merged = as_dict(merge_shared(shared_address_counts(SIX.head(2)), shared_address_counts(SIX.tail(4))))
     assert all(merged[k] <= whole[k] for k in merged)
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from(["success", "failure"]),
+            st.sampled_from([None, "a@x", "A@x", "b@x", "c"]),
+            st.sampled_from([None, "203.0.113.5", "203.0.113.9", "2001:db8::1", "198.51.100.7"]),
+        ),
+        max_size=30,
+    ),
+    part_events=st.integers(1, 12),
+)
+def test_pairs_in_address_parts_are_the_pairs_of_one_pass(
+    rows: list[tuple[int, str, str | None, str | None]], part_events: int
+) -> None:
+    events = pl.DataFrame(
+        {
+            C.TIMESTAMP: [T[r[0]] for r in rows],
+            C.ACTION: ["login"] * len(rows),
+            C.OUTCOME: [r[1] for r in rows],
+            C.ACCOUNT: [r[2] for r in rows],
+            C.SOURCE_IP: [r[3] for r in rows],
+        },
+        schema={
+            C.TIMESTAMP: pl.Datetime("us", "UTC"),
+            C.ACTION: pl.String,
+            C.OUTCOME: pl.String,
+            C.ACCOUNT: pl.String,
+            C.SOURCE_IP: pl.String,
+        },
+    ).lazy()
+    whole = success_pairs(events).collect().sort(pl.all())
+    parts = collect_pairs(events, len(rows), part_events)
+    assert parts.sort(pl.all()).equals(whole)

@@ -83,6 +83,10 @@ from detector.workers import Workers, in_process
 SHARD_EVENTS = 150_000
 """Events per shard (a few hundred MiB of working memory in detection and scoring)."""
 
+TABLE_PART_EVENTS = 1_000_000
+"""Events per part of the cross-account tables' group-bys (:func:`detector.features.window_tables`:
+each part holds its own distinct (bucket, account, source) pairs, about half its events)."""
+
 BATCH_ROWS = 8 * 1024
 """Rows per row group of a detection shard and per batch when shards are merged back in order."""
 
@@ -289,7 +293,8 @@ def _numbering(
     narrow = frame.select(_global_columns(frame.collect_schema().names()))
     order = event_order(narrow, n_events, shard_count(n_events, shard_events), cfg.engine.sort_events)
     # group-bys and a median: the order of the rows does not matter
-    tables = window_tables(windows.work_columns(narrow, cfg.features.window))
+    parts = shard_count(n_events, TABLE_PART_EVENTS)
+    tables = window_tables(windows.work_columns(narrow, cfg.features.window), parts)
     return order, tables, source_networks(narrow)
 
 

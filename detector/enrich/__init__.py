@@ -26,10 +26,10 @@ from detector.enrich.practitioners import add_practitioner_columns, load_practit
 from detector.enrich.shared import (
     SHARED_SCHEMA,
     add_shared_columns,
+    collect_pairs,
     counts_from_pairs,
     merge_shared,
     shared_address_counts,
-    success_pairs,
 )
 from detector.schema import ENRICH_COLUMNS, EVENT_SCHEMA, C, check
 
@@ -173,13 +173,16 @@ def enrich(
     warnings = _geoip_warnings(geoip)
 
     started = time.perf_counter()
-    distinct, pairs, newest = pl.collect_all(
+    # streamed: the distinct addresses and pairs in memory, not five columns of every event
+    distinct, stats = pl.collect_all(
         [
             lf.select(pl.col(C.SOURCE_IP)).drop_nulls().unique(),
-            success_pairs(lf),
-            lf.select(pl.col(C.TIMESTAMP).max()),
-        ]
+            lf.select(pl.col(C.TIMESTAMP).max().alias("newest"), pl.len().alias("n")),
+        ],
+        engine="streaming",
     )
+    pairs = collect_pairs(lf, int(stats.item(0, "n")))
+    newest = stats.select("newest")
     scanned = time.perf_counter()
     warnings += _stale_warnings(geoip, newest.item())
     addresses = lookup_addresses(distinct.get_column(C.SOURCE_IP), geoip, hosting_asns=cfg.hosting_asns)

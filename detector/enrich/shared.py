@@ -35,12 +35,38 @@ def is_successful_login() -> pl.Expr:
     )
 
 
+def key_part(column: str, parts: int, j: int) -> pl.Expr:
+    """Rows whose ``column`` hashes to part ``j`` of ``parts`` (nulls: part 0): every group keyed
+    by ``column`` (alone or with other columns) falls whole into one part."""
+    return (pl.col(column).hash(seed=0) % parts).fill_null(0) == j
+
+
+PART_EVENTS = 1_000_000
+"""Events per part of a group-by over every event whose groups are about as many as its events
+(the (address, account) pairs of an IMAP front end: about half): :func:`collect_pairs`."""
+
+
 def success_pairs(events: pl.LazyFrame) -> pl.LazyFrame:
     """Distinct (``source_ip``, lower-cased ``account``) with a successful login, and its last time."""
     return (
         events.filter(is_successful_login())
         .group_by(C.SOURCE_IP, pl.col(C.ACCOUNT).str.to_lowercase())
         .agg(pl.col(C.TIMESTAMP).max().cast(UTC_US).alias(LAST_SEEN))
+    )
+
+
+def collect_pairs(events: pl.LazyFrame, n_events: int, part_events: int = PART_EVENTS) -> pl.DataFrame:
+    """:func:`success_pairs`, streamed in parts of about ``part_events`` events by a hash of the
+    address (:func:`key_part`): a streamed group-by's memory grows with the rows it reads, and
+    this one's groups are about as many as the logins. The same rows, in another order."""
+    parts = max(1, -(-n_events // max(part_events, 1)))
+    if parts == 1:
+        return success_pairs(events).collect(engine="streaming")
+    return pl.concat(
+        [
+            success_pairs(events.filter(key_part(C.SOURCE_IP, parts, j))).collect(engine="streaming")
+            for j in range(parts)
+        ]
     )
 
 

@@ -257,14 +257,16 @@ def window_population(lf: pl.LazyFrame) -> pl.LazyFrame:
     The population side of the score; computed once over all events when the baseline runs per
     account shard (:func:`add_baseline`'s ``population``).
     """
-    succ = lf.filter(is_success())
-    return pl.concat(
-        [
-            succ.group_by(trait_value(t).alias(VALUE))
-            .agg(pl.len().cast(pl.Int64).alias(COUNT))
-            .select(pl.lit(t).alias(FEATURE), VALUE, COUNT)
-            for t in TRAITS
-        ]
+    return pl.concat([trait_population(lf, t) for t in TRAITS])
+
+
+def trait_population(lf: pl.LazyFrame, trait: str) -> pl.LazyFrame:
+    """:func:`window_population`'s rows of one trait."""
+    return (
+        lf.filter(is_success())
+        .group_by(trait_value(trait).alias(VALUE))
+        .agg(pl.len().cast(pl.Int64).alias(COUNT))
+        .select(pl.lit(trait).alias(FEATURE), VALUE, COUNT)
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import polars as pl
 
@@ -44,9 +46,47 @@ def by_source(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> list[pl.Lazy
     return [lf.filter(bucket == j) for j in range(buckets)]
 
 
+SOURCE_INPUTS: tuple[str, ...] = (
+    C.SOURCE_IP,
+    C.TIMESTAMP,
+    C.ACCOUNT,
+    C.ACTION,
+    C.OUTCOME,
+    C.ATTEMPTS,
+    C.RISK_SCORE,
+    RULE,
+    C.CAMPAIGN,
+    C.DETECTORS,
+    C.IP_LEGIT_ACCOUNTS,
+    C.IS_HOSTING,
+    C.IS_VPN,
+    C.IS_TOR,
+    C.BASELINE_SCORE,
+    C.PREFIX,
+    C.ASN,
+    C.AS_ORG,
+    C.COUNTRY,
+)
+"""The columns :func:`source_table` and :func:`source_context` read."""
+
+
+def bucket_frames(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> Iterator[pl.DataFrame]:
+    """:func:`by_source`'s parts with the columns of :data:`SOURCE_INPUTS`, collected one at a time
+    by polars' streaming engine (a part's rows in memory, not the columns of every event: a lazy
+    part of the scored shards, collected by the in-memory engine, read every event before its
+    filter)."""
+    lf = events.lazy()
+    have = set(lf.collect_schema().names())
+    columns = [c for c in SOURCE_INPUTS if c in have]
+    for part in by_source(lf, buckets):
+        yield part.select(columns).collect(engine="streaming")
+
+
 def source_context(events: pl.LazyFrame | pl.DataFrame, buckets: int = 1) -> pl.DataFrame:
-    """:func:`aggregates.source_context`, one source bucket at a time (:func:`by_source`)."""
-    return pl.concat([agg.source_context(part).collect() for part in by_source(events, buckets)])
+    """:func:`aggregates.source_context`, one source bucket at a time (:func:`bucket_frames`)."""
+    if buckets <= 1:
+        return agg.source_context(events.lazy()).collect()
+    return pl.concat([agg.source_context(part.lazy()).collect() for part in bucket_frames(events, buckets)])
 
 
 def source_table(
@@ -66,7 +106,7 @@ def source_table(
     if buckets > 1:
         parts = [
             _source_rows(part, model, cfg, detector_names, combine=combine)
-            for part in by_source(events, buckets)
+            for part in bucket_frames(events, buckets)
         ]
         return pl.concat(parts).sort(RISK, C.SOURCE_IP, descending=[True, False])
     return _source_rows(events, model, cfg, detector_names, combine=combine)
