@@ -636,7 +636,9 @@ def _write_events(
                 scores, events_schema, staging / "work", workers or in_process()
             )
             start, end = shard_events.window(shards)
-            batches: Iterator[pl.DataFrame] = shard_events.merged(shards)
+            batches: Iterator[pl.DataFrame] = shard_events.in_order(
+                shards, staging / "work", workers or in_process()
+            )
         else:
             start, end = night_window(scored)
             batches = (_conform(b, columns).collect() for b in scores.batches([c.name for c in columns]))

@@ -38,6 +38,7 @@ def night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory: bool, monkeypatch) -> Path:
     import detector.detect.shards as sh
+    import detector.report.events as report_events
     import detector.score.verdicts as sv
     from detector import engine
     from detector.pipeline import run
@@ -55,6 +56,7 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         m.setattr(sh, "SHARD_EVENTS", math.ceil(500 / shards))  # the night has 400-500 events
         m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
         m.setattr(sh, "SPLIT_ROWS", 97)  # the split in several blocks of rows
+        m.setattr(report_events, "RANGE_EVENTS", 37)  # events.parquet put in order in several ranges
         m.setattr(sh, "partition", recorded)
         m.setattr(sv, "PREDICT_SLICE_ROWS", 1)  # the workers predict slices of the distinct paths
         m.setattr(engine, "BYTES_PER_EVENT", 1)  # the workers start beside ingestion

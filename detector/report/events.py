@@ -3,7 +3,8 @@
 A night scored per shard (``Scores.shards``: each shard's detection file beside its risk file)
 becomes one ``scored-<k>.parquet`` per shard (:func:`scored_shard_task`): its events with their
 final ``risk_score``, conformed to the report's columns, sorted by ``event_id``. The job's process
-only merges them back into event order (:func:`merged`) and writes the one ``events.parquet``;
+only reads them back in event order, each range of event ids put in order in the workers
+(:func:`in_order`), and writes the one ``events.parquet``;
 the later per-shard steps (the plan's tables, the replay) read the same files in the workers.
 """
 
@@ -17,11 +18,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batches
+from detector.detect.shards import BATCH_ROWS, read_batches
 from detector.schema import C, conform
 from detector.score import hosted
 from detector.score.rules import RULE, _final
-from detector.score.verdicts import MERGE_ROWS, Pair, Scores
+from detector.score.verdicts import Pair, Scores
 from detector.workers import Workers
 
 
@@ -36,9 +37,10 @@ class EventsContext:
 
 @dataclass(frozen=True)
 class ScoredShard:
-    """A shard's finished events (``path``) and its first and last time stamp (``None``: none)."""
+    """A shard's finished events (``path``), how many, and their first and last time stamp."""
 
     path: Path
+    rows: int
     start: datetime | None
     end: datetime | None
 
@@ -63,7 +65,7 @@ def scored_shard_task(item: tuple[Pair, Path], ctx: EventsContext) -> ScoredShar
     del frame
     out.write_parquet(target, compression="lz4", row_group_size=BATCH_ROWS)
     ts = out.get_column(C.TIMESTAMP)
-    return ScoredShard(target, ts.min(), ts.max())  # type: ignore[arg-type]
+    return ScoredShard(target, out.height, ts.min(), ts.max())  # type: ignore[arg-type]
 
 
 def scored_shards(
@@ -75,11 +77,34 @@ def scored_shards(
     return tuple(workers.map(scored_shard_task, items, ctx))
 
 
-def merged(shards: Sequence[ScoredShard]) -> Iterator[pl.DataFrame]:
-    """The shards' events in event order, about ``MERGE_ROWS`` rows held at a time (the batches
-    ``Scores.batches`` gives)."""
-    rows = max(1024, MERGE_ROWS // max(1, len(shards)))
-    return merge_sorted_batches([read_batches(s.path, rows) for s in shards])
+RANGE_EVENTS = 256 * 1024
+"""Events per range of ``event_id`` that a worker puts in event order (:func:`range_task`)."""
+
+
+def range_task(item: tuple[tuple[Path, ...], int, int, Path], ctx: None) -> Path:
+    """Per range ``[first, last)`` of ``event_id``: its events from every shard's file, in event
+    order, written to ``target`` (lz4; the shards' files are sorted by ``event_id``, so their
+    row groups' statistics skip the others)."""
+    shards, first, last, target = item
+    ids = pl.col(C.EVENT_ID)
+    part = pl.scan_parquet(list(shards)).filter((ids >= first) & (ids < last)).collect().sort(C.EVENT_ID)
+    part.write_parquet(target, compression="lz4", row_group_size=BATCH_ROWS)
+    return target
+
+
+def in_order(shards: Sequence[ScoredShard], work_dir: Path, workers: Workers) -> Iterator[pl.DataFrame]:
+    """The shards' events in event order, a few thousand rows at a time: each range of
+    :data:`RANGE_EVENTS` event ids put in order in the workers (the ids number the events from 0
+    without a gap), read back here one range after the other. Each range's file is removed once read."""
+    total = sum(s.rows for s in shards)
+    paths = tuple(s.path for s in shards)
+    items = (
+        (paths, first, min(first + RANGE_EVENTS, total), work_dir / f"events-{j}.parquet")
+        for j, first in enumerate(range(0, total, RANGE_EVENTS))
+    )
+    for path in workers.map(range_task, items, None):
+        yield from read_batches(path)
+        path.unlink()
 
 
 def window(shards: Sequence[ScoredShard]) -> tuple[datetime | None, datetime | None]:
@@ -92,7 +117,8 @@ def window(shards: Sequence[ScoredShard]) -> tuple[datetime | None, datetime | N
 __all__ = [
     "EventsContext",
     "ScoredShard",
-    "merged",
+    "in_order",
+    "range_task",
     "scored_shard_step",
     "scored_shard_task",
     "scored_shards",
