@@ -676,13 +676,14 @@ def account_task(shard: Shard, ctx: DetectContext) -> tuple[pl.DataFrame, pl.Dat
     return account_step(frame, ctx), members_step(frame, ctx)
 
 
-def finish_task(item: tuple[Shard, Path, pl.DataFrame], ctx: DetectContext) -> Path:
+def finish_task(item: tuple[Shard, Path, Shard], ctx: DetectContext) -> Path:
     """Per shard: the finished detection, written to its file (sorted by ``event_id``); the item
-    carries the findings' hits on the shard's events (:func:`split_by_event`), which become its
-    per-event hits here, the context none."""
+    carries the findings' hits on the shard's events (:func:`split_by_event`; a frame, or its file
+    on a night in files, removed here), which become its per-event hits here, the context none."""
     shard, target, hits = item
-    det = finish_step(load(shard), replace(ctx, per_event=per_event_hits(hits.lazy())))
+    det = finish_step(load(shard), replace(ctx, per_event=per_event_hits(load(hits).lazy())))
     _free(shard)
+    _free(hits)
     return Path(store(det, target, row_group_size=BATCH_ROWS))
 
 
@@ -796,7 +797,11 @@ def detect_sharded(
     campaigns = campaign_table(member_events)
     del members, member_events
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
-    hits = split_by_event(finding_hits(findings), _need(inputs.event_shards, "event shards"), n)
+    hits: list[Shard] = list(
+        split_by_event(finding_hits(findings), _need(inputs.event_shards, "event shards"), n)
+    )
+    if not features.in_memory:  # each finish task reads its own; none held while the others run
+        hits = [store(h, work / f"hits-{k}.parquet") for k, h in enumerate(hits)]
 
     targets = [work / f"detection-{k}.parquet" for k in range(n)]
     items = ((features.take(k), targets[k], hits[k]) for k in range(n))
