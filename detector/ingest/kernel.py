@@ -356,13 +356,11 @@ def split(
     rows = np.flatnonzero((kinds >= LOGIN_OK) & (kinds <= LAST_ROW))
     texts = _strings(data, spans, rows, TEXT_FIELDS)
     sip, lip = texts[F_SOURCE_IP], texts[F_LOCAL_IP]
+    # IPv6 text not already written as Python writes it (the scan checks) is made canonical by
+    # the function the parsers use (once per distinct value); what is then no valid address goes
+    # back to the parsers, whose screen quarantines it
     v6 = ints[rows, I_V6] > 0
     if v6.any():
-        v6 &= ~_plain_v6(data, spans, rows)
-    if v6.any():
-        # IPv6 text not already written as Python writes it is made canonical by the function the
-        # parsers use (once per distinct value); what is then no valid address goes back to the
-        # parsers, whose screen quarantines it
         of_v6 = pl.Series(v6)
         at = np.flatnonzero(v6)
         sip6, lip6 = _canon_v6(sip.filter(of_v6)), _canon_v6(lip.filter(of_v6))
@@ -455,18 +453,6 @@ def split(
         ]
     )
     return Taken(out, noise, int(taken.sum())), rest
-
-
-def _plain_v6(data: np.ndarray, spans: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows whose two addresses need no canonicalising (IPv4, absent, or IPv6 text exactly as
-    Python writes it): most IPv6 clients skip the per-value Python parse."""
-    from detector.ingest import _kernel_impl
-
-    plain = np.empty(len(rows), np.uint8)
-    both = np.empty(len(rows), np.uint8)
-    _kernel_impl.plain_v6(data, spans, rows, F_SOURCE_IP, plain)
-    _kernel_impl.plain_v6(data, spans, rows, F_LOCAL_IP, both)
-    return (plain & both).astype(bool)
 
 
 def _valid_both(sip: pl.Series, lip: pl.Series) -> np.ndarray:
