@@ -1150,16 +1150,19 @@ def _stamped(kind, stamp, r, sp, row, stamps, spans):
 @njit(SCAN_SIG, cache=True, nogil=True)
 def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints):
     """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken), its stamp (local
-    time, or UTC where ``zones`` is 1) and fields."""
+    time, or UTC where ``zones`` is 1) and fields (-1 where the line has none; a line that is not
+    a row may leave fields behind, which are never read)."""
     for i in range(offsets.shape[0] - 1):
-        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints)
-        if k == 0 or k > LAST_ROW:
-            # a line not taken (or noise) leaves nothing behind
-            for f in range(spans.shape[1]):
-                spans[i, f] = -1
-            for f in range(ints.shape[1]):
-                ints[i, f] = -1
-        kinds[i] = k
+        # every slot of the line is written here first: the arrays need no filling beforehand
+        for f in range(spans.shape[1]):
+            spans[i, f] = -1
+        for f in range(ints.shape[1]):
+            ints[i, f] = -1
+        zones[i] = 0
+        stamps[i] = 0
+        kinds[i] = _take(
+            data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints
+        )
 
 
 @njit(cache=True, nogil=True, inline="always")
