@@ -574,6 +574,10 @@ def test_seeded_installation_loads_without_compiling(tmp_path):
     compiled kernel instead of compiling it."""
     seed = tmp_path / "seed"
     assert kernel.write_seed(seed) > 0
+    # only the current source's entry points (a cache keeps every earlier source's files too)
+    names = {f.name.split(".")[1].split("-")[0] for f in seed.iterdir()}
+    assert names == set(kernel.ENTRY_POINTS)
+    assert len(list(seed.glob("*.nbi"))) == len(kernel.ENTRY_POINTS)
     home = tmp_path / "home"
     home.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), kernel.SEED_ENV: str(seed)}

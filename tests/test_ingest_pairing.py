@@ -135,3 +135,36 @@ def test_the_budget_sets_the_partitions(tmp_path, budget, parts):
     assert pairing.partitions() == parts
     pairing.discard()
     assert not pairing.dir.exists()
+
+
+def _fills(tmp: Path, events: pl.DataFrame, parts: int) -> pl.DataFrame:
+    pairing = LogoutPairing(tmp, 1 << 20)
+    pairing.record(events, 0)
+    pairing.close()
+    try:
+        filled = pairing._pair(parts, 1 << 40)
+        path = pairing.dir / "fill-0.parquet"
+        fills = pl.read_parquet(path).sort("_pos") if path.exists() else pl.DataFrame()
+        assert len(fills) == filled
+        return fills
+    finally:
+        pairing.discard()
+
+
+def test_partitions_split_first_or_read_in_place_pair_the_same(tmp_path):
+    """Below ``SPLIT_FROM`` partitions each reads the spill files and keeps its rows; from it on,
+    the spill files are split into one file per partition first. Both give the same fills, and so
+    does one partition."""
+    from detector.ingest.logouts import SPLIT_FROM
+
+    write_log(tmp_path / "mail.log", [s for _, s in night(9, 800)], MTIME)
+    events = ingest([str(tmp_path / "mail.log")], IngestConfig(), tmp_path / "w").events.collect()
+    # the logouts as spilled before their login's address was filled in
+    logouts = pl.col("action") == "logout"
+    events = events.with_columns(
+        pl.when(logouts).then(None).otherwise(pl.col(c)).alias(c) for c in ("source_ip", "local_ip", "tls")
+    )
+    one = _fills(tmp_path, events, 1)
+    assert len(one) > 100
+    for parts in (3, SPLIT_FROM - 1, SPLIT_FROM, 37):
+        assert _fills(tmp_path, events, parts).equals(one), parts

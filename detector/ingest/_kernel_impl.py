@@ -151,6 +151,28 @@ AGENT_OFF = np.cumsum([0, *(len(a) for a in _AGENTS)]).astype(np.int64)
 POSTSCREEN = _AGENTS.index("postscreen")
 
 
+def _classes() -> np.ndarray:
+    """A byte's classes as bits (one load per byte where chained comparisons cost several)."""
+    table = np.zeros(256, np.uint8)
+    alnum = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    for bit, chars in (
+        (C_USER, alnum + b"._@+-"),
+        (C_TOKEN, alnum + b"+/_-"),
+        (C_HOST, alnum + b"._-"),
+        (C_IP, b"0123456789ABCDEFabcdef:."),
+        (C_NAME, alnum + b"_-"),
+    ):
+        for c in chars:
+            table[c] |= bit
+    return table
+
+
+C_USER, C_TOKEN, C_HOST, C_IP, C_NAME = 1, 2, 4, 8, 16
+"""Classes: a user name ``[A-Za-z0-9._@+-]``, a session or method ``[A-Za-z0-9+/_-]``, a client
+name ``[A-Za-z0-9._-]``, address text ``[0-9A-Fa-f:.]``, a passdb name ``[A-Za-z0-9_-]``."""
+CLASSES = _classes()
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _starts(b, lo, hi, p):
     m = p.shape[0]
@@ -181,13 +203,6 @@ def _find(b, lo, hi, p):
 
 
 @njit(cache=True, nogil=True)
-def _twice(b, lo, hi, p):
-    """``p`` occurs more than once in ``b[lo:hi]``."""
-    i = _find(b, lo, hi, p)
-    return i >= 0 and _find(b, i + 1, hi, p) >= 0
-
-
-@njit(cache=True, nogil=True)
 def _find_byte(b, lo, hi, c):
     for i in range(lo, hi):
         if b[i] == c:
@@ -209,10 +224,7 @@ def _alnum(c):
 def _user_end(b, lo, hi):
     """End of a user name of ``[A-Za-z0-9._@+-]`` at ``lo`` (``lo`` when there is none)."""
     i = lo
-    while i < hi:
-        c = b[i]
-        if not (_alnum(c) or c == 46 or c == 95 or c == 64 or c == 43 or c == 45):
-            break
+    while i < hi and CLASSES[b[i]] & C_USER:
         i += 1
     return i
 
@@ -221,32 +233,105 @@ def _user_end(b, lo, hi):
 def _token_end(b, lo, hi):
     """End of a session id or method of ``[A-Za-z0-9+/_-]``."""
     i = lo
-    while i < hi:
-        c = b[i]
-        if not (_alnum(c) or c == 43 or c == 47 or c == 95 or c == 45):
-            break
+    while i < hi and CLASSES[b[i]] & C_TOKEN:
         i += 1
     return i
 
 
 @njit(cache=True, nogil=True)
+def _hexval(c):
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _plain_v6(b, lo, hi):
+    """``b[lo:hi]`` is IPv6 text exactly as Python's ``str(ipaddress.ip_address(text))`` writes it
+    (lower-case hex without leading zeros, the first longest run of two or more zero groups as
+    ``::``) and not IPv4-mapped, so canonicalising it would change nothing. False for anything
+    else (dots, upper case, other compressions: Python then reads it, as the parsers do)."""
+    groups = np.zeros(8, np.int64)
+    n = 0
+    gap = -1  # index of the group where `::` stands
+    i = lo
+    if hi - lo >= 2 and b[lo] == 58 and b[lo + 1] == 58:
+        gap = 0
+        i = lo + 2
+    while i < hi:
+        if n == 8:
+            return False
+        v = 0
+        j = i
+        while j < hi and j - i < 5 and _hexval(b[j]) >= 0:
+            v = v * 16 + _hexval(b[j])
+            j += 1
+        d = j - i
+        if d == 0 or d > 4 or (d > 1 and b[i] == 48):
+            return False
+        groups[n] = v
+        n += 1
+        if j == hi:
+            break
+        if b[j] != 58:
+            return False
+        if j + 1 < hi and b[j + 1] == 58:
+            if gap >= 0:
+                return False
+            gap = n
+            i = j + 2
+        elif j + 1 == hi:
+            return False
+        else:
+            i = j + 1
+    if gap < 0:
+        if n != 8:
+            return False
+    else:
+        if n > 6:
+            return False  # `::` for a single zero group is not how Python writes it
+        missing = 8 - n
+        for k in range(n - 1, gap - 1, -1):
+            groups[k + missing] = groups[k]
+        for k in range(gap, gap + missing):
+            groups[k] = 0
+    head = groups[0] | groups[1] | groups[2] | groups[3] | groups[4]
+    if head == 0 and groups[5] == 0xFFFF:
+        return False  # IPv4-mapped: written as IPv4
+    # the first longest run of zero groups (two or more) is the one Python compresses
+    best, best_len, run, run_len = -1, 1, -1, 0
+    for k in range(8):
+        if groups[k] == 0:
+            if run_len == 0:
+                run = k
+            run_len += 1
+            if run_len > best_len:
+                best, best_len = run, run_len
+        else:
+            run_len = 0
+    if gap < 0:
+        return best < 0
+    return best == gap and best_len == 8 - n
+
+
+@njit(cache=True, nogil=True)
 def _ip_end(b, lo, hi, ints, row):
     """End of an address at ``lo``: canonical dotted IPv4 (no leading zero, octets <= 255), or
-    IPv6 text of ``[0-9A-Fa-f:.]`` with a colon (made canonical afterwards, as the parsers do).
-    Returns ``lo`` when there is none."""
+    IPv6 text of ``[0-9A-Fa-f:.]`` with a colon (``I_V6`` set where it is not already canonical
+    text: made canonical afterwards, as the parsers do). Returns ``lo`` when there is none."""
     i = lo
     colon = False
-    while i < hi:
-        c = b[i]
-        if c == 58:
-            colon = True
-        elif not (_digit(c) or c == 46 or (65 <= c <= 70) or (97 <= c <= 102)):
-            break
+    while i < hi and CLASSES[b[i]] & C_IP:
+        colon |= b[i] == 58
         i += 1
     if i == lo or i - lo > 45:
         return lo
     if colon:
-        ints[row, I_V6] = 1
+        # IPv6 text not written as Python writes it is made canonical afterwards, in Python
+        if not _plain_v6(b, lo, i):
+            ints[row, I_V6] = 1
         return i
     # IPv4: four octets
     j = lo
@@ -392,7 +477,8 @@ def _take_login(b, proc, pend, body, hi, row, spans, ints):
         ints[row, I_OUTCOME] = OUT_SUCCESS
         ints[row, I_ATTEMPTS] = 1
         return LOGIN_OK
-    if _find(b, body, hi, P_AUTH_FAILED) >= 0:
+    failed, refused = _login_marks(b, body, hi)
+    if failed:
         a = _find(b, body, hi, P_AUTH_FAILED_N)
         if a < 0:
             return 0
@@ -406,9 +492,24 @@ def _take_login(b, proc, pend, body, hi, row, spans, ints):
         ints[row, I_OUTCOME] = OUT_FAILURE
         ints[row, I_ATTEMPTS] = attempts
         return LOGIN_FAIL
-    if _find(b, body, hi, P_PLAINTEXT) >= 0 or _find(b, body, hi, P_PROXY_DEST) >= 0:
+    if refused:
         return 0
     return NOISE_LOGIN
+
+
+@njit(cache=True, nogil=True)
+def _login_marks(b, lo, hi):
+    """One pass over a login process's line: (``(auth failed`` occurs, ``plaintext auth)`` or
+    ``(proxy dest auth failed)`` occurs)."""
+    failed = refused = False
+    for i in range(lo, hi):
+        c = b[i]
+        if c == 40:
+            failed |= _starts(b, i, hi, P_AUTH_FAILED)
+            refused |= _starts(b, i, hi, P_PROXY_DEST)
+        elif c == 112:
+            refused |= _starts(b, i, hi, P_PLAINTEXT)
+    return failed, refused
 
 
 @njit(cache=True, nogil=True)
@@ -417,7 +518,7 @@ def _take_auth(b, body, hi, row, spans, ints):
     i = body
     if i >= hi or not ((65 <= b[i] <= 90) or (97 <= b[i] <= 122)):
         return 0
-    while i < hi and (_alnum(b[i]) or b[i] == 95 or b[i] == 45):
+    while i < hi and CLASSES[b[i]] & C_NAME:
         i += 1
     if i >= hi or b[i] != 40:
         return 0
@@ -454,14 +555,48 @@ def _take_auth(b, body, hi, row, spans, ints):
 
 
 @njit(cache=True, nogil=True)
+def _logout_keys(b, lo, hi):
+    """One pass over a logout's body: the first position (-1: none) of `` in=``, `` out=``,
+    ``retr=``, `` size=``, `` top=``, `` bytes=`` and ``:``, and whether one of the first five
+    occurs twice."""
+    f_in = f_out = f_retr = f_size = f_top = f_bytes = f_colon = -1
+    twice = False
+    for i in range(lo, hi):
+        c = b[i]
+        if c == 32:
+            if _starts(b, i, hi, P_IN):
+                twice |= f_in >= 0
+                f_in = i if f_in < 0 else f_in
+            elif _starts(b, i, hi, P_OUT):
+                twice |= f_out >= 0
+                f_out = i if f_out < 0 else f_out
+            elif _starts(b, i, hi, P_SIZE):
+                twice |= f_size >= 0
+                f_size = i if f_size < 0 else f_size
+            elif _starts(b, i, hi, P_TOP):
+                twice |= f_top >= 0
+                f_top = i if f_top < 0 else f_top
+            elif f_bytes < 0 and _starts(b, i, hi, P_BYTES):
+                f_bytes = i
+        elif c == 114:
+            if _starts(b, i, hi, P_RETR):
+                twice |= f_retr >= 0
+                f_retr = i if f_retr < 0 else f_retr
+        elif c == 58 and f_colon < 0:
+            f_colon = i
+    return f_in, f_out, f_retr, f_size, f_top, f_bytes, f_colon, twice
+
+
+@njit(cache=True, nogil=True)
 def _take_logout(b, proc, pend, body, hi, row, spans, ints):
-    """``imap(user)<pid><session>: ... in=N out=M ...`` / ``pop3(...)...: ... retr=N/SIZE, ..., size=S``."""
+    """``imap(user)<pid><session>: ... in=N out=M ...`` / ``pop3(...)...: ... retr=N/SIZE, ..., size=S``.
+    The body's keys are found in one pass (:func:`_logout_keys`); a key twice is refused."""
     p = _find_byte(b, proc, pend, 40)
     svc = _service(b, proc, p)
     if svc == 0:
         return 0
-    retr = _find(b, body, hi, P_RETR)
-    if _find(b, body, hi, P_IN) < 0 and retr < 0:
+    f_in, f_out, retr, f_size, f_top, f_bytes, f_colon, twice = _logout_keys(b, body, hi)
+    if f_in < 0 and retr < 0:
         return NOISE_MAIL
     u0 = p + 1
     u1 = _user_end(b, u0, pend)
@@ -478,13 +613,7 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
     if s1 == s0 or s1 != pend - 1 or b[s1] != 62:
         return 0
     # an ambiguous body (a key twice: text a user name could smuggle in) is left to the parsers
-    if (
-        _twice(b, body, hi, P_IN)
-        or _twice(b, body, hi, P_OUT)
-        or _twice(b, body, hi, P_RETR)
-        or _twice(b, body, hi, P_SIZE)
-        or _twice(b, body, hi, P_TOP)
-    ):
+    if twice:
         return 0
     # fields the parser reads from `" " + body`: none may start the body itself
     if (
@@ -496,9 +625,9 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
     ):
         return 0
     if retr >= 0:
-        if _find(b, body, hi, P_BYTES) >= 0:
+        if f_bytes >= 0:
             return 0
-        sz = _find(b, body, hi, P_SIZE)
+        sz = f_size
         if sz < 0:
             return 0
         size = _lead_int(b, sz + 6, hi)
@@ -513,8 +642,8 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
         ints[row, I_BYTES_OUT] = size
         ints[row, I_MESSAGE_SIZE] = msg
     else:
-        a = _find(b, body, hi, P_IN)
-        o = _find(b, body, hi, P_OUT)
+        a = f_in
+        o = f_out
         if o < 0:
             return 0
         bin_ = _lead_int(b, a + 4, hi)
@@ -524,15 +653,11 @@ def _take_logout(b, proc, pend, body, hi, row, spans, ints):
         ints[row, I_BYTES_IN] = bin_
         ints[row, I_BYTES_OUT] = bout
     # reason: the body before " in=", then before " top=", then before ":"
-    r1 = _find(b, body, hi, P_IN)
-    if r1 < 0:
-        r1 = hi
-    t = _find(b, body, r1, P_TOP)
-    if t >= 0:
-        r1 = t
-    c = _find_byte(b, body, r1, 58)
-    if c >= 0:
-        r1 = c
+    r1 = hi if f_in < 0 else f_in
+    if 0 <= f_top < r1:
+        r1 = f_top
+    if 0 <= f_colon < r1:
+        r1 = f_colon
     _span(spans, row, F_ACCOUNT, u0, u1)
     _span(spans, row, F_SESSION, s0, s1)
     _span(spans, row, F_REASON, body, r1)
@@ -560,7 +685,7 @@ def _marked(b, lo, hi):
 def _host_end(b, lo, hi):
     """End of a client name of ``[A-Za-z0-9._-]`` (Postfix's verified name or ``unknown``)."""
     i = lo
-    while i < hi and (_alnum(b[i]) or b[i] == 46 or b[i] == 95 or b[i] == 45):
+    while i < hi and CLASSES[b[i]] & C_HOST:
         i += 1
     return i
 
@@ -738,6 +863,15 @@ def _pf_client(b, lo, hi, row, spans, ints):
     return PF_CLIENT
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _digits_back(b, lo, end):
+    """Start of the run of digits that ends at ``end`` (not before ``lo``); ``end`` if none."""
+    i = end
+    while i > lo and _digit(b[i - 1]):
+        i -= 1
+    return i
+
+
 @njit(cache=True, nogil=True)
 def _pf_qmgr(b, lo, hi, row, spans, ints):
     """``QID: from=<sender>, size=N, nrcpt=N (queue name)``, size and recipients read from the
@@ -755,16 +889,12 @@ def _pf_qmgr(b, lo, hi, row, spans, ints):
     if i == hi - 2 or i - 7 < q or not _starts(b, i - 7, hi, P_QUEUE):
         return 0
     d1 = i - 7
-    d0 = d1
-    while d0 > q and _digit(b[d0 - 1]):
-        d0 -= 1
+    d0 = _digits_back(b, q, d1)
     if d0 == d1 or d1 - d0 > 9 or d0 - 8 < q or not _starts(b, d0 - 8, hi, P_NRCPT):
         return 0
     nrcpt = _lead_int(b, d0, d1)
     s1 = d0 - 8
-    s0 = s1
-    while s0 > q and _digit(b[s0 - 1]):
-        s0 -= 1
+    s0 = _digits_back(b, q, s1)
     if s0 == s1 or s1 - s0 > 18 or s0 - 7 < q or not _starts(b, s0 - 7, hi, P_SIZE_PF):
         return 0
     if nrcpt > 2147483647:
@@ -1020,16 +1150,19 @@ def _stamped(kind, stamp, r, sp, row, stamps, spans):
 @njit(SCAN_SIG, cache=True, nogil=True)
 def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints):
     """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken), its stamp (local
-    time, or UTC where ``zones`` is 1) and fields."""
+    time, or UTC where ``zones`` is 1) and fields (-1 where the line has none; a line that is not
+    a row may leave fields behind, which are never read)."""
     for i in range(offsets.shape[0] - 1):
-        k = _take(data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints)
-        if k == 0 or k > LAST_ROW:
-            # a line not taken (or noise) leaves nothing behind
-            for f in range(spans.shape[1]):
-                spans[i, f] = -1
-            for f in range(ints.shape[1]):
-                ints[i, f] = -1
-        kinds[i] = k
+        # every slot of the line is written here first: the arrays need no filling beforehand
+        for f in range(spans.shape[1]):
+            spans[i, f] = -1
+        for f in range(ints.shape[1]):
+            ints[i, f] = -1
+        zones[i] = 0
+        stamps[i] = 0
+        kinds[i] = _take(
+            data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints
+        )
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -1099,84 +1232,6 @@ def all_views(data, spans, rows, fields, cases, out, valid, starts):
             words[f, i, 3] = u - starts[f]
             used[f] = u + n
     return extra
-
-
-@njit(cache=True, nogil=True)
-def _hexval(c):
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _plain_v6(b, lo, hi):
-    """``b[lo:hi]`` is IPv6 text exactly as Python's ``str(ipaddress.ip_address(text))`` writes it
-    (lower-case hex without leading zeros, the first longest run of two or more zero groups as
-    ``::``) and not IPv4-mapped, so canonicalising it would change nothing. False for anything
-    else (dots, upper case, other compressions: Python then reads it, as the parsers do)."""
-    groups = np.zeros(8, np.int64)
-    n = 0
-    gap = -1  # index of the group where `::` stands
-    i = lo
-    if hi - lo >= 2 and b[lo] == 58 and b[lo + 1] == 58:
-        gap = 0
-        i = lo + 2
-    while i < hi:
-        if n == 8:
-            return False
-        v = 0
-        j = i
-        while j < hi and j - i < 5 and _hexval(b[j]) >= 0:
-            v = v * 16 + _hexval(b[j])
-            j += 1
-        d = j - i
-        if d == 0 or d > 4 or (d > 1 and b[i] == 48):
-            return False
-        groups[n] = v
-        n += 1
-        if j == hi:
-            break
-        if b[j] != 58:
-            return False
-        if j + 1 < hi and b[j + 1] == 58:
-            if gap >= 0:
-                return False
-            gap = n
-            i = j + 2
-        elif j + 1 == hi:
-            return False
-        else:
-            i = j + 1
-    if gap < 0:
-        if n != 8:
-            return False
-    else:
-        if n > 6:
-            return False  # `::` for a single zero group is not how Python writes it
-        missing = 8 - n
-        for k in range(n - 1, gap - 1, -1):
-            groups[k + missing] = groups[k]
-        for k in range(gap, gap + missing):
-            groups[k] = 0
-    head = groups[0] | groups[1] | groups[2] | groups[3] | groups[4]
-    if head == 0 and groups[5] == 0xFFFF:
-        return False  # IPv4-mapped: written as IPv4
-    # the first longest run of zero groups (two or more) is the one Python compresses
-    best, best_len, run, run_len = -1, 1, -1, 0
-    for k in range(8):
-        if groups[k] == 0:
-            if run_len == 0:
-                run = k
-            run_len += 1
-            if run_len > best_len:
-                best, best_len = run, run_len
-        else:
-            run_len = 0
-    if gap < 0:
-        return best < 0
-    return best == gap and best_len == 8 - n
 
 
 @njit(PLAIN_V6_SIG, cache=True, nogil=True)

@@ -153,16 +153,14 @@ class LogoutPairing:
         """Pair per hash partition; fills go to one file per range of ``span`` positions."""
         writers: dict[int, pq.ParquetWriter] = {}
         filled = 0
-        part = pl.struct("_h", C.SESSION_ID).hash(seed=7) % n_parts
+        if n_parts >= SPLIT_FROM:
+            for name, schema in (("logins", LOGIN_SCHEMA), ("logouts", KEY_SCHEMA)):
+                self._split(name, schema, n_parts)
         try:
             for p in range(n_parts):
-                # the streaming engine reads the spill files a row group at a time and keeps only
-                # this partition's rows (the in-memory one would read the whole files first)
                 logins, logouts = (
-                    pl.scan_parquet(self.dir / f"{name}.parquet")
-                    .filter(part == p)
-                    .collect(engine="streaming")
-                    for name in ("logins", "logouts")
+                    self._partition(name, schema, p, n_parts)
+                    for name, schema in (("logins", LOGIN_SCHEMA), ("logouts", KEY_SCHEMA))
                 )
                 logins = logins.sort(C.TIMESTAMP, POS).unique(
                     # of logins at one second, the last written
@@ -206,6 +204,60 @@ class LogoutPairing:
                 w.close()
         return filled
 
+    def _split(self, name: str, schema: pl.Schema, n_parts: int) -> None:
+        """One pass over a spill file: its rows go to one file per partition of the hash of
+        (host, session id), in their order. Each partition then reads only its own rows: reading
+        the whole spill file once per partition grew with the night (partitions times spill).
+        Rows wait in memory for at most half the budget before they are written."""
+        path = self.dir / f"{name}.parquet"
+        if not path.exists():
+            return
+        part = _part(n_parts).alias("_p")
+        waiting: dict[int, list[pl.DataFrame]] = {}
+        size = 0
+        writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+
+        def flush() -> None:
+            for p, frames in waiting.items():
+                table = pl.concat(frames).cast(dict(schema)).to_arrow()
+                if p not in writers:
+                    writers[p] = pa.ipc.new_file(self.dir / f"{name}-{p}.arrow", table.schema)
+                writers[p].write_table(table)
+            waiting.clear()
+
+        file = pq.ParquetFile(path)
+        try:
+            for i in range(file.metadata.num_row_groups):
+                rows = pl.from_arrow(file.read_row_group(i))
+                assert isinstance(rows, pl.DataFrame)
+                for (p,), part_rows in (
+                    rows.with_columns(part).partition_by("_p", as_dict=True, include_key=False).items()
+                ):
+                    waiting.setdefault(p, []).append(part_rows)
+                size += rows.estimated_size()
+                if size > self.budget // 2:
+                    flush()
+                    size = 0
+            flush()
+        finally:
+            file.close()
+            for w in writers.values():
+                w.close()
+        path.unlink()
+
+    def _partition(self, name: str, schema: pl.Schema, p: int, n_parts: int) -> pl.DataFrame:
+        """The spilled rows of partition ``p``: its own file once :meth:`_split` made them, else
+        the spill file's rows of that partition."""
+        if n_parts >= SPLIT_FROM:
+            path = self.dir / f"{name}-{p}.arrow"
+            return pl.read_ipc(path) if path.exists() else pl.DataFrame(schema=schema)
+        path = self.dir / f"{name}.parquet"
+        if not path.exists():
+            return pl.DataFrame(schema=schema)
+        # the streaming engine reads the spill file a row group at a time and keeps only this
+        # partition's rows (the in-memory one would read the whole file first)
+        return pl.scan_parquet(path).filter(_part(n_parts) == p).collect(engine="streaming")
+
     def _rewrite(
         self, events_path: Path, out_path: Path, span: int, arrow_schema: pa.Schema, options: dict
     ) -> None:
@@ -232,6 +284,18 @@ class LogoutPairing:
                 out.write_table(group if group.schema == arrow_schema else group.cast(arrow_schema))
                 offset = end
         os.replace(tmp, out_path)
+
+
+SPLIT_FROM = 8
+"""From this many partitions on, the spill files are first split into one file per partition (one
+pass); with fewer, each partition reads the spill files and keeps its rows. Measured on the 2M-line
+IMAP bench log's spill (650,000 logins and as many logouts): reading per partition cost 0.62 s at 2
+partitions and 1.9 s at 32, splitting first 0.83 s and 1.15 s."""
+
+
+def _part(n_parts: int) -> pl.Expr:
+    """The partition of a spilled row: a hash of (host, session id)."""
+    return pl.struct("_h", C.SESSION_ID).hash(seed=7) % n_parts
 
 
 STAGED = ".arrow"
