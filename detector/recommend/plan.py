@@ -25,7 +25,7 @@ import polars as pl
 
 from detector.config import Config
 from detector.recommend import nets, scope
-from detector.recommend.accounts import _account_rows, _probing, mainstream_networks
+from detector.recommend.accounts import _account_rows, _probing, mainstream_networks, new_network_accounts
 from detector.recommend.blocks import _blocks, _source_monitors
 from detector.recommend.context import (
     ACTIONS,
@@ -161,6 +161,8 @@ def recommend(
         else []
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
+    if userless:
+        userless = sorted(set(userless) - set(_home_lines(logins, userless, cfg)))
     logins = logins.with_columns(
         is_legit(attacker_ips, compromised, cfg.scoring.account_compromised, userless).alias("_legit")
     )
@@ -208,6 +210,11 @@ def recommend(
         .get_column(C.ASN)
         .to_list()
     )
+    new_network = (
+        new_network_accounts(legit, known_networks)
+        if known_networks is not None and cfg.plan.restrict_new_network
+        else []
+    )
     if known_networks is not None:
         history = _history_rows(known_networks, accounts, compromised)
         legit = pl.concat([legit, _anonymous_history_as_prefixes(history, legit, anonymous_asns)])
@@ -233,6 +240,7 @@ def recommend(
         .collect()
         .get_column(C.ACCOUNT)
         .to_list(),
+        new_network,
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
@@ -262,6 +270,26 @@ def recommend(
             )
         )
     return plan if with_collateral else plan.drop(COLLATERAL_PRIVATE, strict=False)
+
+
+def _home_lines(logins: pl.LazyFrame, addresses: list[str], cfg: Config) -> list[str]:
+    """Of ``addresses``, those a practitioner logged in from tonight with a success scored under
+    ``account_compromised``: the practitioner's home or practice line, which a stuffing proxy on
+    the same line must not get blocked as the attacker's own (an account scored compromised keeps
+    its reset: its successes from attacking addresses are never legitimate)."""
+    return (
+        logins.filter(
+            pl.col(C.SOURCE_IP).is_in(addresses)
+            & pl.col(C.IS_PRACTITIONER).fill_null(False)
+            & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+            & (pl.col(C.RISK_SCORE).fill_null(0.0) < cfg.scoring.account_compromised)
+        )
+        .select(C.SOURCE_IP)
+        .collect()
+        .get_column(C.SOURCE_IP)
+        .unique()
+        .to_list()
+    )
 
 
 def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:
