@@ -317,19 +317,30 @@ def _account_rows(
             expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
             confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
             reason=pl.format(
-                "targeted by {} attacking source(s) ({} attempts){}{}; logins {}",
-                pl.col("_sources"),
-                pl.col("_attempts").fill_null(0),
+                "{}{}{}; logins {}",
+                pl.when(pl.col("_new_net"))
+                .then(pl.lit("no attack attempt on it"))
+                .otherwise(
+                    pl.format(
+                        "targeted by {} attacking source(s) ({} attempts)",
+                        pl.col("_sources"),
+                        pl.col("_attempts").fill_null(0),
+                    )
+                ),
                 services_text,
                 pl.when(pl.col("_new_net") & pl.col(C.IS_PRACTITIONER))
                 .then(
                     pl.lit(
-                        ", a login from a network new to it (restricted on SMTP AUTH only: a takeover's"
-                        " mail would go out from elsewhere)"
+                        ", but a login tonight from a network new to it (restricted on SMTP AUTH only: a"
+                        " takeover's mail would go out from elsewhere)"
                     )
                 )
                 .when(pl.col("_new_net"))
-                .then(pl.lit(", a login from a network new to it (a takeover would come from elsewhere)"))
+                .then(
+                    pl.lit(
+                        ", but a login tonight from a network new to it (a takeover would come from elsewhere)"
+                    )
+                )
                 .when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
                 .then(
                     pl.lit(
