@@ -1,10 +1,12 @@
 """Why compromised accounts are missed: on development worlds, every compromised account no plan
 locked or reset, with what the night's scoring saw of it and a class.
 
-    .venv/bin/python bench/missed_compromised.py --seed 700001 700002 [--accounts 3000] [--days 3]
+    .venv/bin/python bench/missed_compromised.py --seed 700001 700002 [--accounts 3000] [--days 3] [--warmup W]
 
 Development seeds only (never a seed of ``bench/fresh_worlds.toml`` or the tuned worlds: refused).
-Prints one JSON line per missed account, then the count per class. Classes (first that applies):
+Prints one JSON line per missed account (with the reasons of the restrictions later plans put on
+it), then the count per class and how many missed accounts a plan restricted. Classes (first that
+applies):
 
 - ``scored-compromised-not-entered``: the verdict was compromised but the plan found no success it
   counts as not the owner's (``entered``), so it neither reset nor locked;
@@ -58,6 +60,17 @@ def missed(world: Path, plans: dict, scored: dict) -> list[dict]:
     rows = []
     for account in lost:
         row: dict = {"account": account, "truth_from_plan": truth[account]}
+        row["restricted_by"] = sorted(
+            {
+                str(r)
+                for day, plan in plans.items()
+                if day >= truth[account]
+                for r in plan.filter(
+                    (pl.col("action") == "restrict_account")
+                    & (pl.col("target").str.to_lowercase() == account)
+                ).get_column("reason")
+            }
+        )
         breaks = compromised.filter(pl.col("account") == account).sort("start")
         row["campaign"] = breaks.get_column("campaign")[0]
         nights = []
@@ -140,7 +153,12 @@ def false_locks(world: Path, plans: dict, scored: dict) -> list[dict]:
 MEASURES = (
     ("block", pl.col("action") == "block"),
     ("lock/reset", pl.col("action").is_in(["lock_account", "reset_credentials"])),
-    ("restrict: light, practitioner (SMTP AUTH)", pl.col("reason").str.contains("SMTP AUTH only")),
+    ("restrict: new network", pl.col("reason").str.contains("network new to it")),
+    (
+        "restrict: light, practitioner (SMTP AUTH)",
+        pl.col("reason").str.contains("SMTP AUTH only") & ~pl.col("reason").str.contains("network new to it"),
+    ),
+    ("restrict: light, SMTP AUTH own networks", pl.col("reason").str.starts_with("sending by SMTP AUTH")),
     (
         "restrict: light",
         pl.col("reason").str.contains("on the attackers' lists")
@@ -150,7 +168,8 @@ MEASURES = (
     (
         "restrict: other",
         (pl.col("action") == "restrict_account")
-        & ~pl.col("reason").str.contains("on the attackers' lists|distributed attack"),
+        & ~pl.col("reason").str.contains("on the attackers' lists|distributed attack|network new to it")
+        & ~pl.col("reason").str.starts_with("sending by SMTP AUTH"),
     ),
 )
 """The plan's measures, by kind, whose refusals of legitimate logins are counted apart."""
@@ -226,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, nargs="+", required=True)
     ap.add_argument("--accounts", type=int, default=3000)
     ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=0, metavar="W", help="no plan on the first W days")
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--config", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -235,13 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args.config)
     model = load_model(args.model or default_model_path())
     classes: Counter = Counter()
-    found = total = 0
+    found = total = contained = 0
     for seed in args.seed:
         with tempfile.TemporaryDirectory(prefix="missed-") as tmp:
             world = Path(tmp) / "world"
             simulate(world, accounts=args.accounts, days=args.days, seed=seed, mix="drawn")
             kept: dict = {}
-            plans, results = run_world(world, list(range(1, args.days)), cfg, model, Path(tmp), kept=kept)
+            plans, results = run_world(
+                world, list(range(1 + args.warmup, args.days)), cfg, model, Path(tmp), kept=kept
+            )
             scored = {day: k["scores"] for day, k in kept.items()}
             figures = account_figures(plans, read_labels(world / "labels" / "incidents.csv"), args.accounts)
             rows = missed(world, plans, scored)
@@ -252,11 +274,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"seed": seed} | figures | {"per_day": per_day(results)}), flush=True)
         for row in rows:
             classes[row["class"]] += 1
+            contained += bool(row["restricted_by"])
             print(json.dumps({"seed": seed} | row, default=str), flush=True)
         for row in wrong:
             print(json.dumps({"seed": seed} | row, default=str), flush=True)
         print(json.dumps({"seed": seed, "refused_by_measure": refusals}), flush=True)
-    print(json.dumps({"compromised": total, "found": found, "missed_by_class": dict(classes.most_common())}))
+    print(
+        json.dumps(
+            {
+                "compromised": total,
+                "found": found,
+                "missed_restricted": contained,
+                "missed_by_class": dict(classes.most_common()),
+            }
+        )
+    )
     return 0
 
 

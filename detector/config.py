@@ -281,6 +281,10 @@ class PlanConfig(_Section):
     """Attacking sources that make a targeted account's restriction its own networks only, practitioners too (0: never)."""
     restrict_light_practitioners: bool = key(True, BOOL)
     """Lightly restrict practitioners in the attackers' lists too, on SMTP AUTH only (smtp, submission)."""
+    restrict_new_network: bool = key(True, BOOL)
+    """Lightly restrict an account with a legitimate-looking login from an AS it never used on earlier nights."""
+    restrict_light_smtp_own: bool = key(False, BOOL)
+    """A light restriction allows SMTP AUTH (smtp, submission) from the account's own networks only."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from detector.schema import UTC_US, C, Outcome, Service
 SPRAYING = "T1110.003"
 
 SMTP_AUTH = scope.SERVICE_GROUPS[Service.SMTP]
+NOT_SMTP_AUTH = tuple(sorted(s for s in Service.ALL if s not in SMTP_AUTH))
 """The services of a practitioner's light restriction: a takeover's burst of mail goes out by SMTP
 AUTH from hosting, VPN and Tor exits, while a travelling owner mostly reads mail (IMAP, POP3)."""
 
@@ -84,6 +85,7 @@ def _account_rows(
     shared_ips: list[str],
     mainstream: list[str],
     entered: list[str],
+    new_network: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reset/lock compromised accounts, restrict exposed targeted ones; returns (rows, restricted).
 
@@ -103,7 +105,13 @@ def _account_rows(
     is under a distributed attack (``restrict_distributed_sources`` sources: the bots sit on those
     very home lines). With ``restrict_light`` off, a lightly targeted account whose attackers are
     all blocked is monitored instead.
+
+    ``new_network`` (:func:`new_network_accounts`): accounts with a legitimate-looking login from an
+    AS they never used on earlier nights; each one not otherwise measured gets a light restriction
+    too (``restrict_new_network``): a first-try stuffing success from a one-use proxy looks exactly
+    like that, and its takeover comes from elsewhere, while the owner keeps tonight's network.
     """
+    new_net = pl.col(C.ACCOUNT).is_in(new_network or [])
     real = attack.filter(pl.col(C.ACCOUNT).is_not_null()).with_columns(
         (~pl.col(C.SOURCE_IP).is_in(blocked_sources) & ~_only_spraying()).alias("_unblocked")
     )
@@ -168,7 +176,8 @@ def _account_rows(
     taken = (pl.col("verdict") == COMPROMISED) & pl.col(C.ACCOUNT).is_in(entered)
     compromised = a.filter(taken)
     targeted = a.filter(
-        ~taken & (pl.col("verdict").is_in([TARGETED, COMPROMISED]) | pl.col("_exists").fill_null(False))
+        ~taken
+        & (pl.col("verdict").is_in([TARGETED, COMPROMISED]) | pl.col("_exists").fill_null(False) | new_net)
     )
     p = cfg.plan
     attempts = pl.col("_attempts").fill_null(0)
@@ -178,10 +187,10 @@ def _account_rows(
         | (pl.col("_sources") >= p.restrict_min_sources)
         | ((pl.col("verdict") == TARGETED) & (pl.col("failures").fill_null(0) >= p.restrict_min_attempts))
     )
+    listed = (attempts >= 1) & pl.col("_exists").fill_null(False)
     light = (
         pl.lit(p.restrict_light)
-        & (attempts >= 1)
-        & pl.col("_exists").fill_null(False)
+        & (listed | new_net)
         & (~pl.col(C.IS_PRACTITIONER) | pl.lit(p.restrict_light_practitioners))
         & ~strict
     )
@@ -189,9 +198,18 @@ def _account_rows(
     distributed = pl.lit(p.restrict_distributed_sources > 0) & (
         pl.col("_sources") >= p.restrict_distributed_sources
     )
+    # SMTP AUTH from the own networks only: after a login from a new network (not a practitioner's:
+    # their light restriction already covers SMTP AUTH alone, and their mobile and travel sending
+    # would pay), and for every light restriction with restrict_light_smtp_own (a practitioner's,
+    # on SMTP AUTH alone, then allows no mainstream network at all)
+    smtp_own = light & (pl.lit(p.restrict_light_smtp_own) | (~listed & ~pl.col(C.IS_PRACTITIONER)))
     targeted = targeted.with_columns(
         light.alias("_light"),
-        (light | (pl.col(C.IS_PRACTITIONER) & ~distributed)).alias("_mainstream"),
+        (light & ~listed).alias("_new_net"),
+        smtp_own.alias("_smtp_own"),
+        (
+            (light | (pl.col(C.IS_PRACTITIONER) & ~distributed)) & ~(smtp_own & pl.col(C.IS_PRACTITIONER))
+        ).alias("_mainstream"),
     )
     attempts = pl.max_horizontal(attempts, pl.col("failures").fill_null(0))
     unseen_ok = pl.lit(p.restrict_unseen_min_attempts > 0) & (attempts >= p.restrict_unseen_min_attempts)
@@ -272,6 +290,8 @@ def _account_rows(
             RESTRICT,
             services=pl.when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
             .then(pl.lit(list(SMTP_AUTH), pl.List(pl.String)))
+            .when(pl.col("_smtp_own"))
+            .then(pl.lit(list(NOT_SMTP_AUTH), pl.List(pl.String)))
             .when(pl.col("_light"))
             .then(pl.lit([], pl.List(pl.String)))
             .otherwise(pl.col(scope.SERVICES).fill_null(pl.lit([], pl.List(pl.String)))),
@@ -281,11 +301,31 @@ def _account_rows(
             expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
             confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
             reason=pl.format(
-                "targeted by {} attacking source(s) ({} attempts){}{}; logins {}",
-                pl.col("_sources"),
-                pl.col("_attempts").fill_null(0),
+                "{}{}{}; logins {}",
+                pl.when(pl.col("_new_net"))
+                .then(pl.lit("no attack attempt on it"))
+                .otherwise(
+                    pl.format(
+                        "targeted by {} attacking source(s) ({} attempts)",
+                        pl.col("_sources"),
+                        pl.col("_attempts").fill_null(0),
+                    )
+                ),
                 services_text,
-                pl.when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
+                pl.when(pl.col("_new_net") & pl.col(C.IS_PRACTITIONER))
+                .then(
+                    pl.lit(
+                        ", but a login tonight from a network new to it (restricted on SMTP AUTH only: a"
+                        " takeover's mail would go out from elsewhere)"
+                    )
+                )
+                .when(pl.col("_new_net"))
+                .then(
+                    pl.lit(
+                        ", but a login tonight from a network new to it (a takeover would come from elsewhere)"
+                    )
+                )
+                .when(pl.col("_light") & pl.col(C.IS_PRACTITIONER))
                 .then(
                     pl.lit(
                         ", on the attackers' lists (a takeover's mail would go out by SMTP AUTH from"
@@ -306,6 +346,22 @@ def _account_rows(
                     )
                 )
                 .otherwise(networks_text),
+            ),
+            collateral_accounts=pl.lit(0, pl.Int64),
+            collateral_practitioners=pl.lit(0, pl.Int64),
+        )
+    )
+    out.append(
+        rows(
+            targeted.filter(pl.col("_smtp_own") & ~pl.col(C.IS_PRACTITIONER)),
+            RESTRICT,
+            services=pl.lit(list(SMTP_AUTH), pl.List(pl.String)),
+            allowed_networks=own_nets,
+            expires_at=pl.lit(now + timedelta(hours=cfg.plan.restrict_hours)).cast(UTC_US),
+            confidence=pl.col(C.RISK_SCORE).clip(lower_bound=0.5),
+            reason=pl.format(
+                "sending by SMTP AUTH {} (a takeover's burst of mail goes out from a network the owner never used)",
+                networks_text,
             ),
             collateral_accounts=pl.lit(0, pl.Int64),
             collateral_practitioners=pl.lit(0, pl.Int64),
@@ -339,6 +395,29 @@ def _account_rows(
         )
     )
     return pl.concat(out, how="diagonal_relaxed"), targeted.select(C.ACCOUNT)
+
+
+def new_network_accounts(legit: pl.DataFrame, known: pl.DataFrame) -> list[str]:
+    """Accounts with a legitimate login tonight from an AS they never used on earlier nights.
+
+    ``legit``: tonight's legitimate logins (:data:`~detector.recommend.scope.LEGIT_COLUMNS`);
+    ``known``: earlier nights' networks (:func:`~detector.recommend.history.known_networks`). Only
+    accounts with earlier nights on record count (a new account has no "new" network).
+    """
+    asns = known.filter(pl.col("net").str.starts_with("AS")).select(
+        C.ACCOUNT, pl.col("net").str.slice(2).cast(pl.Int64, strict=False).alias(C.ASN)
+    )
+    return (
+        legit.filter(pl.col(C.ASN).is_not_null())
+        .select(C.ACCOUNT, C.ASN)
+        .unique()
+        .join(known.select(C.ACCOUNT).unique(), on=C.ACCOUNT, how="semi")
+        .join(asns.drop_nulls(), on=[C.ACCOUNT, C.ASN], how="anti")
+        .get_column(C.ACCOUNT)
+        .unique()
+        .sort()
+        .to_list()
+    )
 
 
 def mainstream_networks(

@@ -136,6 +136,29 @@ def logins_task(shard: Path, ctx: LoginContext) -> PlanLogins:
     return logins_step(pl.scan_parquet(shard), ctx)
 
 
+def home_lines_step(events: pl.LazyFrame, addresses: Sequence[str], threshold: float) -> set[str]:
+    """Of ``addresses``, those with a practitioner's success scored under ``threshold`` in this part
+    of the scored events (:func:`detector.recommend.plan._home_lines`)."""
+    return set(
+        logins(events)
+        .filter(
+            pl.col(C.SOURCE_IP).is_in(list(addresses))
+            & pl.col(C.IS_PRACTITIONER).fill_null(False)
+            & (pl.col(C.OUTCOME) == Outcome.SUCCESS)
+            & (pl.col(C.RISK_SCORE).fill_null(0.0) < threshold)
+        )
+        .select(pl.col(C.SOURCE_IP).unique())
+        .collect()
+        .get_column(C.SOURCE_IP)
+        .to_list()
+    )
+
+
+def home_lines_task(shard: Path, args: tuple[tuple[str, ...], float]) -> set[str]:
+    """Per account shard (``scored-<k>.parquet``): :func:`home_lines_step`."""
+    return home_lines_step(pl.scan_parquet(shard), *args)
+
+
 def combine(parts: Sequence[PlanLogins]) -> PlanLogins:
     """The tables of the parts' logins together, as :func:`logins_step` gives them for all."""
 
@@ -154,4 +177,13 @@ def combine(parts: Sequence[PlanLogins]) -> PlanLogins:
     )
 
 
-__all__ = ["LoginContext", "PlanLogins", "combine", "logins", "logins_step", "logins_task"]
+__all__ = [
+    "LoginContext",
+    "PlanLogins",
+    "combine",
+    "home_lines_step",
+    "home_lines_task",
+    "logins",
+    "logins_step",
+    "logins_task",
+]

@@ -27,7 +27,7 @@ import polars as pl
 
 from detector.config import Config
 from detector.recommend import nets, scope
-from detector.recommend.accounts import _account_rows, mainstream_networks
+from detector.recommend.accounts import _account_rows, mainstream_networks, new_network_accounts
 from detector.recommend.blocks import _blocks, _source_monitors
 from detector.recommend.context import (
     ACTIONS,
@@ -45,7 +45,15 @@ from detector.recommend.context import (
 from detector.recommend.guard import Guard
 from detector.recommend.guard import warnings as guard_warnings
 from detector.recommend.history import _anonymous_history_as_prefixes, _history_rows
-from detector.recommend.logins import LEGIT, LoginContext, combine, logins_step, logins_task
+from detector.recommend.logins import (
+    LEGIT,
+    LoginContext,
+    combine,
+    home_lines_step,
+    home_lines_task,
+    logins_step,
+    logins_task,
+)
 from detector.recommend.reopen import reopen_rows
 from detector.schema import RECOMMENDATION_SCHEMA, C, Column, conform, dtypes
 from detector.workers import Workers, in_process
@@ -156,6 +164,8 @@ def recommend(
         else []
     )
     compromised = accounts.filter(pl.col("verdict") == COMPROMISED).get_column(C.ACCOUNT).to_list()
+    if userless:
+        userless = sorted(set(userless) - set(_home_lines(scores, shards, userless, cfg, workers)))
     shared_ips = sources.filter(pl.col("shared_address").fill_null(False)).get_column(C.SOURCE_IP).to_list()
     ctx = LoginContext(
         tuple(attacker_ips),
@@ -215,6 +225,11 @@ def recommend(
     del from_attackers
     addresses = tables.addresses
     anonymous_asns = tables.anonymous_asns.get_column(C.ASN).to_list()
+    new_network = (
+        new_network_accounts(legit, known_networks)
+        if known_networks is not None and cfg.plan.restrict_new_network
+        else []
+    )
     if known_networks is not None:
         history = _history_rows(known_networks, accounts, compromised)
         legit = pl.concat([legit, _anonymous_history_as_prefixes(history, legit, anonymous_asns)])
@@ -232,6 +247,7 @@ def recommend(
         shared_ips,
         mainstream,
         tables.taken.get_column(C.ACCOUNT).to_list(),
+        new_network,
     )
     parts = [
         _blocks(scoping, attackers, attack, findings, now, cfg),
@@ -261,6 +277,22 @@ def recommend(
             )
         )
     return plan if with_collateral else plan.drop(COLLATERAL_PRIVATE, strict=False)
+
+
+def _home_lines(
+    scores: Scores, shards: Sequence[Path], addresses: list[str], cfg: Config, workers: Workers | None
+) -> list[str]:
+    """Of ``addresses``, those a practitioner logged in from tonight with a success scored under
+    ``account_compromised``: the practitioner's home or practice line, which a stuffing proxy on
+    the same line must not get blocked as the attacker's own (an account scored compromised keeps
+    its reset: its successes from attacking addresses are never legitimate). Per account shard in
+    the workers when the night is held per shard (:func:`~detector.recommend.logins.home_lines_task`)."""
+    threshold = cfg.scoring.account_compromised
+    if shards:
+        parts = list((workers or in_process()).map(home_lines_task, shards, (tuple(addresses), threshold)))
+    else:
+        parts = [home_lines_step(scores.events.lazy(), addresses, threshold)]
+    return sorted(set().union(*parts))
 
 
 def conform_partial(rows: pl.DataFrame) -> pl.DataFrame:

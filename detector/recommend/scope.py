@@ -151,13 +151,15 @@ def collateral(
 
     A legitimate login counts when it comes from inside the key and its service is one the
     candidate covers (every service when ``services`` is empty or ``all_services``; a login of
-    unknown service always counts).
+    unknown service always counts). A practitioner's login counts on every service: an address a
+    practitioner logs in from is a home or practice line, used for every protocol the next day.
     """
     hits = (
         cands.select(KEY, SERVICES)
         .join(legit.select(keyed(legit, level), C.SERVICE, C.ACCOUNT, C.IS_PRACTITIONER), on=KEY, how="inner")
         .filter(
             pl.lit(all_services)
+            | pl.col(C.IS_PRACTITIONER).fill_null(False)
             | (pl.col(SERVICES).list.len().fill_null(0) == 0)
             | pl.col(C.SERVICE).is_null()
             | pl.col(SERVICES).list.contains(pl.col(C.SERVICE))
