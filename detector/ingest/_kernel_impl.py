@@ -1079,8 +1079,17 @@ def _iso(b, lo, hi):
     return (_days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off) * 1000000 + us, i + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same_stamp(b, a, lo):
+    """The 16 bytes of an RFC 3164 stamp and its space at ``lo`` are those at ``a``."""
+    for j in range(16):  # noqa: SIM110 (a loop numba compiles)
+        if b[a + j] != b[lo + j]:
+            return False
+    return True
+
+
 @njit(cache=True, nogil=True)
-def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints):
+def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints, memo):
     if hi - lo < 24:
         return 0
     bad = 0
@@ -1091,8 +1100,14 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints):
     if _digit(b[lo]):
         stamp, r = _iso(b, lo, hi)
         zones[row] = 1
+    elif memo[0] >= 0 and _same_stamp(b, memo[0], lo):
+        # the stamp of the line before (a log has several lines per second)
+        stamp, r = memo[1], lo + 16
     else:
         stamp, r = _bsd(b, lo, hi, limit_key, limit_year)
+        if r >= 0:
+            memo[0] = lo
+            memo[1] = stamp
     if r < 0:
         return 0
     # host, then the tag `dovecot` or `dovecot[pid]`, then ": "
@@ -1152,6 +1167,7 @@ def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints
     """Every line ``data[offsets[i]:offsets[i + 1]]``: its kind (0: not taken), its stamp (local
     time, or UTC where ``zones`` is 1) and fields (-1 where the line has none; a line that is not
     a row may leave fields behind, which are never read)."""
+    memo = np.full(2, -1, np.int64)  # the last RFC 3164 stamp read: its line's start, its value
     for i in range(offsets.shape[0] - 1):
         # every slot of the line is written here first: the arrays need no filling beforehand
         for f in range(spans.shape[1]):
@@ -1161,7 +1177,7 @@ def scan(data, offsets, limit_key, limit_year, kinds, stamps, zones, spans, ints
         zones[i] = 0
         stamps[i] = 0
         kinds[i] = _take(
-            data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints
+            data, offsets[i], offsets[i + 1], limit_key, limit_year, i, stamps, zones, spans, ints, memo
         )
 
 
