@@ -351,3 +351,19 @@ def test_read_batches_reads_only_the_columns_asked_for(tmp_path: Path):
 def test_the_sort_size_is_not_part_of_the_configuration_digest():
     cfg = Config()
     assert cfg.replace(engine={"sort_events": 10}).digest() == cfg.digest()
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(0, 2**40), st.sampled_from([0, 1, 7, 1500])),
+        max_size=40,
+    )
+)
+def test_the_nights_download_median_is_the_whole_columns(counts: list[int | None]):
+    lf = pl.LazyFrame({C.BYTES_OUT: counts}, schema={C.BYTES_OUT: pl.Int64})
+    assert windows.night_download_median(lf) == lf.select(windows.download_median()).collect().item()
+
+
+def test_the_download_median_with_a_negative_count_is_the_plain_one():
+    lf = pl.LazyFrame({C.BYTES_OUT: [-5, 3, None, 10]}, schema={C.BYTES_OUT: pl.Int64})
+    assert windows.night_download_median(lf) == lf.select(windows.download_median()).collect().item()

@@ -153,7 +153,7 @@ def window_tables(lf: pl.LazyFrame, parts: int = 1) -> WindowTables:
                 keyed, pl.collect_all([part[name] for name in keyed], engine="streaming"), strict=True
             ):
                 chunks[name].append(frame)
-    median = lf.select(windows.download_median().alias("m")).collect().item()
+    median = windows.night_download_median(lf)
     return WindowTables(
         population=population,
         download_median=median,
