@@ -9,8 +9,9 @@ from pathlib import Path
 import polars as pl
 
 from detector.config import IngestConfig
-from detector.ingest import IngestResult, ingest
+from detector.ingest import IngestResult, _Effects, _parse_batch, ingest
 from detector.ingest.registry import ENVELOPE_SCHEMA
+from detector.ingest.sources import LINE_SCHEMA, InputFile
 from detector.schema import C
 
 MTIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -52,3 +53,18 @@ def one(tmp_path: Path, line: str, **cfg) -> dict:
     events, result = run(tmp_path, [line], **cfg)
     assert len(events) == 1, (events, result.noise, result.quarantine)
     return events.row(0, named=True)
+
+
+def parse_lines(lines: list[str], cfg: IngestConfig, fast: bool) -> tuple[pl.DataFrame, _Effects]:
+    """``lines`` as one batch of file ``x`` (numbered from 1) through ingestion's parsing step:
+    its events and its effects (noise, quarantine, claimed lines)."""
+    batch = pl.DataFrame(
+        {
+            C.SOURCE_FILE: ["x"] * len(lines),
+            C.LINE_NUMBER: list(range(1, len(lines) + 1)),
+            C.RAW: lines,
+            "invalid_utf8": [False] * len(lines),
+        },
+        schema=LINE_SCHEMA,
+    )
+    return _parse_batch(batch, InputFile("x", None, MTIME), cfg, {}, fast=fast)

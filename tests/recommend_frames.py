@@ -149,3 +149,14 @@ def world(ev_rows: list[dict], src_rows: list[dict], acc_rows: list[dict] | None
     if acc_rows is None:
         acc_rows = [{C.ACCOUNT: a} for a in e.get_column(C.ACCOUNT).unique().sort().to_list()]
     return Scores(events=e, accounts=accounts(acc_rows), sources=sources(src_rows))
+
+
+def light_world(practitioner: bool = False) -> tuple[list[dict], list[dict]]:
+    """An account on an attacker's list (one SMTP failure from 203.0.113.5) with a success from its
+    own line, beside another account's success from a second AS: the light restriction's world."""
+    rows = [
+        ev("198.51.100.9", "u0", "success", asn=64600, practitioner=practitioner),
+        ev("192.0.2.20", "v0", "success", asn=64601),
+        ev("203.0.113.5", "u0", service="smtp", practitioner=practitioner),
+    ]
+    return rows, [{C.SOURCE_IP: "203.0.113.5"}]

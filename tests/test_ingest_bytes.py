@@ -6,16 +6,13 @@ inside a character."""
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.config import IngestConfig
-from detector.ingest import _parse_batch
-from detector.ingest.sources import LINE_SCHEMA, InputFile
 from detector.schema import C
-from tests.ingest_helpers import MTIME
+from tests.ingest_helpers import parse_lines
 
 WIDE = "éü€漢𝔘"
 """One character of each UTF-8 width above one byte (2, 2, 3, 3, 4), each its own lower case."""
@@ -25,16 +22,7 @@ PF = "Nov 23 03:14:15 mx1 postfix/submission/smtpd[4711]"
 
 def _parsed(lines: list[str]) -> list[dict]:
     """The lines through the envelope and the polars parsers (no kernel), one row each."""
-    batch = pl.DataFrame(
-        {
-            C.SOURCE_FILE: ["x"] * len(lines),
-            C.LINE_NUMBER: list(range(1, len(lines) + 1)),
-            C.RAW: lines,
-            "invalid_utf8": [False] * len(lines),
-        },
-        schema=LINE_SCHEMA,
-    )
-    out, fx = _parse_batch(batch, InputFile("x", None, MTIME), IngestConfig(kernel="off"), {}, fast=False)
+    out, fx = parse_lines(lines, IngestConfig(kernel="off"), fast=False)
     assert not fx.quarantine and not fx.noise
     rows = out.sort(C.LINE_NUMBER).to_dicts()
     assert [r[C.LINE_NUMBER] for r in rows] == list(range(1, len(lines) + 1))

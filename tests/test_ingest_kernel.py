@@ -19,10 +19,9 @@ from polars.testing import assert_frame_equal
 
 from detector.config import IngestConfig, load
 from detector.errors import ConfigError
-from detector.ingest import _parse_batch, ingest, kernel
-from detector.ingest.sources import LINE_SCHEMA, InputFile
+from detector.ingest import ingest, kernel
 from detector.schema import C
-from tests.ingest_helpers import MTIME, write_log
+from tests.ingest_helpers import MTIME, parse_lines, write_log
 
 pytestmark = pytest.mark.skipif(not kernel.available(), reason="numba is not installed")
 
@@ -339,16 +338,7 @@ HOSTILE = st.lists(
 def _parsed(lines: list[str], fast: bool) -> tuple[pl.DataFrame, dict, list[pl.DataFrame], int]:
     """One batch through the parsing step with the kernel or without (what the kernel changes;
     correlation and writing then run on the same rows)."""
-    batch = pl.DataFrame(
-        {
-            C.SOURCE_FILE: ["x"] * len(lines),
-            C.LINE_NUMBER: list(range(1, len(lines) + 1)),
-            C.RAW: lines,
-            "invalid_utf8": [False] * len(lines),
-        },
-        schema=LINE_SCHEMA,
-    )
-    out, fx = _parse_batch(batch, InputFile("x", None, MTIME), IngestConfig(), {}, fast=fast)
+    out, fx = parse_lines(lines, IngestConfig(), fast=fast)
     return out.sort(C.LINE_NUMBER), dict(fx.noise), fx.quarantine, fx.claimed
 
 

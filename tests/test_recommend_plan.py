@@ -11,7 +11,7 @@ from detector.errors import ConfigError
 from detector.recommend import recommend, waves
 from detector.recommend.plan import measure_id
 from detector.schema import RECOMMENDATION_SCHEMA, C
-from tests.recommend_frames import NOW, Detection, ev, world
+from tests.recommend_frames import NOW, Detection, ev, light_world, world
 
 
 def plan_for(rows, srcs, accs=None, detection=None, **plan_cfg):
@@ -425,15 +425,6 @@ def test_no_carve_out_when_a_user_of_the_prefix_has_no_known_address():
     plan = recommend(frame, Detection(), Config(), NOW, known_networks=history)
     assert blocks(plan).get_column("target_type").to_list() == ["ip", "ip"]
     assert all(None not in (n or []) for n in plan.get_column("allowed_networks").to_list())
-
-
-def light_world(practitioner=False):
-    rows = [
-        ev("198.51.100.9", "u0", "success", asn=64600, practitioner=practitioner),
-        ev("192.0.2.20", "v0", "success", asn=64601),
-        ev("203.0.113.5", "u0", service="smtp", practitioner=practitioner),
-    ]
-    return rows, [{C.SOURCE_IP: "203.0.113.5"}]
 
 
 def test_light_restriction_allows_own_and_mainstream_networks_on_every_service():

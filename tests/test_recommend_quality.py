@@ -8,7 +8,7 @@ from detector.config import Config
 from detector.recommend import recommend
 from detector.recommend.accounts import new_network_accounts
 from detector.schema import C
-from tests.recommend_frames import NOW, Detection, ev, world
+from tests.recommend_frames import NOW, Detection, ev, light_world, world
 
 
 def by(plan, action):
@@ -86,15 +86,6 @@ def test_a_practitioner_on_a_new_network_is_restricted_on_smtp_auth_only():
     assert row["services"] == ["smtp", "submission"]
     own = {"198.51.100.0/24", "AS64600", "192.0.2.0/24", "AS64700"}
     assert set(row["allowed_networks"]) == own | {"AS64601"}
-
-
-def light_world(practitioner=False):
-    rows = [
-        ev("198.51.100.9", "u0", "success", asn=64600, practitioner=practitioner),
-        ev("192.0.2.20", "v0", "success", asn=64601),
-        ev("203.0.113.5", "u0", service="smtp", practitioner=practitioner),
-    ]
-    return rows, [{C.SOURCE_IP: "203.0.113.5"}]
 
 
 def test_light_restriction_smtp_from_own_networks_only_when_configured():
