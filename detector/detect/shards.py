@@ -134,6 +134,14 @@ def shard_of(n: int) -> pl.Expr:
     return (local.hash(seed=0) % n).cast(pl.UInt32).alias(SHARD)
 
 
+def split_rows(frame: pl.DataFrame, key: pl.Expr | pl.Series, n: int) -> list[pl.DataFrame]:
+    """``frame``'s rows in ``n`` parts by ``key`` (its part, 0 to ``n - 1``), each part's rows in
+    their order, every part present (empty where no row has its key)."""
+    parts = frame.with_columns(key.alias(SHARD)).partition_by(SHARD, as_dict=True, include_key=False)
+    empty = frame.clear()
+    return [parts.pop((k,), empty) for k in range(n)]
+
+
 def _global_columns(have: list[str]) -> list[str]:
     want = [*SORT_KEYS, *windows.SOURCE_TABLE_COLUMNS, *TRAITS, C.BYTES_OUT, C.TIMESTAMP]
     return [c for c in dict.fromkeys(want) if c in have and not c.startswith("_")]
@@ -364,12 +372,11 @@ def partition(
         frame = frame.hstack(order.get_columns())
         event_shards = _event_shards(order, n)
         del order
-        parts = frame.partition_by(SHARD, as_dict=True, include_key=False)
-        empty = frame.drop(SHARD).clear()
+        parts = split_rows(frame.drop(SHARD), frame.get_column(SHARD), n)
         del frame
         shards = ShardFrames(work_dir, "enriched", n, in_memory=True)
-        for k in range(n):
-            shards.put(k, parts.pop((k,), empty))
+        for k, part in enumerate(parts):
+            shards.put(k, part)
         shards.networks, shards.event_shards = networks, event_shards
         return shards, tables
     enriched = work_dir / "enriched.parquet"
@@ -377,9 +384,8 @@ def partition(
     workers = (workers or in_process()).start(n)
     blocks = [(a, min(SPLIT_ROWS, n_events - a)) for a in range(0, n_events, SPLIT_ROWS)]
     ctx = SplitContext(enriched, work_dir, n)
-    if (
-        workers.parallel
-    ):  # the split per block of rows runs in the workers while this process numbers the events
+    if workers.parallel:
+        # the split per block of rows runs in the workers while this process numbers the events
         with ThreadPoolExecutor(1, thread_name_prefix="split") as pool:
             splitting = pool.submit(lambda: list(workers.map(split_task, blocks, ctx)))
             try:
@@ -425,13 +431,12 @@ def split_task(block: tuple[int, int], ctx: SplitContext) -> list[Path]:
     shard's, empty or not)."""
     first, height = block
     frame = pl.scan_parquet(ctx.enriched).slice(first, height).collect()
-    parts = frame.with_columns(shard_of(ctx.shards)).partition_by(SHARD, as_dict=True, include_key=False)
-    empty = frame.clear()
+    parts = split_rows(frame, shard_of(ctx.shards), ctx.shards)
     del frame
     out = []
-    for k in range(ctx.shards):
+    for k, part in enumerate(parts):
         path = ctx.work_dir / f"enriched-{k}-{first}.parquet"
-        parts.pop((k,), empty).write_parquet(path, compression="lz4")
+        part.write_parquet(path, compression="lz4")
         out.append(path)
     return out
 
@@ -469,9 +474,7 @@ def split_by_event(rows: pl.DataFrame, event_shards: np.ndarray, n: int) -> list
     if n == 1:
         return [rows]
     shard = pl.Series(SHARD, event_shards[rows.get_column(C.EVENT_ID).to_numpy()], dtype=pl.UInt32)
-    parts = rows.with_columns(shard).partition_by(SHARD, as_dict=True, include_key=False)
-    empty = rows.clear()
-    return [parts.get((k,), empty) for k in range(n)]
+    return split_rows(rows, shard, n)
 
 
 def _run(frame: pl.DataFrame, configured: dict[str, Configured]) -> list[pl.DataFrame]:
@@ -630,12 +633,7 @@ def split_sources(logins: pl.DataFrame, ctx: DetectContext) -> list[pl.DataFrame
     n = ctx.source_shards
     if n == 1:
         return [logins]
-    networks = _need(ctx.networks, "source networks")
-    parts = logins.with_columns(source_shard_of(logins, networks, n)).partition_by(
-        SHARD, as_dict=True, include_key=False
-    )
-    empty = logins.clear()
-    return [parts.get((j,), empty) for j in range(n)]
+    return split_rows(logins, source_shard_of(logins, _need(ctx.networks, "source networks"), n), n)
 
 
 def features_task(item: tuple[Shard, Path | None], ctx: DetectContext) -> tuple[Shard, list[Shard]]:
