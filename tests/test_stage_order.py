@@ -22,6 +22,7 @@ COMMON = {
     "logging_setup": "log lines and step timings",
     "labels": "ground-truth labels of simulated or analyst-confirmed events",
     "simulate": "the synthetic world that training and tests run on",
+    "parts": "rows split into parts by a hash of a key (shards, source buckets, group-by parts)",
 }
 """The common layer: any stage may import it, and it imports no stage."""
 SHARED = {

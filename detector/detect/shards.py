@@ -77,6 +77,7 @@ from detector.features import (
 )
 from detector.features import expressions as x
 from detector.features.baseline import TRAITS
+from detector.parts import PART, hash_part, split_rows
 from detector.schema import C
 from detector.workers import Workers, in_process
 
@@ -90,7 +91,7 @@ each part holds its own distinct (bucket, account, source) pairs, about half its
 BATCH_ROWS = 8 * 1024
 """Rows per row group of a detection shard and per batch when shards are merged back in order."""
 
-SHARD = "_shard"
+SHARD = PART
 ROW = "_row"
 
 SOURCE_SCOPE_COLUMNS: tuple[str, ...] = tuple(
@@ -131,15 +132,7 @@ def shard_of(n: int) -> pl.Expr:
     without an account share one shard.
     """
     local = pl.col(C.ACCOUNT).str.split("@").list.first()
-    return (local.hash(seed=0) % n).cast(pl.UInt32).alias(SHARD)
-
-
-def split_rows(frame: pl.DataFrame, key: pl.Expr | pl.Series, n: int) -> list[pl.DataFrame]:
-    """``frame``'s rows in ``n`` parts by ``key`` (its part, 0 to ``n - 1``), each part's rows in
-    their order, every part present (empty where no row has its key)."""
-    parts = frame.with_columns(key.alias(SHARD)).partition_by(SHARD, as_dict=True, include_key=False)
-    empty = frame.clear()
-    return [parts.pop((k,), empty) for k in range(n)]
+    return hash_part(local, n).alias(SHARD)
 
 
 def _global_columns(have: list[str]) -> list[str]:
@@ -339,11 +332,11 @@ def source_networks(events: pl.LazyFrame) -> pl.DataFrame:
 
 def source_shard_of(logins: pl.DataFrame, networks: pl.DataFrame, n: int) -> pl.Series:
     """The source shard of each login event: a hash of its network modulo ``n`` (events without
-    an address: shard 0)."""
+    an address share one shard)."""
     network = (
         logins.select(_node()).join(networks, on=NODE, how="left", maintain_order="left").get_column(NETWORK)
     )
-    return (network.hash(seed=0) % n).fill_null(0).cast(pl.UInt32).alias(SHARD)
+    return hash_part(network, n).alias(SHARD)
 
 
 def partition(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.enrich.geoip import classify
+from detector.parts import key_part
 from detector.schema import UTC_US, Action, C, Outcome, check
 
 SCOPE = "scope"
@@ -33,12 +34,6 @@ def is_successful_login() -> pl.Expr:
         & pl.col(C.ACCOUNT).is_not_null()
         & pl.col(C.SOURCE_IP).is_not_null()
     )
-
-
-def key_part(column: str, parts: int, j: int) -> pl.Expr:
-    """Rows whose ``column`` hashes to part ``j`` of ``parts`` (nulls: part 0): every group keyed
-    by ``column`` (alone or with other columns) falls whole into one part."""
-    return (pl.col(column).hash(seed=0) % parts).fill_null(0) == j
 
 
 PART_EVENTS = 1_000_000

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import polars as pl
 
 from detector.config import FeaturesConfig
-from detector.enrich.shared import key_part
 from detector.features import expressions, windows
 from detector.features.baseline import (
     TRAITS,
@@ -24,6 +23,7 @@ from detector.features.baseline import (
     update_history,
 )
 from detector.features.windows import BUCKET, SORT_KEYS
+from detector.parts import key_part
 from detector.schema import C
 
 HIT_DETECTORS: tuple[str, ...] = (

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from detector.config import Config
+from detector.parts import hash_part, parquet_rows, split_rows
 from detector.recommend import nets
 from detector.schema import UTC_US, Action, C, Outcome
 from detector.workers import Workers, in_process
@@ -691,14 +691,12 @@ def logins_task(item: tuple[Path, Path], ctx: ReplayContext) -> list[Path]:
                 for n, t in _NEEDED.items()
             ],
         )
-        .with_columns((pl.col(C.SOURCE_IP).hash(seed=0) % ctx.buckets).fill_null(0).alias("_bucket"))
         .collect()
     )
-    parts = logins.partition_by("_bucket", as_dict=True, include_key=False)
     out = []
-    for j in range(ctx.buckets):
+    for j, part in enumerate(split_rows(logins, hash_part(pl.col(C.SOURCE_IP), ctx.buckets), ctx.buckets)):
         path = prefix.with_name(f"{prefix.name}-{j}.parquet")
-        parts.get((j,), logins.drop("_bucket").clear()).write_parquet(path, compression="lz4")
+        part.write_parquet(path, compression="lz4")
         out.append(path)
     return out
 
@@ -723,7 +721,7 @@ def replay_shards(
     follows the logins and the workers, never the result.
     """
     workers = workers or in_process()
-    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    rows = parquet_rows(shards)
     buckets = max(workers.n if workers.parallel else 1, -(-rows // SOURCE_BUCKET_LOGINS))
     ctx = ReplayContext(plan, cfg, buckets)
     items = [(s, s.with_name(f"replay-{k}")) for k, s in enumerate(shards)]

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import Config
+from detector.parts import key_part
 from detector.schema import SOURCE_SCHEMA, C, Verdict
 from detector.score import aggregates as agg
 from detector.score.io import Model
@@ -42,8 +43,7 @@ def by_source(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> list[pl.Lazy
     lf = events.lazy()
     if buckets <= 1:
         return [lf]
-    bucket = (pl.col(C.SOURCE_IP).hash(seed=0) % buckets).fill_null(0)  # events without one: the first
-    return [lf.filter(bucket == j) for j in range(buckets)]
+    return [lf.filter(key_part(C.SOURCE_IP, buckets, j)) for j in range(buckets)]
 
 
 SOURCE_INPUTS: tuple[str, ...] = (

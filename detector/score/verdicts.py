@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from detector.config import Config
 from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batches
+from detector.parts import parquet_rows
 from detector.schema import C
 from detector.schema import Verdict as Verdict
 from detector.score import aggregates as agg
@@ -425,7 +425,7 @@ def score_shards(
     scored = _scored_scans(pairs)
     every = pl.concat(scored)
     # the per-source tables one source bucket at a time: each holds a bucket's groups
-    buckets = source_buckets(sum(pq.ParquetFile(d).metadata.num_rows for d, _ in pairs))
+    buckets = source_buckets(parquet_rows(d for d, _ in pairs))
     sources = source_table(every, model, cfg, names, combine=combine, buckets=buckets)
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
