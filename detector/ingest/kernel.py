@@ -30,6 +30,8 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -277,10 +279,33 @@ def _scan_fn():
 
                     config.reload_config()
             _from_seed(Path(os.environ[CACHE_ENV]))
-            from detector.ingest import _kernel_impl
+            with _without_blas():
+                from detector.ingest import _kernel_impl
 
             fn = _COMPILED["scan"] = _kernel_impl.scan
         return fn
+
+
+BLAS = "scipy.linalg.cython_blas"
+
+
+@contextmanager
+def _without_blas() -> Iterator[None]:
+    """Load numba without SciPy's BLAS: numba probes it while loading its array functions
+    (``numba.np.arraymath``), importing ``scipy.linalg`` for about 0.15 s of CPU per process,
+    though the kernel does no linear algebra. Marking the module absent makes the probe fail
+    (numba then lacks ``np.dot`` and friends, which the kernel never uses); the mark is removed
+    afterwards, so a later ``import scipy.linalg`` (scikit-learn in ``detector run``) works. Where
+    SciPy's BLAS is already loaded, nothing is saved and nothing is marked."""
+    if BLAS in sys.modules:
+        yield
+        return
+    sys.modules[BLAS] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if BLAS in sys.modules and sys.modules[BLAS] is None:
+            del sys.modules[BLAS]
 
 
 def enabled(mode: str, year: int | None) -> bool:
