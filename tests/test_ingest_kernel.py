@@ -640,3 +640,20 @@ def test_service_user_with_a_read_only_installation():
         assert all(f.stat().st_uid == 65534 for f in Path(where).rglob("*"))
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_loading_the_kernel_leaves_scipy_linalg_alone():
+    """numba's BLAS probe is skipped while the kernel loads (0.15 s of CPU per process), and
+    ``scipy.linalg`` still imports afterwards (scikit-learn needs it in the same process)."""
+    probe = (
+        "import sys\n"
+        "from detector.ingest import kernel\n"
+        "kernel.warm()\n"
+        "print('scipy.linalg' in sys.modules, kernel.BLAS in sys.modules)\n"
+        "import scipy.linalg.cython_blas\n"
+        "print(scipy.linalg.cython_blas.__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert done.stdout.split() == ["False", "False", kernel.BLAS]

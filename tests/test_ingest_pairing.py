@@ -168,3 +168,54 @@ def test_partitions_split_first_or_read_in_place_pair_the_same(tmp_path):
     assert len(one) > 100
     for parts in (3, SPLIT_FROM - 1, SPLIT_FROM, 37):
         assert _fills(tmp_path, events, parts).equals(one), parts
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.integers(1, 4)),
+        max_size=8,
+    )
+)
+def test_a_batch_skips_its_sort_only_where_sorting_changes_nothing(rows):
+    """The writer sorts each batch by (time, line) unless it is already in that order."""
+    from detector.ingest import _in_order
+    from detector.schema import C
+
+    df = pl.DataFrame(
+        {
+            C.TIMESTAMP: [
+                None if t is None else datetime(2026, 11, 23, 0, 0, t, tzinfo=UTC) for t, _ in rows
+            ],
+            C.LINE_NUMBER: [n for _, n in rows],
+            "i": list(range(len(rows))),
+        },
+        schema_overrides={C.TIMESTAMP: pl.Datetime("us", "UTC"), C.LINE_NUMBER: pl.Int64},
+    )
+    if _in_order(df):
+        assert df.sort(C.TIMESTAMP, C.LINE_NUMBER, maintain_order=True, nulls_last=True).equals(df)
+
+
+@pytest.mark.parametrize(
+    ("times", "lines", "ordered"),
+    [
+        ([1, 2, 3], [1, 2, 3], True),
+        ([1, 1, 2], [1, 2, 3], True),
+        ([1, 1, 2], [2, 1, 3], False),
+        ([2, 1], [1, 2], False),
+        ([1, None], [1, 2], False),
+        ([], [], True),
+    ],
+)
+def test_in_order(times, lines, ordered):
+    from detector.ingest import _in_order
+    from detector.schema import C
+
+    df = pl.DataFrame(
+        {
+            C.TIMESTAMP: [None if t is None else datetime(2026, 11, 23, 0, 0, t, tzinfo=UTC) for t in times],
+            C.LINE_NUMBER: lines,
+        },
+        schema_overrides={C.TIMESTAMP: pl.Datetime("us", "UTC"), C.LINE_NUMBER: pl.Int64},
+    )
+    assert _in_order(df) is ordered

@@ -56,17 +56,12 @@ def correlate(rows: pl.DataFrame) -> pl.DataFrame:
     # stay where they are (no split into candidates and others, no concatenation of wide frames)
     if not rows[RID].is_sorted():
         rows = rows.sort(RID)
+    present = set(rows[STAGE].unique().to_list())
     cand = rows.with_columns(_h=pl.col(C.HOST).fill_null(""))
-    for step in (
-        _dovecot_pam,
-        _dovecot_proxy,
-        _dovecot_pairs,
-        _exim_drops,
-        _postfix_sessions,
-        _postfix_dovecot_sasl,
-        _postfix_sends,
-    ):
-        cand = step(cand)
+    for step, needs in STEPS:
+        # a step whose stages are absent changes nothing: its searches of the batch are skipped
+        if all(present.intersection(any_of) for any_of in needs):
+            cand = step(cand)
     return cand.drop("_h")
 
 
@@ -421,3 +416,15 @@ def _postfix_sends(cand: pl.DataFrame) -> pl.DataFrame:
     )
     repeats = q.filter(~pl.col("_first")).select(RID, pl.repeat("noise:qmgr_repeat", pl.len()).alias(KIND))
     return _apply(_apply(cand, upd), repeats)
+
+
+STEPS = (
+    (_dovecot_pam, ({"dv_pam"}, {"dv_auth"})),
+    (_dovecot_proxy, ({"dv_proxy_fail"}, {"dv_login_fail"})),
+    (_dovecot_pairs, ({"dv_auth", "dv_pam"}, {"dv_login_fail"})),
+    (_exim_drops, ({DROP_STAGE}, {PROTO_STAGE, SASL_FAIL_STAGE})),
+    (_postfix_sessions, ({"pf_after_auth", "pf_disconnect"},)),
+    (_postfix_dovecot_sasl, ({"pf_sasl_fail"}, {"dv_auth"})),
+    (_postfix_sends, ({"pf_qmgr"},)),
+)
+"""The steps in order, each with the stages it needs: at least one of each set in the batch."""
