@@ -17,6 +17,7 @@ from collections import Counter, deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from detector.errors import ConfigError, InputError, did_you_mean
 from detector.ingest import correlate as corr
 from detector.ingest import kernel, registry
 from detector.ingest.copies import drop_copies, unique_contents
-from detector.ingest.envelope import ENVELOPE_OK, parse_envelope
+from detector.ingest.envelope import ENVELOPE_OK, advance_year, parse_envelope
 from detector.ingest.fields import OUTPUT_SCHEMA
 from detector.ingest.logouts import STAGED, LogoutPairing
 from detector.ingest.registry import ENVELOPE_SCHEMA, KIND
@@ -245,7 +246,8 @@ def ingest(
 
     With ``workers`` > 1 the batches of a large input are parsed in that many worker processes;
     correlation and writing stay in this one, in batch order, so the result is the same whatever
-    the number. 0 (``[engine] workers``' default, "the cores available") parses in this process:
+    the number (with a fixed ``year`` too: the reader hands each batch the New Year state it
+    starts from, :func:`envelope.advance_year`). 0 (``[engine] workers``' default, "the cores available") parses in this process:
     on 2 cores two parse workers were slower and larger than one process (2M IMAP-profile lines:
     10.3 s and 1,449 MiB against 6.8 s and 892 MiB), so only an explicit count starts them."""
     started = time.perf_counter()
@@ -261,7 +263,7 @@ def ingest(
     n = workers or 1
     big = run.text_bytes is None or run.text_bytes >= PROCESS_MIN_BYTES
     try:
-        if n > 1 and big and cfg.year is None:
+        if n > 1 and big:
             run.parse_workers = n
             with _processes(n) as run.processes:
                 return _ingest(files, warnings, run, started)
@@ -397,8 +399,7 @@ ENGINE = "in-memory"
 """Engine of the per-batch collects: the same speed as the streaming engine on a batch, and 10-20 ms
 less set-up per collect (a third of the fixed cost of a batch)."""
 PARSE_WORKERS = 2
-"""Batches parsed at once (polars releases the GIL). A fixed ``year`` carries the New Year
-crossing from one batch to the next, so then batches are parsed one after the other."""
+"""Batches parsed at once (polars and the kernel release the GIL)."""
 AHEAD = 1
 """Batches read and queued beyond those being parsed."""
 
@@ -418,14 +419,18 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
     correlates and writes batch k meanwhile (pyarrow's writer releases it too).
     Parsing has no side effect on the run: its quarantine, noise and row ids are applied by the
     settling thread in batch order, one batch after the other, so results do not depend on the
-    overlap."""
-    state: dict = {}
+    overlap. With a fixed year the reader moves the New Year state past each batch before it is
+    parsed (:func:`envelope.advance_year`), and a batch that crosses no New Year (nor follows a
+    crossing) goes through the kernel with its limit at the end of that year, which reads every
+    stamp in it; the others go through the envelope with the state they start from."""
+    years: dict = {}
+    year_end = _year_end(run.cfg.year, run.cfg.timezone) if run.cfg.year is not None else None
     carry: list[pl.DataFrame | None] = [None]
 
     def settle(parsed: Future) -> None:
         carry[0] = _settle(_applied(run, *parsed.result()), carry[0], run, final=False)
 
-    workers = 1 if run.cfg.year is not None else PARSE_WORKERS
+    workers = PARSE_WORKERS
     threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-parse")
     pool: Executor = threads
     if run.processes is not None:
@@ -439,10 +444,14 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
             if fast is None:
-                fast = kernel.wanted(run.cfg.kernel, run.cfg.year, batch, run.text_bytes)
-            waiting.append(
-                settling.submit(settle, pool.submit(_parse_batch, batch, inp, run.cfg, state, fast=fast))
-            )
+                fast = kernel.wanted(run.cfg.kernel, None, batch, run.text_bytes)
+            state: dict = {}
+            steady = True
+            if year_end is not None:
+                long = batch[C.RAW].str.len_bytes() > run.cfg.max_line_bytes
+                state, steady = advance_year(batch[C.RAW].filter(~long), years)
+            parse = partial(_parse_batch, fast=fast and steady, limit=year_end)
+            waiting.append(settling.submit(settle, pool.submit(parse, batch, inp, run.cfg, state)))
             del batch
             if len(waiting) > workers + AHEAD:
                 waiting.popleft().result()
@@ -485,9 +494,26 @@ def _applied(run: _Run, parsed: pl.DataFrame, fx: _Effects) -> pl.DataFrame:
     return parsed
 
 
+def _year_end(year: int, timezone: str) -> datetime:
+    """The kernel's reference for a fixed ``year``: its limit (a day later) is the year's last
+    second, so every RFC 3164 stamp reads as in ``year``."""
+    import zoneinfo
+
+    return datetime(year, 12, 30, 23, 59, 59, tzinfo=zoneinfo.ZoneInfo(timezone))
+
+
 def _parse_batch(
-    batch: pl.DataFrame, inp: InputFile, cfg: IngestConfig, state: dict, *, fast: bool = False
+    batch: pl.DataFrame,
+    inp: InputFile,
+    cfg: IngestConfig,
+    state: dict,
+    *,
+    fast: bool = False,
+    limit: datetime | None = None,
 ) -> tuple[pl.DataFrame, _Effects]:
+    """One batch's events and effects. ``state``: the fixed year's state it starts from (see
+    :func:`envelope.advance_year`; the batch's own copy); ``limit``: the kernel's reference with a
+    fixed year (else the file's modification time)."""
     fx = _Effects()
     long = pl.col(C.RAW).str.len_bytes() > cfg.max_line_bytes
     too_long = batch.filter(long)
@@ -497,7 +523,8 @@ def _parse_batch(
     taken = None
     if fast and not batch.is_empty():
         # the compiled fast path takes the lines it fully recognises; the rest go on below
-        taken, batch = kernel.split(batch, timezone=cfg.timezone, reference=inp.mtime, private=PRIVATE)
+        reference = inp.mtime if limit is None else limit
+        taken, batch = kernel.split(batch, timezone=cfg.timezone, reference=reference, private=PRIVATE)
         fx.noise.update(taken.noise)
         fx.claimed += taken.lines
         if batch.is_empty():

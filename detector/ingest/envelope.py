@@ -133,7 +133,7 @@ def parse_envelope(
     """
     raw = pl.col(C.RAW)
     fmt = (
-        pl.when(raw.str.contains(r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "))
+        pl.when(raw.str.contains(BSD_SHAPE))
         .then(pl.lit(1, pl.Int8))
         .when(raw.str.contains(r"^\d{4}-\d\d-\d\dT[^ ,]* "))
         .then(pl.lit(2, pl.Int8))
@@ -379,6 +379,51 @@ def _bsd_years(
     return lf.with_columns(_ts_bsd=_bsd_years_expr(lf, mon, day, clock, year, reference, timezone, state))
 
 
+BSD_SHAPE = r"^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "
+"""An RFC 3164 stamp at the start of a line (the envelope's fast format 1)."""
+
+
+def _month(mon: pl.Expr) -> pl.Expr:
+    return mon.replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
+
+
+def _wraps(month: pl.Expr, prev_month: int | None) -> pl.Expr:
+    """1 where a month drops by more than six from the previous stamp's (a New Year crossing)."""
+    prev = month.forward_fill().shift(1)
+    if prev_month is not None:
+        prev = prev.fill_null(prev_month)
+    return (prev - month > 6).fill_null(False).cast(pl.Int32)
+
+
+def advance_year(raw: pl.Series, state: dict) -> tuple[dict, bool]:
+    """With a fixed ``year``: the ``year_state`` a batch of lines ``raw`` starts from (a copy), and
+    whether the batch is *steady* (no crossing before it and its months never decrease, so every
+    RFC 3164 stamp of it, and of any subset of its lines, is in the fixed year itself). ``state``
+    is moved past the batch, exactly as :func:`parse_envelope` moves it.
+
+    Read before the batch is parsed, so that batches can be parsed in any order or at once: the
+    state is all one batch hands on to the next."""
+    before = dict(state)
+    line = pl.col(C.RAW)
+    months = (
+        pl.DataFrame({C.RAW: raw})
+        .select(pl.when(line.str.contains(BSD_SHAPE)).then(_month(line.str.head(3))).alias("m"))
+        .drop_nulls()
+    )
+    if months.is_empty():
+        return before, not before.get("crossed", 0)
+    prev = before.get("month")
+    m = pl.col("m")
+    wraps, last, rises = months.select(
+        _wraps(m, prev).sum().alias("wraps"),
+        m.last().alias("last"),
+        ((m.diff().fill_null(0) >= 0).all() & (m.first() >= (prev or 0))).alias("rises"),
+    ).row(0)
+    state["month"] = last
+    state["crossed"] = before.get("crossed", 0) + int(wraps)
+    return before, not before.get("crossed", 0) and bool(rises)
+
+
 def _bsd_years_expr(
     lf: pl.LazyFrame,
     mon: pl.Expr,
@@ -393,12 +438,8 @@ def _bsd_years_expr(
     stamp to the next is a New Year crossing; ``state`` carries the last month and the crossings
     seen to the next batch (read from ``lf``)."""
     if year is not None:
-        month = mon.replace_strict(MONTHS, default=None, return_dtype=pl.Int32)
-        prev_month = (state or {}).get("month")
-        prev = month.forward_fill().shift(1)
-        if prev_month is not None:
-            prev = prev.fill_null(prev_month)
-        wrap = (prev - month > 6).fill_null(False).cast(pl.Int32)
+        month = _month(mon)
+        wrap = _wraps(month, (state or {}).get("month"))
         start = (state or {}).get("crossed", 0)
         years = pl.lit(year + start, dtype=pl.Int32) + wrap.cum_sum()
         if state is not None:
