@@ -13,7 +13,7 @@ decisions run on the small combined tables.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,22 +159,34 @@ def home_lines_task(shard: Path, args: tuple[tuple[str, ...], float]) -> set[str
     return home_lines_step(pl.scan_parquet(shard), *args)
 
 
-def combine(parts: Sequence[PlanLogins]) -> PlanLogins:
-    """The tables of the parts' logins together, as :func:`logins_step` gives them for all."""
+def combine(parts: Iterable[PlanLogins]) -> PlanLogins:
+    """The tables of the parts' logins together, as :func:`logins_step` gives them for all.
 
-    def cat(name: str) -> pl.DataFrame:
-        return pl.concat([getattr(p, name) for p in parts])
+    ``parts`` is consumed (pass the workers' results as they come, not a list kept elsewhere): each
+    table is combined in turn and its parts released before the next, so the night's tables are
+    held about once, not as parts and as combined tables at the same time.
+    """
+    pending: dict[str, list[pl.DataFrame]] = {name: [] for name in _COMBINED}
+    for part in parts:
+        for name, frames in pending.items():
+            frames.append(getattr(part, name))
+        del part
+    del parts
+    return PlanLogins(**{name: finish(pl.concat(pending.pop(name))) for name, finish in _COMBINED.items()})
 
-    return PlanLogins(
-        from_attackers=cat("from_attackers").sort(_EVENT, maintain_order=True).drop(_EVENT),
-        legit=cat("legit").unique().sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True),
-        addresses=cat("addresses").unique(),
-        anonymous_asns=cat("anonymous_asns").unique().sort(C.ASN),
-        practitioners=cat("practitioners").unique(),
-        taken=cat("taken").unique(),
-        failed=cat("failed").unique(),
-        succeeded=cat("succeeded").unique(),
-    )
+
+_COMBINED: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
+    "from_attackers": lambda f: f.sort(_EVENT, maintain_order=True).drop(_EVENT),
+    "legit": lambda f: f.unique().sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True),
+    "addresses": lambda f: f.unique(),
+    "anonymous_asns": lambda f: f.unique().sort(C.ASN),
+    "practitioners": lambda f: f.unique(),
+    "taken": lambda f: f.unique(),
+    "failed": lambda f: f.unique(),
+    "succeeded": lambda f: f.unique(),
+}
+"""How :func:`combine` makes each table of the parts' concatenation what the whole night gives
+(largest first: its parts are released first)."""
 
 
 __all__ = [

@@ -175,12 +175,11 @@ def recommend(
         cfg.scoring.account_compromised,
     )
     # the plan's tables of logins, per account shard in the workers when the night is held per shard
+    # combined as the parts come (not listed first): each table's parts are released once combined
     if shards:
-        parts = list((workers or in_process()).map(logins_task, shards, ctx))
+        tables = combine((workers or in_process()).map(logins_task, shards, ctx))
     else:
-        parts = [logins_step(scores.events.lazy(), ctx)]
-    tables = combine(parts)
-    del parts
+        tables = combine([logins_step(scores.events.lazy(), ctx)])
     practitioners = tables.practitioners.get_column(C.ACCOUNT)
     accounts = accounts.with_columns(
         (pl.col(C.IS_PRACTITIONER).fill_null(False) | pl.col(C.ACCOUNT).is_in(practitioners.implode())).alias(
