@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import resource
@@ -19,6 +20,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -431,6 +433,20 @@ class _Events:
     shards: tuple[Path, ...] = ()
     """The scored events per account shard (``scored-<k>.parquet``, each sorted by ``event_id``,
     real account names), which the later steps' per-shard tasks read; empty: not scored per shard."""
+    written: Future[int] | None = None
+    """``events.parquet`` being encoded in a thread (with worker processes): :meth:`wait` before
+    reading ``events``."""
+
+    def wait(self, night: _Night) -> None:
+        """Wait for ``events.parquet``; a failure there fails the run in step ``events``."""
+        if self.written is None:
+            return
+        try:
+            rows = self.written.result()
+        except BaseException:
+            night.step.current = "events"
+            raise
+        assert rows == self.count, (rows, self.count)
 
 
 @dataclass(frozen=True)
@@ -458,6 +474,7 @@ def _run(paths: Sequence[str | Path], opts: RunOptions, night: _Night) -> RunRes
         planned = _recommend(scored, history, inputs, opts, night, workers)
         state = prior.state
         comparison, replay_kind = _replay(state, scored, planned.plan, inputs, opts, night, workers)
+        scored.wait(night)  # before the workers it may use close
     tables, summary, attention = _reports(
         scored, planned, ingested, state, comparison, replay_kind, opts, night
     )
@@ -646,15 +663,29 @@ def _write_events(
         meta[contract.Meta.WINDOW_END] = end.isoformat() if end else None
         events_meta = {**meta, contract.Meta.REPORT: "events.parquet"}
         raw_events = staging / ("work/events.parquet" if pseudo else "events.parquet")
-        n_events = write_batches(batches, events_schema, raw_events, events_meta, EVENT_ROW_GROUP)
+        encode = functools.partial(
+            _encode_events,
+            batches,
+            events_schema,
+            raw_events,
+            events_meta,
+            pseudo,
+            staging / "events.parquet",
+        )
+        written: Future[int] | None = None
+        if shards and workers is not None and workers.parallel:
+            # encoded in a thread while the plan's and the replay's tasks run (they read the
+            # scored shards, not events.parquet); the later steps wait for it (_Events.wait)
+            writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer")
+            written = writer.submit(encode)
+            writer.shutdown(wait=False)  # the thread ends with its one task
+            n_events = sum(s.rows for s in shards)
+        else:
+            n_events = encode()
         for detection, risk in scores.shards:  # the scored shards hold what the later steps read
             detection.unlink(missing_ok=True)
             risk.unlink(missing_ok=True)
         events = pl.scan_parquet(raw_events)
-        if pseudo:
-            write_parquet(
-                events.with_columns(pseudo.column(C.ACCOUNT)), staging / "events.parquet", events_meta
-            )
     # the later steps read the scored events from disk, not the in-memory frames of detection and
     # scoring (every event, about 100 columns)
     return _Events(
@@ -666,7 +697,24 @@ def _write_events(
         detection=dataclasses.replace(analysis.detection, events=events, shards=()),
         pseudo=pseudo,
         shards=tuple(s.path for s in shards),
+        written=written,
     )
+
+
+def _encode_events(
+    batches: Iterator[pl.DataFrame],
+    events_schema: pl.Schema,
+    raw_events: Path,
+    meta: dict[str, Any],
+    pseudo: Any,
+    published: Path,
+) -> int:
+    """``events.parquet`` from the scored events in event order (and its pseudonymized copy)."""
+    n_events = write_batches(batches, events_schema, raw_events, meta, EVENT_ROW_GROUP)
+    if pseudo:
+        events = pl.scan_parquet(raw_events)
+        write_parquet(events.with_columns(pseudo.column(C.ACCOUNT)), published, meta)
+    return n_events
 
 
 def _recommend(
@@ -725,6 +773,7 @@ def _replay(
         elif scored.shards and inputs.labels is None:
             comparison = replay_shards(replayed, scored.shards, opts.cfg, workers)
         else:
+            scored.wait(night)
             comparison = replay(replayed, scored.events, inputs.labels, opts.cfg)
     return comparison, kind
 

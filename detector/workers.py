@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import resource
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -86,6 +87,7 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 _task_cpu = [0.0]
+_task_cpu_lock = threading.Lock()
 
 
 def task_cpu_seconds() -> float:
@@ -176,6 +178,8 @@ class Workers:
         self._pool: ProcessPoolExecutor | None = None
         self._parts: dict[int, tuple[Path, Any]] = {}
         self._active: list[set[int]] = []
+        self._lock = threading.Lock()
+        """Maps may run from two threads at once (events.parquet's ranges beside the plan's tasks)."""
 
     def __enter__(self) -> Workers:
         return self
@@ -241,11 +245,13 @@ class Workers:
             for item in items:
                 start = time.process_time()
                 result = fn(item, ctx)
-                _task_cpu[0] += time.process_time() - start
+                with _task_cpu_lock:
+                    _task_cpu[0] += time.process_time() - start
                 yield result
             return
-        ref, parts = self._publish(ctx)
-        self._active.append(parts)
+        with self._lock:
+            ref, parts = self._publish(ctx)
+            self._active.append(parts)
         pending: deque[Future[tuple[R, float]]] = deque()
         try:
             for item in items:
@@ -259,7 +265,8 @@ class Workers:
                 future.cancel()
             with contextlib.suppress(FileNotFoundError):
                 Path(ref.path).unlink()
-            self._active.remove(parts)
+            with self._lock:
+                self._active.remove(parts)
 
     def _publish(self, ctx: Any) -> tuple[ContextFile, set[int]]:
         """``ctx`` pickled for the workers. The values of a dataclass context's fields (model,
@@ -298,7 +305,8 @@ class Workers:
 
 def _timed(future: Future[tuple[R, float]]) -> R:
     result, cpu = future.result()
-    _task_cpu[0] += cpu
+    with _task_cpu_lock:
+        _task_cpu[0] += cpu
     return result
 
 

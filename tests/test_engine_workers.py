@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
     import detector.detect.shards as sh
     import detector.report.events as report_events
     import detector.score.verdicts as sv
-    from detector import engine
+    from detector import engine, pipeline
     from detector.pipeline import run
 
     out = night["root"] / name
@@ -52,7 +53,15 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         seen.append((len(parts), parts.in_memory))
         return parts, tables
 
+    encode = pipeline._encode_events
+    encoders: list[str] = []
+
+    def encoded(*args: Any) -> int:
+        encoders.append(threading.current_thread().name)
+        return encode(*args)
+
     with monkeypatch.context() as m:
+        m.setattr(pipeline, "_encode_events", encoded)
         m.setattr(sh, "SHARD_EVENTS", math.ceil(500 / shards))  # the night has 400-500 events
         m.setattr(sh, "IN_MEMORY_EVENTS", 10**9 if in_memory else 0)
         m.setattr(sh, "SPLIT_ROWS", 97)  # the split in several blocks of rows
@@ -66,6 +75,8 @@ def _run(night: dict[str, Any], name: str, shards: int, workers: int, in_memory:
         )  # fmt: skip
     assert result.exit_code == 0
     assert seen == [(shards, in_memory)]
+    # with worker processes, events.parquet is encoded in a thread beside the plan's and the replay's tasks
+    assert [name.startswith("events-writer") for name in encoders] == [workers > 1]
     return out
 
 
@@ -205,3 +216,28 @@ def test_a_context_part_is_loaded_once_per_worker_while_the_maps_share_it(tmp_pa
         assert len(parts) == 1 and not parts[0].exists(), "a part no map names any more is removed"
     assert modes == {0o600}
     assert not list(tmp_path.glob("part-*")) and not list(tmp_path.glob("context-*")), "removed at close"
+
+
+def test_events_written_in_a_thread_fail_the_run_in_their_step(
+    night: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+):
+    import detector.detect.shards as sh
+    from detector import engine, pipeline
+    from detector.errors import RunFailed
+
+    def boom(*args: Any) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "_encode_events", boom)
+    monkeypatch.setattr(sh, "SHARD_EVENTS", 200)
+    monkeypatch.setattr(sh, "IN_MEMORY_EVENTS", 0)
+    monkeypatch.setattr(engine, "BYTES_PER_EVENT", 1)
+    out = night["root"] / "failed"
+    with pytest.raises(RunFailed) as e:
+        pipeline.run(
+            [night["log"]], out, practitioners=night["practitioners"], geoip_dir=night["geoip"],
+            cfg=Config().replace(engine={"workers": 2}),
+        )  # fmt: skip
+    assert e.value.step == "events"
+    assert "disk full" in str(e.value)
+    assert not [p for p in out.iterdir() if p.name != ".lock"], "nothing published"

@@ -48,6 +48,7 @@ def outcome(tmp: Path, paths: list[str], workers: int) -> tuple:
 @pytest.mark.slow
 def test_worker_processes_give_the_events_of_one(tmp_path, inputs, monkeypatch):
     monkeypatch.setattr(ingest_mod, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_mod, "PROCESS_MIN_CORES", 1)
     started = []
     real = ingest_mod._processes
     monkeypatch.setattr(ingest_mod, "_processes", lambda n: started.append(n) or real(n))
@@ -67,6 +68,35 @@ def test_small_inputs_stay_in_one_process(tmp_path, inputs, monkeypatch):
     monkeypatch.setattr(ingest_mod, "_processes", lambda n: started.append(n))
     ingest(inputs, IngestConfig(), tmp_path, workers=4)
     assert started == []
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(2, []), (8, [2])])
+def test_parse_workers_start_only_on_many_cores(tmp_path, inputs, monkeypatch, cores, expected):
+    """On 2 cores this process's threads parse beside the one that correlates and writes: parse
+    workers only added CPU there (PROCESS_MIN_CORES)."""
+    started = []
+    monkeypatch.setattr(ingest_mod, "PROCESS_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_mod, "available_cores", lambda: cores)
+    monkeypatch.setattr(ingest_mod, "_processes", lambda n: started.append(n) or _Inline())
+    ingest(inputs, IngestConfig(), tmp_path, workers=2)
+    assert started == expected
+
+
+class _Inline:
+    """An executor that runs each job at once (stands in for the worker processes)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
 
 
 def test_the_worker_count_is_not_part_of_the_configuration_digest():

@@ -247,9 +247,9 @@ def ingest(
     With ``workers`` > 1 the batches of a large input are parsed in that many worker processes;
     correlation and writing stay in this one, in batch order, so the result is the same whatever
     the number (with a fixed ``year`` too: the reader hands each batch the New Year state it
-    starts from, :func:`envelope.advance_year`). 0 (``[engine] workers``' default, "the cores available") parses in this process:
-    on 2 cores two parse workers were slower and larger than one process (2M IMAP-profile lines:
-    10.3 s and 1,449 MiB against 6.8 s and 892 MiB), so only an explicit count starts them."""
+    starts from, :func:`envelope.advance_year`). 0 (``[engine] workers``' default, "the cores
+    available") parses in this process, and so does any count on fewer than
+    :data:`PROCESS_MIN_CORES` cores (see there)."""
     started = time.perf_counter()
     _check_timezone(cfg.timezone)
     files, warnings = unique_contents(expand(list(paths)))
@@ -263,7 +263,7 @@ def ingest(
     n = workers or 1
     big = run.text_bytes is None or run.text_bytes >= PROCESS_MIN_BYTES
     try:
-        if n > 1 and big:
+        if n > 1 and big and available_cores() >= PROCESS_MIN_CORES:
             run.parse_workers = n
             with _processes(n) as run.processes:
                 return _ingest(files, warnings, run, started)
@@ -276,6 +276,18 @@ def ingest(
 PROCESS_MIN_BYTES = 64 * 1024 * 1024
 """Text input below which ``workers`` > 1 still parses in this process: starting a worker (Python,
 polars, the kernel) costs more than it saves."""
+
+
+PROCESS_MIN_CORES = 8
+"""Cores below which ``workers`` > 1 still parses in this process's threads. Parse workers take
+only the parsing (about a third of a line's CPU); reading, correlating, writing and the pairing stay
+in the job's process, which with two parse workers spent as much CPU as one process on its own
+(2M IMAP-profile lines, ``--year 2026``, load 15: job's process 7.1 CPU s + workers 7.2 against
+7.7 in one process): the batches' text out and their events back are pickled, and each worker
+loads polars and the kernel. This process's threads already parse two batches at once beside the
+thread that correlates and writes, so on 2 cores the workers only add CPU. The threshold was
+not measured (no machine with more cores): the workers can pay only where the parsing threads,
+not the job's serial part, are what waits."""
 
 
 def _processes(n: int) -> ProcessPoolExecutor:
