@@ -298,7 +298,9 @@ def _without_blas() -> Iterator[None]:
     though the kernel does no linear algebra. Marking the module absent makes the probe fail
     (numba then lacks ``np.dot`` and friends, which the kernel never uses); the mark is removed
     afterwards, so a later ``import scipy.linalg`` (scikit-learn in ``detector run``) works. Where
-    SciPy's BLAS is already loaded, nothing is saved and nothing is marked."""
+    SciPy's BLAS is already loaded, nothing is saved and nothing is marked. Another thread importing
+    ``scipy.linalg`` during the load (a few tenths of a second) would fail: none of ingestion's
+    threads does, and ``detector run`` imports scikit-learn only in the steps after ingestion."""
     if BLAS in sys.modules:
         yield
         return
