@@ -657,3 +657,79 @@ def test_loading_the_kernel_leaves_scipy_linalg_alone():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, check=True
     )
     assert done.stdout.split() == ["False", "False", kernel.BLAS]
+
+
+T = "Nov 23 03:14:16 mx1"
+FOREIGN_UNCLAIMED = [
+    f"{T} CRON[9333]: (root) CMD (command -v debian-sa1 > /dev/null && debian-sa1 1 1)",
+    f"{T} sshd[812]: Failed password for root from 203.0.113.7 port 22 ssh2",
+    f"{T} kernel: [12345.678] eth0: link up",
+    f"{T} prog[1]: ",
+    f"{T} prog[12: unclosed pid",
+    f"{T} a[b]c[d]: two brackets",
+    "2026-11-23T03:14:15.123456+01:00 mx1 CRON[1]: (root) CMD x",
+]
+FOREIGN_OTHERS = [
+    # a parser may claim them (program, message pre-test, Dovecot without its tag), or the
+    # envelope cuts them otherwise (level, no tag, a space or a bracket first, a bad date)
+    f"{T} exim[812]: login authenticator failed for (x) [203.0.113.7]: 535 Incorrect authentication data (set_id=alice)",
+    f"{T} myapp[1]: FAILED LOGIN for alice from 203.0.113.7",
+    f"{T} anything[1]: badlogin: [203.0.113.7] plain alice SASL(-13): authentication failure",
+    f"{T} imap-login: {LOGIN}",
+    f"{T} {AUTH}",
+    f"{T} foo: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=alice rhost=203.0.113.7",
+    f"{T} sm-mta[812]: x: AUTH failure (LOGIN): authentication failure (-13) SASL(-13), relay=[203.0.113.7]",
+    f"{T} nginx: 2026/11/23 03:14:16 [info] 8#8: *24785 client login failed: user=alice, client: 203.0.113.7",
+    f"{T} ,exchange: x",
+    f"{T} app: Info: something",
+    f"{T} app[1]: Warning: something",
+    f"{T} [812]: spaced",
+    f"{T} two words: msg",
+    f"{T} CRON[9333]:",
+    "Feb 30 03:14:16 mx1 CRON[1]: (root) CMD x",
+]
+
+
+@pytest.mark.parametrize("line", FOREIGN_UNCLAIMED + FOREIGN_OTHERS)
+def test_other_programs_lines_counted_as_the_parsers_do(tmp_path, line):
+    """The kernel counts another program's line as ``noise:unclaimed`` only where the polars
+    path would (same events, noise, quarantine and claimed lines)."""
+    _both(tmp_path, [str(write_log(tmp_path / "mail.log", [line, f"{S}: {LOGIN}"]))])
+
+
+def test_other_programs_lines_stay_in_the_kernel():
+    from detector.ingest import _may_claim
+
+    batch = pl.DataFrame(
+        {
+            C.SOURCE_FILE: "x",
+            C.LINE_NUMBER: range(1, 4 + len(FOREIGN_OTHERS)),
+            C.RAW: [*FOREIGN_UNCLAIMED[:3], *FOREIGN_OTHERS],
+        },
+        schema={C.SOURCE_FILE: pl.String, C.LINE_NUMBER: pl.Int64, C.RAW: pl.String},
+    )
+    taken, rest = kernel.split(batch, timezone="UTC", reference=MTIME, private=(), claimable=_may_claim())
+    assert taken.noise == {"noise:unclaimed": 3}
+    assert taken.lines == 0
+    assert rest[C.RAW].to_list() == FOREIGN_OTHERS
+
+
+FOREIGN_TEXT = st.lists(
+    st.sampled_from(
+        ["a", "Z", "[", "]", ":", ": ", " ", "1", "-", "(", "Info: ", "badlogin: ", "dovecot", ","]
+    ),
+    max_size=6,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tag=FOREIGN_TEXT, message=FOREIGN_TEXT)
+def test_any_other_program_counted_as_the_parsers_do(tag, message):
+    """Whatever the tag and message of another program's line, the kernel's count equals the parsers'."""
+    lines = [f"{T} {tag}: {message}", f"{T} {tag}[7]: {message}", f"{S}: {LOGIN}"]
+    (a, na, qa, ca), (b, nb, qb, cb) = _parsed(lines, False), _parsed(lines, True)
+    assert_frame_equal(a, b)
+    assert (na, ca) == (nb, cb)
+    assert sorted(str(r) for q in qa for r in q.to_dicts()) == sorted(
+        str(r) for q in qb for r in q.to_dicts()
+    )

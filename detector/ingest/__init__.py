@@ -536,7 +536,9 @@ def _parse_batch(
     if fast and not batch.is_empty():
         # the compiled fast path takes the lines it fully recognises; the rest go on below
         reference = inp.mtime if limit is None else limit
-        taken, batch = kernel.split(batch, timezone=cfg.timezone, reference=reference, private=PRIVATE)
+        taken, batch = kernel.split(
+            batch, timezone=cfg.timezone, reference=reference, private=PRIVATE, claimable=_may_claim()
+        )
         fx.noise.update(taken.noise)
         fx.claimed += taken.lines
         if batch.is_empty():
@@ -606,6 +608,18 @@ def _output_names(parser: registry.LineParser, out: pl.LazyFrame) -> frozenset[s
     if names is None:
         names = _OUTPUT_NAMES[parser.name] = frozenset(out.collect_schema().names())
     return names
+
+
+def _may_claim() -> pl.Expr:
+    """The lines some parser may claim, as this module dispatches them: a head parser's claims or
+    the others' pre-test (every line where one of them has none). The kernel counts the other
+    programs' lines that fail it as ``noise:unclaimed``, as :func:`_parse_batch` would."""
+    registered = registry.parsers()
+    head, tail = registered[:HEAD_PARSERS], registered[HEAD_PARSERS:]
+    test = registry.pretest(tail)
+    if test is None:
+        return pl.lit(True)
+    return pl.any_horizontal([p.claims().fill_null(False) for p in head] + [test.fill_null(False)])
 
 
 def _claim_tail(rows: pl.DataFrame, tail: tuple, jobs: list) -> pl.DataFrame:

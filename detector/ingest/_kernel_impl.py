@@ -41,6 +41,9 @@ PF_CLIENT, PF_SASL_FAIL, PF_SASL_ABORT, PF_AFTER_AUTH, PF_DISC_AUTH, PF_BOUNDARY
 )
 LAST_ROW = 11
 """Kinds up to this one are rows of the output; the ones above are noise, only counted."""
+FOREIGN = 19
+"""Another program's line (``host tag[pid]: message``): program and message spans for Python's
+test whether a parser may claim it."""
 NOISE_LOGIN, NOISE_MAIL, NOISE_OTHER = 20, 21, 22
 PN_CONNECT, PN_CLIENT, PN_SMTPD_OTHER, PN_OTHER, PN_AGENT = 23, 24, 25, 26, 27
 """Postfix noise; ``PN_AGENT + i`` is ``noise:postfix_<_AGENTS[i]>``."""
@@ -1119,7 +1122,7 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints, mem
         kind = _take_postfix(b, sp + 1, colon, hi, row, spans, ints)
         return _stamped(kind, stamp, r, sp, row, stamps, spans)
     if not _starts(b, sp + 1, colon, P_DOVECOT):
-        return 0
+        return _stamped(_foreign(b, sp + 1, colon, hi, row, spans), stamp, r, sp, row, stamps, spans)
     t = sp + 8
     if t != colon:
         if b[t] != 91 or b[colon - 1] != 93 or colon - 1 - (t + 1) < 1:
@@ -1150,6 +1153,28 @@ def _take(b, lo, hi, limit_key, limit_year, row, stamps, zones, spans, ints, mem
         else:
             kind = NOISE_OTHER
     return _stamped(kind, stamp, r, sp, row, stamps, spans)
+
+
+@njit(cache=True, nogil=True)
+def _foreign(b, t0, colon, hi, row, spans):
+    """A line whose tag ``b[t0:colon]`` is neither Postfix's nor Dovecot's: FOREIGN, with the
+    program (the tag before any ``[``) in the account slot and the message in the reason slot, as
+    the polars envelope cuts them; 0 (left to the polars path) where it would cut them otherwise:
+    a tag with a space or starting with ``[``, a message starting with a level (``Info: ``, ...)."""
+    if t0 >= colon or b[t0] == 91:
+        return 0
+    end = colon
+    for k in range(t0, colon):
+        if b[k] == 32:
+            return 0
+        if b[k] == 91 and end == colon:
+            end = k
+    m = colon + 2
+    if _after_level(b, m, hi) != m:
+        return 0
+    _span(spans, row, F_ACCOUNT, t0, end)
+    _span(spans, row, F_REASON, m, hi)
+    return FOREIGN
 
 
 @njit(cache=True, nogil=True)

@@ -63,6 +63,8 @@ PF_CLIENT, PF_SASL_FAIL, PF_SASL_ABORT, PF_AFTER_AUTH, PF_DISC_AUTH, PF_BOUNDARY
 )
 LAST_ROW = PF_QMGR
 """Kinds up to this one are rows of the output; the ones above are noise, only counted."""
+FOREIGN = 19
+"""Another program's line: ``noise:unclaimed`` unless a parser may claim it (see :func:`split`)."""
 NOISE_KINDS = {
     20: "noise:dovecot_login",
     21: "noise:dovecot_mail",
@@ -296,7 +298,9 @@ def _without_blas() -> Iterator[None]:
     though the kernel does no linear algebra. Marking the module absent makes the probe fail
     (numba then lacks ``np.dot`` and friends, which the kernel never uses); the mark is removed
     afterwards, so a later ``import scipy.linalg`` (scikit-learn in ``detector run``) works. Where
-    SciPy's BLAS is already loaded, nothing is saved and nothing is marked."""
+    SciPy's BLAS is already loaded, nothing is saved and nothing is marked. Another thread importing
+    ``scipy.linalg`` during the load (a few tenths of a second) would fail: none of ingestion's
+    threads does, and ``detector run`` imports scikit-learn only in the steps after ingestion."""
     if BLAS in sys.modules:
         yield
         return
@@ -370,10 +374,20 @@ def _limit(reference: datetime | None, timezone: str) -> tuple[int, int]:
 
 
 def split(
-    batch: pl.DataFrame, *, timezone: str, reference: datetime | None, private: tuple[str, ...]
+    batch: pl.DataFrame,
+    *,
+    timezone: str,
+    reference: datetime | None,
+    private: tuple[str, ...],
+    claimable: pl.Expr | None = None,
 ) -> tuple[Taken, pl.DataFrame]:
     """Take the lines of ``batch`` (``raw`` + ``source_file``, ``line_number``) the kernel reads;
-    return them as parsed rows and the rest of ``batch`` (in its order) for the polars parsers."""
+    return them as parsed rows and the rest of ``batch`` (in its order) for the polars parsers.
+
+    Lines of other programs (cron, sshd, kernel, ...) that ``claimable`` (over ``host``,
+    ``program`` and ``message``) says no parser may claim are counted as ``noise:unclaimed``
+    here, as the polars path would count them; the others, and all of them without
+    ``claimable``, go to the polars parsers."""
     from detector.ingest.envelope import _localize
     from detector.ingest.fields import OUTPUT_SCHEMA, _canon_v6
     from detector.ingest.registry import KIND
@@ -401,6 +415,14 @@ def split(
             _localize(pl.lit(pl.Series(stamps[some]).cast(pl.Datetime("us"))), timezone)
         ).to_series()
         kinds[some[local.is_null().to_numpy()]] = TAKEN_NOT
+    foreign = np.flatnonzero(kinds == FOREIGN)
+    unclaimed = 0
+    if len(foreign):
+        claimed = (
+            np.ones(len(foreign), bool) if claimable is None else _claimed(data, spans, foreign, claimable)
+        )
+        kinds[foreign[claimed]] = TAKEN_NOT
+        unclaimed = len(foreign) - int(claimed.sum())
 
     rows = np.flatnonzero((kinds >= LOGIN_OK) & (kinds <= LAST_ROW))
     texts = _strings(data, spans, rows, TEXT_FIELDS)
@@ -429,13 +451,15 @@ def split(
     for k, name in NOISE_KINDS.items():
         if counts[k]:
             noise[name] += int(counts[k])
+    if unclaimed:
+        noise[UNCLAIMED] += unclaimed
     taken = kinds != TAKEN_NOT
     rest = batch.filter(pl.Series(~taken)) if taken.any() else batch
     if not len(rows):
         return Taken(
             pl.DataFrame(schema={**OUTPUT_SCHEMA, **dict.fromkeys(private, pl.String)}),
             noise,
-            int(taken.sum()),
+            int(taken.sum()) - unclaimed,
         ), rest
 
     kind = kinds[rows]
@@ -500,7 +524,7 @@ def split(
             for p in private
         ]
     )
-    return Taken(out, noise, int(taken.sum())), rest
+    return Taken(out, noise, int(taken.sum()) - unclaimed), rest
 
 
 def _named(codes: np.ndarray, names: dict, default: str | None = None) -> pl.Series:
@@ -511,6 +535,23 @@ def _named(codes: np.ndarray, names: dict, default: str | None = None) -> pl.Ser
     lut[list(names)] = np.arange(1, len(names) + 1, dtype=np.uint32)
     table = pl.Series([default, *names.values()], dtype=pl.String)
     return table.gather(lut[codes.astype(np.uint8)])
+
+
+UNCLAIMED = "noise:unclaimed"
+
+
+def _claimed(data: np.ndarray, spans: np.ndarray, at: np.ndarray, claimable: pl.Expr) -> np.ndarray:
+    """Which of the FOREIGN lines ``at`` ``claimable`` holds for (null: no), from their program and
+    message as the envelope cuts them (every such line has a host)."""
+    texts = _strings(data, spans, at, {F_ACCOUNT: 0, F_REASON: 0})
+    frame = pl.DataFrame(
+        {
+            C.HOST: pl.repeat("-", len(at), dtype=pl.String, eager=True),
+            "program": texts[F_ACCOUNT],
+            "message": texts[F_REASON],
+        }
+    )
+    return frame.select(claimable.fill_null(False)).to_series().to_numpy()
 
 
 def _validity(ok: np.ndarray) -> pa.Buffer | None:
