@@ -28,6 +28,43 @@ def _verdict_account(cfg: Config) -> pl.Expr:
     )
 
 
+OWNER_VPN_NEEDS: tuple[str, ...] = (C.IS_VPN, "is_new_asn", "acct_prior_successes", C.ASN)
+"""Columns :func:`owner_vpn_accounts` reads (the guard is skipped on frames without them)."""
+
+TAKEOVER_SIGNS: tuple[str, ...] = ("mailbox_download", "send_burst")
+"""Detectors on a success that show a takeover's use of the mailbox, whatever the network."""
+
+
+def owner_vpn_accounts(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """``account, _owner_vpn_as``: accounts whose every risky success is the owner's own VPN.
+
+    Every success scored at least ``account_compromised`` came through a VPN exit of an AS the
+    account had already logged in from (``is_new_asn`` 0 past ``[features] cold_start_successes``
+    earlier successes) and no :data:`TAKEOVER_SIGNS` detector fired on it. On drawn-mix development
+    worlds every false lock was an owner's single login through a VPN exit a stuffing campaign also
+    used that night (login risk 0.54-0.99); an attacker's first login through the VPN is new to the
+    account (``is_new_asn`` 1), so a takeover through it still counts. Off with
+    ``[scoring] owner_vpn = false``.
+    """
+    risky = (
+        agg.is_success() & (pl.col(RISK) >= cfg.scoring.account_compromised) & pl.col(C.ACCOUNT).is_not_null()
+    )
+    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
+    own = (
+        pl.col(C.IS_VPN).fill_null(False)
+        & (pl.col("is_new_asn").fill_null(1) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
+        & ~signs
+    )
+    return (
+        lf.filter(pl.lit(cfg.scoring.owner_vpn) & risky)
+        .group_by(C.ACCOUNT)
+        .agg(own.all().alias("_own"), pl.col(C.ASN).filter(own).first().alias("_owner_vpn_as"))
+        .filter(pl.col("_own"))
+        .select(C.ACCOUNT, "_owner_vpn_as")
+    )
+
+
 def account_table(
     events: pl.DataFrame,
     sources: pl.DataFrame,
@@ -61,6 +98,18 @@ def account_table(
             .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
             .collect()
         )
+    if all(c in lf.collect_schema() for c in OWNER_VPN_NEEDS):
+        feats = (
+            feats.lazy()
+            .join(owner_vpn_accounts(lf, cfg), on=C.ACCOUNT, how="left", nulls_equal=True)
+            .with_columns(
+                pl.when(pl.col("_owner_vpn_as").is_not_null())
+                .then(pl.min_horizontal(RISK, pl.lit(cfg.scoring.account_suspicious)))
+                .otherwise(pl.col(RISK))
+                .alias(RISK)
+            )
+            .collect()
+        )
     login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
     facts = (
         lf.filter(pl.col(C.ACCOUNT).is_not_null())
@@ -78,9 +127,10 @@ def account_table(
         )
     )
     reasons = account_reasons(lf, sources, detector_meta(detector_names))
+    owner = ["_owner_vpn_as"] if "_owner_vpn_as" in feats.columns else []
     raised = pl.col("_takeover").is_not_null() & (pl.col(RISK) < cfg.scoring.account_compromised)
     out = (
-        facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
+        facts.join(feats.lazy().select(C.ACCOUNT, RISK, *owner), on=C.ACCOUNT, how="left")
         .join(reasons, on=C.ACCOUNT, how="left")
         .join(takeover_risk(lf, sources, cfg, sprayers), on=C.ACCOUNT, how="left")
         .join(hosted_rule.reasons(lf), on=C.ACCOUNT, how="left")
@@ -97,6 +147,20 @@ def account_table(
             .then(_with_reason(pl.col("_hosted_why")))
             .otherwise(pl.col("reasons"))
             .alias("reasons")
+        )
+        .with_columns(
+            pl.when(pl.col("_owner_vpn_as").is_not_null() & pl.col("_takeover").is_null())
+            .then(
+                _with_reason(
+                    pl.format(
+                        "explained as benign: a VPN exit of AS{} the account used before", "_owner_vpn_as"
+                    )
+                )
+            )
+            .otherwise(pl.col("reasons"))
+            .alias("reasons")
+            if owner
+            else pl.col("reasons")
         )
         .with_columns(_verdict_account(cfg).alias("verdict"))
         .with_columns(
