@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from score_frames import Det, event, frame, stub_model
+from score_frames import Det, blind_accounts, event, frame, stub_model
 
 from detector.config import Config
 from detector.schema import C
 from detector.score import score
-from detector.score.accounts import OWNER_VPN_NEEDS
+from detector.score.takeover import OWNER_VPN_NEEDS
 
 EXIT = "185.213.2.10"
 
@@ -22,10 +22,18 @@ def world(
     prior: int = 6,
     detectors: tuple[str, ...] = (),
     home_risk: float = 0.0,
+    sprayed: int = 0,
 ) -> pl.DataFrame:
-    """'nurse' logs in from home (login risk ``home_risk``), then once through ``EXIT`` (risk 0.9)."""
+    """'nurse' logs in from home (login risk ``home_risk``), then once through ``EXIT`` (risk 0.9),
+    after a stuffing list failed through the same exit on ``sprayed`` other accounts."""
     rows = [event("nurse", "192.0.2.50", "success", minute=0, f_fail_rate=home_risk)]
-    rows.append(event("nurse", EXIT, "success", minute=60, asn=209850, f_fail_rate=0.9, detectors=detectors))
+    rows += [
+        event(f"u{i}", EXIT, "failure", minute=10 + i, asn=209850, legit=0, f_fail_rate=1.0)
+        for i in range(sprayed)
+    ]
+    rows.append(
+        event("nurse", EXIT, "success", minute=60, asn=209850, legit=0, f_fail_rate=0.9, detectors=detectors)
+    )
     at_exit = pl.col(C.SOURCE_IP) == EXIT
     return frame(rows).with_columns(
         at_exit.and_(vpn).alias(C.IS_VPN),
@@ -34,8 +42,8 @@ def world(
     )
 
 
-def nurse(df: pl.DataFrame, cfg: Config | None = None) -> dict:
-    s = score(Det(events=df.lazy()), stub_model(), cfg or Config())
+def nurse(df: pl.DataFrame, cfg: Config | None = None, model=None) -> dict:
+    s = score(Det(events=df.lazy()), model or stub_model(), cfg or Config())
     return s.accounts.filter(pl.col(C.ACCOUNT) == "nurse").row(0, named=True)
 
 
@@ -63,6 +71,14 @@ def test_compromised_unless_every_sign_of_the_owners_vpn(why, kwargs, cfg) -> No
     row = nurse(world(**kwargs), config)
     assert row["verdict"] == "compromised", why
     assert not any("VPN exit of" in r for r in row["reasons"])
+
+
+def test_nor_a_sprayers_right_guess_through_the_owners_own_vpn() -> None:
+    """The account model explains the login away; the takeover rule must not bring it back."""
+    assert nurse(world(sprayed=4), model=blind_accounts())["verdict"] != "compromised"
+    row = nurse(world(sprayed=4), Config().replace(scoring={"owner_vpn": False}), blind_accounts())
+    assert row["verdict"] == "compromised"
+    assert row["reasons"][-1].startswith("taken over: a source that failed on 4 accounts")
 
 
 def test_frames_without_the_history_columns_skip_the_guard() -> None:

@@ -12,7 +12,7 @@ from detector.score import hosted as hosted_rule
 from detector.score.io import Model
 from detector.score.reasons import _takeover_reason, _with_reason, account_reasons
 from detector.score.rules import RISK, RULE, _final, _positive, detector_meta
-from detector.score.takeover import takeover_risk
+from detector.score.takeover import OWNER_VPN_NEEDS, owner_vpn_accounts, takeover_risk
 
 
 def _verdict_account(cfg: Config) -> pl.Expr:
@@ -25,43 +25,6 @@ def _verdict_account(cfg: Config) -> pl.Expr:
         .when(pl.col("_targeted"))
         .then(pl.lit(Verdict.TARGETED))
         .otherwise(pl.lit(Verdict.CLEAN))
-    )
-
-
-OWNER_VPN_NEEDS: tuple[str, ...] = (C.IS_VPN, "is_new_asn", "acct_prior_successes", C.ASN)
-"""Columns :func:`owner_vpn_accounts` reads (the guard is skipped on frames without them)."""
-
-TAKEOVER_SIGNS: tuple[str, ...] = ("mailbox_download", "send_burst")
-"""Detectors on a success that show a takeover's use of the mailbox, whatever the network."""
-
-
-def owner_vpn_accounts(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
-    """``account, _owner_vpn_as``: accounts whose every risky success is the owner's own VPN.
-
-    Every success scored at least ``account_compromised`` came through a VPN exit of an AS the
-    account had already logged in from (``is_new_asn`` 0 past ``[features] cold_start_successes``
-    earlier successes) and no :data:`TAKEOVER_SIGNS` detector fired on it. On drawn-mix development
-    worlds every false lock was an owner's single login through a VPN exit a stuffing campaign also
-    used that night (login risk 0.54-0.99); an attacker's first login through the VPN is new to the
-    account (``is_new_asn`` 1), so a takeover through it still counts. Off with
-    ``[scoring] owner_vpn = false``.
-    """
-    risky = (
-        agg.is_success() & (pl.col(RISK) >= cfg.scoring.account_compromised) & pl.col(C.ACCOUNT).is_not_null()
-    )
-    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
-    own = (
-        pl.col(C.IS_VPN).fill_null(False)
-        & (pl.col("is_new_asn").fill_null(1) == 0)
-        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
-        & ~signs
-    )
-    return (
-        lf.filter(pl.lit(cfg.scoring.owner_vpn) & risky)
-        .group_by(C.ACCOUNT)
-        .agg(own.all().alias("_own"), pl.col(C.ASN).filter(own).first().alias("_owner_vpn_as"))
-        .filter(pl.col("_own"))
-        .select(C.ACCOUNT, "_owner_vpn_as")
     )
 
 

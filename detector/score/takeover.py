@@ -78,6 +78,58 @@ def anonymous_new_logins(ok: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     )
 
 
+OWNER_VPN_NEEDS: tuple[str, ...] = (C.IS_VPN, "is_new_asn", "acct_prior_successes", C.ASN)
+"""Columns :func:`owner_vpn_accounts` reads (the guard is skipped on frames without them)."""
+
+TAKEOVER_SIGNS: tuple[str, ...] = ("mailbox_download", "send_burst")
+"""Detectors on a success that show a takeover's use of the mailbox, whatever the network."""
+
+
+def owner_vpn_login(cfg: Config) -> pl.Expr:
+    """A login through a VPN exit of an AS the account already used (past its cold start), with no
+    :data:`TAKEOVER_SIGNS` detector on it; always false when ``[scoring] owner_vpn`` is off."""
+    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
+    return (
+        pl.lit(cfg.scoring.owner_vpn)
+        & pl.col(C.IS_VPN).fill_null(False)
+        & (pl.col("is_new_asn").fill_null(1) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
+        & ~signs
+    )
+
+
+def owner_vpn_accounts(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """``account, _owner_vpn_as``: accounts whose every risky success is the owner's own VPN.
+
+    Every success scored at least ``account_compromised`` came through a VPN exit of an AS the
+    account had already logged in from (``is_new_asn`` 0 past ``[features] cold_start_successes``
+    earlier successes) and no :data:`TAKEOVER_SIGNS` detector fired on it. On drawn-mix development
+    worlds every false lock was an owner's single login through a VPN exit a stuffing campaign also
+    used that night (login risk 0.54-0.99); an attacker's first login through the VPN is new to the
+    account (``is_new_asn`` 1), so a takeover through it still counts. Such a login is not a
+    sprayer's right guess either (:func:`takeover_risk`: the exit failed on other accounts because a
+    stuffing list ran through it too). Off with
+    ``[scoring] owner_vpn = false``.
+    """
+    risky = (
+        agg.is_success() & (pl.col(RISK) >= cfg.scoring.account_compromised) & pl.col(C.ACCOUNT).is_not_null()
+    )
+    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
+    own = (
+        pl.col(C.IS_VPN).fill_null(False)
+        & (pl.col("is_new_asn").fill_null(1) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
+        & ~signs
+    )
+    return (
+        lf.filter(pl.lit(cfg.scoring.owner_vpn) & risky)
+        .group_by(C.ACCOUNT)
+        .agg(own.all().alias("_own"), pl.col(C.ASN).filter(own).first().alias("_owner_vpn_as"))
+        .filter(pl.col("_own"))
+        .select(C.ACCOUNT, "_owner_vpn_as")
+    )
+
+
 def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
     """``source_ip, _n``: unshared malicious sources that failed on at least
     ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
@@ -98,7 +150,7 @@ def takeover_risk(
     A takeover login is a success from a malicious source that either failed on at least
     ``[scoring] takeover_failed_accounts`` accounts and on which scoring counts no legitimate user
     (``legit_accounts == 0``, not shared; the success scored at or above ``account_compromised``:
-    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this
+    a sprayer's one right guess, unless it is the owner's own VPN: :func:`owner_vpn_login`) or failed at least ``takeover_failed_attempts`` times on this
     account, shared or not, with no owner's explanation (:data:`OWNER_EXPLAINERS`) on those
     failures or the success (its risk counts as ``account_compromised`` at least, capped at 1): a
     VPN exit's customers do not fail ten times on one mailbox before getting in, a brute force
@@ -117,8 +169,11 @@ def takeover_risk(
         .agg(agg.attempts().sum().alias("_n"), owner.any().alias("_owner"))
         .filter((pl.col("_n") >= s.takeover_failed_attempts) & ~pl.col("_owner"))
     )
+    own_vpn = (
+        owner_vpn_login(cfg) if all(c in events.collect_schema() for c in OWNER_VPN_NEEDS) else pl.lit(False)
+    )
     sprayed = (
-        ok.filter(pl.col(RISK) >= s.account_compromised)
+        ok.filter((pl.col(RISK) >= s.account_compromised) & ~own_vpn)
         .join(spraying, on=C.SOURCE_IP)
         .select(
             C.ACCOUNT,
