@@ -42,8 +42,12 @@ def world(
     )
 
 
+ON = Config().replace(scoring={"owner_vpn": True})
+"""The guard is opt-in."""
+
+
 def nurse(df: pl.DataFrame, cfg: Config | None = None, model=None) -> dict:
-    s = score(Det(events=df.lazy()), model or stub_model(), cfg or Config())
+    s = score(Det(events=df.lazy()), model or stub_model(), cfg or ON)
     return s.accounts.filter(pl.col(C.ACCOUNT) == "nurse").row(0, named=True)
 
 
@@ -64,10 +68,11 @@ def test_a_risky_login_through_the_owners_own_vpn_is_at_most_suspicious() -> Non
         ("the session sent a burst", {"detectors": ("send_burst",)}, {}),
         ("another risky login from elsewhere", {"home_risk": 0.7}, {}),
         ("the guard is off", {}, {"owner_vpn": False}),
+        ("the guard is off by default", {}, None),
     ],
 )
 def test_compromised_unless_every_sign_of_the_owners_vpn(why, kwargs, cfg) -> None:
-    config = Config().replace(scoring=cfg) if cfg else Config()
+    config = Config() if cfg is None else Config().replace(scoring={"owner_vpn": True, **cfg})
     row = nurse(world(**kwargs), config)
     assert row["verdict"] == "compromised", why
     assert not any("VPN exit of" in r for r in row["reasons"])
