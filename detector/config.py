@@ -233,6 +233,15 @@ class ScoringConfig(_Section):
     takeover_network_sources: int = key(3, COUNT)
     """A success from a hosting address in an AS where this many unshared malicious hosting addresses
     attack tonight, into an account that never logged in from that AS, is a takeover (0 = off)."""
+    takeover_anonymous_new: bool = key(True, BOOL)
+    """A success scored at least ``account_compromised`` from a Tor exit or a rented hosting address
+    (not a VPN exit, not shared), into an account that logged in before but never from that /24, is
+    a takeover even when the account model explains it away."""
+    owner_vpn: bool = key(False, BOOL)
+    """An account whose every success scored at least ``account_compromised`` came through a VPN exit
+    of an AS it had logged in from before (past its cold start), with no mailbox download or send
+    burst, is at most suspicious: its owner is a customer of a VPN that attackers also use (opt-in:
+    on fresh worlds it cost more compromised accounts found than the false locks it removed)."""
 
 
 @dataclass(frozen=True)

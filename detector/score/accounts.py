@@ -12,7 +12,7 @@ from detector.score import hosted as hosted_rule
 from detector.score.io import Model
 from detector.score.reasons import _takeover_reason, _with_reason, account_reasons
 from detector.score.rules import RISK, RULE, _final, _positive, detector_meta
-from detector.score.takeover import takeover_risk
+from detector.score.takeover import OWNER_VPN_NEEDS, owner_vpn_accounts, takeover_risk
 
 
 def _verdict_account(cfg: Config) -> pl.Expr:
@@ -61,6 +61,18 @@ def account_table(
             .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
             .collect()
         )
+    if all(c in lf.collect_schema() for c in OWNER_VPN_NEEDS):
+        feats = (
+            feats.lazy()
+            .join(owner_vpn_accounts(lf, cfg), on=C.ACCOUNT, how="left", nulls_equal=True)
+            .with_columns(
+                pl.when(pl.col("_owner_vpn_as").is_not_null())
+                .then(pl.min_horizontal(RISK, pl.lit(cfg.scoring.account_suspicious)))
+                .otherwise(pl.col(RISK))
+                .alias(RISK)
+            )
+            .collect()
+        )
     login, ok, bad = agg.is_login(), agg.is_success(), agg.is_failure()
     facts = (
         lf.filter(pl.col(C.ACCOUNT).is_not_null())
@@ -78,9 +90,10 @@ def account_table(
         )
     )
     reasons = account_reasons(lf, sources, detector_meta(detector_names))
+    owner = ["_owner_vpn_as"] if "_owner_vpn_as" in feats.columns else []
     raised = pl.col("_takeover").is_not_null() & (pl.col(RISK) < cfg.scoring.account_compromised)
     out = (
-        facts.join(feats.lazy().select(C.ACCOUNT, RISK), on=C.ACCOUNT, how="left")
+        facts.join(feats.lazy().select(C.ACCOUNT, RISK, *owner), on=C.ACCOUNT, how="left")
         .join(reasons, on=C.ACCOUNT, how="left")
         .join(takeover_risk(lf, sources, cfg, sprayers), on=C.ACCOUNT, how="left")
         .join(hosted_rule.reasons(lf), on=C.ACCOUNT, how="left")
@@ -97,6 +110,20 @@ def account_table(
             .then(_with_reason(pl.col("_hosted_why")))
             .otherwise(pl.col("reasons"))
             .alias("reasons")
+        )
+        .with_columns(
+            pl.when(pl.col("_owner_vpn_as").is_not_null() & pl.col("_takeover").is_null())
+            .then(
+                _with_reason(
+                    pl.format(
+                        "explained as benign: a VPN exit of AS{} the account used before", "_owner_vpn_as"
+                    )
+                )
+            )
+            .otherwise(pl.col("reasons"))
+            .alias("reasons")
+            if owner
+            else pl.col("reasons")
         )
         .with_columns(_verdict_account(cfg).alias("verdict"))
         .with_columns(

@@ -35,6 +35,101 @@ def _owner_explained() -> pl.Expr:
     return pl.col(C.DETECTORS).list.eval(pl.element().is_in(OWNER_EXPLAINERS)).list.any().fill_null(False)
 
 
+ANONYMOUS_NEW_NEEDS: tuple[str, ...] = (
+    C.IS_TOR,
+    C.IS_HOSTING,
+    C.IS_VPN,
+    C.IP_LEGIT_ACCOUNTS,
+    "acct_prefix_logins",
+    "acct_prior_successes",
+)
+"""Columns :func:`anonymous_new_logins` reads (the rule is skipped on frames without them)."""
+
+
+def anonymous_new_logins(ok: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """``account, risk_score, _takeover_why``: risky successes from anonymous infrastructure new to the account.
+
+    A success scored at least ``account_compromised`` from a Tor exit or a rented hosting address
+    (not a VPN exit: its customers rotate through the exits), not shared (``ip_legit_accounts``
+    below ``shared_address_min_accounts``), into an account that logged in before (history or
+    earlier tonight) but never from that /24 (``acct_prefix_logins`` 0). On drawn-mix development
+    worlds the account model explained such logins away (account risk 0 beside a login scored
+    0.54-0.83) in cold accounts whose owners use home and mobile lines; the owners' own cloud servers
+    scored that high had logged in from their /24 tens of times before. Off with
+    ``[scoring] takeover_anonymous_new = false``.
+    """
+    s = cfg.scoring
+    tor = pl.col(C.IS_TOR).fill_null(False)
+    rented = pl.col(C.IS_HOSTING).fill_null(False) & ~pl.col(C.IS_VPN).fill_null(False)
+    return ok.filter(
+        pl.lit(s.takeover_anonymous_new)
+        & (pl.col(RISK) >= s.account_compromised)
+        & (tor | rented)
+        & (pl.col(C.IP_LEGIT_ACCOUNTS).fill_null(0) < s.shared_address_min_accounts)
+        & (pl.col("acct_prefix_logins").fill_null(0) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= 1)
+    ).select(
+        C.ACCOUNT,
+        RISK,
+        pl.format(
+            "a login from {} never used by the account before",
+            pl.when(tor).then(pl.lit("a Tor exit")).otherwise(pl.lit("a hosting network")),
+        ).alias("_takeover_why"),
+    )
+
+
+OWNER_VPN_NEEDS: tuple[str, ...] = (C.IS_VPN, "is_new_asn", "acct_prior_successes", C.ASN)
+"""Columns :func:`owner_vpn_accounts` reads (the guard is skipped on frames without them)."""
+
+TAKEOVER_SIGNS: tuple[str, ...] = ("mailbox_download", "send_burst")
+"""Detectors on a success that show a takeover's use of the mailbox, whatever the network."""
+
+
+def owner_vpn_login(cfg: Config) -> pl.Expr:
+    """A login through a VPN exit of an AS the account already used (past its cold start), with no
+    :data:`TAKEOVER_SIGNS` detector on it; always false when ``[scoring] owner_vpn`` is off."""
+    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
+    return (
+        pl.lit(cfg.scoring.owner_vpn)
+        & pl.col(C.IS_VPN).fill_null(False)
+        & (pl.col("is_new_asn").fill_null(1) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
+        & ~signs
+    )
+
+
+def owner_vpn_accounts(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """``account, _owner_vpn_as``: accounts whose every risky success is the owner's own VPN.
+
+    Every success scored at least ``account_compromised`` came through a VPN exit of an AS the
+    account had already logged in from (``is_new_asn`` 0 past ``[features] cold_start_successes``
+    earlier successes) and no :data:`TAKEOVER_SIGNS` detector fired on it. On drawn-mix development
+    worlds every false lock was an owner's single login through a VPN exit a stuffing campaign also
+    used that night (login risk 0.54-0.99); an attacker's first login through the VPN is new to the
+    account (``is_new_asn`` 1), so a takeover through it still counts. Such a login is not a
+    sprayer's right guess either (:func:`takeover_risk`: the exit failed on other accounts because a
+    stuffing list ran through it too). Off with
+    ``[scoring] owner_vpn = false``.
+    """
+    risky = (
+        agg.is_success() & (pl.col(RISK) >= cfg.scoring.account_compromised) & pl.col(C.ACCOUNT).is_not_null()
+    )
+    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
+    own = (
+        pl.col(C.IS_VPN).fill_null(False)
+        & (pl.col("is_new_asn").fill_null(1) == 0)
+        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
+        & ~signs
+    )
+    return (
+        lf.filter(pl.lit(cfg.scoring.owner_vpn) & risky)
+        .group_by(C.ACCOUNT)
+        .agg(own.all().alias("_own"), pl.col(C.ASN).filter(own).first().alias("_owner_vpn_as"))
+        .filter(pl.col("_own"))
+        .select(C.ACCOUNT, "_owner_vpn_as")
+    )
+
+
 def takeover_sprayers(events: pl.LazyFrame, sources: pl.DataFrame, cfg: Config) -> pl.LazyFrame:
     """``source_ip, _n``: unshared malicious sources that failed on at least
     ``[scoring] takeover_failed_accounts`` accounts (read across accounts: computed once over all
@@ -55,7 +150,7 @@ def takeover_risk(
     A takeover login is a success from a malicious source that either failed on at least
     ``[scoring] takeover_failed_accounts`` accounts and on which scoring counts no legitimate user
     (``legit_accounts == 0``, not shared; the success scored at or above ``account_compromised``:
-    a sprayer's one right guess) or failed at least ``takeover_failed_attempts`` times on this
+    a sprayer's one right guess, unless it is the owner's own VPN: :func:`owner_vpn_login`) or failed at least ``takeover_failed_attempts`` times on this
     account, shared or not, with no owner's explanation (:data:`OWNER_EXPLAINERS`) on those
     failures or the success (its risk counts as ``account_compromised`` at least, capped at 1): a
     VPN exit's customers do not fail ten times on one mailbox before getting in, a brute force
@@ -74,8 +169,11 @@ def takeover_risk(
         .agg(agg.attempts().sum().alias("_n"), owner.any().alias("_owner"))
         .filter((pl.col("_n") >= s.takeover_failed_attempts) & ~pl.col("_owner"))
     )
+    own_vpn = (
+        owner_vpn_login(cfg) if all(c in events.collect_schema() for c in OWNER_VPN_NEEDS) else pl.lit(False)
+    )
     sprayed = (
-        ok.filter(pl.col(RISK) >= s.account_compromised)
+        ok.filter((pl.col(RISK) >= s.account_compromised) & ~own_vpn)
         .join(spraying, on=C.SOURCE_IP)
         .select(
             C.ACCOUNT,
@@ -94,8 +192,11 @@ def takeover_risk(
             pl.format("a source that failed {} times on it", "_n").alias("_takeover_why"),
         )
     )
+    kinds = [sprayed, guessed]
+    if all(c in events.collect_schema() for c in ANONYMOUS_NEW_NEEDS):
+        kinds.append(anonymous_new_logins(ok, cfg))
     return (
-        pl.concat([sprayed, guessed])
+        pl.concat(kinds)
         .sort(RISK, "_takeover_why", descending=[True, False])
         .group_by(C.ACCOUNT)
         .agg(pl.col(RISK).first().alias("_takeover"), pl.col("_takeover_why").first())
