@@ -6,13 +6,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from detector.config import Config
-from detector.detect import REGISTRY, detect
+from detector.detect import REGISTRY, detect, finding_hits
 from detector.detect.shards import (
     SOURCE_SCOPE_COLUMNS,
     detect_sharded,
@@ -20,6 +21,8 @@ from detector.detect.shards import (
     partition,
     shard_count,
     shard_of,
+    split_by_event,
+    split_hits,
 )
 from detector.features import SORT_KEYS, windows
 from detector.schema import C
@@ -367,3 +370,35 @@ def test_the_nights_download_median_is_the_whole_columns(counts: list[int | None
 def test_the_download_median_with_a_negative_count_is_the_plain_one():
     lf = pl.LazyFrame({C.BYTES_OUT: [-5, 3, None, 10]}, schema={C.BYTES_OUT: pl.Int64})
     assert windows.night_download_median(lf) == lf.select(windows.download_median()).collect().item()
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["brute_force", "password_spray", "impossible_travel"]),
+            st.sampled_from(["T1110.001", "T1110.003", "T1078"]),
+            st.sampled_from(["attack", "benign"]),
+            st.none() | st.lists(st.none() | st.integers(0, 29), max_size=6),
+        ),
+        max_size=12,
+    ),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 3),
+)
+def test_split_hits_are_the_findings_hits_split_by_event(rows, n: int, seed: int):
+    findings = pl.DataFrame(
+        rows,
+        schema={
+            "detector": pl.String,
+            "technique": pl.String,
+            "kind": pl.String,
+            "event_ids": pl.List(pl.UInt64),
+        },
+        orient="row",
+    )
+    event_shards = np.random.default_rng(seed).integers(0, n, 30).astype(np.uint16)
+    want = split_by_event(finding_hits(findings), event_shards, n)
+    got = list(split_hits(findings, event_shards, n))
+    assert len(got) == n
+    for g, w in zip(got, want, strict=True):
+        assert g.equals(w)

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from detector import schema
 from detector.config import Config
-from detector.detect import _DURATION, Detection, finding_hits, per_event_hits
+from detector.detect import _DURATION, Detection, per_event_hits
 from detector.detect.campaigns import (
     CAMPAIGN_INPUT_COLUMNS,
     KEY,
@@ -470,6 +470,30 @@ def split_by_event(rows: pl.DataFrame, event_shards: np.ndarray, n: int) -> list
     return split_rows(rows, shard, n)
 
 
+_FINDING = "_finding"
+
+
+def split_hits(findings: pl.DataFrame, event_shards: np.ndarray, n: int) -> Iterator[pl.DataFrame]:
+    """:func:`split_by_event` of the findings' hits (:func:`~detector.detect.finding_hits`), the same
+    parts, one at a time: until they are split, each hit is its finding's row number and its event
+    (12 bytes), not also its detector's, technique's and kind's names (a night's hits are several
+    per event)."""
+    hits = (
+        findings.lazy()
+        .select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias(_FINDING), pl.col("event_ids").alias(C.EVENT_ID)
+        )
+        .explode(C.EVENT_ID)
+        .drop_nulls(C.EVENT_ID)
+        .collect()
+    )
+    names = findings.select("detector", "technique", "kind")
+    parts = split_by_event(hits, event_shards, n)
+    del hits
+    for part in parts:
+        yield names.select(pl.all().gather(part.get_column(_FINDING))).hstack([part.get_column(C.EVENT_ID)])
+
+
 def _run(frame: pl.DataFrame, configured: dict[str, Configured]) -> list[pl.DataFrame]:
     plans = [finalise(c.detector.fn(frame.lazy(), c.params), c.detector) for c in configured.values()]
     return pl.collect_all(plans) if plans else []
@@ -788,11 +812,13 @@ def detect_sharded(
     campaigns = campaign_table(member_events)
     del members, member_events
     findings = pl.concat(found).sort("start", "detector", "entity", "finding_id")
-    hits: list[Shard] = list(
-        split_by_event(finding_hits(findings), _need(inputs.event_shards, "event shards"), n)
+    split = split_hits(findings, _need(inputs.event_shards, "event shards"), n)
+    # on a night in files each finish task reads its own, and each is written as it is split
+    hits: list[Shard] = (
+        list(split)
+        if features.in_memory
+        else [store(h, work / f"hits-{k}.parquet") for k, h in enumerate(split)]
     )
-    if not features.in_memory:  # each finish task reads its own; none held while the others run
-        hits = [store(h, work / f"hits-{k}.parquet") for k, h in enumerate(hits)]
 
     targets = [work / f"detection-{k}.parquet" for k in range(n)]
     items = ((features.take(k), targets[k], hits[k]) for k in range(n))
@@ -828,4 +854,5 @@ __all__ = [
     "source_shard_of",
     "source_step",
     "split_by_event",
+    "split_hits",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from detector.config import Config
-from detector.parts import key_part
+from detector.parts import hash_part, key_part, split_rows
 from detector.schema import SOURCE_SCHEMA, C, Verdict
 from detector.score import aggregates as agg
 from detector.score.io import Model
@@ -27,7 +29,7 @@ def _verdict_source(cfg: Config) -> pl.Expr:
     )
 
 
-SOURCE_BUCKET_EVENTS = 2_000_000
+SOURCE_BUCKET_EVENTS = 500_000
 """Events per source bucket of :func:`source_table` and :func:`source_context` over a large night."""
 
 
@@ -44,6 +46,11 @@ def by_source(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> list[pl.Lazy
     if buckets <= 1:
         return [lf]
     return [lf.filter(key_part(C.SOURCE_IP, buckets, j)) for j in range(buckets)]
+
+
+def source_bucket(buckets: int) -> pl.Expr:
+    """An event's source bucket: a hash of its address modulo ``buckets`` (:func:`~detector.parts.hash_part`)."""
+    return hash_part(pl.col(C.SOURCE_IP), buckets)
 
 
 SOURCE_INPUTS: tuple[str, ...] = (
@@ -70,11 +77,45 @@ SOURCE_INPUTS: tuple[str, ...] = (
 """The columns :func:`source_table` and :func:`source_context` read."""
 
 
-def bucket_frames(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> Iterator[pl.DataFrame]:
-    """:func:`by_source`'s parts with the columns of :data:`SOURCE_INPUTS`, collected one at a time
-    by polars' streaming engine (a part's rows in memory, not the columns of every event: a lazy
-    part of the scored shards, collected by the in-memory engine, read every event before its
-    filter)."""
+@dataclass(frozen=True)
+class SourceBuckets:
+    """A night's rows of :data:`SOURCE_INPUTS` split by source bucket (:func:`source_bucket`) on
+    disk: per bucket, its piece of each account shard, in the shards' order (each piece's rows in
+    their order), as one filter per bucket over the shards in order would give them. Each bucket is
+    read from its own pieces instead of every shard being read and filtered once per bucket."""
+
+    paths: tuple[tuple[Path, ...], ...]
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        """Each bucket's rows, one bucket in memory at a time."""
+        for paths in self.paths:
+            yield pl.concat([pl.read_parquet(p) for p in paths], rechunk=True)
+
+    def remove(self) -> None:
+        for paths in self.paths:
+            for p in paths:
+                p.unlink(missing_ok=True)
+
+
+def split_by_source(frame: pl.DataFrame, buckets: int) -> list[pl.DataFrame]:
+    """One account shard's rows of :data:`SOURCE_INPUTS` in ``buckets`` parts by :func:`source_bucket`
+    (a :class:`SourceBuckets` piece each, every part present)."""
+    columns = [c for c in SOURCE_INPUTS if c in frame.columns]
+    return split_rows(frame.select(columns), source_bucket(buckets), buckets)
+
+
+Events = pl.LazyFrame | pl.DataFrame | SourceBuckets
+"""What the per-source tables read: the events, or a night's events split by source bucket."""
+
+
+def bucket_frames(events: Events, buckets: int) -> Iterator[pl.DataFrame]:
+    """:func:`by_source`'s parts with the columns of :data:`SOURCE_INPUTS`, one at a time: read from
+    their pieces (:class:`SourceBuckets`), or collected by polars' streaming engine (a part's rows
+    in memory, not the columns of every event: a lazy part of the scored shards, collected by the
+    in-memory engine, read every event before its filter)."""
+    if isinstance(events, SourceBuckets):
+        yield from events.frames()
+        return
     lf = events.lazy()
     have = set(lf.collect_schema().names())
     columns = [c for c in SOURCE_INPUTS if c in have]
@@ -82,15 +123,16 @@ def bucket_frames(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> Iterator
         yield part.select(columns).collect(engine="streaming")
 
 
-def source_context(events: pl.LazyFrame | pl.DataFrame, buckets: int = 1) -> pl.DataFrame:
-    """:func:`aggregates.source_context`, one source bucket at a time (:func:`bucket_frames`)."""
-    if buckets <= 1:
+def source_context(events: Events, buckets: int = 1) -> pl.DataFrame:
+    """:func:`aggregates.source_context`, one source bucket at a time (:func:`bucket_frames`; split
+    :class:`SourceBuckets`: their buckets)."""
+    if buckets <= 1 and not isinstance(events, SourceBuckets):
         return agg.source_context(events.lazy()).collect()
     return pl.concat([agg.source_context(part.lazy()).collect() for part in bucket_frames(events, buckets)])
 
 
 def source_table(
-    events: pl.DataFrame | pl.LazyFrame,
+    events: Events,
     model: Model | None,
     cfg: Config,
     detector_names: tuple[str, ...],
@@ -101,9 +143,10 @@ def source_table(
     """Per-source risk, verdict, campaign, counts and shared-address flag (``SOURCE_SCHEMA``).
 
     ``buckets``: computed per source bucket (:func:`by_source`; each row reads only its own
-    address's events, so the table is the same), sorted by risk and address.
+    address's events, so the table is the same), sorted by risk and address; split
+    :class:`SourceBuckets` are read per bucket whatever ``buckets`` says.
     """
-    if buckets > 1:
+    if buckets > 1 or isinstance(events, SourceBuckets):
         parts = [
             _source_rows(part, model, cfg, detector_names, combine=combine)
             for part in bucket_frames(events, buckets)

@@ -37,7 +37,14 @@ from detector.score import hosted as hosted_rule
 from detector.score.accounts import account_table
 from detector.score.io import Model
 from detector.score.rules import RISK, RULE, _final, check_event_features, event_rule_risk, score_events
-from detector.score.sources import source_buckets, source_context, source_table
+from detector.score.sources import (
+    SOURCE_INPUTS,
+    SourceBuckets,
+    source_buckets,
+    source_context,
+    source_table,
+    split_by_source,
+)
 from detector.score.takeover import _unshared_malicious, takeover_sprayers
 from detector.workers import WORKER_THREADS, Workers, in_process
 
@@ -426,19 +433,27 @@ def score_shards(
     every = pl.concat(scored)
     # the per-source tables one source bucket at a time: each holds a bucket's groups
     buckets = source_buckets(parquet_rows(d for d, _ in pairs))
-    sources = source_table(every, model, cfg, names, combine=combine, buckets=buckets)
+    by_bucket = split_source_buckets(pairs, buckets, workers)  # each shard read once, not once a bucket
+    sources = source_table(
+        every if by_bucket is None else by_bucket, model, cfg, names, combine=combine, buckets=buckets
+    )
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
         list(workers.map(hosted_task, pairs, replace(ctx, hosted=hosted)))
         scored = _scored_scans(pairs)
         every = pl.concat(scored)
         sources = _rescore_sources(every, sources, hosted, model, cfg, names, combine)
+        if by_bucket is not None:  # the source context reads the raised risk
+            by_bucket.remove()
+            by_bucket = split_source_buckets(pairs, buckets, workers)
     ctx = replace(
         ctx,
         sources=sources,
-        context=source_context(every, buckets),
+        context=source_context(every if by_bucket is None else by_bucket, buckets),
         sprayers=takeover_sprayers(every, sources, cfg).collect(),
     )
+    if by_bucket is not None:
+        by_bucket.remove()
     accounts = pl.concat(list(workers.map(account_task, pairs, ctx))).sort(
         RISK, C.ACCOUNT, descending=[True, False]
     )
@@ -454,6 +469,31 @@ def score_shards(
         shards=pairs,
         combine=combine,
     )
+
+
+def source_bucket_task(item: tuple[Pair, int], buckets: int) -> tuple[Path, ...]:
+    """Per shard (its detection beside its risk columns): its rows of the per-source tables' columns
+    by source bucket (:func:`~detector.score.sources.split_by_source`), written to
+    ``sources-<j>-<k>.parquet`` beside its detection file (every bucket's, empty or not)."""
+    (detection, risk), k = item
+    frame = pl.concat(
+        [_shard_inputs(detection, SOURCE_INPUTS), _shard_inputs(risk, SOURCE_INPUTS)], how="horizontal"
+    )
+    out = []
+    for j, part in enumerate(split_by_source(frame, buckets)):
+        path = detection.with_name(f"sources-{j}-{k}.parquet")
+        part.write_parquet(path, compression="lz4")
+        out.append(path)
+    return tuple(out)
+
+
+def split_source_buckets(pairs: tuple[Pair, ...], buckets: int, workers: Workers) -> SourceBuckets | None:
+    """The scored shards' rows split by source bucket, each shard read once (in ``workers``); ``None``
+    for one bucket (the per-source tables read the shards)."""
+    if buckets <= 1:
+        return None
+    pieces = list(workers.map(source_bucket_task, [(pair, k) for k, pair in enumerate(pairs)], buckets))
+    return SourceBuckets(tuple(tuple(shard[j] for shard in pieces) for j in range(buckets)))
 
 
 def _fired_names(events: pl.DataFrame | pl.LazyFrame) -> tuple[str, ...]:
