@@ -71,10 +71,11 @@ def anonymous_new_logins(ok: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     ).select(
         C.ACCOUNT,
         RISK,
-        pl.format(
-            "a login from {} never used by the account before",
-            pl.when(tor).then(pl.lit("a Tor exit")).otherwise(pl.lit("a hosting network")),
-        ).alias("_takeover_why"),
+        # whole literals: polars 2.1 panics formatting a when/then string inside this plan
+        pl.when(tor)
+        .then(pl.lit("a login from a Tor exit never used by the account before"))
+        .otherwise(pl.lit("a login from a hosting network never used by the account before"))
+        .alias("_takeover_why"),
     )
 
 
