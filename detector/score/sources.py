@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import polars as pl
@@ -76,10 +76,15 @@ def bucket_frames(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> Iterator
     part of the scored shards, collected by the in-memory engine, read every event before its
     filter)."""
     lf = events.lazy()
-    have = set(lf.collect_schema().names())
+    for j in range(buckets):
+        yield bucket_frame(lf, j, buckets)
+
+
+def bucket_frame(events: pl.LazyFrame, j: int, buckets: int) -> pl.DataFrame:
+    """Part ``j`` of :func:`bucket_frames` (read alone: a worker's source bucket)."""
+    have = set(events.collect_schema().names())
     columns = [c for c in SOURCE_INPUTS if c in have]
-    for part in by_source(lf, buckets):
-        yield part.select(columns).collect(engine="streaming")
+    return by_source(events, buckets)[j].select(columns).collect(engine="streaming")
 
 
 def source_context(events: pl.LazyFrame | pl.DataFrame, buckets: int = 1) -> pl.DataFrame:
@@ -104,15 +109,19 @@ def source_table(
     address's events, so the table is the same), sorted by risk and address.
     """
     if buckets > 1:
-        parts = [
-            _source_rows(part, model, cfg, detector_names, combine=combine)
+        return sorted_sources(
+            source_rows(part, model, cfg, detector_names, combine=combine)
             for part in bucket_frames(events, buckets)
-        ]
-        return pl.concat(parts).sort(RISK, C.SOURCE_IP, descending=[True, False])
-    return _source_rows(events, model, cfg, detector_names, combine=combine)
+        )
+    return source_rows(events, model, cfg, detector_names, combine=combine)
 
 
-def _source_rows(
+def sorted_sources(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """The source table from its buckets' rows (each address in one bucket), by risk and address."""
+    return pl.concat(list(parts)).sort(RISK, C.SOURCE_IP, descending=[True, False])
+
+
+def source_rows(
     events: pl.DataFrame | pl.LazyFrame,
     model: Model | None,
     cfg: Config,

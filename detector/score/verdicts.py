@@ -37,7 +37,14 @@ from detector.score import hosted as hosted_rule
 from detector.score.accounts import account_table
 from detector.score.io import Model
 from detector.score.rules import RISK, RULE, _final, check_event_features, event_rule_risk, score_events
-from detector.score.sources import source_buckets, source_context, source_table
+from detector.score.sources import (
+    bucket_frame,
+    sorted_sources,
+    source_buckets,
+    source_context,
+    source_rows,
+    source_table,
+)
 from detector.score.takeover import _unshared_malicious, takeover_sprayers
 from detector.workers import WORKER_THREADS, Workers, in_process
 
@@ -354,6 +361,14 @@ def hosted_task(pair: Pair, ctx: ScoreContext) -> None:
     hosted_step(scored, ctx).write_parquet(risk, compression="lz4")
 
 
+def source_bucket_task(item: tuple[tuple[Pair, ...], int, int], ctx: ScoreContext) -> pl.DataFrame:
+    """Per source bucket ``j`` of ``n`` (:func:`sources.by_source`): the source table's rows of its
+    addresses, from their events in every shard (:func:`sources.source_rows`)."""
+    pairs, j, n = item
+    part = bucket_frame(pl.concat(_scored_scans(pairs)), j, n)
+    return source_rows(part, ctx.model, ctx.cfg, ctx.names, combine=ctx.combine)
+
+
 def account_task(pair: Pair, ctx: ScoreContext) -> pl.DataFrame:
     """Per shard: its accounts' rows (:func:`account_step`)."""
     detection, risk = pair
@@ -426,7 +441,12 @@ def score_shards(
     every = pl.concat(scored)
     # the per-source tables one source bucket at a time: each holds a bucket's groups
     buckets = source_buckets(sum(pq.ParquetFile(d).metadata.num_rows for d, _ in pairs))
-    sources = source_table(every, model, cfg, names, combine=combine, buckets=buckets)
+    if workers.parallel:
+        # the buckets in the workers, at least one each (each reads its addresses' events of every shard)
+        n = max(buckets, workers.n)
+        sources = sorted_sources(workers.map(source_bucket_task, [(pairs, j, n) for j in range(n)], ctx))
+    else:
+        sources = source_table(every, model, cfg, names, combine=combine, buckets=buckets)
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
         list(workers.map(hosted_task, pairs, replace(ctx, hosted=hosted)))
