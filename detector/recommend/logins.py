@@ -167,7 +167,13 @@ def combine(parts: Sequence[PlanLogins]) -> PlanLogins:
 
     return PlanLogins(
         from_attackers=cat("from_attackers").sort(_EVENT, maintain_order=True).drop(_EVENT),
-        legit=cat("legit").unique().sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True),
+        # every column a key: two rows of one account, address and service (a practitioner's
+        # flag, an AS) otherwise came in unique()'s order, which varies from run to run
+        legit=cat("legit")
+        .unique()
+        .sort(
+            C.ACCOUNT, C.SOURCE_IP, C.SERVICE, pl.exclude(C.ACCOUNT, C.SOURCE_IP, C.SERVICE), nulls_last=True
+        ),
         addresses=cat("addresses").unique(),
         anonymous_asns=cat("anonymous_asns").unique().sort(C.ASN),
         practitioners=cat("practitioners").unique(),
