@@ -13,6 +13,7 @@ from detector.schema import C
 from detector.score import sources
 from detector.score import verdicts as v
 from detector.score.sources import by_source, source_buckets
+from detector.workers import Workers
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,33 @@ def test_source_context_per_bucket_is_the_whole_nights() -> None:
     df = synthetic_world(seed=4)[0].with_columns(pl.lit(0.3).alias(C.RISK_SCORE))
     whole = sources.source_context(df).sort(C.SOURCE_IP, nulls_last=True)
     assert sources.source_context(df, 5).sort(C.SOURCE_IP, nulls_last=True).equals(whole)
+
+
+class _Pool(Workers):
+    """Stands for worker processes: ``parallel``, tasks run here."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(1, Path("."))
+        self.n = n
+        self.items: list = []
+
+    @property
+    def parallel(self) -> bool:
+        return True
+
+    def map(self, fn, items, ctx):
+        items = list(items)
+        self.items += [(fn.__name__, item) for item in items]
+        return super().map(fn, items, ctx)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(5, 2), (6, 3)])
+def test_source_buckets_in_the_workers_give_the_one_table(tmp_path, seed, n) -> None:
+    one = v.score_shards(_shards(tmp_path / "one", seed, 3), None, Config())
+    pool = _Pool(n)
+    many = v.score_shards(_shards(tmp_path / "many", seed, 3), None, Config(), workers=pool)
+    # each shard split once into n buckets, then one task per bucket over its pieces
+    assert [item[1] for name, item in pool.items if name == "source_pieces_task"] == [0, 1, 2]
+    assert len([item for name, item in pool.items if name == "source_rows_task"]) == n
+    assert many.sources.equals(one.sources)
+    assert many.accounts.equals(one.accounts)

@@ -177,7 +177,11 @@ def combine(parts: Iterable[PlanLogins]) -> PlanLogins:
 
 _COMBINED: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "from_attackers": lambda f: f.sort(_EVENT, maintain_order=True).drop(_EVENT),
-    "legit": lambda f: f.unique().sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True),
+    # every column a key: two rows of one account, address and service (a practitioner's flag,
+    # an AS) otherwise came in unique()'s order, which varies from run to run
+    "legit": lambda f: f.unique().sort(
+        C.ACCOUNT, C.SOURCE_IP, C.SERVICE, pl.exclude(C.ACCOUNT, C.SOURCE_IP, C.SERVICE), nulls_last=True
+    ),
     "addresses": lambda f: f.unique(),
     "anonymous_asns": lambda f: f.unique().sort(C.ASN),
     "practitioners": lambda f: f.unique(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,15 +86,24 @@ class SourceBuckets:
 
     paths: tuple[tuple[Path, ...], ...]
 
+    def frame(self, j: int) -> pl.DataFrame:
+        """Bucket ``j``'s rows (read alone: a worker's bucket)."""
+        return read_bucket(self.paths[j])
+
     def frames(self) -> Iterator[pl.DataFrame]:
         """Each bucket's rows, one bucket in memory at a time."""
         for paths in self.paths:
-            yield pl.concat([pl.read_parquet(p) for p in paths], rechunk=True)
+            yield read_bucket(paths)
 
     def remove(self) -> None:
         for paths in self.paths:
             for p in paths:
                 p.unlink(missing_ok=True)
+
+
+def read_bucket(pieces: tuple[Path, ...]) -> pl.DataFrame:
+    """A source bucket's rows from its pieces, in the shards' order."""
+    return pl.concat([pl.read_parquet(p) for p in pieces], rechunk=True)
 
 
 def split_by_source(frame: pl.DataFrame, buckets: int) -> list[pl.DataFrame]:
@@ -147,15 +156,19 @@ def source_table(
     :class:`SourceBuckets` are read per bucket whatever ``buckets`` says.
     """
     if buckets > 1 or isinstance(events, SourceBuckets):
-        parts = [
-            _source_rows(part, model, cfg, detector_names, combine=combine)
+        return sorted_sources(
+            source_rows(part, model, cfg, detector_names, combine=combine)
             for part in bucket_frames(events, buckets)
-        ]
-        return pl.concat(parts).sort(RISK, C.SOURCE_IP, descending=[True, False])
-    return _source_rows(events, model, cfg, detector_names, combine=combine)
+        )
+    return source_rows(events, model, cfg, detector_names, combine=combine)
 
 
-def _source_rows(
+def sorted_sources(parts: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """The source table from its buckets' rows (each address in one bucket), by risk and address."""
+    return pl.concat(list(parts)).sort(RISK, C.SOURCE_IP, descending=[True, False])
+
+
+def source_rows(
     events: pl.DataFrame | pl.LazyFrame,
     model: Model | None,
     cfg: Config,

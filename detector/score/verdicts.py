@@ -40,8 +40,11 @@ from detector.score.rules import RISK, RULE, _final, check_event_features, event
 from detector.score.sources import (
     SOURCE_INPUTS,
     SourceBuckets,
+    read_bucket,
+    sorted_sources,
     source_buckets,
     source_context,
+    source_rows,
     source_table,
     split_by_source,
 )
@@ -361,6 +364,12 @@ def hosted_task(pair: Pair, ctx: ScoreContext) -> None:
     hosted_step(scored, ctx).write_parquet(risk, compression="lz4")
 
 
+def source_rows_task(pieces: tuple[Path, ...], ctx: ScoreContext) -> pl.DataFrame:
+    """Per source bucket (its pieces of every shard: :func:`split_source_buckets`): the source
+    table's rows of its addresses (:func:`sources.source_rows`)."""
+    return source_rows(read_bucket(pieces), ctx.model, ctx.cfg, ctx.names, combine=ctx.combine)
+
+
 def account_task(pair: Pair, ctx: ScoreContext) -> pl.DataFrame:
     """Per shard: its accounts' rows (:func:`account_step`)."""
     detection, risk = pair
@@ -432,11 +441,16 @@ def score_shards(
     scored = _scored_scans(pairs)
     every = pl.concat(scored)
     # the per-source tables one source bucket at a time: each holds a bucket's groups
-    buckets = source_buckets(parquet_rows(d for d, _ in pairs))
+    rows = parquet_rows(d for d, _ in pairs)
+    # with worker processes, at least one bucket a worker: each worker builds its buckets' rows
+    buckets = max(source_buckets(rows), workers.n if workers.parallel else 1)
     by_bucket = split_source_buckets(pairs, buckets, workers)  # each shard read once, not once a bucket
-    sources = source_table(
-        every if by_bucket is None else by_bucket, model, cfg, names, combine=combine, buckets=buckets
-    )
+    if by_bucket is not None and workers.parallel:
+        sources = sorted_sources(workers.map(source_rows_task, by_bucket.paths, ctx))
+    else:
+        sources = source_table(
+            every if by_bucket is None else by_bucket, model, cfg, names, combine=combine, buckets=buckets
+        )
     hosted = _hosted(every, sources, cfg, _rule_columns(model, combine))
     if hosted.height:  # the risk files take the raised rules' risk and the mark
         list(workers.map(hosted_task, pairs, replace(ctx, hosted=hosted)))
@@ -471,7 +485,7 @@ def score_shards(
     )
 
 
-def source_bucket_task(item: tuple[Pair, int], buckets: int) -> tuple[Path, ...]:
+def source_pieces_task(item: tuple[Pair, int], buckets: int) -> tuple[Path, ...]:
     """Per shard (its detection beside its risk columns): its rows of the per-source tables' columns
     by source bucket (:func:`~detector.score.sources.split_by_source`), written to
     ``sources-<j>-<k>.parquet`` beside its detection file (every bucket's, empty or not)."""
@@ -492,7 +506,7 @@ def split_source_buckets(pairs: tuple[Pair, ...], buckets: int, workers: Workers
     for one bucket (the per-source tables read the shards)."""
     if buckets <= 1:
         return None
-    pieces = list(workers.map(source_bucket_task, [(pair, k) for k, pair in enumerate(pairs)], buckets))
+    pieces = list(workers.map(source_pieces_task, [(pair, k) for k, pair in enumerate(pairs)], buckets))
     return SourceBuckets(tuple(tuple(shard[j] for shard in pieces) for j in range(buckets)))
 
 
