@@ -182,7 +182,11 @@ def combine(parts: Iterable[PlanLogins]) -> PlanLogins:
 
 _COMBINED: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "from_attackers": lambda f: f.sort(_EVENT, maintain_order=True).drop(_EVENT),
-    "legit": lambda f: f.unique().sort(C.ACCOUNT, C.SOURCE_IP, C.SERVICE, nulls_last=True),
+    # every column a sort key (primary: account, address, service): distinct rows, so one order
+    # whatever order the parts came in (ties on the first three were left to the unique's order)
+    "legit": lambda f: f.unique().sort(
+        C.ACCOUNT, C.SOURCE_IP, C.SERVICE, C.IS_PRACTITIONER, C.PREFIX, C.PREFIX48, C.ASN, nulls_last=True
+    ),
     "addresses": lambda f: f.unique(),
     "anonymous_asns": lambda f: f.unique().sort(C.ASN),
     "practitioners": lambda f: f.unique(),
