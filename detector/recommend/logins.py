@@ -50,8 +50,8 @@ class PlanLogins:
         anonymous_asns: distinct AS numbers of hosting, VPN or Tor logins (``asn``).
         practitioners: distinct accounts with a practitioner's login (``account``).
         taken: distinct accounts with a successful login that is not legitimate (``account``).
-        failed: distinct (``account``, ``source_ip``, ``asn``) of failed logins from unshared
-            addresses whose pair never succeeded in this part.
+        failed: distinct (``account``, ``source_ip``, ``asn``) of failed logins with an AS number
+            from unshared addresses whose pair never succeeded in this part.
         succeeded: distinct (``account``, ``source_ip``) of successful logins from unshared addresses.
     """
 
@@ -109,7 +109,12 @@ def logins_step(events: pl.LazyFrame, ctx: LoginContext) -> PlanLogins:
     )
     succeeded = unshared.filter(pl.col(C.OUTCOME) == Outcome.SUCCESS).select(C.ACCOUNT, C.SOURCE_IP).unique()
     failed = (
-        unshared.filter(pl.col(C.OUTCOME).is_in(list(Outcome.FAILED)) & pl.col(C.ACCOUNT).is_not_null())
+        # without an AS number a failure is never a probing pair (probing() drops it): not carried
+        unshared.filter(
+            pl.col(C.OUTCOME).is_in(list(Outcome.FAILED))
+            & pl.col(C.ACCOUNT).is_not_null()
+            & pl.col(C.ASN).is_not_null()
+        )
         .join(succeeded, on=[C.ACCOUNT, C.SOURCE_IP], how="anti")
         .select(C.ACCOUNT, C.SOURCE_IP, C.ASN)
         .unique()
