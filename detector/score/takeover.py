@@ -115,13 +115,7 @@ def owner_vpn_accounts(lf: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     risky = (
         agg.is_success() & (pl.col(RISK) >= cfg.scoring.account_compromised) & pl.col(C.ACCOUNT).is_not_null()
     )
-    signs = pl.col(C.DETECTORS).list.eval(pl.element().is_in(TAKEOVER_SIGNS)).list.any().fill_null(False)
-    own = (
-        pl.col(C.IS_VPN).fill_null(False)
-        & (pl.col("is_new_asn").fill_null(1) == 0)
-        & (pl.col("acct_prior_successes").fill_null(0) >= cfg.features.cold_start_successes)
-        & ~signs
-    )
+    own = owner_vpn_login(cfg)
     return (
         lf.filter(pl.lit(cfg.scoring.owner_vpn) & risky)
         .group_by(C.ACCOUNT)
