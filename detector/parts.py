@@ -7,7 +7,7 @@ Rows without a key (null) hash to one fixed value, so they share one part.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -33,6 +33,15 @@ def split_rows(frame: pl.DataFrame, key: pl.Expr | pl.Series, n: int) -> list[pl
     parts = frame.with_columns(key.alias(PART)).partition_by(PART, as_dict=True, include_key=False)
     empty = frame.clear()
     return [parts.pop((k,), empty) for k in range(n)]
+
+
+def write_parts(parts: Sequence[pl.DataFrame], path_of: Callable[[int], Path]) -> list[Path]:
+    """Each part ``j`` to ``path_of(j)`` (lz4 Parquet, as every work file), empty parts too; their
+    paths in order."""
+    paths = [path_of(j) for j in range(len(parts))]
+    for part, path in zip(parts, paths, strict=True):
+        part.write_parquet(path, compression="lz4")
+    return paths
 
 
 def parquet_rows(paths: Iterable[Path]) -> int:

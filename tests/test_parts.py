@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.parts import hash_part, key_part, parquet_rows, split_rows
+from detector.parts import hash_part, key_part, parquet_rows, split_rows, write_parts
 
 keys = st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "A", "c@x", "192.0.2.1", ""])), max_size=40)
 
@@ -43,3 +43,11 @@ def test_parquet_rows_reads_the_footers(tmp_path):
         paths.append(path)
     assert parquet_rows(paths) == 8
     assert parquet_rows([]) == 0
+
+
+def test_write_parts_writes_every_part_empty_ones_too_in_order(tmp_path):
+    frame = pl.DataFrame({"k": ["a", "b", "a"], "i": [0, 1, 2]})
+    parts = split_rows(frame, hash_part(pl.col("k"), 4), 4)
+    paths = write_parts(parts, lambda j: tmp_path / f"p-{j}.parquet")
+    assert paths == [tmp_path / f"p-{j}.parquet" for j in range(4)]
+    assert all(pl.read_parquet(path).equals(part) for path, part in zip(paths, parts, strict=True))

@@ -77,7 +77,7 @@ from detector.features import (
 )
 from detector.features import expressions as x
 from detector.features.baseline import TRAITS
-from detector.parts import PART, hash_part, split_rows
+from detector.parts import PART, hash_part, split_rows, write_parts
 from detector.schema import C
 from detector.workers import Workers, in_process
 
@@ -426,12 +426,7 @@ def split_task(block: tuple[int, int], ctx: SplitContext) -> list[Path]:
     frame = pl.scan_parquet(ctx.enriched).slice(first, height).collect()
     parts = split_rows(frame, shard_of(ctx.shards), ctx.shards)
     del frame
-    out = []
-    for k, part in enumerate(parts):
-        path = ctx.work_dir / f"enriched-{k}-{first}.parquet"
-        part.write_parquet(path, compression="lz4")
-        out.append(path)
-    return out
+    return write_parts(parts, lambda k: ctx.work_dir / f"enriched-{k}-{first}.parquet")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import Config
-from detector.parts import hash_part, parquet_rows, split_rows
+from detector.parts import hash_part, parquet_rows, split_rows, write_parts
 from detector.recommend import nets
 from detector.schema import UTC_US, Action, C, Outcome
 from detector.workers import Workers, in_process
@@ -693,12 +693,8 @@ def logins_task(item: tuple[Path, Path], ctx: ReplayContext) -> list[Path]:
         )
         .collect()
     )
-    out = []
-    for j, part in enumerate(split_rows(logins, hash_part(pl.col(C.SOURCE_IP), ctx.buckets), ctx.buckets)):
-        path = prefix.with_name(f"{prefix.name}-{j}.parquet")
-        part.write_parquet(path, compression="lz4")
-        out.append(path)
-    return out
+    parts = split_rows(logins, hash_part(pl.col(C.SOURCE_IP), ctx.buckets), ctx.buckets)
+    return write_parts(parts, lambda j: prefix.with_name(f"{prefix.name}-{j}.parquet"))
 
 
 def bucket_task(parts: list[Path], ctx: ReplayContext) -> pl.DataFrame:

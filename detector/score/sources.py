@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from detector.config import Config
-from detector.parts import hash_part, key_part, split_rows
+from detector.parts import hash_part, split_rows
 from detector.schema import SOURCE_SCHEMA, C, Verdict
 from detector.score import aggregates as agg
 from detector.score.io import Model
@@ -45,7 +45,7 @@ def by_source(events: pl.LazyFrame | pl.DataFrame, buckets: int) -> list[pl.Lazy
     lf = events.lazy()
     if buckets <= 1:
         return [lf]
-    return [lf.filter(key_part(C.SOURCE_IP, buckets, j)) for j in range(buckets)]
+    return [lf.filter(source_bucket(buckets) == j) for j in range(buckets)]
 
 
 def source_bucket(buckets: int) -> pl.Expr:
@@ -85,10 +85,6 @@ class SourceBuckets:
     read from its own pieces instead of every shard being read and filtered once per bucket."""
 
     paths: tuple[tuple[Path, ...], ...]
-
-    def frame(self, j: int) -> pl.DataFrame:
-        """Bucket ``j``'s rows (read alone: a worker's bucket)."""
-        return read_bucket(self.paths[j])
 
     def frames(self) -> Iterator[pl.DataFrame]:
         """Each bucket's rows, one bucket in memory at a time."""

@@ -29,7 +29,7 @@ import polars as pl
 
 from detector.config import Config
 from detector.detect.shards import BATCH_ROWS, merge_sorted_batches, read_batches
-from detector.parts import parquet_rows
+from detector.parts import parquet_rows, write_parts
 from detector.schema import C
 from detector.schema import Verdict as Verdict
 from detector.score import aggregates as agg
@@ -493,12 +493,11 @@ def source_pieces_task(item: tuple[Pair, int], buckets: int) -> tuple[Path, ...]
     frame = pl.concat(
         [_shard_inputs(detection, SOURCE_INPUTS), _shard_inputs(risk, SOURCE_INPUTS)], how="horizontal"
     )
-    out = []
-    for j, part in enumerate(split_by_source(frame, buckets)):
-        path = detection.with_name(f"sources-{j}-{k}.parquet")
-        part.write_parquet(path, compression="lz4")
-        out.append(path)
-    return tuple(out)
+    return tuple(
+        write_parts(
+            split_by_source(frame, buckets), lambda j: detection.with_name(f"sources-{j}-{k}.parquet")
+        )
+    )
 
 
 def split_source_buckets(pairs: tuple[Pair, ...], buckets: int, workers: Workers) -> SourceBuckets | None:
