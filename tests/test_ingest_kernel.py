@@ -286,16 +286,15 @@ def test_auto_takes_inputs_that_are_mostly_dovecot_or_postfix():
         )
         return pl.DataFrame({C.RAW: lines})
 
-    assert kernel.wanted("auto", None, first(6, 4))
-    assert kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES)
-    assert not kernel.wanted("auto", None, first(6, 4), kernel.AUTO_MIN_BYTES - 1)
-    assert kernel.wanted("on", None, first(6, 4), 10)
-    assert not kernel.wanted("auto", None, first(3, 7))
-    assert kernel.wanted("auto", None, first(3, 4, 3))
-    assert kernel.wanted("auto", None, first(0, 4, 6))
-    assert kernel.wanted("on", None, first(0, 7))
-    assert not kernel.wanted("off", None, first(7, 0))
-    assert not kernel.wanted("auto", 2026, first(7, 0))
+    assert kernel.wanted("auto", first(6, 4))
+    assert kernel.wanted("auto", first(6, 4), kernel.AUTO_MIN_BYTES)
+    assert not kernel.wanted("auto", first(6, 4), kernel.AUTO_MIN_BYTES - 1)
+    assert kernel.wanted("on", first(6, 4), 10)
+    assert not kernel.wanted("auto", first(3, 7))
+    assert kernel.wanted("auto", first(3, 4, 3))
+    assert kernel.wanted("auto", first(0, 4, 6))
+    assert kernel.wanted("on", first(0, 7))
+    assert not kernel.wanted("off", first(7, 0))
 
 
 def test_kind_numbers_agree_with_the_compiled_code():
@@ -310,10 +309,10 @@ def test_kind_numbers_agree_with_the_compiled_code():
     assert kernel.REASONS[impl.R_TEMPFAIL] == "Connection lost to authentication server"
 
 
-def test_fixed_year_turns_the_kernel_off():
-    assert not kernel.enabled("auto", 2026)
-    assert not kernel.enabled("off", None)
-    assert kernel.enabled("on", None)
+def test_kernel_modes():
+    """A fixed year no longer turns the kernel off: tests/test_ingest_fixed_year.py."""
+    assert not kernel.enabled("off")
+    assert kernel.enabled("on")
 
 
 def test_unknown_mode_is_a_config_error(tmp_path):

@@ -456,7 +456,7 @@ def _ingest_text(inp: InputFile, run: _Run, log: ReadLog) -> None:
         for batch in read_lines(inp, run.cfg.chunk_bytes, run.cfg.max_line_bytes, log):
             run.lines += len(batch)
             if fast is None:
-                fast = kernel.wanted(run.cfg.kernel, None, batch, run.text_bytes)
+                fast = kernel.wanted(run.cfg.kernel, batch, run.text_bytes)
             state: dict = {}
             steady = True
             if year_end is not None:

@@ -312,10 +312,10 @@ def _without_blas() -> Iterator[None]:
             del sys.modules[BLAS]
 
 
-def enabled(mode: str, year: int | None) -> bool:
-    """Whether a batch goes through the kernel first. A fixed ``year`` carries New Year crossings
-    from line to line in file order (the envelope's state), which the kernel does not: off then."""
-    if mode == "off" or year is not None:
+def enabled(mode: str) -> bool:
+    """Whether a batch goes through the kernel first (with a fixed year too: the reader hands the
+    kernel only batches whose stamps all read in that year, :func:`detector.ingest.envelope.advance_year`)."""
+    if mode == "off":
         return False
     if mode == "on":
         return True
@@ -336,10 +336,10 @@ log lines; compressed files count by their compressed size) leaves the kernel of
 (0.5 s of CPU) costs more than it saves (about 1 us per line). Stdin counts as large."""
 
 
-def wanted(mode: str, year: int | None, first: pl.DataFrame, text_bytes: int | None = None) -> bool:
+def wanted(mode: str, first: pl.DataFrame, text_bytes: int | None = None) -> bool:
     """Whether an input whose first batch is ``first`` goes through the kernel, in a run of
     ``text_bytes`` of text input (see :data:`AUTO_SHARE`, :data:`AUTO_MIN_BYTES`)."""
-    if not enabled(mode, year):
+    if not enabled(mode):
         return False
     if mode == "on":
         return True
