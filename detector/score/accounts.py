@@ -61,7 +61,8 @@ def account_table(
             .with_columns(pl.max_horizontal(RISK, pl.col("_rule").fill_null(0.0)).alias(RISK))
             .collect()
         )
-    if all(c in lf.collect_schema() for c in OWNER_VPN_NEEDS):
+    have = lf.collect_schema()
+    if cfg.scoring.owner_vpn and all(c in have for c in OWNER_VPN_NEEDS):  # off: no work
         feats = (
             feats.lazy()
             .join(owner_vpn_accounts(lf, cfg), on=C.ACCOUNT, how="left", nulls_equal=True)

@@ -164,8 +164,9 @@ def takeover_risk(
         .agg(agg.attempts().sum().alias("_n"), owner.any().alias("_owner"))
         .filter((pl.col("_n") >= s.takeover_failed_attempts) & ~pl.col("_owner"))
     )
+    have = events.collect_schema()
     own_vpn = (
-        owner_vpn_login(cfg) if all(c in events.collect_schema() for c in OWNER_VPN_NEEDS) else pl.lit(False)
+        owner_vpn_login(cfg) if s.owner_vpn and all(c in have for c in OWNER_VPN_NEEDS) else pl.lit(False)
     )
     sprayed = (
         ok.filter((pl.col(RISK) >= s.account_compromised) & ~own_vpn)
@@ -188,7 +189,7 @@ def takeover_risk(
         )
     )
     kinds = [sprayed, guessed]
-    if all(c in events.collect_schema() for c in ANONYMOUS_NEW_NEEDS):
+    if s.takeover_anonymous_new and all(c in have for c in ANONYMOUS_NEW_NEEDS):
         kinds.append(anonymous_new_logins(ok, cfg))
     return (
         pl.concat(kinds)
